@@ -1,0 +1,56 @@
+"""All settings in one place: environment variables ``TOKENSEARCH_*`` overridden by CLI flags.
+
+Built on demand (``Settings()`` / ``get_settings()``), never at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKENSEARCH_", extra="ignore")
+
+    # where one index lives: database (SQLite default), vectors, features, caches, model record
+    home: Path = Path(".tokensearch")
+    database_url: str | None = None  # any SQLAlchemy URL; default sqlite:///<home>/index.sqlite3
+
+    # model
+    model: str = "mini"  # registry spec: mini | mini:/dir | tokenocr:/path/to/checkpoint
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    threads: int | None = None  # torch/BLAS threads; None = library default
+
+    # indexing
+    text_layer: Literal["auto", "off"] = "auto"
+    batch_size: int = Field(4, ge=1, le=256)  # pages per encoder batch
+    max_page_pixels: int = Field(60_000_000, ge=1)  # larger rasters are refused as "absurd pixel size"
+    max_image_bytes: int = Field(512 * 2**20, ge=1)
+
+    # search
+    threshold: float | None = None  # score a hit must reach; None = the model's calibrated value
+    max_query_chars: int = Field(256, ge=1)
+    max_k: int = Field(100, ge=1)
+
+    # API
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    roots: list[Path] = Field(default_factory=list)  # folders the API may index / serve from
+    max_upload_bytes: int = Field(100 * 2**20, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'index.sqlite3').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings from the environment (for the API's dependency injection)."""
+    return Settings()

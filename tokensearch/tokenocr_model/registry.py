@@ -1,0 +1,46 @@
+"""Model registry: a model spec string -> a :class:`TokenEncoder`.
+
+Specs: ``mini`` (the embedded default, weights shipped in the package; ``mini:/path/to/weights-dir`` for a
+retrained one) and ``tokenocr:/path/to/checkpoint-folder`` (the official TokenOCR / TokenFD weights).
+Builders are imported lazily so that choosing one model never imports another's dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .interface import TokenEncoder
+
+
+def _build_mini(arg: str | None, device: str, dtype: str) -> TokenEncoder:
+    from .mini import load_mini
+
+    return load_mini(arg, device=device, dtype=dtype)
+
+
+def _build_tokenocr(arg: str | None, device: str, dtype: str) -> TokenEncoder:
+    if not arg:
+        raise ValueError("the tokenocr model needs a checkpoint folder: --model tokenocr:/path/to/TokenOCR")
+    from .tokenocr import load_tokenocr
+
+    return load_tokenocr(arg, device=device, dtype=dtype)
+
+
+_BUILDERS: dict[str, Callable[[str | None, str, str], TokenEncoder]] = {
+    "mini": _build_mini,
+    "tokenocr": _build_tokenocr,
+}
+
+
+def available_models() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32") -> TokenEncoder:
+    """Build the encoder named by ``spec`` (``family`` or ``family:argument``)."""
+    family, _, arg = spec.partition(":")
+    builder = _BUILDERS.get(family)
+    if builder is None:
+        raise ValueError(f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
+                         "(e.g. --model mini, --model tokenocr:/path/to/checkpoint)")
+    return builder(arg or None, device, dtype)
