@@ -1,0 +1,397 @@
+"""The embedded default model "mini": a small TokenOCR-like token-level text-image model for CPUs.
+
+Two halves living in one D-dimensional space (read top to bottom):
+
+1. ``TokenComposer`` — text side. TokenOCR reads a token's vector from the LLM's embedding table; a
+   table only knows tokens seen in training, so mini *composes* every token's vector from its
+   characters instead: each character adds a learned embedding per (character, PHOC level/bin) — where
+   in the token it sits at 1/1, 1/2, 1/3, 1/4 resolution — plus embeddings of the token length and of
+   the leading-space flag; a small MLP maps the sum into the space. Every id of the vocabulary (and any
+   string) has a vector, so unseen words, names, numbers and codes are searchable. Vectors of the
+   whole vocabulary are computed once at load time and cached.
+
+2. ``VisionEncoder`` — image side. Grayscale page at 150 DPI -> stride-8 feature grid (one cell ~ one
+   character of 10 pt text) -> unit vectors in the token space + a text/background logit per cell.
+   Cheap on CPU: a 4x4 patchify stem, one conv at 1/4, a stride-2 conv to 1/8, then residual blocks
+   mixing a 3x3 neighbourhood with wide horizontal context (dilated 1xk convs), so a cell "reads" the
+   token around it.
+
+The page image is padded to a multiple of the stride (white) and the grid cropped back to
+``ceil(H/8) x ceil(W/8)``, so the grid covers the page uniformly: cell (x, y) = page box
+``[x/W, y/H, (x+1)/W, (y+1)/H]`` with ``W, H`` the grid size (the last cell row/column may extend a
+few pixels beyond the page — at most 7 px at 150 DPI).
+
+Weights: ``weights/mini.safetensors`` + ``weights/tokenizer.json`` in this package (or a directory
+given as ``mini:/dir``); ``metadata["config"]`` holds the :class:`MiniConfig` as JSON and
+``metadata["extra"]`` the calibrated score threshold and training record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from .interface import FeatureGrid, ModelInfo, QueryTokens, Token
+from .mini_tokenizer import MiniTokenizer, piece_to_text
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_FILE = "mini.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class MiniConfig:
+    dim: int = 96  # D: token and cell vectors
+    stride: int = 8  # pixels of the input per grid cell (fixed by the three stride-2 stages)
+    widths: tuple[int, int, int] = (32, 32, 96)  # channels: stem 1/4, conv 1/4, 1/8
+    n_blocks: int = 4  # context blocks at 1/8: 3x3, 1xk dil 2, 1xk dil 4, 3x3
+    horiz_kernel: int = 5
+    n_chars: int = 128 + 32  # ASCII + hashed buckets for other characters
+    char_dim: int = 256
+    max_len: int = 16  # token length embedding buckets
+    phoc_levels: tuple[int, ...] = (1, 2, 3, 4)
+    dpi: float = 150.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MiniConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**d)
+
+
+# ------------------------------------------------------------------------------------------------------
+# text side
+# ------------------------------------------------------------------------------------------------------
+
+def char_index(ch: str, n_chars: int) -> int:
+    o = ord(ch)
+    if 32 <= o < 128:
+        return o
+    return 128 + (o % (n_chars - 128))  # hashed bucket for everything else (0..31 unused: no controls)
+
+
+def phoc_slots(n: int, levels: Sequence[int]) -> list[list[int]]:
+    """For each of n characters, the PHOC slot ids it falls in (one per level; slot = level offset + bin).
+
+    Character i covers [i/n, (i+1)/n]; at level L it belongs to the bin holding its centre.
+    """
+    out = []
+    for i in range(n):
+        centre = (i + 0.5) / n
+        slots, off = [], 0
+        for L in levels:
+            slots.append(off + min(L - 1, int(centre * L)))
+            off += L
+        out.append(slots)
+    return out
+
+
+class TokenComposer(nn.Module):
+    """Token string -> unit vector, from its characters (PHOC-style bag of (char, slot) embeddings)."""
+
+    def __init__(self, cfg: MiniConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.n_slots = sum(cfg.phoc_levels)
+        self.char_emb = nn.Embedding(cfg.n_chars * self.n_slots, cfg.char_dim)
+        self.len_emb = nn.Embedding(cfg.max_len + 1, cfg.char_dim)
+        self.space_emb = nn.Embedding(2, cfg.char_dim)
+        self.mlp = nn.Sequential(nn.LayerNorm(cfg.char_dim), nn.Linear(cfg.char_dim, 2 * cfg.char_dim), nn.GELU(),
+                                 nn.Linear(2 * cfg.char_dim, cfg.dim))
+        nn.init.normal_(self.char_emb.weight, std=0.3)
+        nn.init.normal_(self.len_emb.weight, std=0.1)
+        nn.init.normal_(self.space_emb.weight, std=0.3)
+
+    def featurize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Strings -> (flat slot ids (S,), owner row per id (S,), lengths (N,), space flags (N,))."""
+        cfg = self.cfg
+        ids, owner, lens, space = [], [], [], []
+        for row, t in enumerate(texts):
+            sp = t.startswith(" ")
+            body = t[1:] if sp else t
+            body = body if body else " "  # the space token itself
+            for ch, slots in zip(body, phoc_slots(len(body), cfg.phoc_levels)):
+                c = char_index(ch, cfg.n_chars)
+                for s in slots:
+                    ids.append(c * self.n_slots + s)
+                    owner.append(row)
+            lens.append(min(len(body), cfg.max_len))
+            space.append(int(sp))
+        return (torch.tensor(ids, dtype=torch.long), torch.tensor(owner, dtype=torch.long),
+                torch.tensor(lens, dtype=torch.long), torch.tensor(space, dtype=torch.long))
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        ids, owner, lens, space = self.featurize(texts)
+        dev = self.char_emb.weight.device
+        e = self.char_emb(ids.to(dev))  # (S, E)
+        h = torch.zeros(len(texts), e.shape[1], device=dev, dtype=e.dtype).index_add_(0, owner.to(dev), e)
+        h = h / lens.to(dev).clamp(min=1).unsqueeze(1).to(e.dtype).sqrt()  # (N, E)
+        h = h + self.len_emb(lens.to(dev)) + self.space_emb(space.to(dev))
+        return F.normalize(self.mlp(h), dim=-1)  # (N, D)
+
+
+# ------------------------------------------------------------------------------------------------------
+# image side
+# ------------------------------------------------------------------------------------------------------
+
+def conv_bn(cin: int, cout: int, k: int | tuple[int, int] = 1, stride: int = 1,
+            dilation: int | tuple[int, int] = 1) -> nn.Sequential:
+    """Conv (no bias) + BatchNorm; folded into one biased conv for inference by :func:`fuse_conv_bn`."""
+    k2 = (k, k) if isinstance(k, int) else k
+    d2 = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if stride > 1 and stride == k2[0]:  # patchify (kernel == stride) needs no padding
+        pad = (0, 0)
+    else:
+        pad = (d2[0] * (k2[0] - 1) // 2, d2[1] * (k2[1] - 1) // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k2, stride, pad, dilation=d2, bias=False), nn.BatchNorm2d(cout))
+
+
+class ContextBlock(nn.Module):
+    """Residual conv at 1/8: a 3x3 neighbourhood or a dilated 1xk row (horizontal reading context)."""
+
+    def __init__(self, c: int, k: tuple[int, int], dilation: tuple[int, int]):
+        super().__init__()
+        self.conv = conv_bn(c, c, k, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.relu(self.conv(x))  # (B, C, h, w)
+
+
+class VisionEncoder(nn.Module):
+    """Grayscale page (B, 1, H, W) in [0, 1] (ink dark) -> cell vectors (B, D, H/8, W/8) + text logits.
+
+    Plain dense convs: on CPUs they run near peak FLOP/s, unlike depthwise ones. Horizontal receptive
+    field ~ +/- 110 px (about 14 characters of 10 pt text at 150 DPI), vertical ~ +/- 30 px (one line).
+    """
+
+    def __init__(self, cfg: MiniConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.widths
+        self.stem = conv_bn(1, c1, 4, 4)  # patchify 4x4 -> 1/4
+        self.conv4 = conv_bn(c1, c2, 3)  # glyph strokes at 1/4
+        self.down8 = conv_bn(c2, c3, 3, 2)  # -> 1/8
+        plan = [((3, 3), (1, 1)), ((1, cfg.horiz_kernel), (1, 2)), ((1, cfg.horiz_kernel), (1, 4)), ((3, 3), (1, 1))]
+        self.blocks = nn.ModuleList(ContextBlock(c3, *plan[i % len(plan)]) for i in range(cfg.n_blocks))
+        self.head = nn.Conv2d(c3, cfg.dim + 1, 1)  # D feature channels + 1 text logit
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = 1.0 - x  # ink -> 1, paper -> 0
+        x = F.relu(self.stem(x))  # (B, c1, H/4, W/4)
+        x = F.relu(self.conv4(x))  # (B, c2, H/4, W/4)
+        x = F.relu(self.down8(x))  # (B, c3, H/8, W/8)
+        for b in self.blocks:
+            x = b(x)
+        out = self.head(x)  # (B, D+1, h, w)
+        feats = F.normalize(out[:, :-1], dim=1)  # (B, D, h, w) unit vectors
+        return feats, out[:, -1]  # text logit (B, h, w)
+
+
+class MiniModel(nn.Module):
+    def __init__(self, cfg: MiniConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = VisionEncoder(cfg)
+        self.composer = TokenComposer(cfg)
+        # SigLIP-style logit scale and bias, learned (also used to calibrate per-cell BCE)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.logit_bias = nn.Parameter(torch.tensor(-5.0))
+
+
+# ------------------------------------------------------------------------------------------------------
+# preprocessing, loading, the TokenEncoder
+# ------------------------------------------------------------------------------------------------------
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image (any mode) -> (1, H, W) float32 in [0, 1], alpha composited on white."""
+    if img.mode in ("RGBA", "LA", "P"):
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, img)
+    arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr)[None]
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, 1, H, W) -> padded with white at right/bottom to multiples of ``stride``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    return F.pad(x, (0, pw, 0, ph), value=1.0) if (ph or pw) else x
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode ``Sequential(Conv2d(bias=False), BatchNorm2d)`` into one Conv2d (inference)."""
+    for name, mod in list(model.named_children()):
+        if (isinstance(mod, nn.Sequential) and len(mod) == 2 and isinstance(mod[0], nn.Conv2d)
+                and isinstance(mod[1], nn.BatchNorm2d)):
+            conv, bn = mod[0], mod[1]
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              conv.dilation, conv.groups, bias=True)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            fused.weight.data = conv.weight.data * scale.reshape(-1, 1, 1, 1)
+            fused.bias.data = bn.bias.data - bn.running_mean * scale
+            setattr(model, name, fused)
+        else:
+            fuse_conv_bn(mod)
+    return model
+
+
+def file_sha256(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy weights key by key; a loud error lists missing/unexpected keys and shape mismatches."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or bad_shape:
+        lines = [f"mini weights {source} do not match the architecture:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}"
+                         + (" ..." if len(unexpected) > 20 else ""))
+        for k in bad_shape[:20]:
+            lines.append(f"  shape of {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+        lines.append("  (was the file written by another version of tokensearch? retrain with `tokensearch train`)")
+        raise ValueError("\n".join(lines))
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k])
+
+
+def save_weights(model: MiniModel, path: str | Path, extra: dict | None = None) -> None:
+    """Write ``model`` as safetensors with its config and ``extra`` (threshold, training record) as metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"config": json.dumps(asdict(model.cfg)), "extra": json.dumps(extra or {})}
+    save_file(state, str(path), metadata=meta)
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], MiniConfig, dict]:
+    from safetensors import safe_open
+
+    state = {}
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        for k in f.keys():
+            state[k] = f.get_tensor(k)
+    cfg = MiniConfig.from_dict(json.loads(meta.get("config", "{}")))
+    extra = json.loads(meta.get("extra", "{}"))
+    return state, cfg, extra
+
+
+class MiniEncoder:
+    """:class:`~tokensearch.tokenocr_model.interface.TokenEncoder` for the mini model."""
+
+    def __init__(self, model: MiniModel, tokenizer: MiniTokenizer, name: str = "mini", fingerprint: str = "",
+                 extra: dict | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 1):
+        self.cfg = model.cfg
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, dtype)
+        self.batch_size = batch_size
+        self.dpi = float(self.cfg.dpi)
+        model.eval()
+        with torch.no_grad():
+            self._vocab = self._compose_vocab(model.composer).numpy()  # (V, D) cached token vectors
+        self.vision = fuse_conv_bn(model.vision).to(self.device, self.dtype).eval()
+        if self.device.type == "cpu":  # oneDNN convs are fastest in NHWC on CPUs
+            self.vision = self.vision.to(memory_format=torch.channels_last)
+        self.composer = model.composer
+        extra = dict(extra or {})
+        extra.setdefault("threshold", 0.5)
+        extra.setdefault("stride", self.cfg.stride)
+        extra.setdefault("score", "mean over the query's tokens of the max cosine of the token at its matched cells")
+        self.info = ModelInfo(name=name, family="mini", fingerprint=fingerprint, dim=self.cfg.dim, extra=extra)
+
+    def _compose_vocab(self, composer: TokenComposer, chunk: int = 2048) -> torch.Tensor:
+        texts = [piece_to_text(p) for p in self.tokenizer.pieces()]
+        return torch.cat([composer(texts[i:i + chunk]).float().cpu() for i in range(0, len(texts), chunk)])
+
+    # --- geometry -----------------------------------------------------------------------------------
+    def grid_shape(self, width: int, height: int) -> tuple[int, int]:
+        s = self.cfg.stride
+        return -(-int(height) // s), -(-int(width) // s)
+
+    # --- images ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_pages(self, images: Sequence[Image.Image]) -> list[FeatureGrid]:
+        out: list[FeatureGrid] = []
+        # batch images of equal size together (pages of one PDF usually are)
+        order = sorted(range(len(images)), key=lambda i: images[i].size)
+        results: dict[int, FeatureGrid] = {}
+        i = 0
+        while i < len(order):
+            j = i + 1
+            while j < len(order) and j - i < self.batch_size and images[order[j]].size == images[order[i]].size:
+                j += 1
+            batch = torch.stack([image_to_tensor(images[k]) for k in order[i:j]])  # (B, 1, H, W)
+            h, w = self.grid_shape(batch.shape[-1], batch.shape[-2])
+            x = pad_to_stride(batch, self.cfg.stride).to(self.device, self.dtype)
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            feats, text = self.vision(x)  # (B, D, h', w'), (B, h', w')
+            feats = feats[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()  # (B, h, w, D)
+            text = torch.sigmoid(text[:, :h, :w].float()).cpu().numpy()
+            for n, k in enumerate(order[i:j]):
+                results[k] = FeatureGrid(features=np.ascontiguousarray(feats[n]), text=text[n])
+            i = j
+        out = [results[k] for k in range(len(images))]
+        return out
+
+    # --- text ------------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[Token]:
+        return self.tokenizer.tokenize(text)
+
+    def token_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self._vocab)):
+            raise IndexError(f"token id out of range 0..{len(self._vocab) - 1}")
+        return self._vocab[ids].astype(np.float32, copy=True).reshape(len(ids), self.cfg.dim)
+
+    def embed_query(self, text: str) -> QueryTokens:
+        tokens = self.tokenize(text)
+        return QueryTokens(text=text, tokens=tokens, vectors=self.token_vectors([t.id for t in tokens]))
+
+    @torch.no_grad()
+    def embed_strings(self, strings: Sequence[str]) -> np.ndarray:
+        """Vectors of arbitrary token strings (leading space = the space flag), even outside the vocabulary."""
+        return self.composer(list(strings)).float().cpu().numpy()
+
+
+def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = "float32") -> MiniEncoder:
+    """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file)."""
+    if path is None:
+        d = WEIGHTS_DIR
+        wfile = d / WEIGHTS_FILE
+        name = "mini"
+    else:
+        p = Path(path)
+        d, wfile = (p.parent, p) if p.suffix == ".safetensors" else (p, p / WEIGHTS_FILE)
+        name = f"mini:{p}"
+    tfile = d / TOKENIZER_FILE
+    if not wfile.is_file():
+        raise FileNotFoundError(f"mini weights not found: {wfile} (train them with `tokensearch train --out DIR`"
+                                " and use --model mini:DIR)")
+    tokenizer = MiniTokenizer.from_file(tfile)
+    state, cfg, extra = read_weights(wfile)
+    model = MiniModel(cfg)
+    load_state(model, state, str(wfile))
+    return MiniEncoder(model, tokenizer, name=name, fingerprint=file_sha256(wfile, tfile), extra=extra,
+                       device=device, dtype=dtype)
