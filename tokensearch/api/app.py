@@ -1,0 +1,137 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; its lifespan builds the ONE engine.
+
+Nothing happens at import time: settings come in as an argument (or ``get_settings()`` when omitted), the
+engine is opened when the app starts and closed when it stops, index jobs interrupted by the previous stop
+are resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from tokensearch.settings import Settings, get_settings
+
+from .deps import ApiState
+from .errors import install_error_handlers
+from .jobs import JobManager
+from .metrics import Metrics, MetricsMiddleware
+from .pages import PageImageCache, TokenMapsCache
+from .routes import documents, health, index_jobs, pages, search
+from .security import allowed_roots, check_startup, resolve_client_path
+
+log = logging.getLogger("tokensearch.api")
+STATIC = Path(__file__).parent / "static"
+
+VIEWER_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+              "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def _build_state(settings: Settings, engine: Any, metrics: Metrics) -> ApiState:
+    home = Path(settings.home).expanduser()
+    roots = allowed_roots(settings)
+    return ApiState(
+        settings=settings,
+        engine=engine,
+        jobs=JobManager(engine, home / "api", validate_path=lambda p: resolve_client_path(p, settings)),
+        images=PageImageCache(engine, home / "cache", roots, settings.max_page_pixels),
+        token_maps=TokenMapsCache(engine),
+        metrics=metrics,
+        roots=roots,
+    )
+
+
+def create_app(settings: Settings | None = None, *, engine: Any | None = None) -> FastAPI:
+    """The API + viewer app. Pass ``engine`` to share an already open engine (it is then not closed here).
+
+    Raises :class:`~tokensearch.api.security.InsecureConfigError` if ``settings.host`` is not loopback and
+    no API key is set.
+    """
+    settings = settings or get_settings()
+    check_startup(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = engine is None
+        if own:
+            from tokensearch.engine import Engine
+
+            eng = Engine(settings)
+        else:
+            eng = engine
+        state = _build_state(settings, eng, metrics)
+        state.jobs.start()
+        app.state.api = state
+        log.info("tokensearch API ready (home=%s, roots=%s, auth=%s)", settings.home,
+                 [str(r) for r in state.roots], bool(settings.api_key))
+        try:
+            yield
+        finally:
+            state.jobs.stop()
+            app.state.api = None
+            if own:
+                eng.close()
+
+    app = FastAPI(
+        title="tokensearch",
+        version=_version(),
+        summary="Search document folders for text in the page images; get ranked pages and boxes.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for r in (search.router, documents.router, index_jobs.router, pages.router, health.router):
+        app.include_router(r)
+
+    @app.get("/", include_in_schema=False)
+    def viewer() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": VIEWER_CSP,
+                                                            "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=[str(o) for o in settings.cors_origins],
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type"])
+    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _version() -> str:
+    from .routes.health import _version as v
+
+    return v()
+
+
+class _SecurityHeaders:
+    """``nosniff`` everywhere; the viewer's strict CSP on its static files too."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):  # noqa: ANN001
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope.get("path", "").startswith("/static/")
+
+        async def send_wrapper(message):  # noqa: ANN001
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"referrer-policy", b"no-referrer"))
+                if static:
+                    headers.append((b"content-security-policy", VIEWER_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

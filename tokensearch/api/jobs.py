@@ -1,0 +1,306 @@
+"""Index jobs run by the API: one worker thread, progress in memory, state persisted under ``<home>/api``.
+
+A job indexes a folder (``POST /api/v1/index-jobs``) or a set of uploaded files (``POST /api/v1/documents``).
+Jobs run one at a time (the engine's index writer is single), while searches keep being served.
+
+State survives restarts: ``<home>/api/jobs.json`` is rewritten atomically on every state change (and at
+most once a second for progress). On start-up, a job that was queued or running when the server stopped
+is marked ``interrupted``, then re-queued — indexing is incremental, so resuming is re-running — unless it
+was already resumed :data:`MAX_RESUMES` times or its path is gone, in which case it is failed visibly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("tokensearch.api.jobs")
+
+MAX_RESUMES = 3
+MAX_KEPT = 200  # finished jobs kept in the history
+UNFINISHED = ("queued", "running")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # "folder" | "upload"
+    path: str  # folder/file to index, or the upload root
+    files: list[str] = field(default_factory=list)  # uploads: the stored files
+    status: str = "queued"
+    created_at: str = field(default_factory=_now)
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    resumed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Job":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclass / namedtuple / object -> JSON-able dict (for ProgressEvent and IndexReport)."""
+    if obj is None:
+        return None
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    elif hasattr(obj, "_asdict"):
+        obj = obj._asdict()
+    elif not isinstance(obj, dict):
+        obj = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+    return json.loads(json.dumps(obj, default=str))
+
+
+class JobManager:
+    """Runs index jobs on a worker thread and persists their state."""
+
+    def __init__(self, engine: Any, state_dir: Path, *, validate_path: Callable[[str], Path] | None = None,
+                 on_finish: Callable[[Job], None] | None = None):
+        self.engine = engine
+        self.state_file = Path(state_dir) / "jobs.json"
+        self.validate_path = validate_path  # re-checks a resumed job's path against the roots
+        self.on_finish = on_finish
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.RLock()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._cancel: dict[str, threading.Event] = {}
+        self._done: dict[str, threading.Event] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._last_save = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._load()
+        with self._lock:
+            for job in sorted(self._jobs.values(), key=lambda j: j.created_at):
+                if job.status in UNFINISHED:
+                    job.status = "interrupted"
+                    log.warning("index job %s (%s) was interrupted by a server stop", job.id, job.path)
+            self._save(force=True)
+            for job in sorted(self._jobs.values(), key=lambda j: j.created_at):
+                if job.status == "interrupted":
+                    self._resume(job)
+            self._save(force=True)
+        self._thread = threading.Thread(target=self._work, name="tokensearch-index-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the running job (it stays resumable: marked ``interrupted``) and stop the worker."""
+        self._stopping.set()
+        with self._lock:
+            for ev in self._cancel.values():
+                ev.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            for job in self._jobs.values():
+                if job.status in UNFINISHED:
+                    job.status = "interrupted"
+            self._save(force=True)
+
+    def _resume(self, job: Job) -> None:
+        if job.resumed >= MAX_RESUMES:
+            self._finish(job, "failed", error=f"interrupted {job.resumed + 1} times by server restarts; "
+                         "giving up — submit the job again")
+            return
+        paths = job.files if job.kind == "upload" else [job.path]
+        try:
+            for p in paths:
+                if self.validate_path is not None and job.kind == "folder":
+                    self.validate_path(p)
+                elif not Path(p).exists():
+                    raise FileNotFoundError(p)
+        except Exception as exc:  # noqa: BLE001 - any reason makes the job un-resumable; say which
+            self._finish(job, "failed", error=f"could not resume after a restart: {getattr(exc, 'message', exc)}")
+            return
+        job.resumed += 1
+        job.status = "queued"
+        job.error = None
+        self._enqueue(job)
+        log.info("resuming index job %s (%s), attempt %d", job.id, job.path, job.resumed + 1)
+
+    # -- API ------------------------------------------------------------------------------------------------
+
+    def submit_folder(self, path: Path) -> Job:
+        return self._submit(Job(id=uuid.uuid4().hex[:12], kind="folder", path=str(path)))
+
+    def submit_upload(self, files: list[Path], root: Path) -> Job:
+        return self._submit(Job(id=uuid.uuid4().hex[:12], kind="upload", path=str(root),
+                                files=[str(f) for f in files]))
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return Job.from_dict(job.to_dict()) if job else None
+
+    def list(self) -> list[Job]:
+        with self._lock:
+            return [Job.from_dict(j.to_dict()) for j in sorted(self._jobs.values(), key=lambda j: j.created_at,
+                                                              reverse=True)]
+
+    def cancel(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            if job.status == "queued":
+                self._finish(job, "cancelled")
+            elif job.status == "running":
+                self._cancel[job_id].set()
+            return Job.from_dict(job.to_dict())
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
+        with self._lock:
+            ev = self._done.get(job_id)
+        if ev is not None:
+            ev.wait(timeout)
+        return self.get(job_id)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            out: dict[str, int] = {}
+            for job in self._jobs.values():
+                out[job.status] = out.get(job.status, 0) + 1
+            return out
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _submit(self, job: Job) -> Job:
+        with self._lock:
+            self._jobs[job.id] = job
+            self._enqueue(job)
+            self._prune()
+            self._save(force=True)
+            return Job.from_dict(job.to_dict())
+
+    def _enqueue(self, job: Job) -> None:
+        self._cancel[job.id] = threading.Event()
+        self._done.setdefault(job.id, threading.Event()).clear()
+        self._queue.put(job.id)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            job_id = self._queue.get()
+            if job_id is None:
+                break
+            with self._lock:
+                job = self._jobs.get(job_id)
+                if job is None or job.status != "queued":
+                    continue
+                job.status = "running"
+                job.started_at = _now()
+                job.finished_at = None
+                cancel = self._cancel[job_id]
+                self._save(force=True)
+            try:
+                report = self._run(job, cancel)
+            except Exception as exc:  # noqa: BLE001 - a job failure is reported on the job, never crashes the worker
+                log.exception("index job %s failed", job.id)
+                with self._lock:
+                    self._finish(job, "interrupted" if self._stopping.is_set() else "failed",
+                                 error=str(exc) or type(exc).__name__)
+                continue
+            with self._lock:
+                job.report = _plain(report)
+                if cancel.is_set():
+                    self._finish(job, "interrupted" if self._stopping.is_set() else "cancelled")
+                else:
+                    self._finish(job, "done")
+
+    def _run(self, job: Job, cancel: threading.Event) -> Any:
+        t0 = time.monotonic()
+
+        def progress(event: Any) -> None:
+            p = _plain(event) or {}
+            if not p.get("pages_per_s"):
+                elapsed = max(time.monotonic() - t0, 1e-6)
+                p["pages_per_s"] = round(p.get("pages_done", 0) / elapsed, 3)
+            with self._lock:
+                job.progress = p
+                self._save()
+
+        if job.kind == "upload":
+            return self.engine.index_files([Path(f) for f in job.files], Path(job.path), progress=progress)
+        target = Path(job.path)
+        if self.validate_path is not None:
+            target = self.validate_path(job.path)
+        if target.is_file():
+            return self.engine.index_files([target], target.parent, progress=progress)
+        return self.engine.index(target, progress=progress, cancel=cancel)
+
+    def _finish(self, job: Job, status: str, error: str | None = None) -> None:
+        job.status = status
+        job.error = error
+        job.finished_at = _now()
+        if job.report and status == "done":
+            rep = job.report
+            prog = job.progress
+            prog["files_total"] = max(prog.get("files_total", 0), rep.get("files_seen", 0))
+            prog["files_done"] = max(prog.get("files_done", 0), rep.get("files_seen", 0))
+            prog["pages_done"] = max(prog.get("pages_done", 0), rep.get("pages", 0))
+            prog["pages_total"] = max(prog.get("pages_total", 0), prog["pages_done"])
+            if rep.get("seconds"):
+                prog["pages_per_s"] = round(rep.get("pages", 0) / rep["seconds"], 3)
+            prog["failures"] = max(prog.get("failures", 0), len(rep.get("failed") or []))
+        self._save(force=True)
+        ev = self._done.setdefault(job.id, threading.Event())
+        ev.set()
+        self._cancel.pop(job.id, None)
+        if self.on_finish is not None:
+            try:
+                self.on_finish(job)
+            except Exception:  # noqa: BLE001
+                log.exception("job finish hook failed")
+
+    def _prune(self) -> None:
+        finished = [j for j in self._jobs.values() if j.status not in UNFINISHED]
+        finished.sort(key=lambda j: j.created_at)
+        for j in finished[:-MAX_KEPT] if len(finished) > MAX_KEPT else []:
+            self._jobs.pop(j.id, None)
+            self._done.pop(j.id, None)
+
+    def _load(self) -> None:
+        if not self.state_file.exists():
+            return
+        try:
+            data = json.loads(self.state_file.read_text())
+            self._jobs = {d["id"]: Job.from_dict(d) for d in data.get("jobs", [])}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            broken = self.state_file.with_suffix(".json.broken")
+            log.error("cannot read %s (%s); moved it to %s and starting with no jobs", self.state_file, exc, broken)
+            os.replace(self.state_file, broken)
+            self._jobs = {}
+
+    def _save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_save < 1.0:
+            return
+        self._last_save = now
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps({"version": 1, "jobs": [j.to_dict() for j in self._jobs.values()]}, indent=1))
+        os.replace(tmp, self.state_file)

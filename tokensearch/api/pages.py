@@ -1,0 +1,211 @@
+"""Page pictures for the API: cached page images (rasterised once, scaled copies on disk) and heatmaps.
+
+Cache layout: ``<home>/cache/pages/<doc_id>/<version>/p<page>-full.png`` (the engine's rasterisation, made
+once) and ``p<page>-w<width>.<png|webp>`` (scaled copies). ``version`` hashes what the store knows of the
+document's content, so a re-indexed file never shows a stale picture. Widths snap up to :data:`WIDTHS`, so
+a client cannot fill the disk by asking for every width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import ApiError, not_found
+from .security import is_inside
+
+WIDTHS = (160, 240, 320, 480, 640, 800, 1024, 1280, 1600, 2048, 2560)
+FORMATS = {"png": "image/png", "webp": "image/webp"}
+
+
+def doc_path(doc: dict) -> str | None:
+    """The source file of a store document (the store may list several paths for duplicates)."""
+    if doc.get("path"):
+        return str(doc["path"])
+    paths = doc.get("paths") or []
+    return str(paths[0]) if paths else None
+
+
+def doc_page_count(doc: dict) -> int | None:
+    pages = doc.get("pages", doc.get("page_count", doc.get("n_pages")))
+    if isinstance(pages, list):
+        return len(pages)
+    return int(pages) if isinstance(pages, (int, float)) else None
+
+
+def doc_version(doc: dict) -> str:
+    keys = ("sha256", "hash", "content_hash", "mtime", "size", "updated_at", "indexed_at")
+    basis = {k: doc.get(k) for k in keys if doc.get(k) is not None} or {"path": doc_path(doc)}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def snap_width(width: int | None, full_width: int) -> int:
+    if width is None:
+        width = 1280
+    for w in WIDTHS:
+        if w >= width:
+            return min(w, full_width)
+    return min(WIDTHS[-1], full_width)
+
+
+class PageImageCache:
+    def __init__(self, engine: Any, cache_dir: Path, roots: list[Path], max_page_pixels: int):
+        self.engine = engine
+        self.dir = Path(cache_dir) / "pages"
+        self.roots = roots
+        self.max_page_pixels = max_page_pixels
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def checked_document(self, doc_id: int, page: int) -> dict:
+        """The store's document, after checking the page exists and the file lies inside the roots."""
+        doc = self.engine.store.document(doc_id)
+        if doc is None:
+            raise not_found(f"document {doc_id}")
+        n = doc_page_count(doc)
+        if page < 1 or (n is not None and page > n):
+            raise not_found(f"page {page} of document {doc_id} ({n} pages)")
+        path = doc_path(doc)
+        if path is None or not is_inside(Path(path).resolve(), self.roots):
+            raise ApiError(403, "forbidden", f"document {doc_id} lies outside the folders this server may read; "
+                           "start it with --root <folder> (TOKENSEARCH_ROOTS) to serve its pages")
+        return doc
+
+    def full(self, doc_id: int, page: int, doc: dict) -> Path:
+        folder = self.dir / str(doc_id) / doc_version(doc)
+        target = folder / f"p{page}-full.png"
+        if target.exists():
+            return target
+        with self._lock(str(target)):
+            if target.exists():
+                return target
+            img = self.engine.page_image(doc_id, page)
+            if img.width * img.height > self.max_page_pixels:
+                raise ApiError(422, "page_too_large", f"page is {img.width}x{img.height} px, above the "
+                               f"limit of {self.max_page_pixels} pixels (TOKENSEARCH_MAX_PAGE_PIXELS)")
+            folder.mkdir(parents=True, exist_ok=True)
+            _save_atomic(_rgb(img), target, "PNG", compress_level=1)
+        return target
+
+    def get(self, doc_id: int, page: int, width: int | None, fmt: str) -> Path:
+        doc = self.checked_document(doc_id, page)
+        full = self.full(doc_id, page, doc)
+        with Image.open(full) as im:
+            full_w, full_h = im.size
+        w = snap_width(width, full_w)
+        target = full.with_name(f"p{page}-w{w}.{fmt}")
+        if target.exists():
+            return target
+        with self._lock(str(target)):
+            if target.exists():
+                return target
+            with Image.open(full) as im:
+                im.load()
+                h = max(1, round(full_h * w / full_w))
+                small = im if w == full_w else im.resize((w, h), Image.Resampling.LANCZOS)
+                if fmt == "webp":
+                    _save_atomic(small, target, "WEBP", quality=82, method=4)
+                else:
+                    _save_atomic(small, target, "PNG", optimize=False, compress_level=6)
+        return target
+
+    def page_size(self, doc_id: int, page: int) -> tuple[int, int]:
+        doc = self.checked_document(doc_id, page)
+        with Image.open(self.full(doc_id, page, doc)) as im:
+            return im.size
+
+    def forget(self, doc_id: int) -> None:
+        shutil.rmtree(self.dir / str(doc_id), ignore_errors=True)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("RGB", "L"):
+        return img
+    if img.mode in ("RGBA", "LA", "P"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, "white")
+        bg.paste(rgba, mask=rgba.split()[-1])
+        return bg
+    return img.convert("RGB")
+
+
+def _save_atomic(img: Image.Image, target: Path, fmt: str, **kw: Any) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    img.save(tmp, fmt, **kw)
+    os.replace(tmp, target)
+
+
+# -- heatmaps -----------------------------------------------------------------------------------------------
+
+class TokenMapsCache:
+    """A few recent ``engine.token_maps`` results: the viewer asks for the same page's maps repeatedly."""
+
+    def __init__(self, engine: Any, size: int = 32):
+        self.engine = engine
+        self.size = size
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, doc_id: int, page: int, query: str) -> Any:
+        key = (doc_id, page, query)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        maps = self.engine.token_maps(doc_id, page, query)
+        with self._lock:
+            self._items[key] = maps
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return maps
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def _inferno_lut() -> np.ndarray:
+    """A 256-entry perceptual colour ramp (black-purple-orange-yellow), built from a few anchors."""
+    anchors = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
+                        [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float32)
+    x = np.linspace(0, 1, len(anchors))
+    t = np.linspace(0, 1, 256)
+    return np.stack([np.interp(t, x, anchors[:, c]) for c in range(3)], axis=1).astype(np.uint8)
+
+
+LUT = _inferno_lut()
+
+
+def normalise(m: np.ndarray) -> np.ndarray:
+    """Min–max to [0, 1] (display only; ranking always uses absolute cosine)."""
+    m = np.nan_to_num(np.asarray(m, dtype=np.float32))
+    lo, hi = float(m.min(initial=0.0)), float(m.max(initial=0.0))
+    return np.zeros_like(m) if hi - lo < 1e-9 else (m - lo) / (hi - lo)
+
+
+def heatmap_rgba(m: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """A transparent colour overlay of map ``m`` (H, W) scaled smoothly to ``size`` (w, h)."""
+    v = normalise(m)
+    idx = (v * 255).astype(np.uint8)
+    rgba = np.concatenate([LUT[idx], (np.clip(v, 0, 1) ** 1.5 * 220).astype(np.uint8)[..., None]], axis=-1)
+    return Image.fromarray(rgba, "RGBA").resize(size, Image.Resampling.BILINEAR)
+
+
+def heatmap_over_page(m: np.ndarray, page: Image.Image) -> Image.Image:
+    base = _rgb(page).convert("RGBA")
+    dim = Image.new("RGBA", base.size, (0, 0, 0, 70))
+    base = Image.alpha_composite(base, dim)
+    return Image.alpha_composite(base, heatmap_rgba(m, base.size)).convert("RGB")

@@ -1,0 +1,51 @@
+"""Helpers shared by the routers: documented error responses and URL builders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..schemas import DocumentOut, ErrorResponse
+
+API = "/api/v1"
+
+_DESCRIPTIONS = {
+    400: "bad request", 401: "API key missing", 403: "wrong API key, or path outside the configured roots",
+    404: "not found", 409: "conflict (e.g. the index was built by another model)", 413: "upload too large",
+    415: "unsupported file type", 422: "invalid parameters", 500: "internal error",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, all with the one error shape."""
+    return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(c, "error")}
+            for c in (*codes, 401, 403, 422, 500)}
+
+
+def image_url(doc_id: int, page: int) -> str:
+    return f"{API}/pages/{doc_id}/{page}/image"
+
+
+def thumbnail_url(doc_id: int, page: int) -> str:
+    return f"{API}/pages/{doc_id}/{page}/image?width=480&format=webp"
+
+
+def document_out(d: dict) -> DocumentOut:
+    """A store document dict -> the API model (tolerating the store's field names)."""
+    from ..pages import doc_page_count, doc_path
+
+    raw_id = d.get("id", d.get("doc_id"))
+    doc_id = None if raw_id is None else int(raw_id)
+    path = doc_path(d) or ""
+    extra = {k: v for k, v in d.items()
+             if k not in {"id", "doc_id", "path", "paths", "pages", "status", "failure", "reason", "name"}
+             and isinstance(v, (str, int, float, bool, list, datetime, type(None)))}
+    n_pages = doc_page_count(d)
+    return DocumentOut(
+        id=doc_id, path=path, paths=[str(p) for p in d.get("paths") or ([path] if path else [])],
+        name=Path(path).name if path else str(doc_id), pages=n_pages,
+        status=d.get("status"), failure=d.get("failure") or d.get("reason") or d.get("error"),
+        thumbnail_url=thumbnail_url(doc_id, 1) if doc_id is not None and (n_pages or 0) > 0 else None,
+        **extra,
+    )

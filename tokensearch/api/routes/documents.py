@@ -1,0 +1,105 @@
+"""``/api/v1/documents``: list, show, delete, and upload (streamed to disk, sniffed, then indexed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Query, Request, Response
+
+from ..deps import Authorized, StateDep
+from ..errors import not_found
+from ..jobs import Job
+from ..schemas import Deleted, DocumentList, DocumentOut, UploadedFile, UploadOut
+from ..security import uploads_dir
+from ..uploads import receive_files, store_files
+from .common import API, document_out, errors
+from .index_jobs import job_out
+
+log = logging.getLogger("tokensearch.api")
+router = APIRouter(prefix=f"{API}/documents", tags=["documents"], dependencies=[Authorized])
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary",
+                                "description": "PDF, PNG, JPEG, TIFF, WebP or BMP (repeat the field for several)"}},
+    }}},
+}
+
+
+@router.get("", response_model=DocumentList, responses=errors())
+def list_documents(
+    state: StateDep,
+    status: Annotated[Literal["ok", "failed"] | None, Query(description="only indexed (ok) or failed files")] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> DocumentList:
+    store = state.engine.store
+    items = [document_out(d) for d in store.documents(status=status, offset=offset, limit=limit)]
+    total = None
+    if status is None:
+        try:
+            total = int(store.stats().documents)
+        except Exception:  # noqa: BLE001 - the count is a convenience
+            total = None
+    return DocumentList(items=items, offset=offset, limit=limit, total=total)
+
+
+@router.get("/{doc_id}", response_model=DocumentOut, responses=errors(404))
+def get_document(state: StateDep, doc_id: int) -> DocumentOut:
+    doc = state.engine.store.document(doc_id)
+    if doc is None:
+        raise not_found(f"document {doc_id}")
+    return document_out(doc)
+
+
+@router.delete("/{doc_id}", response_model=Deleted, responses=errors(404))
+def delete_document(state: StateDep, doc_id: int) -> Deleted:
+    store = state.engine.store
+    doc = store.document(doc_id)
+    if doc is None or not store.delete_document(doc_id):
+        raise not_found(f"document {doc_id}")
+    state.images.forget(doc_id)
+    state.token_maps.clear()
+    _remove_uploaded_file(state, document_out(doc).path)
+    return Deleted(id=doc_id, deleted=True)
+
+
+def _remove_uploaded_file(state: StateDep, path: str) -> None:
+    """A deleted upload's file goes too (otherwise re-indexing the uploads would bring it back)."""
+    if not path:
+        return
+    uploads = uploads_dir(state.settings).resolve()
+    p = Path(path).resolve()
+    if p.is_relative_to(uploads) and p.is_file():
+        p.unlink(missing_ok=True)
+        try:
+            p.parent.rmdir()  # the per-content folder, if now empty
+        except OSError:
+            pass
+
+
+@router.post("", response_model=UploadOut, status_code=202, responses=errors(400, 413, 415),
+             openapi_extra={"requestBody": UPLOAD_BODY})
+async def upload_documents(
+    request: Request,
+    response: Response,
+    state: StateDep,
+    wait: Annotated[bool, Query(description="wait until the files are indexed (201) instead of returning 202 at once")] = False,
+) -> UploadOut:
+    settings = state.settings
+    uploads = uploads_dir(settings)
+    received = await receive_files(request.headers, request.stream(), uploads / ".incoming", settings.max_upload_bytes)
+    stored = store_files(received, uploads)
+    job: Job = state.jobs.submit_upload([p for _, p, _ in stored], uploads)
+    if wait:
+        job = await anyio.to_thread.run_sync(state.jobs.wait, job.id, 3600.0) or job
+        if job.status == "done":
+            response.status_code = 201
+    files = [UploadedFile(filename=rf.filename, stored_path=str(p), content_type=media, bytes=rf.size)
+             for rf, p, media in stored]
+    return UploadOut(files=files, job=job_out(job))

@@ -1,0 +1,55 @@
+"""``/api/v1/index-jobs``: index a folder under a configured root in the background; poll its progress."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..deps import Authorized, StateDep
+from ..errors import not_found
+from ..jobs import Job
+from ..schemas import IndexJobIn, IndexJobList, IndexJobOut, JobProgress, JobReport
+from ..security import resolve_client_path
+from .common import API, errors
+
+router = APIRouter(prefix=f"{API}/index-jobs", tags=["index jobs"], dependencies=[Authorized])
+
+
+def job_out(job: Job) -> IndexJobOut:
+    progress = JobProgress(**{k: v for k, v in (job.progress or {}).items() if k in JobProgress.model_fields})
+    report = None
+    if job.report:
+        rep = dict(job.report)
+        rep["failed"] = [(str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
+                         for f in rep.get("failed") or []]
+        report = JobReport(**rep)
+    return IndexJobOut(id=job.id, kind=job.kind, path=job.path, status=job.status, created_at=job.created_at,
+                       started_at=job.started_at, finished_at=job.finished_at, progress=progress,
+                       report=report, error=job.error, resumed=job.resumed)
+
+
+@router.post("", response_model=IndexJobOut, status_code=202, responses=errors(400, 404))
+def create_index_job(state: StateDep, body: IndexJobIn) -> IndexJobOut:
+    path = resolve_client_path(body.path, state.settings)
+    return job_out(state.jobs.submit_folder(path))
+
+
+@router.get("", response_model=IndexJobList, responses=errors())
+def list_index_jobs(state: StateDep) -> IndexJobList:
+    return IndexJobList(items=[job_out(j) for j in state.jobs.list()])
+
+
+@router.get("/{job_id}", response_model=IndexJobOut, responses=errors(404))
+def get_index_job(state: StateDep, job_id: str) -> IndexJobOut:
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise not_found(f"index job {job_id!r}")
+    return job_out(job)
+
+
+@router.delete("/{job_id}", response_model=IndexJobOut, responses=errors(404))
+def cancel_index_job(state: StateDep, job_id: str) -> IndexJobOut:
+    """Cancel a queued or running job (a running folder job stops after the current file)."""
+    job = state.jobs.cancel(job_id)
+    if job is None:
+        raise not_found(f"index job {job_id!r}")
+    return job_out(job)

@@ -1,0 +1,163 @@
+"""Request and response models of the REST API (``/api/v1``); every route declares its ``response_model``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Box = list[float]  # [x0, y0, x1, y1] normalised to the page, origin top-left
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable error code, e.g. not_found, validation_error")
+    message: str = Field(description="what went wrong and how to fix it")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# -- search -------------------------------------------------------------------------------------------------
+
+class HitOut(BaseModel):
+    path: str
+    page: int = Field(description="1-based page number")
+    score: float
+    boxes: list[Box] = Field(description="where the whole query is written: [x0, y0, x1, y1] in 0..1, origin top-left")
+    doc_id: int
+    page_id: int
+    width: float = Field(description="page width (pixels of the page image the engine indexed)")
+    height: float
+    name: str = Field(description="file name of the document")
+    image_url: str
+    thumbnail_url: str
+
+
+class SearchOut(BaseModel):
+    query: str
+    k: int
+    offset: int
+    took_ms: float
+    total: int = Field(description="pages above the threshold, before k/offset")
+    hits: list[HitOut]
+
+
+# -- documents ----------------------------------------------------------------------------------------------
+
+class DocumentOut(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the store may add fields (sha256, mtime, ...)
+
+    id: int | None = Field(description="document id; null for a file that failed to index")
+    path: str
+    paths: list[str] = Field(default_factory=list, description="every path with this content (duplicates)")
+    name: str
+    pages: int | None = None
+    status: str | None = None
+    failure: str | None = Field(None, description="why the document could not be indexed, if it failed")
+    thumbnail_url: str | None = None
+
+
+class DocumentList(BaseModel):
+    items: list[DocumentOut]
+    offset: int
+    limit: int
+    total: int | None = Field(None, description="number of documents matching the filter, when known")
+
+
+class Deleted(BaseModel):
+    id: int
+    deleted: bool
+
+
+class UploadedFile(BaseModel):
+    filename: str
+    stored_path: str
+    content_type: str
+    bytes: int
+
+
+# -- index jobs ---------------------------------------------------------------------------------------------
+
+JobStatus = Literal["queued", "running", "done", "failed", "interrupted", "cancelled"]
+
+
+class JobProgress(BaseModel):
+    files_done: int = 0
+    files_total: int = 0
+    pages_done: int = 0
+    pages_total: int = 0
+    pages_per_s: float = 0.0
+    current_path: str | None = None
+    failures: int = 0
+
+
+class JobReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    files_seen: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    failed: list[tuple[str, str]] = Field(default_factory=list)
+    pages: int = 0
+    seconds: float = 0.0
+
+
+class IndexJobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=4096,
+                      description="folder or file to index; absolute, or relative to a configured root")
+
+
+class IndexJobOut(BaseModel):
+    id: str
+    kind: Literal["folder", "upload"]
+    path: str
+    status: JobStatus
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: JobProgress
+    report: JobReport | None = None
+    error: str | None = None
+    resumed: int = Field(0, description="how many times the job was resumed after a server restart")
+
+
+class IndexJobList(BaseModel):
+    items: list[IndexJobOut]
+
+
+class UploadOut(BaseModel):
+    files: list[UploadedFile]
+    job: IndexJobOut
+
+
+# -- heatmaps -----------------------------------------------------------------------------------------------
+
+class HeatmapOut(BaseModel):
+    query: str
+    doc_id: int
+    page: int
+    tokens: list[str] = Field(description="the query's BPE tokens, one map each")
+    grid_width: int
+    grid_height: int
+    maps: list[list[list[float]]] = Field(description="(T, H, W) absolute cosine per token, row-major")
+    combined: list[list[float]] = Field(description="(H, W) whole-query map")
+    min: float
+    max: float
+
+
+# -- health -------------------------------------------------------------------------------------------------
+
+class Health(BaseModel):
+    status: Literal["ok", "starting", "error"]
+    version: str
+    documents: int | None = None
+    pages: int | None = None
+    auth: bool = Field(description="whether requests need an API key")
+    detail: str | None = None
