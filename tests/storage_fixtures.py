@@ -1,0 +1,106 @@
+"""Fixtures and data builders for the storage tests (kept out of conftest.py, which other parts own).
+
+Every storage test runs on SQLite and on PostgreSQL. PostgreSQL tests get a fresh schema each (the URL
+sets ``search_path``), dropped afterwards, so tests never see each other's rows. The server is
+``TOKENSEARCH_TEST_PG_URL`` (default: the local test database); if it is unreachable those tests FAIL
+with a message saying so; ``TOKENSEARCH_TEST_PG_URL=off`` skips them explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the package is used from the checkout, installed or not
+    sys.path.insert(0, str(ROOT))
+
+from tokensearch.storage import PageRecord, Store  # noqa: E402
+from tokensearch.tokenocr_model.interface import l2_normalize  # noqa: E402
+
+PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pg_base_url() -> str | None:
+    url = os.environ.get("TOKENSEARCH_TEST_PG_URL", PG_DEFAULT_URL)
+    return None if url.strip().lower() == "off" else url
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """The URL with libpq ``options=-csearch_path=<schema>`` (what a user would also write)."""
+    u = make_url(url)
+    return u.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """None (the default SQLite file in the home) or a PostgreSQL URL bound to a fresh schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    base = pg_base_url()
+    if base is None:
+        pytest.skip("PostgreSQL storage tests disabled by TOKENSEARCH_TEST_PG_URL=off")
+    engine = create_engine(base)
+    schema = f"ts_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.begin() as c:
+            c.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as e:  # noqa: BLE001
+        engine.dispose()
+        pytest.fail(
+            f"PostgreSQL is unreachable at {base} ({type(e).__name__}: {e}). Start it, point "
+            f"TOKENSEARCH_TEST_PG_URL at a reachable server, or set TOKENSEARCH_TEST_PG_URL=off to skip.",
+            pytrace=False,
+        )
+    try:
+        yield with_search_path(base, schema)
+    finally:
+        with engine.begin() as c:
+            c.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def open_store(tmp_path, db_url):
+    """``open_store(**options)`` -> a Store in ``tmp_path/home`` on the parametrised database;
+    every store it opened is closed at the end."""
+    opened: list[Store] = []
+
+    def _open(home: Path | None = None, **options) -> Store:
+        store = Store.open(home or tmp_path / "home", db_url, **options)
+        opened.append(store)
+        return store
+
+    yield _open
+    for s in opened:
+        s.close()
+
+
+def random_page(
+    rng: np.random.Generator, page_no: int, n: int = 200, dim: int = 64, grid: tuple[int, int] = (40, 30),
+    source: str = "vision", basis: np.ndarray | None = None,
+) -> PageRecord:
+    """A page of ``n`` random text cells with random unit features (optionally in the span of ``basis``)."""
+    gh, gw = grid
+    flat = rng.choice(gh * gw, n, replace=False)
+    if basis is None:
+        feats = rng.standard_normal((n, dim))
+    else:  # low intrinsic dimension + a little noise, like real features
+        feats = rng.standard_normal((n, basis.shape[0])) @ basis + 0.05 * rng.standard_normal((n, basis.shape[1]))
+    return PageRecord(
+        page_no=page_no, width=gw * 8, height=gh * 8, source=source, grid_h=gh, grid_w=gw,
+        ys=(flat // gw).astype(np.int64), xs=(flat % gw).astype(np.int64),
+        feats=l2_normalize(feats).astype(np.float32), text=f"page {page_no}",
+    )
+
+
+def random_doc(seed: int, n_pages: int = 2, **kw) -> list[PageRecord]:
+    rng = np.random.default_rng(seed)
+    return [random_page(rng, i + 1, **kw) for i in range(n_pages)]

@@ -1,0 +1,102 @@
+"""The codec: the map from model space (dim D) to index space (dim d) applied to cells and queries alike.
+
+Small models (D <= ``max_identity_dim``) are stored as they come (identity). Large ones (the official
+TokenOCR, D = 2048/4096) are projected with an *uncentred* PCA matrix ``W`` (d x D, orthonormal rows)
+fitted on the first cells written: ``x -> normalise(W x)``. Uncentred, because ranking uses inner
+products: the top-d eigenvectors of the second-moment matrix keep most of every unit vector's energy,
+so ``<Wq, Wx> ~ <q, x>``. The matrix is stored in the database (meta ``codec``) in the same
+transaction as the first pages that use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..tokenocr_model.interface import l2_normalize
+
+
+@dataclass
+class Codec:
+    in_dim: int
+    out_dim: int
+    matrix: np.ndarray | None = None  # (d, D) float32 orthonormal rows; None = identity
+
+    @property
+    def kind(self) -> str:
+        return "identity" if self.matrix is None else "pca"
+
+    def describe(self) -> str:
+        return "identity" if self.matrix is None else f"pca {self.in_dim}->{self.out_dim}"
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(n, D) -> (n, d) float32 unit rows."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"expected vectors of dim {self.in_dim}, got shape {x.shape}")
+        if self.matrix is not None:
+            x = x @ self.matrix.T
+        return l2_normalize(x).astype(np.float32, copy=False)
+
+    # --- persistence (meta row: JSON value + blob) --------------------------------------------------
+    def to_meta(self) -> tuple[dict, bytes | None]:
+        value = {"kind": self.kind, "in_dim": self.in_dim, "out_dim": self.out_dim}
+        if self.matrix is None:
+            return value, None
+        buf = io.BytesIO()
+        np.save(buf, self.matrix.astype(np.float32), allow_pickle=False)
+        blob = buf.getvalue()
+        value["sha256"] = hashlib.sha256(blob).hexdigest()
+        return value, blob
+
+    @classmethod
+    def from_meta(cls, value: dict, blob: bytes | None) -> Codec:
+        matrix = None
+        if value["kind"] == "pca":
+            if blob is None or hashlib.sha256(blob).hexdigest() != value.get("sha256"):
+                raise ValueError("the stored codec matrix is missing or corrupt")
+            matrix = np.load(io.BytesIO(blob), allow_pickle=False)
+        return cls(in_dim=int(value["in_dim"]), out_dim=int(value["out_dim"]), matrix=matrix)
+
+
+def identity_codec(dim: int) -> Codec:
+    return Codec(in_dim=dim, out_dim=dim)
+
+
+def fit_pca(sample: np.ndarray, out_dim: int, seed: int = 0) -> Codec:
+    """Uncentred PCA of ``sample`` (n, D) to ``out_dim`` orthonormal directions.
+
+    With fewer independent cells than ``out_dim`` the basis is completed with random orthonormal
+    directions (they carry no energy of the sample but keep W full-rank).
+    """
+    x = np.asarray(sample, dtype=np.float64)
+    n, dim = x.shape
+    if out_dim >= dim:
+        return identity_codec(dim)
+    if dim <= 1024:
+        evals, evecs = np.linalg.eigh(x.T @ x / max(n, 1))  # second moment, ascending
+        order = np.argsort(evals)[::-1][:out_dim]
+        evals, basis = evals[order], evecs[:, order]  # (d,), (D, d)
+    else:  # randomized range finder: the top-d directions without a D x D eigendecomposition
+        rng = np.random.default_rng(seed)
+        y = x.T @ (x @ rng.standard_normal((dim, out_dim + 16)))  # (D, d+16)
+        for _ in range(2):  # power iterations sharpen the spectrum
+            y, _ = np.linalg.qr(y)
+            y = x.T @ (x @ y)
+        q, _ = np.linalg.qr(y)  # (D, d+16)
+        small = q.T @ (x.T @ (x @ q)) / max(n, 1)
+        evals, evecs = np.linalg.eigh(small)
+        order = np.argsort(evals)[::-1][:out_dim]
+        evals, basis = evals[order], q @ evecs[:, order]
+    rank = int(np.sum(evals > evals.max() * 1e-9)) if n and evals.max() > 0 else 0
+    if rank < out_dim:
+        rng = np.random.default_rng(seed)
+        keep = basis[:, :rank]
+        extra = rng.standard_normal((dim, out_dim - rank))
+        extra -= keep @ (keep.T @ extra)
+        q, _ = np.linalg.qr(np.concatenate([keep, extra], axis=1))
+        basis = q[:, :out_dim]
+    return Codec(in_dim=dim, out_dim=out_dim, matrix=np.ascontiguousarray(basis.T, dtype=np.float32))

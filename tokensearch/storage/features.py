@@ -1,0 +1,209 @@
+"""The feature store: every kept cell of every page, int8-quantised, in append-only segment files.
+
+Layout: ``<home>/features/seg-000001.bin``, ``seg-000002.bin``, ... Each page is one contiguous blob
+(the SQL page row holds ``segment``, ``offset``, ``nbytes``), so reading a page is one seek + read::
+
+    header  20 B   magic "TSF1", n cells (u32), d (u16), flags (u16), grid_h (u16), grid_w (u16), crc32 (u32)
+    coords         flags & 1: bit mask of the grid (ceil(grid_h*grid_w/8) B, cells in raster order)
+                   else: ys (u16 x n) then xs (u16 x n), raster order
+    codes   n*d B  int8, each row scaled so its largest |component| is 127
+
+A row's scale is not stored: rows are unit vectors and are re-normalised on decode, so only the
+direction matters (cosine error of this scheme: see tests/test_storage.py, ~1e-4 at d=64).
+Bytes after the last blob a SQL row points to are garbage of an interrupted write; the single writer
+trims them when it takes the write lock.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .records import PageFeatures
+
+MAGIC = b"TSF1"
+HEADER = struct.Struct("<4sIHHHHI")
+FLAG_MASK = 1
+SEGMENT_NAME = "seg-{:06d}.bin"
+
+
+def quantize(feats: np.ndarray) -> np.ndarray:
+    """(n, d) float -> (n, d) int8, per-row max-abs scaling to 127 (zero rows stay zero)."""
+    feats = np.asarray(feats, dtype=np.float32)
+    peak = np.abs(feats).max(axis=1, keepdims=True) if feats.size else np.zeros((len(feats), 1), np.float32)
+    scaled = feats * (127.0 / np.maximum(peak, 1e-12))
+    return np.clip(np.rint(scaled), -127, 127).astype(np.int8)
+
+
+def dequantize(codes: np.ndarray) -> np.ndarray:
+    """(n, d) int8 -> (n, d) float32 unit rows."""
+    x = codes.astype(np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def encode_page(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray) -> bytes:
+    """Sort cells into raster order, quantise, and pack one page blob."""
+    ys = np.asarray(ys, dtype=np.int64).reshape(-1)
+    xs = np.asarray(xs, dtype=np.int64).reshape(-1)
+    n = len(ys)
+    if not (0 < grid_h < 65536 and 0 < grid_w < 65536):
+        raise ValueError(f"grid {grid_h}x{grid_w} out of range (1..65535)")
+    if feats.ndim != 2 or len(feats) != n or len(xs) != n:
+        raise ValueError(f"ys {ys.shape}, xs {xs.shape} and feats {feats.shape} disagree")
+    if n and (ys.min() < 0 or xs.min() < 0 or ys.max() >= grid_h or xs.max() >= grid_w):
+        raise ValueError(f"cell coordinates outside the {grid_h}x{grid_w} grid")
+    flat = ys * grid_w + xs
+    order = np.argsort(flat, kind="stable")
+    flat = flat[order]
+    if n > 1 and np.any(flat[1:] == flat[:-1]):
+        raise ValueError("duplicate cells in a page record")
+    d = feats.shape[1]
+    codes = quantize(feats[order])
+    mask_bytes = (grid_h * grid_w + 7) // 8
+    if mask_bytes < 4 * n:
+        mask = np.zeros(grid_h * grid_w, dtype=bool)
+        mask[flat] = True
+        coords, flags = np.packbits(mask).tobytes(), FLAG_MASK
+    else:
+        coords, flags = ys[order].astype("<u2").tobytes() + xs[order].astype("<u2").tobytes(), 0
+    payload = coords + codes.tobytes()
+    return HEADER.pack(MAGIC, n, d, flags, grid_h, grid_w, zlib.crc32(payload)) + payload
+
+
+def decode_page(blob: bytes) -> PageFeatures:
+    magic, n, d, flags, grid_h, grid_w, crc = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise ValueError("not a feature blob (bad magic)")
+    payload = memoryview(blob)[HEADER.size :]
+    if zlib.crc32(payload) != crc:
+        raise ValueError("feature blob checksum mismatch")
+    if flags & FLAG_MASK:
+        mask_bytes = (grid_h * grid_w + 7) // 8
+        bits = np.unpackbits(np.frombuffer(payload[:mask_bytes], dtype=np.uint8), count=grid_h * grid_w)
+        flat = np.flatnonzero(bits)
+        ys, xs = (flat // grid_w).astype(np.int32), (flat % grid_w).astype(np.int32)
+        pos = mask_bytes
+    else:
+        ys = np.frombuffer(payload[: 2 * n], dtype="<u2").astype(np.int32)
+        xs = np.frombuffer(payload[2 * n : 4 * n], dtype="<u2").astype(np.int32)
+        pos = 4 * n
+    codes = np.frombuffer(payload[pos : pos + n * d], dtype=np.int8).reshape(n, d)
+    return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, feats=dequantize(codes))
+
+
+class FeatureStore:
+    """Segment files under one folder: thread-safe positional reads, one appending writer at a time."""
+
+    def __init__(self, folder: Path, segment_bytes: int = 1 << 30):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self._fds: dict[int, int] = {}
+        self._fd_lock = threading.Lock()
+        # the open append transaction: segment -> size before it started
+        self._pending: dict[int, int] = {}
+        self._wfile = None
+        self._wseg: int | None = None
+
+    # --- reading ---------------------------------------------------------------------------------
+    def path(self, segment: int) -> Path:
+        return self.folder / SEGMENT_NAME.format(segment)
+
+    def segments(self) -> list[int]:
+        out = []
+        for p in self.folder.glob("seg-*.bin"):
+            try:
+                out.append(int(p.stem.split("-")[1]))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def _fd(self, segment: int) -> int:
+        with self._fd_lock:
+            fd = self._fds.get(segment)
+            if fd is None:
+                fd = os.open(self.path(segment), os.O_RDONLY)
+                self._fds[segment] = fd
+            return fd
+
+    def read(self, segment: int, offset: int, nbytes: int) -> PageFeatures:
+        blob = os.pread(self._fd(segment), nbytes, offset)
+        if len(blob) != nbytes:
+            raise ValueError(f"short read in feature segment {segment} at {offset}")
+        return decode_page(blob)
+
+    def total_bytes(self) -> int:
+        return sum(self.path(s).stat().st_size for s in self.segments())
+
+    # --- writing (caller holds the home's write lock) ----------------------------------------------
+    def begin(self) -> None:
+        """Start appending one document; rolls to a new segment when the active one is full."""
+        segs = self.segments()
+        seg = segs[-1] if segs else 1
+        if segs and self.path(seg).stat().st_size >= self.segment_bytes:
+            seg += 1
+        new = not self.path(seg).exists()
+        self._wfile = open(self.path(seg), "ab")
+        if new:
+            _fsync_dir(self.folder)
+        self._wseg = seg
+        self._pending = {seg: self._wfile.tell()}
+
+    def append(self, blob: bytes) -> tuple[int, int, int]:
+        """Append one page blob; returns (segment, offset, nbytes)."""
+        assert self._wfile is not None, "begin() first"
+        offset = self._wfile.tell()
+        self._wfile.write(blob)
+        return self._wseg, offset, len(blob)
+
+    def sync(self) -> None:
+        """Make the appended blobs durable (before the SQL rows pointing at them commit)."""
+        self._wfile.flush()
+        os.fsync(self._wfile.fileno())
+
+    def end(self) -> None:
+        if self._wfile is not None:
+            self._wfile.close()
+        self._wfile, self._wseg, self._pending = None, None, {}
+
+    def abort(self) -> None:
+        """Drop what this document appended (nobody references it)."""
+        pending = dict(self._pending)
+        self.end()
+        for seg, size in pending.items():
+            self.trim(seg, size)
+
+    def trim(self, segment: int, end: int) -> None:
+        """Cut a segment back to ``end`` bytes (garbage of an interrupted write)."""
+        p = self.path(segment)
+        if p.exists() and p.stat().st_size > end:
+            with open(p, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def close(self) -> None:
+        self.end()
+        with self._fd_lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

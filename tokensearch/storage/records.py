@@ -1,0 +1,89 @@
+"""The plain data types the storage layer exchanges with the indexer, search and API.
+
+Coordinates: ``ys``/``xs`` are cell rows/columns of a ``grid_h x grid_w`` feature grid that covers the
+whole page image uniformly (see :mod:`tokensearch.tokenocr_model.interface`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class ModelMismatchError(RuntimeError):
+    """The index was built with another model than the one asked for (vectors would not be comparable)."""
+
+
+class StoreBusyError(RuntimeError):
+    """Another process holds this index home's write lock (it is indexing into it right now)."""
+
+
+@dataclass
+class PageRecord:
+    """One page as the indexer hands it to :meth:`Store.write_document`."""
+
+    page_no: int  # 1-based
+    width: int  # raster size in px the features were computed on
+    height: int
+    source: str  # "text" (built from the PDF text layer) | "vision" (model)
+    grid_h: int
+    grid_w: int
+    ys: np.ndarray  # (n,) int cell rows of the kept (text) cells
+    xs: np.ndarray  # (n,) int cell columns
+    feats: np.ndarray  # (n, D) float32 unit vectors
+    text: str | None = None  # page text if known
+
+
+@dataclass
+class PageFeatures:
+    """Stored features of one page, decoded: index (codec) space, rows re-normalised, raster order."""
+
+    grid_h: int
+    grid_w: int
+    ys: np.ndarray  # (n,) int32
+    xs: np.ndarray  # (n,) int32
+    feats: np.ndarray  # (n, d) float32 unit rows
+
+
+@dataclass
+class PageInfo:
+    page_id: int
+    doc_id: int
+    path: str  # one current path of the document (the first in sort order)
+    page_no: int
+    width: int
+    height: int
+    source: str
+
+
+@dataclass
+class FileRecord:
+    """What the index knows about one path (for the indexer's change detection)."""
+
+    path: str
+    sha256: str | None
+    size: int
+    mtime_ns: int
+    status: str  # "ok" | "failed"
+    doc_id: int | None
+    reason: str | None
+
+
+@dataclass
+class IndexStats:
+    documents: int
+    pages: int
+    pages_by_source: dict[str, int]
+    failures: list[tuple[str, str]]
+    vectors: int  # cells in the vector index
+    vector_index_type: str  # e.g. "flat-ip" or "ivf1024,sq8"
+    index_bytes: int  # every file under home + the database's tables
+    bytes_per_page: float
+    feature_cells: int = 0  # cells in the feature store (all kept cells)
+    feature_bytes: int = 0  # live bytes of the feature store
+    vector_bytes: int = 0  # size of the saved vector index file
+    database_bytes: int = 0
+    dim: int | None = None  # index-space dimension d
+    codec: str = "none"  # "identity" | "pca D->d" | "none" (nothing written yet)
+    model: dict = field(default_factory=dict)

@@ -1,0 +1,120 @@
+"""SQL tables of one index (SQLAlchemy 2 typed ORM). Works on any SQLAlchemy URL; tested on SQLite and
+PostgreSQL.
+
+Pages are immutable once written: a page row points at its cell features in the feature store
+(``segment``, ``offset``, ``nbytes``) and carries the ``generation`` of the transaction that created it.
+``meta`` holds the model record, the codec (projection matrix as a blob), the vector-index choice and
+the ``generation`` counter, bumped by every transaction that adds or removes pages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Document(Base):
+    """One distinct content (by sha256), indexed successfully; reachable from one or more paths."""
+
+    __tablename__ = "ts_documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "pdf" | "image"
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    n_pages: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("ts_runs.id", ondelete="SET NULL"), nullable=True)
+
+    paths: Mapped[list[DocPath]] = relationship(back_populates="document", passive_deletes=True)
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+class DocPath(Base):
+    """A path (as the indexer names it) where a document's content currently is."""
+
+    __tablename__ = "ts_paths"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    doc_id: Mapped[int] = mapped_column(ForeignKey("ts_documents.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    document: Mapped[Document] = relationship(back_populates="paths")
+
+
+class Page(Base):
+    __tablename__ = "ts_pages"
+
+    # never reused (sqlite_autoincrement): vector ids are derived from page ids
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    doc_id: Mapped[int] = mapped_column(ForeignKey("ts_documents.id", ondelete="CASCADE"))
+    page_no: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    grid_h: Mapped[int] = mapped_column(Integer)
+    grid_w: Mapped[int] = mapped_column(Integer)
+    n_cells: Mapped[int] = mapped_column(Integer)  # kept cells in the feature store
+    segment: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    nbytes: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(BigInteger, index=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ix_ts_pages_doc_page", "doc_id", "page_no", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class Failure(Base):
+    """A path that could not be indexed, and why (kept so unchanged failing files are not retried)."""
+
+    __tablename__ = "ts_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("ts_runs.id", ondelete="SET NULL"), nullable=True)
+
+
+class IndexRun(Base):
+    __tablename__ = "ts_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | ok | failed | ...
+    stats: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Meta(Base):
+    """Key/value records: ``model`` (JSON), ``codec`` (JSON + matrix blob), ``vector_index`` (JSON),
+    ``generation`` (number)."""
+
+    __tablename__ = "ts_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

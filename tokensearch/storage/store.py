@@ -1,0 +1,797 @@
+"""The index of one home folder: SQL rows + feature store + vector index, kept consistent.
+
+Write path of a document (``write_document``)::
+
+    pages ──encode (codec, int8)──▶ append blobs to the active feature segment ──fsync──▶
+    ONE SQL transaction: document, path, page rows (pointing at the blobs), generation += 1 ──commit──▶
+    add the new pages' vectors to the in-memory FAISS index (read back from the feature store)
+
+The SQL commit is the only commit point. Before it, an error (or a kill) leaves only unreferenced bytes
+at the end of a segment (trimmed by the next writer). After it, the FAISS index is derived data: its
+snapshot on disk records the generation it reflects, and whoever opens the index re-adds the pages
+newer than that generation (and drops pages that are gone) from the feature store. So a crash at any
+moment never shows rows without vectors or vectors without rows.
+
+Concurrency: one writing process per home (``<home>/write.lock``, taken on the first write), any number
+of readers (the API). Within a process, FAISS is guarded by a lock; readers see other processes'
+commits because every search first compares the DB generation with the one its index reflects.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..tokenocr_model.interface import ModelInfo
+from .codec import Codec, fit_pca, identity_codec
+from .features import FeatureStore, encode_page
+from .records import (
+    FileRecord,
+    IndexStats,
+    ModelMismatchError,
+    PageFeatures,
+    PageInfo,
+    PageRecord,
+    StoreBusyError,
+)
+from .schema import Base, DocPath, Document, Failure, IndexRun, Meta, Page
+from .vectors import VectorIndex, choose_spec, current_token, describe_spec, remove_stale_snapshots, snapshot_bytes
+
+_CHUNK = 500  # ids per IN (...) clause
+
+
+def sqlite_url(home: Path) -> str:
+    return f"sqlite:///{(Path(home) / 'index.sqlite3').resolve()}"
+
+
+def _chunks(seq: Sequence[int], n: int = _CHUNK) -> Iterator[list[int]]:
+    seq = list(seq)
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """One index: open with :meth:`open`, close with :meth:`close` (or use as a context manager).
+
+    Options (keyword arguments of :meth:`open`):
+      flat_max_vectors   exact FAISS search up to this many vectors, IVF+SQ8 beyond (default 2M)
+      max_identity_dim   model dims up to this are stored as they come; larger are PCA-projected (256)
+      pca_dim            d of the PCA projection (128)
+      pca_fit_cells      cells the PCA is fitted on (buffered from the first pages written; 4096)
+      nprobe             IVF lists probed per query (default max(16, nlist/32))
+      persist_interval   seconds between FAISS snapshots while writing (default 30; also at close)
+      segment_bytes      feature segment size before rolling to a new file (1 GiB)
+      lock_timeout       seconds to wait for another writer to release the home (10)
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        engine: Engine,
+        *,
+        flat_max_vectors: int = 2_000_000,
+        max_identity_dim: int = 256,
+        pca_dim: int = 128,
+        pca_fit_cells: int = 4096,
+        nprobe: int | None = None,
+        persist_interval: float = 30.0,
+        segment_bytes: int = 1 << 30,
+        lock_timeout: float = 10.0,
+    ):
+        self.home = Path(home)
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+        self.flat_max_vectors = flat_max_vectors
+        self.max_identity_dim = max_identity_dim
+        self.pca_dim = pca_dim
+        self.pca_fit_cells = pca_fit_cells
+        self.nprobe = nprobe
+        self.persist_interval = persist_interval
+        self.lock_timeout = lock_timeout
+        self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
+        self.vector_dir = self.home / "vectors"
+        self._lock = threading.RLock()  # FAISS index, codec, snapshot
+        self._write_mutex = threading.RLock()  # one writing call at a time
+        self._vi: VectorIndex | None = None
+        self._codec: Codec | None = None
+        self._lock_fd: int | None = None
+        self._last_persist = time.monotonic()
+        self._persist_cost = 0.0
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------------
+    # lifecycle
+    @classmethod
+    def open(cls, home: Path, database_url: str | None = None, **options) -> Store:
+        """Open (creating if needed) the index in ``home``; SQLite at ``<home>/index.sqlite3`` by default."""
+        home = Path(home)
+        home.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(database_url or sqlite_url(home))
+        Base.metadata.create_all(engine)
+        store = cls(home, engine, **options)
+        store._init_meta()
+        return store
+
+    def _init_meta(self) -> None:
+        try:
+            with self._session.begin() as s:
+                if s.get(Meta, "generation") is None:
+                    s.add(Meta(key="generation", number=0))
+        except IntegrityError:  # a concurrent opener created it first
+            pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            with self._write_mutex, self._lock:
+                if self._vi is not None and self._vi.generation != self._vi.saved_generation:
+                    if self._lock_fd is not None or self._try_write_lock():
+                        self._persist()
+        finally:
+            self._closed = True
+            self.features.close()
+            self._release_write_lock()
+            self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------
+    # write lock (one writing process per home)
+    def _try_write_lock(self) -> bool:
+        fd = os.open(self.home / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        self._on_write_lock()
+        return True
+
+    def _acquire_write_lock(self) -> None:
+        if self._lock_fd is not None:
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        while not self._try_write_lock():
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(
+                    f"another process is writing to the index in {self.home} (it holds "
+                    f"{self.home / 'write.lock'}); wait for it to finish or use another --home"
+                )
+            time.sleep(0.1)
+
+    def _release_write_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _on_write_lock(self) -> None:
+        """We are the only writer: drop the garbage of interrupted writes (feature tails, temp files)."""
+        segs = self.features.segments()
+        if segs:
+            last = segs[-1]
+            with self._session() as s:
+                end = s.execute(select(func.max(Page.offset + Page.nbytes)).where(Page.segment == last)).scalar()
+            self.features.trim(last, int(end or 0))
+        if self.vector_dir.exists():
+            remove_stale_snapshots(self.vector_dir, keep=current_token(self.vector_dir))
+
+    # ------------------------------------------------------------------------------------------------
+    # meta: model, codec, generation
+    def stored_model(self) -> ModelInfo | None:
+        with self._session() as s:
+            row = s.get(Meta, "model")
+            if row is None or row.value is None:
+                return None
+            v = row.value
+            return ModelInfo(v["name"], v["family"], v["fingerprint"], int(v["dim"]), v.get("extra") or {})
+
+    def ensure_model(self, info: ModelInfo) -> None:
+        """Record the model on first use; refuse another one later."""
+        stored = self.stored_model()
+        if stored is None:
+            value = {"name": info.name, "family": info.family, "fingerprint": info.fingerprint,
+                     "dim": int(info.dim), "extra": dict(info.extra)}
+            try:
+                with self._session.begin() as s:
+                    s.add(Meta(key="model", value=value))
+                return
+            except IntegrityError:
+                stored = self.stored_model()
+        if (stored.name, stored.fingerprint, stored.dim) != (info.name, info.fingerprint, int(info.dim)):
+            raise ModelMismatchError(
+                f"the index in {self.home} was built with model {stored.name!r} "
+                f"(weights {stored.fingerprint[:12]}, dim {stored.dim}), but model {info.name!r} "
+                f"(weights {info.fingerprint[:12]}, dim {info.dim}) was requested; use the same --model "
+                f"({stored.name}) or a new --home for the other model"
+            )
+
+    def _generation(self, s: Session) -> int:
+        return int(s.execute(select(Meta.number).where(Meta.key == "generation")).scalar_one())
+
+    def _bump_generation(self, s: Session) -> int:
+        """+1 in the current transaction (row-locked on PostgreSQL, so generations commit in order)."""
+        stmt = update(Meta).where(Meta.key == "generation").values(number=Meta.number + 1).returning(Meta.number)
+        return int(s.execute(stmt, execution_options={"synchronize_session": False}).scalar_one())
+
+    def _load_codec(self) -> Codec | None:
+        with self._lock:
+            if self._codec is None:
+                with self._session() as s:
+                    row = s.get(Meta, "codec")
+                    if row is not None:
+                        self._codec = Codec.from_meta(row.value, row.blob)
+            return self._codec
+
+    def _stored_spec(self, s: Session) -> dict | None:
+        row = s.get(Meta, "vector_index")
+        return None if row is None else row.value
+
+    # ------------------------------------------------------------------------------------------------
+    # files and documents (indexer side)
+    def known_files(self) -> dict[str, FileRecord]:
+        out: dict[str, FileRecord] = {}
+        with self._session() as s:
+            rows = s.execute(
+                select(DocPath.path, Document.sha256, DocPath.size, DocPath.mtime_ns, DocPath.doc_id).join(Document)
+            )
+            for path, sha, size, mtime, doc_id in rows:
+                out[path] = FileRecord(path, sha, int(size), int(mtime), "ok", int(doc_id), None)
+            for f in s.scalars(select(Failure)):
+                if f.path not in out:
+                    out[f.path] = FileRecord(f.path, f.sha256, int(f.size), int(f.mtime_ns), "failed", None, f.reason)
+        return out
+
+    def doc_for_content(self, sha256: str) -> int | None:
+        with self._session() as s:
+            return s.execute(select(Document.id).where(Document.sha256 == sha256)).scalar()
+
+    def link_path(self, doc_id: int, path: str, size: int, mtime_ns: int) -> None:
+        """Record that ``path`` holds the (already indexed) content of ``doc_id``."""
+        with self._write_mutex:
+            with self._session.begin() as s:
+                if s.get(Document, doc_id) is None:
+                    raise KeyError(f"no document {doc_id}")
+                removed = self._detach_path(s, path, keep_doc=doc_id)
+                s.execute(delete(Failure).where(Failure.path == path))
+                row = s.execute(select(DocPath).where(DocPath.path == path)).scalar()
+                if row is None:
+                    s.add(DocPath(path=path, doc_id=doc_id, size=size, mtime_ns=mtime_ns))
+                else:
+                    row.size, row.mtime_ns, row.indexed_at = size, mtime_ns, datetime.now(timezone.utc)
+                gen = self._bump_generation(s) if removed else None
+            if removed:
+                self._apply(gen, added=[], removed=removed)
+
+    def unlink_path(self, path: str) -> None:
+        """``path`` is gone or changed: forget it; a document left without any path is deleted."""
+        with self._write_mutex:
+            with self._session.begin() as s:
+                s.execute(delete(Failure).where(Failure.path == path))
+                removed = self._detach_path(s, path)
+                gen = self._bump_generation(s) if removed else None
+            if removed:
+                self._apply(gen, added=[], removed=removed)
+
+    def _detach_path(self, s: Session, path: str, keep_doc: int | None = None) -> list[int]:
+        """Delete the path row (unless it already points at ``keep_doc``) and an orphaned document.
+        Returns the ids of the pages deleted with it."""
+        row = s.execute(select(DocPath).where(DocPath.path == path)).scalar()
+        if row is None or row.doc_id == keep_doc:
+            return []
+        doc_id = row.doc_id
+        s.delete(row)
+        s.flush()
+        others = s.execute(select(func.count()).select_from(DocPath).where(DocPath.doc_id == doc_id)).scalar_one()
+        if others:
+            return []
+        return self._delete_doc_rows(s, doc_id)
+
+    def _delete_doc_rows(self, s: Session, doc_id: int) -> list[int]:
+        page_ids = list(s.scalars(select(Page.id).where(Page.doc_id == doc_id)))
+        s.execute(delete(Page).where(Page.doc_id == doc_id))
+        s.execute(delete(DocPath).where(DocPath.doc_id == doc_id))
+        s.execute(delete(Document).where(Document.id == doc_id))
+        return page_ids
+
+    def delete_document(self, doc_id: int) -> bool:
+        """Remove a document, all its paths, pages and vectors. False if there was none."""
+        with self._write_mutex:
+            with self._session.begin() as s:
+                if s.get(Document, doc_id) is None:
+                    return False
+                removed = self._delete_doc_rows(s, doc_id)
+                gen = self._bump_generation(s)
+            self._apply(gen, added=[], removed=removed)
+            return True
+
+    def record_failure(
+        self, path: str, size: int, mtime_ns: int, reason: str, sha256: str | None = None, run_id: int | None = None
+    ) -> None:
+        """``path`` could not be indexed (it replaces what the path held before)."""
+        with self._write_mutex:
+            with self._session.begin() as s:
+                removed = self._detach_path(s, path)
+                row = s.execute(select(Failure).where(Failure.path == path)).scalar()
+                if row is None:
+                    row = Failure(path=path)
+                    s.add(row)
+                row.size, row.mtime_ns, row.reason, row.sha256, row.run_id = size, mtime_ns, reason, sha256, run_id
+                row.failed_at = datetime.now(timezone.utc)
+                gen = self._bump_generation(s) if removed else None
+            if removed:
+                self._apply(gen, added=[], removed=removed)
+
+    def write_document(
+        self,
+        sha256: str,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        kind: str,
+        pages: Iterable[PageRecord],
+        run_id: int | None = None,
+    ) -> int:
+        """Index one document, all-or-nothing; returns its id.
+
+        ``pages`` is consumed lazily, one page at a time. If it raises (or the process dies), nothing of
+        the document is visible afterwards and the exception propagates. If content ``sha256`` is
+        already indexed, ``path`` is linked to it and ``pages`` is not consumed.
+        """
+        with self._write_mutex:
+            existing = self.doc_for_content(sha256)
+            if existing is not None:
+                self.link_path(existing, path, size, mtime_ns)
+                return existing
+            self._acquire_write_lock()
+            codec_before = self._load_codec()
+            rows: list[dict] = []
+            self.features.begin()
+            try:
+                for rec, blob in self._encode(pages):
+                    seg, off, nbytes = self.features.append(blob)
+                    rows.append(dict(
+                        page_no=int(rec.page_no), width=int(rec.width), height=int(rec.height),
+                        source=str(rec.source), grid_h=int(rec.grid_h), grid_w=int(rec.grid_w),
+                        n_cells=int(len(rec.ys)), segment=seg, offset=off, nbytes=nbytes, text=rec.text,
+                    ))
+                self.features.sync()
+                with self._session.begin() as s:
+                    removed = self._detach_path(s, path)
+                    s.execute(delete(Failure).where(Failure.path == path))
+                    gen = self._bump_generation(s)
+                    if codec_before is None and self._codec is not None:
+                        value, blob = self._codec.to_meta()
+                        s.add(Meta(key="codec", value=value, blob=blob))
+                    doc = Document(sha256=sha256, kind=kind, status="ok", n_pages=len(rows), size=size, run_id=run_id)
+                    s.add(doc)
+                    s.flush()
+                    s.add(DocPath(path=path, doc_id=doc.id, size=size, mtime_ns=mtime_ns))
+                    page_objs = [Page(doc_id=doc.id, generation=gen, **r) for r in rows]
+                    s.add_all(page_objs)
+                    s.flush()
+                    added = [(p.id, p.segment, p.offset, p.nbytes) for p in page_objs]
+                    doc_id = doc.id
+            except BaseException:
+                self.features.abort()
+                if codec_before is None:
+                    with self._lock:
+                        self._codec = None
+                raise
+            finally:
+                self.features.end()
+            self._apply(gen, added=added, removed=removed)
+            self._maybe_persist()
+            return doc_id
+
+    def _encode(self, pages: Iterable[PageRecord]) -> Iterator[tuple[PageRecord, bytes]]:
+        """Validate, project (fitting the codec on the first cells if there is none yet), pack."""
+        codec = self._load_codec()
+        model = self.stored_model()
+        buffered: list[PageRecord] = []
+        n_buffered = 0
+        for rec in pages:
+            feats = np.asarray(rec.feats, dtype=np.float32)
+            if feats.ndim != 2 or (len(feats) and not np.isfinite(feats).all()):
+                raise ValueError(f"page {rec.page_no}: features must be a finite (n, D) array, got {feats.shape}")
+            dim = feats.shape[1]
+            if model is not None and dim != model.dim:
+                raise ValueError(f"page {rec.page_no}: features have dim {dim}, the index's model has {model.dim}")
+            if codec is not None and dim != codec.in_dim:
+                raise ValueError(f"page {rec.page_no}: features have dim {dim}, the index stores dim {codec.in_dim}")
+            rec.feats = feats
+            if codec is None and dim <= self.max_identity_dim:
+                codec = self._set_codec(identity_codec(dim))
+            if codec is None:  # large D: buffer until there are enough cells to fit the projection
+                buffered.append(rec)
+                n_buffered += len(feats)
+                if n_buffered < self.pca_fit_cells:
+                    continue
+                codec = self._fit_codec(buffered, dim)
+            for r in buffered or [rec]:
+                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, codec.apply(r.feats))
+            buffered = []
+        if buffered:
+            codec = self._fit_codec(buffered, buffered[0].feats.shape[1])
+            for r in buffered:
+                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, codec.apply(r.feats))
+
+    def _fit_codec(self, recs: list[PageRecord], dim: int) -> Codec:
+        sample = np.concatenate([r.feats for r in recs]) if recs else np.zeros((0, dim), np.float32)
+        if len(sample) > 4 * self.pca_fit_cells:
+            pick = np.random.default_rng(0).choice(len(sample), 4 * self.pca_fit_cells, replace=False)
+            sample = sample[pick]
+        return self._set_codec(fit_pca(sample, min(self.pca_dim, dim)))
+
+    def _set_codec(self, codec: Codec) -> Codec:
+        with self._lock:
+            self._codec = codec
+        return codec
+
+    # ------------------------------------------------------------------------------------------------
+    # runs
+    def begin_run(self, root: str) -> int:
+        with self._session.begin() as s:
+            run = IndexRun(root=str(root), status="running", stats={})
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, **stats) -> None:
+        """Close a run: ``status`` (default "ok") and any JSON-able counts go into the run's record."""
+        status = str(stats.pop("status", "ok"))
+        with self._session.begin() as s:
+            run = s.get(IndexRun, run_id)
+            if run is None:
+                raise KeyError(f"no index run {run_id}")
+            run.finished_at = datetime.now(timezone.utc)
+            run.status = status
+            run.stats = {**(run.stats or {}), **stats}
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        with self._session() as s:
+            rows = s.scalars(select(IndexRun).order_by(IndexRun.id.desc()).limit(limit))
+            return [
+                {"id": r.id, "root": r.root, "started_at": r.started_at, "finished_at": r.finished_at,
+                 "status": r.status, "stats": r.stats or {}}
+                for r in rows
+            ]
+
+    # ------------------------------------------------------------------------------------------------
+    # vector index maintenance
+    def _apply(self, gen: int, added: list[tuple[int, int, int, int]], removed: list[int]) -> None:
+        """Bring the in-memory FAISS index up to our own commit ``gen`` (cheaply if nothing else happened)."""
+        with self._lock:
+            vi = self._vi
+            if vi is None or vi.generation != gen - 1:
+                self._sync_locked()  # someone else committed in between: full reconcile
+                return
+            if removed:
+                vi.remove_pages(removed)
+            self._add_pages_locked(vi, added)
+            vi.generation = gen
+            self._maybe_switch_type_locked()
+
+    def _add_pages_locked(self, vi: VectorIndex, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        for page_id, seg, off, nbytes in rows:
+            try:
+                pf = self.features.read(seg, off, nbytes)
+            except (OSError, ValueError) as e:
+                raise RuntimeError(f"feature store damaged: page {page_id} unreadable ({e})") from e
+            vi.add_page(page_id, pf.feats)
+
+    def _vectors(self) -> VectorIndex | None:
+        """The FAISS index, in step with the database (call under ``self._lock``)."""
+        with self._lock:
+            self._sync_locked()
+            return self._vi
+
+    def _sync_locked(self) -> None:
+        with self._session() as s:
+            gen = self._generation(s)
+            spec = self._stored_spec(s)
+        if self._vi is not None and self._vi.generation == gen and (spec is None or spec == self._vi.spec):
+            return
+        codec = self._load_codec()
+        if codec is None:
+            return  # nothing has ever been written
+        if self._vi is None or (spec is not None and spec != self._vi.spec):
+            vi = VectorIndex.load(self.vector_dir, nprobe=self.nprobe)
+            if vi is not None and (vi.dim != codec.out_dim or (spec is not None and vi.spec != spec)):
+                vi = None
+            if vi is None:
+                vi = self._build_locked(spec or {"type": "flat"}, codec.out_dim)
+            self._vi = vi
+        self._reconcile_locked(self._vi)
+        self._maybe_switch_type_locked()
+
+    def _reconcile_locked(self, vi: VectorIndex) -> None:
+        """Add the pages committed since ``vi.generation``; drop pages that are gone."""
+        with self._session() as s:
+            gen = self._generation(s)
+            new = s.execute(
+                select(Page.id, Page.segment, Page.offset, Page.nbytes).where(Page.generation > vi.generation)
+            ).all()
+            self._add_pages_locked(vi, [r for r in new if r[0] not in vi.page_cells])
+            n_db = s.execute(select(func.count()).select_from(Page)).scalar_one()
+            if n_db != len(vi.page_cells):  # pages were deleted (or the snapshot is off): full diff
+                rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes)).all()
+                db_ids = {r[0] for r in rows}
+                vi.remove_pages([p for p in vi.page_cells if p not in db_ids])
+                self._add_pages_locked(vi, [r for r in rows if r[0] not in vi.page_cells])
+        vi.generation = max(vi.generation, gen)
+
+    def _build_locked(self, spec: dict, dim: int) -> VectorIndex:
+        """A fresh index of type ``spec`` holding every stored page."""
+        with self._session() as s:
+            gen = self._generation(s)
+            rows = s.execute(
+                select(Page.id, Page.segment, Page.offset, Page.nbytes).order_by(Page.segment, Page.offset)
+            ).all()
+        sample = self._training_sample(rows, spec) if spec["type"] != "flat" else None
+        vi = VectorIndex.empty(dim, spec, train_sample=sample, nprobe=self.nprobe)
+        self._add_pages_locked(vi, rows)
+        vi.generation = gen
+        return vi
+
+    def _training_sample(self, rows, spec: dict) -> np.ndarray:
+        """Up to 64 vectors per IVF list (at least 10k), read from randomly chosen stored pages."""
+        want = max(10_000, 64 * spec["nlist"])
+        rng = np.random.default_rng(0)
+        parts, have = [], 0
+        for i in rng.permutation(len(rows)):
+            _, seg, off, nbytes = rows[i]
+            f = self.features.read(seg, off, nbytes).feats
+            parts.append(f)
+            have += len(f)
+            if have >= 2 * want:
+                break
+        x = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        if len(x) > want:
+            x = x[rng.choice(len(x), want, replace=False)]
+        return x
+
+    def _maybe_switch_type_locked(self) -> None:
+        """Past ``flat_max_vectors`` the exact index is replaced by a trained compressed one (once)."""
+        vi = self._vi
+        if vi is None or vi.spec["type"] != "flat" or vi.ntotal <= self.flat_max_vectors:
+            return
+        if self._lock_fd is None:
+            return  # only the writer switches; readers follow the recorded choice
+        spec = choose_spec(vi.ntotal, self.flat_max_vectors)
+        new = self._build_locked(spec, vi.dim)
+        self._vi = new
+        self._persist()  # snapshot first, then record the choice (readers load it rather than retrain)
+        with self._session.begin() as s:
+            row = s.get(Meta, "vector_index")
+            if row is None:
+                s.add(Meta(key="vector_index", value=spec))
+            else:
+                row.value = spec
+
+    def _persist(self) -> None:
+        with self._lock:
+            if self._vi is not None:
+                self._persist_cost = self._vi.save(self.vector_dir)
+                self._last_persist = time.monotonic()
+
+    def _maybe_persist(self) -> None:
+        """Snapshot FAISS every ``persist_interval`` s, and never spend more than ~10% of the time on it."""
+        wait = max(self.persist_interval, 10 * self._persist_cost)
+        if time.monotonic() - self._last_persist >= wait:
+            self.persist()
+
+    def persist(self) -> None:
+        """Save the FAISS index now (the writer does this periodically and at close)."""
+        with self._write_mutex, self._lock:
+            vi = self._vi
+            if vi is None or vi.generation == vi.saved_generation:
+                self._last_persist = time.monotonic()
+                return
+            if self._lock_fd is None and not self._try_write_lock():
+                return
+            self._persist()
+
+    # ------------------------------------------------------------------------------------------------
+    # reading (search / API)
+    def project_queries(self, vecs: np.ndarray) -> np.ndarray:
+        """(T, D) model-space vectors -> (T, d) unit rows in index space."""
+        vecs = np.atleast_2d(np.asarray(vecs, dtype=np.float32))
+        codec = self._load_codec()
+        if codec is None:  # nothing indexed yet: the projection is not known
+            dim = vecs.shape[1]
+            if dim <= self.max_identity_dim:
+                return identity_codec(dim).apply(vecs)
+            return np.zeros((len(vecs), min(self.pca_dim, dim)), np.float32)
+        return codec.apply(vecs)
+
+    def search_cells(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query row (already projected): page ids and scores of its top-``k`` cells (ids may repeat)."""
+        qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
+        with self._lock:
+            vi = self._vectors()
+            if vi is None:
+                return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(qvecs))]
+            if qvecs.shape[1] != vi.dim:
+                raise ValueError(f"query vectors have dim {qvecs.shape[1]}, the index {vi.dim}: project_queries() first")
+            return vi.search(qvecs, k)
+
+    def page_features(self, page_ids: Sequence[int]) -> dict[int, PageFeatures]:
+        """Stored cell features of pages (one read each); unknown ids are left out."""
+        out: dict[int, PageFeatures] = {}
+        with self._session() as s:
+            for chunk in _chunks(page_ids):
+                rows = s.execute(
+                    select(Page.id, Page.segment, Page.offset, Page.nbytes).where(Page.id.in_(chunk))
+                ).all()
+                for pid, seg, off, nbytes in rows:
+                    out[int(pid)] = self.features.read(seg, off, nbytes)
+        return out
+
+    def _first_paths(self, s: Session, doc_ids: Iterable[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for chunk in _chunks(sorted(set(doc_ids))):
+            q = select(DocPath.doc_id, func.min(DocPath.path)).where(DocPath.doc_id.in_(chunk)).group_by(DocPath.doc_id)
+            out.update({int(d): p for d, p in s.execute(q)})
+        return out
+
+    def _page_infos(self, s: Session, pages: list[Page]) -> list[PageInfo]:
+        paths = self._first_paths(s, (p.doc_id for p in pages))
+        return [
+            PageInfo(int(p.id), int(p.doc_id), paths.get(p.doc_id, ""), p.page_no, p.width, p.height, p.source)
+            for p in pages
+        ]
+
+    def pages(self, page_ids: Sequence[int]) -> dict[int, PageInfo]:
+        with self._session() as s:
+            rows: list[Page] = []
+            for chunk in _chunks(page_ids):
+                rows.extend(s.scalars(select(Page).where(Page.id.in_(chunk))))
+            return {i.page_id: i for i in self._page_infos(s, rows)}
+
+    def document_pages(self, doc_id: int) -> list[PageInfo]:
+        with self._session() as s:
+            rows = list(s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no)))
+            return self._page_infos(s, rows)
+
+    def page_text(self, page_id: int) -> str | None:
+        with self._session() as s:
+            return s.execute(select(Page.text).where(Page.id == page_id)).scalar()
+
+    def _doc_dict(self, s: Session, doc: Document) -> dict:
+        paths = list(s.scalars(select(DocPath.path).where(DocPath.doc_id == doc.id).order_by(DocPath.path)))
+        return {
+            "id": doc.id, "sha256": doc.sha256, "kind": doc.kind, "status": doc.status, "pages": doc.n_pages,
+            "size": doc.size, "paths": paths, "indexed_at": doc.created_at, "reason": None,
+        }
+
+    @staticmethod
+    def _failure_dict(f: Failure) -> dict:
+        return {
+            "id": None, "sha256": f.sha256, "kind": None, "status": "failed", "pages": 0, "size": f.size,
+            "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason,
+        }
+
+    def documents(self, status: str | None = None, offset: int = 0, limit: int = 50) -> list[dict]:
+        """Indexed documents (status "ok", by id) then failed paths (status "failed"); ``None`` = both."""
+        if status not in (None, "ok", "failed"):
+            raise ValueError(f"status must be 'ok', 'failed' or None, not {status!r}")
+        out: list[dict] = []
+        with self._session() as s:
+            n_ok = 0
+            if status in (None, "ok"):
+                docs = s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit))
+                out = [self._doc_dict(s, d) for d in docs]
+                n_ok = s.execute(select(func.count()).select_from(Document)).scalar_one()
+            if status in (None, "failed") and len(out) < limit:
+                f_offset = max(0, offset - n_ok)
+                fails = s.scalars(select(Failure).order_by(Failure.id).offset(f_offset).limit(limit - len(out)))
+                out += [self._failure_dict(f) for f in fails]
+        return out
+
+    def document(self, doc_id: int) -> dict | None:
+        """One document: paths, status, its pages (as dicts)."""
+        with self._session() as s:
+            doc = s.get(Document, doc_id)
+            if doc is None:
+                return None
+            d = self._doc_dict(s, doc)
+            rows = s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))
+            d["page_list"] = [
+                {"page_id": p.id, "page_no": p.page_no, "width": p.width, "height": p.height,
+                 "source": p.source, "grid_h": p.grid_h, "grid_w": p.grid_w, "cells": p.n_cells}
+                for p in rows
+            ]
+            return d
+
+    def failure(self, path: str) -> dict | None:
+        with self._session() as s:
+            f = s.execute(select(Failure).where(Failure.path == path)).scalar()
+            return None if f is None else self._failure_dict(f)
+
+    def stats(self) -> IndexStats:
+        with self._session() as s:
+            n_docs = s.execute(select(func.count()).select_from(Document)).scalar_one()
+            by_source = dict(s.execute(select(Page.source, func.count()).group_by(Page.source)).all())
+            cells, feat_bytes = s.execute(select(func.sum(Page.n_cells), func.sum(Page.nbytes))).one()
+            failures = [(p, r) for p, r in s.execute(select(Failure.path, Failure.reason).order_by(Failure.path))]
+        model = self.stored_model()
+        with self._lock:
+            vi = self._vectors()
+            vectors = vi.ntotal if vi is not None else 0
+            vtype = vi.describe() if vi is not None else describe_spec({"type": "flat"})
+            codec = self._codec
+        home_bytes = sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+        db_bytes = self._database_bytes()
+        n_pages = int(sum(by_source.values()))
+        index_bytes = home_bytes + (0 if self._db_in_home() else db_bytes)
+        return IndexStats(
+            documents=int(n_docs),
+            pages=n_pages,
+            pages_by_source={k: int(v) for k, v in by_source.items()},
+            failures=failures,
+            vectors=int(vectors),
+            vector_index_type=vtype,
+            index_bytes=int(index_bytes),
+            bytes_per_page=index_bytes / n_pages if n_pages else 0.0,
+            feature_cells=int(cells or 0),
+            feature_bytes=int(feat_bytes or 0),
+            vector_bytes=snapshot_bytes(self.vector_dir),
+            database_bytes=int(db_bytes),
+            dim=codec.out_dim if codec else None,
+            codec=codec.describe() if codec else "none",
+            model={} if model is None else {"name": model.name, "fingerprint": model.fingerprint, "dim": model.dim},
+        )
+
+    def _db_in_home(self) -> bool:
+        db = self.engine.url.database
+        if self.engine.url.get_backend_name() != "sqlite" or not db:
+            return False
+        return Path(db).resolve().is_relative_to(self.home.resolve())
+
+    def _database_bytes(self) -> int:
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite":
+            if not url.database:
+                return 0
+            return sum(p.stat().st_size for p in Path(url.database).parent.glob(Path(url.database).name + "*"))
+        if url.get_backend_name() == "postgresql":
+            with self.engine.connect() as c:
+                total = 0
+                for t in Base.metadata.sorted_tables:
+                    total += c.execute(text("SELECT coalesce(pg_total_relation_size(to_regclass(:t)), 0)"),
+                                       {"t": t.name}).scalar_one()
+                return int(total)
+        return 0

@@ -1,0 +1,234 @@
+"""The vector index over cells (FAISS), derived data that can always be rebuilt from the feature store.
+
+Vector ids encode the page: ``id = page_id << CELL_BITS | cell``, so a hit maps to its page without a
+lookup and a page's vectors are removed by id. The index type is chosen by size (see
+:func:`choose_spec`): exact inner product (``IndexIDMap(IndexFlatIP)``) up to ``flat_max_vectors``,
+then an IVF with 8-bit scalar quantisation trained on a sample of stored features.
+
+On disk (``<home>/vectors/``)::
+
+    index.json                 {"token", "generation", "spec", "ntotal", ...}  <- the commit point
+    index-<token>.faiss        faiss.write_index of the index at that generation
+    index-<token>.pages.npy    (n, 2) int64: page id, vectors of that page
+
+A snapshot is written as new files, then ``index.json`` is replaced atomically (write temp, fsync,
+os.replace); older files are deleted after. A crash at any moment leaves ``index.json`` naming a complete
+older snapshot (or none); the store re-adds/removes the pages that changed since its generation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+CELL_BITS = 20  # up to 1M vectors per page (TokenOCR's 12-tile page has 196,608 cells)
+CELL_MASK = (1 << CELL_BITS) - 1
+
+
+def choose_spec(n_vectors: int, flat_max_vectors: int) -> dict:
+    """Exact search while it is affordable, IVF + SQ8 (1 byte per dimension) past it."""
+    if n_vectors <= flat_max_vectors:
+        return {"type": "flat"}
+    nlist = int(max(1, min(4 * math.sqrt(n_vectors), n_vectors // 39, 65536)))
+    return {"type": "ivf-sq8", "nlist": nlist, "chosen_at": int(n_vectors)}
+
+
+def describe_spec(spec: dict) -> str:
+    if spec["type"] == "flat":
+        return "flat-ip"
+    return f"ivf{spec['nlist']},sq8"
+
+
+@dataclass
+class VectorIndex:
+    dim: int
+    spec: dict
+    index: faiss.Index
+    page_cells: dict[int, int] = field(default_factory=dict)  # page id -> vectors it has in the index
+    generation: int = 0  # DB generation this content reflects
+    saved_generation: int = -1  # generation of the snapshot on disk (-1: none)
+    nprobe: int | None = None
+
+    # --- construction ------------------------------------------------------------------------------
+    @classmethod
+    def empty(cls, dim: int, spec: dict, train_sample: np.ndarray | None = None, nprobe: int | None = None):
+        if spec["type"] == "flat":
+            index = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
+        elif spec["type"] == "ivf-sq8":
+            index = faiss.index_factory(dim, f"IVF{spec['nlist']},SQ8", faiss.METRIC_INNER_PRODUCT)
+            if train_sample is None or len(train_sample) == 0:
+                raise ValueError("an IVF index needs a training sample")
+            index.train(np.ascontiguousarray(train_sample, dtype=np.float32))
+        else:
+            raise ValueError(f"unknown vector index type {spec['type']!r}")
+        vi = cls(dim=dim, spec=dict(spec), index=index, nprobe=nprobe)
+        vi._set_nprobe()
+        return vi
+
+    def _set_nprobe(self) -> None:
+        if self.spec["type"] != "flat":
+            nlist = self.spec["nlist"]
+            faiss.extract_index_ivf(self.index).nprobe = min(nlist, self.nprobe or max(16, nlist // 32))
+
+    def describe(self) -> str:
+        return describe_spec(self.spec)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    # --- content -----------------------------------------------------------------------------------
+    def add_page(self, page_id: int, vecs: np.ndarray) -> None:
+        if page_id in self.page_cells:
+            self.remove_pages([page_id])
+        n = len(vecs)
+        if n:
+            if n > CELL_MASK + 1:
+                raise ValueError(f"a page may have at most {CELL_MASK + 1} indexed cells, got {n}")
+            ids = (np.int64(page_id) << CELL_BITS) + np.arange(n, dtype=np.int64)
+            self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
+        self.page_cells[page_id] = n
+
+    def remove_pages(self, page_ids) -> None:
+        ids = [
+            (np.int64(p) << CELL_BITS) + np.arange(self.page_cells[p], dtype=np.int64)
+            for p in page_ids
+            if p in self.page_cells
+        ]
+        for p in page_ids:
+            self.page_cells.pop(p, None)
+        ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        if len(ids):
+            self.index.remove_ids(ids)
+
+    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if self.ntotal == 0 or len(q) == 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(q))]
+        scores, ids = self.index.search(q, min(k, self.ntotal))
+        out = []
+        for s, i in zip(scores, ids):
+            ok = i >= 0
+            out.append(((i[ok] >> CELL_BITS).astype(np.int64), s[ok].astype(np.float32)))
+        return out
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self, folder: Path) -> float:
+        """Write a snapshot and make it current atomically; returns the seconds it took."""
+        t0 = time.perf_counter()
+        folder.mkdir(parents=True, exist_ok=True)
+        token = f"{self.generation:012d}-{secrets.token_hex(4)}"
+        faiss_path = folder / f"index-{token}.faiss"
+        pages_path = folder / f"index-{token}.pages.npy"
+        faiss.write_index(self.index, str(faiss_path))
+        _fsync_file(faiss_path)
+        pages = np.array(sorted(self.page_cells.items()), dtype=np.int64).reshape(-1, 2)
+        with open(pages_path, "wb") as f:
+            np.save(f, pages, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        header = {
+            "token": token,
+            "generation": self.generation,
+            "spec": self.spec,
+            "dim": self.dim,
+            "ntotal": self.ntotal,
+            "pages": len(pages),
+            "faiss_bytes": faiss_path.stat().st_size,
+        }
+        _atomic_write(folder / "index.json", json.dumps(header).encode())
+        self.saved_generation = self.generation
+        remove_stale_snapshots(folder, keep=token)
+        return time.perf_counter() - t0
+
+    @classmethod
+    def load(cls, folder: Path, nprobe: int | None = None) -> VectorIndex | None:
+        """The current snapshot, or None if there is none (or it is unreadable)."""
+        for _ in range(3):  # a writer may swap snapshots between reading the header and the files
+            try:
+                header = json.loads((folder / "index.json").read_text())
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError):
+                return None
+            token = header["token"]
+            try:
+                index = faiss.read_index(str(folder / f"index-{token}.faiss"))
+                pages = np.load(folder / f"index-{token}.pages.npy", allow_pickle=False)
+            except (FileNotFoundError, RuntimeError):
+                time.sleep(0.05)
+                continue
+            vi = cls(
+                dim=int(header["dim"]),
+                spec=header["spec"],
+                index=index,
+                page_cells={int(p): int(n) for p, n in pages},
+                generation=int(header["generation"]),
+                saved_generation=int(header["generation"]),
+                nprobe=nprobe,
+            )
+            if vi.ntotal != int(header["ntotal"]) or sum(vi.page_cells.values()) != vi.ntotal:
+                return None
+            vi._set_nprobe()
+            return vi
+        return None
+
+
+def snapshot_bytes(folder: Path) -> int:
+    """Size of the current snapshot's FAISS file (0 if none)."""
+    try:
+        return int(json.loads((folder / "index.json").read_text()).get("faiss_bytes", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def current_token(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "index.json").read_text())["token"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def remove_stale_snapshots(folder: Path, keep: str | None) -> None:
+    """Delete snapshot files other than ``keep``'s and temp files (only the write-lock holder calls this)."""
+    for p in folder.glob("index-*"):
+        if keep is None or keep not in p.name:
+            try:
+                p.unlink()
+            except OSError:
+                pass
+    for p in folder.glob("*.tmp"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
