@@ -1,0 +1,48 @@
+"""Shared fixtures: the package from this checkout, the embedded model loaded once, sample documents."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from storage_fixtures import db_url  # noqa: E402,F401  (sqlite + postgresql parametrisation)
+
+from tokensearch.engine import Engine  # noqa: E402
+from tokensearch.samples import SampleFolder, make_sample_folder  # noqa: E402
+from tokensearch.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mini_encoder():
+    """The embedded default model, loaded once for the whole run (it is read-only)."""
+    from tokensearch.tokenocr_model import create_encoder
+
+    return create_encoder("mini")
+
+
+@pytest.fixture
+def sample(tmp_path) -> SampleFolder:
+    return make_sample_folder(tmp_path / "docs")
+
+
+@pytest.fixture
+def make_engine(tmp_path, db_url, mini_encoder):
+    """``make_engine(**settings)`` -> an Engine on a fresh home and the parametrised database."""
+    engines: list[Engine] = []
+
+    def _make(home: Path | None = None, **kw) -> Engine:
+        s = Settings(home=home or tmp_path / "home", database_url=db_url, **kw)
+        eng = Engine(s, encoder=mini_encoder)
+        engines.append(eng)
+        return eng
+
+    yield _make
+    for e in engines:
+        e.close()
+

@@ -1,0 +1,180 @@
+"""End to end on generated documents: index a folder, search it, check pages and boxes (SQLite + PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from boxes import iou
+from tokensearch.errors import ModelMismatchError, QueryError
+
+
+def _best_iou(hit, truths) -> float:
+    return max((iou(b, t) for b in hit.boxes for t in truths), default=0.0)
+
+
+def _name(hit) -> str:
+    return Path(hit.path).name
+
+
+def test_born_digital_word_ranks_its_page_first_and_boxes_it(make_engine, sample):
+    eng = make_engine(text_layer="auto")
+    report = eng.index(sample.born_digital)
+    assert report.pages_text == 2 and report.pages_vision == 0 and not report.failed
+    for word, page in [("INV-2023-0042", 1), ("crane.", 2), ("11/12/2020", 1), ("committee", 2)]:
+        hits = eng.search(word.rstrip("."), k=5).hits
+        assert hits, word
+        assert (_name(hits[0]), hits[0].page) == ("born-digital.pdf", page), word
+        assert _best_iou(hits[0], sample.boxes(word, page)) >= 0.3, (word, hits[0].boxes)
+
+
+def test_search_is_case_insensitive(make_engine, sample):
+    eng = make_engine()
+    eng.index(sample.born_digital)
+    hits = eng.search("invoice").hits
+    assert hits and hits[0].page == 1
+    assert _best_iou(hits[0], sample.boxes("INVOICE", 1)) >= 0.3
+
+
+def test_quoted_phrase_needs_adjacent_words_in_order(make_engine, sample):
+    eng = make_engine()
+    eng.index(sample.born_digital)
+    hit = eng.search('"harbour crane"').hits[0]
+    assert hit.page == 2
+    truth = sample.boxes("harbour", 2)[0]
+    crane = sample.boxes("crane.", 2)[0]
+    phrase_box = (truth[0], truth[1], crane[2], crane[3])
+    assert _best_iou(hit, [phrase_box]) >= 0.3
+    assert eng.search('"crane harbour"').hits == []
+
+
+def test_all_words_rank_above_some_words(make_engine, sample):
+    eng = make_engine()
+    eng.index(sample.born_digital)
+    hits = eng.search("harbour committee").hits  # page 2 has both, page 1 only "Harbour"
+    assert [h.page for h in hits] == [2, 1]
+    assert hits[0].score > hits[1].score
+
+
+def test_several_occurrences_give_several_boxes(make_engine, sample):
+    eng = make_engine()
+    eng.index(sample.born_digital)
+    hit = eng.search("the").hits[0]
+    assert hit.page == 2
+    truths = sample.boxes("the", 2)
+    assert len(truths) >= 4
+    matched = sum(any(iou(b, t) >= 0.3 for b in hit.boxes) for t in truths)
+    assert matched == len(truths)
+
+
+def test_query_written_nowhere_returns_no_hits(make_engine, sample):
+    eng = make_engine()
+    eng.index(sample.born_digital)
+    for q in ["zebra", "quantum", "INV-1999-7777", '"crane harbour"']:
+        assert eng.search(q).hits == [], q
+
+
+def test_bad_queries_are_refused_clearly(make_engine, sample):
+    eng = make_engine(max_query_chars=20)
+    eng.index(sample.born_digital)
+    with pytest.raises(QueryError, match="empty"):
+        eng.search("   ")
+    with pytest.raises(QueryError, match="limit is 20"):
+        eng.search("x" * 50)
+    with pytest.raises(QueryError, match="k must be"):
+        eng.search("crane", k=0)
+
+
+def test_incremental_reindex_add_modify_delete_rename_duplicate(make_engine, sample, tmp_path):
+    root = sample.root
+    eng = make_engine()
+    first = eng.index(root)
+    assert first.added == 5 and not first.failed
+    again = eng.index(root)
+    assert (again.added, again.updated, again.removed, again.pages) == (0, 0, 0, 0)
+    assert again.unchanged == 5
+
+    shutil.copy(sample.born_digital, root / "copy-of-born-digital.pdf")  # duplicate content
+    sample.pngs[1].rename(root / "scans" / "renamed.png")  # rename
+    sample.tiff.unlink()  # delete
+    from tokensearch.samples import born_digital_pdf
+
+    pdf, _ = born_digital_pdf([["A brand new zeppelin manifest"]])
+    sample.image_pdf.write_bytes(pdf)  # modify: scanned.pdf now holds other content
+    rep = eng.index(root)
+    assert rep.duplicates == 2  # the copy and the renamed PNG reuse stored features
+    assert rep.updated == 1 and rep.removed == 2 and rep.added == 0
+    assert rep.pages == 1  # only the modified file was encoded
+
+    st = eng.store.stats()
+    assert st.documents == 4  # born-digital (2 paths), scanned (new), png 1, renamed png
+    hits = eng.search("zeppelin").hits
+    assert [(_name(h), h.page) for h in hits] == [("scanned.pdf", 1)]
+    paths = set(eng.store.known_files())
+    assert str(root / "copy-of-born-digital.pdf") in paths and str(sample.tiff) not in paths
+
+    (root / "copy-of-born-digital.pdf").unlink()
+    sample.born_digital.unlink()
+    rep = eng.index(root)
+    assert rep.removed == 2
+    assert eng.search("committee").hits == [] or all("born-digital" not in h.path for h in eng.search("committee").hits)
+
+
+def test_bad_files_are_recorded_and_never_stop_the_folder(make_engine, sample):
+    root = sample.root
+    (root / "corrupt.pdf").write_bytes(b"%PDF-1.4\n this is not really a pdf")
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.pdf").write_bytes(b"just some text with the wrong extension")
+    eng = make_engine()
+    rep = eng.index(root)
+    reasons = dict((Path(p).name, r) for p, r in rep.failed)
+    assert set(reasons) == {"corrupt.pdf", "empty.png", "notes.pdf"}
+    assert "empty" in reasons["empty.png"] and "not a PDF" in reasons["notes.pdf"]
+    assert rep.added == 8 and eng.store.stats().documents == 5
+    assert {Path(p).name for p, _ in eng.store.stats().failures} == set(reasons)
+    assert eng.search("committee").hits  # the good files are searchable
+    (root / "empty.png").unlink()
+    rep = eng.index(root)
+    assert {Path(p).name for p, _ in eng.store.stats().failures} == {"corrupt.pdf", "notes.pdf"}
+
+
+def test_index_refuses_queries_from_another_model(make_engine, sample, tmp_path, mini_encoder):
+    from tokensearch.tokenocr_model.mini import load_mini
+
+    eng = make_engine()
+    eng.index(sample.born_digital)
+    other_dir = tmp_path / "other-weights"
+    shutil.copytree(Path(load_mini.__code__.co_filename).parent / "weights", other_dir)
+    with open(other_dir / "tokenizer.json", "a") as f:
+        f.write("\n")  # same model, other files: another fingerprint
+    other = load_mini(other_dir)
+    from tokensearch.engine import Engine
+
+    eng2 = Engine(eng.settings, encoder=other)
+    try:
+        with pytest.raises(ModelMismatchError, match="built with model 'mini'"):
+            eng2.search("crane")
+    finally:
+        eng2.close()
+
+
+def test_removing_a_path_forgets_its_pages(make_engine, sample):
+    eng = make_engine()
+    eng.index(sample.root)
+    assert eng.remove(sample.born_digital) == 1
+    assert all(_name(h) != "born-digital.pdf" for h in eng.search("committee").hits)
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_image_only_pages_are_found_and_boxed_by_the_model(make_engine, sample):
+    eng = make_engine()
+    rep = eng.index(sample.root)
+    assert rep.pages_vision == 6
+    for word, page in [("committee", 2), ("INVOICE", 1), ("Refrigerated", 1)]:
+        hits = [h for h in eng.search(word, k=10).hits if not h.path.endswith("born-digital.pdf")]
+        assert hits, word
+        assert hits[0].page == page or Path(hits[0].path).name == f"page-{page}.png", (word, hits[0])
+        assert _best_iou(hits[0], sample.boxes(word, page)) >= 0.3, (word, hits[0].boxes)

@@ -1,0 +1,65 @@
+import numpy as np
+
+from tokensearch.search.localize import chain_scores, locate
+
+
+def _maps(T, H=10, W=40):
+    return np.zeros((T, H, W), dtype=np.float32)
+
+
+def test_single_token_gives_one_box_per_occurrence():
+    m = _maps(1)
+    m[0, 2, 5:9] = 1.0  # a word 4 cells wide on row 2
+    m[0, 7, 20:23] = 0.9  # another occurrence
+    occ = locate(m, [4], threshold=0.5)
+    assert len(occ) == 2
+    assert occ[0].score == 1.0
+    x0, y0, x1, y1 = occ[0].box
+    assert (x0, x1) == (5 / 40, 9 / 40) and (y0, y1) == (2 / 10, 3 / 10)
+
+
+def test_phrase_tokens_must_be_in_reading_order():
+    m = _maps(2)
+    m[0, 3, 10:13] = 1.0
+    m[1, 3, 13:16] = 1.0  # right after token 0: a match
+    assert locate(m, [3, 3], threshold=0.8)
+    swapped = _maps(2)
+    swapped[1, 3, 10:13] = 1.0
+    swapped[0, 3, 13:16] = 1.0  # token 1 before token 0: no match
+    assert not locate(swapped, [3, 3], threshold=0.8)
+
+
+def test_phrase_tokens_far_apart_do_not_match():
+    m = _maps(2)
+    m[0, 3, 0:2] = 1.0
+    m[1, 3, 35:37] = 1.0
+    assert not locate(m, [2, 2], threshold=0.8)
+    m2 = _maps(2)
+    m2[0, 1, 10:12] = 1.0
+    m2[1, 6, 12:14] = 1.0  # next token five rows below: another line
+    assert not locate(m2, [2, 2], threshold=0.8)
+
+
+def test_phrase_box_covers_all_tokens():
+    m = _maps(3)
+    m[0, 4, 2:5] = 1.0
+    m[1, 4, 5:7] = 1.0
+    m[2, 4, 8:12] = 1.0
+    occ = locate(m, [3, 2, 4], threshold=0.9)
+    assert len(occ) == 1
+    assert occ[0].box == (2 / 40, 4 / 10, 12 / 40, 5 / 10)
+
+
+def test_nothing_above_threshold_gives_no_occurrence():
+    m = _maps(1)
+    m[0] = 0.3
+    assert locate(m, [3], threshold=0.5) == []
+
+
+def test_chain_score_is_sum_of_best_predecessor():
+    m = _maps(2, H=3, W=8)
+    m[0, 1, 1] = 0.5
+    m[0, 1, 2] = 0.9
+    m[1, 1, 4] = 0.8
+    c = chain_scores(m, [3])
+    assert abs(c[1, 4] - 1.7) < 1e-6

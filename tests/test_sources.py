@@ -1,0 +1,92 @@
+"""Opening documents: every kind of bad file becomes a BadDocument with a reason a user can act on."""
+
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+import pytest
+from PIL import Image
+
+from tokensearch.errors import BadDocument
+from tokensearch.indexer.sources import DocumentReader, pdf_text_words, sniff_kind
+from tokensearch.samples import born_digital_pdf
+
+
+def _reader(path: Path, max_pixels: int = 50_000_000) -> DocumentReader:
+    return DocumentReader(path, max_pixels)
+
+
+def test_sniff_recognises_every_supported_kind(tmp_path):
+    img = Image.new("RGB", (8, 8), "white")
+    for fmt, kind in [("PNG", "png"), ("JPEG", "jpeg"), ("TIFF", "tiff"), ("WEBP", "webp"), ("BMP", "bmp")]:
+        p = tmp_path / f"x.{fmt.lower()}"
+        img.save(p, format=fmt)
+        assert sniff_kind(p.read_bytes()[:64]) == kind
+    assert sniff_kind(b"%PDF-1.7\n") == "pdf"
+    assert sniff_kind(b"hello") is None
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty"),
+    (b"this is plain text, not a PDF", "not a PDF"),
+    (b"%PDF-1.7\n garbage garbage", "cannot read"),
+])
+def test_bad_pdf_files_have_clear_reasons(tmp_path, content, reason):
+    p = tmp_path / "bad.pdf"
+    p.write_bytes(content)
+    with pytest.raises(BadDocument, match=reason):
+        _reader(p)
+
+
+def test_encrypted_pdf_is_refused(tmp_path):
+    doc = pymupdf.open()
+    doc.new_page().insert_text((50, 50), "secret")
+    p = tmp_path / "locked.pdf"
+    doc.save(p, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="pw", owner_pw="pw")
+    with pytest.raises(BadDocument, match="encrypted"):
+        _reader(p)
+
+
+def test_absurd_pixel_size_is_refused(tmp_path):
+    p = tmp_path / "huge.png"
+    Image.new("L", (4000, 3000), 255).save(p)
+    with pytest.raises(BadDocument, match="absurd pixel size"):
+        _reader(p, max_pixels=1_000_000)
+
+
+def test_truncated_image_is_reported(tmp_path):
+    p = tmp_path / "cut.png"
+    Image.fromarray(np.random.randint(0, 255, (300, 300), dtype=np.uint8)).save(p)
+    p.write_bytes(p.read_bytes()[:400])
+    with pytest.raises(BadDocument):
+        with _reader(p) as r:
+            list(r.pages(150, True))
+
+
+def test_multipage_tiff_yields_every_frame(tmp_path):
+    p = tmp_path / "multi.tiff"
+    frames = [Image.new("L", (50, 60), v) for v in (0, 128, 255)]
+    frames[0].save(p, save_all=True, append_images=frames[1:])
+    with _reader(p) as r:
+        pages = list(r.pages(150, True))
+    assert [pg.page_no for pg in pages] == [1, 2, 3]
+    assert all(pg.image.mode == "RGB" and pg.image.size == (50, 60) for pg in pages)
+
+
+def test_text_layer_words_match_pdf_word_boxes(tmp_path):
+    data, words = born_digital_pdf()
+    with pymupdf.open(stream=data, filetype="pdf") as doc:
+        got = pdf_text_words(doc[0])
+    texts = ["".join(c.c for c in w) for w in got]
+    assert texts[:2] == ["INVOICE", "INV-2023-0042"]
+    first = got[0]
+    x0, y0 = first[0].box[:2]
+    truth = [w for w in words if w.text == "INVOICE"][0].box
+    assert abs(x0 - truth[0]) < 0.01 and abs(y0 - truth[1]) < 0.02
+
+
+def test_image_only_pdf_page_has_no_text_layer(tmp_path):
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_image(page.rect, pixmap=pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), 0))
+    assert pdf_text_words(page) is None

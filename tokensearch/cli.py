@@ -1,0 +1,225 @@
+"""The ``tokensearch`` console script: index, search, status, remove, heatmap, serve, train, finetune."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import TokensearchError
+from .settings import Settings
+
+# flag -> Settings field, for the flags every sub-command shares
+_COMMON = ("home", "database_url", "model", "device", "dtype", "threads")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("index and model (env TOKENSEARCH_*)")
+    g.add_argument("--home", type=Path, help="folder holding the index (default ./.tokensearch)")
+    g.add_argument("--database-url", help="SQLAlchemy URL of the metadata DB (default SQLite under --home)")
+    g.add_argument("--model", help="mini (default) | mini:/weights-dir | tokenocr:/path/to/checkpoint")
+    g.add_argument("--device", help="cpu (default) | cuda | cuda:N")
+    g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    g.add_argument("--threads", type=int, help="CPU threads for the model")
+    g.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
+    """Environment first, then every flag the user actually gave."""
+    given = {k: getattr(args, k) for k in _COMMON if getattr(args, k, None) is not None}
+    given.update({k: v for k, v in extra.items() if v is not None})
+    return Settings(**given)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokensearch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="index a folder (again: only new or changed files)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+
+    p = sub.add_parser("search", help="search the index")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10, help="pages to return (default 10)")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--threshold", type=float, help="minimum score of a hit (default: the model's calibrated one)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
+    _common(p)
+
+    p = sub.add_parser("sample", help="write a sample folder (born-digital PDF, scanned PDF, PNG and TIFF scans)")
+    p.add_argument("folder", type=Path)
+
+    p = sub.add_parser("status", help="documents, pages, failures")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+    p = sub.add_parser("remove", help="forget a file (or every file under a folder)")
+    p.add_argument("path", type=Path)
+    _common(p)
+
+    from .tokenocr_model.heatmap import add_heatmap_arguments
+
+    p = sub.add_parser("heatmap", help="per-token similarity maps of a query over a page image or PDF page")
+    add_heatmap_arguments(p)
+    _common(p)
+
+    from .api.serve import add_serve_arguments
+
+    p = sub.add_parser("serve", help="REST API and web viewer")
+    add_serve_arguments(p)
+    _common(p)
+
+    from .training.cli_args import add_finetune_arguments, add_train_arguments
+
+    add_train_arguments(sub.add_parser("train", help="train the embedded mini model from scratch"))
+    add_finetune_arguments(sub.add_parser("finetune", help="fine-tune the mini model on a folder of born-digital PDFs"))
+    return parser
+
+
+def _progress_bar(quiet: bool):
+    """A tqdm bar with pages/s and ETA on a terminal; silent when stderr is not a TTY."""
+    from tqdm import tqdm
+
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    bar = tqdm(total=0, unit="page", dynamic_ncols=True, smoothing=0.1)
+
+    def update(ev) -> None:
+        bar.total = ev.pages_total
+        bar.n = ev.pages_done
+        bar.set_postfix_str(f"files {ev.files_done}/{ev.files_total} failed {ev.failures}", refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .engine import Engine
+
+    settings = settings_from_args(args, text_layer=args.text_layer, batch_size=args.batch_size)
+    bar, update = _progress_bar(args.quiet)
+    with Engine(settings) as eng:
+        try:
+            report = eng.index(args.folder, progress=update)
+        finally:
+            if bar is not None:
+                bar.close()
+    for path, reason in report.failed:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    print(f"indexed {report.pages} pages ({report.pages_text} from text layers, {report.pages_vision} by the model) "
+          f"in {report.seconds:.1f}s ({report.pages_per_s:.2f} pages/s); files: {report.added} new, "
+          f"{report.updated} changed, {report.unchanged} unchanged, {report.duplicates} duplicate, "
+          f"{report.removed} removed, {len(report.failed)} failed")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .engine import Engine
+
+    with Engine(settings_from_args(args, threshold=args.threshold)) as eng:
+        res = eng.search(args.query, k=args.k, offset=args.offset)
+    if args.json:
+        out = {"query": res.query, "hits": [{"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes}
+                                           for h in res.hits]}
+        print(json.dumps(out))
+        return 0
+    if not res.hits:
+        print(f"no page shows {res.query!r} ({res.took_ms:.0f} ms)")
+        return 0
+    width = max(len(h.path) for h in res.hits)
+    print(f"{'#':>3}  {'score':>6}  {'page':>4}  {'path':<{width}}  boxes")
+    for i, h in enumerate(res.hits, 1 + args.offset):
+        first = " ".join(f"[{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f}]" for b in h.boxes[:2])
+        more = f" +{len(h.boxes) - 2}" if len(h.boxes) > 2 else ""
+        print(f"{i:>3}  {h.score:>6.3f}  {h.page:>4}  {h.path:<{width}}  {first}{more}")
+    print(f"{res.total} page(s) match, {res.took_ms:.0f} ms")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .samples import make_sample_folder
+
+    s = make_sample_folder(args.folder)
+    print(f"wrote {s.born_digital}, {s.image_pdf}, {len(s.pngs)} PNG scans and {s.tiff}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .engine import Engine
+
+    with Engine(settings_from_args(args)) as eng:
+        st = eng.store.stats()
+        model = eng.store.stored_model()
+    if args.json:
+        out = {k: v for k, v in vars(st).items()}
+        out["model"] = None if model is None else {"name": model.name, "fingerprint": model.fingerprint}
+        print(json.dumps(out, default=str))
+        return 0
+    print(f"model:     {model.name + ' (' + model.fingerprint[:12] + ')' if model else '-'}")
+    for k, v in vars(st).items():
+        if k != "failures":
+            print(f"{k + ':':<18} {v}")
+    print(f"failures:          {len(st.failures)}")
+    for path, reason in st.failures:
+        print(f"  {path}: {reason}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from .engine import Engine
+
+    with Engine(settings_from_args(args)) as eng:
+        n = eng.remove(args.path)
+    print(f"removed {n} path(s)")
+    return 0
+
+
+def cmd_heatmap(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from .tokenocr_model.heatmap import run_heatmap
+
+    with Engine(settings_from_args(args)) as eng:
+        return int(run_heatmap(args, eng.encoder) or 0)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .api.serve import run_serve
+
+    return int(run_serve(args, settings_from_args(args)) or 0)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.cli_args import run_train
+
+    return int(run_train(args) or 0)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .training.cli_args import run_finetune
+
+    return int(run_finetune(args) or 0)
+
+
+COMMANDS = {"sample": cmd_sample, "index": cmd_index, "search": cmd_search, "status": cmd_status, "remove": cmd_remove,
+            "heatmap": cmd_heatmap, "serve": cmd_serve, "train": cmd_train, "finetune": cmd_finetune}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except TokensearchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was committed is kept; run the same command again to finish", file=sys.stderr)
+        return 130

@@ -1,0 +1,149 @@
+"""The engine: one index (``--home``) + one model, as the CLI and the API use them.
+
+Builds the model and the store lazily from the settings (or takes them ready-made, for tests), and
+wires the pipeline stages together; the stages themselves never create each other.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .errors import ModelMismatchError, NotFound, QueryError
+from .indexer import FolderIndexer, IndexOptions, IndexReport, ProgressEvent
+from .indexer.sources import DocumentReader
+from .search import Hit, Searcher, SearchOptions, SearchResult
+from .settings import Settings
+from .tokenocr_model.interface import TokenEncoder
+
+__all__ = ["Engine", "Hit", "IndexReport", "ProgressEvent", "SearchResult", "TokenMaps"]
+
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass
+class TokenMaps:
+    tokens: list[str]
+    maps: np.ndarray  # (T, H, W) absolute cosine
+    combined: np.ndarray  # (H, W) whole-query map: the score of the matched occurrences
+
+
+class Engine:
+    def __init__(self, settings: Settings, encoder: TokenEncoder | None = None, store=None) -> None:
+        self.settings = settings
+        self._encoder = encoder
+        self._store = store
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ parts, built once
+    @property
+    def encoder(self) -> TokenEncoder:
+        with self._lock:
+            if self._encoder is None:
+                from .tokenocr_model import create_encoder
+
+                if self.settings.threads:
+                    import torch
+
+                    torch.set_num_threads(self.settings.threads)
+                self._encoder = create_encoder(self.settings.model, self.settings.device, self.settings.dtype)
+            return self._encoder
+
+    @property
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                from .storage import Store
+
+                self._store = Store.open(self.settings.home, self.settings.database_url)
+            return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ indexing
+    def _indexer(self, progress, cancel) -> FolderIndexer:
+        s = self.settings
+        opts = IndexOptions(text_layer=s.text_layer == "auto", batch_size=s.batch_size,
+                            max_page_pixels=s.max_page_pixels)
+        return FolderIndexer(self.encoder, self.store, opts, progress, cancel)
+
+    def index(self, root: Path, progress: Callable[[ProgressEvent], None] | None = None,
+              cancel: threading.Event | None = None) -> IndexReport:
+        """Bring the index up to date with a folder (or a single file)."""
+        root = Path(root)
+        if not root.exists():
+            raise NotFound(f"no such folder or file: {root}")
+        return self._indexer(progress, cancel).index(root)
+
+    def index_files(self, paths: list[Path], root: Path, progress=None) -> IndexReport:
+        """Index these files (e.g. uploads) without pruning anything else under ``root``."""
+        return self._indexer(progress, None).index(Path(root), files=[Path(p) for p in paths], prune=False)
+
+    def remove(self, path: Path) -> int:
+        """Forget a file, or every file under a folder; returns how many paths were removed."""
+        target = str(Path(path).absolute())
+        keys = [k for k in self.store.known_files() if k == target or k.startswith(target.rstrip("/") + "/")]
+        if not keys:
+            raise NotFound(f"{path} is not in the index (see `tokensearch status`)")
+        for k in keys:
+            self.store.unlink_path(k)
+        return len(keys)
+
+    # ------------------------------------------------------------------ searching
+    def _check_model(self) -> None:
+        stored = self.store.stored_model()
+        info = self.encoder.info
+        if stored is not None and (stored.fingerprint != info.fingerprint or stored.dim != info.dim):
+            raise ModelMismatchError(
+                f"this index was built with model {stored.name!r} (weights {stored.fingerprint[:12]}), "
+                f"but the query uses {info.name!r} (weights {info.fingerprint[:12]}): search with "
+                f"--model {stored.name} or re-index into a new --home")
+
+    def threshold(self) -> float:
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return float(self.encoder.info.extra.get("threshold", DEFAULT_THRESHOLD))
+
+    def searcher(self) -> Searcher:
+        return Searcher(self.encoder, self.store, SearchOptions(threshold=self.threshold()))
+
+    def search(self, query: str, k: int = 10, offset: int = 0) -> SearchResult:
+        if not 1 <= k <= self.settings.max_k:
+            raise QueryError(f"k must be between 1 and {self.settings.max_k}")
+        if offset < 0:
+            raise QueryError("offset must be >= 0")
+        self._check_model()
+        return self.searcher().search(query, k, offset, self.settings.max_query_chars)
+
+    def token_maps(self, doc_id: int, page_no: int, query: str) -> TokenMaps:
+        self._check_model()
+        page = self._page(doc_id, page_no)
+        tokens, maps, combined = self.searcher().token_maps(query, page.page_id, self.settings.max_query_chars)
+        return TokenMaps(tokens, maps, combined)
+
+    # ------------------------------------------------------------------ pages
+    def _page(self, doc_id: int, page_no: int):
+        for p in self.store.document_pages(doc_id):
+            if p.page_no == page_no:
+                return p
+        raise NotFound(f"document {doc_id} has no page {page_no}")
+
+    def page_image(self, doc_id: int, page_no: int) -> Image.Image:
+        """The page rasterised from its source file at the model's resolution (callers cache it)."""
+        page = self._page(doc_id, page_no)
+        with DocumentReader(Path(page.path), self.settings.max_page_pixels) as reader:
+            return reader.render(page_no, self.encoder.dpi)

@@ -1,0 +1,7 @@
+"""Ingestion: scan a folder, detect changes, rasterise pages, encode them, hand them to the store."""
+
+from .pipeline import FolderIndexer, IndexOptions, IndexReport, ProgressEvent, sha256_file, walk_documents
+from .sources import DocumentReader, RasterPage, TextChar, is_candidate, sniff_kind
+
+__all__ = ["DocumentReader", "FolderIndexer", "IndexOptions", "IndexReport", "ProgressEvent", "RasterPage",
+           "TextChar", "is_candidate", "sha256_file", "sniff_kind", "walk_documents"]

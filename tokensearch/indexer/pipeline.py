@@ -1,0 +1,249 @@
+"""Index a folder: scan → diff against the store → rasterise → encode (or paint the text layer) → store.
+
+Incremental by construction: a file whose size and mtime are unchanged is skipped without reading it;
+a changed one is re-hashed, and content already indexed (a rename, a copy, a touch) only gets a path
+row. Documents whose files disappeared are removed last, after renames have been linked, so a rename
+never re-encodes anything. Each document is written all-or-nothing by the store; a bad file is recorded
+with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import BadDocument
+from ..tokenocr_model.interface import TokenEncoder
+from .sources import DocumentReader, RasterPage, is_candidate
+from .textlayer import TextLayerPainter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProgressEvent:
+    files_done: int
+    files_total: int
+    pages_done: int
+    pages_total: int
+    pages_per_s: float
+    current_path: str | None
+    failures: int
+
+
+@dataclass
+class IndexReport:
+    files_seen: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    pages: int = 0
+    pages_text: int = 0
+    pages_vision: int = 0
+    seconds: float = 0.0
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    text_layer: bool = True  # build born-digital pages from their text layer
+    batch_size: int = 4
+    max_page_pixels: int = 60_000_000
+    text_threshold: float = 0.5  # cells whose text probability is below are not indexed
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def walk_documents(root: Path) -> list[Path]:
+    """Candidate document files below ``root`` (recursively, hidden entries skipped, no symlink loops)."""
+    if root.is_file():
+        return [root] if is_candidate(root) else []
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if is_candidate(p) and p.is_file():
+                out.append(p)
+    return out
+
+
+class FolderIndexer:
+    """Runs one index pass; the encoder and store are given, never created here."""
+
+    def __init__(self, encoder: TokenEncoder, store, options: IndexOptions,
+                 progress: Callable[[ProgressEvent], None] | None = None,
+                 cancel: threading.Event | None = None) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.opt = options
+        self.progress = progress
+        self.cancel = cancel
+        self.painter = TextLayerPainter(encoder)
+
+    # ------------------------------------------------------------------ planning
+    def index(self, root: Path, files: list[Path] | None = None, prune: bool = True) -> IndexReport:
+        """Bring the index up to date with ``root`` (or only ``files`` below it, without pruning)."""
+        t0 = time.perf_counter()
+        root = root.resolve()
+        self.store.ensure_model(self.encoder.info)
+        report = IndexReport()
+        on_disk = [p.resolve() if p.is_symlink() else p.absolute() for p in
+                   (files if files is not None else walk_documents(root))]
+        report.files_seen = len(on_disk)
+        known = self.store.known_files()
+        run_id = self.store.begin_run(str(root))
+        todo: list[tuple[Path, str, int, int]] = []  # (path, sha, size, mtime_ns)
+        status = "failed"
+        try:
+            for path in on_disk:
+                key = str(path)
+                try:
+                    st = path.stat()
+                except OSError as e:
+                    self._fail(report, path, 0, 0, f"unreadable: {e.strerror or e}", None, run_id)
+                    continue
+                rec = known.get(key)
+                if rec is not None and rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+                    report.unchanged += 1
+                    continue
+                try:
+                    sha = sha256_file(path)
+                except OSError as e:
+                    self._fail(report, path, st.st_size, st.st_mtime_ns, f"unreadable: {e.strerror or e}", None, run_id)
+                    continue
+                if rec is not None:
+                    self.store.unlink_path(key)  # changed or touched: re-link or re-index below
+                doc_id = self.store.doc_for_content(sha)
+                if doc_id is not None:
+                    self.store.link_path(doc_id, key, st.st_size, st.st_mtime_ns)
+                    if rec is not None and rec.sha256 == sha:
+                        report.unchanged += 1
+                    else:
+                        report.duplicates += 1
+                    continue
+                todo.append((path, sha, st.st_size, st.st_mtime_ns))
+                if rec is not None:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            if prune:
+                present = {str(p) for p in on_disk}
+                prefix = str(root) + os.sep
+                for key in known:
+                    if (key == str(root) or key.startswith(prefix)) and key not in present and not Path(key).exists():
+                        self.store.unlink_path(key)
+                        report.removed += 1
+            self._encode_all(todo, report, run_id)
+            status = "cancelled" if self._cancelled() else "ok"
+        finally:
+            report.seconds = time.perf_counter() - t0
+            self.store.finish_run(run_id, status=status, files=report.files_seen, added=report.added,
+                                  updated=report.updated, removed=report.removed, failed=len(report.failed),
+                                  pages=report.pages, seconds=report.seconds)
+        return report
+
+    def _cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def _fail(self, report: IndexReport, path: Path, size: int, mtime_ns: int, reason: str,
+              sha: str | None, run_id: int) -> None:
+        log.warning("skipped %s: %s", path, reason)
+        report.failed.append((str(path), reason))
+        self.store.record_failure(str(path), size, mtime_ns, reason, sha256=sha, run_id=run_id)
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_all(self, todo: list[tuple[Path, str, int, int]], report: IndexReport, run_id: int) -> None:
+        pages_total = 0
+        for path, *_ in todo:  # cheap page counts for the progress bar (bad files count 1)
+            try:
+                with DocumentReader(path, self.opt.max_page_pixels) as r:
+                    pages_total += r.page_count
+            except BadDocument:
+                pages_total += 1
+        t0 = time.perf_counter()
+        state = {"pages": 0}
+
+        def tick(current: str | None, files_done: int) -> None:
+            if self.progress is not None:
+                dt = time.perf_counter() - t0
+                self.progress(ProgressEvent(files_done, len(todo), state["pages"], max(pages_total, state["pages"]),
+                                            state["pages"] / dt if dt > 0 else 0.0, current, len(report.failed)))
+
+        tick(None, 0)
+        for i, (path, sha, size, mtime_ns) in enumerate(todo):
+            if self._cancelled():
+                break
+            n_before = state["pages"]
+            per_doc = {"text": 0, "vision": 0}
+            try:
+                with DocumentReader(path, self.opt.max_page_pixels) as reader:
+                    counted = self._count(self._page_records(reader), state, per_doc, lambda: tick(str(path), i))
+                    self.store.write_document(sha, str(path), size, mtime_ns, reader.family, counted, run_id)
+                report.pages_text += per_doc["text"]
+                report.pages_vision += per_doc["vision"]
+            except Exception as e:  # a bad file (or a library error on one) must not stop the folder
+                state["pages"] = n_before
+                reason = str(e) if isinstance(e, BadDocument) else f"{type(e).__name__}: {e}"
+                log.debug("failure details for %s", path, exc_info=True)
+                self._fail(report, path, size, mtime_ns, reason, sha, run_id)
+            tick(str(path), i + 1)
+        report.pages = state["pages"]
+
+    @staticmethod
+    def _count(records: Iterable, state: dict, per_doc: dict, tick: Callable[[], None]) -> Iterator:
+        for rec in records:
+            state["pages"] += 1
+            per_doc[rec.source] += 1
+            yield rec
+            tick()
+
+    def _page_records(self, reader: DocumentReader) -> Iterator:
+        """PageRecords in page order; vision pages are encoded in batches (memory: one batch of images)."""
+        from ..storage import PageRecord
+
+        pending: list[RasterPage] = []
+
+        def flush() -> Iterator[PageRecord]:
+            images = [p.image for p in pending if p.image is not None]
+            grids = iter(self.encoder.encode_pages(images)) if images else iter(())
+            for p in pending:
+                gh, gw = self.encoder.grid_shape(p.width, p.height)
+                if p.image is None:
+                    ys, xs, feats = self.painter.paint(p.words or [], gh, gw)
+                    yield PageRecord(p.page_no, p.width, p.height, "text", gh, gw, ys, xs, feats,
+                                     text=" ".join("".join(c.c for c in w) for w in p.words or []))
+                else:
+                    g = next(grids)
+                    gh, gw = g.shape
+                    ys, xs = np.nonzero(g.text >= self.opt.text_threshold)
+                    feats = np.asarray(g.features[ys, xs], dtype=np.float32)
+                    yield PageRecord(p.page_no, p.width, p.height, "vision", gh, gw,
+                                     ys.astype(np.int32), xs.astype(np.int32), feats)
+            pending.clear()
+
+        for page in reader.pages(self.encoder.dpi, self.opt.text_layer):
+            pending.append(page)
+            if sum(p.image is not None for p in pending) >= self.opt.batch_size:
+                yield from flush()
+        yield from flush()

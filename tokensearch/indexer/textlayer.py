@@ -1,0 +1,84 @@
+"""Token features of a born-digital page built from its text layer — exactly, without running the model.
+
+Each word of the text layer is tokenised with the model's *query rule* (so a page word and the same
+word typed as a query give the same BPE tokens), and each token's vector is painted onto the grid
+cells its glyphs cover. The grid is the one the model would produce for the page raster, so these
+pages and vision-encoded pages live in the same index and answer the same queries.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from ..tokenocr_model.interface import TokenEncoder
+from .sources import TextChar
+
+
+_EDGES = re.compile(r"^(?P<lead>[^\w]*)(?P<core>.*?)(?P<trail>[^\w]*)$", re.S)
+
+
+class TextLayerPainter:
+    """Paints token vectors of text-layer words onto a model's cell grid (caches tokenised words)."""
+
+    def __init__(self, encoder: TokenEncoder, cache_words: int = 200_000) -> None:
+        self.encoder = encoder
+        self._embed = lru_cache(maxsize=cache_words)(self._embed_word)
+
+    def _embed_word(self, word: str) -> tuple[tuple[tuple[int, int], ...], np.ndarray]:
+        """Token spans and vectors of a page word, cut as a query would cut it.
+
+        Edge punctuation is tokenised on its own ("(hello)," → "(", "hello", ")," ), so the core word gets
+        exactly the tokens of the query "hello" (with the query rule's leading space).
+        """
+        spans: list[tuple[int, int]] = []
+        vecs: list[np.ndarray] = []
+        m = _EDGES.match(word)
+        assert m is not None
+        for part in ("lead", "core", "trail"):
+            text, offset = m.group(part), m.start(part)
+            if not text:
+                continue
+            q = self.encoder.embed_query(text)
+            spans.extend((offset + t.start, offset + t.end) for t in q.tokens)
+            vecs.append(np.asarray(q.vectors, dtype=np.float32))
+        dim = self.encoder.info.dim
+        return tuple(spans), (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+
+    def paint(self, words: list[list[TextChar]], grid_h: int, grid_w: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (ys, xs, feats) of the cells covered by glyphs; feats are the tokens' unit vectors."""
+        owner = -np.ones((grid_h, grid_w), dtype=np.int64)  # cell -> row in `vectors`
+        vectors: list[np.ndarray] = []
+        for word in words:
+            text = "".join(ch.c for ch in word)
+            pos2char = [i for i, ch in enumerate(word) for _ in ch.c]  # string index -> char index
+            spans, vecs = self._embed(text)
+            # longer tokens first: a one-character token ("/", "-") painted last keeps the cell it sits on
+            for k in sorted(range(len(spans)), key=lambda k: spans[k][0] - spans[k][1]):
+                start, end = spans[k]
+                if end <= start or start >= len(pos2char):
+                    continue
+                row = len(vectors)
+                vectors.append(vecs[k])
+                for ci in range(pos2char[start], pos2char[min(end, len(pos2char)) - 1] + 1):
+                    cx0, cx1 = _cells(word[ci].box[0], word[ci].box[2], grid_w)
+                    cy0, cy1 = _cells(word[ci].box[1], word[ci].box[3], grid_h)
+                    owner[cy0:cy1, cx0:cx1] = row
+        ys, xs = np.nonzero(owner >= 0)
+        if not vectors:
+            return ys, xs, np.zeros((0, self.encoder.info.dim), dtype=np.float32)
+        feats = np.stack(vectors)[owner[ys, xs]]
+        return ys.astype(np.int32), xs.astype(np.int32), feats.astype(np.float32)
+
+
+def _cells(a: float, b: float, n: int) -> tuple[int, int]:
+    """Cells [lo, hi) of an n-cell axis whose centres fall in [a, b) (at least the cell holding the middle)."""
+    lo, hi = math.ceil(a * n - 0.5), math.floor(b * n - 0.5) + 1
+    if hi <= lo:
+        lo = min(n - 1, max(0, int((a + b) / 2 * n)))
+        hi = lo + 1
+    return max(0, lo), min(n, hi)

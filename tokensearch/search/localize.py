@@ -1,0 +1,126 @@
+"""Whole-query localisation on one page: token similarity maps → occurrences of a word/phrase → boxes.
+
+A unit (a word, or a quoted phrase) is a sequence of BPE tokens. An occurrence is a chain of cells, one
+per token, in reading order on one text line: token j lies right of token j-1 (dx in [1, gap_j] cells,
+dy in [-1, 1]). The best chain ending at every cell is found by dynamic programming with a sliding
+window maximum; its score is the mean cosine of the chain's cells. Boxes are grown from the chain's
+cells over the neighbouring cells that still look like the same token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+CELLS_PER_CHAR = 2.0  # generous: 8 px cells at 150 dpi hold ~1 char of 10 pt text, ~0.4 of 24 pt
+GROW_RATIO = 0.75  # a neighbour cell belongs to the token if its cosine is >= this share of the peak
+
+
+@dataclass
+class Occurrence:
+    score: float  # mean cosine of the chain's cells
+    box: tuple[float, float, float, float]  # normalised page coords, origin top-left
+    cells: list[tuple[int, int]]  # (y, x) of each token's chain cell
+
+
+def dense_maps(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """(n, T) similarities at kept cells → (T, H, W) maps, 0 where nothing is written."""
+    maps = np.zeros((sims.shape[1], grid_h, grid_w), dtype=np.float32)
+    maps[:, ys, xs] = sims.T
+    return maps
+
+
+def _window_max_left(c: np.ndarray, gap: int) -> np.ndarray:
+    """P[y, x] = max of c over rows y-1..y+1 and columns x-gap..x-1 (cells strictly to the left)."""
+    # scipy's window for size n covers offsets -(n//2)..(n-1)//2: pad `gap` columns on the left and
+    # shift so that the window of output column x ends at x-1
+    W = c.shape[1]
+    padded = np.pad(c, ((0, 0), (gap, 0)), constant_values=-1.0)
+    m = maximum_filter(padded, size=(3, gap), mode="constant", cval=-1.0)
+    start = gap - ((gap - 1) // 2 + 1)
+    return m[:, start:start + W]
+
+
+def chain_scores(maps: np.ndarray, gaps: list[int]) -> np.ndarray:
+    """Best chain sum ending at each cell for tokens 0..T-1 (maps (T,H,W)); gaps[j-1] bounds dx for token j."""
+    c = maps[0].copy()
+    for j in range(1, maps.shape[0]):
+        c = maps[j] + _window_max_left(c, gaps[j - 1])
+    return c
+
+
+def _backtrack(maps: np.ndarray, gaps: list[int], end: tuple[int, int]) -> list[tuple[int, int]]:
+    """Chain cells ending at ``end``: recompute partial chains and pick each predecessor in its window."""
+    partial = [maps[0].copy()]
+    for j in range(1, maps.shape[0]):
+        partial.append(maps[j] + _window_max_left(partial[-1], gaps[j - 1]))
+    cells = [end]
+    y, x = end
+    H, W = maps.shape[1:]
+    for j in range(maps.shape[0] - 1, 0, -1):
+        g = gaps[j - 1]
+        y0, y1, x0, x1 = max(0, y - 1), min(H, y + 2), max(0, x - g), x
+        if x1 <= x0:
+            cells.append((y, x))
+            continue
+        win = partial[j - 1][y0:y1, x0:x1]
+        dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
+        y, x = y0 + int(dy), x0 + int(dx)
+        cells.append((y, x))
+    return cells[::-1]
+
+
+def _grow(m: np.ndarray, y: int, x: int, max_w: int) -> tuple[int, int, int, int]:
+    """Cell extent (x0, y0, x1, y1 inclusive) of the token at (y, x): neighbours above GROW_RATIO·peak."""
+    H, W = m.shape
+    thr = GROW_RATIO * float(m[y, x])
+    x0 = x
+    while x0 - 1 >= 0 and x - (x0 - 1) < max_w and m[y, x0 - 1] >= thr:
+        x0 -= 1
+    x1 = x
+    while x1 + 1 < W and (x1 + 1) - x < max_w and m[y, x1 + 1] >= thr:
+        x1 += 1
+    row_band = m[:, x0:x1 + 1].max(axis=1)
+    y0 = y
+    while y0 - 1 >= 0 and y - (y0 - 1) <= 3 and row_band[y0 - 1] >= thr:
+        y0 -= 1
+    y1 = y
+    while y1 + 1 < H and (y1 + 1) - y <= 3 and row_band[y1 + 1] >= thr:
+        y1 += 1
+    return x0, y0, x1, y1
+
+
+def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurrences: int = 20
+           ) -> list[Occurrence]:
+    """Occurrences of one unit (maps (T,H,W) of its tokens in order) scoring >= threshold, best first."""
+    T, H, W = maps.shape
+    gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (piece_lens[j] + piece_lens[j + 1] + 1)))) for j in range(T - 1)]
+    score = chain_scores(maps, gaps) / T
+    cand = np.argwhere(score >= threshold)
+    if len(cand) == 0:
+        return []
+    order = np.argsort(-score[cand[:, 0], cand[:, 1]], kind="stable")
+    taken = np.zeros((H, W), dtype=bool)
+    out: list[Occurrence] = []
+    for idx in order:
+        y, x = int(cand[idx, 0]), int(cand[idx, 1])
+        if taken[y, x]:
+            continue
+        cells = _backtrack(maps, gaps, (y, x)) if T > 1 else [(y, x)]
+        boxes = [_grow(maps[j], cy, cx, max_w=int(CELLS_PER_CHAR * piece_lens[j]) + 2)
+                 for j, (cy, cx) in enumerate(cells)]
+        bx0 = min(b[0] for b in boxes)
+        by0 = min(b[1] for b in boxes)
+        bx1 = max(b[2] for b in boxes)
+        by1 = max(b[3] for b in boxes)
+        # chains ending inside an accepted occurrence (or sharing its cells) are the same occurrence
+        if any(taken[cy, cx] for cy, cx in cells):
+            taken[by0:by1 + 1, bx0:bx1 + 1] = True
+            continue
+        taken[max(0, by0 - 1):by1 + 2, bx0:bx1 + 1] = True
+        out.append(Occurrence(float(score[y, x]), (bx0 / W, by0 / H, (bx1 + 1) / W, (by1 + 1) / H), cells))
+        if len(out) >= max_occurrences:
+            break
+    return out

@@ -1,0 +1,204 @@
+"""Rank pages for a query: tokens → candidate cells (vector index) → exact scoring on stored features.
+
+Stage 1 asks the vector index for the top cells of every query token (all spellings of all units in
+one batch) and keeps the pages whose tokens all look present. Stage 2 loads those pages' features,
+computes exact token maps and localises each unit (see ``localize``). A page's score is the mean over
+the query's units of their best occurrence (0 for a unit not found); pages holding more units rank
+first. Nothing under the threshold is returned, so a query written nowhere gives no hits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..tokenocr_model.interface import TokenEncoder
+from .localize import Occurrence, dense_maps, locate
+from .query import Unit, case_variants, parse_query
+
+
+@dataclass
+class Hit:
+    path: str
+    page: int  # 1-based
+    score: float
+    boxes: list[list[float]]  # normalised [x0, y0, x1, y1], origin top-left
+    doc_id: int
+    page_id: int
+    width: int
+    height: int
+
+
+@dataclass
+class SearchResult:
+    query: str
+    hits: list[Hit]
+    took_ms: float
+    total: int = 0  # pages above the threshold (before k/offset)
+
+
+@dataclass
+class _Spelling:
+    """One spelling of one unit: its tokens' rows in the batched query matrix."""
+
+    unit: int
+    rows: list[int]
+    lens: list[int]
+
+
+@dataclass
+class _Plan:
+    units: list[Unit]
+    spellings: list[_Spelling] = field(default_factory=list)
+    vectors: np.ndarray | None = None  # (R, d) in index space
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    threshold: float
+    # pages built from a text layer carry the tokens' exact vectors: a true match scores ~1 there
+    text_layer_threshold: float = 0.95
+    cells_per_token: int = 4096  # vector-index neighbours per query token
+    min_candidate_pages: int = 48
+    max_occurrences: int = 20
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    return ix > 0 and iy > 0 and ix * iy > 0.5 * min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+
+
+def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
+    """Occurrences of one unit found by several spellings: best first, one per place."""
+    kept: list[Occurrence] = []
+    for o in sorted(occs, key=lambda o: -o.score):
+        if not any(_overlaps(o.box, k.box) for k in kept):
+            kept.append(o)
+            if len(kept) >= limit:
+                break
+    return kept
+
+
+class Searcher:
+    """Stateless over queries: holds the encoder and the store, never creates them."""
+
+    def __init__(self, encoder: TokenEncoder, store, options: SearchOptions) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.opt = options
+
+    def plan(self, query: str, max_chars: int) -> _Plan:
+        plan = _Plan(parse_query(query, max_chars))
+        vecs: list[np.ndarray] = []
+        n = 0
+        for ui, unit in enumerate(plan.units):
+            for spelling in case_variants(unit.text):
+                q = self.encoder.embed_query(spelling)
+                if not q.tokens:
+                    continue
+                rows = list(range(n, n + len(q.tokens)))
+                n += len(q.tokens)
+                vecs.append(np.asarray(q.vectors, dtype=np.float32))
+                plan.spellings.append(_Spelling(ui, rows, [max(1, t.end - t.start) for t in q.tokens]))
+        if vecs:
+            plan.vectors = self.store.project_queries(np.concatenate(vecs))
+        return plan
+
+    def _candidates(self, plan: _Plan, want: int) -> list[int]:
+        """Pages likely to hold the units, best first (stage 1)."""
+        assert plan.vectors is not None
+        per_row = self.store.search_cells(plan.vectors, self.opt.cells_per_token)
+        row_best: list[dict[int, float]] = []
+        for page_ids, scores in per_row:
+            best: dict[int, float] = {}
+            for p, s in zip(page_ids.tolist(), scores.tolist()):
+                if s > best.get(p, -2.0):
+                    best[p] = s
+            row_best.append(best)
+        unit_score: dict[int, dict[int, float]] = defaultdict(dict)  # unit -> page -> score
+        for sp in plan.spellings:
+            pages = set().union(*(row_best[r].keys() for r in sp.rows))
+            for p in pages:
+                s = float(np.mean([row_best[r].get(p, 0.0) for r in sp.rows]))
+                if s > unit_score[sp.unit].get(p, -2.0):
+                    unit_score[sp.unit][p] = s
+        floor = 0.8 * self.opt.threshold
+        total: dict[int, tuple[int, float]] = {}
+        for ui, pages in unit_score.items():
+            for p, s in pages.items():
+                if s >= floor:
+                    n, t = total.get(p, (0, 0.0))
+                    total[p] = (n + 1, t + s)
+        ranked = sorted(total, key=lambda p: (-total[p][0], -total[p][1], p))
+        return ranked[:max(want, self.opt.min_candidate_pages)]
+
+    def score_pages(self, plan: _Plan, page_ids: list[int]) -> dict[int, list[list[Occurrence]]]:
+        """Occurrences of every unit on every page (stage 2, exact)."""
+        assert plan.vectors is not None
+        feats = self.store.page_features(page_ids)
+        infos = self.store.pages(page_ids)
+        out: dict[int, list[list[Occurrence]]] = {}
+        for pid in page_ids:
+            pf = feats.get(pid)
+            if pf is None or len(pf.ys) == 0 or pid not in infos:
+                continue
+            thr = self.opt.threshold
+            if infos[pid].source == "text":
+                thr = max(thr, self.opt.text_layer_threshold)
+            sims = pf.feats @ plan.vectors.T  # (n, R)
+            # a unit's spellings can only match if their token rows reach the threshold somewhere
+            peak = sims.max(axis=0)
+            per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
+            for sp in plan.spellings:
+                if peak[sp.rows].mean() < thr:
+                    continue
+                maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, sims[:, sp.rows])
+                per_unit[sp.unit].extend(locate(maps, sp.lens, thr, self.opt.max_occurrences))
+            out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
+        return out
+
+    def search(self, query: str, k: int, offset: int, max_chars: int) -> SearchResult:
+        t0 = time.perf_counter()
+        plan = self.plan(query, max_chars)
+        if plan.vectors is None:
+            return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
+        cand = self._candidates(plan, 3 * (k + offset))
+        scored = self.score_pages(plan, cand)
+        ranked: list[tuple[int, float, int, list[Occurrence]]] = []
+        for pid, per_unit in scored.items():
+            matched = [occ for occ in per_unit if occ]
+            if not matched:
+                continue
+            score = float(np.mean([occ[0].score if occ else 0.0 for occ in per_unit]))
+            boxes = sorted((o for occ in matched for o in occ), key=lambda o: -o.score)
+            ranked.append((len(matched), score, pid, boxes))
+        ranked.sort(key=lambda r: (-r[0], -r[1], r[2]))
+        window = ranked[offset:offset + k]
+        infos = self.store.pages([r[2] for r in window])
+        hits = []
+        for _, score, pid, occs in window:
+            info = infos[pid]
+            hits.append(Hit(info.path, info.page_no, round(score, 4),
+                            [[round(v, 5) for v in o.box] for o in occs[:self.opt.max_occurrences]],
+                            info.doc_id, pid, info.width, info.height))
+        return SearchResult(query, hits, (time.perf_counter() - t0) * 1000, total=len(ranked))
+
+    def token_maps(self, query: str, page_id: int, max_chars: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Per-token absolute-cosine maps (T, H, W) of the query as typed, and the whole-query map (H, W)."""
+        q = self.encoder.embed_query(" ".join(u.text for u in parse_query(query, max_chars)))
+        vecs = self.store.project_queries(np.asarray(q.vectors, dtype=np.float32))
+        pf = self.store.page_features([page_id])[page_id]
+        maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, pf.feats @ vecs.T)
+        plan = self.plan(query, max_chars)
+        combined = np.zeros(maps.shape[1:], dtype=np.float32)
+        for per_unit in self.score_pages(plan, [page_id]).get(page_id, []):
+            for o in per_unit:
+                x0, y0, x1, y1 = o.box
+                H, W = combined.shape
+                sl = (slice(int(y0 * H), int(round(y1 * H))), slice(int(x0 * W), int(round(x1 * W))))
+                combined[sl] = np.maximum(combined[sl], o.score)
+        return [t.piece for t in q.tokens], maps, combined
