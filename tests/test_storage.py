@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from storage_fixtures import ROOT, db_url, open_store, random_doc, random_page  # noqa: F401
-from tokensearch.storage import ModelMismatchError, PageRecord, Store, StoreBusyError
+from tokensearch.storage import ModelMismatchError, Store
 from tokensearch.storage.features import decode_page, encode_page
 from tokensearch.tokenocr_model.interface import ModelInfo, l2_normalize
 
@@ -189,7 +188,7 @@ def test_model_mismatch(open_store):
     assert "'mini'" in msg and "tokenocr:/ckpt/TokenOCR_4096" in msg and "--model" in msg and "--home" in msg
     retrained = ModelInfo("mini", "mini", "c" * 64, 64)  # same name, other weights
     with pytest.raises(ModelMismatchError, match="weights"):
-        open_store(lock_timeout=0).ensure_model(retrained)
+        open_store().ensure_model(retrained)
 
 
 def test_flat_index_becomes_compressed_past_threshold(open_store):
@@ -267,15 +266,24 @@ def test_second_store_sees_writes_and_deletes(open_store, tmp_path):
     assert reader.stats().vectors == 0 and not any(page in h for h in top_pages(reader, probe))
 
 
-def test_one_writer_per_home(open_store):
-    first = open_store()
-    write(first, 1)
-    second = open_store(lock_timeout=0)
-    with pytest.raises(StoreBusyError, match="another process"):
-        write(second, 2)
-    first.close()
-    write(second, 2)
-    assert second.stats().documents == 2
+def test_two_writers_share_a_home(open_store, tmp_path):
+    """E.g. the CLI indexing while the API indexes an upload: each owns its own feature segment."""
+    a, b = open_store(), open_store()
+    for s in range(4):
+        write(a if s % 2 else b, s)
+    segs = sorted(p.name for p in (tmp_path / "home" / "features").iterdir())
+    assert len(segs) == 2
+    for st in (a, b):
+        assert st.stats().documents == 4 and st.stats().vectors == 4 * 400
+        for s in range(4):
+            doc = st.doc_for_content(f"sha-{s}")
+            page = st.document_pages(doc)[0].page_id
+            assert all(page in h for h in top_pages(st, random_doc(s, 1)[0].feats[:3], k=1))
+    a.close()
+    b.close()
+    c = open_store()
+    write(c, 9)
+    assert len(list((tmp_path / "home" / "features").iterdir())) == 2  # a released segment is reused
 
 
 def test_searches_while_writing_in_another_thread(open_store):
@@ -370,7 +378,10 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point):
             hits = store.search_cells(store.project_queries(page.feats[:3]), 1)
             found = {int(ids[0]) for ids, scores in hits if scores[0] > 0.99}
             assert bool(found) == (seed in committed) and found <= page_ids
-    # the next run finishes the job
+    # the next run finishes the job, and drops what the killed writer left in its segment
     if 4 not in committed:
         store.write_document("sha-4", "/4.pdf", 1, 1, "pdf", iter(random_doc(4, 3)))
-    assert store.stats().vectors == (2 + 2 + 3) * 200
+    st = store.stats()
+    assert st.vectors == (2 + 2 + 3) * 200 and st.documents == 3
+    live = sum(p.stat().st_size for p in (home / "features").iterdir())
+    assert live == st.feature_bytes + 2 * (st.feature_bytes // 7)  # + the unlinked doc 2 (2 of 9 pages)

@@ -12,7 +12,6 @@ from .records import (
     PageFeatures,
     PageInfo,
     PageRecord,
-    StoreBusyError,
 )
 from .store import Store
 
@@ -25,5 +24,4 @@ __all__ = [
     "PageInfo",
     "PageRecord",
     "Store",
-    "StoreBusyError",
 ]

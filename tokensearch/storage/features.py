@@ -10,16 +10,18 @@ Layout: ``<home>/features/seg-000001.bin``, ``seg-000002.bin``, ... Each page is
 
 A row's scale is not stored: rows are unit vectors and are re-normalised on decode, so only the
 direction matters (cosine error of this scheme: see tests/test_storage.py, ~1e-4 at d=64).
-Bytes after the last blob a SQL row points to are garbage of an interrupted write; the single writer
-trims them when it takes the write lock.
+Bytes after the last blob a SQL row points to are garbage of an interrupted write; the next writer to
+own that segment trims them (a writer owns a segment through an exclusive flock on it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -141,19 +143,46 @@ class FeatureStore:
     def total_bytes(self) -> int:
         return sum(self.path(s).stat().st_size for s in self.segments())
 
-    # --- writing (caller holds the home's write lock) ----------------------------------------------
-    def begin(self) -> None:
-        """Start appending one document; rolls to a new segment when the active one is full."""
-        segs = self.segments()
-        seg = segs[-1] if segs else 1
-        if segs and self.path(seg).stat().st_size >= self.segment_bytes:
-            seg += 1
-        new = not self.path(seg).exists()
-        self._wfile = open(self.path(seg), "ab")
-        if new:
+    # --- writing -------------------------------------------------------------------------------------
+    # A writer owns one segment at a time (an exclusive flock on the file), so several processes can
+    # index into one home at once without ever appending to the same file; the owner trims what an
+    # interrupted writer left after the last referenced blob before appending.
+    def begin(self, referenced_end: Callable[[int], int]) -> None:
+        """Start appending one document. ``referenced_end(segment)`` = end of the last blob SQL rows
+        point at in that segment (the owner trims the rest)."""
+        if self._wfile is not None and self._wfile.tell() >= self.segment_bytes:
+            self._release_segment()
+        if self._wfile is None:
+            self._own_segment(referenced_end)
+        self._pending = {self._wseg: self._wfile.tell()}
+
+    def _own_segment(self, referenced_end: Callable[[int], int]) -> None:
+        for seg in reversed(self.segments()[-4:]):  # reuse a recent segment nobody is writing to
+            if self.path(seg).stat().st_size >= self.segment_bytes:
+                continue
+            f = open(self.path(seg), "r+b")
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            end = referenced_end(seg)
+            if f.seek(0, os.SEEK_END) > end:
+                f.truncate(end)
+                os.fsync(f.fileno())
+            f.seek(end)
+            self._wfile, self._wseg = f, seg
+            return
+        while True:  # a new segment (another process may create the same number first)
+            seg = (self.segments() or [0])[-1] + 1
+            try:
+                fd = os.open(self.path(seg), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
             _fsync_dir(self.folder)
-        self._wseg = seg
-        self._pending = {seg: self._wfile.tell()}
+            self._wfile, self._wseg = os.fdopen(fd, "r+b"), seg
+            return
 
     def append(self, blob: bytes) -> tuple[int, int, int]:
         """Append one page blob; returns (segment, offset, nbytes)."""
@@ -167,29 +196,30 @@ class FeatureStore:
         self._wfile.flush()
         os.fsync(self._wfile.fileno())
 
-    def end(self) -> None:
-        if self._wfile is not None:
-            self._wfile.close()
-        self._wfile, self._wseg, self._pending = None, None, {}
+    def commit(self) -> None:
+        self._pending = {}
 
     def abort(self) -> None:
-        """Drop what this document appended (nobody references it)."""
-        pending = dict(self._pending)
-        self.end()
-        for seg, size in pending.items():
-            self.trim(seg, size)
+        """Drop what the current document appended (nobody references it)."""
+        if self._wfile is not None and self._pending:
+            start = self._pending[self._wseg]
+            try:
+                self._wfile.truncate(start)
+                self._wfile.seek(start)
+            except OSError:  # e.g. disk full: give the segment up, its next owner trims it
+                try:
+                    self._release_segment()
+                except OSError:
+                    self._wfile, self._wseg = None, None
+        self._pending = {}
 
-    def trim(self, segment: int, end: int) -> None:
-        """Cut a segment back to ``end`` bytes (garbage of an interrupted write)."""
-        p = self.path(segment)
-        if p.exists() and p.stat().st_size > end:
-            with open(p, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
+    def _release_segment(self) -> None:
+        if self._wfile is not None:
+            self._wfile.close()  # closing releases the flock
+        self._wfile, self._wseg, self._pending = None, None, {}
 
     def close(self) -> None:
-        self.end()
+        self._release_segment()
         with self._fd_lock:
             for fd in self._fds.values():
                 os.close(fd)

@@ -15,10 +15,6 @@ class ModelMismatchError(RuntimeError):
     """The index was built with another model than the one asked for (vectors would not be comparable)."""
 
 
-class StoreBusyError(RuntimeError):
-    """Another process holds this index home's write lock (it is indexing into it right now)."""
-
-
 @dataclass
 class PageRecord:
     """One page as the indexer hands it to :meth:`Store.write_document`."""

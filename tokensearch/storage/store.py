@@ -12,15 +12,15 @@ snapshot on disk records the generation it reflects, and whoever opens the index
 newer than that generation (and drops pages that are gone) from the feature store. So a crash at any
 moment never shows rows without vectors or vectors without rows.
 
-Concurrency: one writing process per home (``<home>/write.lock``, taken on the first write), any number
-of readers (the API). Within a process, FAISS is guarded by a lock; readers see other processes'
-commits because every search first compares the DB generation with the one its index reflects.
+Concurrency: any number of processes may read and write one home (the CLI indexing while the API
+serves). Each writer appends to a feature segment it owns (flock), SQL serialises the commits (the
+generation row is updated in every commit), and every process's FAISS copy catches up with commits of
+the others before it searches (it compares the DB generation with the one it reflects). Within a
+process, FAISS is guarded by a lock, and writes are serialised.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,10 +42,9 @@ from .records import (
     PageFeatures,
     PageInfo,
     PageRecord,
-    StoreBusyError,
 )
 from .schema import Base, DocPath, Document, Failure, IndexRun, Meta, Page
-from .vectors import VectorIndex, choose_spec, current_token, describe_spec, remove_stale_snapshots, snapshot_bytes
+from .vectors import VectorIndex, choose_spec, describe_spec, snapshot_bytes
 
 _CHUNK = 500  # ids per IN (...) clause
 
@@ -88,7 +87,6 @@ class Store:
       nprobe             IVF lists probed per query (default max(16, nlist/32))
       persist_interval   seconds between FAISS snapshots while writing (default 30; also at close)
       segment_bytes      feature segment size before rolling to a new file (1 GiB)
-      lock_timeout       seconds to wait for another writer to release the home (10)
     """
 
     def __init__(
@@ -103,7 +101,6 @@ class Store:
         nprobe: int | None = None,
         persist_interval: float = 30.0,
         segment_bytes: int = 1 << 30,
-        lock_timeout: float = 10.0,
     ):
         self.home = Path(home)
         self.engine = engine
@@ -114,14 +111,13 @@ class Store:
         self.pca_fit_cells = pca_fit_cells
         self.nprobe = nprobe
         self.persist_interval = persist_interval
-        self.lock_timeout = lock_timeout
         self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
         self.vector_dir = self.home / "vectors"
         self._lock = threading.RLock()  # FAISS index, codec, snapshot
         self._write_mutex = threading.RLock()  # one writing call at a time
         self._vi: VectorIndex | None = None
         self._codec: Codec | None = None
-        self._lock_fd: int | None = None
+        self._writing = False  # inside write_document: this process may switch the index type
         self._last_persist = time.monotonic()
         self._persist_cost = 0.0
         self._closed = False
@@ -153,12 +149,10 @@ class Store:
         try:
             with self._write_mutex, self._lock:
                 if self._vi is not None and self._vi.generation != self._vi.saved_generation:
-                    if self._lock_fd is not None or self._try_write_lock():
-                        self._persist()
+                    self._persist()
         finally:
             self._closed = True
             self.features.close()
-            self._release_write_lock()
             self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -166,47 +160,6 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    # ------------------------------------------------------------------------------------------------
-    # write lock (one writing process per home)
-    def _try_write_lock(self) -> bool:
-        fd = os.open(self.home / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        self._on_write_lock()
-        return True
-
-    def _acquire_write_lock(self) -> None:
-        if self._lock_fd is not None:
-            return
-        deadline = time.monotonic() + self.lock_timeout
-        while not self._try_write_lock():
-            if time.monotonic() >= deadline:
-                raise StoreBusyError(
-                    f"another process is writing to the index in {self.home} (it holds "
-                    f"{self.home / 'write.lock'}); wait for it to finish or use another --home"
-                )
-            time.sleep(0.1)
-
-    def _release_write_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
-
-    def _on_write_lock(self) -> None:
-        """We are the only writer: drop the garbage of interrupted writes (feature tails, temp files)."""
-        segs = self.features.segments()
-        if segs:
-            last = segs[-1]
-            with self._session() as s:
-                end = s.execute(select(func.max(Page.offset + Page.nbytes)).where(Page.segment == last)).scalar()
-            self.features.trim(last, int(end or 0))
-        if self.vector_dir.exists():
-            remove_stale_snapshots(self.vector_dir, keep=current_token(self.vector_dir))
 
     # ------------------------------------------------------------------------------------------------
     # meta: model, codec, generation
@@ -375,10 +328,9 @@ class Store:
             if existing is not None:
                 self.link_path(existing, path, size, mtime_ns)
                 return existing
-            self._acquire_write_lock()
             codec_before = self._load_codec()
             rows: list[dict] = []
-            self.features.begin()
+            self.features.begin(self._referenced_end)
             try:
                 for rec, blob in self._encode(pages):
                     seg, off, nbytes = self.features.append(blob)
@@ -410,11 +362,19 @@ class Store:
                     with self._lock:
                         self._codec = None
                 raise
+            self.features.commit()
+            self._writing = True
+            try:
+                self._apply(gen, added=added, removed=removed)
             finally:
-                self.features.end()
-            self._apply(gen, added=added, removed=removed)
+                self._writing = False
             self._maybe_persist()
             return doc_id
+
+    def _referenced_end(self, segment: int) -> int:
+        with self._session() as s:
+            end = s.execute(select(func.max(Page.offset + Page.nbytes)).where(Page.segment == segment)).scalar()
+        return int(end or 0)
 
     def _encode(self, pages: Iterable[PageRecord]) -> Iterator[tuple[PageRecord, bytes]]:
         """Validate, project (fitting the codec on the first cells if there is none yet), pack."""
@@ -588,8 +548,8 @@ class Store:
         vi = self._vi
         if vi is None or vi.spec["type"] != "flat" or vi.ntotal <= self.flat_max_vectors:
             return
-        if self._lock_fd is None:
-            return  # only the writer switches; readers follow the recorded choice
+        if not self._writing:
+            return  # only a writer switches; readers follow the recorded choice
         spec = choose_spec(vi.ntotal, self.flat_max_vectors)
         new = self._build_locked(spec, vi.dim)
         self._vi = new
@@ -619,8 +579,6 @@ class Store:
             vi = self._vi
             if vi is None or vi.generation == vi.saved_generation:
                 self._last_persist = time.monotonic()
-                return
-            if self._lock_fd is None and not self._try_write_lock():
                 return
             self._persist()
 

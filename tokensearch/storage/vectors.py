@@ -12,12 +12,14 @@ On disk (``<home>/vectors/``)::
     index-<token>.pages.npy    (n, 2) int64: page id, vectors of that page
 
 A snapshot is written as new files, then ``index.json`` is replaced atomically (write temp, fsync,
-os.replace); older files are deleted after. A crash at any moment leaves ``index.json`` naming a complete
+os.replace); older files are deleted after; all under ``snapshot.lock`` (flock), and a snapshot older
+than the current one is not written. A crash at any moment leaves ``index.json`` naming a complete
 older snapshot (or none); the store re-adds/removes the pages that changed since its generation.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -125,6 +127,16 @@ class VectorIndex:
         """Write a snapshot and make it current atomically; returns the seconds it took."""
         t0 = time.perf_counter()
         folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "snapshot.lock", "a+b") as lock:  # one process writes snapshots at a time
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            newest = _read_header(folder)
+            if newest is not None and newest.get("generation", -1) >= self.generation and newest.get("spec") == self.spec:
+                self.saved_generation = self.generation  # another process saved this state (or a newer one)
+            else:
+                self._save_locked(folder)
+        return time.perf_counter() - t0
+
+    def _save_locked(self, folder: Path) -> None:
         token = f"{self.generation:012d}-{secrets.token_hex(4)}"
         faiss_path = folder / f"index-{token}.faiss"
         pages_path = folder / f"index-{token}.pages.npy"
@@ -147,17 +159,13 @@ class VectorIndex:
         _atomic_write(folder / "index.json", json.dumps(header).encode())
         self.saved_generation = self.generation
         remove_stale_snapshots(folder, keep=token)
-        return time.perf_counter() - t0
 
     @classmethod
     def load(cls, folder: Path, nprobe: int | None = None) -> VectorIndex | None:
         """The current snapshot, or None if there is none (or it is unreadable)."""
         for _ in range(3):  # a writer may swap snapshots between reading the header and the files
-            try:
-                header = json.loads((folder / "index.json").read_text())
-            except FileNotFoundError:
-                return None
-            except (OSError, ValueError):
+            header = _read_header(folder)
+            if header is None:
                 return None
             token = header["token"]
             try:
@@ -182,23 +190,20 @@ class VectorIndex:
         return None
 
 
-def snapshot_bytes(folder: Path) -> int:
-    """Size of the current snapshot's FAISS file (0 if none)."""
+def _read_header(folder: Path) -> dict | None:
     try:
-        return int(json.loads((folder / "index.json").read_text()).get("faiss_bytes", 0))
+        return json.loads((folder / "index.json").read_text())
     except (OSError, ValueError):
-        return 0
-
-
-def current_token(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "index.json").read_text())["token"]
-    except (OSError, ValueError, KeyError):
         return None
 
 
+def snapshot_bytes(folder: Path) -> int:
+    """Size of the current snapshot's FAISS file (0 if none)."""
+    return int((_read_header(folder) or {}).get("faiss_bytes", 0))
+
+
 def remove_stale_snapshots(folder: Path, keep: str | None) -> None:
-    """Delete snapshot files other than ``keep``'s and temp files (only the write-lock holder calls this)."""
+    """Delete snapshot files other than ``keep``'s and temp files (under the snapshot lock)."""
     for p in folder.glob("index-*"):
         if keep is None or keep not in p.name:
             try:
