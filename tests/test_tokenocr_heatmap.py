@@ -1,0 +1,67 @@
+"""Per-token heatmaps: files for every token + the whole query, from an image or a PDF page."""
+
+import argparse
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tokenocr_factory import make_tiny_checkpoint
+from tokensearch.tokenocr_model.heatmap import (add_heatmap_arguments, jet, render_heatmaps, run_heatmap,
+                                                similarity_maps)
+from tokensearch.tokenocr_model.tokenocr import load_tokenocr
+
+
+@pytest.fixture(scope="module")
+def enc(tmp_path_factory):
+    return load_tokenocr(make_tiny_checkpoint(tmp_path_factory.mktemp("hm")))
+
+
+def _page():
+    img = Image.new("RGB", (240, 160), "white")
+    ImageDraw.Draw(img).text((10, 10), "Invoice total 2020", fill="black")
+    return img
+
+
+def test_maps_are_absolute_cosines(enc):
+    labels, maps = similarity_maps(enc, _page(), "total 2020")
+    q = enc.embed_query("total 2020")
+    assert len(labels) == len(q.tokens) and maps.shape[0] == len(q.tokens)
+    assert maps.shape[1:] == enc.grid_shape(240, 160)
+    assert (np.abs(maps) <= 1.0 + 1e-3).all()
+
+
+def test_render_writes_one_file_per_token_and_the_query(enc, tmp_path):
+    paths = render_heatmaps(enc, _page(), "total 2020", tmp_path / "out")
+    n_tokens = len(enc.embed_query("total 2020").tokens)
+    assert len(paths) == n_tokens + 1 and paths[-1].name == "query.png"
+    for p in paths:
+        assert p.is_file()
+        with Image.open(p) as im:
+            assert im.width > 240 and im.height > 160  # page + colour bar + title
+    with pytest.raises(ValueError, match="no tokens"):
+        render_heatmaps(enc, _page(), "   ", tmp_path / "empty")
+
+
+def test_cli_on_a_pdf_page(enc, tmp_path):
+    import pymupdf
+
+    pdf = tmp_path / "doc.pdf"
+    with pymupdf.open() as doc:
+        for text in ("first page", "Invoice 2020"):
+            doc.new_page(width=200, height=150).insert_text((20, 40), text)
+        doc.save(pdf)
+    parser = add_heatmap_arguments(argparse.ArgumentParser())
+    args = parser.parse_args([str(pdf), "Invoice", "-o", str(tmp_path / "maps"), "--page", "2"])
+    paths = run_heatmap(args, enc)
+    assert paths and all(p.is_file() for p in paths)
+    with Image.open(paths[-1]) as im:  # 200 pt at 150 dpi = 417 px wide page, plus the bar
+        assert im.width > 400
+    bad = parser.parse_args([str(pdf), "x", "--page", "3"])
+    with pytest.raises(ValueError, match="out of range"):
+        run_heatmap(bad, enc)
+
+
+def test_jet_endpoints():
+    c = jet(np.array([0.0, 0.5, 1.0]))
+    assert c[0, 2] > 100 and c[0, 0] == 0 and c[2, 0] > 100 and c[2, 2] == 0 and c[1, 1] == 255

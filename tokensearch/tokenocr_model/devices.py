@@ -1,0 +1,67 @@
+"""Device and dtype choice for the models: resolve the settings' strings once, validate them loudly.
+
+Supported combinations (anything else is refused with a message saying what to use instead):
+
+| device        | dtypes                           | notes                                              |
+|---------------|----------------------------------|----------------------------------------------------|
+| ``cpu``       | ``float32``, ``bfloat16``        | float16 matmuls on CPU are slow or missing         |
+| ``cuda[:N]``  | ``bfloat16``, ``float16``, ``float32`` | bf16 is the official inference dtype         |
+
+Nothing here defaults to CUDA: the caller's settings decide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+_ALLOWED = {
+    "cpu": (torch.float32, torch.bfloat16),
+    "cuda": (torch.bfloat16, torch.float16, torch.float32),
+}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"`` / ``"cuda"`` / ``"cuda:N"`` -> :class:`torch.device`, checking that it exists."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from e
+    if dev.type not in _ALLOWED:
+        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available here "
+                             "(torch built without CUDA or no GPU visible); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) are visible")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """A dtype name (``float32``, ``bfloat16``, ``float16`` or their short forms) valid on ``device``."""
+    if isinstance(dtype, torch.dtype):
+        dt = dtype
+    else:
+        dt = _DTYPES.get(str(dtype).lower())
+        if dt is None:
+            raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    allowed = _ALLOWED[device.type]
+    if dt not in allowed:
+        names = ", ".join(str(a).removeprefix("torch.") for a in allowed)
+        raise ValueError(f"dtype {str(dt).removeprefix('torch.')} is not supported on {device.type}; "
+                         f"use one of: {names}")
+    return dt
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision for reduced dtypes on GPU (norms and softmax stay in fp32); a no-op otherwise."""
+    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast(device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext()
