@@ -53,9 +53,10 @@ def test_cli_on_a_pdf_page(enc, tmp_path):
         doc.save(pdf)
     parser = add_heatmap_arguments(argparse.ArgumentParser())
     args = parser.parse_args([str(pdf), "Invoice", "-o", str(tmp_path / "maps"), "--page", "2"])
-    paths = run_heatmap(args, enc)
-    assert paths and all(p.is_file() for p in paths)
-    with Image.open(paths[-1]) as im:  # 200 pt at 150 dpi = 417 px wide page, plus the bar
+    assert run_heatmap(args, enc) == 0
+    paths = sorted((tmp_path / "maps").glob("*.png"))
+    assert len(paths) == len(enc.embed_query("Invoice").tokens) + 1
+    with Image.open(tmp_path / "maps" / "query.png") as im:  # 200 pt at 150 dpi = 417 px wide page, plus the bar
         assert im.width > 400
     bad = parser.parse_args([str(pdf), "x", "--page", "3"])
     with pytest.raises(ValueError, match="out of range"):

@@ -128,10 +128,9 @@ def load_page(source: Path, page: int, dpi: float) -> Image.Image:
         return im.copy()
 
 
-def run_heatmap(args: argparse.Namespace, encoder: TokenEncoder) -> list[Path]:
-    """Run the command: render the page, write the maps, print and return their paths."""
+def run_heatmap(args: argparse.Namespace, encoder: TokenEncoder) -> int:
+    """Run the command: render the page, write the maps, print their paths; returns the exit status 0."""
     image = load_page(args.source, args.page, encoder.dpi)
-    paths = render_heatmaps(encoder, image, args.query, args.out_dir)
-    for p in paths:
+    for p in render_heatmaps(encoder, image, args.query, args.out_dir):
         print(p)
-    return paths
+    return 0
