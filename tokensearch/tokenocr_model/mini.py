@@ -205,6 +205,9 @@ class MiniModel(nn.Module):
         # SigLIP-style logit scale and bias, learned (also used to calibrate per-cell BCE)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.logit_bias = nn.Parameter(torch.tensor(-5.0))
+        # per-cell "this cell shows that token" logit = exp(cell_scale) * cos + cell_bias
+        self.cell_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.cell_bias = nn.Parameter(torch.tensor(-5.0))
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def prose_lines(max_chars: int = 6_000_000) -> tuple[str, ...]:
             continue
         for line in text.splitlines():
             line = " ".join(line.split())
-            if len(line) < 20 or line in seen or sum(c.isalpha() for c in line) < 0.6 * len(line):
+            if (len(line) < 20 or line in seen or sum(c.isalpha() for c in line) < 0.7 * len(line)
+                    or line.count("/") > 1 or "_" in line or "*" in line):  # file lists, not prose
                 continue
             seen.add(line)
             lines.append(line)

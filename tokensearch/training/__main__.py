@@ -1,0 +1,3 @@
+from .cli_args import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""argparse wiring for ``tokensearch train`` and ``tokensearch finetune`` (the CLI only calls these).
+
+    p = sub.add_parser("train", help=...);    add_train_arguments(p);    p.set_defaults(func=run_train)
+    p = sub.add_parser("finetune", help=...); add_finetune_arguments(p); p.set_defaults(func=run_finetune)
+
+Training imports torch and the data engine lazily, inside ``run_*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+TRAIN_HELP = "train the embedded mini model from scratch on synthetic documents (CPU, resumable)"
+FINETUNE_HELP = "fine-tune the mini model on a folder of born-digital PDFs (their text layer gives the labels)"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="run directory: train.log, ckpt.pt, mini.safetensors, "
+                   "tokenizer.json (use the result with --model mini:OUT)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--workers", type=int, default=1, help="data-generating worker processes (default 1)")
+    p.add_argument("--batch-size", type=int, default=None, help="page crops per step (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--ckpt-minutes", type=float, default=4.0, help="checkpoint interval (default 4 min)")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000, ~2-3 h on 2 cores)")
+    p.add_argument("--init", default=None, help="start from these weights (dir or .safetensors) instead of random")
+    p.add_argument("--val-every", type=int, default=250)
+
+
+def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pdf_dir", help="folder (searched recursively) of born-digital PDFs")
+    _common(p)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--init", default=None, help="weights to start from (default: the shipped mini weights)")
+    p.add_argument("--synth-fraction", type=float, default=0.3, help="share of synthetic pages (default 0.3)")
+    p.add_argument("--val-every", type=int, default=250)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    kw = {"resume": args.resume, "threads": args.threads, "workers": args.workers, "seed": args.seed,
+          "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every}
+    if args.batch_size:
+        kw["batch_size"] = args.batch_size
+    return kw
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    kw = _overrides(args)
+    if args.lr:
+        kw["lr"] = args.lr
+    train(TrainConfig(out=args.out, steps=args.steps, init=args.init, **kw))
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from .train import finetune
+
+    kw = _overrides(args)
+    if args.lr:
+        kw["lr"] = args.lr
+    finetune(args.pdf_dir, out=args.out, steps=args.steps, init=args.init, synth_fraction=args.synth_fraction, **kw)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tokensearch.training {train,finetune} ...`` (the same as the tokensearch sub-commands)."""
+    ap = argparse.ArgumentParser(prog="python -m tokensearch.training")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train", help=TRAIN_HELP)
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
+    p = sub.add_parser("finetune", help=FINETUNE_HELP)
+    add_finetune_arguments(p)
+    p.set_defaults(func=run_finetune)
+    args = ap.parse_args(argv)
+    return args.func(args)

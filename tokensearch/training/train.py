@@ -1,0 +1,354 @@
+"""Train (or fine-tune) the mini model: ``train(TrainConfig(out=...))`` / ``finetune(pdf_dir, out=...)``.
+
+Objective, in TokenOCR's spirit, for a batch of page crops with per-cell token labels:
+
+- ``pool``: mean-pool the cells of each token instance, 1 - cos(pooled, token vector);
+- ``cell``: per-cell BCE of ``s * cos(cell, token) + b`` against "this cell shows that token", over the
+  tokens of the crop plus tokens of other crops as negatives (positives and negatives averaged apart);
+- ``siglip``: sigmoid contrastive loss between pooled instances and the batch's token vectors;
+- ``text``: BCE of the text logit against "cell shows some token".
+
+Token vectors come from the character composer (trained jointly), so the model never needs a table.
+Everything lives under ``out``: ``train.log`` (one JSON line per log/validation), ``ckpt.pt``
+(resumable: model, optimiser, step, config; written every ``ckpt_minutes``), and the best model so far
+by validation token accuracy as ``mini.safetensors`` + ``tokenizer.json`` (loadable as ``mini:OUT``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel, load_state,
+                                   read_weights, save_weights)
+from ..tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
+from .data import CropStream, PageSample, collate, random_crop
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    steps: int = 3000
+    batch_size: int = 8
+    crop_height: int = 224
+    crop_width: int = 384
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 200
+    seed: int = 0
+    threads: int = 2
+    workers: int = 1
+    log_every: int = 25
+    val_every: int = 250
+    val_crops: int = 40
+    ckpt_minutes: float = 4.0
+    resume: bool = False
+    init: str | None = None  # weights dir/file to start from (fine-tuning); None = random init
+    tokenizer: str | None = None  # tokenizer.json; None = the shipped one
+    pdf_dir: str | None = None  # fine-tune: born-digital PDFs whose text layer gives the masks
+    synth_fraction: float = 1.0  # share of synthetic pages when pdf_dir is set
+    strength: float = 1.0  # augmentation strength
+    reuse: int = 12  # crops drawn per newly rendered page (pages stay in a buffer of 16)
+    model: dict = field(default_factory=dict)  # MiniConfig overrides
+
+
+# ------------------------------------------------------------------------------------------------------
+# page sources (built inside each DataLoader worker)
+# ------------------------------------------------------------------------------------------------------
+
+class SynthSource:
+    """Synthetic pages at a random resolution (text sizes vary with it)."""
+
+    def __init__(self, tokenizer_path: str, seed: int, dpi_range: tuple[float, float] = (105, 215)):
+        from .synth import DocumentSynth
+
+        self.synth = DocumentSynth(MiniTokenizer.from_file(tokenizer_path), seed=seed)
+        self.rng = random.Random(seed + 7)
+        self.dpi_range = dpi_range
+
+    def __call__(self) -> PageSample:
+        while True:
+            p = self.synth.page(dpi=self.rng.uniform(*self.dpi_range))
+            if p.tokens:
+                return PageSample.from_tokens(p.image, p.mask, p.tokens)
+
+
+class MixedSource:
+    """PDF pages (see :mod:`.from_pdfs`) mixed with synthetic ones."""
+
+    def __init__(self, tokenizer_path: str, pdf_dir: str, seed: int, synth_fraction: float):
+        from .from_pdfs import PdfPages
+
+        self.synth = SynthSource(tokenizer_path, seed)
+        self.pdfs = PdfPages(pdf_dir, MiniTokenizer.from_file(tokenizer_path), seed=seed)
+        self.rng = random.Random(seed + 11)
+        self.synth_fraction = synth_fraction
+
+    def __call__(self) -> PageSample:
+        if self.rng.random() < self.synth_fraction:
+            return self.synth()
+        return self.pdfs()
+
+
+class SourceFactory:
+    def __init__(self, cfg: TrainConfig, tokenizer_path: str):
+        self.cfg, self.tokenizer_path = cfg, tokenizer_path
+
+    def __call__(self, seed: int):
+        if self.cfg.pdf_dir:
+            return MixedSource(self.tokenizer_path, self.cfg.pdf_dir, seed, self.cfg.synth_fraction)
+        return SynthSource(self.tokenizer_path, seed)
+
+
+# ------------------------------------------------------------------------------------------------------
+# losses
+# ------------------------------------------------------------------------------------------------------
+
+def pool_instances(feats: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean of the unit cell vectors of each instance: feats (B, D, h, w), labels (B, h, w) -> (n, D)."""
+    D = feats.shape[1]
+    flat = feats.permute(0, 2, 3, 1).reshape(-1, D)  # (B*h*w, D)
+    lab = labels.reshape(-1)
+    keep = lab >= 0
+    sums = torch.zeros(n, D, dtype=feats.dtype, device=feats.device).index_add_(0, lab[keep], flat[keep])
+    cnt = torch.bincount(lab[keep], minlength=n).clamp(min=1).unsqueeze(1).to(feats.dtype)
+    return sums / cnt  # (n, D)
+
+
+def losses(model: MiniModel, batch: dict, pieces: list[str]) -> dict[str, torch.Tensor]:
+    x = batch["image"].float() / 255.0  # (B, 1, H, W)
+    labels, ids, owner = batch["labels"], batch["ids"], batch["owner"]  # (B, h, w), (N,), (N,)
+    feats, text_logit = model.vision(x)  # (B, D, h, w), (B, h, w)
+    B, D, h, w = feats.shape
+    labels = labels[:, :h, :w]
+    out: dict[str, torch.Tensor] = {}
+
+    # text / background
+    valid = labels != -2
+    out["text"] = F.binary_cross_entropy_with_logits(text_logit[valid], (labels[valid] >= 0).float())
+    if len(ids) == 0:
+        zero = feats.sum() * 0
+        out.update(pool=zero, siglip=zero, cell=zero)
+        return out
+
+    uniq, inst_u = torch.unique(ids, return_inverse=True)  # (U,), (N,)
+    vecs = model.composer([piece_to_text(pieces[int(i)]) for i in uniq])  # (U, D) unit
+
+    # pooled instance vs its token
+    pooled = F.normalize(pool_instances(feats, labels, len(ids)), dim=-1)  # (N, D)
+    out["pool"] = (1 - (pooled * vecs[inst_u]).sum(-1)).mean()
+
+    # SigLIP: instances x unique tokens of the batch
+    logits = pooled @ vecs.T * model.logit_scale.exp() + model.logit_bias  # (N, U)
+    sign = (inst_u[:, None] == torch.arange(len(uniq))[None, :]).float() * 2 - 1
+    out["siglip"] = -F.logsigmoid(sign * logits).sum() / len(ids)
+
+    # per-cell BCE: every non-ignored cell against every token of the batch (positives and negatives
+    # averaged apart, so the rare positives weigh as much as the many negatives)
+    cell_u = torch.full_like(labels, -1)
+    lab_pos = labels >= 0
+    cell_u[lab_pos] = inst_u[labels[lab_pos]]  # (B, h, w) unique-token index, -1 background
+    ok = (labels != -2).reshape(-1)
+    cells = feats.permute(0, 2, 3, 1).reshape(-1, D)[ok]  # (M, D)
+    cu = cell_u.reshape(-1)[ok]  # (M,)
+    lg = (cells @ vecs.T) * model.cell_scale.exp() + model.cell_bias  # (M, U)
+    tgt = (cu[:, None] == torch.arange(len(uniq))[None, :])  # (M, U) bool
+    bce = F.binary_cross_entropy_with_logits(lg, tgt.float(), reduction="none")
+    n_pos = tgt.sum().clamp(min=1)
+    n_neg = (~tgt).sum().clamp(min=1)
+    pos_sum = (bce * tgt).sum()
+    out["cell"] = pos_sum / n_pos + (bce.sum() - pos_sum) / n_neg
+    return out
+
+
+LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5}
+
+
+# ------------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------------
+
+def make_val_set(tokenizer_path: str, n: int, height: int, width: int, seed: int = 987_654) -> list[dict]:
+    """Held-out synthetic crops (own seed, mild augmentation), deterministic."""
+    src = SynthSource(tokenizer_path, seed)
+    rng = random.Random(seed)
+    crops = []
+    while len(crops) < n:
+        page = src()
+        for _ in range(4):
+            c = random_crop(page, rng, height, width, strength=0.5)
+            if len(c["ids"]):
+                crops.append(c)
+    return crops[:n]
+
+
+@torch.no_grad()
+def validate(model: MiniModel, val: list[dict], pieces: list[str], batch_size: int = 8) -> dict[str, float]:
+    """Token retrieval over the whole vocabulary: pooled instance (and each labelled cell) -> nearest token."""
+    model.eval()
+    texts = [piece_to_text(p) for p in pieces]
+    vocab = torch.cat([model.composer(texts[i:i + 2048]) for i in range(0, len(texts), 2048)])  # (V, D)
+    hit = tot = chit = ctot = 0
+    pos_cos, loss_sum, nb = [], 0.0, 0
+    for i in range(0, len(val), batch_size):
+        batch = collate(val[i:i + batch_size])
+        ls = losses(model, batch, pieces)
+        loss_sum += float(sum(LOSS_WEIGHTS[k] * v for k, v in ls.items()))
+        nb += 1
+        feats, _ = model.vision(batch["image"].float() / 255.0)
+        B, D, h, w = feats.shape
+        labels = batch["labels"][:, :h, :w]
+        pooled = F.normalize(pool_instances(feats, labels, len(batch["ids"])), dim=-1)
+        pred = (pooled @ vocab.T).argmax(1)
+        hit += int((pred == batch["ids"]).sum())
+        tot += len(batch["ids"])
+        cells = feats.permute(0, 2, 3, 1)[labels >= 0]  # (M, D)
+        cid = batch["ids"][labels[labels >= 0]]
+        cpred = (cells @ vocab.T).argmax(1)
+        chit += int((cpred == cid).sum())
+        ctot += len(cid)
+        pos_cos.append((pooled * vocab[batch["ids"]]).sum(-1))
+    model.train()
+    return {"val_token_acc": hit / max(1, tot), "val_cell_acc": chit / max(1, ctot),
+            "val_pos_cos": float(torch.cat(pos_cos).mean()), "val_loss": loss_sum / max(1, nb)}
+
+
+# ------------------------------------------------------------------------------------------------------
+# the loop
+# ------------------------------------------------------------------------------------------------------
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def _log(path: Path, rec: dict) -> None:
+    rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **rec}
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec), flush=True)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) training; returns the last validation record."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    tok_path = Path(cfg.tokenizer) if cfg.tokenizer else (
+        (Path(cfg.init) if cfg.init and Path(cfg.init).is_dir() and (Path(cfg.init) / TOKENIZER_FILE).is_file()
+         else WEIGHTS_DIR) / TOKENIZER_FILE)
+    shutil.copyfile(tok_path, out / TOKENIZER_FILE)
+    tok_path = out / TOKENIZER_FILE
+    pieces = MiniTokenizer.from_file(tok_path).pieces()
+    log_path = out / "train.log"
+    ckpt_path = out / "ckpt.pt"
+
+    torch.manual_seed(cfg.seed)
+    step, best = 0, -1.0
+    mcfg = MiniConfig.from_dict(cfg.model)
+    init_extra: dict = {}
+    if cfg.init:
+        ip = Path(cfg.init)
+        state, mcfg, init_extra = read_weights(ip / WEIGHTS_FILE if ip.is_dir() else ip)
+    model = MiniModel(mcfg)
+    if cfg.init:
+        load_state(model, state, str(cfg.init))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    if cfg.resume and not ckpt_path.is_file():
+        _log(log_path, {"event": "resume requested but no checkpoint yet: starting from scratch"})
+    if cfg.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, best = ck["step"], ck.get("best", -1.0)
+        _log(log_path, {"event": "resume", "step": step, "best": best})
+    else:
+        _log(log_path, {"event": "start", "config": asdict(cfg), "model": asdict(mcfg)})
+
+    val_cache = out / "val.pt"
+    if val_cache.is_file():
+        val = torch.load(val_cache, weights_only=False)
+    else:
+        val = make_val_set(str(tok_path), cfg.val_crops, cfg.crop_height, cfg.crop_width)
+        torch.save(val, val_cache)
+
+    # fresh data after a resume: the stream seed depends on the start step
+    stream = CropStream(SourceFactory(cfg, str(tok_path)), seed=cfg.seed * 100_003 + step,
+                        height=cfg.crop_height, width=cfg.crop_width, strength=cfg.strength, reuse=cfg.reuse)
+    loader = DataLoader(stream, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)
+
+    def save_ckpt() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                    "config": asdict(cfg)}, tmp)
+        tmp.replace(ckpt_path)
+
+    model.train()
+    t_ckpt = t_log = time.time()
+    agg: dict[str, float] = {}
+    n_agg = 0
+    last_val: dict = {}
+    it = iter(loader)
+    while step < cfg.steps:
+        batch = next(it)
+        for g in opt.param_groups:
+            g["lr"] = _lr(cfg, step)
+        ls = losses(model, batch, pieces)
+        loss = sum(LOSS_WEIGHTS[k] * v for k, v in ls.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
+        opt.step()
+        step += 1
+        for k, v in ls.items():
+            agg[k] = agg.get(k, 0.0) + float(v.detach())
+        agg["loss"] = agg.get("loss", 0.0) + float(loss.detach())
+        n_agg += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.time()
+            _log(log_path, {"step": step, "lr": round(_lr(cfg, step), 6), **{k: round(v / n_agg, 4) for k, v in agg.items()},
+                            "s_per_step": round((now - t_log) / n_agg, 3)})
+            agg, n_agg, t_log = {}, 0, now
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            last_val = validate(model, val, pieces)
+            improved = last_val["val_token_acc"] > best
+            if improved:
+                best = last_val["val_token_acc"]
+                extra = {**{k: v for k, v in init_extra.items() if k == "threshold"},
+                         "trained_steps": step, **{k: round(v, 4) for k, v in last_val.items()}}
+                save_weights(model, out / WEIGHTS_FILE, extra=extra)
+            _log(log_path, {"step": step, **{k: round(v, 4) for k, v in last_val.items()}, "best": round(best, 4),
+                            "saved": improved})
+        if time.time() - t_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps:
+            save_ckpt()
+            t_ckpt = time.time()
+    return last_val
+
+
+def finetune(pdf_dir: str, out: str, steps: int = 1500, init: str | None = None, lr: float = 5e-4,
+             synth_fraction: float = 0.3, **kw) -> dict:
+    """Adapt the model to a folder of born-digital PDFs (their text layer gives the token masks).
+
+    Starts from ``init`` (a weights dir; default: the shipped weights), keeps some synthetic pages so
+    the model does not forget, writes to ``out`` like :func:`train` (use it as ``--model mini:OUT``).
+    """
+    init = init or str(WEIGHTS_DIR)
+    cfg = TrainConfig(out=out, steps=steps, init=init, lr=lr, warmup=min(100, steps // 10 + 1), pdf_dir=pdf_dir,
+                      synth_fraction=synth_fraction, **kw)
+    return train(cfg)
