@@ -1,0 +1,245 @@
+"""The web viewer in a real browser (Playwright + Debian's Chromium) against a live uvicorn server.
+
+Checks what a user sees: typing a query shows a result card whose drawn box sits on the word's true
+position (PyMuPDF's word box scaled to the thumbnail), the page view draws it too, the heatmap toggle shows
+an overlay that is hottest on the word, keyboard shortcuts work. Saves screenshots to
+``test-artifacts/viewer.png`` and ``docs/viewer.png`` (the README's picture).
+
+The browser: ``TOKENSEARCH_TEST_CHROMIUM`` (default ``/usr/bin/chromium``; ``apt-get install -y chromium``);
+``TOKENSEARCH_TEST_CHROMIUM=off`` skips this module explicitly. Playwright's own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_api_fixtures import LiveServer, build_settings, iou, make_docs, word_boxes, write_pdf
+from tokensearch.api.app import create_app
+from tokensearch.engine import Engine
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("TOKENSEARCH_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--disable-dev-shm-usage"]
+
+if CHROMIUM.lower() == "off":
+    pytest.skip("browser tests switched off (TOKENSEARCH_TEST_CHROMIUM=off)", allow_module_level=True)
+
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, mini_encoder):
+    tmp = tmp_path_factory.mktemp("viewer")
+    settings = build_settings(tmp)
+    root = make_docs(settings.roots[0])
+    write_pdf(root / "harbour-report.pdf", [
+        ["Harbour authority annual report", "Cargo volumes rose by twelve percent", "The new harbour crane",
+         "entered service in May"],
+        ["Appendix: harbour tariffs", "Berth fees per metre", "Pilotage and towage"],
+    ])
+    engine = Engine(settings, encoder=mini_encoder)
+    assert not engine.index(root).failed
+    with LiveServer(create_app(settings, engine=engine)) as server:
+        yield server, root
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set TOKENSEARCH_TEST_CHROMIUM)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    expected = "Failed to load resource: the server responded with a status of 4"  # error states under test
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and not m.text.startswith(expected) else None)
+    yield pg
+    ctx.close()
+    assert not errors, errors
+
+
+def _px_box(img_bb: dict, b) -> tuple[float, float, float, float]:
+    return (img_bb["x"] + b[0] * img_bb["width"], img_bb["y"] + b[1] * img_bb["height"],
+            img_bb["x"] + b[2] * img_bb["width"], img_bb["y"] + b[3] * img_bb["height"])
+
+
+def _norm_box(img_bb: dict, bb: dict) -> tuple[float, float, float, float]:
+    return ((bb["x"] - img_bb["x"]) / img_bb["width"], (bb["y"] - img_bb["y"]) / img_bb["height"],
+            (bb["x"] + bb["width"] - img_bb["x"]) / img_bb["width"],
+            (bb["y"] + bb["height"] - img_bb["y"]) / img_bb["height"])
+
+
+def _wait_image(pg, selector: str) -> None:
+    pg.wait_for_function("(s) => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
+                         arg=selector, timeout=20_000)
+
+
+def test_search_boxes_viewer_and_heatmap(live, page):
+    server, root = live
+    pg = page
+    pg.goto(server.url + "/")
+    pg.wait_for_selector("#welcome:not([hidden])")
+    assert pg.evaluate("document.activeElement.id") == "q"  # the search box starts focused
+    pg.keyboard.press("Escape")  # leave it ...
+    assert pg.evaluate("document.activeElement.id") != "q"
+    pg.keyboard.press("/")  # ... and come back with the shortcut
+    assert pg.evaluate("document.activeElement.id") == "q"
+    pg.keyboard.type("crane")
+    pg.keyboard.press("Enter")
+
+    # the query is in the URL (shareable) and the result card shows up
+    pg.wait_for_selector(".card")
+    assert pg.url.endswith("/?q=crane")
+    first = pg.locator(".card").first
+    assert first.locator(".name").inner_text() in ("minutes.pdf", "harbour-report.pdf")
+    name = first.locator(".name").inner_text()
+    page_no = int(first.locator(".line span").first.inner_text().split()[-1])
+    assert "score" in first.inner_text()
+    _wait_image(pg, ".card .thumb img")
+
+    # the drawn box sits where PyMuPDF says the word is, scaled to the thumbnail
+    img_bb = first.locator(".thumb img").bounding_box()
+    box_bb = first.locator(".box").first.bounding_box()
+    truth = word_boxes(root / name, page_no, "crane")
+    assert truth
+    tx0, ty0, tx1, ty1 = _px_box(img_bb, truth[0])
+    tol = max(4.0, 0.02 * img_bb["width"])
+    assert abs(box_bb["x"] - tx0) <= tol and abs(box_bb["x"] + box_bb["width"] - tx1) <= tol, (box_bb, (tx0, tx1))
+    assert abs(box_bb["y"] - ty0) <= tol and abs(box_bb["y"] + box_bb["height"] - ty1) <= tol, (box_bb, (ty0, ty1))
+    assert iou(_norm_box(img_bb, box_bb), truth[0]) >= 0.5
+    pg.screenshot(path=str(_artifact("viewer-results.png")))
+
+    # open the page: large view, same box over the word
+    first.click()
+    pg.wait_for_selector("#viewer:not([hidden])")
+    _wait_image(pg, "#page-img")
+    pg.wait_for_function("() => document.querySelectorAll('#v-boxes .box').length > 0")
+    assert "doc=" in pg.url and f"page={page_no}" in pg.url
+    assert pg.locator("#v-name").inner_text() == name
+    pg.wait_for_timeout(300)  # let the pulse animation settle before measuring
+    vimg = pg.locator("#page-img").bounding_box()
+    vbox = pg.locator("#v-boxes .box").first.bounding_box()
+    assert iou(_norm_box(vimg, vbox), truth[0]) >= 0.5, (_norm_box(vimg, vbox), truth[0])
+
+    # heatmap toggle: an overlay canvas appears, hottest on the word
+    assert pg.locator("#heat").is_hidden()
+    pg.keyboard.press("h")
+    pg.wait_for_selector("#heat:not([hidden])")
+    pg.wait_for_selector("#heat-tokens button")
+    assert pg.locator("#heat-toggle").get_attribute("aria-pressed") == "true"
+    chips = pg.locator("#heat-tokens button").all_inner_texts()
+    assert chips[0] == "whole query" and len(chips) >= 2
+    hot = pg.evaluate("""() => {
+        const c = document.getElementById('heat'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let best = -1, at = 0, visible = 0;
+        for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) visible++; if (d[i] > best) { best = d[i]; at = (i - 3) / 4; } }
+        return {w: c.width, h: c.height, x: at % c.width, y: Math.floor(at / c.width), best, visible};
+    }""")
+    assert hot["best"] > 100 and hot["visible"] > 0
+    hx, hy = (hot["x"] + 0.5) / hot["w"], (hot["y"] + 0.5) / hot["h"]
+    t = truth[0]
+    assert t[0] - 0.03 <= hx <= t[2] + 0.03 and t[1] - 0.03 <= hy <= t[3] + 0.03, ((hx, hy), t)
+    heat_bb = pg.locator("#heat").bounding_box()
+    assert abs(heat_bb["width"] - vimg["width"]) < 2 and abs(heat_bb["height"] - vimg["height"]) < 2
+    pg.locator("#heat-tokens button").nth(2).click()  # a single token's map
+    assert pg.locator("#heat-tokens button").nth(2).get_attribute("aria-pressed") == "true"
+    pg.wait_for_timeout(200)
+    shot = pg.screenshot()
+    for target in (_artifact("viewer.png"), REPO / "docs" / "viewer.png"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(shot)
+
+    # next hit with j, previous with k; Esc back to the results
+    total = pg.evaluate("() => state.total")
+    if total > 1:
+        pg.keyboard.press("j")
+        pg.wait_for_function("() => document.getElementById('hit-pos').textContent.startsWith('2 /')")
+        pg.keyboard.press("k")
+        pg.wait_for_function("() => document.getElementById('hit-pos').textContent.startsWith('1 /')")
+    pg.keyboard.press("Escape")
+    pg.wait_for_selector("#viewer", state="hidden")
+    assert pg.url.endswith("/?q=crane")
+
+
+def test_page_navigation_zoom_and_shared_urls(live, page):
+    server, root = live
+    pg = page
+    pg.goto(server.url + "/?q=tariffs")
+    pg.wait_for_selector(".card")
+    pg.locator(".card").first.click()
+    _wait_image(pg, "#page-img")
+    assert pg.locator("#v-page").inner_text() == "page 2 of 2"
+    assert pg.locator("#next-page").is_disabled()
+    src2 = pg.locator("#page-img").get_attribute("src")
+    pg.keyboard.press("[")
+    pg.wait_for_function("() => document.getElementById('v-page').textContent === 'page 1 of 2'")
+    pg.wait_for_function("(s) => document.getElementById('page-img').src !== s && document.getElementById('page-img').complete",
+                         arg=src2)
+    assert pg.locator("#v-boxes .box").count() == 0  # no hit on page 1 for this query
+    assert "page=1" in pg.url
+    before = pg.locator("#page-img").bounding_box()["width"]
+    pg.keyboard.press("+")
+    assert pg.locator("#page-img").bounding_box()["width"] > before * 1.2
+    pg.keyboard.press("0")
+    fit = pg.locator("#page-img").bounding_box()
+    stage = pg.locator("#stage").bounding_box()
+    assert fit["height"] <= stage["height"] + 1 and fit["width"] <= stage["width"] + 1
+    # the URL is shareable: opening it in a fresh page restores the same view
+    url = pg.url
+    pg.goto("about:blank")
+    pg.goto(url)
+    _wait_image(pg, "#page-img")
+    assert pg.locator("#v-page").inner_text() == "page 1 of 2"
+    assert pg.locator("#q").input_value() == "tariffs"
+
+
+def test_empty_and_error_states(live, page):
+    server, _ = live
+    pg = page
+    pg.goto(server.url + "/?q=zzzqqqxxyy")
+    pg.wait_for_selector("#empty:not([hidden])")
+    assert "zzzqqqxxyy" in pg.locator("#empty").inner_text()
+    assert pg.locator(".card").count() == 0
+    pg.goto(server.url + "/?q=" + "x" * 300)  # longer than the server's limit: a clear message
+    pg.wait_for_selector("#banner:not([hidden])")
+    assert "256" in pg.locator("#banner").inner_text()
+
+
+def test_keyboard_selection_in_the_results(live, page):
+    server, _ = live
+    pg = page
+    pg.goto(server.url + "/?q=harbour")
+    pg.wait_for_function("() => document.querySelectorAll('.card').length >= 2")
+    pg.keyboard.press("j")
+    assert pg.locator(".card.selected").get_attribute("data-index") == "0"
+    pg.keyboard.press("j")
+    assert pg.locator(".card.selected").get_attribute("data-index") == "1"
+    pg.keyboard.press("k")
+    assert pg.locator(".card.selected").get_attribute("data-index") == "0"
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#viewer:not([hidden])")
+
+
+def _artifact(name: str) -> Path:
+    out = REPO / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    return out / name
+
+
+def test_chromium_binary_is_usable():
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists()
