@@ -212,6 +212,37 @@ def test_flat_index_becomes_compressed_past_threshold(open_store):
     assert st.vector_index_type.startswith("ivf") and st.vectors == 3200
 
 
+def test_compressed_index_is_rechosen_as_it_grows(open_store):
+    """flat -> IVF-SQ8 past flat_max_vectors -> IVF-SQ4 once it has grown 8-fold past sq4_min_vectors."""
+    store = open_store(flat_max_vectors=250, sq4_min_vectors=1000)
+    docs = [random_doc(s, 1, n=100) for s in range(26)]
+    types = []
+    for s, d in enumerate(docs):
+        store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d))
+        types.append(store.stats().vector_index_type)
+    assert types[0] == "flat-ip" and types[2].endswith(",sq8") and types[-1].endswith(",sq4")
+    assert types[-1] != types[2] and store.stats().vectors == 2600
+    found = [store.doc_for_content(f"sha-{s}") in {store.pages(h.tolist())[p].doc_id for p in h.tolist()}
+             for s in range(0, 26, 5) for h, _ in store.search_cells(docs[s][0].feats[:5], 3)]
+    assert np.mean(found) > 0.8
+
+
+def test_duplicate_cells_are_indexed_once(open_store):
+    """A page painted from a PDF text layer repeats each token's vector over its cells."""
+    rng = np.random.default_rng(4)
+    store = open_store()
+    page = random_page(rng, 1, n=300, source="text")
+    page.feats = np.repeat(page.feats[:10], 30, axis=0)  # 10 tokens x 30 cells
+    doc = store.write_document("painted", "/p.pdf", 1, 1, "pdf", iter([page]))
+    write(store, 1)
+    st = store.stats()
+    assert st.vectors == 10 + 400 and st.feature_cells == 700 and st.pages_by_source == {"text": 1, "vision": 2}
+    pid = store.document_pages(doc)[0].page_id
+    assert len(store.page_features([pid])[pid].feats) == 300
+    ids, scores = store.search_cells(page.feats[:1], 3)[0]
+    assert ids[0] == pid and scores[0] > 0.999 and len(ids) == 3 and ids[1] != pid  # one hit per distinct vector
+
+
 def test_pca_codec_for_large_dim_preserves_ranking(open_store):
     rng = np.random.default_rng(3)
     dim = 512

@@ -44,7 +44,7 @@ from .records import (
     PageRecord,
 )
 from .schema import Base, DocPath, Document, Failure, IndexRun, Meta, Page
-from .vectors import VectorIndex, choose_spec, describe_spec, snapshot_bytes
+from .vectors import VectorIndex, choose_spec, describe_spec, distinct_rows, snapshot_bytes
 
 _CHUNK = 500  # ids per IN (...) clause
 
@@ -81,6 +81,7 @@ class Store:
 
     Options (keyword arguments of :meth:`open`):
       flat_max_vectors   exact FAISS search up to this many vectors, IVF+SQ8 beyond (default 2M)
+      sq4_min_vectors    past this many, IVF+SQ4 (d/2 bytes a vector) instead of SQ8 (default 64M)
       max_identity_dim   model dims up to this are stored as they come; larger are PCA-projected (256)
       pca_dim            d of the PCA projection (128)
       pca_fit_cells      cells the PCA is fitted on (buffered from the first pages written; 4096)
@@ -95,6 +96,7 @@ class Store:
         engine: Engine,
         *,
         flat_max_vectors: int = 2_000_000,
+        sq4_min_vectors: int = 64_000_000,
         max_identity_dim: int = 256,
         pca_dim: int = 128,
         pca_fit_cells: int = 4096,
@@ -106,6 +108,7 @@ class Store:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
         self.flat_max_vectors = flat_max_vectors
+        self.sq4_min_vectors = sq4_min_vectors
         self.max_identity_dim = max_identity_dim
         self.pca_dim = pca_dim
         self.pca_fit_cells = pca_fit_cells
@@ -470,7 +473,7 @@ class Store:
                 pf = self.features.read(seg, off, nbytes)
             except (OSError, ValueError) as e:
                 raise RuntimeError(f"feature store damaged: page {page_id} unreadable ({e})") from e
-            vi.add_page(page_id, pf.feats)
+            vi.add_page(page_id, distinct_rows(pf.feats))
 
     def _vectors(self) -> VectorIndex | None:
         """The FAISS index, in step with the database (call under ``self._lock``)."""
@@ -527,13 +530,13 @@ class Store:
         return vi
 
     def _training_sample(self, rows, spec: dict) -> np.ndarray:
-        """Up to 64 vectors per IVF list (at least 10k), read from randomly chosen stored pages."""
-        want = max(10_000, 64 * spec["nlist"])
+        """64 vectors per IVF list (at least 10k, at most 1M), read from randomly chosen stored pages."""
+        want = min(1_000_000, max(10_000, 64 * spec["nlist"]))
         rng = np.random.default_rng(0)
         parts, have = [], 0
         for i in rng.permutation(len(rows)):
             _, seg, off, nbytes = rows[i]
-            f = self.features.read(seg, off, nbytes).feats
+            f = distinct_rows(self.features.read(seg, off, nbytes).feats)
             parts.append(f)
             have += len(f)
             if have >= 2 * want:
@@ -544,15 +547,18 @@ class Store:
         return x
 
     def _maybe_switch_type_locked(self) -> None:
-        """Past ``flat_max_vectors`` the exact index is replaced by a trained compressed one (once)."""
+        """Past ``flat_max_vectors`` the exact index is replaced by a trained compressed one; the compressed
+        one is re-chosen and retrained whenever it has grown 8-fold (lists ~ 4 sqrt(n), then 4-bit codes)."""
         vi = self._vi
-        if vi is None or vi.spec["type"] != "flat" or vi.ntotal <= self.flat_max_vectors:
-            return
-        if not self._writing:
+        if vi is None or not self._writing:
             return  # only a writer switches; readers follow the recorded choice
-        spec = choose_spec(vi.ntotal, self.flat_max_vectors)
-        new = self._build_locked(spec, vi.dim)
-        self._vi = new
+        if vi.spec["type"] == "flat":
+            if vi.ntotal <= self.flat_max_vectors:
+                return
+        elif vi.ntotal <= 8 * vi.spec["chosen_at"]:
+            return
+        spec = choose_spec(vi.ntotal, self.flat_max_vectors, self.sq4_min_vectors)
+        self._vi = self._build_locked(spec, vi.dim)
         self._persist()  # snapshot first, then record the choice (readers load it rather than retrain)
         with self._session.begin() as s:
             row = s.get(Meta, "vector_index")
