@@ -10,7 +10,6 @@ first. Nothing under the threshold is returned, so a query written nowhere gives
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,29 +111,23 @@ class Searcher:
         """Pages likely to hold the units, best first (stage 1)."""
         assert plan.vectors is not None
         per_row = self.store.search_cells(plan.vectors, self.opt.cells_per_token)
-        row_best: list[dict[int, float]] = []
-        for page_ids, scores in per_row:
-            best: dict[int, float] = {}
-            for p, s in zip(page_ids.tolist(), scores.tolist()):
-                if s > best.get(p, -2.0):
-                    best[p] = s
-            row_best.append(best)
-        unit_score: dict[int, dict[int, float]] = defaultdict(dict)  # unit -> page -> score
+        found = [ids[ids >= 0] for ids, _ in per_row]
+        pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if len(pages) == 0:
+            return []
+        best = np.zeros((len(per_row), len(pages)), dtype=np.float32)  # (R, P) best cell score per page
+        for r, (ids, scores) in enumerate(per_row):
+            ok = ids >= 0
+            np.maximum.at(best[r], np.searchsorted(pages, ids[ok]), scores[ok])
+        unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
         for sp in plan.spellings:
-            pages = set().union(*(row_best[r].keys() for r in sp.rows))
-            for p in pages:
-                s = float(np.mean([row_best[r].get(p, 0.0) for r in sp.rows]))
-                if s > unit_score[sp.unit].get(p, -2.0):
-                    unit_score[sp.unit][p] = s
-        floor = 0.8 * self.opt.threshold
-        total: dict[int, tuple[int, float]] = {}
-        for ui, pages in unit_score.items():
-            for p, s in pages.items():
-                if s >= floor:
-                    n, t = total.get(p, (0, 0.0))
-                    total[p] = (n + 1, t + s)
-        ranked = sorted(total, key=lambda p: (-total[p][0], -total[p][1], p))
-        return ranked[:max(want, self.opt.min_candidate_pages)]
+            np.maximum(unit_score[sp.unit], best[sp.rows].mean(axis=0), out=unit_score[sp.unit])
+        present = unit_score >= 0.8 * self.opt.threshold
+        n_units = present.sum(axis=0)
+        total = np.where(present, unit_score, 0.0).sum(axis=0)
+        order = np.lexsort((pages, -total, -n_units))
+        order = order[n_units[order] > 0]
+        return pages[order][:max(want, self.opt.min_candidate_pages)].tolist()
 
     def score_pages(self, plan: _Plan, page_ids: list[int]) -> dict[int, list[list[Occurrence]]]:
         """Occurrences of every unit on every page (stage 2, exact)."""
