@@ -22,6 +22,12 @@ Page score: for each query token the maximum cosine over the page's text cells, 
 
     python bench/codec_eval.py --model mini --pages 24 --queries 40
     python bench/codec_eval.py --model tokenocr:/path/to/TokenOCR --device cuda --dtype bfloat16
+
+``--cost`` instead times the full-size architecture (random weights, InternViT-300M + upsampler +
+ocr_mlp, D = ``--dim``) per 448 px tile, and the pooling post-processing and feature memory per
+12-tile page for ``cell_pool`` 1/2/4 — what the reductions cost in time and memory:
+
+    python bench/codec_eval.py --cost --dim 4096 [--device cuda --dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -222,6 +228,64 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return head + body + "\n" + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n"
 
 
+def measure_cost(dim: int, device: str, dtype: str, tiles: int = 1) -> str:
+    """Full-size TokenOCR with random weights: seconds per tile (ViT, head) and per-page pooling cost."""
+    import torch
+
+    from tokensearch.tokenocr_model.devices import autocast, resolve_device, resolve_dtype
+    from tokensearch.tokenocr_model.tokenocr import TokenOCR, TokenOCRConfig, TokenOCREncoder, VisionConfig
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    torch.manual_seed(0)
+    cfg = TokenOCRConfig(vision=VisionConfig(), hidden_size=dim, vocab_size=16, upsample=True)
+    with torch.device("meta"):
+        model = TokenOCR(cfg)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.02)
+            else:
+                p.fill_(0.0 if name.endswith("bias") else 1.0)
+        for name, b in model.named_buffers():
+            b.fill_(1.0 if "running_var" in name else 0.0)
+    model = model.eval().to(dev, dt)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    x = torch.randn(tiles, 3, 448, 448, device=dev, dtype=dt)
+    lines = [f"full-size TokenOCR, D={dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f} M parameters, "
+             f"{device} {dtype}, {torch.get_num_threads()} threads, {tiles} tile(s) per call"]
+    with torch.inference_mode(), autocast(dev, dt):
+        model.vision_model(x[:1], 1)  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        h = model.vision_model(x, cfg.n_layers_used)
+        sync()
+        t1 = time.perf_counter()
+        f = model.head(h)
+        sync()
+        t2 = time.perf_counter()
+        lines.append(f"- ViT: {(t1 - t0) / tiles:.3f} s/tile; upsample + ocr_mlp: {(t2 - t1) / tiles:.3f} s/tile")
+        space = torch.nn.functional.normalize(torch.randn(dim, device=dev), dim=0)
+        for pool in (1, 2, 4):
+            enc = TokenOCREncoder.__new__(TokenOCREncoder)  # only the post-processing state
+            enc.text_reference, enc.space_vector, enc.cell_pool = "space", space, pool
+            enc.feature_dtype = np.dtype(np.float16)
+            sync()
+            t = time.perf_counter()
+            unit, _ = enc._postprocess(f)
+            sync()
+            per_tile = unit[0].numel() * 2
+            lines.append(f"- cell_pool={pool}: normalise+text+pool {1000 * (time.perf_counter() - t) / tiles:.0f} ms/tile; "
+                         f"{unit.shape[1]}x{unit.shape[2]} cells/tile; fp16 features of a 12-tile page: "
+                         f"{12 * per_tile / 2**30:.2f} GiB ({12 * unit.shape[1] * unit.shape[2]:,} cells)")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="mini", help="registry spec: mini | tokenocr:/path")
@@ -232,7 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pca-dims", default="16,32,64,128,256")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print JSON rows instead of a Markdown table")
+    ap.add_argument("--cost", action="store_true", help="time the full-size architecture instead (random weights)")
+    ap.add_argument("--dim", type=int, default=4096, help="D for --cost (2048 bilingual, 4096 English)")
+    ap.add_argument("--tiles", type=int, default=1, help="tiles per forward for --cost")
     args = ap.parse_args(argv)
+    if args.cost:
+        print(measure_cost(args.dim, args.device, args.dtype, args.tiles))
+        return 0
 
     encoder = create_encoder(args.model, device=args.device, dtype=args.dtype)
     pages = make_corpus(args.pages, encoder.dpi, args.seed)
