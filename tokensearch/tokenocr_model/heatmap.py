@@ -56,7 +56,7 @@ def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, thresh
     colours = jet((resized - vmin) / max(vmax - vmin, 1e-6))
     blended = (np.asarray(page, np.float32) * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA).astype(np.uint8)
     font = ImageFont.load_default()
-    label_w = 56
+    label_w = 64
     canvas = Image.new("RGB", (W + BAR_WIDTH + label_w + 8, H + 32), "white")
     canvas.paste(Image.fromarray(blended), (0, 20))
     draw = ImageDraw.Draw(canvas)
@@ -64,14 +64,18 @@ def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, thresh
     x0 = W + 4
     ramp = jet(np.linspace(1.0, 0.0, H)[:, None].repeat(BAR_WIDTH, axis=1))  # top = vmax
     canvas.paste(Image.fromarray(ramp), (x0, 20))
+    def y_of(v: float) -> float:
+        return 20 + (vmax - v) / max(vmax - vmin, 1e-6) * (H - 1)
+
+    thr_y = y_of(threshold) if threshold is not None and vmin <= threshold <= vmax else None
     for v in np.linspace(vmin, vmax, 5):
-        y = 20 + (vmax - v) / max(vmax - vmin, 1e-6) * (H - 1)
+        y = y_of(v)
         draw.line([(x0 + BAR_WIDTH, y), (x0 + BAR_WIDTH + 4, y)], fill="black")
-        draw.text((x0 + BAR_WIDTH + 6, max(y - 5, 20)), f"{v:.2f}", fill="black", font=font)
-    if threshold is not None and vmin <= threshold <= vmax:
-        y = 20 + (vmax - threshold) / max(vmax - vmin, 1e-6) * (H - 1)
-        draw.line([(x0 - 3, y), (x0 + BAR_WIDTH + 3, y)], fill="white", width=2)
-        draw.text((x0 + BAR_WIDTH + 6, min(y + 4, H + 8)), "thr", fill="black", font=font)
+        if thr_y is None or abs(y - thr_y) > 12:
+            draw.text((x0 + BAR_WIDTH + 6, max(y - 5, 20)), f"{v:.2f}", fill="black", font=font)
+    if thr_y is not None:
+        draw.line([(x0 - 3, thr_y), (x0 + BAR_WIDTH + 3, thr_y)], fill="white", width=2)
+        draw.text((x0 + BAR_WIDTH + 6, max(thr_y - 5, 20)), f"thr {threshold:.2f}", fill="black", font=font)
     return canvas
 
 
