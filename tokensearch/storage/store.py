@@ -7,10 +7,11 @@ Write path of a document (``write_document``)::
     add the new pages' vectors to the in-memory FAISS index (read back from the feature store)
 
 The SQL commit is the only commit point. Before it, an error (or a kill) leaves only unreferenced bytes
-at the end of a segment (trimmed by the next writer). After it, the FAISS index is derived data: its
-snapshot on disk records the generation it reflects, and whoever opens the index re-adds the pages
+at the end of a segment (trimmed by the next writer that owns it). After it, the FAISS index is derived
+data: a flat index is rebuilt from the feature store when first needed; a trained (IVF) index has a
+snapshot on disk recording the generation it reflects, and whoever opens the index re-adds the pages
 newer than that generation (and drops pages that are gone) from the feature store. So a crash at any
-moment never shows rows without vectors or vectors without rows.
+moment never shows rows without vectors or vectors without rows, and never a half-written index file.
 
 Concurrency: any number of processes may read and write one home (the CLI indexing while the API
 serves). Each writer appends to a feature segment it owns (flock), SQL serialises the commits (the
@@ -86,7 +87,7 @@ class Store:
       pca_dim            d of the PCA projection (128)
       pca_fit_cells      cells the PCA is fitted on (buffered from the first pages written; 4096)
       nprobe             IVF lists probed per query (default max(16, nlist/32))
-      persist_interval   seconds between FAISS snapshots while writing (default 30; also at close)
+      persist_interval   seconds between snapshots of a trained FAISS index while writing (30; also at close)
       segment_bytes      feature segment size before rolling to a new file (1 GiB)
     """
 
@@ -491,10 +492,12 @@ class Store:
         if codec is None:
             return  # nothing has ever been written
         if self._vi is None or (spec is not None and spec != self._vi.spec):
-            vi = VectorIndex.load(self.vector_dir, nprobe=self.nprobe)
-            if vi is not None and (vi.dim != codec.out_dim or (spec is not None and vi.spec != spec)):
-                vi = None
-            if vi is None:
+            vi = None
+            if spec is not None and spec["type"] != "flat":  # a trained index: load its snapshot
+                vi = VectorIndex.load(self.vector_dir, nprobe=self.nprobe)
+                if vi is not None and (vi.dim != codec.out_dim or vi.spec != spec):
+                    vi = None
+            if vi is None:  # flat (rebuilding it from the feature store is as fast as loading it) or lost
                 vi = self._build_locked(spec or {"type": "flat"}, codec.out_dim)
             self._vi = vi
         self._reconcile_locked(self._vi)
