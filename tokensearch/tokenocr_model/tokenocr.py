@@ -547,15 +547,16 @@ class TokenOCREncoder:
         results stay on the device (no host synchronisation inside the loop).
         """
         feats, texts = [], []
-        with autocast(self.device, self.dtype):
-            for i in range(0, pixels.shape[0], self.vit_batch):
-                x = pixels[i:i + self.vit_batch].to(self.device, self.dtype, non_blocking=True)
+        for i in range(0, pixels.shape[0], self.vit_batch):
+            x = pixels[i:i + self.vit_batch].to(self.device, self.dtype, non_blocking=True)
+            with autocast(self.device, self.dtype):
                 h = self.model.vision_model(x, self.cfg.n_layers_used)  # (b, 1 + g*g, C)
-                for j in range(0, h.shape[0], self.head_batch):
+            for j in range(0, h.shape[0], self.head_batch):
+                with autocast(self.device, self.dtype):
                     f = self.model.head(h[j:j + self.head_batch])  # (b', c, c, D)
-                    unit, text = self._postprocess(f)
-                    feats.append(unit)
-                    texts.append(text)
+                unit, text = self._postprocess(f)  # in fp32, outside autocast
+                feats.append(unit)
+                texts.append(text)
         return torch.cat(feats), torch.cat(texts)
 
     def encode_pages(self, images: Sequence[Image.Image]) -> list[FeatureGrid]:
