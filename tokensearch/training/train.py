@@ -58,7 +58,8 @@ class TrainConfig:
     pdf_dir: str | None = None  # fine-tune: born-digital PDFs whose text layer gives the masks
     synth_fraction: float = 1.0  # share of synthetic pages when pdf_dir is set
     strength: float = 1.0  # augmentation strength
-    reuse: int = 12  # crops drawn per newly rendered page (pages stay in a buffer of 16)
+    reuse: int = 12  # crops drawn per newly rendered page
+    buffer: int = 16  # rendered pages kept for cropping
     model: dict = field(default_factory=dict)  # MiniConfig overrides
 
 
@@ -289,7 +290,8 @@ def train(cfg: TrainConfig) -> dict:
 
     # fresh data after a resume: the stream seed depends on the start step
     stream = CropStream(SourceFactory(cfg, str(tok_path)), seed=cfg.seed * 100_003 + step,
-                        height=cfg.crop_height, width=cfg.crop_width, strength=cfg.strength, reuse=cfg.reuse)
+                        height=cfg.crop_height, width=cfg.crop_width, strength=cfg.strength, reuse=cfg.reuse,
+                        buffer=cfg.buffer)
     loader = DataLoader(stream, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)
 

@@ -1,0 +1,147 @@
+"""The mini model behind the TokenEncoder interface: token vectors, encode shapes, loading errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tokensearch.tokenocr_model import TokenEncoder, create_encoder
+from tokensearch.tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
+                                             fuse_conv_bn, load_mini, read_weights, save_weights)
+
+
+@pytest.fixture(scope="module")
+def enc():
+    torch.set_num_threads(2)
+    return create_encoder("mini")
+
+
+def test_is_a_token_encoder(enc) -> None:
+    assert isinstance(enc, TokenEncoder)
+    assert enc.info.family == "mini" and enc.info.dim == enc.cfg.dim
+    assert len(enc.info.fingerprint) == 64
+    assert 0.0 < float(enc.info.extra["threshold"]) < 1.0
+    assert enc.dpi == 150
+
+
+def test_every_token_id_has_a_finite_unit_vector(enc) -> None:
+    v = enc.token_vectors(range(enc.tokenizer.vocab_size))
+    assert v.shape == (enc.tokenizer.vocab_size, enc.info.dim) and v.dtype == np.float32
+    assert np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    with pytest.raises(IndexError):
+        enc.token_vectors([enc.tokenizer.vocab_size])
+
+
+def test_unseen_strings_get_distinct_vectors(enc) -> None:
+    # strings no tokenizer training text contained still get (different) unit vectors
+    v = enc.embed_strings([" Qxzvbrt", " Qxzvbrs", "ZK-99173", " Qxzvbrt"])
+    assert np.isfinite(v).all()
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(v[0], v[3], atol=1e-6)
+    assert not np.allclose(v[0], v[1], atol=1e-4) and not np.allclose(v[0], v[2], atol=1e-4)
+    q = enc.embed_query("Qxzvbrt ZK-99173")
+    assert q.vectors.shape == (len(q.tokens), enc.info.dim) and len(q.tokens) >= 2
+    np.testing.assert_allclose(q.vectors, enc.token_vectors([t.id for t in q.tokens]))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 9), (8, 8), (17, 33), (101, 77), (640, 415)])
+def test_encode_shapes_match_grid_shape(enc, size) -> None:
+    w, h = size
+    rng = np.random.default_rng(w * 1000 + h)
+    imgs = [Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8)),
+            Image.new("RGB", (w, h), "white"), Image.new("RGBA", (w, h), (0, 0, 0, 0))]
+    grids = enc.encode_pages(imgs)
+    gh, gw = enc.grid_shape(w, h)
+    assert (gh, gw) == (-(-h // 8), -(-w // 8))
+    for g in grids:
+        assert g.features.shape == (gh, gw, enc.info.dim) and g.text.shape == (gh, gw)
+        assert np.isfinite(g.features).all() and ((g.text >= 0) & (g.text <= 1)).all()
+        np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-3)
+
+
+def test_batched_encoding_equals_single(enc) -> None:
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 255, (90, 60), dtype=np.uint8)) for _ in range(3)]
+    imgs.insert(1, Image.new("L", (50, 40), 255))  # a different size in the middle
+    old = enc.batch_size
+    try:
+        enc.batch_size = 4
+        batched = enc.encode_pages(imgs)
+    finally:
+        enc.batch_size = old
+    for img, g in zip(imgs, batched):
+        single = enc.encode_pages([img])[0]
+        np.testing.assert_allclose(g.features, single.features, atol=1e-4)
+
+
+def test_fused_inference_matches_training_graph() -> None:
+    torch.manual_seed(0)
+    m = MiniModel(MiniConfig())
+    for mod in m.modules():  # non-trivial BatchNorm statistics
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 2.0)
+    m.eval()
+    x = torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        f1, t1 = m.vision(x)
+        import copy
+        f2, t2 = fuse_conv_bn(copy.deepcopy(m.vision))(x)
+    torch.testing.assert_close(f1, f2, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(t1, t2, atol=1e-3, rtol=1e-4)
+
+
+def _copy_weights(tmp_path: Path) -> Path:
+    d = tmp_path / "w"
+    d.mkdir()
+    shutil.copy(WEIGHTS_DIR / WEIGHTS_FILE, d / WEIGHTS_FILE)
+    shutil.copy(WEIGHTS_DIR / TOKENIZER_FILE, d / TOKENIZER_FILE)
+    return d
+
+
+def test_load_from_directory_and_fingerprint(tmp_path: Path, enc) -> None:
+    d = _copy_weights(tmp_path)
+    e2 = load_mini(d)
+    assert e2.info.fingerprint == enc.info.fingerprint and e2.info.name == f"mini:{d}"
+    # other weights -> other fingerprint
+    state, cfg, extra = read_weights(d / WEIGHTS_FILE)
+    m = MiniModel(cfg)
+    m.load_state_dict(state)
+    with torch.no_grad():
+        m.vision.head.bias.add_(0.01)
+    save_weights(m, d / WEIGHTS_FILE, extra=extra)
+    assert load_mini(d).info.fingerprint != enc.info.fingerprint
+
+
+def test_loading_reports_missing_and_unexpected_keys(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    d = _copy_weights(tmp_path)
+    state, cfg, extra = read_weights(d / WEIGHTS_FILE)
+    state.pop("vision.head.weight")
+    state["vision.extra_layer.weight"] = torch.zeros(3)
+    save_file(state, str(d / WEIGHTS_FILE), metadata={"config": "{}", "extra": "{}"})
+    with pytest.raises(ValueError) as e:
+        load_mini(d)
+    msg = str(e.value)
+    assert "missing keys (1): vision.head.weight" in msg and "unexpected keys (1): vision.extra_layer.weight" in msg
+
+
+def test_missing_files_say_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="tokensearch train"):
+        load_mini(tmp_path)
+    d = _copy_weights(tmp_path)
+    (d / TOKENIZER_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        load_mini(d)
+
+
+def test_shipped_files_fit_the_size_budget() -> None:
+    total = (WEIGHTS_DIR / WEIGHTS_FILE).stat().st_size + (WEIGHTS_DIR / TOKENIZER_FILE).stat().st_size
+    assert total <= 20 * 1024 * 1024

@@ -1,0 +1,44 @@
+"""Training smoke test: a few steps on tiny crops, checkpoint, resume, loadable result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokensearch.tokenocr_model.mini import load_mini
+from tokensearch.training.train import TrainConfig, train
+
+
+def _cfg(out: Path, steps: int, resume: bool = False) -> TrainConfig:
+    return TrainConfig(out=str(out), steps=steps, batch_size=2, crop_height=64, crop_width=96, val_crops=2,
+                       val_every=2, log_every=1, workers=0, buffer=2, reuse=2, resume=resume, warmup=1,
+                       ckpt_minutes=0.0)
+
+
+def test_train_three_steps_with_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = train(_cfg(out, 2))
+    assert {"val_token_acc", "val_cell_acc", "val_loss"} <= set(res)
+    ck = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert ck["step"] == 2
+    before = {k: v.clone() for k, v in ck["model"].items()}
+
+    train(_cfg(out, 3, resume=True))
+    ck = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert ck["step"] == 3
+    assert any(not torch.equal(before[k], v) for k, v in ck["model"].items() if v.dtype.is_floating_point)
+
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert log[0]["event"] == "start"
+    assert any(r.get("event") == "resume" and r["step"] == 2 for r in log)
+    steps = [r["step"] for r in log if "loss" in r]
+    assert steps == [1, 2, 3]
+    assert all(np.isfinite(r["loss"]) for r in log if "loss" in r)
+
+    enc = load_mini(out)  # the run directory is a loadable model
+    assert enc.info.extra["trained_steps"] >= 2
+    g = enc.encode_pages([__import__("PIL.Image", fromlist=["Image"]).new("L", (40, 24), 255)])[0]
+    assert g.features.shape == (3, 5, enc.info.dim)
