@@ -235,3 +235,14 @@ def test_tiny_forward_time_is_small(enc, capsys):
     with capsys.disabled():
         print(f"\n[tiny TokenOCR] 2 letter pages (24 tiles of 56 px): {dt * 1000:.0f} ms")
     assert dt < 10
+
+
+def test_contrast_text_rule_marks_the_odd_cells(ckpt_up):
+    enc = load_tokenocr(ckpt_up, cell_pool=1, text_reference="contrast")
+    g = torch.Generator().manual_seed(0)
+    background = F.normalize(torch.randn(TINY_D, generator=g), dim=0)
+    unit = background.repeat(1, 8, 8, 1) + 0.01 * torch.randn(1, 8, 8, TINY_D, generator=g)
+    unit[0, 2, 3] = F.normalize(torch.randn(TINY_D, generator=g), dim=0)  # one "glyph" cell
+    text = enc._text_probability(F.normalize(unit, dim=-1))
+    others = torch.cat([text[0].flatten()[:2 * 8 + 3], text[0].flatten()[2 * 8 + 4:]])
+    assert text[0, 2, 3] > 0.99 and others.mean() < 0.2
