@@ -174,6 +174,35 @@ def test_failing_page_iterator_leaves_nothing(open_store, tmp_path):
     assert all(hit == {p.page_id for p in store.document_pages(doc)[:1]} for hit in top_pages(store, good[0].feats[:3], k=1))
 
 
+def test_compaction_reclaims_garbage_and_keeps_pages_readable(open_store, tmp_path):
+    store = open_store(segment_bytes=30_000)  # ~2 pages of 200 cells a segment
+    for s in range(6):
+        write(store, s)
+    reader = open_store()
+    keep = {s: store.document_pages(store.doc_for_content(f"sha-{s}")) for s in (1, 3, 5)}
+    before = {p.page_id: reader.page_features([p.page_id])[p.page_id] for pages in keep.values() for p in pages}
+    for s in (0, 2, 4):
+        store.unlink_path(f"/docs/{s}.pdf")
+    seg_dir = tmp_path / "home" / "features"
+    size_before = sum(p.stat().st_size for p in seg_dir.iterdir())
+    n_segments = len(list(seg_dir.iterdir()))
+    reclaimed = store.compact(min_garbage=0.3)
+    assert reclaimed > 0 and sum(p.stat().st_size for p in seg_dir.iterdir()) == size_before - reclaimed
+    assert len(list(seg_dir.iterdir())) < n_segments
+    st = store.stats()
+    garbage = sum(p.stat().st_size for p in seg_dir.iterdir()) - st.feature_bytes
+    assert st.pages == 6 and garbage == 2 * (20 + 150 + 200 * 64)  # doc 4, in the newest segment (kept)
+    for other in (store, reader):  # the reader had read handles on the removed segments
+        after = other.page_features(list(before))
+        for pid, pf in before.items():
+            assert np.array_equal(after[pid].feats, pf.feats) and np.array_equal(after[pid].xs, pf.xs)
+        for s, pages in keep.items():
+            hits = top_pages(other, random_doc(s, 2)[1].feats[:3], k=1)
+            assert all(h == {pages[1].page_id} for h in hits)
+    store.close()
+    assert open_store().stats().vectors == 6 * 200
+
+
 def test_invalid_pages_are_refused(open_store):
     store = open_store()
     store.ensure_model(MINI)

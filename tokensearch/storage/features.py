@@ -134,11 +134,44 @@ class FeatureStore:
                 self._fds[segment] = fd
             return fd
 
-    def read(self, segment: int, offset: int, nbytes: int) -> PageFeatures:
+    def read_blob(self, segment: int, offset: int, nbytes: int) -> bytes:
         blob = os.pread(self._fd(segment), nbytes, offset)
         if len(blob) != nbytes:
             raise ValueError(f"short read in feature segment {segment} at {offset}")
-        return decode_page(blob)
+        return blob
+
+    def read(self, segment: int, offset: int, nbytes: int) -> PageFeatures:
+        return decode_page(self.read_blob(segment, offset, nbytes))
+
+    def forget(self, segment: int) -> None:
+        """Close a cached read handle (the segment was compacted away)."""
+        with self._fd_lock:
+            fd = self._fds.pop(segment, None)
+        if fd is not None:
+            os.close(fd)
+
+    def lock_for_compaction(self, segment: int):
+        """An open file holding the segment's exclusive flock, or None if a writer owns it."""
+        if segment == self._wseg:
+            return None
+        try:
+            f = open(self.path(segment), "rb")
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return None
+        return f
+
+    def remove(self, segment: int) -> None:
+        self.forget(segment)
+        try:
+            self.path(segment).unlink()
+        except FileNotFoundError:
+            pass
+        _fsync_dir(self.folder)
 
     def total_bytes(self) -> int:
         return sum(self.path(s).stat().st_size for s in self.segments())

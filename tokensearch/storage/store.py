@@ -22,6 +22,7 @@ process, FAISS is guarded by a lock, and writes are serialised.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,6 +59,20 @@ def _chunks(seq: Sequence[int], n: int = _CHUNK) -> Iterator[list[int]]:
     seq = list(seq)
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+def _folder_bytes(folder: Path, skip: tuple[str, ...] = ()) -> int:
+    """Bytes of the files under ``folder`` (top-level entries named in ``skip`` left out)."""
+    total = 0
+    for root, dirs, files in os.walk(folder):
+        if Path(root) == folder:
+            dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:  # e.g. a snapshot replaced meanwhile
+                pass
+    return total
 
 
 def make_engine(url: str) -> Engine:
@@ -470,11 +485,24 @@ class Store:
 
     def _add_pages_locked(self, vi: VectorIndex, rows: Iterable[tuple[int, int, int, int]]) -> None:
         for page_id, seg, off, nbytes in rows:
-            try:
-                pf = self.features.read(seg, off, nbytes)
-            except (OSError, ValueError) as e:
-                raise RuntimeError(f"feature store damaged: page {page_id} unreadable ({e})") from e
-            vi.add_page(page_id, distinct_rows(pf.feats))
+            pf = self._read_page(page_id, seg, off, nbytes)
+            if pf is not None:
+                vi.add_page(page_id, distinct_rows(pf.feats))
+
+    def _read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None:
+        """One page's features; if its blob moved (compaction) meanwhile, from the new place; None if the
+        page is gone."""
+        try:
+            return self.features.read(seg, off, nbytes)
+        except (OSError, ValueError) as first:
+            with self._session() as s:
+                row = s.execute(select(Page.segment, Page.offset, Page.nbytes).where(Page.id == page_id)).first()
+            if row is None:
+                return None
+            if tuple(row) == (seg, off, nbytes):
+                raise RuntimeError(f"feature store damaged: page {page_id} unreadable ({first})") from first
+            self.features.forget(seg)
+            return self.features.read(*row)
 
     def _vectors(self) -> VectorIndex | None:
         """The FAISS index, in step with the database (call under ``self._lock``)."""
@@ -591,6 +619,59 @@ class Store:
                 return
             self._persist()
 
+    def compact(self, min_garbage: float = 0.5) -> int:
+        """Rewrite feature segments that are at least ``min_garbage`` garbage (blobs of deleted or replaced
+        documents) and delete them; returns the bytes reclaimed. Safe while others read and write: a
+        segment a writer owns is skipped, live blobs are copied and fsynced before the page rows are
+        re-pointed in one transaction, and readers that raced the move re-read the row. The newest
+        segment is never compacted, so segment numbers are never reused."""
+        reclaimed = 0
+        with self._write_mutex:
+            with self._session() as s:
+                live = dict(s.execute(select(Page.segment, func.sum(Page.nbytes)).group_by(Page.segment)).all())
+            for seg in self.features.segments()[:-1]:
+                size = self.features.path(seg).stat().st_size
+                if size == 0 or (size - int(live.get(seg) or 0)) / size < min_garbage:
+                    continue
+                held = self.features.lock_for_compaction(seg)
+                if held is None:
+                    continue  # a writer owns it
+                try:
+                    reclaimed += self._compact_segment(seg, size)
+                finally:
+                    held.close()
+        return reclaimed
+
+    def _compact_segment(self, seg: int, size: int) -> int:
+        with self._session() as s:
+            rows = s.execute(
+                select(Page.id, Page.offset, Page.nbytes).where(Page.segment == seg).order_by(Page.offset)
+            ).all()
+        moved: list[tuple[int, int, int, int, int]] = []  # page id, old offset, new segment, new offset
+        self.features.begin(self._referenced_end)
+        try:
+            for pid, off, nbytes in rows:
+                new_seg, new_off, _ = self.features.append(self.features.read_blob(seg, off, nbytes))
+                moved.append((pid, off, new_seg, new_off))
+            self.features.sync()
+            with self._session.begin() as s:
+                for pid, off, new_seg, new_off in moved:
+                    s.execute(
+                        update(Page)
+                        .where(Page.id == pid, Page.segment == seg, Page.offset == off)
+                        .values(segment=new_seg, offset=new_off),
+                        execution_options={"synchronize_session": False},
+                    )
+                left = s.execute(select(func.count()).select_from(Page).where(Page.segment == seg)).scalar_one()
+                if left:  # cannot happen while we hold the segment; keep it rather than lose pages
+                    raise RuntimeError(f"segment {seg} still referenced after compaction")
+        except BaseException:
+            self.features.abort()
+            raise
+        self.features.commit()
+        self.features.remove(seg)
+        return size - sum(r[2] for r in rows)
+
     # ------------------------------------------------------------------------------------------------
     # reading (search / API)
     def project_queries(self, vecs: np.ndarray) -> np.ndarray:
@@ -624,7 +705,9 @@ class Store:
                     select(Page.id, Page.segment, Page.offset, Page.nbytes).where(Page.id.in_(chunk))
                 ).all()
                 for pid, seg, off, nbytes in rows:
-                    out[int(pid)] = self.features.read(seg, off, nbytes)
+                    pf = self._read_page(pid, seg, off, nbytes)
+                    if pf is not None:
+                        out[int(pid)] = pf
         return out
 
     def _first_paths(self, s: Session, doc_ids: Iterable[int]) -> dict[int, str]:
@@ -657,18 +740,27 @@ class Store:
         with self._session() as s:
             return s.execute(select(Page.text).where(Page.id == page_id)).scalar()
 
-    def _doc_dict(self, s: Session, doc: Document) -> dict:
-        paths = list(s.scalars(select(DocPath.path).where(DocPath.doc_id == doc.id).order_by(DocPath.path)))
-        return {
-            "id": doc.id, "sha256": doc.sha256, "kind": doc.kind, "status": doc.status, "pages": doc.n_pages,
-            "size": doc.size, "paths": paths, "indexed_at": doc.created_at, "reason": None,
-        }
+    def _doc_dicts(self, s: Session, docs: Sequence[Document]) -> list[dict]:
+        paths: dict[int, list[str]] = {d.id: [] for d in docs}
+        for chunk in _chunks(list(paths)):
+            for doc_id, path in s.execute(
+                select(DocPath.doc_id, DocPath.path).where(DocPath.doc_id.in_(chunk)).order_by(DocPath.path)
+            ):
+                paths[doc_id].append(path)
+        return [
+            {
+                "id": d.id, "sha256": d.sha256, "kind": d.kind, "status": d.status, "pages": d.n_pages,
+                "size": d.size, "path": (paths[d.id] or [None])[0], "paths": paths[d.id],
+                "indexed_at": d.created_at, "reason": None,
+            }
+            for d in docs
+        ]
 
     @staticmethod
     def _failure_dict(f: Failure) -> dict:
         return {
             "id": None, "sha256": f.sha256, "kind": None, "status": "failed", "pages": 0, "size": f.size,
-            "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason,
+            "path": f.path, "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason,
         }
 
     def documents(self, status: str | None = None, offset: int = 0, limit: int = 50) -> list[dict]:
@@ -679,8 +771,8 @@ class Store:
         with self._session() as s:
             n_ok = 0
             if status in (None, "ok"):
-                docs = s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit))
-                out = [self._doc_dict(s, d) for d in docs]
+                docs = list(s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit)))
+                out = self._doc_dicts(s, docs)
                 n_ok = s.execute(select(func.count()).select_from(Document)).scalar_one()
             if status in (None, "failed") and len(out) < limit:
                 f_offset = max(0, offset - n_ok)
@@ -694,7 +786,7 @@ class Store:
             doc = s.get(Document, doc_id)
             if doc is None:
                 return None
-            d = self._doc_dict(s, doc)
+            d = self._doc_dicts(s, [doc])[0]
             rows = s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))
             d["page_list"] = [
                 {"page_id": p.id, "page_no": p.page_no, "width": p.width, "height": p.height,
@@ -720,7 +812,7 @@ class Store:
             vectors = vi.ntotal if vi is not None else 0
             vtype = vi.describe() if vi is not None else describe_spec({"type": "flat"})
             codec = self._codec
-        home_bytes = sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+        home_bytes = _folder_bytes(self.home, skip=("cache",))
         db_bytes = self._database_bytes()
         n_pages = int(sum(by_source.values()))
         index_bytes = home_bytes + (0 if self._db_in_home() else db_bytes)

@@ -62,8 +62,13 @@ def distinct_rows(vecs: np.ndarray) -> np.ndarray:
     repeat one token vector over all the cells of the token; one copy finds the page as well as all)."""
     if len(vecs) < 2:
         return vecs
-    _, first = np.unique(vecs, axis=0, return_index=True)
-    return vecs[np.sort(first)]
+    # group rows by a random projection (equal rows -> equal keys), then confirm equality row by row
+    key = vecs.astype(np.float64) @ np.random.default_rng(12345).standard_normal(vecs.shape[1])
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    keep = np.zeros(len(vecs), dtype=bool)
+    keep[first] = True
+    keep |= np.any(vecs != vecs[first[inverse]], axis=1)  # a (vanishingly unlikely) key collision
+    return vecs[keep]
 
 
 @dataclass
