@@ -280,7 +280,8 @@ def measure_cost(dim: int, device: str, dtype: str, tiles: int = 1) -> str:
             unit, _ = enc._postprocess(f)
             sync()
             per_tile = unit[0].numel() * 2
-            lines.append(f"- cell_pool={pool}: normalise+text+pool {1000 * (time.perf_counter() - t) / tiles:.0f} ms/tile; "
+            ms = 1000 * (time.perf_counter() - t) / tiles
+            lines.append(f"- cell_pool={pool}: normalise+text+pool {ms:.0f} ms/tile; "
                          f"{unit.shape[1]}x{unit.shape[2]} cells/tile; fp16 features of a 12-tile page: "
                          f"{12 * per_tile / 2**30:.2f} GiB ({12 * unit.shape[1] * unit.shape[2]:,} cells)")
     return "\n".join(lines)
@@ -309,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     vocab = sorted({w for p in pages for w, _ in p.words})
     rng = random.Random(args.seed + 1)
     queries = rng.sample(vocab, min(args.queries, len(vocab)))
-    rows = evaluate(encoder, pages, queries, default_reductions(encoder.info.dim, [int(x) for x in args.pca_dims.split(",")]))
+    reductions = default_reductions(encoder.info.dim, [int(x) for x in args.pca_dims.split(",")])
+    rows = evaluate(encoder, pages, queries, reductions)
     meta = {"model": args.model, "fingerprint": encoder.info.fingerprint[:12], "pages": args.pages,
             "queries": len(queries), **rows[-1]}
     print(json.dumps(rows, indent=1) if args.json else markdown(rows, meta))

@@ -114,7 +114,8 @@ def test_cell_geometry_maps_back_to_page():
     assert tiling.grid_shape(1275, 1650, 128) == grid_hw
     cx, cy = tiling.cell_center(0, 0, grid_hw, page_wh)
     assert cx == pytest.approx(0.5 * 1275 / 384) and cy == pytest.approx(0.5 * 1650 / 512)
-    assert tiling.cell_center(383, 511, grid_hw, page_wh) == pytest.approx((1275 - 0.5 * 1275 / 384, 1650 - 0.5 * 1650 / 512))
+    last = tiling.cell_center(383, 511, grid_hw, page_wh)
+    assert last == pytest.approx((1275 - 0.5 * 1275 / 384, 1650 - 0.5 * 1650 / 512))
     assert tiling.cell_box(383, 511, grid_hw, page_wh)[2:] == pytest.approx((1275, 1650))
     for x, y in [(0, 0), (17, 300), (383, 511), (200, 7)]:
         assert tiling.page_to_cell(*tiling.cell_center(x, y, grid_hw, page_wh), grid_hw, page_wh) == (x, y)

@@ -71,11 +71,12 @@ def official_state_dict(vision: dict, D: int, vocab: int, upsample: bool, seed: 
             p + "mlp.fc2.weight": rnd(C, M), p + "mlp.fc2.bias": rnd(C, scale=0.02),
             p + "norm1.weight": 1 + rnd(C, scale=0.1), p + "norm1.bias": rnd(C, scale=0.02),
             p + "norm2.weight": 1 + rnd(C, scale=0.1), p + "norm2.bias": rnd(C, scale=0.02),
-            p + "ls1": torch.full((C,), 0.1) + rnd(C, scale=0.01), p + "ls2": torch.full((C,), 0.1) + rnd(C, scale=0.01),
+            p + "ls1": 0.1 + rnd(C, scale=0.01), p + "ls2": 0.1 + rnd(C, scale=0.01),
         }
     if upsample:
         for idx, (cin, cout) in ((0, (C, C // 2)), (2, (C // 2, C))):
-            sd[f"upsample.{idx}.weight"] = rnd(cin, cout, 4, 4, scale=(cin * 4) ** -0.5)  # ConvTranspose2d: (in, out, k, k)
+            # ConvTranspose2d weights are (in, out, k, k)
+            sd[f"upsample.{idx}.weight"] = rnd(cin, cout, 4, 4, scale=(cin * 4) ** -0.5)
             bn = f"upsample.{idx + 1}."
             sd |= {bn + "weight": 1 + rnd(cout, scale=0.1), bn + "bias": rnd(cout, scale=0.1),
                    bn + "running_mean": rnd(cout, scale=0.1), bn + "running_var": 1 + torch.rand(cout, generator=g),

@@ -6,8 +6,9 @@ followed by InternVL's 9 special tokens (``<img>`` … ``</box>``, ids ``n_piece
 ``added_tokens.json`` when the checkpoint has one), matching the rows of ``tok_embeddings.weight``.
 
 Query rule (official ``quick_start.py``): drop BOS; prepend a space unless the query starts with a digit
-or one of ``!"#$%&'()*+,-./:;<=>?@^_{|}~`` (the official list; brackets, backslash and backtick are not in it) — so
-``"total"`` is cut as ``" total"`` -> ``▁total`` while ``"11/12/2020"`` keeps its bare digits.
+or one of ``!"#$%&'()*+,-./:;<=>?@^_{|}~`` (the official list; brackets, backslash and backtick are
+not in it) — so ``"total"`` is cut as ``" total"`` -> ``▁total`` while ``"11/12/2020"`` keeps its bare
+digits.
 
 Page text (:meth:`InternLM2Tokenizer.tokenize`) is cut into words at whitespace and each word is
 tokenised exactly like a one-word query, so the tokens painted onto a page's glyphs are the tokens a

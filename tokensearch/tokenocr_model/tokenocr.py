@@ -145,7 +145,8 @@ class TokenOCRConfig:
             raise ckpt.CheckpointError(f"config.json: field 'select_layer' ({c.select_layer}) is out of range for "
                                        f"{v.num_hidden_layers} layers")
         if not 1 <= c.min_dynamic_patch <= c.max_dynamic_patch:
-            raise ckpt.CheckpointError("config.json: fields 'min_dynamic_patch'/'max_dynamic_patch' need 1 <= min <= max")
+            raise ckpt.CheckpointError(
+                "config.json: fields 'min_dynamic_patch'/'max_dynamic_patch' need 1 <= min <= max")
         return c
 
 
@@ -450,7 +451,7 @@ class TokenOCREncoder:
 
     def __init__(self, model: TokenOCR, table: torch.Tensor, tokenizer: InternLM2Tokenizer, *, name: str,
                  fingerprint: str, device: torch.device, dtype: torch.dtype, cell_pool: int | None = None,
-                 max_tiles: int = 12, vit_batch: int = 32, head_batch: int = 4,
+                 max_tiles: int = 12, vit_batch: int = 48, head_batch: int = 4,
                  text_reference: Literal["space", "contrast"] = "space",
                  feature_dtype: np.dtype = np.float16):
         cfg = model.cfg
@@ -461,7 +462,8 @@ class TokenOCREncoder:
         if cell_pool < 1 or cfg.cells_per_tile % cell_pool:
             raise ValueError(f"cell_pool={cell_pool} must divide the {cfg.cells_per_tile} cells of a tile")
         if max_tiles < 1 or vit_batch < 1 or head_batch < 1:
-            raise ValueError(f"max_tiles, vit_batch and head_batch must be >= 1, got {max_tiles}, {vit_batch}, {head_batch}")
+            raise ValueError(f"max_tiles, vit_batch and head_batch must be >= 1, "
+                             f"got {max_tiles}, {vit_batch}, {head_batch}")
         if text_reference not in ("space", "contrast"):
             raise ValueError(f"text_reference must be 'space' or 'contrast', got {text_reference!r}")
         self.model = model
@@ -543,7 +545,8 @@ class TokenOCREncoder:
     def encode_tiles(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised tiles (N, 3, S, S) on any device -> (features (N, c, c, D), text (N, c, c)) on device.
 
-        ViT in batches of ``vit_batch`` tiles, head + post-processing in batches of ``head_batch`` tiles;
+        ViT in batches of ``vit_batch`` tiles (48 = the default 4 pages x 12 tiles in one call), head +
+        post-processing in batches of ``head_batch`` tiles (the 16x upsampled maps are the big tensors);
         results stay on the device (no host synchronisation inside the loop).
         """
         feats, texts = [], []
@@ -586,7 +589,7 @@ class TokenOCREncoder:
 
 def load_tokenocr(path: str | Path, device: str = "cpu", dtype: str = "float32", *, cell_pool: int | None = None,
                   max_tiles: int = 12, text_reference: Literal["space", "contrast"] = "space",
-                  vit_batch: int = 32, head_batch: int = 4) -> TokenOCREncoder:
+                  vit_batch: int = 48, head_batch: int = 4) -> TokenOCREncoder:
     """Load a local TokenOCR / TokenFD checkpoint folder as a TokenEncoder (weights read on CPU, then moved)."""
     folder = Path(path).expanduser()
     dev = resolve_device(device)
@@ -594,7 +597,8 @@ def load_tokenocr(path: str | Path, device: str = "cpu", dtype: str = "float32",
     model, table, _ = load_model(folder)
     tokenizer = InternLM2Tokenizer.from_checkpoint(folder)
     files = ckpt.weight_files(folder)
-    extra = [f for f in (folder / "config.json", folder / "tokenizer.model", folder / "added_tokens.json") if f.is_file()]
+    extra = [folder / name for name in ("config.json", "tokenizer.model", "added_tokens.json")
+             if (folder / name).is_file()]
     fp = ckpt.fingerprint(files, extra)
     model = model.to(device=dev, dtype=dt)
     return TokenOCREncoder(model, table, tokenizer, name=f"tokenocr:{path}", fingerprint=fp, device=dev, dtype=dt,
