@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..tokenocr_model.interface import TokenEncoder
 from .localize import Occurrence, dense_maps, locate
@@ -50,7 +51,8 @@ class _Spelling:
 
 @dataclass
 class _Plan:
-    units: list[Unit]
+    units: list[Unit]  # the query's words/phrases, then (for 2+ plain words) the words as one phrase
+    n_query_units: int = 0  # units[:n_query_units] are the query's own; the rest only break ties
     spellings: list[_Spelling] = field(default_factory=list)
     vectors: np.ndarray | None = None  # (R, d) in index space
 
@@ -82,6 +84,15 @@ def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
     return kept
 
 
+def _merge_keep_order(occs: list[Occurrence]) -> list[Occurrence]:
+    """Drop occurrences overlapping an earlier one (a word box inside its phrase box)."""
+    kept: list[Occurrence] = []
+    for o in occs:
+        if not any(_overlaps(o.box, k.box) for k in kept):
+            kept.append(o)
+    return kept
+
+
 class Searcher:
     """Stateless over queries: holds the encoder and the store, never creates them."""
 
@@ -91,7 +102,11 @@ class Searcher:
         self.opt = options
 
     def plan(self, query: str, max_chars: int) -> _Plan:
-        plan = _Plan(parse_query(query, max_chars))
+        units = parse_query(query, max_chars)
+        plan = _Plan(list(units), n_query_units=len(units))
+        if len(units) >= 2 and not any(u.phrase for u in units):
+            # pages where the words also stand together, in order, rank above pages that merely hold them
+            plan.units.append(Unit(" ".join(u.text for u in units), True))
         vecs: list[np.ndarray] = []
         n = 0
         for ui, unit in enumerate(plan.units):
@@ -122,7 +137,8 @@ class Searcher:
         unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
         for sp in plan.spellings:
             np.maximum(unit_score[sp.unit], best[sp.rows].mean(axis=0), out=unit_score[sp.unit])
-        present = unit_score >= 0.8 * self.opt.threshold
+        present = unit_score[:plan.n_query_units] >= 0.8 * self.opt.threshold
+        unit_score = unit_score[:plan.n_query_units]
         n_units = present.sum(axis=0)
         total = np.where(present, unit_score, 0.0).sum(axis=0)
         order = np.lexsort((pages, -total, -n_units))
@@ -155,21 +171,32 @@ class Searcher:
         return out
 
     def search(self, query: str, k: int, offset: int, max_chars: int) -> SearchResult:
+        # many small matrix products: BLAS threads only contend (15x slower on 2 busy cores)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._search(query, k, offset, max_chars)
+
+    def _search(self, query: str, k: int, offset: int, max_chars: int) -> SearchResult:
         t0 = time.perf_counter()
         plan = self.plan(query, max_chars)
         if plan.vectors is None:
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
         cand = self._candidates(plan, 3 * (k + offset))
         scored = self.score_pages(plan, cand)
-        ranked: list[tuple[int, float, int, list[Occurrence]]] = []
+        nq = plan.n_query_units
+        ranked: list[tuple[tuple, float, int, list[Occurrence]]] = []
         for pid, per_unit in scored.items():
-            matched = [occ for occ in per_unit if occ]
+            own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
+            matched = [occ for occ in own if occ]
             if not matched:
                 continue
-            score = float(np.mean([occ[0].score if occ else 0.0 for occ in per_unit]))
-            boxes = sorted((o for occ in matched for o in occ), key=lambda o: -o.score)
-            ranked.append((len(matched), score, pid, boxes))
-        ranked.sort(key=lambda r: (-r[0], -r[1], r[2]))
+            score = float(np.mean([occ[0].score if occ else 0.0 for occ in own]))
+            n_occ = sum(len(occ) for occ in matched)
+            # boxes: the whole query where it stands together, then each word's occurrences
+            boxes = joint + sorted((o for occ in matched for o in occ), key=lambda o: -o.score)
+            if joint:
+                boxes = _merge_keep_order(boxes)
+            ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes))
+        ranked.sort(key=lambda r: r[0])
         window = ranked[offset:offset + k]
         infos = self.store.pages([r[2] for r in window])
         hits = []

@@ -1,0 +1,75 @@
+"""Run the shared dev benchmark (../shared/bench/run_eval.py) on tokensearch *in-process*.
+
+The harness's own adapter (adapters/tokensearch_cli.py) starts one CLI process per query, so its
+latencies include Python + model start-up; this adapter calls the engine directly (like the Tesseract
+and RapidOCR adapters do), with the same hit conversion. Quality figures are identical either way.
+
+    python3 bench/ts_inprocess.py --set clean_150 [--pages subset60] [--model mini] [--bench ../shared/bench]
+
+Results land in <bench>/results/tokensearch_<set>[_<pages>]_inproc.json (run_eval's naming, tag
+"inproc") and are copied to bench/results/ here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    ap.add_argument("--model", default=os.environ.get("TOKENSEARCH_MODEL", "mini"))
+    ap.add_argument("--tag", default="inproc")
+    a, rest = ap.parse_known_args()
+
+    bench = a.bench.resolve()
+    sys.path[:0] = [str(ROOT), str(bench)]
+    from adapters import ADAPTERS  # the harness's registry
+    from adapters.tokensearch_cli import TokenSearchCLI
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    class TokenSearchInProcess(TokenSearchCLI):
+        def __init__(self, workdir, threads=2):
+            super().__init__(workdir, threads)
+            import torch
+
+            torch.set_num_threads(threads)
+            self.engine = Engine(Settings(home=Path(self.home), model=a.model))
+
+        def index(self, folder):
+            rep = self.engine.index(Path(folder))
+            from adapters.common import dir_size
+
+            self.engine.store.persist()
+            return {"index_bytes": dir_size(self.home), "pages": rep.pages, "pages_text": rep.pages_text,
+                    "pages_vision": rep.pages_vision, "failed": rep.failed}
+
+        def search(self, query, k=10):
+            self.stats["search_calls"] += 1
+            res = self.engine.search(query, k=k)
+            hits = [{"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes} for h in res.hits]
+            return [c for c in (self._convert(h) for h in hits) if c is not None][:k]
+
+    module = sys.modules[__name__]
+    module.TokenSearchInProcess = TokenSearchInProcess
+    ADAPTERS["tokensearch"] = (__name__, "TokenSearchInProcess")
+    import run_eval
+
+    sys.argv = [str(bench / "run_eval.py"), "--system", "tokensearch", "--tag", a.tag] + rest
+    run_eval.main()
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (bench / "results").glob(f"tokensearch_*_{a.tag}.json"):
+        shutil.copy(f, out / f.name)
+
+
+if __name__ == "__main__":
+    main()
