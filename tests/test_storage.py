@@ -98,6 +98,7 @@ def test_write_read_round_trip(open_store):
     assert store.runs()[0]["status"] == "ok" and store.runs()[0]["stats"]["indexed"] == 1
     st = store.stats()
     assert (st.documents, st.pages, st.vectors, st.pages_by_source) == (1, 3, 900, {"vision": 3})
+    assert store.verify(read_all=True) == []
     assert st.codec == "identity" and st.dim == 64 and st.vector_index_type == "flat-ip"
 
 
@@ -135,7 +136,7 @@ def test_unlink_deletes_orphan_document_and_its_vectors(open_store, tmp_path):
     assert store.page_features(a_pages) == {} and store.pages(a_pages) == {}
     assert not any(set(a_pages) & hit for hit in top_pages(store, probe, k=50))
     st = store.stats()
-    assert (st.documents, st.pages, st.vectors) == (1, 2, 400)
+    assert (st.documents, st.pages, st.vectors) == (1, 2, 400) and store.verify() == []
     assert "/a.pdf" not in store.known_files()
     store.close()
 
@@ -161,7 +162,7 @@ def test_failing_page_iterator_leaves_nothing(open_store, tmp_path):
         store.write_document("sha-5", "/bad.pdf", 1, 1, "pdf", pages())
     assert store.doc_for_content("sha-5") is None and "/bad.pdf" not in store.known_files()
     st = store.stats()
-    assert (st.documents, st.pages, st.vectors) == (1, 2, 400)
+    assert (st.documents, st.pages, st.vectors) == (1, 2, 400) and store.verify() == []
     assert {p.name: p.stat().st_size for p in (tmp_path / "home" / "features").iterdir()} == seg_sizes
     assert not any(hit & {3, 4} for hit in top_pages(store, good[0].feats[:5]))
     store.record_failure("/bad.pdf", 1, 1, "rasteriser crashed on page 3", sha256="sha-5")
@@ -216,6 +217,31 @@ def test_invalid_pages_are_refused(open_store):
     assert store.stats().pages == 0
 
 
+def test_verify_reports_a_damaged_feature_store(open_store, tmp_path):
+    store = open_store()
+    write(store, 1)
+    seg = next((tmp_path / "home" / "features").iterdir())
+    with open(seg, "r+b") as f:
+        f.seek(100)
+        f.write(b"garbage!")
+    problems = store.verify(read_all=True)
+    assert problems == ["1 pages have no vectors (e.g. [1])", "page 1: features unreadable (feature blob checksum mismatch)"]
+    assert store.page_features([1, 2]).keys() == {2}  # the damaged page is left out, search goes on
+    assert top_pages(store, random_doc(1, 2)[1].feats[:2], k=1) == [{2}, {2}]
+
+
+def test_index_from_another_schema_version_is_refused(open_store, tmp_path):
+    from sqlalchemy import update
+
+    from tokensearch.storage.schema import Meta
+
+    store = open_store()
+    with store.engine.begin() as c:
+        c.execute(update(Meta).where(Meta.key == "schema").values(number=99))
+    with pytest.raises(RuntimeError, match="schema 99.*new --home"):
+        open_store()
+
+
 def test_model_mismatch(open_store):
     store = open_store()
     assert store.stored_model() is None
@@ -250,7 +276,7 @@ def test_flat_index_becomes_compressed_past_threshold(open_store):
     store.close()
     again = open_store(flat_max_vectors=3000)
     st = again.stats()
-    assert st.vector_index_type.startswith("ivf") and st.vectors == 3200
+    assert st.vector_index_type.startswith("ivf") and st.vectors == 3200 and again.verify() == []
 
 
 def test_compressed_index_is_rechosen_as_it_grows(open_store):
@@ -448,6 +474,7 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     committed = {1, 3} | ({4} if point in ("after_commit", "during_persist") else set())
     st = store.stats()
     assert st.vector_index_type == ("flat-ip" if index == "flat" else "ivf20,sq8")
+    assert store.verify(read_all=True) == []
     assert st.documents == len(committed)
     assert st.pages == 2 * len(committed) + (1 if 4 in committed else 0)
     assert st.vectors == st.pages * 200 == st.feature_cells
@@ -463,6 +490,6 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     if 4 not in committed:
         store.write_document("sha-4", "/4.pdf", 1, 1, "pdf", iter(random_doc(4, 3)))
     st = store.stats()
-    assert st.vectors == (2 + 2 + 3) * 200 and st.documents == 3
+    assert st.vectors == (2 + 2 + 3) * 200 and st.documents == 3 and store.verify() == []
     live = sum(p.stat().st_size for p in (home / "features").iterdir())
     assert live == st.feature_bytes + 2 * (st.feature_bytes // 7)  # + the unlinked doc 2 (2 of 9 pages)

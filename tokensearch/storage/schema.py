@@ -15,6 +15,9 @@ from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, L
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+SCHEMA_VERSION = 1  # bump on any change to the tables or the on-disk formats
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -70,6 +73,7 @@ class Page(Base):
     grid_h: Mapped[int] = mapped_column(Integer)
     grid_w: Mapped[int] = mapped_column(Integer)
     n_cells: Mapped[int] = mapped_column(Integer)  # kept cells in the feature store
+    n_vectors: Mapped[int] = mapped_column(Integer)  # of which distinct (what the vector index holds)
     segment: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     nbytes: Mapped[int] = mapped_column(Integer)
@@ -109,8 +113,8 @@ class IndexRun(Base):
 
 
 class Meta(Base):
-    """Key/value records: ``model`` (JSON), ``codec`` (JSON + matrix blob), ``vector_index`` (JSON),
-    ``generation`` (number)."""
+    """Key/value records: ``schema`` (number), ``model`` (JSON), ``codec`` (JSON + matrix blob),
+    ``vector_index`` (JSON), ``generation`` (number)."""
 
     __tablename__ = "ts_meta"
 

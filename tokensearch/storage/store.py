@@ -22,6 +22,7 @@ process, FAISS is guarded by a lock, and writes are serialised.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..tokenocr_model.interface import ModelInfo
 from .codec import Codec, fit_pca, identity_codec
-from .features import FeatureStore, encode_page
+from .features import FeatureStore, decode_page, encode_page
 from .records import (
     FileRecord,
     IndexStats,
@@ -45,10 +46,11 @@ from .records import (
     PageInfo,
     PageRecord,
 )
-from .schema import Base, DocPath, Document, Failure, IndexRun, Meta, Page
+from .schema import SCHEMA_VERSION, Base, DocPath, Document, Failure, IndexRun, Meta, Page
 from .vectors import VectorIndex, choose_spec, describe_spec, distinct_rows, snapshot_bytes
 
 _CHUNK = 500  # ids per IN (...) clause
+log = logging.getLogger(__name__)
 
 
 def sqlite_url(home: Path) -> str:
@@ -159,8 +161,17 @@ class Store:
             with self._session.begin() as s:
                 if s.get(Meta, "generation") is None:
                     s.add(Meta(key="generation", number=0))
+                    s.add(Meta(key="schema", number=SCHEMA_VERSION))
         except IntegrityError:  # a concurrent opener created it first
             pass
+        with self._session() as s:
+            version = s.execute(select(Meta.number).where(Meta.key == "schema")).scalar()
+        if version != SCHEMA_VERSION:
+            self.engine.dispose()
+            raise RuntimeError(
+                f"the index in {self.home} has storage schema {version}, this tokensearch reads schema "
+                f"{SCHEMA_VERSION}; index into a new --home (or delete this one) to rebuild it"
+            )
 
     def close(self) -> None:
         if self._closed:
@@ -353,10 +364,12 @@ class Store:
             try:
                 for rec, blob in self._encode(pages):
                     seg, off, nbytes = self.features.append(blob)
+                    n_vectors = len(distinct_rows(decode_page(blob).feats))  # exactly what FAISS will hold
                     rows.append(dict(
                         page_no=int(rec.page_no), width=int(rec.width), height=int(rec.height),
                         source=str(rec.source), grid_h=int(rec.grid_h), grid_w=int(rec.grid_w),
-                        n_cells=int(len(rec.ys)), segment=seg, offset=off, nbytes=nbytes, text=rec.text,
+                        n_cells=int(len(rec.ys)), n_vectors=n_vectors, segment=seg, offset=off, nbytes=nbytes,
+                        text=rec.text,
                     ))
                 self.features.sync()
                 with self._session.begin() as s:
@@ -364,8 +377,7 @@ class Store:
                     s.execute(delete(Failure).where(Failure.path == path))
                     gen = self._bump_generation(s)
                     if codec_before is None and self._codec is not None:
-                        value, blob = self._codec.to_meta()
-                        s.add(Meta(key="codec", value=value, blob=blob))
+                        self._record_codec(s, self._codec)
                     doc = Document(sha256=sha256, kind=kind, status="ok", n_pages=len(rows), size=size, run_id=run_id)
                     s.add(doc)
                     s.flush()
@@ -389,6 +401,17 @@ class Store:
                 self._writing = False
             self._maybe_persist()
             return doc_id
+
+    def _record_codec(self, s: Session, codec: Codec) -> None:
+        value, blob = codec.to_meta()
+        row = s.get(Meta, "codec")
+        if row is None:
+            s.add(Meta(key="codec", value=value, blob=blob))
+        elif (row.value, row.blob) != (value, blob):
+            raise RuntimeError(
+                "another process fitted the index's feature projection at the same time; index this "
+                "document again (it will use the recorded projection)"
+            )
 
     def _referenced_end(self, segment: int) -> int:
         with self._session() as s:
@@ -471,17 +494,33 @@ class Store:
     # ------------------------------------------------------------------------------------------------
     # vector index maintenance
     def _apply(self, gen: int, added: list[tuple[int, int, int, int]], removed: list[int]) -> None:
-        """Bring the in-memory FAISS index up to our own commit ``gen`` (cheaply if nothing else happened)."""
+        """Bring the in-memory FAISS index up to our own commit ``gen`` (cheaply if nothing else happened).
+
+        A process that has not loaded the index yet leaves a flat index unloaded (an indexing-only
+        process never needs it; searchers build it from the feature store) but keeps a trained one up
+        to date, since it saves its snapshots."""
         with self._lock:
             vi = self._vi
-            if vi is None or vi.generation != gen - 1:
+            if vi is None:
+                with self._session() as s:
+                    spec = self._stored_spec(s)
+                if spec is None or spec["type"] == "flat":
+                    self._maybe_switch_type_locked()
+                    return
+                self._sync_locked()
+            elif vi.generation != gen - 1:
                 self._sync_locked()  # someone else committed in between: full reconcile
-                return
-            if removed:
-                vi.remove_pages(removed)
-            self._add_pages_locked(vi, added)
-            vi.generation = gen
-            self._maybe_switch_type_locked()
+            else:
+                if removed:
+                    vi.remove_pages(removed)
+                self._add_pages_locked(vi, added)
+                vi.generation = gen
+                self._maybe_switch_type_locked()
+
+    def _vector_count(self) -> int:
+        """Vectors the index holds (or would hold), from SQL: distinct cells of every page."""
+        with self._session() as s:
+            return int(s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one())
 
     def _add_pages_locked(self, vi: VectorIndex, rows: Iterable[tuple[int, int, int, int]]) -> None:
         for page_id, seg, off, nbytes in rows:
@@ -490,8 +529,8 @@ class Store:
                 vi.add_page(page_id, distinct_rows(pf.feats))
 
     def _read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None:
-        """One page's features; if its blob moved (compaction) meanwhile, from the new place; None if the
-        page is gone."""
+        """One page's features; if its blob moved (compaction) meanwhile, from the new place. None if the
+        page is gone, or damaged (logged; ``verify`` reports it): one bad page must not stop search."""
         try:
             return self.features.read(seg, off, nbytes)
         except (OSError, ValueError) as first:
@@ -499,10 +538,14 @@ class Store:
                 row = s.execute(select(Page.segment, Page.offset, Page.nbytes).where(Page.id == page_id)).first()
             if row is None:
                 return None
-            if tuple(row) == (seg, off, nbytes):
-                raise RuntimeError(f"feature store damaged: page {page_id} unreadable ({first})") from first
-            self.features.forget(seg)
-            return self.features.read(*row)
+            try:
+                if tuple(row) == (seg, off, nbytes):
+                    raise first
+                self.features.forget(seg)
+                return self.features.read(*row)
+            except (OSError, ValueError) as e:
+                log.error("feature store damaged: page %s unreadable (%s); run a consistency check", page_id, e)
+                return None
 
     def _vectors(self) -> VectorIndex | None:
         """The FAISS index, in step with the database (call under ``self._lock``)."""
@@ -580,16 +623,23 @@ class Store:
     def _maybe_switch_type_locked(self) -> None:
         """Past ``flat_max_vectors`` the exact index is replaced by a trained compressed one; the compressed
         one is re-chosen and retrained whenever it has grown 8-fold (lists ~ 4 sqrt(n), then 4-bit codes)."""
-        vi = self._vi
-        if vi is None or not self._writing:
+        if not self._writing:
             return  # only a writer switches; readers follow the recorded choice
-        if vi.spec["type"] == "flat":
-            if vi.ntotal <= self.flat_max_vectors:
+        vi = self._vi
+        if vi is not None:
+            spec, n = vi.spec, vi.ntotal
+        else:
+            with self._session() as s:
+                spec = self._stored_spec(s) or {"type": "flat"}
+            n = self._vector_count()
+        if spec["type"] == "flat":
+            if n <= self.flat_max_vectors:
                 return
-        elif vi.ntotal <= 8 * vi.spec["chosen_at"]:
+        elif n <= 8 * spec["chosen_at"]:
             return
-        spec = choose_spec(vi.ntotal, self.flat_max_vectors, self.sq4_min_vectors)
-        self._vi = self._build_locked(spec, vi.dim)
+        codec = self._load_codec()
+        spec = choose_spec(n, self.flat_max_vectors, self.sq4_min_vectors)
+        self._vi = self._build_locked(spec, codec.out_dim)
         self._persist()  # snapshot first, then record the choice (readers load it rather than retrain)
         with self._session.begin() as s:
             row = s.get(Meta, "vector_index")
@@ -618,6 +668,38 @@ class Store:
                 self._last_persist = time.monotonic()
                 return
             self._persist()
+
+    def verify(self, read_all: bool = False) -> list[str]:
+        """Consistency check; returns the problems found (empty = consistent): the vector index holds
+        exactly the pages and vector counts of the SQL rows; with ``read_all`` every feature blob is read
+        and checksummed too."""
+        problems: list[str] = []
+        with self._session() as s:
+            rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.n_vectors)).all()
+        with self._lock:
+            vi = self._vectors()
+            if vi is not None:
+                want = {int(r[0]): int(r[4]) for r in rows}
+                missing = want.keys() - vi.page_cells.keys()
+                extra = vi.page_cells.keys() - want.keys()
+                wrong = [p for p in want.keys() & vi.page_cells.keys() if want[p] != vi.page_cells[p]]
+                if missing:
+                    problems.append(f"{len(missing)} pages have no vectors (e.g. {sorted(missing)[:5]})")
+                if extra:
+                    problems.append(f"{len(extra)} pages in the vector index have no row (e.g. {sorted(extra)[:5]})")
+                if wrong:
+                    problems.append(f"{len(wrong)} pages have a wrong vector count (e.g. {sorted(wrong)[:5]})")
+                if vi.ntotal != sum(vi.page_cells.values()):
+                    problems.append(f"vector index holds {vi.ntotal} vectors, its page map {sum(vi.page_cells.values())}")
+            elif rows:
+                problems.append("pages are stored but no feature codec is recorded")
+        if read_all:
+            for pid, seg, off, nbytes, _ in rows:
+                try:
+                    self.features.read(seg, off, nbytes)
+                except (OSError, ValueError) as e:
+                    problems.append(f"page {pid}: features unreadable ({e})")
+        return problems
 
     def compact(self, min_garbage: float = 0.5) -> int:
         """Rewrite feature segments that are at least ``min_garbage`` garbage (blobs of deleted or replaced
@@ -806,12 +888,10 @@ class Store:
             by_source = dict(s.execute(select(Page.source, func.count()).group_by(Page.source)).all())
             cells, feat_bytes = s.execute(select(func.sum(Page.n_cells), func.sum(Page.nbytes))).one()
             failures = [(p, r) for p, r in s.execute(select(Failure.path, Failure.reason).order_by(Failure.path))]
+            vectors = s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one()
+            vtype = describe_spec(self._stored_spec(s) or {"type": "flat"})
         model = self.stored_model()
-        with self._lock:
-            vi = self._vectors()
-            vectors = vi.ntotal if vi is not None else 0
-            vtype = vi.describe() if vi is not None else describe_spec({"type": "flat"})
-            codec = self._codec
+        codec = self._load_codec()
         home_bytes = _folder_bytes(self.home, skip=("cache",))
         db_bytes = self._database_bytes()
         n_pages = int(sum(by_source.values()))
