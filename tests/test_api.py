@@ -373,7 +373,7 @@ def test_page_image_errors(api_env):
     c = api_env.client
     hit = _first_hit(c)
     assert_error(c.get(f"{API}/pages/{hit['doc_id']}/99/image"), 404, "not_found")
-    assert_error(c.get(f"{API}/pages/{hit['doc_id']}/0/image"), 404, "not_found")
+    assert_error(c.get(f"{API}/pages/{hit['doc_id']}/0/image"), 422, "validation_error")
     assert_error(c.get(f"{API}/pages/4242/1/image"), 404, "not_found")
     assert_error(c.get(f"{API}/pages/{hit['doc_id']}/1/image", params={"format": "gif"}), 422, "validation_error")
     assert_error(c.get(f"{API}/pages/{hit['doc_id']}/1/image", params={"width": 1}), 422, "validation_error")

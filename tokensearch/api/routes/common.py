@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import Path
 
 from ..schemas import DocumentOut, ErrorResponse
 
 API = "/api/v1"
+
+# path parameters: ids are database integers (bounded so a client cannot overflow SQL integer types)
+DocId = Annotated[int, Path(ge=1, le=2**53, description="document id")]
+PageNo = Annotated[int, Path(ge=1, le=1_000_000, description="1-based page number")]
 
 _DESCRIPTIONS = {
     400: "bad request", 401: "API key missing", 403: "wrong API key, or path outside the configured roots",
@@ -44,7 +50,7 @@ def document_out(d: dict) -> DocumentOut:
     n_pages = doc_page_count(d)
     return DocumentOut(
         id=doc_id, path=path, paths=[str(p) for p in d.get("paths") or ([path] if path else [])],
-        name=Path(path).name if path else str(doc_id), pages=n_pages,
+        name=FsPath(path).name if path else str(doc_id), pages=n_pages,
         status=d.get("status"), failure=d.get("failure") or d.get("reason") or d.get("error"),
         thumbnail_url=thumbnail_url(doc_id, 1) if doc_id is not None and (n_pages or 0) > 0 else None,
         **extra,

@@ -15,7 +15,7 @@ from ..jobs import Job
 from ..schemas import Deleted, DocumentList, DocumentOut, UploadedFile, UploadOut
 from ..security import uploads_dir
 from ..uploads import receive_files, store_files
-from .common import API, document_out, errors
+from .common import API, DocId, document_out, errors
 from .index_jobs import job_out
 
 log = logging.getLogger("tokensearch.api")
@@ -50,7 +50,7 @@ def list_documents(
 
 
 @router.get("/{doc_id}", response_model=DocumentOut, responses=errors(404))
-def get_document(state: StateDep, doc_id: int) -> DocumentOut:
+def get_document(state: StateDep, doc_id: DocId) -> DocumentOut:
     doc = state.engine.store.document(doc_id)
     if doc is None:
         raise not_found(f"document {doc_id}")
@@ -58,7 +58,7 @@ def get_document(state: StateDep, doc_id: int) -> DocumentOut:
 
 
 @router.delete("/{doc_id}", response_model=Deleted, responses=errors(404))
-def delete_document(state: StateDep, doc_id: int) -> Deleted:
+def delete_document(state: StateDep, doc_id: DocId) -> Deleted:
     store = state.engine.store
     doc = store.document(doc_id)
     if doc is None or not store.delete_document(doc_id):
@@ -83,7 +83,8 @@ def _remove_uploaded_file(state: StateDep, path: str) -> None:
             pass
 
 
-@router.post("", response_model=UploadOut, status_code=202, responses=errors(400, 413, 415),
+@router.post("", response_model=UploadOut, status_code=202, responses={
+    201: {"model": UploadOut, "description": "stored and indexed (wait=true)"}, **errors(400, 413, 415)},
              openapi_extra={"requestBody": UPLOAD_BODY})
 async def upload_documents(
     request: Request,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from ..deps import Authorized, StateDep
 from ..errors import not_found
@@ -11,6 +13,7 @@ from ..schemas import IndexJobIn, IndexJobList, IndexJobOut, JobProgress, JobRep
 from ..security import resolve_client_path
 from .common import API, errors
 
+JobId = Annotated[str, Path(min_length=1, max_length=64, description="index job id")]
 router = APIRouter(prefix=f"{API}/index-jobs", tags=["index jobs"], dependencies=[Authorized])
 
 
@@ -39,7 +42,7 @@ def list_index_jobs(state: StateDep) -> IndexJobList:
 
 
 @router.get("/{job_id}", response_model=IndexJobOut, responses=errors(404))
-def get_index_job(state: StateDep, job_id: str) -> IndexJobOut:
+def get_index_job(state: StateDep, job_id: JobId) -> IndexJobOut:
     job = state.jobs.get(job_id)
     if job is None:
         raise not_found(f"index job {job_id!r}")
@@ -47,7 +50,7 @@ def get_index_job(state: StateDep, job_id: str) -> IndexJobOut:
 
 
 @router.delete("/{job_id}", response_model=IndexJobOut, responses=errors(404))
-def cancel_index_job(state: StateDep, job_id: str) -> IndexJobOut:
+def cancel_index_job(state: StateDep, job_id: JobId) -> IndexJobOut:
     """Cancel a queued or running job (a running folder job stops after the current file)."""
     job = state.jobs.cancel(job_id)
     if job is None:

@@ -14,11 +14,9 @@ from ..deps import Authorized, SettingsDep, StateDep
 from ..errors import ApiError
 from ..pages import FORMATS, heatmap_over_page, heatmap_rgba
 from ..schemas import HeatmapOut
-from .common import API, errors
+from .common import API, DocId, PageNo, errors
 
 router = APIRouter(prefix=f"{API}/pages", tags=["pages"], dependencies=[Authorized])
-
-PageNo = Annotated[int, "1-based page number"]
 
 
 @router.get("/{doc_id}/{page}/image", response_class=FileResponse, responses={
@@ -26,7 +24,7 @@ PageNo = Annotated[int, "1-based page number"]
     **errors(404)})
 def page_image(
     state: StateDep,
-    doc_id: int,
+    doc_id: DocId,
     page: PageNo,
     width: Annotated[int | None, Query(ge=16, le=10_000, description="target width in px (snapped to a few sizes; never upscaled)")] = None,
     format: Annotated[Literal["png", "webp"], Query(description="image format")] = "webp",
@@ -41,7 +39,7 @@ def page_image(
 def page_heatmap(
     state: StateDep,
     settings: SettingsDep,
-    doc_id: int,
+    doc_id: DocId,
     page: PageNo,
     q: Annotated[str, Query(min_length=1, max_length=4096)],
     format: Annotated[Literal["png", "json"], Query()] = "png",
