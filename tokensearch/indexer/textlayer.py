@@ -8,7 +8,6 @@ pages and vision-encoded pages live in the same index and answer the same querie
 
 from __future__ import annotations
 
-import math
 import re
 from functools import lru_cache
 
@@ -51,34 +50,49 @@ class TextLayerPainter:
     def paint(self, words: list[list[TextChar]], grid_h: int, grid_w: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (ys, xs, feats) of the cells covered by glyphs; feats are the tokens' unit vectors."""
-        owner = -np.ones((grid_h, grid_w), dtype=np.int64)  # cell -> row in `vectors`
         vectors: list[np.ndarray] = []
+        boxes: list[tuple[float, float, float, float]] = []
+        rows: list[int] = []
+        lengths: list[int] = []
         for word in words:
             text = "".join(ch.c for ch in word)
             pos2char = [i for i, ch in enumerate(word) for _ in ch.c]  # string index -> char index
             spans, vecs = self._embed(text)
-            # longer tokens first: a one-character token ("/", "-") painted last keeps the cell it sits on
-            for k in sorted(range(len(spans)), key=lambda k: spans[k][0] - spans[k][1]):
-                start, end = spans[k]
+            for (start, end), vec in zip(spans, vecs):
                 if end <= start or start >= len(pos2char):
                     continue
                 row = len(vectors)
-                vectors.append(vecs[k])
+                vectors.append(vec)
                 for ci in range(pos2char[start], pos2char[min(end, len(pos2char)) - 1] + 1):
-                    cx0, cx1 = _cells(word[ci].box[0], word[ci].box[2], grid_w)
-                    cy0, cy1 = _cells(word[ci].box[1], word[ci].box[3], grid_h)
-                    owner[cy0:cy1, cx0:cx1] = row
-        ys, xs = np.nonzero(owner >= 0)
+                    boxes.append(word[ci].box)
+                    rows.append(row)
+                    lengths.append(end - start)
         if not vectors:
-            return ys, xs, np.zeros((0, self.encoder.info.dim), dtype=np.float32)
+            empty = np.zeros(0, np.int32)
+            return empty, empty, np.zeros((0, self.encoder.info.dim), dtype=np.float32)
+        b = np.asarray(boxes, dtype=np.float64)
+        x0, x1 = _cells(b[:, 0], b[:, 2], grid_w)
+        y0, y1 = _cells(b[:, 1], b[:, 3], grid_h)
+        owner = -np.ones((grid_h, grid_w), dtype=np.int64)  # cell -> row in `vectors`
+        # longer tokens first: a one-character token ("/", "-") painted last keeps the cell it sits on
+        # (numpy assigns repeated indices in order, so the last writer of a cell wins)
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        x0, x1, y0, y1, row = x0[order], x1[order], y0[order], y1[order], np.asarray(rows)[order]
+        for dy in range(int((y1 - y0).max())):
+            for dx in range(int((x1 - x0).max())):
+                sel = (y1 - y0 > dy) & (x1 - x0 > dx)
+                owner[y0[sel] + dy, x0[sel] + dx] = row[sel]
+        ys, xs = np.nonzero(owner >= 0)
         feats = np.stack(vectors)[owner[ys, xs]]
         return ys.astype(np.int32), xs.astype(np.int32), feats.astype(np.float32)
 
 
-def _cells(a: float, b: float, n: int) -> tuple[int, int]:
+def _cells(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Cells [lo, hi) of an n-cell axis whose centres fall in [a, b) (at least the cell holding the middle)."""
-    lo, hi = math.ceil(a * n - 0.5), math.floor(b * n - 0.5) + 1
-    if hi <= lo:
-        lo = min(n - 1, max(0, int((a + b) / 2 * n)))
-        hi = lo + 1
-    return max(0, lo), min(n, hi)
+    lo = np.ceil(a * n - 0.5).astype(np.int64)
+    hi = np.floor(b * n - 0.5).astype(np.int64) + 1
+    mid = np.clip(((a + b) / 2 * n).astype(np.int64), 0, n - 1)
+    empty = hi <= lo
+    lo = np.where(empty, mid, lo)
+    hi = np.where(empty, mid + 1, hi)
+    return np.clip(lo, 0, n), np.clip(hi, 0, n)
