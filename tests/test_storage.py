@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from storage_fixtures import ROOT, db_url, open_store, random_doc, random_page  # noqa: F401
-from tokensearch.storage import ModelMismatchError, Store
+from tokensearch.storage import ModelMismatchError, PageRecord, Store
 from tokensearch.storage.features import decode_page, encode_page
+from tokensearch.storage.vectors import index_vectors
 from tokensearch.tokenocr_model.interface import ModelInfo, l2_normalize
 
 MINI = ModelInfo(name="mini", family="mini", fingerprint="a" * 64, dim=64)
@@ -230,6 +231,28 @@ def test_verify_reports_a_damaged_feature_store(open_store, tmp_path):
     assert top_pages(store, random_doc(1, 2)[1].feats[:2], k=1) == [{2}, {2}]
 
 
+def test_a_database_serves_one_home(open_store, db_url, tmp_path):
+    url = db_url or f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    first = Store.open(tmp_path / "a", url)
+    write(first, 1)
+    first.close()
+    with pytest.raises(RuntimeError, match="belongs to the index in .*a"):
+        Store.open(tmp_path / "b", url)
+    Store.open(tmp_path / "a", url).close()  # its own home still opens
+
+
+def test_a_moved_home_still_opens(tmp_path):
+    import shutil
+
+    with Store.open(tmp_path / "old") as st:
+        write(st, 1)
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    with Store.open(tmp_path / "new") as st:
+        assert st.stats().pages == 2 and st.verify(read_all=True) == []
+    with Store.open(tmp_path / "new") as st:  # the new place is remembered
+        assert st.stats().documents == 1
+
+
 def test_index_from_another_schema_version_is_refused(open_store, tmp_path):
     from sqlalchemy import update
 
@@ -308,6 +331,61 @@ def test_duplicate_cells_are_indexed_once(open_store):
     assert len(store.page_features([pid])[pid].feats) == 300
     ids, scores = store.search_cells(page.feats[:1], 3)[0]
     assert ids[0] == pid and scores[0] > 0.999 and len(ids) == 3 and ids[1] != pid  # one hit per distinct vector
+
+
+def token_blob_page(rng, page_no, tokens, noise=0.02, grid=(40, 60), block=(3, 6)) -> PageRecord:
+    """Vision-like page: each token covers a block of cells holding its vector plus a little noise."""
+    gh, gw = grid
+    ys, xs, feats = [], [], []
+    for i, vec in enumerate(tokens):
+        y0, x0 = (i // 8) * (block[0] + 1), (i % 8) * (block[1] + 1)
+        yy, xx = np.mgrid[y0 : y0 + block[0], x0 : x0 + block[1]]
+        ys.append(yy.ravel())
+        xs.append(xx.ravel())
+        feats.append(vec + noise * rng.standard_normal((yy.size, len(vec))))
+    return PageRecord(page_no, gw * 8, gh * 8, "vision", gh, gw, np.concatenate(ys), np.concatenate(xs),
+                      l2_normalize(np.concatenate(feats)).astype(np.float32))
+
+
+def test_index_vectors_merge_bound():
+    """Left-out cells are within merge_cos of an indexed one: best score drops <= sqrt(2 - 2 tau)."""
+    rng = np.random.default_rng(5)
+    tokens = l2_normalize(rng.standard_normal((32, 64)))
+    page = token_blob_page(rng, 1, tokens, noise=0.02)  # cells of a token: cos ~0.975 with each other
+    pf = decode_page(encode_page(page.grid_h, page.grid_w, page.ys, page.xs, page.feats))
+    for tau in (0.9, 0.95, 0.97):
+        kept = index_vectors(pf, tau)
+        q = l2_normalize(np.concatenate([tokens, rng.standard_normal((50, 64))])).astype(np.float32)
+        loss = (q @ pf.feats.T).max(axis=1) - (q @ kept.T).max(axis=1)
+        assert loss.max() <= np.sqrt(2 - 2 * tau) + 1e-6 and len(kept) < len(pf.feats)
+    assert len(index_vectors(pf, 0.9)) == 32 * 3  # one vector per token and grid row
+    assert len(index_vectors(pf, None)) == len(pf.feats)
+
+
+def test_merged_runs_keep_candidate_ranking(tmp_path):
+    rng = np.random.default_rng(6)
+    vocab = l2_normalize(rng.standard_normal((200, 64)))
+    picks = [rng.choice(200, 32, replace=False) for _ in range(8)]
+    pages = [token_blob_page(rng, 1, vocab[p]) for p in picks]
+    full = Store.open(tmp_path / "full")  # two indexes: two SQLite homes (DB independent)
+    merged = Store.open(tmp_path / "merged", merge_cos=0.95)
+    for st in (full, merged):
+        for i, p in enumerate(pages):
+            st.write_document(f"sha-{i}", f"/{i}.png", 1, 1, "image", iter([p]))
+    assert merged.stats().vectors == 8 * 32 * 3 and full.stats().vectors == 8 * 32 * 18
+    assert merged.stats().codec == "identity, runs merged at cos>=0.95" and merged.verify() == []
+    for t in range(200):
+        truth = {i + 1 for i, p in enumerate(picks) if t in p}  # page ids in write order
+        if not truth:
+            continue
+        (ids_f, sc_f), = full.search_cells(vocab[t : t + 1], 18 * len(truth))
+        (ids_m, sc_m), = merged.search_cells(vocab[t : t + 1], 3 * len(truth))
+        assert set(ids_f.tolist()) == set(ids_m.tolist()) == truth  # the same pages from 6x fewer vectors
+        assert sc_f[0] - sc_m[0] < 0.02
+    full.close()
+    merged.close()
+    with Store.open(tmp_path / "merged") as again:
+        assert again.stats().vectors == 8 * 32 * 3  # the recorded choice holds
 
 
 def test_pca_codec_for_large_dim_preserves_ranking(open_store):

@@ -24,13 +24,17 @@ class Codec:
     in_dim: int
     out_dim: int
     matrix: np.ndarray | None = None  # (d, D) float32 orthonormal rows; None = identity
+    # cells of a grid row joining their left neighbour's run when cos >= merge_cos are not indexed
+    # in FAISS (see vectors.index_vectors); None: only exact duplicates are left out
+    merge_cos: float | None = None
 
     @property
     def kind(self) -> str:
         return "identity" if self.matrix is None else "pca"
 
     def describe(self) -> str:
-        return "identity" if self.matrix is None else f"pca {self.in_dim}->{self.out_dim}"
+        name = "identity" if self.matrix is None else f"pca {self.in_dim}->{self.out_dim}"
+        return name if self.merge_cos is None else f"{name}, runs merged at cos>={self.merge_cos:g}"
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """(n, D) -> (n, d) float32 unit rows."""
@@ -43,7 +47,7 @@ class Codec:
 
     # --- persistence (meta row: JSON value + blob) --------------------------------------------------
     def to_meta(self) -> tuple[dict, bytes | None]:
-        value = {"kind": self.kind, "in_dim": self.in_dim, "out_dim": self.out_dim}
+        value = {"kind": self.kind, "in_dim": self.in_dim, "out_dim": self.out_dim, "merge_cos": self.merge_cos}
         if self.matrix is None:
             return value, None
         buf = io.BytesIO()
@@ -59,7 +63,8 @@ class Codec:
             if blob is None or hashlib.sha256(blob).hexdigest() != value.get("sha256"):
                 raise ValueError("the stored codec matrix is missing or corrupt")
             matrix = np.load(io.BytesIO(blob), allow_pickle=False)
-        return cls(in_dim=int(value["in_dim"]), out_dim=int(value["out_dim"]), matrix=matrix)
+        merge = value.get("merge_cos")
+        return cls(int(value["in_dim"]), int(value["out_dim"]), matrix, None if merge is None else float(merge))
 
 
 def identity_codec(dim: int) -> Codec:

@@ -22,10 +22,12 @@ process, FAISS is guarded by a lock, and writes are serialised.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +49,7 @@ from .records import (
     PageRecord,
 )
 from .schema import SCHEMA_VERSION, Base, DocPath, Document, Failure, IndexRun, Meta, Page
-from .vectors import VectorIndex, choose_spec, describe_spec, distinct_rows, snapshot_bytes
+from .vectors import VectorIndex, choose_spec, describe_spec, index_vectors, snapshot_bytes
 
 _CHUNK = 500  # ids per IN (...) clause
 log = logging.getLogger(__name__)
@@ -103,6 +105,9 @@ class Store:
       max_identity_dim   model dims up to this are stored as they come; larger are PCA-projected (256)
       pca_dim            d of the PCA projection (128)
       pca_fit_cells      cells the PCA is fitted on (buffered from the first pages written; 4096)
+      merge_cos          index only the first cell of a row run of cells within this cosine of it
+                         (e.g. 0.95; None = every distinct cell). Recorded with the codec on the first
+                         write; the recorded value wins afterwards.
       nprobe             IVF lists probed per query (default max(16, nlist/32))
       persist_interval   seconds between snapshots of a trained FAISS index while writing (30; also at close)
       segment_bytes      feature segment size before rolling to a new file (1 GiB)
@@ -118,6 +123,7 @@ class Store:
         max_identity_dim: int = 256,
         pca_dim: int = 128,
         pca_fit_cells: int = 4096,
+        merge_cos: float | None = None,
         nprobe: int | None = None,
         persist_interval: float = 30.0,
         segment_bytes: int = 1 << 30,
@@ -130,6 +136,7 @@ class Store:
         self.max_identity_dim = max_identity_dim
         self.pca_dim = pca_dim
         self.pca_fit_cells = pca_fit_cells
+        self.merge_cos = merge_cos
         self.nprobe = nprobe
         self.persist_interval = persist_interval
         self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
@@ -151,7 +158,10 @@ class Store:
         home = Path(home)
         home.mkdir(parents=True, exist_ok=True)
         engine = make_engine(database_url or sqlite_url(home))
-        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # two processes creating the tables at once
+                conn.execute(text("SELECT pg_advisory_xact_lock(7274001)"))
+            Base.metadata.create_all(conn)
         store = cls(home, engine, **options)
         store._init_meta()
         return store
@@ -172,6 +182,50 @@ class Store:
                 f"the index in {self.home} has storage schema {version}, this tokensearch reads schema "
                 f"{SCHEMA_VERSION}; index into a new --home (or delete this one) to rebuild it"
             )
+        try:
+            self._check_home_identity()
+        except Exception:
+            self.engine.dispose()
+            raise
+
+    def _check_home_identity(self) -> None:
+        """The database and the home folder (feature files) must belong to each other: both carry the
+        same random id, set on the first open. Two homes on one database URL would corrupt both."""
+        id_file = self.home / "index-id"
+        here = str(self.home.resolve())
+        on_disk = id_file.read_text().strip() if id_file.exists() else None
+        with self._session() as s:
+            row = s.get(Meta, "home")
+            in_db = None if row is None else row.value
+        if in_db is None:
+            if on_disk is not None and self.features.segments():
+                raise RuntimeError(
+                    f"{self.home} holds an index whose database is not {self._url_text()} (that one is "
+                    f"empty); open it with its own database URL, or use a new --home"
+                )
+            try:
+                with self._session.begin() as s:
+                    s.add(Meta(key="home", value={"id": on_disk or uuid.uuid4().hex, "home": here}))
+            except IntegrityError:  # a concurrent first open: take its record
+                pass
+            with self._session() as s:
+                in_db = s.get(Meta, "home").value
+        if on_disk is None and in_db["home"] == here:
+            on_disk = in_db["id"]  # first open (or the id file was lost): the home is the recorded one
+            tmp = id_file.with_name(f"index-id.{os.getpid()}.tmp")
+            tmp.write_text(on_disk + "\n")
+            os.replace(tmp, id_file)
+        if on_disk != in_db["id"]:
+            raise RuntimeError(
+                f"the database {self._url_text()} belongs to the index in {in_db['home']}, not to "
+                f"{self.home}; use --home {in_db['home']}, or another database (or schema) for a new index"
+            )
+        if in_db["home"] != here:  # the home folder was moved: remember where it is now
+            with self._session.begin() as s:
+                s.get(Meta, "home").value = {"id": in_db["id"], "home": here}
+
+    def _url_text(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         if self._closed:
@@ -206,7 +260,7 @@ class Store:
         stored = self.stored_model()
         if stored is None:
             value = {"name": info.name, "family": info.family, "fingerprint": info.fingerprint,
-                     "dim": int(info.dim), "extra": dict(info.extra)}
+                     "dim": int(info.dim), "extra": json.loads(json.dumps(dict(info.extra), default=str))}
             try:
                 with self._session.begin() as s:
                     s.add(Meta(key="model", value=value))
@@ -364,7 +418,7 @@ class Store:
             try:
                 for rec, blob in self._encode(pages):
                     seg, off, nbytes = self.features.append(blob)
-                    n_vectors = len(distinct_rows(decode_page(blob).feats))  # exactly what FAISS will hold
+                    n_vectors = len(index_vectors(decode_page(blob), self._codec.merge_cos))  # what FAISS will hold
                     rows.append(dict(
                         page_no=int(rec.page_no), width=int(rec.width), height=int(rec.height),
                         source=str(rec.source), grid_h=int(rec.grid_h), grid_w=int(rec.grid_w),
@@ -458,6 +512,7 @@ class Store:
         return self._set_codec(fit_pca(sample, min(self.pca_dim, dim)))
 
     def _set_codec(self, codec: Codec) -> Codec:
+        codec.merge_cos = self.merge_cos
         with self._lock:
             self._codec = codec
         return codec
@@ -523,10 +578,11 @@ class Store:
             return int(s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one())
 
     def _add_pages_locked(self, vi: VectorIndex, rows: Iterable[tuple[int, int, int, int]]) -> None:
+        merge_cos = self._load_codec().merge_cos
         for page_id, seg, off, nbytes in rows:
             pf = self._read_page(page_id, seg, off, nbytes)
             if pf is not None:
-                vi.add_page(page_id, distinct_rows(pf.feats))
+                vi.add_page(page_id, index_vectors(pf, merge_cos))
 
     def _read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None:
         """One page's features; if its blob moved (compaction) meanwhile, from the new place. None if the
@@ -606,11 +662,12 @@ class Store:
     def _training_sample(self, rows, spec: dict) -> np.ndarray:
         """64 vectors per IVF list (at least 10k, at most 1M), read from randomly chosen stored pages."""
         want = min(1_000_000, max(10_000, 64 * spec["nlist"]))
+        merge_cos = self._load_codec().merge_cos
         rng = np.random.default_rng(0)
         parts, have = [], 0
         for i in rng.permutation(len(rows)):
             _, seg, off, nbytes = rows[i]
-            f = distinct_rows(self.features.read(seg, off, nbytes).feats)
+            f = index_vectors(self.features.read(seg, off, nbytes), merge_cos)
             parts.append(f)
             have += len(f)
             if have >= 2 * want:

@@ -5,7 +5,8 @@ lookup and a page's vectors are removed by id. The index type is chosen by size 
 :func:`choose_spec`): exact inner product (``IndexIDMap(IndexFlatIP)``) up to ``flat_max_vectors``,
 then an IVF with 8-bit scalar quantisation trained on a sample of stored features, re-chosen (more
 lists, then 4-bit codes) each time the index has grown 8-fold. Exact duplicate cells of a page
-are indexed once (:func:`distinct_rows`); the feature store keeps them all.
+are indexed once, and optionally runs of near-identical cells too (:func:`index_vectors`); the
+feature store keeps every cell.
 
 Only trained (IVF) indexes are saved: a flat index is rebuilt from the feature store when a process
 first needs it (the int8 features are 4x smaller than float32 vectors and as fast to read).
@@ -35,6 +36,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
+from .records import PageFeatures
 
 CELL_BITS = 20  # up to 1M vectors per page (TokenOCR's 12-tile page has 196,608 cells)
 CELL_MASK = (1 << CELL_BITS) - 1
@@ -69,6 +72,38 @@ def distinct_rows(vecs: np.ndarray) -> np.ndarray:
     keep[first] = True
     keep |= np.any(vecs != vecs[first[inverse]], axis=1)  # a (vanishingly unlikely) key collision
     return vecs[keep]
+
+
+def index_vectors(pf: PageFeatures, merge_cos: float | None = None) -> np.ndarray:
+    """The vectors of a page that go into FAISS (the feature store keeps every cell for re-scoring).
+
+    With ``merge_cos``, a cell whose left neighbour in its grid row is present and whose cosine with
+    that run's first (indexed) cell is >= ``merge_cos`` is left out: inside a token the cells repeat
+    nearly one vector. No drift: every left-out cell is within ``merge_cos`` of an indexed one, so a
+    query's best cell score on the page drops by at most sqrt(2 - 2 merge_cos). Exact duplicates are
+    then dropped (:func:`distinct_rows`)."""
+    vecs = pf.feats
+    if merge_cos is not None and len(vecs) > 1:
+        vecs = vecs[_row_run_heads(pf.ys, pf.xs, vecs, merge_cos)]
+    return distinct_rows(vecs)
+
+
+def _row_run_heads(ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, tau: float) -> np.ndarray:
+    """Mask of the cells that start a run (vectorised over rows, one step per grid column)."""
+    keep = np.ones(len(ys), dtype=bool)
+    rows = int(ys.max()) + 1
+    head = np.zeros((rows, feats.shape[1]), dtype=np.float32)  # current run's first vector, per row
+    last_x = np.full(rows, -2, dtype=np.int64)  # column of the row's previous cell
+    order = np.argsort(xs, kind="stable")
+    cols, starts = np.unique(xs[order], return_index=True)
+    for x, cells in zip(cols.tolist(), np.split(order, starts[1:])):
+        y = ys[cells]
+        joins = (last_x[y] == x - 1) & (np.einsum("ij,ij->i", feats[cells], head[y]) >= tau)
+        keep[cells[joins]] = False
+        new = cells[~joins]
+        head[ys[new]] = feats[new]
+        last_x[y] = x
+    return keep
 
 
 @dataclass
