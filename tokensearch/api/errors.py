@@ -42,6 +42,8 @@ _HTTP_CODES = {
 
 
 def error_body(code: str, message: str) -> dict:
+    # a message may echo client input: lone surrogates (valid in JSON escapes) cannot be encoded as UTF-8
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"code": code, "message": message}}
 
 
@@ -61,7 +63,10 @@ def engine_error_status(exc: BaseException) -> tuple[int, str]:
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:]  # where the field is; its name is what the client needs
+        loc = ".".join(str(p) for p in loc)
         parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 

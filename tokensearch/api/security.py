@@ -104,11 +104,11 @@ def resolve_client_path(raw: str, settings: Settings) -> Path:
     for cand in candidates:
         try:
             resolved = cand.resolve(strict=True)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError, ValueError):  # missing, a symlink loop, unencodable (lone surrogates)
             continue
         if not is_inside(resolved, roots):
             raise ApiError(403, "forbidden", f"{raw!r} is outside the configured roots")
         return resolved
-    if candidate.is_absolute() and not is_inside(Path(os.path.abspath(candidate)), roots):
+    if candidate.is_absolute() and not is_inside(Path(os.path.normpath(candidate)), roots):
         raise ApiError(403, "forbidden", f"{raw!r} is outside the configured roots")
     raise ApiError(404, "not_found", f"{raw!r} does not exist under the configured roots")
