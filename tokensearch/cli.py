@@ -34,7 +34,8 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
     return Settings(**given)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``wanted`` names the sub-command about to run (others with light options only)."""
     parser = argparse.ArgumentParser(prog="tokensearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -64,22 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path)
     _common(p)
 
-    from .tokenocr_model.heatmap import add_heatmap_arguments
-
+    # sub-commands whose options live with their code: import that code only when the command runs
+    # (a `search` must not pay for importing the viewer's web framework or the training stack)
     p = sub.add_parser("heatmap", help="per-token similarity maps of a query over a page image or PDF page")
-    add_heatmap_arguments(p)
-    _common(p)
+    if wanted == "heatmap":
+        from .tokenocr_model.heatmap import add_heatmap_arguments
 
-    from .api.serve import add_serve_arguments
-
+        add_heatmap_arguments(p)
+        _common(p)
     p = sub.add_parser("serve", help="REST API and web viewer")
-    add_serve_arguments(p)
-    _common(p)
+    if wanted == "serve":
+        from .api.serve import add_serve_arguments
 
-    from .training.cli_args import add_finetune_arguments, add_train_arguments
+        add_serve_arguments(p)
+        _common(p)
+    p_train = sub.add_parser("train", help="train the embedded mini model from scratch")
+    p_fine = sub.add_parser("finetune", help="fine-tune the mini model on a folder of born-digital PDFs")
+    if wanted in ("train", "finetune"):
+        from .training.cli_args import add_finetune_arguments, add_train_arguments
 
-    add_train_arguments(sub.add_parser("train", help="train the embedded mini model from scratch"))
-    add_finetune_arguments(sub.add_parser("finetune", help="fine-tune the mini model on a folder of born-digital PDFs"))
+        add_train_arguments(p_train)
+        add_finetune_arguments(p_fine)
     return parser
 
 
@@ -212,7 +218,9 @@ COMMANDS = {"sample": cmd_sample, "index": cmd_index, "search": cmd_search, "sta
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wanted = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(wanted).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -9,21 +9,24 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
 
 from .errors import ModelMismatchError, NotFound, QueryError
-from .indexer import FolderIndexer, IndexOptions, IndexReport, ProgressEvent
-from .indexer.sources import DocumentReader
 from .search import Hit, Searcher, SearchOptions, SearchResult
 from .settings import Settings
 from .tokenocr_model.interface import TokenEncoder
 
-__all__ = ["Engine", "Hit", "IndexReport", "ProgressEvent", "SearchResult", "TokenMaps"]
+if TYPE_CHECKING:  # the indexer (PyMuPDF, a second to import) is loaded only when indexing or rendering
+    from .indexer import FolderIndexer, IndexReport, ProgressEvent
+
+__all__ = ["Engine", "Hit", "SearchResult", "TokenMaps"]
 
 DEFAULT_THRESHOLD = 0.5
+QUERY_SIDE_FILE = "query_side.pkl"
+DISPLAY_DPI = 150  # page images for the viewer (boxes are normalised: any resolution fits)
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Engine:
         self.settings = settings
         self._encoder = encoder
         self._store = store
+        self._query = None  # cached query side (see query_encoder)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ parts, built once
@@ -53,6 +57,39 @@ class Engine:
                     torch.set_num_threads(self.settings.threads)
                 self._encoder = create_encoder(self.settings.model, self.settings.device, self.settings.dtype)
             return self._encoder
+
+    @property
+    def query_encoder(self):
+        """What embeds queries: the loaded model, else its cached torch-free query side, else the model."""
+        if self._encoder is None and self._query is None:
+            self._query = self._cached_query_side()
+        if self._encoder is None and self._query is not None:
+            return self._query
+        enc = self.encoder
+        self._save_query_side(enc)
+        return enc
+
+    def _query_side_path(self) -> Path:
+        return Path(self.settings.home) / QUERY_SIDE_FILE
+
+    def _cached_query_side(self):
+        from .tokenocr_model.query_side import TableQueryEmbedder, files_stamp
+        from .tokenocr_model.registry import weight_files
+
+        files = weight_files(self.settings.model)
+        q = TableQueryEmbedder.load(self._query_side_path()) if files else None
+        if q is None or q.info.name != self.settings.model or not q.stamp or q.stamp != files_stamp(files):
+            return None
+        return q
+
+    def _save_query_side(self, enc: TokenEncoder) -> None:
+        side = getattr(enc, "query_side", None)
+        path = self._query_side_path()
+        if side is None or not path.parent.is_dir():
+            return
+        current = self._cached_query_side()
+        if current is None or current.info.fingerprint != enc.info.fingerprint:
+            side().save(path)
 
     @property
     def store(self):
@@ -76,6 +113,8 @@ class Engine:
 
     # ------------------------------------------------------------------ indexing
     def _indexer(self, progress, cancel) -> FolderIndexer:
+        from .indexer import FolderIndexer, IndexOptions
+
         s = self.settings
         opts = IndexOptions(text_layer=s.text_layer == "auto", batch_size=s.batch_size,
                             max_page_pixels=s.max_page_pixels)
@@ -87,7 +126,9 @@ class Engine:
         root = Path(root)
         if not root.exists():
             raise NotFound(f"no such folder or file: {root}")
-        return self._indexer(progress, cancel).index(root)
+        report = self._indexer(progress, cancel).index(root)
+        self._save_query_side(self.encoder)
+        return report
 
     def index_files(self, paths: list[Path], root: Path, progress=None) -> IndexReport:
         """Index these files (e.g. uploads) without pruning anything else under ``root``."""
@@ -106,7 +147,7 @@ class Engine:
     # ------------------------------------------------------------------ searching
     def _check_model(self) -> None:
         stored = self.store.stored_model()
-        info = self.encoder.info
+        info = self.query_encoder.info
         if stored is not None and (stored.fingerprint != info.fingerprint or stored.dim != info.dim):
             raise ModelMismatchError(
                 f"this index was built with model {stored.name!r} (weights {stored.fingerprint[:12]}), "
@@ -116,10 +157,10 @@ class Engine:
     def threshold(self) -> float:
         if self.settings.threshold is not None:
             return self.settings.threshold
-        return float(self.encoder.info.extra.get("threshold", DEFAULT_THRESHOLD))
+        return float(self.query_encoder.info.extra.get("threshold", DEFAULT_THRESHOLD))
 
     def searcher(self) -> Searcher:
-        return Searcher(self.encoder, self.store, SearchOptions(threshold=self.threshold()))
+        return Searcher(self.query_encoder, self.store, SearchOptions(threshold=self.threshold()))
 
     def search(self, query: str, k: int = 10, offset: int = 0) -> SearchResult:
         if not 1 <= k <= self.settings.max_k:
@@ -144,6 +185,8 @@ class Engine:
 
     def page_image(self, doc_id: int, page_no: int) -> Image.Image:
         """The page rasterised from its source file at the model's resolution (callers cache it)."""
+        from .indexer.sources import DocumentReader
+
         page = self._page(doc_id, page_no)
         with DocumentReader(Path(page.path), self.settings.max_page_pixels) as reader:
-            return reader.render(page_no, self.encoder.dpi)
+            return reader.render(page_no, DISPLAY_DPI)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..tokenocr_model.interface import TokenEncoder
+from ..tokenocr_model.interface import QueryEmbedder
 from .localize import Occurrence, dense_maps, locate
 from .query import Unit, case_variants, parse_query
 
@@ -96,7 +96,7 @@ def _merge_keep_order(occs: list[Occurrence]) -> list[Occurrence]:
 class Searcher:
     """Stateless over queries: holds the encoder and the store, never creates them."""
 
-    def __init__(self, encoder: TokenEncoder, store, options: SearchOptions) -> None:
+    def __init__(self, encoder: QueryEmbedder, store, options: SearchOptions) -> None:
         self.encoder = encoder
         self.store = store
         self.opt = options

@@ -68,6 +68,16 @@ class ModelInfo:
 
 
 @runtime_checkable
+class QueryEmbedder(Protocol):
+    """The query half of a model — all a search needs."""
+
+    info: ModelInfo
+
+    def embed_query(self, text: str) -> QueryTokens:
+        """Tokenise a query with the model's query rule and embed it."""
+
+
+@runtime_checkable
 class TokenEncoder(Protocol):
     """A token-level text-image model, as the engine uses it."""
 

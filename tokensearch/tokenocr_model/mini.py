@@ -43,10 +43,10 @@ from PIL import Image
 
 from .interface import FeatureGrid, ModelInfo, QueryTokens, Token
 from .mini_tokenizer import MiniTokenizer, piece_to_text
+from .query_side import TableQueryEmbedder, files_stamp
+from .registry import MINI_TOKENIZER_FILE, MINI_WEIGHTS_DIR, MINI_WEIGHTS_FILE, mini_paths
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_FILE = "mini.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_DIR, WEIGHTS_FILE, TOKENIZER_FILE = MINI_WEIGHTS_DIR, MINI_WEIGHTS_FILE, MINI_TOKENIZER_FILE
 
 
 @dataclass
@@ -306,6 +306,7 @@ class MiniEncoder:
                  extra: dict | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 1):
         self.cfg = model.cfg
         self.tokenizer = tokenizer
+        self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.batch_size = batch_size
@@ -368,6 +369,10 @@ class MiniEncoder:
             raise IndexError(f"token id out of range 0..{len(self._vocab) - 1}")
         return self._vocab[ids].astype(np.float32, copy=True).reshape(len(ids), self.cfg.dim)
 
+    def query_side(self) -> TableQueryEmbedder:
+        """The torch-free query half (tokenizer + vocabulary vectors) the engine caches for fast searches."""
+        return TableQueryEmbedder(self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files))
+
     def embed_query(self, text: str) -> QueryTokens:
         tokens = self.tokenize(text)
         return QueryTokens(text=text, tokens=tokens, vectors=self.token_vectors([t.id for t in tokens]))
@@ -380,15 +385,7 @@ class MiniEncoder:
 
 def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = "float32") -> MiniEncoder:
     """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file)."""
-    if path is None:
-        d = WEIGHTS_DIR
-        wfile = d / WEIGHTS_FILE
-        name = "mini"
-    else:
-        p = Path(path)
-        d, wfile = (p.parent, p) if p.suffix == ".safetensors" else (p, p / WEIGHTS_FILE)
-        name = f"mini:{p}"
-    tfile = d / TOKENIZER_FILE
+    wfile, tfile, name = mini_paths(path)
     if not wfile.is_file():
         raise FileNotFoundError(f"mini weights not found: {wfile} (train them with `tokensearch train --out DIR`"
                                 " and use --model mini:DIR)")
@@ -396,5 +393,7 @@ def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = 
     state, cfg, extra = read_weights(wfile)
     model = MiniModel(cfg)
     load_state(model, state, str(wfile))
-    return MiniEncoder(model, tokenizer, name=name, fingerprint=file_sha256(wfile, tfile), extra=extra,
-                       device=device, dtype=dtype)
+    enc = MiniEncoder(model, tokenizer, name=name, fingerprint=file_sha256(wfile, tfile), extra=extra,
+                      device=device, dtype=dtype)
+    enc.files = [wfile, tfile]
+    return enc

@@ -7,9 +7,32 @@ Builders are imported lazily so that choosing one model never imports another's 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from .interface import TokenEncoder
+
+MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MINI_WEIGHTS_FILE = "mini.safetensors"
+MINI_TOKENIZER_FILE = "tokenizer.json"
+
+
+def mini_paths(arg: str | Path | None) -> tuple[Path, Path, str]:
+    """(weights file, tokenizer file, model name) of ``mini`` (shipped) or ``mini:DIR`` / ``mini:FILE.safetensors``."""
+    if arg is None:
+        return MINI_WEIGHTS_DIR / MINI_WEIGHTS_FILE, MINI_WEIGHTS_DIR / MINI_TOKENIZER_FILE, "mini"
+    p = Path(arg)
+    d, wfile = (p.parent, p) if p.suffix == ".safetensors" else (p, p / MINI_WEIGHTS_FILE)
+    return wfile, d / MINI_TOKENIZER_FILE, f"mini:{p}"
+
+
+def weight_files(spec: str) -> list[Path] | None:
+    """The files a model spec loads (to tell, without loading it, whether a cached query side is current)."""
+    family, _, arg = spec.partition(":")
+    if family == "mini":
+        wfile, tfile, _ = mini_paths(arg or None)
+        return [wfile, tfile]
+    return None
 
 
 def _build_mini(arg: str | None, device: str, dtype: str) -> TokenEncoder:
