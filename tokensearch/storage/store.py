@@ -448,11 +448,12 @@ class Store:
                         self._codec = None
                 raise
             self.features.commit()
-            self._writing = True
-            try:
-                self._apply(gen, added=added, removed=removed)
-            finally:
-                self._writing = False
+            with self._lock:
+                self._writing = True
+                try:
+                    self._apply(gen, added=added, removed=removed)
+                finally:
+                    self._writing = False
             self._maybe_persist()
             return doc_id
 
@@ -666,10 +667,11 @@ class Store:
         rng = np.random.default_rng(0)
         parts, have = [], 0
         for i in rng.permutation(len(rows)):
-            _, seg, off, nbytes = rows[i]
-            f = index_vectors(self.features.read(seg, off, nbytes), merge_cos)
-            parts.append(f)
-            have += len(f)
+            pf = self._read_page(*rows[i])
+            if pf is None:
+                continue
+            parts.append(index_vectors(pf, merge_cos))
+            have += len(parts[-1])
             if have >= 2 * want:
                 break
         x = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
@@ -731,10 +733,10 @@ class Store:
         exactly the pages and vector counts of the SQL rows; with ``read_all`` every feature blob is read
         and checksummed too."""
         problems: list[str] = []
-        with self._session() as s:
-            rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.n_vectors)).all()
-        with self._lock:
+        with self._write_mutex, self._lock:  # (another process writing meanwhile can show false alarms)
             vi = self._vectors()
+            with self._session() as s:
+                rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.n_vectors)).all()
             if vi is not None:
                 want = {int(r[0]): int(r[4]) for r in rows}
                 missing = want.keys() - vi.page_cells.keys()
