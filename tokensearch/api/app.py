@@ -67,6 +67,12 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
             eng = Engine(settings)
         else:
             eng = engine
+        try:
+            eng.store  # open the index now: an unusable one stops the server at start, not at every request
+        except Exception:
+            if own:
+                eng.close()
+            raise
         state = _build_state(settings, eng, metrics)
         state.jobs.start()
         app.state.api = state

@@ -100,5 +100,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        # the traceback is logged by the server (Starlette re-raises after this response is sent)
         return error_response(500, "internal_error", "internal server error (see the server log)")

@@ -16,12 +16,9 @@ router = APIRouter(tags=["health"])
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from tokensearch import __version__
 
-        return version("tokensearch")
-    except Exception:  # noqa: BLE001 - not installed (running from a checkout)
-        return "0+unknown"
+    return __version__
 
 
 @router.get("/healthz", response_model=Health)
