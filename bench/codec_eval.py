@@ -16,6 +16,8 @@ with ANY TokenEncoder, scores every query on every page with and without each re
                 page box) on the unreduced top page, reduced vs unreduced;
 * ``in_box``  — fraction of query tokens whose argmax cell lies inside a true box of the query word
                 (on a page that contains it), i.e. localisation against ground truth;
+* ``mrr``     — mean reciprocal rank of the first page that truly contains the query word (ranking
+                against ground truth, so a reduction can be compared with the unreduced model's own);
 * ``B/page``  — stored bytes per page (text cells x d x 1 byte for int8, 2 bytes for float16).
 
 Page score: for each query token the maximum cosine over the page's text cells, averaged over tokens.
@@ -181,7 +183,7 @@ def evaluate(encoder: TokenEncoder, pages: list[Page], queries: list[str], reduc
         t1 = time.perf_counter()
         feats, masks, qv, nbytes = reduced(red)
         got = ref if red.name == "unreduced" else scores_and_maps(feats, masks, qv)
-        top10, taus, ious, in_box = [], [], [], []
+        top10, taus, ious, in_box, rr = [], [], [], [], []
         for qi, query in enumerate(queries):
             s_ref = np.array([s for s, _ in ref[qi]])
             s_red = np.array([s for s, _ in got[qi]])
@@ -189,6 +191,10 @@ def evaluate(encoder: TokenEncoder, pages: list[Page], queries: list[str], reduc
             top10.append(len(set(np.argsort(-s_ref)[:k]) & set(np.argsort(-s_red)[:k])) / k)
             tau = kendalltau(s_ref, s_red).statistic
             taus.append(0.0 if np.isnan(tau) else tau)
+            relevant = [i for i, p in enumerate(pages) if any(w == query for w, _ in p.words)]
+            if relevant:
+                order = list(np.argsort(-s_red))
+                rr.append(1.0 / (1 + min(order.index(i) for i in relevant)))
             best = int(np.argmax(s_ref))
             for m_ref, m_red in zip(ref[qi][best][1], got[qi][best][1]):
                 ious.append(iou(region_box(m_ref), region_box(m_red)))
@@ -201,9 +207,11 @@ def evaluate(encoder: TokenEncoder, pages: list[Page], queries: list[str], reduc
                     in_box.append(any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in truth))
         rows.append({"reduction": red.name, "top10": float(np.mean(top10)), "tau": float(np.mean(taus)),
                      "iou": float(np.mean(ious)), "in_box": float(np.mean(in_box)) if in_box else float("nan"),
+                     "mrr": float(np.mean(rr)) if rr else float("nan"),
                      "bytes_per_page": nbytes, "seconds": time.perf_counter() - t1})
-    rows.append({"encode_seconds_per_page": encode_s / len(pages), "dim": D,
-                 "grid": list(base[0][0].shape[:2])})
+    rows.append({"encode_seconds_per_page": round(encode_s / len(pages), 3), "dim": D,
+                 "grid": list(base[0][0].shape[:2]),
+                 "cell_px": round(pages[0].image.width / base[0][0].shape[1], 2)})  # unpooled cell width
     return rows
 
 
@@ -221,9 +229,10 @@ def default_reductions(D: int, pca_dims: list[int]) -> list[Reduction]:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = ("| reduction | top-10 overlap | Kendall tau | argmax-region IoU | argmax in true box | bytes/page |\n"
-            "|---|---|---|---|---|---|\n")
+    head = ("| reduction | top-10 overlap | Kendall tau | argmax-region IoU | argmax in true box | MRR (truth) "
+            "| bytes/page |\n|---|---|---|---|---|---|---|\n")
     body = "".join(f"| {r['reduction']} | {r['top10']:.3f} | {r['tau']:.3f} | {r['iou']:.3f} | {r['in_box']:.3f} | "
+                   f"{r['mrr']:.3f} | "
                    f"{r['bytes_per_page'] / 1024:.0f} KiB |\n" for r in rows if "reduction" in r)
     return head + body + "\n" + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n"
 
