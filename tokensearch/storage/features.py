@@ -130,6 +130,7 @@ class FeatureStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._fds: dict[int, int] = {}
+        self._retired: list[int] = []
         self._fd_lock = threading.Lock()
         # the open append transaction: segment -> size before it started
         self._pending: dict[int, int] = {}
@@ -167,11 +168,12 @@ class FeatureStore:
         return decode_page(self.read_blob(segment, offset, nbytes))
 
     def forget(self, segment: int) -> None:
-        """Close a cached read handle (the segment was compacted away)."""
+        """Drop a cached read handle (the segment was compacted away). It is closed only at close():
+        another thread may be reading through it, and a reused descriptor number would read another file."""
         with self._fd_lock:
             fd = self._fds.pop(segment, None)
-        if fd is not None:
-            os.close(fd)
+            if fd is not None:
+                self._retired.append(fd)
 
     def lock_for_compaction(self, segment: int):
         """An open file holding the segment's exclusive flock, or None if a writer owns it."""
@@ -277,9 +279,10 @@ class FeatureStore:
     def close(self) -> None:
         self._release_segment()
         with self._fd_lock:
-            for fd in self._fds.values():
+            for fd in [*self._fds.values(), *self._retired]:
                 os.close(fd)
             self._fds.clear()
+            self._retired.clear()
 
 
 def _fsync_dir(folder: Path) -> None:
