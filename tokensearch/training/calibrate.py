@@ -1,9 +1,11 @@
 """Calibrate the mini model's default score threshold on held-out synthetic pages.
 
 Score of a word query on a page (what ``encoder.info.extra["threshold"]`` refers to): the mean over
-the query's BPE tokens of the maximum cosine between the token's vector and the page's cells. Here
-each token's maximum is taken over the whole page (the engine takes it over the cells it matched, a
-subset, so its scores are at most these: negatives score no higher here than in the engine).
+the query's BPE tokens of the cosine between each token's vector and the cell it is matched to, the
+cells forming a chain in reading order on one text line (the search engine's localisation,
+:func:`tokensearch.search.localize.chain_scores`, reused here so both mean the same thing); the page's
+score is its best chain. All cells of the page take part (the engine may keep only text cells, which
+can only lower a negative's score).
 
 Positives are words printed on the page; negatives are dictionary words and generated entities that
 do not occur on it. The threshold maximises TPR - FPR (Youden's J) over pages rendered at 150 DPI,
@@ -32,12 +34,17 @@ WORD_STRIP = re.compile(r"^[\(\[\"']+|[\)\]\"'.,;:!?]+$")
 
 
 def page_score(enc: MiniEncoder, feats: np.ndarray, query: str) -> float:
-    """Mean over the query's tokens of the max cosine over the page's cells (feats: (H, W, D))."""
+    """Best chain score of ``query`` on a page (feats: (H, W, D)): mean cosine of its tokens' chain cells."""
+    from ..search.localize import CELLS_PER_CHAR, chain_scores
+
     q = enc.embed_query(query)
-    if not len(q.tokens):
+    T = len(q.tokens)
+    if not T:
         return float("nan")
-    sims = feats.reshape(-1, feats.shape[-1]) @ q.vectors.T  # (cells, T)
-    return float(sims.max(axis=0).mean())
+    maps = np.einsum("hwd,td->thw", feats, q.vectors)  # (T, H, W)
+    lens = [max(1, t.end - t.start) for t in q.tokens]
+    gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (lens[j] + lens[j + 1] + 1)))) for j in range(T - 1)]
+    return float(chain_scores(maps, gaps).max() / T)
 
 
 def measure(enc: MiniEncoder, n_pages: int = 12, words_per_page: int = 25, seed: int = 4242) -> dict:
