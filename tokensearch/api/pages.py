@@ -190,9 +190,12 @@ LUT = _inferno_lut()
 
 
 def normalise(m: np.ndarray) -> np.ndarray:
-    """Min–max to [0, 1] (display only; ranking always uses absolute cosine)."""
+    """Min–max to [0, 1] from max(min, 0) (display only; ranking always uses absolute cosine)."""
     m = np.nan_to_num(np.asarray(m, dtype=np.float32))
     lo, hi = float(m.min(initial=0.0)), float(m.max(initial=0.0))
+    if hi > 0:
+        lo = max(lo, 0.0)  # cells with no text have cosine 0: keep them (and anti-matches) clear
+        m = np.clip(m, lo, None)
     return np.zeros_like(m) if hi - lo < 1e-9 else (m - lo) / (hi - lo)
 
 

@@ -17,6 +17,7 @@ const state = {
   docs: new Map(),         // doc_id -> document (cache)
   heat: { on: false, token: -1, data: null, key: "" },
   xf: { s: 1, x: 0, y: 0 }, // page transform in the stage
+  fitScale: 1,              // scale at which the whole page fits: shown as 100%
   searchSeq: 0,
 };
 
@@ -145,8 +146,9 @@ function card(hit, i) {
   drawBoxes(boxes, hit.boxes);
   const thumb = el("div", { class: "thumb loading" }, img, boxes);
   img.addEventListener("load", () => thumb.classList.remove("loading"));
-  img.addEventListener("error", () => thumb.classList.remove("loading"));
-  imageSrc(hit.thumbnail_url).then((src) => { img.src = src; }).catch(() => thumb.classList.remove("loading"));
+  const noImage = () => { thumb.classList.remove("loading"); thumb.classList.add("noimg"); };
+  img.addEventListener("error", noImage);
+  imageSrc(hit.thumbnail_url).then((src) => { img.src = src; }).catch(noImage);
   const dir = hit.path.slice(0, Math.max(0, hit.path.length - hit.name.length));
   const bar = el("div", { class: "scorebar" }, el("i"));
   bar.firstChild.style.width = `${Math.max(4, Math.min(1, hit.score) * 100)}%`;
@@ -229,7 +231,8 @@ async function openPage(docId, page, { hit = null, push = true } = {}) {
     const src = await imageSrc(`${API}/pages/${docId}/${page}/image?width=${Math.round(want)}&format=webp`);
     if (!state.view || state.view.docId !== docId || state.view.page !== page) return;
     await new Promise((resolve, reject) => {
-      img.onload = resolve; img.onerror = () => reject(new Error("the page image could not be loaded"));
+      img.onload = resolve;
+      img.onerror = () => api(src).then(() => reject(new Error("the page image could not be loaded")), reject);
       img.src = src;
       if (img.complete && img.naturalWidth) resolve();
     });
@@ -287,16 +290,14 @@ function stepPage(delta) {
 function applyTransform() {
   const { s, x, y } = state.xf;
   $("canvas").style.transform = `translate(${x}px, ${y}px) scale(${s})`;
-  $("zoom-level").textContent = `${Math.round(s * 100 * imgScale())}%`;
+  $("zoom-level").textContent = `${Math.round(s / state.fitScale * 100)}%`;
 }
-
-// the image is a scaled rendering; show zoom relative to "page fits the stage width"
-function imgScale() { return 1; }
 
 function fitPage() {
   const img = $("page-img"), r = $("stage").getBoundingClientRect();
   if (!img.naturalWidth) return;
   const s = Math.min((r.width - 32) / img.naturalWidth, (r.height - 32) / img.naturalHeight);
+  state.fitScale = s;
   state.xf = { s, x: (r.width - img.naturalWidth * s) / 2, y: (r.height - img.naturalHeight * s) / 2 };
   applyTransform();
 }
@@ -306,6 +307,7 @@ function focusView(boxes) {
   const img = $("page-img"), r = $("stage").getBoundingClientRect();
   if (!img.naturalWidth) return;
   const w = img.naturalWidth, h = img.naturalHeight;
+  state.fitScale = Math.min((r.width - 32) / w, (r.height - 32) / h);
   const s = Math.min((r.width - 32) / w, 1.6 * (r.height - 32) / h);
   let x = (r.width - w * s) / 2, y = 16;
   if (boxes.length && h * s > r.height) {
@@ -416,6 +418,7 @@ function drawHeat(grid, w, h) {
   cv.width = w; cv.height = h;
   let lo = Infinity, hi = -Infinity;
   for (const row of grid) for (const v of row) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  if (hi > 0) lo = Math.max(lo, 0);  // cells with no text have cosine 0: keep them (and anti-matches) clear
   const span = hi - lo > 1e-9 ? hi - lo : 1;
   const img = new ImageData(w, h);
   for (let y = 0; y < h; y++) {
