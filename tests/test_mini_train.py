@@ -42,3 +42,25 @@ def test_train_three_steps_with_resume(tmp_path: Path) -> None:
     assert enc.info.extra["trained_steps"] >= 2
     g = enc.encode_pages([__import__("PIL.Image", fromlist=["Image"]).new("L", (40, 24), 255)])[0]
     assert g.features.shape == (3, 5, enc.info.dim)
+
+
+def test_finetune_on_pdfs_starts_from_given_weights(tmp_path: Path) -> None:
+    import pymupdf
+
+    from tokensearch.tokenocr_model.mini import WEIGHTS_DIR
+    from tokensearch.training.train import finetune
+
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    doc = pymupdf.open()
+    page = doc.new_page(width=300, height=200)
+    for i in range(8):
+        page.insert_text((20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020", fontsize=10)
+    doc.save(pdfs / "a.pdf")
+    out = tmp_path / "ft"
+    res = finetune(str(pdfs), out=str(out), steps=2, synth_fraction=0.0, batch_size=2, crop_height=64,
+                   crop_width=96, val_crops=2, val_every=2, log_every=1, workers=0, buffer=1, reuse=2)
+    assert "val_token_acc" in res
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert log[0]["config"]["init"] == str(WEIGHTS_DIR) and log[0]["config"]["pdf_dir"] == str(pdfs)
+    assert load_mini(out).info.dim == load_mini(None).info.dim

@@ -38,7 +38,7 @@ from .data import CropStream, PageSample, collate, random_crop
 @dataclass
 class TrainConfig:
     out: str
-    steps: int = 3000
+    steps: int = 4500
     batch_size: int = 8
     crop_height: int = 224
     crop_width: int = 384
