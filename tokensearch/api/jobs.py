@@ -169,8 +169,8 @@ class JobManager:
                 return None
             if job.status == "queued":
                 self._finish(job, "cancelled")
-            elif job.status == "running":
-                self._cancel[job_id].set()
+            elif job.status == "running" and job.kind == "folder":
+                self._cancel[job_id].set()  # stops after the current file; uploads are few files: they finish
             return Job.from_dict(job.to_dict())
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:

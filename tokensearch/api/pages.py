@@ -63,12 +63,10 @@ class PageImageCache:
         self.dir = Path(cache_dir) / "pages"
         self.roots = roots
         self.max_page_pixels = max_page_pixels
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._locks = [threading.Lock() for _ in range(64)]  # striped: one picture is made once at a time
 
     def _lock(self, key: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
+        return self._locks[int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % len(self._locks)]
 
     def checked_document(self, doc_id: int, page: int) -> dict:
         """The store's document, after checking the page exists and the file lies inside the roots."""

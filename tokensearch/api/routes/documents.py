@@ -65,14 +65,13 @@ def delete_document(state: StateDep, doc_id: DocId) -> Deleted:
         raise not_found(f"document {doc_id}")
     state.images.forget(doc_id)
     state.token_maps.clear()
-    _remove_uploaded_file(state, document_out(doc).path)
+    for path in document_out(doc).paths:
+        _remove_uploaded_file(state, path)
     return Deleted(id=doc_id, deleted=True)
 
 
 def _remove_uploaded_file(state: StateDep, path: str) -> None:
     """A deleted upload's file goes too (otherwise re-indexing the uploads would bring it back)."""
-    if not path:
-        return
     uploads = uploads_dir(state.settings).resolve()
     p = Path(path).resolve()
     if p.is_relative_to(uploads) and p.is_file():
