@@ -65,6 +65,21 @@ def test_encode_shapes_match_grid_shape(enc, size) -> None:
         np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-3)
 
 
+def test_image_modes_are_read_as_gray_on_white() -> None:
+    from tokensearch.tokenocr_model.mini import image_to_tensor
+
+    gray = np.full((5, 7), 200, np.uint8)
+    gray[2, 3] = 10
+    ref = image_to_tensor(Image.fromarray(gray))
+    assert ref.shape == (1, 5, 7)
+    assert abs(float(ref[0, 2, 3]) - 10 / 255) < 1e-6
+    sixteen = Image.fromarray((gray.astype(np.uint16) * 257))  # 16-bit scan
+    torch.testing.assert_close(image_to_tensor(sixteen), ref, atol=1e-3, rtol=0)
+    rgba = Image.new("RGBA", (7, 5), (0, 0, 0, 0))  # transparent = white paper
+    assert float(image_to_tensor(rgba).min()) == 1.0
+    torch.testing.assert_close(image_to_tensor(Image.fromarray(gray).convert("RGB")), ref, atol=2e-3, rtol=0)
+
+
 def test_batched_encoding_equals_single(enc) -> None:
     rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 255, (90, 60), dtype=np.uint8)) for _ in range(3)]

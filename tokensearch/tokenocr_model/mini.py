@@ -216,7 +216,11 @@ class MiniModel(nn.Module):
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image (any mode) -> (1, H, W) float32 in [0, 1], alpha composited on white."""
-    if img.mode in ("RGBA", "LA", "P"):
+    if img.mode in ("I", "I;16", "I;16L", "I;16B", "F"):  # 16-bit / float grayscale scans
+        arr = np.asarray(img, dtype=np.float32)
+        top = 255.0 if arr.max() <= 255 else 65535.0
+        return torch.from_numpy(np.clip(arr / top, 0, 1))[None]
+    if img.mode in ("RGBA", "LA", "P", "PA"):
         img = img.convert("RGBA")
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, img)
