@@ -94,6 +94,9 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     pg = page
     pg.goto(server.url + "/")
     pg.wait_for_selector("#welcome:not([hidden])")
+    # the welcome screen lists the indexed documents
+    pg.wait_for_function("() => document.querySelectorAll('#recent .card').length === 4")
+    assert "harbour-report.pdf" in pg.locator("#recent").inner_text()
     assert pg.evaluate("document.activeElement.id") == "q"  # the search box starts focused
     pg.keyboard.press("Escape")  # leave it ...
     assert pg.evaluate("document.activeElement.id") != "q"

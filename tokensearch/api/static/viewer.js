@@ -92,6 +92,7 @@ function drawBoxes(container, boxes) {
 
 function setStates({ welcome = false, empty = false, emptyIndex = false } = {}) {
   $("welcome").hidden = !welcome; $("empty").hidden = !empty; $("empty-index").hidden = !emptyIndex;
+  $("recent-wrap").hidden = !welcome;
 }
 
 // ---------------------------------------------------------------------------------------------- search
@@ -145,6 +146,7 @@ function card(hit, i) {
   const boxes = el("div", { class: "boxes" });
   drawBoxes(boxes, hit.boxes);
   const thumb = el("div", { class: "thumb loading" }, img, boxes);
+  if (hit.width > 0 && hit.height > 0) img.style.aspectRatio = `${hit.width} / ${hit.height}`;
   img.addEventListener("load", () => thumb.classList.remove("loading"));
   const noImage = () => { thumb.classList.remove("loading"); thumb.classList.add("noimg"); };
   img.addEventListener("error", noImage);
@@ -178,11 +180,36 @@ function selectCard(i) {
 
 async function showWelcome() {
   setStates({ welcome: true });
+  $("recent").replaceChildren();
   try {
     const h = await getJSON("/healthz");
     if (h.documents === 0) { setStates({ emptyIndex: true }); return; }
     $("welcome-stats").textContent = h.documents != null ? `${h.documents} documents · ${h.pages} pages indexed` : "";
+    const docs = await getJSON(`${API}/documents?${new URLSearchParams({ status: "ok", limit: 12 })}`);
+    $("recent-title").hidden = !docs.items.length;
+    for (const d of docs.items) $("recent").append(docCard(d));
   } catch (e) { showBanner(e.message); }
+}
+
+// a document on the welcome screen: its first page; click to browse it
+function docCard(d) {
+  const img = el("img", { alt: `${d.name}, page 1`, loading: "lazy" });
+  const thumb = el("div", { class: "thumb loading" }, img);
+  const first = (d.page_list || [])[0];
+  if (first && first.width > 0) img.style.aspectRatio = `${first.width} / ${first.height}`;
+  img.addEventListener("load", () => thumb.classList.remove("loading"));
+  const noImage = () => { thumb.classList.remove("loading"); thumb.classList.add("noimg"); };
+  img.addEventListener("error", noImage);
+  if (d.thumbnail_url) imageSrc(d.thumbnail_url).then((src) => { img.src = src; }).catch(noImage); else noImage();
+  const li = el("li", { class: "card", tabindex: "0", title: d.path },
+    thumb,
+    el("div", { class: "meta" },
+      el("span", { class: "name", text: d.name }),
+      el("div", { class: "line" }, el("span", { text: `${d.pages} page${d.pages === 1 ? "" : "s"}` }))));
+  const open = () => openPage(d.id, 1);
+  li.addEventListener("click", open);
+  li.addEventListener("keydown", (e) => { if (e.key === "Enter") open(); });
+  return li;
 }
 
 // ---------------------------------------------------------------------------------------------- viewer
