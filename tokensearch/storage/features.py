@@ -53,6 +53,18 @@ def dequantize(codes: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-12)
 
 
+def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(palette, index) with ``palette[index] == codes``: 1-D unique of a row hash, checked exactly
+    (np.unique(axis=0) costs ~15 ms for 3000 x 64 rows, this < 1 ms)."""
+    weights = np.random.default_rng(7).integers(-(2**40), 2**40, size=codes.shape[1])
+    key = codes.astype(np.int64) @ weights
+    _, first, index = np.unique(key, return_index=True, return_inverse=True)
+    palette = codes[first]
+    if not np.array_equal(palette[index], codes):  # a hash collision (never seen): the slow, exact way
+        palette, index = np.unique(codes, axis=0, return_inverse=True)
+    return palette, index.reshape(-1)
+
+
 def encode_page(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray) -> bytes:
     """Sort cells into raster order, quantise, and pack one page blob."""
     ys = np.asarray(ys, dtype=np.int64).reshape(-1)
@@ -73,7 +85,7 @@ def encode_page(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats:
     codes = quantize(feats[order])
     body = codes.tobytes()
     if n > 1:
-        palette, index = np.unique(codes, axis=0, return_inverse=True)
+        palette, index = _distinct_rows(codes)
         m = len(palette)
         idx = index.reshape(-1).astype("<u1" if m <= 256 else "<u2")
         if m < 65536 and 4 + m * d + idx.nbytes < n * d:
