@@ -205,6 +205,24 @@ def test_compaction_reclaims_garbage_and_keeps_pages_readable(open_store, tmp_pa
     assert open_store().stats().vectors == 6 * 200
 
 
+def test_documents_listing_pages_through_ok_then_failed(open_store):
+    store = open_store()
+    ids = [write(store, s) for s in range(3)]
+    for i in range(2):
+        store.record_failure(f"/bad{i}.pdf", 1, 1, f"broken {i}")
+    listing = store.documents(limit=2), store.documents(offset=2, limit=2), store.documents(offset=4, limit=2)
+    assert [[(d["id"], d["status"], d["path"]) for d in page] for page in listing] == [
+        [(ids[0], "ok", "/docs/0.pdf"), (ids[1], "ok", "/docs/1.pdf")],
+        [(ids[2], "ok", "/docs/2.pdf"), (None, "failed", "/bad0.pdf")],
+        [(None, "failed", "/bad1.pdf")],
+    ]
+    assert [d["reason"] for d in store.documents(status="failed")] == ["broken 0", "broken 1"]
+    assert [d["id"] for d in store.documents(status="ok", offset=1)] == ids[1:]
+    assert store.failure("/bad1.pdf")["reason"] == "broken 1" and store.failure("/docs/0.pdf") is None
+    with pytest.raises(ValueError, match="status"):
+        store.documents(status="deleted")
+
+
 def test_invalid_pages_are_refused(open_store):
     store = open_store()
     store.ensure_model(MINI)
