@@ -106,14 +106,14 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     pg.keyboard.press("Enter")
 
     # the query is in the URL (shareable) and the result card shows up
-    pg.wait_for_selector(".card")
+    pg.wait_for_selector("#results .card")
     assert pg.url.endswith("/?q=crane")
-    first = pg.locator(".card").first
+    first = pg.locator("#results .card").first
     assert first.locator(".name").inner_text() in ("minutes.pdf", "harbour-report.pdf")
     name = first.locator(".name").inner_text()
     page_no = int(first.locator(".line span").first.inner_text().split()[-1])
     assert "score" in first.inner_text()
-    _wait_image(pg, ".card .thumb img")
+    _wait_image(pg, "#results .card .thumb img")
 
     # the drawn box sits where PyMuPDF says the word is, scaled to the thumbnail
     img_bb = first.locator(".thumb img").bounding_box()
@@ -183,8 +183,8 @@ def test_page_navigation_zoom_and_shared_urls(live, page):
     server, root = live
     pg = page
     pg.goto(server.url + "/?q=tariffs")
-    pg.wait_for_selector(".card")
-    pg.locator(".card").first.click()
+    pg.wait_for_selector("#results .card")
+    pg.locator("#results .card").first.click()
     _wait_image(pg, "#page-img")
     assert pg.locator("#v-page").inner_text() == "page 2 of 2"
     assert pg.locator("#next-page").is_disabled()
@@ -217,7 +217,7 @@ def test_empty_and_error_states(live, page):
     pg.goto(server.url + "/?q=zzzqqqxxyy")
     pg.wait_for_selector("#empty:not([hidden])")
     assert "zzzqqqxxyy" in pg.locator("#empty").inner_text()
-    assert pg.locator(".card").count() == 0
+    assert pg.locator("#results .card").count() == 0
     pg.goto(server.url + "/?q=" + "x" * 300)  # longer than the server's limit: a clear message
     pg.wait_for_selector("#banner:not([hidden])")
     assert "256" in pg.locator("#banner").inner_text()
@@ -227,13 +227,13 @@ def test_keyboard_selection_in_the_results(live, page):
     server, _ = live
     pg = page
     pg.goto(server.url + "/?q=harbour")
-    pg.wait_for_function("() => document.querySelectorAll('.card').length >= 2")
+    pg.wait_for_function("() => document.querySelectorAll('#results .card').length >= 2")
     pg.keyboard.press("j")
-    assert pg.locator(".card.selected").get_attribute("data-index") == "0"
+    assert pg.locator("#results .card.selected").get_attribute("data-index") == "0"
     pg.keyboard.press("j")
-    assert pg.locator(".card.selected").get_attribute("data-index") == "1"
+    assert pg.locator("#results .card.selected").get_attribute("data-index") == "1"
     pg.keyboard.press("k")
-    assert pg.locator(".card.selected").get_attribute("data-index") == "0"
+    assert pg.locator("#results .card.selected").get_attribute("data-index") == "0"
     pg.keyboard.press("Enter")
     pg.wait_for_selector("#viewer:not([hidden])")
 
