@@ -51,6 +51,17 @@ def live(tmp_path_factory, mini_encoder):
 
 
 @pytest.fixture(scope="module")
+def live_with_key(live, tmp_path_factory):
+    """A second server on the same index, requiring an API key."""
+    server, root = live
+    engine = server.server.config.app.state.api.engine
+    settings = build_settings(tmp_path_factory.mktemp("keyed"), home=engine.settings.home, roots=[root],
+                              api_key="viewer-test-key")
+    with LiveServer(create_app(settings, engine=engine)) as keyed:
+        yield keyed, root
+
+
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (or set TOKENSEARCH_TEST_CHROMIUM)")
@@ -236,6 +247,20 @@ def test_keyboard_selection_in_the_results(live, page):
     assert pg.locator("#results .card.selected").get_attribute("data-index") == "0"
     pg.keyboard.press("Enter")
     pg.wait_for_selector("#viewer:not([hidden])")
+
+
+def test_viewer_asks_for_the_api_key_and_sends_it(live_with_key, page):
+    server, _ = live_with_key
+    pg = page
+    pg.goto(server.url + "/?q=crane")
+    pg.wait_for_selector("#key-dialog[open]")
+    pg.fill("#key-input", "viewer-test-key")
+    pg.locator("#key-dialog button[value=ok]").click()
+    pg.wait_for_selector("#results .card")
+    _wait_image(pg, "#results .card .thumb img")  # images fetched with the key header (blob URLs)
+    assert pg.locator("#results .card .thumb img").first.get_attribute("src").startswith("blob:")
+    assert pg.evaluate("localStorage.getItem('tokensearch.key')") == "viewer-test-key"
+    assert pg.locator("#key-button").is_visible()
 
 
 def _artifact(name: str) -> Path:
