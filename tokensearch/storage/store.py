@@ -146,6 +146,7 @@ class Store:
         self._vi: VectorIndex | None = None
         self._codec: Codec | None = None
         self._writing = False  # inside write_document: this process may switch the index type
+        self._switch_due: dict | None = None  # index type to build after the current write
         self._last_persist = time.monotonic()
         self._persist_cost = 0.0
         self._closed = False
@@ -454,6 +455,7 @@ class Store:
                     self._apply(gen, added=added, removed=removed)
                 finally:
                     self._writing = False
+            self._switch_index()
             self._maybe_persist()
             return doc_id
 
@@ -626,7 +628,7 @@ class Store:
                 if vi is not None and (vi.dim != codec.out_dim or vi.spec != spec):
                     vi = None
             if vi is None:  # flat (rebuilding it from the feature store is as fast as loading it) or lost
-                vi = self._build_locked(spec or {"type": "flat"}, codec.out_dim)
+                vi = self._build(spec or {"type": "flat"}, codec.out_dim)
             self._vi = vi
         self._reconcile_locked(self._vi)
         self._maybe_switch_type_locked()
@@ -647,8 +649,8 @@ class Store:
                 self._add_pages_locked(vi, [r for r in rows if r[0] not in vi.page_cells])
         vi.generation = max(vi.generation, gen)
 
-    def _build_locked(self, spec: dict, dim: int) -> VectorIndex:
-        """A fresh index of type ``spec`` holding every stored page."""
+    def _build(self, spec: dict, dim: int) -> VectorIndex:
+        """A fresh index of type ``spec`` holding every stored page (needs no lock)."""
         with self._session() as s:
             gen = self._generation(s)
             rows = s.execute(
@@ -680,8 +682,10 @@ class Store:
         return x
 
     def _maybe_switch_type_locked(self) -> None:
-        """Past ``flat_max_vectors`` the exact index is replaced by a trained compressed one; the compressed
-        one is re-chosen and retrained whenever it has grown 8-fold (lists ~ 4 sqrt(n), then 4-bit codes)."""
+        """Past ``flat_max_vectors`` the exact index is to be replaced by a trained compressed one, and a
+        compressed one re-chosen whenever it has grown 8-fold (lists ~ 4 sqrt(n), then 4-bit codes).
+        Only notes it: the writer builds the new index after its commit, without holding the FAISS lock
+        (training takes minutes at scale; searches go on with the old index meanwhile)."""
         if not self._writing:
             return  # only a writer switches; readers follow the recorded choice
         vi = self._vi
@@ -696,10 +700,18 @@ class Store:
                 return
         elif n <= 8 * spec["chosen_at"]:
             return
-        codec = self._load_codec()
-        spec = choose_spec(n, self.flat_max_vectors, self.sq4_min_vectors)
-        self._vi = self._build_locked(spec, codec.out_dim)
-        self._persist()  # snapshot first, then record the choice (readers load it rather than retrain)
+        self._switch_due = choose_spec(n, self.flat_max_vectors, self.sq4_min_vectors)
+
+    def _switch_index(self) -> None:
+        """Build the index type noted by :meth:`_maybe_switch_type_locked` and swap it in."""
+        spec, self._switch_due = self._switch_due, None
+        if spec is None:
+            return
+        vi = self._build(spec, self._load_codec().out_dim)  # reads features, trains: no lock held
+        with self._lock:
+            self._reconcile_locked(vi)  # pages committed meanwhile
+            self._vi = vi
+            self._persist()  # snapshot first, then record the choice (readers load it rather than retrain)
         with self._session.begin() as s:
             row = s.get(Meta, "vector_index")
             if row is None:
