@@ -761,7 +761,8 @@ class Store:
                 if wrong:
                     problems.append(f"{len(wrong)} pages have a wrong vector count (e.g. {sorted(wrong)[:5]})")
                 if vi.ntotal != sum(vi.page_cells.values()):
-                    problems.append(f"vector index holds {vi.ntotal} vectors, its page map {sum(vi.page_cells.values())}")
+                    mapped = sum(vi.page_cells.values())
+                    problems.append(f"vector index holds {vi.ntotal} vectors, its page map {mapped}")
             elif rows:
                 problems.append("pages are stored but no feature codec is recorded")
         if read_all:
@@ -846,7 +847,9 @@ class Store:
             if vi is None:
                 return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(qvecs))]
             if qvecs.shape[1] != vi.dim:
-                raise ValueError(f"query vectors have dim {qvecs.shape[1]}, the index {vi.dim}: project_queries() first")
+                raise ValueError(
+                    f"query vectors have dim {qvecs.shape[1]}, the index {vi.dim}: project_queries() first"
+                )
             return vi.search(qvecs, k)
 
     def page_features(self, page_ids: Sequence[int]) -> dict[int, PageFeatures]:

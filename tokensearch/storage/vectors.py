@@ -193,7 +193,8 @@ class VectorIndex:
         with open(folder / "snapshot.lock", "a+b") as lock:  # one process writes snapshots at a time
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             newest = _read_header(folder)
-            if newest is not None and newest.get("generation", -1) >= self.generation and newest.get("spec") == self.spec:
+            newer = newest is not None and newest.get("generation", -1) >= self.generation
+            if newer and newest.get("spec") == self.spec:
                 self.saved_generation = self.generation  # another process saved this state (or a newer one)
             else:
                 self._save_locked(folder)
