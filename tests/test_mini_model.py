@@ -80,6 +80,19 @@ def test_image_modes_are_read_as_gray_on_white() -> None:
     torch.testing.assert_close(image_to_tensor(Image.fromarray(gray).convert("RGB")), ref, atol=2e-3, rtol=0)
 
 
+def test_grid_is_aligned_with_the_page(enc) -> None:
+    # a blot at pixel (px, py) changes the features most at cell (px // 8, py // 8), give or take one
+    W, H = 333, 205  # not multiples of the stride: padding must not shift the grid
+    base = np.full((H, W), 255, np.uint8)
+    g0 = enc.encode_pages([Image.fromarray(base)])[0].features
+    for px, py in [(5, 5), (200, 100), (328, 200), (100, 190)]:
+        a = base.copy()
+        a[max(0, py - 3):py + 3, max(0, px - 3):px + 3] = 0
+        d = np.linalg.norm(enc.encode_pages([Image.fromarray(a)])[0].features - g0, axis=-1)
+        y, x = np.unravel_index(int(d.argmax()), d.shape)
+        assert abs(x - px // 8) <= 1 and abs(y - py // 8) <= 1, ((px, py), (x, y))
+
+
 def test_batched_encoding_equals_single(enc) -> None:
     rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 255, (90, 60), dtype=np.uint8)) for _ in range(3)]
