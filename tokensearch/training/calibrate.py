@@ -88,7 +88,7 @@ def measure(enc: MiniEncoder, n_pages: int = 12, words_per_page: int = 25, seed:
     return {"threshold": round(thr, 4), "tpr": round(float(tpr[j]), 4), "fpr": round(float(fpr[j]), 4),
             "auc": round(auc, 4), "pos_mean": round(float(pos_a.mean()), 4), "neg_mean": round(float(neg_a.mean()), 4),
             "n_pos": len(pos), "n_neg": len(neg), "pages": n_pages,
-            "score": "mean over the query's tokens of the max cosine of the token over the page's cells"}
+            "score": "best chain on the page of the mean cosine of the query tokens at their chained cells"}
 
 
 def _page_words(page) -> list[str]:
