@@ -540,7 +540,7 @@ CHILD = textwrap.dedent(
     if point == "after_fsync":
         st.features.sync = (lambda orig: lambda: (orig(), die()))(st.features.sync)
     elif point == "after_commit":
-        st._apply = die
+        st.vectors.committed = die
     elif point == "during_persist":
         vectors_mod._atomic_write = die
     def pages():

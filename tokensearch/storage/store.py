@@ -16,8 +16,8 @@ moment never shows rows without vectors or vectors without rows, and never a hal
 Concurrency: any number of processes may read and write one home (the CLI indexing while the API
 serves). Each writer appends to a feature segment it owns (flock), SQL serialises the commits (the
 generation row is updated in every commit), and every process's FAISS copy catches up with commits of
-the others before it searches (it compares the DB generation with the one it reflects). Within a
-process, FAISS is guarded by a lock, and writes are serialised.
+the others before it searches (it compares the DB generation with the one it reflects; see
+:mod:`.keeper`). Within a process, FAISS is guarded by a lock, and writes are serialised.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -49,7 +48,8 @@ from .records import (
     PageRecord,
 )
 from .schema import SCHEMA_VERSION, Base, DocPath, Document, Failure, IndexRun, Meta, Page
-from .vectors import VectorIndex, choose_spec, describe_spec, index_vectors, snapshot_bytes
+from .keeper import VectorKeeper, read_spec
+from .vectors import describe_spec, index_vectors, snapshot_bytes
 
 _CHUNK = 500  # ids per IN (...) clause
 log = logging.getLogger(__name__)
@@ -131,24 +131,20 @@ class Store:
         self.home = Path(home)
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
-        self.flat_max_vectors = flat_max_vectors
-        self.sq4_min_vectors = sq4_min_vectors
         self.max_identity_dim = max_identity_dim
         self.pca_dim = pca_dim
         self.pca_fit_cells = pca_fit_cells
         self.merge_cos = merge_cos
-        self.nprobe = nprobe
-        self.persist_interval = persist_interval
         self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
         self.vector_dir = self.home / "vectors"
-        self._lock = threading.RLock()  # FAISS index, codec, snapshot
         self._write_mutex = threading.RLock()  # one writing call at a time
-        self._vi: VectorIndex | None = None
+        self._codec_lock = threading.RLock()
         self._codec: Codec | None = None
-        self._writing = False  # inside write_document: this process may switch the index type
-        self._switch_due: dict | None = None  # index type to build after the current write
-        self._last_persist = time.monotonic()
-        self._persist_cost = 0.0
+        self.vectors = VectorKeeper(
+            self._session, self.features, self.vector_dir, self._load_codec,
+            flat_max_vectors=flat_max_vectors, sq4_min_vectors=sq4_min_vectors, nprobe=nprobe,
+            persist_interval=persist_interval,
+        )
         self._closed = False
 
     # ------------------------------------------------------------------------------------------------
@@ -232,9 +228,8 @@ class Store:
         if self._closed:
             return
         try:
-            with self._write_mutex, self._lock:
-                if self._vi is not None and self._vi.generation != self._vi.saved_generation:
-                    self._persist()
+            with self._write_mutex:
+                self.vectors.persist()
         finally:
             self._closed = True
             self.features.close()
@@ -276,26 +271,19 @@ class Store:
                 f"({stored.name}) or a new --home for the other model"
             )
 
-    def _generation(self, s: Session) -> int:
-        return int(s.execute(select(Meta.number).where(Meta.key == "generation")).scalar_one())
-
     def _bump_generation(self, s: Session) -> int:
         """+1 in the current transaction (row-locked on PostgreSQL, so generations commit in order)."""
         stmt = update(Meta).where(Meta.key == "generation").values(number=Meta.number + 1).returning(Meta.number)
         return int(s.execute(stmt, execution_options={"synchronize_session": False}).scalar_one())
 
     def _load_codec(self) -> Codec | None:
-        with self._lock:
+        with self._codec_lock:
             if self._codec is None:
                 with self._session() as s:
                     row = s.get(Meta, "codec")
                     if row is not None:
                         self._codec = Codec.from_meta(row.value, row.blob)
             return self._codec
-
-    def _stored_spec(self, s: Session) -> dict | None:
-        row = s.get(Meta, "vector_index")
-        return None if row is None else row.value
 
     # ------------------------------------------------------------------------------------------------
     # files and documents (indexer side)
@@ -331,7 +319,7 @@ class Store:
                     row.size, row.mtime_ns, row.indexed_at = size, mtime_ns, datetime.now(timezone.utc)
                 gen = self._bump_generation(s) if removed else None
             if removed:
-                self._apply(gen, added=[], removed=removed)
+                self.vectors.committed(gen, [], removed)
 
     def unlink_path(self, path: str) -> None:
         """``path`` is gone or changed: forget it; a document left without any path is deleted."""
@@ -341,7 +329,7 @@ class Store:
                 removed = self._detach_path(s, path)
                 gen = self._bump_generation(s) if removed else None
             if removed:
-                self._apply(gen, added=[], removed=removed)
+                self.vectors.committed(gen, [], removed)
 
     def _detach_path(self, s: Session, path: str, keep_doc: int | None = None) -> list[int]:
         """Delete the path row (unless it already points at ``keep_doc``) and an orphaned document.
@@ -372,7 +360,7 @@ class Store:
                     return False
                 removed = self._delete_doc_rows(s, doc_id)
                 gen = self._bump_generation(s)
-            self._apply(gen, added=[], removed=removed)
+            self.vectors.committed(gen, [], removed)
             return True
 
     def record_failure(
@@ -390,7 +378,7 @@ class Store:
                 row.failed_at = datetime.now(timezone.utc)
                 gen = self._bump_generation(s) if removed else None
             if removed:
-                self._apply(gen, added=[], removed=removed)
+                self.vectors.committed(gen, [], removed)
 
     def write_document(
         self,
@@ -445,18 +433,12 @@ class Store:
             except BaseException:
                 self.features.abort()
                 if codec_before is None:
-                    with self._lock:
+                    with self._codec_lock:
                         self._codec = None
                 raise
             self.features.commit()
-            with self._lock:
-                self._writing = True
-                try:
-                    self._apply(gen, added=added, removed=removed)
-                finally:
-                    self._writing = False
-            self._switch_index()
-            self._maybe_persist()
+            self.vectors.committed(gen, added, removed, may_switch=True)
+            self.vectors.maybe_persist()
             return doc_id
 
     def _record_codec(self, s: Session, codec: Codec) -> None:
@@ -516,7 +498,7 @@ class Store:
 
     def _set_codec(self, codec: Codec) -> Codec:
         codec.merge_cos = self.merge_cos
-        with self._lock:
+        with self._codec_lock:
             self._codec = codec
         return codec
 
@@ -550,221 +532,21 @@ class Store:
             ]
 
     # ------------------------------------------------------------------------------------------------
-    # vector index maintenance
-    def _apply(self, gen: int, added: list[tuple[int, int, int, int]], removed: list[int]) -> None:
-        """Bring the in-memory FAISS index up to our own commit ``gen`` (cheaply if nothing else happened).
-
-        A process that has not loaded the index yet leaves a flat index unloaded (an indexing-only
-        process never needs it; searchers build it from the feature store) but keeps a trained one up
-        to date, since it saves its snapshots."""
-        with self._lock:
-            vi = self._vi
-            if vi is None:
-                with self._session() as s:
-                    spec = self._stored_spec(s)
-                if spec is None or spec["type"] == "flat":
-                    self._maybe_switch_type_locked()
-                    return
-                self._sync_locked()
-            elif vi.generation != gen - 1:
-                self._sync_locked()  # someone else committed in between: full reconcile
-            else:
-                if removed:
-                    vi.remove_pages(removed)
-                self._add_pages_locked(vi, added)
-                vi.generation = gen
-                self._maybe_switch_type_locked()
-
-    def _vector_count(self) -> int:
-        """Vectors the index holds (or would hold), from SQL: distinct cells of every page."""
-        with self._session() as s:
-            return int(s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one())
-
-    def _add_pages_locked(self, vi: VectorIndex, rows: Iterable[tuple[int, int, int, int]]) -> None:
-        merge_cos = self._load_codec().merge_cos
-        for page_id, seg, off, nbytes in rows:
-            pf = self._read_page(page_id, seg, off, nbytes)
-            if pf is not None:
-                vi.add_page(page_id, index_vectors(pf, merge_cos))
-
-    def _read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None:
-        """One page's features; if its blob moved (compaction) meanwhile, from the new place. None if the
-        page is gone, or damaged (logged; ``verify`` reports it): one bad page must not stop search."""
-        try:
-            return self.features.read(seg, off, nbytes)
-        except (OSError, ValueError) as first:
-            with self._session() as s:
-                row = s.execute(select(Page.segment, Page.offset, Page.nbytes).where(Page.id == page_id)).first()
-            if row is None:
-                return None
-            try:
-                if tuple(row) == (seg, off, nbytes):
-                    raise first
-                self.features.forget(seg)
-                return self.features.read(*row)
-            except (OSError, ValueError) as e:
-                log.error("feature store damaged: page %s unreadable (%s); run a consistency check", page_id, e)
-                return None
-
-    def _vectors(self) -> VectorIndex | None:
-        """The FAISS index, in step with the database (call under ``self._lock``)."""
-        with self._lock:
-            self._sync_locked()
-            return self._vi
-
-    def _sync_locked(self) -> None:
-        with self._session() as s:
-            gen = self._generation(s)
-            spec = self._stored_spec(s)
-        if self._vi is not None and self._vi.generation == gen and (spec is None or spec == self._vi.spec):
-            return
-        codec = self._load_codec()
-        if codec is None:
-            return  # nothing has ever been written
-        if self._vi is None or (spec is not None and spec != self._vi.spec):
-            vi = None
-            if spec is not None and spec["type"] != "flat":  # a trained index: load its snapshot
-                vi = VectorIndex.load(self.vector_dir, nprobe=self.nprobe)
-                if vi is not None and (vi.dim != codec.out_dim or vi.spec != spec):
-                    vi = None
-            if vi is None:  # flat (rebuilding it from the feature store is as fast as loading it) or lost
-                vi = self._build(spec or {"type": "flat"}, codec.out_dim)
-            self._vi = vi
-        self._reconcile_locked(self._vi)
-        self._maybe_switch_type_locked()
-
-    def _reconcile_locked(self, vi: VectorIndex) -> None:
-        """Add the pages committed since ``vi.generation``; drop pages that are gone."""
-        with self._session() as s:
-            gen = self._generation(s)
-            new = s.execute(
-                select(Page.id, Page.segment, Page.offset, Page.nbytes).where(Page.generation > vi.generation)
-            ).all()
-            self._add_pages_locked(vi, [r for r in new if r[0] not in vi.page_cells])
-            n_db = s.execute(select(func.count()).select_from(Page)).scalar_one()
-            if n_db != len(vi.page_cells):  # pages were deleted (or the snapshot is off): full diff
-                rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes)).all()
-                db_ids = {r[0] for r in rows}
-                vi.remove_pages([p for p in vi.page_cells if p not in db_ids])
-                self._add_pages_locked(vi, [r for r in rows if r[0] not in vi.page_cells])
-        vi.generation = max(vi.generation, gen)
-
-    def _build(self, spec: dict, dim: int) -> VectorIndex:
-        """A fresh index of type ``spec`` holding every stored page (needs no lock)."""
-        with self._session() as s:
-            gen = self._generation(s)
-            rows = s.execute(
-                select(Page.id, Page.segment, Page.offset, Page.nbytes).order_by(Page.segment, Page.offset)
-            ).all()
-        sample = self._training_sample(rows, spec) if spec["type"] != "flat" else None
-        vi = VectorIndex.empty(dim, spec, train_sample=sample, nprobe=self.nprobe)
-        self._add_pages_locked(vi, rows)
-        vi.generation = gen
-        return vi
-
-    def _training_sample(self, rows, spec: dict) -> np.ndarray:
-        """64 vectors per IVF list (at least 10k, at most 1M), read from randomly chosen stored pages."""
-        want = min(1_000_000, max(10_000, 64 * spec["nlist"]))
-        merge_cos = self._load_codec().merge_cos
-        rng = np.random.default_rng(0)
-        parts, have = [], 0
-        for i in rng.permutation(len(rows)):
-            pf = self._read_page(*rows[i])
-            if pf is None:
-                continue
-            parts.append(index_vectors(pf, merge_cos))
-            have += len(parts[-1])
-            if have >= 2 * want:
-                break
-        x = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-        if len(x) > want:
-            x = x[rng.choice(len(x), want, replace=False)]
-        return x
-
-    def _maybe_switch_type_locked(self) -> None:
-        """Past ``flat_max_vectors`` the exact index is to be replaced by a trained compressed one, and a
-        compressed one re-chosen whenever it has grown 8-fold (lists ~ 4 sqrt(n), then 4-bit codes).
-        Only notes it: the writer builds the new index after its commit, without holding the FAISS lock
-        (training takes minutes at scale; searches go on with the old index meanwhile)."""
-        if not self._writing:
-            return  # only a writer switches; readers follow the recorded choice
-        vi = self._vi
-        if vi is not None:
-            spec, n = vi.spec, vi.ntotal
-        else:
-            with self._session() as s:
-                spec = self._stored_spec(s) or {"type": "flat"}
-            n = self._vector_count()
-        if spec["type"] == "flat":
-            if n <= self.flat_max_vectors:
-                return
-        elif n <= 8 * spec["chosen_at"]:
-            return
-        self._switch_due = choose_spec(n, self.flat_max_vectors, self.sq4_min_vectors)
-
-    def _switch_index(self) -> None:
-        """Build the index type noted by :meth:`_maybe_switch_type_locked` and swap it in."""
-        spec, self._switch_due = self._switch_due, None
-        if spec is None:
-            return
-        vi = self._build(spec, self._load_codec().out_dim)  # reads features, trains: no lock held
-        with self._lock:
-            self._reconcile_locked(vi)  # pages committed meanwhile
-            self._vi = vi
-            self._persist()  # snapshot first, then record the choice (readers load it rather than retrain)
-        with self._session.begin() as s:
-            row = s.get(Meta, "vector_index")
-            if row is None:
-                s.add(Meta(key="vector_index", value=spec))
-            else:
-                row.value = spec
-
-    def _persist(self) -> None:
-        with self._lock:
-            if self._vi is not None:
-                self._persist_cost = self._vi.save(self.vector_dir)
-                self._last_persist = time.monotonic()
-
-    def _maybe_persist(self) -> None:
-        """Snapshot FAISS every ``persist_interval`` s, and never spend more than ~10% of the time on it."""
-        wait = max(self.persist_interval, 10 * self._persist_cost)
-        if time.monotonic() - self._last_persist >= wait:
-            self.persist()
-
+    # maintenance
     def persist(self) -> None:
-        """Save the FAISS index now (the writer does this periodically and at close)."""
-        with self._write_mutex, self._lock:
-            vi = self._vi
-            if vi is None or vi.generation == vi.saved_generation:
-                self._last_persist = time.monotonic()
-                return
-            self._persist()
+        """Save a trained FAISS index now (a writer does this periodically, every process at close)."""
+        with self._write_mutex:
+            self.vectors.persist()
 
     def verify(self, read_all: bool = False) -> list[str]:
         """Consistency check; returns the problems found (empty = consistent): the vector index holds
         exactly the pages and vector counts of the SQL rows; with ``read_all`` every feature blob is read
-        and checksummed too."""
-        problems: list[str] = []
-        with self._write_mutex, self._lock:  # (another process writing meanwhile can show false alarms)
-            vi = self._vectors()
+        and checksummed too. (Another process writing meanwhile can raise false alarms.)"""
+        with self._write_mutex, self.vectors.lock:
+            self.vectors.current()
             with self._session() as s:
                 rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.n_vectors)).all()
-            if vi is not None:
-                want = {int(r[0]): int(r[4]) for r in rows}
-                missing = want.keys() - vi.page_cells.keys()
-                extra = vi.page_cells.keys() - want.keys()
-                wrong = [p for p in want.keys() & vi.page_cells.keys() if want[p] != vi.page_cells[p]]
-                if missing:
-                    problems.append(f"{len(missing)} pages have no vectors (e.g. {sorted(missing)[:5]})")
-                if extra:
-                    problems.append(f"{len(extra)} pages in the vector index have no row (e.g. {sorted(extra)[:5]})")
-                if wrong:
-                    problems.append(f"{len(wrong)} pages have a wrong vector count (e.g. {sorted(wrong)[:5]})")
-                if vi.ntotal != sum(vi.page_cells.values()):
-                    mapped = sum(vi.page_cells.values())
-                    problems.append(f"vector index holds {vi.ntotal} vectors, its page map {mapped}")
-            elif rows:
-                problems.append("pages are stored but no feature codec is recorded")
+            problems = self.vectors.check({int(r[0]): int(r[4]) for r in rows})
         if read_all:
             for pid, seg, off, nbytes, _ in rows:
                 try:
@@ -842,15 +624,10 @@ class Store:
     def search_cells(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query row (already projected): page ids and scores of its top-``k`` cells (ids may repeat)."""
         qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
-        with self._lock:
-            vi = self._vectors()
-            if vi is None:
-                return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(qvecs))]
-            if qvecs.shape[1] != vi.dim:
-                raise ValueError(
-                    f"query vectors have dim {qvecs.shape[1]}, the index {vi.dim}: project_queries() first"
-                )
-            return vi.search(qvecs, k)
+        hits = self.vectors.search(qvecs, k)
+        if hits is None:  # nothing indexed yet
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(qvecs))]
+        return hits
 
     def page_features(self, page_ids: Sequence[int]) -> dict[int, PageFeatures]:
         """Stored cell features of pages (one read each); unknown ids are left out."""
@@ -861,7 +638,7 @@ class Store:
                     select(Page.id, Page.segment, Page.offset, Page.nbytes).where(Page.id.in_(chunk))
                 ).all()
                 for pid, seg, off, nbytes in rows:
-                    pf = self._read_page(pid, seg, off, nbytes)
+                    pf = self.vectors.read_page(pid, seg, off, nbytes)
                     if pf is not None:
                         out[int(pid)] = pf
         return out
@@ -963,7 +740,7 @@ class Store:
             cells, feat_bytes = s.execute(select(func.sum(Page.n_cells), func.sum(Page.nbytes))).one()
             failures = [(p, r) for p, r in s.execute(select(Failure.path, Failure.reason).order_by(Failure.path))]
             vectors = s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one()
-            vtype = describe_spec(self._stored_spec(s) or {"type": "flat"})
+            vtype = describe_spec(read_spec(s) or {"type": "flat"})
         model = self.stored_model()
         codec = self._load_codec()
         home_bytes = _folder_bytes(self.home, skip=("cache",))
