@@ -23,7 +23,6 @@ the others before it searches (it compares the DB generation with the one it ref
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 import uuid
@@ -37,8 +36,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..tokenocr_model.interface import ModelInfo
+from . import catalog
 from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
+from .keeper import VectorKeeper, read_spec
 from .records import (
     FileRecord,
     IndexStats,
@@ -48,21 +49,10 @@ from .records import (
     PageRecord,
 )
 from .schema import SCHEMA_VERSION, Base, DocPath, Document, Failure, IndexRun, Meta, Page
-from .keeper import VectorKeeper, read_spec
 from .vectors import describe_spec, index_vectors, snapshot_bytes
-
-_CHUNK = 500  # ids per IN (...) clause
-log = logging.getLogger(__name__)
-
 
 def sqlite_url(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'index.sqlite3').resolve()}"
-
-
-def _chunks(seq: Sequence[int], n: int = _CHUNK) -> Iterator[list[int]]:
-    seq = list(seq)
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 def _folder_bytes(folder: Path, skip: tuple[str, ...] = ()) -> int:
@@ -288,17 +278,9 @@ class Store:
     # ------------------------------------------------------------------------------------------------
     # files and documents (indexer side)
     def known_files(self) -> dict[str, FileRecord]:
-        out: dict[str, FileRecord] = {}
+        """Every recorded path (indexed and failed), for the indexer's change detection."""
         with self._session() as s:
-            rows = s.execute(
-                select(DocPath.path, Document.sha256, DocPath.size, DocPath.mtime_ns, DocPath.doc_id).join(Document)
-            )
-            for path, sha, size, mtime, doc_id in rows:
-                out[path] = FileRecord(path, sha, int(size), int(mtime), "ok", int(doc_id), None)
-            for f in s.scalars(select(Failure)):
-                if f.path not in out:
-                    out[f.path] = FileRecord(f.path, f.sha256, int(f.size), int(f.mtime_ns), "failed", None, f.reason)
-        return out
+            return catalog.known_files(s)
 
     def doc_for_content(self, sha256: str) -> int | None:
         with self._session() as s:
@@ -524,12 +506,7 @@ class Store:
 
     def runs(self, limit: int = 20) -> list[dict]:
         with self._session() as s:
-            rows = s.scalars(select(IndexRun).order_by(IndexRun.id.desc()).limit(limit))
-            return [
-                {"id": r.id, "root": r.root, "started_at": r.started_at, "finished_at": r.finished_at,
-                 "status": r.status, "stats": r.stats or {}}
-                for r in rows
-            ]
+            return catalog.run_dicts(s, limit)
 
     # ------------------------------------------------------------------------------------------------
     # maintenance
@@ -633,7 +610,7 @@ class Store:
         """Stored cell features of pages (one read each); unknown ids are left out."""
         out: dict[int, PageFeatures] = {}
         with self._session() as s:
-            for chunk in _chunks(page_ids):
+            for chunk in catalog.chunks(page_ids):
                 rows = s.execute(
                     select(Page.id, Page.segment, Page.offset, Page.nbytes).where(Page.id.in_(chunk))
                 ).all()
@@ -643,95 +620,31 @@ class Store:
                         out[int(pid)] = pf
         return out
 
-    def _first_paths(self, s: Session, doc_ids: Iterable[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for chunk in _chunks(sorted(set(doc_ids))):
-            q = select(DocPath.doc_id, func.min(DocPath.path)).where(DocPath.doc_id.in_(chunk)).group_by(DocPath.doc_id)
-            out.update({int(d): p for d, p in s.execute(q)})
-        return out
-
-    def _page_infos(self, s: Session, pages: list[Page]) -> list[PageInfo]:
-        paths = self._first_paths(s, (p.doc_id for p in pages))
-        return [
-            PageInfo(int(p.id), int(p.doc_id), paths.get(p.doc_id, ""), p.page_no, p.width, p.height, p.source)
-            for p in pages
-        ]
-
     def pages(self, page_ids: Sequence[int]) -> dict[int, PageInfo]:
         with self._session() as s:
-            rows: list[Page] = []
-            for chunk in _chunks(page_ids):
-                rows.extend(s.scalars(select(Page).where(Page.id.in_(chunk))))
-            return {i.page_id: i for i in self._page_infos(s, rows)}
+            return catalog.pages_by_id(s, page_ids)
 
     def document_pages(self, doc_id: int) -> list[PageInfo]:
         with self._session() as s:
-            rows = list(s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no)))
-            return self._page_infos(s, rows)
+            return catalog.document_pages(s, doc_id)
 
     def page_text(self, page_id: int) -> str | None:
         with self._session() as s:
             return s.execute(select(Page.text).where(Page.id == page_id)).scalar()
 
-    def _doc_dicts(self, s: Session, docs: Sequence[Document]) -> list[dict]:
-        paths: dict[int, list[str]] = {d.id: [] for d in docs}
-        for chunk in _chunks(list(paths)):
-            for doc_id, path in s.execute(
-                select(DocPath.doc_id, DocPath.path).where(DocPath.doc_id.in_(chunk)).order_by(DocPath.path)
-            ):
-                paths[doc_id].append(path)
-        return [
-            {
-                "id": d.id, "sha256": d.sha256, "kind": d.kind, "status": d.status, "pages": d.n_pages,
-                "size": d.size, "path": (paths[d.id] or [None])[0], "paths": paths[d.id],
-                "indexed_at": d.created_at, "reason": None,
-            }
-            for d in docs
-        ]
-
-    @staticmethod
-    def _failure_dict(f: Failure) -> dict:
-        return {
-            "id": None, "sha256": f.sha256, "kind": None, "status": "failed", "pages": 0, "size": f.size,
-            "path": f.path, "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason,
-        }
-
     def documents(self, status: str | None = None, offset: int = 0, limit: int = 50) -> list[dict]:
         """Indexed documents (status "ok", by id) then failed paths (status "failed"); ``None`` = both."""
-        if status not in (None, "ok", "failed"):
-            raise ValueError(f"status must be 'ok', 'failed' or None, not {status!r}")
-        out: list[dict] = []
         with self._session() as s:
-            n_ok = 0
-            if status in (None, "ok"):
-                docs = list(s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit)))
-                out = self._doc_dicts(s, docs)
-                n_ok = s.execute(select(func.count()).select_from(Document)).scalar_one()
-            if status in (None, "failed") and len(out) < limit:
-                f_offset = max(0, offset - n_ok)
-                fails = s.scalars(select(Failure).order_by(Failure.id).offset(f_offset).limit(limit - len(out)))
-                out += [self._failure_dict(f) for f in fails]
-        return out
+            return catalog.list_documents(s, status, offset, limit)
 
     def document(self, doc_id: int) -> dict | None:
-        """One document: paths, status, its pages (as dicts)."""
+        """One document: paths, status, page count, and ``page_list`` (its pages as dicts)."""
         with self._session() as s:
-            doc = s.get(Document, doc_id)
-            if doc is None:
-                return None
-            d = self._doc_dicts(s, [doc])[0]
-            rows = s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))
-            d["page_list"] = [
-                {"page_id": p.id, "page_no": p.page_no, "width": p.width, "height": p.height,
-                 "source": p.source, "grid_h": p.grid_h, "grid_w": p.grid_w, "cells": p.n_cells}
-                for p in rows
-            ]
-            return d
+            return catalog.document_detail(s, doc_id)
 
     def failure(self, path: str) -> dict | None:
         with self._session() as s:
-            f = s.execute(select(Failure).where(Failure.path == path)).scalar()
-            return None if f is None else self._failure_dict(f)
+            return catalog.failure(s, path)
 
     def stats(self) -> IndexStats:
         with self._session() as s:
@@ -744,7 +657,7 @@ class Store:
         model = self.stored_model()
         codec = self._load_codec()
         home_bytes = _folder_bytes(self.home, skip=("cache",))
-        db_bytes = self._database_bytes()
+        db_bytes = catalog.database_bytes(self.engine)
         n_pages = int(sum(by_source.values()))
         index_bytes = home_bytes + (0 if self._db_in_home() else db_bytes)
         return IndexStats(
@@ -770,18 +683,3 @@ class Store:
         if self.engine.url.get_backend_name() != "sqlite" or not db:
             return False
         return Path(db).resolve().is_relative_to(self.home.resolve())
-
-    def _database_bytes(self) -> int:
-        url = self.engine.url
-        if url.get_backend_name() == "sqlite":
-            if not url.database:
-                return 0
-            return sum(p.stat().st_size for p in Path(url.database).parent.glob(Path(url.database).name + "*"))
-        if url.get_backend_name() == "postgresql":
-            with self.engine.connect() as c:
-                total = 0
-                for t in Base.metadata.sorted_tables:
-                    total += c.execute(text("SELECT coalesce(pg_total_relation_size(to_regclass(:t)), 0)"),
-                                       {"t": t.name}).scalar_one()
-                return int(total)
-        return 0

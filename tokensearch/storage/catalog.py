@@ -1,0 +1,142 @@
+"""Read-only SQL queries of the catalogue (files, documents, pages, failures, runs) for the API and CLI.
+
+Plain functions over a :class:`~sqlalchemy.orm.Session`; :class:`~tokensearch.storage.Store` wraps them.
+Documents and failures come out as dicts with one shape: ``id`` (None for a failed file), ``sha256``,
+``kind``, ``status`` ("ok" | "failed"), ``pages`` (count), ``size``, ``path`` (first), ``paths``,
+``indexed_at``, ``reason`` (why it failed, else None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
+
+from .records import FileRecord, PageInfo
+from .schema import Base, DocPath, Document, Failure, IndexRun, Page
+
+CHUNK = 500  # ids per IN (...) clause
+
+
+def chunks(seq: Iterable[int], n: int = CHUNK) -> Iterator[list[int]]:
+    seq = list(seq)
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def known_files(s: Session) -> dict[str, FileRecord]:
+    """Every recorded path, indexed (ok) or failed."""
+    out: dict[str, FileRecord] = {}
+    q = select(DocPath.path, Document.sha256, DocPath.size, DocPath.mtime_ns, DocPath.doc_id).join(Document)
+    rows = s.execute(q)
+    for path, sha, size, mtime, doc_id in rows:
+        out[path] = FileRecord(path, sha, int(size), int(mtime), "ok", int(doc_id), None)
+    for f in s.scalars(select(Failure)):
+        if f.path not in out:
+            out[f.path] = FileRecord(f.path, f.sha256, int(f.size), int(f.mtime_ns), "failed", None, f.reason)
+    return out
+
+
+def page_infos(s: Session, pages: Sequence[Page]) -> list[PageInfo]:
+    """PageInfo of page rows; ``path`` is the document's first path in sort order."""
+    paths: dict[int, str] = {}
+    for chunk in chunks(sorted({p.doc_id for p in pages})):
+        q = select(DocPath.doc_id, func.min(DocPath.path)).where(DocPath.doc_id.in_(chunk)).group_by(DocPath.doc_id)
+        paths.update({int(d): p for d, p in s.execute(q)})
+    return [
+        PageInfo(int(p.id), int(p.doc_id), paths.get(p.doc_id, ""), p.page_no, p.width, p.height, p.source)
+        for p in pages
+    ]
+
+
+def pages_by_id(s: Session, page_ids: Sequence[int]) -> dict[int, PageInfo]:
+    rows: list[Page] = []
+    for chunk in chunks(page_ids):
+        rows.extend(s.scalars(select(Page).where(Page.id.in_(chunk))))
+    return {i.page_id: i for i in page_infos(s, rows)}
+
+
+def document_pages(s: Session, doc_id: int) -> list[PageInfo]:
+    return page_infos(s, list(s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))))
+
+
+def doc_dicts(s: Session, docs: Sequence[Document]) -> list[dict]:
+    paths: dict[int, list[str]] = {d.id: [] for d in docs}
+    for chunk in chunks(paths):
+        q = select(DocPath.doc_id, DocPath.path).where(DocPath.doc_id.in_(chunk)).order_by(DocPath.path)
+        for doc_id, path in s.execute(q):
+            paths[doc_id].append(path)
+    return [
+        {
+            "id": d.id, "sha256": d.sha256, "kind": d.kind, "status": d.status, "pages": d.n_pages,
+            "size": d.size, "path": (paths[d.id] or [None])[0], "paths": paths[d.id],
+            "indexed_at": d.created_at, "reason": None,
+        }
+        for d in docs
+    ]
+
+
+def failure_dict(f: Failure) -> dict:
+    return {
+        "id": None, "sha256": f.sha256, "kind": None, "status": "failed", "pages": 0, "size": f.size,
+        "path": f.path, "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason,
+    }
+
+
+def list_documents(s: Session, status: str | None, offset: int, limit: int) -> list[dict]:
+    """Indexed documents (by id) then failed paths (by id): ``status`` "ok", "failed" or None (both)."""
+    if status not in (None, "ok", "failed"):
+        raise ValueError(f"status must be 'ok', 'failed' or None, not {status!r}")
+    out: list[dict] = []
+    n_ok = 0
+    if status in (None, "ok"):
+        out = doc_dicts(s, list(s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit))))
+        n_ok = s.execute(select(func.count()).select_from(Document)).scalar_one()
+    if status in (None, "failed") and len(out) < limit:
+        fails = s.scalars(select(Failure).order_by(Failure.id).offset(max(0, offset - n_ok)).limit(limit - len(out)))
+        out += [failure_dict(f) for f in fails]
+    return out
+
+
+def document_detail(s: Session, doc_id: int) -> dict | None:
+    """One document's dict plus ``page_list`` (page id, number, size, source, grid, cells)."""
+    doc = s.get(Document, doc_id)
+    if doc is None:
+        return None
+    d = doc_dicts(s, [doc])[0]
+    d["page_list"] = [
+        {"page_id": p.id, "page_no": p.page_no, "width": p.width, "height": p.height,
+         "source": p.source, "grid_h": p.grid_h, "grid_w": p.grid_w, "cells": p.n_cells}
+        for p in s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))
+    ]
+    return d
+
+
+def failure(s: Session, path: str) -> dict | None:
+    f = s.execute(select(Failure).where(Failure.path == path)).scalar()
+    return None if f is None else failure_dict(f)
+
+
+def run_dicts(s: Session, limit: int) -> list[dict]:
+    return [
+        {"id": r.id, "root": r.root, "started_at": r.started_at, "finished_at": r.finished_at,
+         "status": r.status, "stats": r.stats or {}}
+        for r in s.scalars(select(IndexRun).order_by(IndexRun.id.desc()).limit(limit))
+    ]
+
+
+def database_bytes(engine: Engine) -> int:
+    """Size of the database: the SQLite file (+ WAL) or the PostgreSQL tables with their indexes."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if not url.database:
+            return 0
+        db = url.database
+        return sum(p.stat().st_size for p in Path(db).parent.glob(Path(db).name + "*"))
+    if url.get_backend_name() == "postgresql":
+        with engine.connect() as c:
+            q = text("SELECT coalesce(pg_total_relation_size(to_regclass(:t)), 0)")
+            return int(sum(c.execute(q, {"t": t.name}).scalar_one() for t in Base.metadata.sorted_tables))
+    return 0
