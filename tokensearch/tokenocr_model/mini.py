@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -288,6 +289,7 @@ def save_weights(model: MiniModel, path: str | Path, extra: dict | None = None) 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"config": json.dumps(asdict(model.cfg)), "extra": json.dumps(extra or {})}
     save_file(state, str(path), metadata=meta)
+    os.chmod(path, 0o644)  # safetensors writes 0600; weights are meant to be shared
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], MiniConfig, dict]:
