@@ -125,6 +125,21 @@ def test_duplicate_content_is_linked_not_reindexed(open_store):
     assert store.document_pages(doc_id)[0].path == "/copy/a.pdf"
 
 
+def test_same_content_indexed_by_two_processes_at_once(open_store):
+    """The second writer's commit finds the content already there: it links its path instead."""
+    a, b = open_store(), open_store()
+    pages = random_doc(1, 2)
+
+    def pages_while_a_commits():
+        yield pages[0]
+        a.write_document("sha-1", "/a.pdf", 1, 1, "pdf", iter(pages))  # a wins the race
+        yield pages[1]
+
+    doc = b.write_document("sha-1", "/b.pdf", 1, 1, "pdf", pages_while_a_commits())
+    assert doc == a.doc_for_content("sha-1") and b.document(doc)["paths"] == ["/a.pdf", "/b.pdf"]
+    assert b.stats().pages == 2 and b.verify() == []
+
+
 def test_unlink_deletes_orphan_document_and_its_vectors(open_store, tmp_path):
     store = open_store()
     a = write(store, 1, path="/a.pdf")

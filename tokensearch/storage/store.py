@@ -412,11 +412,16 @@ class Store:
                     s.flush()
                     added = [(p.id, p.segment, p.offset, p.nbytes) for p in page_objs]
                     doc_id = doc.id
-            except BaseException:
+            except BaseException as e:
                 self.features.abort()
                 if codec_before is None:
                     with self._codec_lock:
                         self._codec = None
+                if isinstance(e, IntegrityError):  # another process indexed the same content meanwhile
+                    existing = self.doc_for_content(sha256)
+                    if existing is not None:
+                        self.link_path(existing, path, size, mtime_ns)
+                        return existing
                 raise
             self.features.commit()
             self.vectors.committed(gen, added, removed, may_switch=True)
