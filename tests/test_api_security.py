@@ -131,6 +131,19 @@ def test_index_jobs_refuse_a_symlink_leading_out_of_the_root(api_env, tmp_path):
     assert_error(api_env.client.post(f"{API}/index-jobs", json={"path": "link/secret.pdf"}), 403)
 
 
+def test_index_jobs_never_read_files_symlinked_out_of_the_roots(api_env, tmp_path):
+    outside = write_pdf(tmp_path / "outside" / "secret.pdf", [["Classified walnut ledger", "page one"]])
+    (api_env.root / "mixed").mkdir()
+    (api_env.root / "mixed" / "secret.pdf").symlink_to(outside)
+    write_pdf(api_env.root / "mixed" / "public.pdf", [["Public hazelnut notice", "page one"]])
+    job = api_env.client.post(f"{API}/index-jobs", json={"path": "mixed"}).json()
+    done = wait_job(api_env.client, job["id"])
+    assert done["status"] == "done", done
+    assert done["report"]["skipped_outside_roots"] == [str(api_env.root / "mixed" / "secret.pdf")]
+    assert api_env.client.get(f"{API}/search", params={"q": "hazelnut"}).json()["hits"]
+    assert api_env.client.get(f"{API}/search", params={"q": "walnut"}).json()["hits"] == []
+
+
 def test_index_jobs_need_configured_roots(tmp_path, mini_encoder):
     settings = build_settings(tmp_path, roots=[])
     engine = Engine(settings, encoder=mini_encoder)

@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from tokensearch import __version__
 from tokensearch.settings import Settings, get_settings
 
 from .deps import ApiState
@@ -25,7 +26,7 @@ from .jobs import JobManager
 from .metrics import Metrics, MetricsMiddleware
 from .pages import PageImageCache, TokenMapsCache
 from .routes import documents, health, index_jobs, pages, search
-from .security import allowed_roots, check_startup, resolve_client_path
+from .security import allowed_roots, check_startup, is_inside, resolve_client_path
 
 log = logging.getLogger("tokensearch.api")
 STATIC = Path(__file__).parent / "static"
@@ -40,7 +41,8 @@ def _build_state(settings: Settings, engine: Any, metrics: Metrics) -> ApiState:
     return ApiState(
         settings=settings,
         engine=engine,
-        jobs=JobManager(engine, home / "api", validate_path=lambda p: resolve_client_path(p, settings)),
+        jobs=JobManager(engine, home / "api", validate_path=lambda p: resolve_client_path(p, settings),
+                        confine=lambda p: is_inside(p, roots)),
         images=PageImageCache(engine, home / "cache", roots, settings.max_page_pixels),
         token_maps=TokenMapsCache(engine),
         metrics=metrics,
@@ -88,7 +90,7 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
 
     app = FastAPI(
         title="tokensearch",
-        version=_version(),
+        version=__version__,
         summary="Search document folders for text in the page images; get ranked pages and boxes.",
         lifespan=lifespan,
     )
@@ -110,12 +112,6 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
-
-
-def _version() -> str:
-    from .routes.health import _version as v
-
-    return v()
 
 
 class _SecurityHeaders:

@@ -76,10 +76,11 @@ class JobManager:
     """Runs index jobs on a worker thread and persists their state."""
 
     def __init__(self, engine: Any, state_dir: Path, *, validate_path: Callable[[str], Path] | None = None,
-                 on_finish: Callable[[Job], None] | None = None):
+                 confine: Callable[[Path], bool] | None = None, on_finish: Callable[[Job], None] | None = None):
         self.engine = engine
         self.state_file = Path(state_dir) / "jobs.json"
         self.validate_path = validate_path  # re-checks a resumed job's path against the roots
+        self.confine = confine  # is a (resolved) file inside the roots? files symlinked out of them are skipped
         self.on_finish = on_finish
         self._jobs: dict[str, Job] = {}
         self._lock = threading.RLock()
@@ -250,6 +251,17 @@ class JobManager:
             target = self.validate_path(job.path)
         if target.is_file():
             return self.engine.index_files([target], target.parent, progress=progress)
+        if self.confine is not None:
+            from tokensearch.indexer import walk_documents
+
+            files = walk_documents(target)
+            outside = [p for p in files if not self.confine(p.resolve())]
+            if outside:  # symlinks leading out of the roots: never read them; index the rest (no pruning)
+                log.warning("index job %s: skipping %d file(s) that link outside the roots", job.id, len(outside))
+                report = self.engine.index_files([p for p in files if p not in outside], target, progress=progress)
+                extra = _plain(report) or {}
+                extra["skipped_outside_roots"] = [str(p) for p in outside]
+                return extra
         return self.engine.index(target, progress=progress, cancel=cancel)
 
     def _finish(self, job: Job, status: str, error: str | None = None) -> None:
