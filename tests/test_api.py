@@ -392,6 +392,9 @@ def test_heatmap_json_png_and_overlay(api_env):
     cx, cy = (x + 0.5) / j["grid_width"], (y + 0.5) / j["grid_height"]
     b = word_boxes(api_env.root / "minutes.pdf", 1, "crane")[0]
     assert b[0] - 0.03 <= cx <= b[2] + 0.03 and b[1] - 0.03 <= cy <= b[3] + 0.03, ((cx, cy), b)
+    small = c.get(base, params={"q": "crane", "format": "json", "max_side": 40}).json()
+    assert max(small["grid_width"], small["grid_height"]) <= 40 and small["max"] == pytest.approx(j["max"], abs=1e-3)
+    assert len(small["maps"][0]) == small["grid_height"] and len(small["maps"][0][0]) == small["grid_width"]
     png = c.get(base, params={"q": "crane"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     im = Image.open(io.BytesIO(png.content))

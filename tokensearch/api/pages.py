@@ -151,7 +151,7 @@ def _save_atomic(img: Image.Image, target: Path, fmt: str, **kw: Any) -> None:
 class TokenMapsCache:
     """A few recent ``engine.token_maps`` results: the viewer asks for the same page's maps repeatedly."""
 
-    def __init__(self, engine: Any, size: int = 32):
+    def __init__(self, engine: Any, size: int = 8):
         self.engine = engine
         self.size = size
         self._items: OrderedDict[tuple, Any] = OrderedDict()
@@ -173,6 +173,20 @@ class TokenMapsCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+def max_pool(m: np.ndarray, max_side: int) -> np.ndarray:
+    """Max-pool the last two axes by the smallest integer factor that brings both within ``max_side``
+    (keeps small hot spots visible, bounds the JSON size for large grids such as TokenOCR's)."""
+    h, w = m.shape[-2:]
+    f = -(-max(h, w) // max_side)
+    if f <= 1:
+        return m
+    ph, pw = -(-h // f) * f, -(-w // f) * f
+    pad = [(0, 0)] * (m.ndim - 2) + [(0, ph - h), (0, pw - w)]
+    m = np.pad(m, pad, constant_values=-np.inf)
+    m = m.reshape(*m.shape[:-2], ph // f, f, pw // f, f).max(axis=(-3, -1))
+    return m
 
 
 def _inferno_lut() -> np.ndarray:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..deps import Authorized, SettingsDep, StateDep
 from ..errors import ApiError
-from ..pages import FORMATS, heatmap_over_page, heatmap_rgba
+from ..pages import FORMATS, heatmap_over_page, heatmap_rgba, max_pool
 from ..schemas import HeatmapOut
 from .common import API, DocId, PageNo, errors
 
@@ -46,6 +46,7 @@ def page_heatmap(
     token: Annotated[int | None, Query(ge=0, le=4096, description="PNG: map of this query token (0-based); default the whole-query map")] = None,
     overlay: Annotated[bool, Query(description="PNG: draw over the page image instead of a transparent overlay")] = False,
     width: Annotated[int | None, Query(ge=16, le=4096, description="PNG width (default: the page image at 1024 px)")] = None,
+    max_side: Annotated[int, Query(ge=8, le=2048, description="JSON: grids larger than this are max-pooled down to it")] = 256,
 ) -> Response | HeatmapOut:
     if not q.strip() or len(q) > settings.max_query_chars:
         raise ApiError(422, "validation_error", f"q: give 1..{settings.max_query_chars} characters")
@@ -54,6 +55,7 @@ def page_heatmap(
     maps = np.asarray(tm.maps, dtype=np.float32)
     combined = np.asarray(tm.combined, dtype=np.float32)
     if format == "json":
+        maps, combined = max_pool(maps, max_side), max_pool(combined, max_side)
         both = np.concatenate([maps.ravel(), combined.ravel()]) if maps.size else combined.ravel()
         return HeatmapOut(
             query=q, doc_id=doc_id, page=page, tokens=[str(t) for t in tm.tokens],
