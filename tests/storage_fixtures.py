@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -104,3 +105,39 @@ def random_page(
 def random_doc(seed: int, n_pages: int = 2, **kw) -> list[PageRecord]:
     rng = np.random.default_rng(seed)
     return [random_page(rng, i + 1, **kw) for i in range(n_pages)]
+
+
+@pytest.fixture(autouse=True)
+def one_faiss_thread():
+    """Tiny indexes: OpenMP threads only add contention on a shared 2-core machine (autouse in the
+    storage test modules that import it)."""
+    n = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(n)
+
+
+def write(store: Store, seed: int, n_pages: int = 2, path: str | None = None, **kw) -> int:
+    """Write document ``sha-<seed>`` (random pages from ``seed``) at ``path`` (default /docs/<seed>.pdf)."""
+    pages = random_doc(seed, n_pages, **kw)
+    path = path or f"/docs/{seed}.pdf"
+    return store.write_document(f"sha-{seed}", path, 100 + seed, 10**9 + seed, "pdf", iter(pages))
+
+
+def top_pages(store: Store, vecs: np.ndarray, k: int = 5) -> list[set[int]]:
+    """Per query vector: the set of page ids among its top-k cells."""
+    return [set(ids.tolist()) for ids, _ in store.search_cells(store.project_queries(vecs), k)]
+
+
+def token_blob_page(rng: np.random.Generator, page_no: int, tokens, noise=0.02, grid=(40, 60), block=(3, 6)) -> PageRecord:
+    """Vision-like page: each token covers a block of cells holding its vector plus a little noise."""
+    gh, gw = grid
+    ys, xs, feats = [], [], []
+    for i, vec in enumerate(tokens):
+        y0, x0 = (i // 8) * (block[0] + 1), (i % 8) * (block[1] + 1)
+        yy, xx = np.mgrid[y0 : y0 + block[0], x0 : x0 + block[1]]
+        ys.append(yy.ravel())
+        xs.append(xx.ravel())
+        feats.append(vec + noise * rng.standard_normal((yy.size, len(vec))))
+    return PageRecord(page_no, gw * 8, gh * 8, "vision", gh, gw, np.concatenate(ys), np.concatenate(xs),
+                      l2_normalize(np.concatenate(feats)).astype(np.float32))

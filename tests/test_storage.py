@@ -1,71 +1,28 @@
-"""Storage layer: SQL rows + feature store + FAISS, on SQLite and PostgreSQL (see storage_fixtures.py)."""
+"""Store behaviour on SQLite and PostgreSQL: write/read, paths and duplicates, deletes, failures,
+listings, consistency checks, one home per database, models, concurrent readers and writers, stats.
+(Vector index and codec: test_storage_vectors.py; kill -9: test_storage_crash.py.)"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
-from pathlib import Path
 
-import faiss
 import numpy as np
 import pytest
 
-from storage_fixtures import ROOT, db_url, open_store, random_doc, random_page  # noqa: F401
-from tokensearch.storage import ModelMismatchError, PageRecord, Store
-from tokensearch.storage.features import decode_page, encode_page
-from tokensearch.storage.vectors import index_vectors
-from tokensearch.tokenocr_model.interface import ModelInfo, l2_normalize
+from storage_fixtures import (  # noqa: F401  (fixtures)
+    db_url,
+    one_faiss_thread,
+    open_store,
+    random_doc,
+    top_pages,
+    write,
+)
+from tokensearch.storage import ModelMismatchError, Store
+from tokensearch.tokenocr_model.interface import ModelInfo
 
 MINI = ModelInfo(name="mini", family="mini", fingerprint="a" * 64, dim=64)
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def _one_faiss_thread():
-    """Tiny indexes: OpenMP threads only add contention on a shared 2-core machine."""
-    n = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(n)
-
-
-def write(store: Store, seed: int, n_pages: int = 2, path: str | None = None, **kw) -> int:
-    pages = random_doc(seed, n_pages, **kw)
-    path = path or f"/docs/{seed}.pdf"
-    return store.write_document(f"sha-{seed}", path, 100 + seed, 10**9 + seed, "pdf", iter(pages))
-
-
-def top_pages(store: Store, vecs: np.ndarray, k: int = 5) -> list[set[int]]:
-    return [set(ids.tolist()) for ids, _ in store.search_cells(store.project_queries(vecs), k)]
-
-
-# --- feature codec (no database) -------------------------------------------------------------------
-@pytest.mark.parametrize("dim", [64, 128])
-def test_int8_features_cosine_error(dim):
-    """Per-row int8 quantisation: measured cosine between original and decoded cells."""
-    page = random_page(np.random.default_rng(0), 1, n=2000, dim=dim, grid=(60, 60))
-    pf = decode_page(encode_page(page.grid_h, page.grid_w, page.ys, page.xs, page.feats))
-    order = np.argsort(page.ys * page.grid_w + page.xs)
-    cos = np.sum(pf.feats * page.feats[order], axis=1)
-    assert np.array_equal(pf.ys, page.ys[order]) and np.array_equal(pf.xs, page.xs[order])
-    assert np.allclose(np.linalg.norm(pf.feats, axis=1), 1, atol=1e-5)
-    assert 1 - cos.mean() < 5e-5 and 1 - cos.min() < 2e-4  # measured at d=64: 1.8e-5 mean, 5e-5 max
-
-
-def test_sparse_and_dense_coordinate_encodings_round_trip():
-    rng = np.random.default_rng(1)
-    for n, grid in [(5, (300, 400)), (900, (30, 40))]:  # coords as u16 pairs / as a grid bit mask
-        p = random_page(rng, 1, n=n, dim=16, grid=grid)
-        pf = decode_page(encode_page(p.grid_h, p.grid_w, p.ys, p.xs, p.feats))
-        assert sorted(zip(pf.ys.tolist(), pf.xs.tolist())) == sorted(zip(p.ys.tolist(), p.xs.tolist()))
-        assert pf.feats.shape == (n, 16)
-
-
-# --- round trip ------------------------------------------------------------------------------------
 def test_write_read_round_trip(open_store):
     store = open_store()
     store.ensure_model(MINI)
@@ -319,155 +276,6 @@ def test_model_mismatch(open_store):
         open_store().ensure_model(retrained)
 
 
-def test_flat_index_becomes_compressed_past_threshold(open_store):
-    store = open_store(flat_max_vectors=3000)
-    docs = [random_doc(s, 2, n=400) for s in range(5)]
-    ids = [store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d)) for s, d in enumerate(docs[:3])]
-    assert store.stats().vector_index_type == "flat-ip"  # 2400 vectors
-    ids += [store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d)) for s, d in enumerate(docs[3:], 3)]
-    st = store.stats()
-    assert st.vector_index_type.startswith("ivf") and st.vector_index_type.endswith("sq8") and st.vectors == 4000
-    # candidate recall: a page's own cells find it among the top hits
-    for s, doc_id in enumerate(ids):
-        page_id = store.document_pages(doc_id)[0].page_id
-        hits = top_pages(store, docs[s][0].feats[:20], k=3)
-        assert sum(page_id in h for h in hits) >= 18
-    store.unlink_path("/0.pdf")
-    assert store.stats().vectors == 3200
-    store.close()
-    again = open_store(flat_max_vectors=3000)
-    st = again.stats()
-    assert st.vector_index_type.startswith("ivf") and st.vectors == 3200 and again.verify() == []
-
-
-def test_compressed_index_is_rechosen_as_it_grows(open_store):
-    """flat -> IVF-SQ8 past flat_max_vectors -> IVF-SQ4 once it has grown 8-fold past sq4_min_vectors."""
-    store = open_store(flat_max_vectors=250, sq4_min_vectors=1000)
-    docs = [random_doc(s, 1, n=100) for s in range(26)]
-    types = []
-    for s, d in enumerate(docs):
-        store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d))
-        types.append(store.stats().vector_index_type)
-    assert types[0] == "flat-ip" and types[2].endswith(",sq8") and types[-1].endswith(",sq4")
-    assert types[-1] != types[2] and store.stats().vectors == 2600
-    found = [store.doc_for_content(f"sha-{s}") in {store.pages(h.tolist())[p].doc_id for p in h.tolist()}
-             for s in range(0, 26, 5) for h, _ in store.search_cells(docs[s][0].feats[:5], 3)]
-    assert np.mean(found) > 0.8
-
-
-def test_duplicate_cells_are_indexed_once(open_store):
-    """A page painted from a PDF text layer repeats each token's vector over its cells."""
-    rng = np.random.default_rng(4)
-    store = open_store()
-    page = random_page(rng, 1, n=300, source="text")
-    page.feats = np.repeat(page.feats[:10], 30, axis=0)  # 10 tokens x 30 cells
-    doc = store.write_document("painted", "/p.pdf", 1, 1, "pdf", iter([page]))
-    write(store, 1)
-    st = store.stats()
-    assert st.vectors == 10 + 400 and st.feature_cells == 700 and st.pages_by_source == {"text": 1, "vision": 2}
-    pid = store.document_pages(doc)[0].page_id
-    assert len(store.page_features([pid])[pid].feats) == 300
-    ids, scores = store.search_cells(page.feats[:1], 3)[0]
-    assert ids[0] == pid and scores[0] > 0.999 and len(ids) == 3 and ids[1] != pid  # one hit per distinct vector
-
-
-def token_blob_page(rng, page_no, tokens, noise=0.02, grid=(40, 60), block=(3, 6)) -> PageRecord:
-    """Vision-like page: each token covers a block of cells holding its vector plus a little noise."""
-    gh, gw = grid
-    ys, xs, feats = [], [], []
-    for i, vec in enumerate(tokens):
-        y0, x0 = (i // 8) * (block[0] + 1), (i % 8) * (block[1] + 1)
-        yy, xx = np.mgrid[y0 : y0 + block[0], x0 : x0 + block[1]]
-        ys.append(yy.ravel())
-        xs.append(xx.ravel())
-        feats.append(vec + noise * rng.standard_normal((yy.size, len(vec))))
-    return PageRecord(page_no, gw * 8, gh * 8, "vision", gh, gw, np.concatenate(ys), np.concatenate(xs),
-                      l2_normalize(np.concatenate(feats)).astype(np.float32))
-
-
-def test_index_vectors_merge_bound():
-    """Left-out cells are within merge_cos of an indexed one: best score drops <= sqrt(2 - 2 tau)."""
-    rng = np.random.default_rng(5)
-    tokens = l2_normalize(rng.standard_normal((32, 64)))
-    page = token_blob_page(rng, 1, tokens, noise=0.02)  # cells of a token: cos ~0.975 with each other
-    pf = decode_page(encode_page(page.grid_h, page.grid_w, page.ys, page.xs, page.feats))
-    for tau in (0.9, 0.95, 0.97):
-        kept = index_vectors(pf, tau)
-        q = l2_normalize(np.concatenate([tokens, rng.standard_normal((50, 64))])).astype(np.float32)
-        loss = (q @ pf.feats.T).max(axis=1) - (q @ kept.T).max(axis=1)
-        assert loss.max() <= np.sqrt(2 - 2 * tau) + 1e-6 and len(kept) < len(pf.feats)
-    assert len(index_vectors(pf, 0.9)) == 32 * 3  # one vector per token and grid row
-    assert len(index_vectors(pf, None)) == len(pf.feats)
-
-
-def test_merged_runs_keep_candidate_ranking(tmp_path):
-    rng = np.random.default_rng(6)
-    vocab = l2_normalize(rng.standard_normal((200, 64)))
-    picks = [rng.choice(200, 32, replace=False) for _ in range(8)]
-    pages = [token_blob_page(rng, 1, vocab[p]) for p in picks]
-    full = Store.open(tmp_path / "full")  # two indexes: two SQLite homes (DB independent)
-    merged = Store.open(tmp_path / "merged", merge_cos=0.95)
-    for st in (full, merged):
-        for i, p in enumerate(pages):
-            st.write_document(f"sha-{i}", f"/{i}.png", 1, 1, "image", iter([p]))
-    assert merged.stats().vectors == 8 * 32 * 3 and full.stats().vectors == 8 * 32 * 18
-    assert merged.stats().codec == "identity, runs merged at cos>=0.95" and merged.verify() == []
-    for t in range(200):
-        truth = {i + 1 for i, p in enumerate(picks) if t in p}  # page ids in write order
-        if not truth:
-            continue
-        (ids_f, sc_f), = full.search_cells(vocab[t : t + 1], 18 * len(truth))
-        (ids_m, sc_m), = merged.search_cells(vocab[t : t + 1], 3 * len(truth))
-        assert set(ids_f.tolist()) == set(ids_m.tolist()) == truth  # the same pages from 6x fewer vectors
-        assert sc_f[0] - sc_m[0] < 0.02
-    full.close()
-    merged.close()
-    with Store.open(tmp_path / "merged") as again:
-        assert again.stats().vectors == 8 * 32 * 3  # the recorded choice holds
-
-
-def test_pca_codec_for_large_dim_preserves_ranking(open_store):
-    rng = np.random.default_rng(3)
-    dim = 512
-    basis = l2_normalize(rng.standard_normal((48, dim)))  # features live near a 48-d subspace
-    store = open_store(pca_fit_cells=1000)
-    docs = [[random_page(rng, i + 1, n=250, dim=dim, basis=basis) for i in range(2)] for _ in range(6)]
-    for s, d in enumerate(docs):
-        store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d))
-    st = store.stats()
-    assert st.codec == "pca 512->128" and st.dim == 128 and st.vectors == 3000
-    queries = l2_normalize(rng.standard_normal((30, 48)) @ basis).astype(np.float32)
-    q = store.project_queries(queries)
-    assert q.shape == (30, 128) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
-    # ranking of cells: exact cosine in 512-d vs the index in 128-d
-    all_cells = np.concatenate([p.feats for d in docs for p in d])
-    exact = np.argsort(-(queries @ all_cells.T), axis=1)[:, :10]
-    page_of = np.repeat(np.arange(12) + 1, 250)  # page ids 1..12 in write order
-    approx = store.search_cells(q, 10)
-    overlap = np.mean([len(set(page_of[e]) & set(a[0].tolist())) / len(set(page_of[e])) for e, a in zip(exact, approx)])
-    assert overlap > 0.9
-    top1 = np.mean([page_of[e[0]] == a[0][0] for e, a in zip(exact, approx)])
-    assert top1 > 0.9
-    store.close()
-    again = open_store(pca_fit_cells=1000)
-    assert np.allclose(again.project_queries(queries), q, atol=1e-6)
-
-
-def test_codec_is_not_recorded_when_first_document_fails(open_store):
-    store = open_store(pca_fit_cells=100)
-    pages = random_doc(1, 2, n=100, dim=300)
-
-    def failing():
-        yield from pages
-        raise OSError("disk read error")
-
-    with pytest.raises(OSError):
-        store.write_document("a", "/a.pdf", 1, 1, "pdf", failing())
-    assert store.stats().codec == "none"
-    store.write_document("a", "/a.pdf", 1, 1, "pdf", iter(pages))
-    assert store.stats().codec == "pca 300->128"
-
-
 def test_second_store_sees_writes_and_deletes(open_store, tmp_path):
     writer = open_store()
     reader = open_store()
@@ -534,78 +342,3 @@ def test_stats_bytes_per_page(open_store):
     assert st.vector_bytes == 0 and st.vector_index_type == "flat-ip"
     assert st.feature_bytes < st.index_bytes < st.feature_bytes + st.database_bytes + 4096 * 4
     assert st.bytes_per_page == pytest.approx(st.index_bytes / 4)
-
-
-# --- crash safety ----------------------------------------------------------------------------------
-CHILD = textwrap.dedent(
-    """
-    import os, signal, sys
-    sys.path[:0] = [{root!r}, {tests!r}]
-    from pathlib import Path
-    from storage_fixtures import random_doc
-    from tokensearch.storage import store as store_mod, vectors as vectors_mod
-    from tokensearch.storage import Store
-
-    point, home, url, flat_max = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None, int(sys.argv[4])
-    die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
-    st = Store.open(home, url, persist_interval=0, flat_max_vectors=flat_max)
-    for seed in (1, 2, 3):
-        st.write_document(f"sha-{{seed}}", f"/{{seed}}.pdf", 1, 1, "pdf", iter(random_doc(seed, 2)))
-    st.unlink_path("/2.pdf")
-    if point == "after_fsync":
-        st.features.sync = (lambda orig: lambda: (orig(), die()))(st.features.sync)
-    elif point == "after_commit":
-        st.vectors.committed = die
-    elif point == "during_persist":
-        vectors_mod._atomic_write = die
-    def pages():
-        doc = random_doc(4, 3)
-        yield doc[0]
-        yield doc[1]
-        if point == "iterator":
-            die()
-        yield doc[2]
-    st.write_document("sha-4", "/4.pdf", 1, 1, "pdf", pages())
-    st.persist()  # (the periodic snapshot may have come first)
-    print("not killed")
-    """
-)
-
-
-@pytest.mark.parametrize(
-    "point,index",
-    [("iterator", "ivf"), ("after_fsync", "ivf"), ("after_commit", "ivf"), ("during_persist", "ivf"),
-     ("after_commit", "flat")],
-)
-def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, index):
-    """The writer dies (SIGKILL) at a point of its 4th document (after 3 written and 1 unlinked)."""
-    home = tmp_path / "home"
-    flat_max = 500 if index == "ivf" else 10**6  # ivf: 800 vectors after doc 2 -> IVF-SQ8, snapshots
-    script = CHILD.format(root=str(ROOT), tests=str(Path(__file__).parent))
-    proc = subprocess.run([sys.executable, "-c", script, point, str(home), db_url or "", str(flat_max)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, **ONE_THREAD})
-    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-
-    store = open_store(flat_max_vectors=flat_max)
-    committed = {1, 3} | ({4} if point in ("after_commit", "during_persist") else set())
-    st = store.stats()
-    assert st.vector_index_type == ("flat-ip" if index == "flat" else "ivf20,sq8")
-    assert store.verify(read_all=True) == []
-    assert st.documents == len(committed)
-    assert st.pages == 2 * len(committed) + (1 if 4 in committed else 0)
-    assert st.vectors == st.pages * 200 == st.feature_cells
-    for seed in (1, 2, 3, 4):
-        doc = store.doc_for_content(f"sha-{seed}")
-        assert (doc is not None) == (seed in committed)
-        page_ids = {p.page_id for p in store.document_pages(doc)} if doc else set()
-        for page in random_doc(seed, 2):
-            hits = store.search_cells(store.project_queries(page.feats[:3]), 1)
-            found = {int(ids[0]) for ids, scores in hits if scores[0] > 0.99}
-            assert bool(found) == (seed in committed) and found <= page_ids
-    # the next run finishes the job, and drops what the killed writer left in its segment
-    if 4 not in committed:
-        store.write_document("sha-4", "/4.pdf", 1, 1, "pdf", iter(random_doc(4, 3)))
-    st = store.stats()
-    assert st.vectors == (2 + 2 + 3) * 200 and st.documents == 3 and store.verify() == []
-    live = sum(p.stat().st_size for p in (home / "features").iterdir())
-    assert live == st.feature_bytes + 2 * (st.feature_bytes // 7)  # + the unlinked doc 2 (2 of 9 pages)
