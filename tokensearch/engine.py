@@ -149,10 +149,15 @@ class Engine:
         stored = self.store.stored_model()
         info = self.query_encoder.info
         if stored is not None and (stored.fingerprint != info.fingerprint or stored.dim != info.dim):
+            if stored.name == info.name:
+                raise ModelMismatchError(
+                    f"the weights of model {info.name!r} changed since this index was built (index: "
+                    f"{stored.fingerprint[:12]}, now: {info.fingerprint[:12]}): index into a new --home "
+                    "(or delete this one) to rebuild it with the current weights")
             raise ModelMismatchError(
                 f"this index was built with model {stored.name!r} (weights {stored.fingerprint[:12]}), "
                 f"but the query uses {info.name!r} (weights {info.fingerprint[:12]}): search with "
-                f"--model {stored.name} or re-index into a new --home")
+                f"--model {stored.name} or index into a new --home")
 
     def threshold(self) -> float:
         if self.settings.threshold is not None:

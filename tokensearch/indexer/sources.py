@@ -16,6 +16,7 @@ import pymupdf
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from ..errors import BadDocument
+from ..textnorm import normalise
 
 # extension -> kind; the content must agree (see sniff_kind)
 EXTENSIONS: dict[str, str] = {
@@ -201,8 +202,10 @@ def pdf_text_words(page: pymupdf.Page) -> list[list[TextChar]] | None:
     W, H = page.rect.width, page.rect.height
     if W <= 0 or H <= 0:
         return None
-    # no TEXT_PRESERVE_LIGATURES: ligatures come split into their letters, as a query spells them
-    raw = page.get_text("rawdict", flags=pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP)
+    # ligatures kept as one glyph ("ﬁ" with its box) and spelt out by normalise() below: PyMuPDF's own
+    # expansion can drop a letter ("identiﬁer" -> "identifer")
+    flags = pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
+    raw = page.get_text("rawdict", flags=flags)
     words: list[list[TextChar]] = []
     total = bad = 0
     for block in raw.get("blocks", []):
@@ -210,7 +213,7 @@ def pdf_text_words(page: pymupdf.Page) -> list[list[TextChar]] | None:
             cur: list[TextChar] = []
             for span in line.get("spans", []):
                 for ch in span.get("chars", []):
-                    c = ch["c"]
+                    c = normalise(ch["c"])  # "ﬁ" -> "fi", "’" -> "'": spelt as a query spells it
                     total += 1
                     if c == "\ufffd":
                         bad += 1

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from ..errors import QueryError
-
-_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'",
-                         "\u2013": "-", "\u2014": "-", "\u2212": "-"})
+from ..textnorm import normalise
 _UNIT = re.compile(r'"([^"]*)"|(\S+)')
 
 
@@ -21,7 +18,7 @@ class Unit:
 
 def normalise_query(text: str) -> str:
     """NFKC (splits ligatures), typographic quotes/dashes to ASCII, collapsed white space."""
-    return " ".join(unicodedata.normalize("NFKC", text).translate(_QUOTES).split())
+    return " ".join(normalise(text).split())
 
 
 def parse_query(text: str, max_chars: int) -> list[Unit]:

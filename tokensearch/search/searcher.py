@@ -60,8 +60,9 @@ class _Plan:
 @dataclass(frozen=True)
 class SearchOptions:
     threshold: float
-    # pages built from a text layer carry the tokens' exact vectors: a true match scores ~1 there
-    text_layer_threshold: float = 0.95
+    # pages built from a text layer carry the tokens' exact vectors: a true match scores ~1 there (int8
+    # storage keeps cos > 0.999), while a neighbouring spelling's composed vector can reach 0.98
+    text_layer_threshold: float = 0.99
     cells_per_token: int = 4096  # vector-index neighbours per query token
     min_candidate_pages: int = 48
     max_occurrences: int = 20
@@ -112,12 +113,14 @@ class Searcher:
         for ui, unit in enumerate(plan.units):
             for spelling in case_variants(unit.text):
                 q = self.encoder.embed_query(spelling)
-                if not q.tokens:
+                # a token covering no character (a lone leading-space piece) is written nowhere
+                keep = [i for i, t in enumerate(q.tokens) if t.end > t.start]
+                if not keep:
                     continue
-                rows = list(range(n, n + len(q.tokens)))
-                n += len(q.tokens)
-                vecs.append(np.asarray(q.vectors, dtype=np.float32))
-                plan.spellings.append(_Spelling(ui, rows, [max(1, t.end - t.start) for t in q.tokens]))
+                rows = list(range(n, n + len(keep)))
+                n += len(keep)
+                vecs.append(np.asarray(q.vectors, dtype=np.float32)[keep])
+                plan.spellings.append(_Spelling(ui, rows, [q.tokens[i].end - q.tokens[i].start for i in keep]))
         if vecs:
             plan.vectors = self.store.project_queries(np.concatenate(vecs))
         return plan
@@ -156,7 +159,8 @@ class Searcher:
             if pf is None or len(pf.ys) == 0 or pid not in infos:
                 continue
             thr = self.opt.threshold
-            if infos[pid].source == "text":
+            exact = infos[pid].source == "text"
+            if exact:
                 thr = max(thr, self.opt.text_layer_threshold)
             sims = pf.feats @ plan.vectors.T  # (n, R)
             # a unit's spellings can only match if their token rows reach the threshold somewhere
@@ -166,6 +170,8 @@ class Searcher:
                 if peak[sp.rows].mean() < thr:
                     continue
                 maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, sims[:, sp.rows])
+                if exact:  # every token must be there exactly, not just the mean of them
+                    maps[maps < self.opt.text_layer_threshold] = -1.0
                 per_unit[sp.unit].extend(locate(maps, sp.lens, thr, self.opt.max_occurrences))
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
