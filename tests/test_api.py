@@ -484,3 +484,24 @@ def test_app_builds_its_own_engine_from_settings(tmp_path):
         assert c.get(f"{API}/search", params={"q": "Okapi"}).json()["hits"][0]["name"] == "solo.pdf"
         engine = c.app.state.api.engine
     assert engine._store is None  # closed with the app
+
+
+def test_the_api_on_sqlite_and_postgresql(tmp_path, db_url, mini_encoder):
+    """The same calls against both metadata databases (Docker compose runs PostgreSQL)."""
+    settings = build_settings(tmp_path, database_url=db_url)
+    root = make_docs(settings.roots[0])
+    engine = Engine(settings, encoder=mini_encoder)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        job = c.post(f"{API}/index-jobs", json={"path": str(root)}).json()
+        assert wait_job(c, job["id"])["status"] == "done"
+        hit = c.get(f"{API}/search", params={"q": "INV-2023-0042"}).json()["hits"][0]
+        assert (hit["name"], hit["page"]) == ("invoice.pdf", 1)
+        assert c.get(f"{API}/documents").json()["total"] == len(DOCS)
+        assert c.get(hit["thumbnail_url"]).status_code == 200
+        up = c.post(f"{API}/documents", params={"wait": "true"},
+                    files={"file": ("pg.pdf", _pdf_bytes(["Narwhal sightings log", "North Atlantic"]))})
+        assert up.status_code == 201 and c.get(f"{API}/search", params={"q": "Narwhal"}).json()["hits"]
+        assert c.delete(f"{API}/documents/{hit['doc_id']}").status_code == 200
+        assert c.get(f"{API}/documents").json()["total"] == len(DOCS)  # -1 deleted, +1 uploaded
+        assert c.get("/healthz").json()["status"] == "ok"
+    engine.close()
