@@ -220,6 +220,9 @@ def test_page_navigation_zoom_and_shared_urls(live, page):
     _wait_image(pg, "#page-img")
     assert pg.locator("#v-page").inner_text() == "page 1 of 2"
     assert pg.locator("#q").input_value() == "tariffs"
+    pg.keyboard.press("/")  # a new search from the page view: back to the results, in the search box
+    pg.wait_for_selector("#viewer", state="hidden")
+    assert pg.evaluate("document.activeElement.id") == "q"
 
 
 def test_empty_and_error_states(live, page):

@@ -537,7 +537,7 @@ function onKey(e) {
   if (typing(e) || document.querySelector("dialog[open]")) return;
   const viewing = !$("viewer").hidden;
   const keys = {
-    "/": () => { $("q").focus(); $("q").select(); },
+    "/": () => { if (viewing) closeViewer(); $("q").focus(); $("q").select(); },
     "?": () => $("help").showModal(),
     j: () => (viewing ? stepHit(1) : selectCard(state.selected + 1)),
     k: () => (viewing ? stepHit(-1) : selectCard(state.selected - 1)),
