@@ -30,3 +30,10 @@ class BadDocument(TokensearchError):
 
     code = "bad_document"
     status = 422
+
+
+class IndexLayoutError(TokensearchError):
+    """The --home / database pair does not hold an index this version can open as asked."""
+
+    code = "index_layout"
+    status = 409

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import IndexLayoutError, ModelMismatchError
 
-class ModelMismatchError(RuntimeError):
-    """The index was built with another model than the one asked for (vectors would not be comparable)."""
+__all__ = ["FileRecord", "IndexLayoutError", "IndexStats", "ModelMismatchError", "PageFeatures", "PageInfo",
+           "PageRecord"]
 
 
 @dataclass

@@ -42,6 +42,7 @@ from .features import FeatureStore, decode_page, encode_page
 from .keeper import VectorKeeper, read_spec
 from .records import (
     FileRecord,
+    IndexLayoutError,
     IndexStats,
     ModelMismatchError,
     PageFeatures,
@@ -165,7 +166,7 @@ class Store:
             version = s.execute(select(Meta.number).where(Meta.key == "schema")).scalar()
         if version != SCHEMA_VERSION:
             self.engine.dispose()
-            raise RuntimeError(
+            raise IndexLayoutError(
                 f"the index in {self.home} has storage schema {version}, this tokensearch reads schema "
                 f"{SCHEMA_VERSION}; index into a new --home (or delete this one) to rebuild it"
             )
@@ -186,7 +187,7 @@ class Store:
             in_db = None if row is None else row.value
         if in_db is None:
             if on_disk is not None and self.features.segments():
-                raise RuntimeError(
+                raise IndexLayoutError(
                     f"{self.home} holds an index whose database is not {self._url_text()} (that one is "
                     f"empty); open it with its own database URL, or use a new --home"
                 )
@@ -203,7 +204,7 @@ class Store:
             tmp.write_text(on_disk + "\n")
             os.replace(tmp, id_file)
         if on_disk != in_db["id"]:
-            raise RuntimeError(
+            raise IndexLayoutError(
                 f"the database {self._url_text()} belongs to the index in {in_db['home']}, not to "
                 f"{self.home}; use --home {in_db['home']}, or another database (or schema) for a new index"
             )
