@@ -14,9 +14,11 @@ from storage_fixtures import (  # noqa: F401  (fixtures)
     one_faiss_thread,
     open_store,
     random_doc,
+    random_page,
     top_pages,
     write,
 )
+from tokensearch.errors import IndexLayoutError
 from tokensearch.storage import ModelMismatchError, Store
 from tokensearch.tokenocr_model.interface import ModelInfo
 
@@ -59,6 +61,25 @@ def test_write_read_round_trip(open_store):
     assert (st.documents, st.pages, st.vectors, st.pages_by_source) == (1, 3, 900, {"vision": 3})
     assert store.verify(read_all=True) == []
     assert st.codec == "identity" and st.dim == 64 and st.vector_index_type == "flat-ip"
+
+
+def test_pages_are_consumed_one_at_a_time(open_store):
+    """A long document is never held in memory: a page's features are released two pages later."""
+    import weakref
+
+    store = open_store()
+    refs: list[weakref.ref] = []
+
+    def pages():
+        rng = np.random.default_rng(3)
+        for i in range(30):
+            page = random_page(rng, i + 1)  # (arrays are freed by refcount: no gc.collect needed)
+            assert all(r() is None for r in refs[: max(0, i - 2)]), f"pages before {i - 1} still alive"
+            refs.append(weakref.ref(page.feats))
+            yield page
+
+    store.write_document("long", "/long.pdf", 1, 1, "pdf", pages())
+    assert store.stats().pages == 30
 
 
 def test_duplicate_content_is_linked_not_reindexed(open_store):
@@ -231,7 +252,7 @@ def test_a_database_serves_one_home(open_store, db_url, tmp_path):
     first = Store.open(tmp_path / "a", url)
     write(first, 1)
     first.close()
-    with pytest.raises(RuntimeError, match="belongs to the index in .*a"):
+    with pytest.raises(IndexLayoutError, match="belongs to the index in .*a"):
         Store.open(tmp_path / "b", url)
     Store.open(tmp_path / "a", url).close()  # its own home still opens
 
@@ -256,7 +277,7 @@ def test_index_from_another_schema_version_is_refused(open_store, tmp_path):
     store = open_store()
     with store.engine.begin() as c:
         c.execute(update(Meta).where(Meta.key == "schema").values(number=99))
-    with pytest.raises(RuntimeError, match="schema 99.*new --home"):
+    with pytest.raises(IndexLayoutError, match="schema 99.*new --home"):
         open_store()
 
 
