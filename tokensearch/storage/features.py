@@ -13,7 +13,7 @@ Layout: ``<home>/features/seg-000001.bin``, ``seg-000002.bin``, ... Each page is
 
 A row's scale is not stored: rows are unit vectors and are re-normalised on decode, so only the
 direction matters. Measured at d=64: 1 - cos(stored, original) 1.8e-5 mean, 5e-5 max; a query's
-score moves by 6e-4 mean, 5e-3 max (tests/test_storage.py checks the bound).
+score moves by 6e-4 mean, 5e-3 max (tests/test_storage_vectors.py checks the bound).
 
 Bytes after the last blob a SQL row points to are garbage of an interrupted write; the next writer to
 own that segment trims them (a writer owns a segment through an exclusive flock on it).
