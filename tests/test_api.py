@@ -358,7 +358,11 @@ def test_page_image_formats_widths_and_disk_cache(api_env, monkeypatch):
     im = Image.open(io.BytesIO(png.content))
     assert im.width == 320  # snapped up to a cached size
     assert abs(im.height / im.width - hit["height"] / hit["width"]) < 0.01
+    etag = png.headers["etag"]
+    same = c.get(url, params={"format": "png", "width": 300}, headers={"If-None-Match": etag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == etag
     webp = c.get(url, params={"width": 640})
+    assert webp.headers["etag"] != etag
     assert webp.headers["content-type"] == "image/webp" and Image.open(io.BytesIO(webp.content)).width == 640
     huge = Image.open(io.BytesIO(c.get(url, params={"width": 9000, "format": "png"}).content))
     assert huge.width <= hit["width"] + 1  # never upscaled

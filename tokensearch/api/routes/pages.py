@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from PIL import Image
 
@@ -21,8 +22,10 @@ router = APIRouter(prefix=f"{API}/pages", tags=["pages"], dependencies=[Authoriz
 
 @router.get("/{doc_id}/{page}/image", response_class=FileResponse, responses={
     200: {"content": {"image/png": {}, "image/webp": {}}, "description": "the page, scaled to the width"},
+    304: {"description": "not modified (If-None-Match matched the ETag)"},
     **errors(404)})
 def page_image(
+    request: Request,
     state: StateDep,
     doc_id: DocId,
     page: PageNo,
@@ -30,7 +33,14 @@ def page_image(
     format: Annotated[Literal["png", "webp"], Query(description="image format")] = "webp",
 ) -> FileResponse:
     path = state.images.get(doc_id, page, width, format)
-    return FileResponse(path, media_type=FORMATS[format], headers={"Cache-Control": "private, max-age=86400"})
+    # the cached file's name includes the document's content version, so its ETag changes with the content
+    # (a reused document id never shows a stale picture); clients revalidate, a match costs one stat()
+    st = path.stat()
+    etag = '"' + hashlib.sha1(f"{path}:{st.st_mtime_ns}:{st.st_size}".encode()).hexdigest()[:20] + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=FORMATS[format], headers=headers)
 
 
 @router.get("/{doc_id}/{page}/heatmap", response_model=HeatmapOut, responses={
