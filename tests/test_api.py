@@ -322,6 +322,20 @@ def test_jobs_survive_a_restart_and_resume(tmp_path, mini_encoder):
     assert saved == {"aaa": "done", "bbb": "failed", "ccc": "failed", "ddd": "done"}
 
 
+def test_a_damaged_jobs_file_is_set_aside_not_fatal(tmp_path, mini_encoder):
+    settings = build_settings(tmp_path)
+    state = settings.home / "api" / "jobs.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{not json")
+    engine = Engine(settings, encoder=mini_encoder)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        assert c.get(f"{API}/index-jobs").json()["items"] == []
+        assert c.get("/healthz").json()["status"] == "ok"
+    engine.close()
+    assert (state.parent / "jobs.json.broken").read_text() == "{not json"
+    assert json.loads(state.read_text())["jobs"] == []
+
+
 def test_a_job_running_at_shutdown_is_marked_interrupted(tmp_path, mini_encoder):
     settings = build_settings(tmp_path)
     make_docs(settings.roots[0])
