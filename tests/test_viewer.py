@@ -172,7 +172,12 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     assert abs(heat_bb["width"] - vimg["width"]) < 2 and abs(heat_bb["height"] - vimg["height"]) < 2
     pg.locator("#heat-tokens button").nth(2).click()  # a single token's map
     assert pg.locator("#heat-tokens button").nth(2).get_attribute("aria-pressed") == "true"
+    vb = pg.locator("#v-boxes .box").first.bounding_box()
+    pg.mouse.dblclick(vb["x"] + vb["width"] / 2, vb["y"] + vb["height"] / 2)  # zoom in on the hit
     pg.wait_for_timeout(200)
+    zoomed = pg.locator("#v-boxes .box").first.bounding_box()
+    assert zoomed["width"] > 1.8 * vb["width"]
+    assert abs(zoomed["x"] + zoomed["width"] / 2 - (vb["x"] + vb["width"] / 2)) < 3  # around the cursor
     shot = pg.screenshot()
     for target in (_artifact("viewer.png"), REPO / "docs" / "viewer.png"):
         target.parent.mkdir(parents=True, exist_ok=True)

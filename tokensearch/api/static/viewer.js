@@ -402,6 +402,7 @@ async function toggleHeat(on = !state.heat.on) {
   $("heat-toggle").setAttribute("aria-pressed", String(on));
   $("heat-bar").hidden = !on;
   $("heat").hidden = !on;
+  $("viewer").classList.toggle("heat-on", on);  // boxes become outlines so the map shows through
   if (on) await loadHeat();
 }
 
