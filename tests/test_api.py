@@ -222,8 +222,11 @@ def test_index_job_reports_failed_files(api_env):
     done = wait_job(api_env.client, job["id"])
     assert done["status"] == "done"
     assert done["progress"]["failures"] == 1 and done["report"]["failed"][0][0].endswith("bad.pdf")
-    failed = api_env.client.get(f"{API}/documents", params={"status": "failed"}).json()["items"]
-    assert failed and failed[0]["failure"] and failed[0]["id"] is None
+    listing = api_env.client.get(f"{API}/documents", params={"status": "failed"}).json()
+    failed = listing["items"]
+    assert failed and failed[0]["failure"] and failed[0]["id"] is None and listing["total"] == 1
+    everything = api_env.client.get(f"{API}/documents").json()
+    assert everything["total"] == len(DOCS) + 1 and len(everything["items"]) == len(DOCS) + 1
 
 
 def test_index_job_errors(api_env):

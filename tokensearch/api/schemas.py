@@ -63,7 +63,8 @@ class DocumentList(BaseModel):
     items: list[DocumentOut]
     offset: int
     limit: int
-    total: int | None = Field(None, description="number of documents matching the filter, when known")
+    total: int | None = Field(None, description="number of entries matching the filter (indexed documents, then "
+                                                "failed files), when known")
 
 
 class Deleted(BaseModel):

@@ -40,12 +40,12 @@ def list_documents(
 ) -> DocumentList:
     store = state.engine.store
     items = [document_out(d) for d in store.documents(status=status, offset=offset, limit=limit)]
-    total = None
-    if status is None:
-        try:
-            total = int(store.stats().documents)
-        except Exception:  # noqa: BLE001 - the count is a convenience
-            total = None
+    try:
+        stats = store.stats()
+        n_ok, n_failed = int(stats.documents), len(stats.failures)
+        total = {None: n_ok + n_failed, "ok": n_ok, "failed": n_failed}[status]
+    except Exception:  # noqa: BLE001 - the count is a convenience
+        total = None
     return DocumentList(items=items, offset=offset, limit=limit, total=total)
 
 
