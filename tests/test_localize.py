@@ -61,5 +61,5 @@ def test_chain_score_is_sum_of_best_predecessor():
     m[0, 1, 1] = 0.5
     m[0, 1, 2] = 0.9
     m[1, 1, 4] = 0.8
-    c = chain_scores(m, [3])
+    c = chain_scores(m, [3])[-1]
     assert abs(c[1, 4] - 1.7) < 1e-6

@@ -43,23 +43,22 @@ def _window_max_left(c: np.ndarray, gap: int) -> np.ndarray:
     return m[:, start:start + W]
 
 
-def chain_scores(maps: np.ndarray, gaps: list[int]) -> np.ndarray:
-    """Best chain sum ending at each cell for tokens 0..T-1 (maps (T,H,W)); gaps[j-1] bounds dx for token j."""
-    c = maps[0].copy()
-    for j in range(1, maps.shape[0]):
-        c = maps[j] + _window_max_left(c, gaps[j - 1])
-    return c
-
-
-def _backtrack(maps: np.ndarray, gaps: list[int], end: tuple[int, int]) -> list[tuple[int, int]]:
-    """Chain cells ending at ``end``: recompute partial chains and pick each predecessor in its window."""
+def chain_scores(maps: np.ndarray, gaps: list[int]) -> list[np.ndarray]:
+    """Best chain sums ending at each cell for tokens 0..j (maps (T,H,W)), for every j; gaps[j-1] bounds
+    the horizontal step from token j-1 to token j. The last array scores whole chains."""
     partial = [maps[0].copy()]
     for j in range(1, maps.shape[0]):
         partial.append(maps[j] + _window_max_left(partial[-1], gaps[j - 1]))
+    return partial
+
+
+def _backtrack(partial: list[np.ndarray], gaps: list[int], end: tuple[int, int]) -> list[tuple[int, int]]:
+    """Chain cells ending at ``end``: each predecessor is the best cell of the previous partial chain
+    inside the step window."""
     cells = [end]
     y, x = end
-    H, W = maps.shape[1:]
-    for j in range(maps.shape[0] - 1, 0, -1):
+    H, W = partial[0].shape
+    for j in range(len(partial) - 1, 0, -1):
         g = gaps[j - 1]
         y0, y1, x0, x1 = max(0, y - 1), min(H, y + 2), max(0, x - g), x
         if x1 <= x0:
@@ -97,7 +96,8 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
     """Occurrences of one unit (maps (T,H,W) of its tokens in order) scoring >= threshold, best first."""
     T, H, W = maps.shape
     gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (piece_lens[j] + piece_lens[j + 1] + 1)))) for j in range(T - 1)]
-    score = chain_scores(maps, gaps) / T
+    partial = chain_scores(maps, gaps)
+    score = partial[-1] / T
     cand = np.argwhere(score >= threshold)
     if len(cand) == 0:
         return []
@@ -108,7 +108,7 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
         y, x = int(cand[idx, 0]), int(cand[idx, 1])
         if taken[y, x]:
             continue
-        cells = _backtrack(maps, gaps, (y, x)) if T > 1 else [(y, x)]
+        cells = _backtrack(partial, gaps, (y, x)) if T > 1 else [(y, x)]
         boxes = [_grow(maps[j], cy, cx, max_w=int(CELLS_PER_CHAR * piece_lens[j]) + 2)
                  for j, (cy, cx) in enumerate(cells)]
         bx0 = min(b[0] for b in boxes)

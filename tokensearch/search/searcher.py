@@ -64,7 +64,8 @@ class SearchOptions:
     # storage keeps cos > 0.999), while a neighbouring spelling's composed vector can reach 0.98
     text_layer_threshold: float = 0.99
     cells_per_token: int = 4096  # vector-index neighbours per query token
-    min_candidate_pages: int = 48
+    min_candidate_pages: int = 32
+    max_candidate_pages: int = 160
     max_occurrences: int = 20
 
 
@@ -146,7 +147,12 @@ class Searcher:
         total = np.where(present, unit_score, 0.0).sum(axis=0)
         order = np.lexsort((pages, -total, -n_units))
         order = order[n_units[order] > 0]
-        return pages[order][:max(want, self.opt.min_candidate_pages)].tolist()
+        n = max(want, self.opt.min_candidate_pages)
+        if len(order) > n:  # pages tied with the last one kept are kept too (exact text-layer matches tie)
+            last = order[n - 1]
+            tied = (n_units[order[n:]] == n_units[last]) & (total[order[n:]] >= total[last] - 1e-6)
+            n += int(np.argmin(tied)) if not tied.all() else len(tied)
+        return pages[order][:min(n, self.opt.max_candidate_pages)].tolist()
 
     def score_pages(self, plan: _Plan, page_ids: list[int]) -> dict[int, list[list[Occurrence]]]:
         """Occurrences of every unit on every page (stage 2, exact)."""
@@ -162,7 +168,7 @@ class Searcher:
             exact = infos[pid].source == "text"
             if exact:
                 thr = max(thr, self.opt.text_layer_threshold)
-            sims = pf.feats @ plan.vectors.T  # (n, R)
+            sims = pf.similarities(plan.vectors)  # (n, R)
             # a unit's spellings can only match if their token rows reach the threshold somewhere
             peak = sims.max(axis=0)
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
@@ -186,7 +192,7 @@ class Searcher:
         plan = self.plan(query, max_chars)
         if plan.vectors is None:
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
-        cand = self._candidates(plan, 3 * (k + offset))
+        cand = self._candidates(plan, 2 * (k + offset) + 10)
         scored = self.score_pages(plan, cand)
         nq = plan.n_query_units
         ranked: list[tuple[tuple, float, int, list[Occurrence]]] = []
@@ -218,7 +224,7 @@ class Searcher:
         q = self.encoder.embed_query(" ".join(u.text for u in parse_query(query, max_chars)))
         vecs = self.store.project_queries(np.asarray(q.vectors, dtype=np.float32))
         pf = self.store.page_features([page_id])[page_id]
-        maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, pf.feats @ vecs.T)
+        maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, pf.similarities(vecs))
         plan = self.plan(query, max_chars)
         combined = np.zeros(maps.shape[1:], dtype=np.float32)
         for per_unit in self.score_pages(plan, [page_id]).get(page_id, []):

@@ -131,9 +131,9 @@ def decode_page(blob: bytes) -> PageFeatures:
         palette = dequantize(np.frombuffer(payload[pos : pos + m * d], dtype=np.int8).reshape(m, d))
         pos += m * d
         index = np.frombuffer(payload[pos:], dtype="<u1" if m <= 256 else "<u2")
-        return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, feats=palette[index])
+        return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, rows=palette, index=index)
     codes = np.frombuffer(payload[pos : pos + n * d], dtype=np.int8).reshape(n, d)
-    return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, feats=dequantize(codes))
+    return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, rows=dequantize(codes))
 
 
 class FeatureStore:

@@ -34,13 +34,28 @@ class PageRecord:
 
 @dataclass
 class PageFeatures:
-    """Stored features of one page, decoded: index (codec) space, rows re-normalised, raster order."""
+    """Stored features of one page, decoded: index (codec) space, rows re-normalised, raster order.
+
+    Pages stored as a palette (a few hundred distinct vectors over thousands of cells) keep that form:
+    ``feats`` expands it on first use, :meth:`similarities` never does.
+    """
 
     grid_h: int
     grid_w: int
     ys: np.ndarray  # (n,) int32
     xs: np.ndarray  # (n,) int32
-    feats: np.ndarray  # (n, d) float32 unit rows
+    rows: np.ndarray  # (m, d) float32 unit rows: one per cell, or the palette
+    index: np.ndarray | None = None  # (n,) palette row of each cell, None when rows are per cell
+
+    @property
+    def feats(self) -> np.ndarray:
+        """(n, d) float32 unit rows, one per cell."""
+        return self.rows if self.index is None else self.rows[self.index]
+
+    def similarities(self, q: np.ndarray) -> np.ndarray:
+        """(n, T) cosine of every cell with every (unit) query row."""
+        s = self.rows @ q.T
+        return s if self.index is None else s[self.index]
 
 
 @dataclass
