@@ -192,8 +192,9 @@ class VectorKeeper:
         return vi
 
     def _training_sample(self, rows: list, spec: dict) -> np.ndarray:
-        """64 vectors per IVF list (at least 10k, at most 1M), read from randomly chosen stored pages."""
-        want = min(1_000_000, max(10_000, 64 * spec["nlist"]))
+        """40 vectors per IVF list (FAISS asks for 39; at least 10k, at most 1M), read from randomly chosen
+        stored pages."""
+        want = min(1_000_000, max(10_000, 40 * spec["nlist"]))
         merge_cos = self._codec().merge_cos
         rng = np.random.default_rng(0)
         parts, have = [], 0
@@ -212,7 +213,7 @@ class VectorKeeper:
 
     def _note_switch(self, may_switch: bool) -> None:
         """Past ``flat_max_vectors`` the exact index is to be replaced by a trained compressed one, and a
-        compressed one re-chosen whenever it has grown 8-fold (lists ~ 4 sqrt(n), then 4-bit codes)."""
+        compressed one re-chosen whenever it has grown 8-fold (lists ~ 2 sqrt(n), then 4-bit codes)."""
         if not may_switch:
             return  # only a writer switches; readers follow the recorded choice
         if self._vi is not None:
