@@ -37,3 +37,10 @@ class IndexLayoutError(TokensearchError):
 
     code = "index_layout"
     status = 409
+
+
+class ModelLoadError(TokensearchError):
+    """The model named by --model cannot be built (unknown name, missing or mismatched weights)."""
+
+    code = "model_load"
+    status = 500

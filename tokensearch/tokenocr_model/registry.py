@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..errors import ModelLoadError
 from .interface import TokenEncoder
 
 MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -43,7 +44,7 @@ def _build_mini(arg: str | None, device: str, dtype: str) -> TokenEncoder:
 
 def _build_tokenocr(arg: str | None, device: str, dtype: str) -> TokenEncoder:
     if not arg:
-        raise ValueError("the tokenocr model needs a checkpoint folder: --model tokenocr:/path/to/TokenOCR")
+        raise ModelLoadError("the tokenocr model needs a checkpoint folder: --model tokenocr:/path/to/TokenOCR")
     from .tokenocr import load_tokenocr
 
     return load_tokenocr(arg, device=device, dtype=dtype)
@@ -64,6 +65,11 @@ def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32") -> To
     family, _, arg = spec.partition(":")
     builder = _BUILDERS.get(family)
     if builder is None:
-        raise ValueError(f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
+        raise ModelLoadError(f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
                          "(e.g. --model mini, --model tokenocr:/path/to/checkpoint)")
-    return builder(arg or None, device, dtype)
+    try:
+        return builder(arg or None, device, dtype)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError) as e:  # missing files, bad config, unexpected/missing weights
+        raise ModelLoadError(f"cannot load model {spec!r}: {e}") from e

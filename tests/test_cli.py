@@ -1,0 +1,61 @@
+"""The console script as users and the benchmark harness call it (DESIGN.md §5 output contract)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
+    r = subprocess.run([sys.executable, "-m", "tokensearch", *args], capture_output=True, text=True, env=env,
+                       cwd=home.parent, timeout=600, stdin=subprocess.DEVNULL)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_sample_index_search_status_remove(tmp_path):
+    home = tmp_path / "home"
+    docs = tmp_path / "docs"
+    _run("sample", str(docs), home=home)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 truncated")
+    out = _run("index", str(docs), "--text-layer", "auto", home=home).stdout
+    assert "failed" in out and "1 failed" in out
+
+    res = json.loads(_run("search", "INV-2023-0042", "-k", "3", "--json", home=home).stdout)
+    assert set(res) == {"query", "hits"} and res["query"] == "INV-2023-0042"
+    assert res["hits"], res
+    hit = res["hits"][0]
+    assert set(hit) == {"path", "page", "score", "boxes"}
+    assert hit["path"].endswith("born-digital.pdf") and hit["page"] == 1
+    assert all(len(b) == 4 and 0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1 for b in hit["boxes"])
+
+    table = _run("search", "committee", home=home).stdout
+    assert "born-digital.pdf" in table and "score" in table
+
+    none = json.loads(_run("search", "zeppelin", "--json", home=home).stdout)
+    assert none["hits"] == []
+
+    status = json.loads(_run("status", "--json", home=home).stdout)
+    assert status["documents"] == 5 and status["model"]["name"] == "mini"
+    assert [Path(p).name for p, _ in status["failures"]] == ["broken.pdf"]
+
+    _run("remove", str(docs / "born-digital.pdf"), home=home)
+    res = json.loads(_run("search", "INV-2023-0042", "--json", home=home).stdout)
+    assert all(not h["path"].endswith("born-digital.pdf") for h in res["hits"])
+
+
+def test_errors_are_one_line_messages_with_exit_code_2(tmp_path):
+    home = tmp_path / "home"
+    r = _run("index", str(tmp_path / "missing"), home=home, check=False)
+    assert r.returncode == 2 and "no such folder" in r.stderr and "Traceback" not in r.stderr
+    r = _run("search", "   ", home=home, check=False)
+    assert r.returncode == 2 and "empty" in r.stderr and "Traceback" not in r.stderr
+    r = _run("search", "x", "--model", "nosuch", home=home, check=False)
+    assert r.returncode == 2 and "unknown model" in r.stderr
