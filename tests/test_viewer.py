@@ -136,6 +136,13 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     assert abs(box_bb["x"] - tx0) <= tol and abs(box_bb["x"] + box_bb["width"] - tx1) <= tol, (box_bb, (tx0, tx1))
     assert abs(box_bb["y"] - ty0) <= tol and abs(box_bb["y"] + box_bb["height"] - ty1) <= tol, (box_bb, (ty0, ty1))
     assert iou(_norm_box(img_bb, box_bb), truth[0]) >= 0.5
+    # the close-up strip under the thumbnail is centred on the same box, magnified
+    strip = first.locator(".snippet").bounding_box()
+    sbox = first.locator(".snippet .box").first.bounding_box()
+    assert abs(sbox["x"] + sbox["width"] / 2 - (strip["x"] + strip["width"] / 2)) < 3
+    assert abs(sbox["y"] + sbox["height"] / 2 - (strip["y"] + strip["height"] / 2)) < 3
+    assert sbox["width"] > 2 * box_bb["width"]
+    _wait_image(pg, ".snippet img")
     pg.screenshot(path=str(_artifact("viewer-results.png")))
 
     # open the page: large view, same box over the word

@@ -151,11 +151,13 @@ function card(hit, i) {
   const noImage = () => { thumb.classList.remove("loading"); thumb.classList.add("noimg"); };
   img.addEventListener("error", noImage);
   imageSrc(hit.thumbnail_url).then((src) => { img.src = src; }).catch(noImage);
+  const snip = snippet(hit);
   const dir = hit.path.slice(0, Math.max(0, hit.path.length - hit.name.length));
   const bar = el("div", { class: "scorebar" }, el("i"));
   bar.firstChild.style.width = `${Math.max(4, Math.min(1, hit.score) * 100)}%`;
   const li = el("li", { class: "card", tabindex: "0", "data-index": String(i), title: hit.path },
     thumb,
+    snip,
     el("div", { class: "meta" },
       el("span", { class: "name", text: hit.name }),
       el("div", { class: "line" }, el("span", { text: `page ${hit.page}` }),
@@ -165,6 +167,26 @@ function card(hit, i) {
   li.addEventListener("click", () => openHit(i));
   li.addEventListener("keydown", (e) => { if (e.key === "Enter") openHit(i); });
   return li;
+}
+
+// a close-up strip of the page centred on the first hit box (pure CSS: the page is scaled so the box fits
+// the strip, then translated by its own size so the box centre lands in the middle)
+function snippet(hit) {
+  if (!hit.boxes.length || !(hit.width > 0)) return null;
+  const [x0, y0, x1, y1] = hit.boxes[0];
+  const aspect = hit.height / hit.width, stripH = 56;
+  const page = el("div", { class: "snip-page" });
+  page.style.width = `min(${(0.8 / Math.max(x1 - x0, 1e-3)) * 100}%, ${(0.55 * stripH) / Math.max((y1 - y0) * aspect, 1e-4)}px)`;
+  page.style.transform = `translate(${-(x0 + x1) / 2 * 100}%, ${-(y0 + y1) / 2 * 100}%)`;
+  const img = el("img", { alt: "", loading: "lazy" });
+  img.style.aspectRatio = `${hit.width} / ${hit.height}`;
+  const boxes = el("div", { class: "boxes" });
+  drawBoxes(boxes, hit.boxes);
+  page.append(img, boxes);
+  const strip = el("div", { class: "snippet", "aria-hidden": "true" }, page);
+  imageSrc(`${API}/pages/${hit.doc_id}/${hit.page}/image?width=1280&format=webp`)
+    .then((src) => { img.src = src; }).catch(() => strip.remove());
+  return strip;
 }
 
 function selectCard(i) {
