@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -471,15 +472,13 @@ def test_every_error_has_the_one_shape(api_env):
 def test_every_api_operation_answers_bad_requests_in_the_one_shape(api_env):
     """Walk the OpenAPI spec: each operation, called with bad path parameters and no body/query, fails
     with a 4xx in the error shape (the list endpoints get an invalid limit)."""
-    import re as _re
-
     spec = api_env.client.get("/openapi.json").json()
     seen = 0
     for path, ops in spec["paths"].items():
         if not path.startswith(API):
             continue
         for method in ops:
-            url = _re.sub(r"\{[^}]+\}", "-1", path)
+            url = re.sub(r"\{[^}]+\}", "-1", path)
             r = api_env.client.request(method.upper(), url, params={"limit": 0} if "{" not in path else None)
             if method == "get" and path == f"{API}/index-jobs":
                 assert r.status_code == 200  # nothing invalid to send to a parameterless list
