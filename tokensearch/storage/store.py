@@ -4,7 +4,8 @@ Write path of a document (``write_document``)::
 
     pages ──encode (codec, int8)──▶ append blobs to the active feature segment ──fsync──▶
     ONE SQL transaction: document, path, page rows (pointing at the blobs), generation += 1 ──commit──▶
-    add the new pages' vectors to the in-memory FAISS index (read back from the feature store)
+    add the new pages' vectors to this process's FAISS index, if it holds one (read back from the
+    feature store, so every process derives exactly the same vectors)
 
 The SQL commit is the only commit point. Before it, an error (or a kill) leaves only unreferenced bytes
 at the end of a segment (trimmed by the next writer that owns it). After it, the FAISS index is derived
