@@ -4,6 +4,8 @@ import argparse
 
 import numpy as np
 import pytest
+
+from tokensearch.errors import BadDocument
 from PIL import Image, ImageDraw
 
 from tokenocr_factory import make_tiny_checkpoint
@@ -59,7 +61,7 @@ def test_cli_on_a_pdf_page(enc, tmp_path):
     with Image.open(tmp_path / "maps" / "query.png") as im:  # 200 pt at 150 dpi = 417 px wide page, plus the bar
         assert im.width > 400
     bad = parser.parse_args([str(pdf), "x", "--page", "3"])
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(BadDocument, match="out of range"):
         run_heatmap(bad, enc)
 
 

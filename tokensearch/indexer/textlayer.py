@@ -82,6 +82,7 @@ class TextLayerPainter:
             for dx in range(int((x1 - x0).max())):
                 sel = (y1 - y0 > dy) & (x1 - x0 > dx)
                 owner[y0[sel] + dy, x0[sel] + dx] = row[sel]
+        _feed_starving(owner, row, x0, x1, y0, y1, len(vectors))
         ys, xs = np.nonzero(owner >= 0)
         feats = np.stack(vectors)[owner[ys, xs]]
         return ys.astype(np.int32), xs.astype(np.int32), feats.astype(np.float32)
@@ -96,3 +97,30 @@ def _cells(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray
     lo = np.where(empty, mid, lo)
     hi = np.where(empty, mid + 1, hi)
     return np.clip(lo, 0, n), np.clip(hi, 0, n)
+
+
+def _feed_starving(owner: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray,
+                   y1: np.ndarray, n_rows: int) -> None:
+    """Give every token that lost all its cells to neighbours (narrow glyphs of small text) one cell back:
+    its middle cell, or a neighbour, taken from a token that keeps at least one other cell. A query must
+    find each of its tokens somewhere on the word."""
+    counts = np.bincount(owner[owner >= 0], minlength=n_rows)
+    starving = np.flatnonzero(counts == 0)
+    if len(starving) == 0:
+        return
+    W = owner.shape[1]
+    for r in starving.tolist():
+        sel = np.flatnonzero(row == r)
+        if len(sel) == 0:
+            continue
+        cy = int((y0[sel].min() + y1[sel].max() - 1) // 2)
+        cx = int((x0[sel].min() + x1[sel].max() - 1) // 2)
+        for x in (cx, cx + 1, cx - 1):
+            if 0 <= x < W:
+                prev = owner[cy, x]
+                if prev < 0 or counts[prev] >= 2:
+                    if prev >= 0:
+                        counts[prev] -= 1
+                    owner[cy, x] = r
+                    counts[r] += 1
+                    break

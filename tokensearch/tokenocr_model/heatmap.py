@@ -22,7 +22,6 @@ from .interface import TokenEncoder
 
 OVERLAY_ALPHA = 0.6  # weight of the colour map over the page (the official demo uses 0.6)
 BAR_WIDTH = 24
-PDF_SUFFIXES = {".pdf"}
 
 
 def similarity_maps(encoder: TokenEncoder, image: Image.Image, query: str
@@ -116,20 +115,14 @@ def add_heatmap_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 
 def load_page(source: Path, page: int, dpi: float) -> Image.Image:
-    """An image file, or one PDF page rendered at ``dpi`` with PyMuPDF."""
-    if not source.is_file():
-        raise FileNotFoundError(f"no such file: {source}")
-    if source.suffix.lower() in PDF_SUFFIXES:
-        import pymupdf
+    """An image file (any page of a multi-page TIFF), or one PDF page rendered at ``dpi``."""
+    from ..errors import NotFound
+    from ..indexer.sources import DocumentReader
 
-        with pymupdf.open(source) as doc:
-            if not 1 <= page <= doc.page_count:
-                raise ValueError(f"--page {page} is out of range: {source} has {doc.page_count} page(s)")
-            pix = doc[page - 1].get_pixmap(dpi=int(round(dpi)), alpha=False)
-            return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-    with Image.open(source) as im:
-        im.load()
-        return im.copy()
+    if not source.is_file():
+        raise NotFound(f"no such file: {source}")
+    with DocumentReader(source, max_page_pixels=200_000_000) as reader:
+        return reader.render(page, dpi)
 
 
 def run_heatmap(args: argparse.Namespace, encoder: TokenEncoder) -> int:
