@@ -351,6 +351,32 @@ def test_searches_while_writing_in_another_thread(open_store):
     assert not errors and store.stats().vectors == 6 * 400
 
 
+def test_deletes_do_not_wait_for_a_document_being_written(open_store):
+    """The API deletes a document while an index job is still encoding another one's pages."""
+    store = open_store()
+    old = write(store, 1)
+    paused, resume = threading.Event(), threading.Event()
+    pages = random_doc(2, 2)
+
+    def slow_pages():
+        yield pages[0]
+        paused.set()
+        assert resume.wait(30)
+        yield pages[1]
+
+    job = threading.Thread(target=store.write_document, args=("sha-2", "/2.pdf", 1, 1, "pdf", slow_pages()))
+    job.start()
+    assert paused.wait(30)
+    done = threading.Event()
+    threading.Thread(target=lambda: (store.delete_document(old), store.unlink_path("/gone.pdf"), done.set())).start()
+    assert done.wait(10), "delete_document waited for the document being written"
+    resume.set()
+    job.join(30)
+    st = store.stats()
+    assert (st.documents, st.pages, st.vectors) == (1, 2, 400) and store.verify() == []
+    assert all(h == {3} for h in top_pages(store, pages[0].feats[:2], k=1))
+
+
 def test_stats_bytes_per_page(open_store):
     """D=64, 3000 kept cells on a 100x75 grid: feature store ~ 193 KB/page; a flat FAISS index is not
     saved (rebuilt from the features), so that is nearly all of it."""

@@ -18,7 +18,9 @@ Concurrency: any number of processes may read and write one home (the CLI indexi
 serves). Each writer appends to a feature segment it owns (flock), SQL serialises the commits (the
 generation row is updated in every commit), and every process's FAISS copy catches up with commits of
 the others before it searches (it compares the DB generation with the one it reflects; see
-:mod:`.keeper`). Within a process, FAISS is guarded by a lock, and writes are serialised.
+:mod:`.keeper`). Within a process, FAISS is guarded by a lock and documents are written one at a time;
+deletes, links and failures are plain SQL transactions that never wait for a document being written
+(its pages may take minutes to encode).
 """
 
 from __future__ import annotations
@@ -290,30 +292,28 @@ class Store:
 
     def link_path(self, doc_id: int, path: str, size: int, mtime_ns: int) -> None:
         """Record that ``path`` holds the (already indexed) content of ``doc_id``."""
-        with self._write_mutex:
-            with self._session.begin() as s:
-                if s.get(Document, doc_id) is None:
-                    raise KeyError(f"no document {doc_id}")
-                removed = self._detach_path(s, path, keep_doc=doc_id)
-                s.execute(delete(Failure).where(Failure.path == path))
-                row = s.execute(select(DocPath).where(DocPath.path == path)).scalar()
-                if row is None:
-                    s.add(DocPath(path=path, doc_id=doc_id, size=size, mtime_ns=mtime_ns))
-                else:
-                    row.size, row.mtime_ns, row.indexed_at = size, mtime_ns, datetime.now(timezone.utc)
-                gen = self._bump_generation(s) if removed else None
-            if removed:
-                self.vectors.committed(gen, [], removed)
+        with self._session.begin() as s:
+            if s.get(Document, doc_id) is None:
+                raise KeyError(f"no document {doc_id}")
+            removed = self._detach_path(s, path, keep_doc=doc_id)
+            s.execute(delete(Failure).where(Failure.path == path))
+            row = s.execute(select(DocPath).where(DocPath.path == path)).scalar()
+            if row is None:
+                s.add(DocPath(path=path, doc_id=doc_id, size=size, mtime_ns=mtime_ns))
+            else:
+                row.size, row.mtime_ns, row.indexed_at = size, mtime_ns, datetime.now(timezone.utc)
+            gen = self._bump_generation(s) if removed else None
+        if removed:
+            self.vectors.committed(gen, [], removed)
 
     def unlink_path(self, path: str) -> None:
         """``path`` is gone or changed: forget it; a document left without any path is deleted."""
-        with self._write_mutex:
-            with self._session.begin() as s:
-                s.execute(delete(Failure).where(Failure.path == path))
-                removed = self._detach_path(s, path)
-                gen = self._bump_generation(s) if removed else None
-            if removed:
-                self.vectors.committed(gen, [], removed)
+        with self._session.begin() as s:
+            s.execute(delete(Failure).where(Failure.path == path))
+            removed = self._detach_path(s, path)
+            gen = self._bump_generation(s) if removed else None
+        if removed:
+            self.vectors.committed(gen, [], removed)
 
     def _detach_path(self, s: Session, path: str, keep_doc: int | None = None) -> list[int]:
         """Delete the path row (unless it already points at ``keep_doc``) and an orphaned document.
@@ -338,31 +338,29 @@ class Store:
 
     def delete_document(self, doc_id: int) -> bool:
         """Remove a document, all its paths, pages and vectors. False if there was none."""
-        with self._write_mutex:
-            with self._session.begin() as s:
-                if s.get(Document, doc_id) is None:
-                    return False
-                removed = self._delete_doc_rows(s, doc_id)
-                gen = self._bump_generation(s)
-            self.vectors.committed(gen, [], removed)
-            return True
+        with self._session.begin() as s:
+            if s.get(Document, doc_id) is None:
+                return False
+            removed = self._delete_doc_rows(s, doc_id)
+            gen = self._bump_generation(s)
+        self.vectors.committed(gen, [], removed)
+        return True
 
     def record_failure(
         self, path: str, size: int, mtime_ns: int, reason: str, sha256: str | None = None, run_id: int | None = None
     ) -> None:
         """``path`` could not be indexed (it replaces what the path held before)."""
-        with self._write_mutex:
-            with self._session.begin() as s:
-                removed = self._detach_path(s, path)
-                row = s.execute(select(Failure).where(Failure.path == path)).scalar()
-                if row is None:
-                    row = Failure(path=path)
-                    s.add(row)
-                row.size, row.mtime_ns, row.reason, row.sha256, row.run_id = size, mtime_ns, reason, sha256, run_id
-                row.failed_at = datetime.now(timezone.utc)
-                gen = self._bump_generation(s) if removed else None
-            if removed:
-                self.vectors.committed(gen, [], removed)
+        with self._session.begin() as s:
+            removed = self._detach_path(s, path)
+            row = s.execute(select(Failure).where(Failure.path == path)).scalar()
+            if row is None:
+                row = Failure(path=path)
+                s.add(row)
+            row.size, row.mtime_ns, row.reason, row.sha256, row.run_id = size, mtime_ns, reason, sha256, run_id
+            row.failed_at = datetime.now(timezone.utc)
+            gen = self._bump_generation(s) if removed else None
+        if removed:
+            self.vectors.committed(gen, [], removed)
 
     def write_document(
         self,
