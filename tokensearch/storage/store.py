@@ -517,8 +517,7 @@ class Store:
     # maintenance
     def persist(self) -> None:
         """Save a trained FAISS index now (a writer does this periodically, every process at close)."""
-        with self._write_mutex:
-            self.vectors.persist()
+        self.vectors.persist()
 
     def verify(self, read_all: bool = False) -> list[str]:
         """Consistency check; returns the problems found (empty = consistent): the vector index holds
