@@ -174,7 +174,7 @@ class VectorIndex:
 
     def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         q = np.ascontiguousarray(q, dtype=np.float32)
-        if self.ntotal == 0 or len(q) == 0:
+        if self.ntotal == 0 or len(q) == 0 or k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(q))]
         scores, ids = self.index.search(q, min(k, self.ntotal))
         out = []
