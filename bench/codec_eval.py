@@ -48,6 +48,7 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tokensearch.geometry import iou  # noqa: E402
 from tokensearch.storage.codec import fit_pca  # noqa: E402
 from tokensearch.storage.features import dequantize, quantize  # noqa: E402
 from tokensearch.tokenocr_model import create_encoder  # noqa: E402
@@ -123,14 +124,6 @@ def region_box(m: np.ndarray, delta: float = 0.05) -> tuple[float, float, float,
     H, W = m.shape
     ys, xs = np.nonzero(m >= m.max() - delta)
     return xs.min() / W, ys.min() / H, (xs.max() + 1) / W, (ys.max() + 1) / H
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def evaluate(encoder: TokenEncoder, pages: list[Page], queries: list[str], reductions: list[Reduction],

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
+from tokensearch.geometry import iou  # noqa: F401  (re-exported for the API tests)
 from tokensearch.settings import Settings
 
 # (page text lines) per document; the words the tests look for are unique to one page
@@ -59,14 +60,6 @@ def word_boxes(pdf: Path, page_no: int, word: str) -> list[tuple[float, float, f
         w, h = page.rect.width, page.rect.height
         return [(x0 / w, y0 / h, x1 / w, y1 / h)
                 for x0, y0, x1, y1, text, *_ in page.get_text("words") if text.strip(".,:") == word]
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def make_docs(folder: Path) -> Path:

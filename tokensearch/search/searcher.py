@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..geometry import mostly_inside
 from ..tokenocr_model.interface import QueryEmbedder
 from .localize import Occurrence, dense_maps, locate
 from .query import Unit, case_variants, parse_query
@@ -69,17 +70,11 @@ class SearchOptions:
     max_occurrences: int = 20
 
 
-def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    return ix > 0 and iy > 0 and ix * iy > 0.5 * min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-
-
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
     """Occurrences of one unit found by several spellings: best first, one per place."""
     kept: list[Occurrence] = []
     for o in sorted(occs, key=lambda o: -o.score):
-        if not any(_overlaps(o.box, k.box) for k in kept):
+        if not any(mostly_inside(o.box, k.box) for k in kept):
             kept.append(o)
             if len(kept) >= limit:
                 break
@@ -90,7 +85,7 @@ def _merge_keep_order(occs: list[Occurrence]) -> list[Occurrence]:
     """Drop occurrences overlapping an earlier one (a word box inside its phrase box)."""
     kept: list[Occurrence] = []
     for o in occs:
-        if not any(_overlaps(o.box, k.box) for k in kept):
+        if not any(mostly_inside(o.box, k.box) for k in kept):
             kept.append(o)
     return kept
 
