@@ -9,7 +9,8 @@ can only lower a negative's score).
 
 Positives are words printed on the page; negatives are dictionary words and generated entities that
 do not occur on it. The threshold maximises TPR - FPR (Youden's J) over pages rendered at 150 DPI,
-half clean and half degraded by the training augmentations.
+half clean and half degraded by the training augmentations; ``at_fpr`` lists stricter thresholds
+(page-level false-positive rate <= 1/5/10/20 %) with the share of true words they keep.
 
 ``python -m tokensearch.training.calibrate [--weights DIR] [--pages N] [--write]``: ``--write`` stores
 the threshold and the measurement in the weights file's metadata (``extra``).
@@ -86,10 +87,16 @@ def measure(enc: MiniEncoder, n_pages: int = 12, words_per_page: int = 25, seed:
     fpr = np.array([(neg_a >= c).mean() for c in cands])
     j = int(np.argmax(tpr - fpr))
     thr = float(cands[j])
+    at_fpr = {}
+    for target in (0.01, 0.05, 0.1, 0.2):  # lowest threshold keeping the page-level FPR <= target
+        ok = np.nonzero(fpr <= target)[0]
+        k = int(ok[0]) if len(ok) else len(cands) - 1
+        at_fpr[str(target)] = {"threshold": round(float(cands[k]), 4), "tpr": round(float(tpr[k]), 4),
+                               "fpr": round(float(fpr[k]), 4)}
     auc = float((pos_a[:, None] > neg_a[None, :]).mean() + 0.5 * (pos_a[:, None] == neg_a[None, :]).mean())
     return {"threshold": round(thr, 4), "tpr": round(float(tpr[j]), 4), "fpr": round(float(fpr[j]), 4),
             "auc": round(auc, 4), "pos_mean": round(float(pos_a.mean()), 4), "neg_mean": round(float(neg_a.mean()), 4),
-            "n_pos": len(pos), "n_neg": len(neg), "pages": n_pages,
+            "n_pos": len(pos), "n_neg": len(neg), "pages": n_pages, "at_fpr": at_fpr,
             "score": "best chain on the page of the mean cosine of the query tokens at their chained cells"}
 
 
