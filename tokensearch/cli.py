@@ -13,7 +13,7 @@ from .errors import TokensearchError
 from .settings import Settings
 
 # flag -> Settings field, for the flags every sub-command shares
-_COMMON = ("home", "database_url", "model", "device", "dtype", "threads")
+_COMMON = ("home", "database_url", "model", "device", "dtype", "threads", "cell_pool")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -24,6 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="cpu (default) | cuda | cuda:N")
     g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     g.add_argument("--threads", type=int, help="CPU threads for the model")
+    g.add_argument("--cell-pool", type=int, help="TokenOCR: average k x k feature cells (default 2)")
     g.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 

@@ -55,7 +55,8 @@ class Engine:
                     import torch
 
                     torch.set_num_threads(self.settings.threads)
-                self._encoder = create_encoder(self.settings.model, self.settings.device, self.settings.dtype)
+                self._encoder = create_encoder(self.settings.model, self.settings.device, self.settings.dtype,
+                                               cell_pool=self.settings.cell_pool)
             return self._encoder
 
     @property

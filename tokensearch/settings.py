@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     device: str = "cpu"  # cpu | cuda | cuda:N
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     threads: int | None = None  # torch/BLAS threads; None = library default
+    cell_pool: int | None = Field(None, ge=1, le=8)  # TokenOCR: average k x k cells (None = its default, 2)
 
     # indexing
     text_layer: Literal["auto", "off"] = "auto"

@@ -36,21 +36,21 @@ def weight_files(spec: str) -> list[Path] | None:
     return None
 
 
-def _build_mini(arg: str | None, device: str, dtype: str) -> TokenEncoder:
+def _build_mini(arg: str | None, device: str, dtype: str, cell_pool: int | None) -> TokenEncoder:
     from .mini import load_mini
 
     return load_mini(arg, device=device, dtype=dtype)
 
 
-def _build_tokenocr(arg: str | None, device: str, dtype: str) -> TokenEncoder:
+def _build_tokenocr(arg: str | None, device: str, dtype: str, cell_pool: int | None) -> TokenEncoder:
     if not arg:
         raise ModelLoadError("the tokenocr model needs a checkpoint folder: --model tokenocr:/path/to/TokenOCR")
     from .tokenocr import load_tokenocr
 
-    return load_tokenocr(arg, device=device, dtype=dtype)
+    return load_tokenocr(arg, device=device, dtype=dtype, cell_pool=cell_pool)
 
 
-_BUILDERS: dict[str, Callable[[str | None, str, str], TokenEncoder]] = {
+_BUILDERS: dict[str, Callable[[str | None, str, str, int | None], TokenEncoder]] = {
     "mini": _build_mini,
     "tokenocr": _build_tokenocr,
 }
@@ -60,15 +60,17 @@ def available_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32") -> TokenEncoder:
-    """Build the encoder named by ``spec`` (``family`` or ``family:argument``)."""
+def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32", cell_pool: int | None = None
+                   ) -> TokenEncoder:
+    """Build the encoder named by ``spec`` (``family`` or ``family:argument``). ``cell_pool`` averages
+    k x k cells of models with very fine grids (TokenOCR; None = the model's default)."""
     family, _, arg = spec.partition(":")
     builder = _BUILDERS.get(family)
     if builder is None:
         raise ModelLoadError(f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
                          "(e.g. --model mini, --model tokenocr:/path/to/checkpoint)")
     try:
-        return builder(arg or None, device, dtype)
+        return builder(arg or None, device, dtype, cell_pool)
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError) as e:  # missing files, bad config, unexpected/missing weights
