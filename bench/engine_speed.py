@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tokensearch.engine import Engine  # noqa: E402
-from tokensearch.samples import born_digital_pdf, image_only_pdf, rasterise_pdf  # noqa: E402
+from tokensearch.samples import PAGES, born_digital_pdf, image_only_pdf, make_sample_folder, rasterise_pdf  # noqa: E402
 from tokensearch.settings import Settings  # noqa: E402
 
 WORDS = ("invoice harbour crane committee meeting schedule container storage payment account amount total "
@@ -66,8 +66,10 @@ def main() -> None:
     (tmp / "scan").mkdir()
     (tmp / "scan" / "doc.pdf").write_bytes(image_only_pdf(rasterise_pdf(pdf, 150), 150))
 
+    make_sample_folder(tmp / "sample")  # the README's sample folder: born-digital + scanned PDF, PNG, TIFF
+    sample_words = sorted({w.strip(".,:") for page in PAGES for line in page for w in line.split() if len(w) > 3})
     out: dict = {"pages": a.pages, "model": a.model}
-    for kind in ("born", "scan"):
+    for kind in ("born", "scan", "sample"):
         home = tmp / f"home-{kind}"
         with Engine(Settings(home=home, model=a.model)) as eng:
             eng.encoder  # load the model outside the timed part
@@ -79,8 +81,9 @@ def main() -> None:
                          "pages_text": rep.pages_text, "pages_vision": rep.pages_vision,
                          "bytes_per_page": int(st.bytes_per_page), "vector_index": st.vector_index_type}
             rng = random.Random(1)
-            queries = [rng.choice(WORDS) for _ in range(a.queries // 2)] + \
-                      [" ".join(rng.sample(WORDS, 2)) for _ in range(a.queries // 4)] + \
+            vocab = sample_words if kind == "sample" else WORDS
+            queries = [rng.choice(vocab) for _ in range(a.queries // 2)] + \
+                      [" ".join(rng.sample(vocab, 2)) for _ in range(a.queries // 4)] + \
                       [f'"{" ".join(pages[rng.randrange(len(pages))][3].split()[:2])}"' for _ in range(a.queries // 4)]
             eng.search(queries[0])  # warm-up
             lat = []
