@@ -42,6 +42,7 @@ class Engine:
         self._encoder = encoder
         self._store = store
         self._query = None  # cached query side (see query_encoder)
+        self._query_saved = False  # the home's cached query side is known to match the loaded model
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ parts, built once
@@ -84,13 +85,15 @@ class Engine:
         return q
 
     def _save_query_side(self, enc: TokenEncoder) -> None:
+        """Write the query side once per engine (not on every search: the check itself reads the file)."""
         side = getattr(enc, "query_side", None)
         path = self._query_side_path()
-        if side is None or not path.parent.is_dir():
+        if self._query_saved or side is None or not path.parent.is_dir():
             return
         current = self._cached_query_side()
         if current is None or current.info.fingerprint != enc.info.fingerprint:
             side().save(path)
+        self._query_saved = True
 
     @property
     def store(self):
