@@ -55,7 +55,8 @@ class MiniConfig:
     dim: int = 96  # D: token and cell vectors
     stride: int = 8  # pixels of the input per grid cell (fixed by the three stride-2 stages)
     widths: tuple[int, int, int] = (32, 32, 96)  # channels: stem 1/4, conv 1/4, 1/8
-    n_blocks: int = 4  # context blocks at 1/8: 3x3, 1xk dil 2, 1xk dil 4, 3x3
+    n_blocks: int = 4  # context blocks at 1/8: 3x3, 1xk dil 2, 1xk dil 4, 3x3, then the plan again
+    quarter_blocks: int = 0  # residual 3x3 blocks at 1/4 (glyph detail) after conv4
     horiz_kernel: int = 5
     n_chars: int = 128 + 32  # ASCII + hashed buckets for other characters
     char_dim: int = 256
@@ -180,6 +181,7 @@ class VisionEncoder(nn.Module):
         c1, c2, c3 = cfg.widths
         self.stem = conv_bn(1, c1, 4, 4)  # patchify 4x4 -> 1/4
         self.conv4 = conv_bn(c1, c2, 3)  # glyph strokes at 1/4
+        self.quarter = nn.ModuleList(ContextBlock(c2, (3, 3), (1, 1)) for _ in range(cfg.quarter_blocks))
         self.down8 = conv_bn(c2, c3, 3, 2)  # -> 1/8
         plan = [((3, 3), (1, 1)), ((1, cfg.horiz_kernel), (1, 2)), ((1, cfg.horiz_kernel), (1, 4)), ((3, 3), (1, 1))]
         self.blocks = nn.ModuleList(ContextBlock(c3, *plan[i % len(plan)]) for i in range(cfg.n_blocks))
@@ -189,6 +191,8 @@ class VisionEncoder(nn.Module):
         x = 1.0 - x  # ink -> 1, paper -> 0
         x = F.relu(self.stem(x))  # (B, c1, H/4, W/4)
         x = F.relu(self.conv4(x))  # (B, c2, H/4, W/4)
+        for b in self.quarter:
+            x = b(x)
         x = F.relu(self.down8(x))  # (B, c3, H/8, W/8)
         for b in self.blocks:
             x = b(x)

@@ -24,6 +24,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--ckpt-minutes", type=float, default=4.0, help="checkpoint interval (default 4 min)")
+    p.add_argument("--blocks", type=int, default=None, help="context blocks at 1/8 (grows --init's model: "
+                   "new blocks start as identities)")
+    p.add_argument("--quarter-blocks", type=int, default=None, help="residual blocks at 1/4 (grows as --blocks)")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,6 +50,9 @@ def _overrides(args: argparse.Namespace) -> dict:
           "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every}
     if args.batch_size:
         kw["batch_size"] = args.batch_size
+    model = {k: v for k, v in (("n_blocks", args.blocks), ("quarter_blocks", args.quarter_blocks)) if v is not None}
+    if model:
+        kw["model"] = model
     return kw
 
 

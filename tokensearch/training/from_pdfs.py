@@ -27,8 +27,15 @@ def find_pdfs(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() == ".pdf" and p.is_file())
 
 
-def usable_page(page: pymupdf.Page, min_tokens: int = 20) -> bool:
-    """Text layer present, visible, and not under a full-page image (scans with an OCR layer)."""
+def latin_share(text: str) -> float:
+    """Share of the non-space characters that are ASCII or Latin-1: the tokenizer's and the model's script."""
+    chars = [c for c in text if not c.isspace()]
+    return sum(ord(c) < 0x250 for c in chars) / max(1, len(chars))
+
+
+def usable_page(page: pymupdf.Page, min_tokens: int = 20, min_latin: float = 0.95) -> bool:
+    """Text layer present, visible, in Latin script, and not under a full-page image (scans with an OCR
+    layer). Pages of Greek, Cyrillic, Hebrew... text would only teach hashed character buckets."""
     area = abs(page.rect)
     for info in page.get_image_info():
         if abs(pymupdf.Rect(info["bbox"]) & page.rect) > 0.5 * area:
@@ -36,7 +43,15 @@ def usable_page(page: pymupdf.Page, min_tokens: int = 20) -> bool:
     for block in page.get_texttrace()[:50]:
         if block.get("type") == 3:  # invisible text
             return False
-    return len(page.get_text("words")) >= min_tokens // 2
+    text = page.get_text()
+    return len(text.split()) >= min_tokens // 2 and latin_share(text) >= min_latin
+
+
+def split_of(path: Path, val_share: int = 10) -> str:
+    """Deterministic file-level split: about 1 file in ``val_share`` is held out for validation."""
+    import zlib
+
+    return "val" if zlib.crc32(path.name.encode()) % val_share == 0 else "train"
 
 
 def pdf_page_sample(page: pymupdf.Page, tokenizer: MiniTokenizer, dpi: float
@@ -52,10 +67,13 @@ class PdfPages:
     """Endless random usable pages of the PDFs under ``folder`` (a page source for training)."""
 
     def __init__(self, folder: str | Path, tokenizer: MiniTokenizer, seed: int = 0,
-                 dpi_range: tuple[float, float] = (110, 210)):
-        self.files = find_pdfs(folder)
-        if not self.files:
+                 dpi_range: tuple[float, float] = (110, 210), split: str | None = None):
+        files = find_pdfs(folder)
+        if not files:
             raise FileNotFoundError(f"no PDF files under {folder}")
+        # split=None: every file (a user's small folder); "train"/"val": held-out files for validation
+        picked = [f for f in files if split is None or split_of(f) == split]
+        self.files = picked or files
         self.tok = tokenizer
         self.rng = random.Random(seed)
         self.dpi_range = dpi_range

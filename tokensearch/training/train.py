@@ -91,7 +91,7 @@ class MixedSource:
         from .from_pdfs import PdfPages
 
         self.synth = SynthSource(tokenizer_path, seed)
-        self.pdfs = PdfPages(pdf_dir, MiniTokenizer.from_file(tokenizer_path), seed=seed)
+        self.pdfs = PdfPages(pdf_dir, MiniTokenizer.from_file(tokenizer_path), seed=seed, split="train")
         self.rng = random.Random(seed + 11)
         self.synth_fraction = synth_fraction
 
@@ -179,13 +179,20 @@ LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5}
 # validation
 # ------------------------------------------------------------------------------------------------------
 
-def make_val_set(tokenizer_path: str, n: int, height: int, width: int, seed: int = 987_654) -> list[dict]:
-    """Held-out synthetic crops (own seed, mild augmentation), deterministic."""
-    src = SynthSource(tokenizer_path, seed)
+def make_val_set(tokenizer_path: str, n: int, height: int, width: int, seed: int = 987_654,
+                 pdf_dir: str | None = None) -> list[dict]:
+    """Held-out crops (own seed, mild augmentation), deterministic: synthetic pages, or when fine-tuning
+    on PDFs, half of them from the held-out PDF files (the real documents the run is meant to serve)."""
+    synth = SynthSource(tokenizer_path, seed)
+    real = None
+    if pdf_dir:
+        from .from_pdfs import PdfPages
+
+        real = PdfPages(pdf_dir, MiniTokenizer.from_file(tokenizer_path), seed=seed, split="val")
     rng = random.Random(seed)
     crops = []
     while len(crops) < n:
-        page = src()
+        page = real() if real is not None and len(crops) % 8 >= 4 else synth()
         for _ in range(4):
             c = random_crop(page, rng, height, width, strength=0.5)
             if len(c["ids"]):
@@ -228,6 +235,32 @@ def validate(model: MiniModel, val: list[dict], pieces: list[str], batch_size: i
 # the loop
 # ------------------------------------------------------------------------------------------------------
 
+GROWABLE = ("n_blocks", "quarter_blocks")
+
+
+def grow_state(model: MiniModel, state: dict[str, torch.Tensor], init_cfg: MiniConfig, source: str) -> list[str]:
+    """Start a deeper model from a shallower one's weights (net2net-style): every key of ``state`` is
+    copied (loudly, as :func:`load_state`), and the residual blocks that are new start as identities
+    (their BatchNorm scale is zero), so the grown model computes exactly what the old one did.
+    Only block counts may grow; returns the new keys."""
+    changed = {f for f in asdict(init_cfg) if getattr(init_cfg, f) != getattr(model.cfg, f)}
+    if not changed <= set(GROWABLE) or any(getattr(model.cfg, f) < getattr(init_cfg, f) for f in changed):
+        raise ValueError(f"cannot grow {source}: only {', '.join(GROWABLE)} may increase (changed: {sorted(changed)})")
+    own = model.state_dict()
+    new = sorted(set(own) - set(state))
+    new_prefixes = ([f"vision.blocks.{i}." for i in range(init_cfg.n_blocks, model.cfg.n_blocks)]
+                    + [f"vision.quarter.{i}." for i in range(init_cfg.quarter_blocks, model.cfg.quarter_blocks)])
+    stray = [k for k in new if not k.startswith(tuple(new_prefixes))]
+    if stray:
+        raise ValueError(f"cannot grow {source}: keys missing from the file that are not new blocks: {stray[:10]}")
+    load_state(model, {**{k: own[k] for k in new}, **state}, source)
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.BatchNorm2d) and f"{name}.weight" in new:
+                mod.weight.zero_()
+    return new
+
+
 def _lr(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -262,10 +295,15 @@ def train(cfg: TrainConfig) -> dict:
     init_extra: dict = {}
     if cfg.init:
         ip = Path(cfg.init)
-        state, mcfg, init_extra = read_weights(ip / WEIGHTS_FILE if ip.is_dir() else ip)
+        state, init_cfg, init_extra = read_weights(ip / WEIGHTS_FILE if ip.is_dir() else ip)
+        mcfg = MiniConfig.from_dict({**asdict(init_cfg), **cfg.model})
     model = MiniModel(mcfg)
     if cfg.init:
-        load_state(model, state, str(cfg.init))
+        if mcfg == init_cfg:
+            load_state(model, state, str(cfg.init))
+        else:
+            grown = grow_state(model, state, init_cfg, str(cfg.init))
+            _log(log_path, {"event": "grown", "from": asdict(init_cfg), "new_keys": len(grown)})
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -285,7 +323,7 @@ def train(cfg: TrainConfig) -> dict:
     if val_cache.is_file():
         val = torch.load(val_cache, weights_only=False)
     else:
-        val = make_val_set(str(tok_path), cfg.val_crops, cfg.crop_height, cfg.crop_width)
+        val = make_val_set(str(tok_path), cfg.val_crops, cfg.crop_height, cfg.crop_width, pdf_dir=cfg.pdf_dir)
         torch.save(val, val_cache)
 
     # fresh data after a resume: the stream seed depends on the start step
