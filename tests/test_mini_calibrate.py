@@ -1,34 +1,53 @@
-"""Threshold calibration runs against the engine's chain score and writes it into the weights."""
+"""Threshold calibration searches a real collection through the engine and writes the result into the weights."""
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, load_mini
-from tokensearch.training.calibrate import measure, page_score, write_threshold
+from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
+from tokensearch.training.calibrate import (Collection, calibrate_collection, make_queries, near_miss,
+                                            synthetic_collection, threshold_for, write_threshold)
 
 
-def test_page_score_prefers_the_right_cells() -> None:
-    enc = load_mini(None)
-    query = "INV-2023-0042"
-    q = enc.embed_query(query)
-    assert len(q.tokens) >= 3
-    feats = np.zeros((4, 20, enc.info.dim), np.float32)
-    feats[..., 0] = 1.0  # blank page: every cell the same vector
-    feats[2, 3:3 + len(q.tokens)] = q.vectors  # the query's tokens written left to right on row 2
-    assert abs(page_score(enc, feats, query) - 1.0) < 1e-5
-    assert page_score(enc, np.ascontiguousarray(feats[:, ::-1]), query) < 0.99  # right to left: no chain
+def test_threshold_lets_through_at_most_the_target_share_of_negatives() -> None:
+    neg = np.array([0.9, 0.8, 0.7, 0.6, float("-inf")] * 4)  # 20 negatives
+    t = threshold_for(neg, 0.05)  # one of 20 may pass, but four tie at 0.9: none does
+    assert (neg >= t).mean() <= 0.05 and t > 0.9
+    t = threshold_for(neg, 0.25)
+    assert (neg >= t).mean() <= 0.25 and t <= 0.9 + 1e-6
 
 
-def test_measure_and_write(tmp_path: Path) -> None:
+def test_near_misses_are_one_look_alike_letter_away() -> None:
+    rng = random.Random(0)
+    for w in ["differences", "children", "variance"]:
+        m = near_miss(w, rng)
+        assert m and m != w and m[0] == w[0] and m[-1] == w[-1]
+    assert near_miss("xyz", rng) is None
+
+
+def test_negative_queries_are_printed_nowhere_in_the_collection() -> None:
+    col = Collection(words=[["Invoice", "differences", "total"], ["children", "Payment", "2023-01-05"]])
+    pos, neg = make_queries(col, n_pos=10, n_neg=10, seed=1)
+    assert {w for w, _ in pos} <= {"invoice", "differences", "total", "children", "payment", "2023-01-05"}
+    assert dict(pos)["children"] == {1}
+    text = col.text
+    assert len(neg) == 10 and all(n.lower() not in text.split() for n in neg)
+
+
+def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:
     d = tmp_path / "w"
     d.mkdir()
     shutil.copy(WEIGHTS_DIR / WEIGHTS_FILE, d / WEIGHTS_FILE)
     shutil.copy(WEIGHTS_DIR / TOKENIZER_FILE, d / TOKENIZER_FILE)
-    res = measure(load_mini(d), n_pages=1, words_per_page=3)
-    assert res["n_pos"] == 3 and res["n_neg"] == 3 and -1.0 <= res["threshold"] <= 1.0 and 0 <= res["auc"] <= 1
+    col = synthetic_collection(MiniTokenizer.from_file(d / TOKENIZER_FILE), n_pages=2, seed=3)
+    res = calibrate_collection(f"mini:{d}", col, n_pos=6, n_neg=6, target_fp=0.2, home=tmp_path / "home")
+    assert res["n_pos"] == 6 and res["n_neg"] == 6 and res["pages"] == 2
+    assert res["threshold"] >= 0.3 and res["fp"] <= 0.2 + 1e-9
+    assert 0 <= res["r1"] <= res["r1_no_threshold"] <= 1
     write_threshold(d / WEIGHTS_FILE, {**res, "threshold": 0.4321})
     assert load_mini(d).info.extra["threshold"] == 0.4321

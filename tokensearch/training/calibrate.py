@@ -1,19 +1,24 @@
-"""Calibrate the mini model's default score threshold on held-out synthetic pages.
+"""Calibrate the mini model's default score threshold the way users meet it: through the engine.
 
-Score of a word query on a page (what ``encoder.info.extra["threshold"]`` refers to): the mean over
-the query's BPE tokens of the cosine between each token's vector and the cell it is matched to, the
-cells forming a chain in reading order on one text line (the search engine's localisation,
-:func:`tokensearch.search.localize.chain_scores`, reused here so both mean the same thing); the page's
-score is its best chain. All cells of the page take part (the engine may keep only text cells, which
-can only lower a negative's score).
+A threshold only means something at the level the user sees it: "does a search for a word that is
+written nowhere in my folder return anything?". So the calibration builds a small *collection* of
+image-only pages, indexes it with the real engine (:class:`tokensearch.engine.Engine`, the model under
+test, the engine's own scoring and localisation), and searches it:
 
-Positives are words printed on the page; negatives are dictionary words and generated entities that
-do not occur on it. The threshold maximises TPR - FPR (Youden's J) over pages rendered at 150 DPI,
-half clean and half degraded by the training augmentations; ``at_fpr`` lists stricter thresholds
-(page-level false-positive rate <= 1/5/10/20 %) with the share of true words they keep.
+- pages: rendered at 150 DPI from held-out born-digital PDFs (``--pdf-dir``: the files of the
+  fine-tuning folder's validation split, :func:`.from_pdfs.split_of`) or, without PDFs, synthetic
+  documents; every other page degraded by the training's scan augmentations;
+- positive queries: words printed on the pages (the text layer / the generator knows them);
+- negative queries: words written nowhere in the collection — dictionary words and generated
+  entities, and *near misses*: printed words with one letter swapped for a look-alike ("differences" ->
+  "diffcrences"), the hardest case for a visual matcher and a common OCR error.
 
-``python -m tokensearch.training.calibrate [--weights DIR] [--pages N] [--write]``: ``--write`` stores
-the threshold and the measurement in the weights file's metadata (``extra``).
+The threshold is the lowest score at which at most ``target_fp`` of the negative queries return a hit
+(their top hit's score); the record keeps the share of positive queries whose top page is right at
+that threshold and the whole curve, so the trade-off is visible.
+
+``python -m tokensearch.training.calibrate [--weights DIR] [--pdf-dir PDFS] [--pages N] [--write]``
+(``--write`` stores the threshold and the record in the weights file's metadata).
 """
 
 from __future__ import annotations
@@ -22,86 +27,80 @@ import argparse
 import json
 import random
 import re
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from ..tokenocr_model.mini import WEIGHTS_DIR, WEIGHTS_FILE, MiniEncoder, MiniModel, load_mini, read_weights, save_weights
+from ..tokenocr_model.mini import WEIGHTS_DIR, WEIGHTS_FILE, MiniModel, read_weights, save_weights
 from .augment import augment
-from .synth import DocumentSynth
 from .textgen import TextSource
 
-WORD_STRIP = re.compile(r"^[\(\[\"']+|[\)\]\"'.,;:!?]+$")
+WORD_STRIP = re.compile(r"^[\(\[\"'`]+|[\)\]\"'.,;:!?`]+$")
+QUERY_WORD = re.compile(r"^(?:[A-Za-z][a-z]{3,}|[A-Z]{3,}|\d[\d.,/-]{2,}\d)$")
+LOOKALIKE = {"e": "c", "c": "e", "n": "u", "u": "n", "r": "v", "i": "l", "l": "i", "a": "o", "o": "a",
+             "m": "n", "h": "b", "b": "h", "t": "f", "f": "t", "s": "a", "d": "cl", "0": "8", "8": "0", "1": "7",
+             "7": "1", "3": "8", "5": "6", "6": "5"}
 
 
-def page_score(enc: MiniEncoder, feats: np.ndarray, query: str) -> float:
-    """Best chain score of ``query`` on a page (feats: (H, W, D)): mean cosine of its tokens' chain cells."""
-    from ..search.localize import CELLS_PER_CHAR, chain_scores
+@dataclass
+class Collection:
+    """Page images of a calibration collection and the words printed on each."""
 
-    q = enc.embed_query(query)
-    T = len(q.tokens)
-    if not T:
-        return float("nan")
-    maps = np.einsum("hwd,td->thw", feats, q.vectors)  # (T, H, W)
-    lens = [max(1, t.end - t.start) for t in q.tokens]
-    gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (lens[j] + lens[j + 1] + 1)))) for j in range(T - 1)]
-    chains = chain_scores(maps, gaps)
-    whole = chains[-1] if isinstance(chains, list) else chains  # newer engines return every partial chain
-    return float(whole.max() / T)
+    images: list[Image.Image] = field(default_factory=list)
+    words: list[list[str]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(" ".join(w) for w in self.words).lower()
 
 
-def measure(enc: MiniEncoder, n_pages: int = 12, words_per_page: int = 25, seed: int = 4242) -> dict:
+def _clean_words(raw: list[str]) -> list[str]:
+    return [w for w in (WORD_STRIP.sub("", r) for r in raw) if w]
+
+
+def pdf_collection(pdf_dir: str | Path, n_pages: int, seed: int, dpi: float = 150.0) -> Collection:
+    """Pages of the held-out PDFs (validation split) with their text-layer words."""
+    import pymupdf
+
+    from .from_pdfs import find_pdfs, split_of, usable_page
+    from .pagetokens import render_gray
+
+    files = [f for f in find_pdfs(pdf_dir) if split_of(f) == "val"] or find_pdfs(pdf_dir)
     rng = random.Random(seed)
-    synth = DocumentSynth(enc.tokenizer, seed=seed)
-    src = TextSource(random.Random(seed + 1))
-    pos, neg = [], []
-    for i in range(n_pages):
+    rng.shuffle(files)
+    col = Collection()
+    for f in files:
+        if len(col.images) >= n_pages:
+            break
+        try:
+            with pymupdf.open(f) as doc:
+                pages = [p for p in range(doc.page_count) if usable_page(doc[p])]
+                for p in rng.sample(pages, min(2, len(pages))):  # at most 2 pages a file: variety
+                    col.images.append(Image.fromarray(render_gray(doc[p], dpi)))
+                    col.words.append(_clean_words([w[4] for w in doc[p].get_text("words")]))
+        except Exception:  # a broken file must not stop the calibration
+            continue
+    return col
+
+
+def synthetic_collection(tokenizer, n_pages: int, seed: int) -> Collection:
+    from .synth import DocumentSynth
+
+    synth = DocumentSynth(tokenizer, seed=seed)
+    col = Collection()
+    while len(col.images) < n_pages:
         page = synth.page(dpi=150)
-        img = page.image
-        if i % 2 == 1:
-            img, _ = augment(img, page.mask, rng, strength=0.7)
-        from PIL import Image
-
-        grid = enc.encode_pages([Image.fromarray(img)])[0]
-        page_text = " ".join(t.text for t in page.tokens)
-        lines: dict[int, list[str]] = {}
-        for t in page.tokens:
-            lines.setdefault(t.line, []).append(t.text)
-        words = sorted({WORD_STRIP.sub("", w) for w in _page_words(page)} - {""})
-        words = [w for w in words if len(w) >= 3]
-        rng.shuffle(words)
-        for w in words[:words_per_page]:
-            pos.append(page_score(enc, grid.features, w))
-        low = page_text.lower()
-        n = 0
-        while n < words_per_page:
-            w = src.word() if rng.random() < 0.6 else src.entity().split()[0]
-            w = WORD_STRIP.sub("", w)
-            if len(w) < 3 or w.lower() in low:
-                continue
-            neg.append(page_score(enc, grid.features, w))
-            n += 1
-    pos_a, neg_a = np.array(pos), np.array(neg)
-    cands = np.unique(np.concatenate([pos_a, neg_a]))
-    tpr = np.array([(pos_a >= c).mean() for c in cands])
-    fpr = np.array([(neg_a >= c).mean() for c in cands])
-    j = int(np.argmax(tpr - fpr))
-    thr = float(cands[j])
-    at_fpr = {}
-    for target in (0.01, 0.05, 0.1, 0.2):  # lowest threshold keeping the page-level FPR <= target
-        ok = np.nonzero(fpr <= target)[0]
-        k = int(ok[0]) if len(ok) else len(cands) - 1
-        at_fpr[str(target)] = {"threshold": round(float(cands[k]), 4), "tpr": round(float(tpr[k]), 4),
-                               "fpr": round(float(fpr[k]), 4)}
-    auc = float((pos_a[:, None] > neg_a[None, :]).mean() + 0.5 * (pos_a[:, None] == neg_a[None, :]).mean())
-    return {"threshold": round(thr, 4), "tpr": round(float(tpr[j]), 4), "fpr": round(float(fpr[j]), 4),
-            "auc": round(auc, 4), "pos_mean": round(float(pos_a.mean()), 4), "neg_mean": round(float(neg_a.mean()), 4),
-            "n_pos": len(pos), "n_neg": len(neg), "pages": n_pages, "at_fpr": at_fpr,
-            "score": "best chain on the page of the mean cosine of the query tokens at their chained cells"}
+        if page.tokens:
+            col.images.append(Image.fromarray(page.image))
+            col.words.append(_clean_words(page_words(page)))
+    return col
 
 
-def _page_words(page) -> list[str]:
-    """Whitespace words of the page, rebuilt from its tokens (tokens of one word touch each other)."""
+def page_words(page) -> list[str]:
+    """Whitespace words of a synthetic page, rebuilt from its tokens (tokens of one word touch)."""
     words, cur, last = [], "", None
     for t in page.tokens:
         glued = last is not None and t.line == last.line and t.box[0] - last.box[2] < 0.5 and not t.piece.startswith("Ġ")
@@ -117,6 +116,87 @@ def _page_words(page) -> list[str]:
     return words
 
 
+def near_miss(word: str, rng: random.Random) -> str | None:
+    """``word`` with one interior character swapped for a look-alike (None if it has none)."""
+    spots = [i for i in range(1, len(word) - 1) if word[i] in LOOKALIKE]
+    if not spots:
+        return None
+    i = rng.choice(spots)
+    return word[:i] + LOOKALIKE[word[i]] + word[i + 1:]
+
+
+def make_queries(col: Collection, n_pos: int, n_neg: int, seed: int) -> tuple[list[tuple[str, set[int]]], list[str]]:
+    """(positives with the pages that print them, negatives printed nowhere in the collection)."""
+    rng = random.Random(seed)
+    text = col.text
+    where: dict[str, set[int]] = {}
+    for i, ws in enumerate(col.words):
+        for w in ws:
+            if QUERY_WORD.match(w):
+                where.setdefault(w.lower(), set()).add(i)  # search is case-insensitive
+    vocab = sorted(where)
+    rng.shuffle(vocab)
+    pos = [(w, where[w]) for w in vocab[:n_pos]]
+    src = TextSource(random.Random(seed + 1))
+    neg: list[str] = []
+    tries = 0
+    while len(neg) < n_neg and tries < 100 * n_neg:
+        tries += 1
+        if len(neg) % 2 == 0 and vocab:
+            w = near_miss(rng.choice(vocab), rng)
+        else:
+            w = WORD_STRIP.sub("", src.word() if rng.random() < 0.7 else src.entity().split()[0])
+        if w and len(w) >= 4 and re.search(rf"(?<![a-z0-9]){re.escape(w.lower())}(?![a-z0-9])", text) is None:
+            neg.append(w)
+    return pos, neg
+
+
+def threshold_for(neg_top: np.ndarray, target_fp: float) -> float:
+    """Lowest threshold at which at most ``target_fp`` of the negatives' top scores reach it."""
+    s = np.sort(neg_top)[::-1]  # highest first; -inf = no hit even at the floor
+    allowed = int(np.floor(target_fp * len(s)))
+    if allowed >= len(s):
+        return float("-inf")
+    return float(np.nextafter(np.float32(s[allowed]), np.float32(np.inf)))
+
+
+def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: int = 150, target_fp: float = 0.05,
+                         floor: float = 0.3, seed: int = 4242, home: Path | None = None) -> dict:
+    """Index ``col`` with the engine running ``model`` (a registry spec) and measure the threshold."""
+    from ..engine import Engine
+    from ..settings import Settings
+
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="ts-calib-") as tmp:
+        folder = Path(tmp) / "pages"
+        folder.mkdir()
+        for i, img in enumerate(col.images):
+            if i % 2 == 1:  # every other page looks scanned
+                arr, _ = augment(np.asarray(img.convert("L")), np.zeros(img.size[::-1], np.int32), rng, strength=0.7)
+                img = Image.fromarray(arr)
+            img.save(folder / f"p{i:04d}.png")
+        eng = Engine(Settings(home=home or Path(tmp) / "home", model=model, threshold=floor))
+        try:
+            eng.index(folder)
+            pos, neg = make_queries(col, n_pos, n_neg, seed)
+            pos_top, pos_ok = [], []
+            for w, pages in pos:
+                hits = eng.search(w, k=1).hits
+                pos_top.append(hits[0].score if hits else float("-inf"))
+                pos_ok.append(bool(hits) and int(Path(hits[0].path).stem[1:]) in pages)
+            neg_top = [(h[0].score if (h := eng.search(w, k=1).hits) else float("-inf")) for w in neg]
+        finally:
+            eng.close()
+    pt, ok, nt = np.array(pos_top), np.array(pos_ok), np.array(neg_top)
+    thr = max(threshold_for(nt, target_fp), floor)
+    curve = [{"threshold": round(float(t), 3), "r1": round(float((ok & (pt >= t)).mean()), 4),
+              "fp": round(float((nt >= t).mean()), 4)} for t in np.arange(floor, 0.951, 0.025)]
+    return {"threshold": round(thr, 4), "target_fp": target_fp, "fp": round(float((nt >= thr).mean()), 4),
+            "r1": round(float((ok & (pt >= thr)).mean()), 4), "r1_no_threshold": round(float(ok.mean()), 4),
+            "n_pos": len(pt), "n_neg": len(nt), "pages": len(col.images), "curve": curve,
+            "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain)"}
+
+
 def write_threshold(weights: Path, result: dict) -> None:
     state, cfg, extra = read_weights(weights)
     model = MiniModel(cfg)
@@ -126,13 +206,26 @@ def write_threshold(weights: Path, result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from ..tokenocr_model.mini_tokenizer import MiniTokenizer
+    from ..tokenocr_model.registry import mini_paths
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None, help="weights dir (default: the shipped weights)")
-    ap.add_argument("--pages", type=int, default=12)
+    ap.add_argument("--pdf-dir", default=None, help="born-digital PDFs (their validation split is used); "
+                    "default: synthetic pages")
+    ap.add_argument("--pages", type=int, default=60)
+    ap.add_argument("--queries", type=int, default=150, help="positive and negative queries each")
+    ap.add_argument("--target-fp", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--write", action="store_true", help="store the threshold in the weights' metadata")
     a = ap.parse_args(argv)
-    enc = load_mini(a.weights)
-    res = measure(enc, n_pages=a.pages)
+    spec = f"mini:{a.weights}" if a.weights else "mini"
+    if a.pdf_dir:
+        col = pdf_collection(a.pdf_dir, a.pages, a.seed)
+    else:
+        col = synthetic_collection(MiniTokenizer.from_file(mini_paths(a.weights)[1]), a.pages, a.seed)
+    res = calibrate_collection(spec, col, n_pos=a.queries, n_neg=a.queries, target_fp=a.target_fp, seed=a.seed)
+    res["collection"] = f"{len(col.images)} pages from {'PDFs' if a.pdf_dir else 'synthetic documents'}"
     print(json.dumps(res))
     if a.write:
         d = Path(a.weights) if a.weights else WEIGHTS_DIR

@@ -1,0 +1,74 @@
+"""Quality of the mini model against its score threshold, on the dev benchmark's image-only scans.
+
+Indexes a set once (kept in --home, reused on later runs), searches every query with the threshold
+lowered to --floor, then replays the harness's scoring (../shared/bench/run_eval.py ``score``) with the
+hits below each threshold removed: one line per threshold with R@1, Loc@1 and FP on negatives. A
+development tool to pick a threshold and to compare models/scorers on the same pages.
+
+    python3 bench/threshold_sweep.py --set clean_150 --pages subset60 --model mini --home /tmp/sweep_c150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    ap.add_argument("--set", default="clean_150")
+    ap.add_argument("--pages", default="subset60", help="all | subset60")
+    ap.add_argument("--model", default="mini")
+    ap.add_argument("--home", type=Path, required=True, help="index directory (reused when present)")
+    ap.add_argument("--floor", type=float, default=0.3, help="search threshold for the replay (lowest shown)")
+    ap.add_argument("--thresholds", default="", help="comma-separated; default: floor..0.95 step 0.025")
+    ap.add_argument("--json", type=Path, default=None, help="write the curve here")
+    a = ap.parse_args()
+
+    bench = a.bench.resolve()
+    sys.path[:0] = [str(ROOT), str(bench)]
+    import run_eval
+    from adapters.tokensearch_cli import TokenSearchCLI
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    data = bench / "data"
+    queries = run_eval.load_jsonl(data / "queries.jsonl")
+    transforms = json.loads((data / "transforms.json").read_text()).get(a.set, {})
+    subset = None if a.pages == "all" else set(json.loads((data / f"{a.pages}.json").read_text()))
+    gt_pages = {(p["doc"], p["page"]): p["size_pt"] for p in run_eval.load_jsonl(data / "gt.jsonl")
+                if subset is None or f"{p['doc']}/{p['page']}" in subset}
+
+    engine = Engine(Settings(home=a.home, model=a.model, threshold=a.floor))
+    if engine.store.stats().pages == 0:
+        folder, tmp = run_eval.prepare_input(a.set, "png", subset)
+        engine.index(Path(folder))
+        engine.store.persist()
+    conv = TokenSearchCLI._convert
+    results = {}
+    for q in queries:
+        res = engine.search(q["query"], k=10)
+        hits = [conv(None, {"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes}) for h in res.hits]
+        results[q["id"]] = [h for h in hits if h is not None]
+
+    thresholds = ([float(t) for t in a.thresholds.split(",")] if a.thresholds else
+                  [round(a.floor + 0.025 * i, 3) for i in range(int((0.95 - a.floor) / 0.025) + 1)])
+    curve = []
+    print(f"{'thr':>6} {'R@1':>6} {'R@10':>6} {'Loc@1':>6} {'FP':>6}")
+    for t in thresholds:
+        kept = {qid: [h for h in hits if h["score"] >= t] for qid, hits in results.items()}
+        summary, _, _ = run_eval.score(queries, kept, [], gt_pages, transforms, None, 10)
+        curve.append({"threshold": t, **{k: summary[k] for k in ("R@1", "R@10", "Loc@1", "FP_any")}})
+        print(f"{t:6.3f} {summary['R@1']:6.3f} {summary['R@10']:6.3f} {summary['Loc@1']:6.3f} {summary['FP_any']:6.3f}")
+    if a.json:
+        a.json.write_text(json.dumps({"set": a.set, "pages": a.pages, "model": a.model, "curve": curve}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
