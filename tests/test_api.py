@@ -547,3 +547,13 @@ def test_the_api_on_sqlite_and_postgresql(tmp_path, db_url, mini_encoder):
         assert c.get(f"{API}/documents").json()["total"] == len(DOCS)  # -1 deleted, +1 uploaded
         assert c.get("/healthz").json()["status"] == "ok"
     engine.close()
+
+
+def test_api_docs_are_served_without_a_cdn(api_env):
+    """Swagger UI at /docs loads its script and styles from this server (works on an offline machine)."""
+    html = api_env.client.get("/docs").text
+    assert "/docs-static/swagger-ui-bundle.js" in html and "/openapi.json" in html
+    assert "cdn." not in html and "https://" not in html
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = api_env.client.get(f"/docs-static/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000, asset

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from tokensearch import __version__
@@ -93,6 +93,8 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
         version=__version__,
         summary="Search document folders for text in the page images; get ranked pages and boxes.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the swagger-ui-bundle package: the API docs work offline
+        redoc_url=None,
     )
     install_error_handlers(app)
     for r in (search.router, documents.router, index_jobs.router, pages.router, health.router):
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
                                                             "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _offline_docs(app)
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[str(o) for o in settings.cors_origins],
@@ -112,6 +115,26 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the files of the ``swagger-ui-bundle`` package instead of a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 class _SecurityHeaders:
