@@ -90,3 +90,27 @@ def test_image_only_pdf_page_has_no_text_layer(tmp_path):
     page = doc.new_page()
     page.insert_image(page.rect, pixmap=pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), 0))
     assert pdf_text_words(page) is None
+
+
+def _pdf_pages(tmp_path: Path, with_scan: bool, text: str) -> list:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    if with_scan:  # a full-page scanned image with a small stamp of real text on top
+        page.insert_image(page.rect, pixmap=pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), 0))
+    page.insert_text((72, 72), text, fontsize=12)
+    path = tmp_path / f"doc_{with_scan}.pdf"
+    doc.save(path)
+    with _reader(path) as r:
+        return list(r.pages(150, use_text_layer=True))
+
+
+def test_short_text_layer_of_a_born_digital_page_is_used(tmp_path):
+    (page,) = _pdf_pages(tmp_path, with_scan=False, text="Total: 42")
+    assert page.words is not None and page.image is None
+
+
+def test_short_stamp_on_a_scanned_page_does_not_hide_the_scan(tmp_path):
+    (page,) = _pdf_pages(tmp_path, with_scan=True, text="p. 3")
+    assert page.words is None and page.image is not None
+    (page,) = _pdf_pages(tmp_path, with_scan=True, text="An OCR text layer long enough to be trusted")
+    assert page.words is not None

@@ -126,7 +126,8 @@ class DocumentReader:
         return "pdf" if self.kind == "pdf" else "image"
 
     def pages(self, dpi: float, use_text_layer: bool, min_text_chars: int = 16) -> Iterator[RasterPage]:
-        """Yield pages in order. PDF pages with a usable text layer come without an image."""
+        """Yield pages in order. PDF pages with a usable text layer come without an image; a text layer
+        shorter than ``min_text_chars`` on a page that is mostly one image (a scan) is not used."""
         if self._pdf is not None:
             for i in range(self.page_count):
                 page = self._pdf[i]
@@ -134,8 +135,9 @@ class DocumentReader:
                 w, h = int(round(page.rect.width * zoom)), int(round(page.rect.height * zoom))
                 self._check_pixels(w, h)
                 words = pdf_text_words(page) if use_text_layer else None
-                if words is not None and sum(len(wd) for wd in words) < min_text_chars:
-                    words = None
+                if (words is not None and sum(len(wd) for wd in words) < min_text_chars
+                        and image_coverage(page) > 0.5):
+                    words = None  # a scan with a stamp or a page number as its only text: read the image
                 image = None if words is not None else render_pdf_page(page, dpi)
                 yield RasterPage(i + 1, image, w, h, words)
         else:
@@ -192,6 +194,14 @@ def render_pdf_page(page: pymupdf.Page, dpi: float) -> Image.Image:
     """Rasterise a PDF page to RGB at ``dpi``."""
     pix = page.get_pixmap(dpi=int(round(dpi)), alpha=False, colorspace=pymupdf.csRGB)
     return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+
+
+def image_coverage(page: pymupdf.Page) -> float:
+    """Largest share of the page covered by one placed image (a scanned page is ~1.0)."""
+    area = abs(page.rect)
+    if area <= 0:
+        return 0.0
+    return max((abs(pymupdf.Rect(info["bbox"]) & page.rect) / area for info in page.get_image_info()), default=0.0)
 
 
 def pdf_text_words(page: pymupdf.Page) -> list[list[TextChar]] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pymupdf
 
+from ..indexer.sources import image_coverage
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer
 from .data import PageSample
 from .pagetokens import PageToken, page_tokens, render_gray, token_mask
@@ -36,10 +37,8 @@ def latin_share(text: str) -> float:
 def usable_page(page: pymupdf.Page, min_tokens: int = 20, min_latin: float = 0.95) -> bool:
     """Text layer present, visible, in Latin script, and not under a full-page image (scans with an OCR
     layer). Pages of Greek, Cyrillic, Hebrew... text would only teach hashed character buckets."""
-    area = abs(page.rect)
-    for info in page.get_image_info():
-        if abs(pymupdf.Rect(info["bbox"]) & page.rect) > 0.5 * area:
-            return False
+    if image_coverage(page) > 0.5:
+        return False
     for block in page.get_texttrace()[:50]:
         if block.get("type") == 3:  # invisible text
             return False
