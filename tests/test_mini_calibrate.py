@@ -10,7 +10,7 @@ import numpy as np
 
 from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, load_mini
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
-from tokensearch.training.calibrate import (Collection, calibrate_collection, make_queries, near_miss,
+from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, make_queries, near_miss,
                                             synthetic_collection, threshold_for, write_threshold)
 
 
@@ -20,6 +20,13 @@ def test_threshold_lets_through_at_most_the_target_share_of_negatives() -> None:
     assert (neg >= t).mean() <= 0.05 and t > 0.9
     t = threshold_for(neg, 0.25)
     assert (neg >= t).mean() <= 0.25 and t <= 0.9 + 1e-6
+
+
+def test_balanced_threshold_trades_right_pages_against_false_hits() -> None:
+    pos = np.array([0.9, 0.8, 0.7, 0.6])
+    ok = np.array([True, True, True, False])  # the 0.6 answer is on a wrong page: no gain below 0.7
+    neg = np.array([0.65, 0.5, float("-inf"), float("-inf")])
+    assert balanced_threshold(pos, ok, neg, floor=0.3) == 0.7  # all right answers, no false hit
 
 
 def test_near_misses_are_one_look_alike_letter_away() -> None:
@@ -45,9 +52,10 @@ def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:
     shutil.copy(WEIGHTS_DIR / WEIGHTS_FILE, d / WEIGHTS_FILE)
     shutil.copy(WEIGHTS_DIR / TOKENIZER_FILE, d / TOKENIZER_FILE)
     col = synthetic_collection(MiniTokenizer.from_file(d / TOKENIZER_FILE), n_pages=2, seed=3)
-    res = calibrate_collection(f"mini:{d}", col, n_pos=6, n_neg=6, target_fp=0.2, home=tmp_path / "home")
+    res = calibrate_collection(f"mini:{d}", col, n_pos=6, n_neg=6, target_fp=0.2, rule="strict",
+                               home=tmp_path / "home")
     assert res["n_pos"] == 6 and res["n_neg"] == 6 and res["pages"] == 2
-    assert res["threshold"] >= 0.3 and res["fp"] <= 0.2 + 1e-9
-    assert 0 <= res["r1"] <= res["r1_no_threshold"] <= 1
+    assert res["threshold"] == res["strict_threshold"] >= 0.3 and res["fp"] <= 0.2 + 1e-9
+    assert 0 <= res["r1"] <= res["r1_no_threshold"] <= 1 and res["balanced_threshold"] >= 0.3
     write_threshold(d / WEIGHTS_FILE, {**res, "threshold": 0.4321})
     assert load_mini(d).info.extra["threshold"] == 0.4321

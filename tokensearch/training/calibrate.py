@@ -13,9 +13,10 @@ test, the engine's own scoring and localisation), and searches it:
   entities, and *near misses*: printed words with one letter swapped for a look-alike ("differences" ->
   "diffcrences"), the hardest case for a visual matcher and a common OCR error.
 
-The threshold is the lowest score at which at most ``target_fp`` of the negative queries return a hit
-(their top hit's score); the record keeps the share of positive queries whose top page is right at
-that threshold and the whole curve, so the trade-off is visible.
+Two thresholds are measured: *strict*, the lowest score at which at most ``target_fp`` of the negative
+queries return a hit, and *balanced*, the one maximising (positives answered with the right page first)
+minus (negatives answered at all). ``rule`` picks the default; the record keeps both, the share of
+positives answered right at each, and the whole curve, so the trade-off is visible.
 
 ``python -m tokensearch.training.calibrate [--weights DIR] [--pdf-dir PDFS] [--pages N] [--write]``
 (``--write`` stores the threshold and the record in the weights file's metadata).
@@ -161,7 +162,7 @@ def threshold_for(neg_top: np.ndarray, target_fp: float) -> float:
 
 
 def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: int = 150, target_fp: float = 0.05,
-                         floor: float = 0.3, seed: int = 4242, home: Path | None = None) -> dict:
+                         rule: str = "balanced", floor: float = 0.3, seed: int = 4242, home: Path | None = None) -> dict:
     """Index ``col`` with the engine running ``model`` (a registry spec) and measure the threshold."""
     from ..engine import Engine
     from ..settings import Settings
@@ -188,13 +189,30 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
         finally:
             eng.close()
     pt, ok, nt = np.array(pos_top), np.array(pos_ok), np.array(neg_top)
-    thr = max(threshold_for(nt, target_fp), floor)
-    curve = [{"threshold": round(float(t), 3), "r1": round(float((ok & (pt >= t)).mean()), 4),
-              "fp": round(float((nt >= t).mean()), 4)} for t in np.arange(floor, 0.951, 0.025)]
-    return {"threshold": round(thr, 4), "target_fp": target_fp, "fp": round(float((nt >= thr).mean()), 4),
-            "r1": round(float((ok & (pt >= thr)).mean()), 4), "r1_no_threshold": round(float(ok.mean()), 4),
-            "n_pos": len(pt), "n_neg": len(nt), "pages": len(col.images), "curve": curve,
+    r1_at = lambda t: float((ok & (pt >= t)).mean())  # noqa: E731
+    fp_at = lambda t: float((nt >= t).mean())  # noqa: E731
+    strict = max(threshold_for(nt, target_fp), floor)
+    balanced = balanced_threshold(pt, ok, nt, floor)
+    thr = strict if rule == "strict" else balanced
+    curve = [{"threshold": round(float(t), 3), "r1": round(r1_at(t), 4), "fp": round(fp_at(t), 4)}
+             for t in np.arange(floor, 0.951, 0.025)]
+    return {"threshold": round(thr, 4), "rule": rule, "fp": round(fp_at(thr), 4), "r1": round(r1_at(thr), 4),
+            "strict_threshold": round(strict, 4), "target_fp": target_fp, "strict_fp": round(fp_at(strict), 4),
+            "strict_r1": round(r1_at(strict), 4), "balanced_threshold": round(balanced, 4),
+            "r1_no_threshold": round(float(ok.mean()), 4), "n_pos": len(pt), "n_neg": len(nt),
+            "pages": len(col.images), "curve": curve,
             "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain)"}
+
+
+def balanced_threshold(pos_top: np.ndarray, pos_ok: np.ndarray, neg_top: np.ndarray, floor: float) -> float:
+    """The threshold maximising (share of positives answered with the right page) - (share of
+    negatives answered at all); among ties the strictest."""
+    cands = np.unique(np.concatenate([pos_top, neg_top]))
+    cands = cands[np.isfinite(cands) & (cands >= floor)]
+    if len(cands) == 0:
+        return floor
+    j = np.array([(pos_ok & (pos_top >= t)).mean() - (neg_top >= t).mean() for t in cands])
+    return float(cands[np.flatnonzero(j == j.max())[-1]])
 
 
 def write_threshold(weights: Path, result: dict) -> None:
@@ -215,7 +233,10 @@ def main(argv: list[str] | None = None) -> None:
                     "default: synthetic pages")
     ap.add_argument("--pages", type=int, default=60)
     ap.add_argument("--queries", type=int, default=150, help="positive and negative queries each")
-    ap.add_argument("--target-fp", type=float, default=0.05)
+    ap.add_argument("--target-fp", type=float, default=0.05, help="negatives answered at the strict threshold")
+    ap.add_argument("--rule", choices=("balanced", "strict"), default="balanced",
+                    help="which threshold becomes the default: max(right-page share - false-hit share), or "
+                    "the lowest with at most --target-fp false hits (both are recorded)")
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--write", action="store_true", help="store the threshold in the weights' metadata")
     a = ap.parse_args(argv)
@@ -224,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         col = pdf_collection(a.pdf_dir, a.pages, a.seed)
     else:
         col = synthetic_collection(MiniTokenizer.from_file(mini_paths(a.weights)[1]), a.pages, a.seed)
-    res = calibrate_collection(spec, col, n_pos=a.queries, n_neg=a.queries, target_fp=a.target_fp, seed=a.seed)
+    res = calibrate_collection(spec, col, n_pos=a.queries, n_neg=a.queries, target_fp=a.target_fp, rule=a.rule,
+                               seed=a.seed)
     res["collection"] = f"{len(col.images)} pages from {'PDFs' if a.pdf_dir else 'synthetic documents'}"
     print(json.dumps(res))
     if a.write:
