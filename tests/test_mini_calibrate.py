@@ -43,7 +43,8 @@ def test_negative_queries_are_printed_nowhere_in_the_collection() -> None:
     assert {w for w, _ in pos} <= {"invoice", "differences", "total", "children", "payment", "2023-01-05"}
     assert dict(pos)["children"] == {1}
     text = col.text
-    assert len(neg) == 10 and all(n.lower() not in text.split() for n in neg)
+    assert len(neg) == 10 and all(n.lower() not in text.split() for n, _ in neg)
+    assert {kind for _, kind in neg} == {"near", "absent"}
 
 
 def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ Two halves living in one D-dimensional space (read top to bottom):
 
 2. ``VisionEncoder`` — image side. Grayscale page at 150 DPI -> stride-8 feature grid (one cell ~ one
    character of 10 pt text) -> unit vectors in the token space + a text/background logit per cell.
-   Cheap on CPU: a 4x4 patchify stem, one conv at 1/4, a stride-2 conv to 1/8, then residual blocks
-   mixing a 3x3 neighbourhood with wide horizontal context (dilated 1xk convs), so a cell "reads" the
-   token around it.
+   Cheap on CPU: a 4x4 patchify stem, a conv (and optional residual blocks) at 1/4, a stride-2 conv
+   to 1/8, then residual blocks mixing a 3x3 neighbourhood with wide horizontal context (dilated 1xk
+   convs), so a cell "reads" the token around it.
 
 The page image is padded to a multiple of the stride (white) and the grid cropped back to
 ``ceil(H/8) x ceil(W/8)``, so the grid covers the page uniformly: cell (x, y) = page box
