@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +156,7 @@ def test_loading_reports_missing_and_unexpected_keys(tmp_path: Path) -> None:
     state, cfg, extra = read_weights(d / WEIGHTS_FILE)
     state.pop("vision.head.weight")
     state["vision.extra_layer.weight"] = torch.zeros(3)
-    save_file(state, str(d / WEIGHTS_FILE), metadata={"config": "{}", "extra": "{}"})
+    save_file(state, str(d / WEIGHTS_FILE), metadata={"config": json.dumps(asdict(cfg)), "extra": "{}"})
     with pytest.raises(ValueError) as e:
         load_mini(d)
     msg = str(e.value)

@@ -64,3 +64,26 @@ def test_finetune_on_pdfs_starts_from_given_weights(tmp_path: Path) -> None:
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
     assert log[0]["config"]["init"] == str(WEIGHTS_DIR) and log[0]["config"]["pdf_dir"] == str(pdfs)
     assert load_mini(out).info.dim == load_mini(None).info.dim
+
+
+def test_growing_a_model_keeps_its_output_and_only_adds_blocks() -> None:
+    import pytest
+
+    from tokensearch.tokenocr_model.mini import MiniConfig, MiniModel
+    from tokensearch.training.train import grow_state
+
+    torch.manual_seed(0)
+    small = MiniModel(MiniConfig(n_blocks=2, quarter_blocks=0)).eval()
+    for mod in small.modules():  # non-trivial BatchNorm statistics, as after training
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.2, 0.2)
+    big = MiniModel(MiniConfig(n_blocks=4, quarter_blocks=1)).eval()
+    new = grow_state(big, small.state_dict(), small.cfg, "small")
+    assert new and all(k.startswith(("vision.blocks.2.", "vision.blocks.3.", "vision.quarter.0.")) for k in new)
+    x = torch.rand(1, 1, 64, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(big.vision(x)[0], small.vision(x)[0])
+    with pytest.raises(ValueError, match="only n_blocks, quarter_blocks may increase"):
+        grow_state(MiniModel(MiniConfig(n_blocks=2, dim=64)), small.state_dict(), small.cfg, "small")
+    with pytest.raises(ValueError, match="may increase"):
+        grow_state(MiniModel(MiniConfig(n_blocks=1)), small.state_dict(), small.cfg, "small")
