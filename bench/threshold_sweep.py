@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,9 +48,13 @@ def main() -> None:
 
     engine = Engine(Settings(home=a.home, model=a.model, threshold=a.floor))
     if engine.store.stats().pages == 0:
-        folder, tmp = run_eval.prepare_input(a.set, "png", subset)
-        engine.index(Path(folder))
-        engine.store.persist()
+        folder, tmp = run_eval.prepare_input(a.set, "png", subset)  # tmp: a folder of links for a subset
+        try:
+            engine.index(Path(folder))
+            engine.store.persist()
+        finally:
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
     conv = TokenSearchCLI._convert
     results = {}
     for q in queries:

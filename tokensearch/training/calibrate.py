@@ -15,8 +15,9 @@ test, the engine's own scoring and localisation), and searches it:
 
 Two thresholds are measured: *strict*, the lowest score at which at most ``target_fp`` of the negative
 queries return a hit, and *balanced*, the one maximising (positives answered with the right page first)
-minus (words written nowhere — near misses left out — answered at all). ``rule`` picks the default; the record keeps both, the share of
-positives answered right at each, and the whole curve, so the trade-off is visible.
+minus (words written nowhere — near misses left out — answered at all). ``rule`` picks the default;
+the record keeps both, the share of positives answered right at each, and the whole curve, so the
+trade-off is visible.
 
 ``python -m tokensearch.training.calibrate [--weights DIR] [--pdf-dir PDFS] [--pages N] [--write]``
 (``--write`` stores the threshold and the record in the weights file's metadata).

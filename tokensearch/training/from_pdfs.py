@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,6 @@ def usable_page(page: pymupdf.Page, min_tokens: int = 20, min_latin: float = 0.9
 
 def split_of(path: Path, val_share: int = 10) -> str:
     """Deterministic file-level split: about 1 file in ``val_share`` is held out for validation."""
-    import zlib
-
     return "val" if zlib.crc32(path.name.encode()) % val_share == 0 else "train"
 
 
