@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
 from tokensearch.tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
@@ -175,3 +175,21 @@ def test_missing_files_say_how_to_fix(tmp_path: Path) -> None:
 def test_shipped_files_fit_the_size_budget() -> None:
     total = (WEIGHTS_DIR / WEIGHTS_FILE).stat().st_size + (WEIGHTS_DIR / TOKENIZER_FILE).stat().st_size
     assert total <= 20 * 1024 * 1024
+
+
+def test_bfloat16_features_are_unit_vectors_close_to_float32(enc) -> None:
+    img = Image.new("L", (420, 160), "white")
+    ImageDraw.Draw(img).text((10, 40), "Invoice 2020-11-24 total 1,234.50", fill=0)
+    ref = enc.encode_pages([img])[0]
+    bf = load_mini(dtype="bfloat16")
+    assert bf.dtype == torch.bfloat16
+    g = bf.encode_pages([img])[0]
+    assert g.features.dtype == np.float32 and g.features.shape == ref.features.shape
+    np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-4)
+    assert float((g.features * ref.features).sum(-1).min()) > 0.98
+    assert float(np.abs(g.text - ref.text).max()) < 0.05
+
+
+def test_unsupported_dtype_is_refused_loudly() -> None:
+    with pytest.raises(ValueError, match="not supported on cpu"):
+        load_mini(dtype="float16")

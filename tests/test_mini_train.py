@@ -87,3 +87,25 @@ def test_growing_a_model_keeps_its_output_and_only_adds_blocks() -> None:
         grow_state(MiniModel(MiniConfig(n_blocks=2, dim=64)), small.state_dict(), small.cfg, "small")
     with pytest.raises(ValueError, match="may increase"):
         grow_state(MiniModel(MiniConfig(n_blocks=1)), small.state_dict(), small.cfg, "small")
+
+
+def test_bf16_autocast_step_gives_float32_losses_close_to_float32() -> None:
+    from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR, MiniConfig, MiniModel
+    from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
+    from tokensearch.training.data import collate
+    from tokensearch.training.train import losses, make_val_set, train_amp_dtype
+
+    assert train_amp_dtype("float32") is None and train_amp_dtype("bfloat16") == torch.bfloat16
+    torch.manual_seed(0)
+    model = MiniModel(MiniConfig()).train()
+    pieces = MiniTokenizer.from_file(WEIGHTS_DIR / TOKENIZER_FILE).pieces()
+    batch = collate(make_val_set(str(WEIGHTS_DIR / TOKENIZER_FILE), 2, 64, 96))
+    ref = losses(model, batch, pieces)
+    bf = losses(model, batch, pieces, torch.bfloat16)
+    assert set(bf) == set(ref)
+    for k in ref:
+        assert bf[k].dtype == torch.float32 and torch.isfinite(bf[k])
+        b, r = bf[k].item(), ref[k].item()
+        assert abs(b - r) < 0.05 * max(1.0, abs(r)), k
+    sum(bf.values()).backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())

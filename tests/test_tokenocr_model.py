@@ -2,6 +2,7 @@
 
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from tokenocr_factory import TINY_D, make_tiny_checkpoint
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
-from tokensearch.tokenocr_model import tiling
+from tokensearch.tokenocr_model import devices, tiling
 from tokensearch.tokenocr_model.devices import autocast, resolve_device, resolve_dtype
 from tokensearch.tokenocr_model.tokenocr import Attention, TokenOCREncoder, VisionConfig, load_model, load_tokenocr
 
@@ -217,6 +218,21 @@ def test_devices_are_validated_and_never_default_to_cuda():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "CUDA is not available ... Disabling autocast" on CPU machines
         assert isinstance(autocast(cuda, torch.bfloat16), torch.autocast)
+
+
+def test_auto_dtype_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert resolve_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("AUTO", cpu) == torch.float32
+
+
+def test_native_bf16_detection_reads_the_cpu_flags():
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    expected = (" avx512_bf16" in flags or " amx_bf16" in flags) and torch.backends.mkldnn.is_available()
+    assert devices.cpu_has_native_bf16() == expected
 
 
 def test_fingerprint_follows_the_weights(tmp_path, ckpt_up, enc):

@@ -22,7 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--database-url", help="SQLAlchemy URL of the metadata DB (default SQLite under --home)")
     g.add_argument("--model", help="mini (default) | mini:/weights-dir | tokenocr:/path/to/checkpoint")
     g.add_argument("--device", help="cpu (default) | cuda | cuda:N")
-    g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="auto (default): bfloat16 where the CPU/GPU computes it natively, else float32")
     g.add_argument("--threads", type=int, help="CPU threads for the model")
     g.add_argument("--cell-pool", type=int, help="TokenOCR: average k x k feature cells (default 2)")
     g.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -43,6 +44,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index a folder (again: only new or changed files)")
     p.add_argument("folder", type=Path)
     p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
+    p.add_argument("--image-scale", choices=["auto", "off"],
+                   help="auto (default): shrink large scans and photos so their text has the model's size")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
@@ -110,7 +113,8 @@ def _progress_bar(quiet: bool):
 def cmd_index(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    settings = settings_from_args(args, text_layer=args.text_layer, batch_size=args.batch_size)
+    settings = settings_from_args(args, text_layer=args.text_layer, image_scale=args.image_scale,
+                                  batch_size=args.batch_size)
     bar, update = _progress_bar(args.quiet)
     with Engine(settings) as eng:
         try:

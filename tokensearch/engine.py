@@ -121,7 +121,7 @@ class Engine:
 
         s = self.settings
         opts = IndexOptions(text_layer=s.text_layer == "auto", batch_size=s.batch_size,
-                            max_page_pixels=s.max_page_pixels)
+                            max_page_pixels=s.max_page_pixels, rescale_images=s.image_scale == "auto")
         return FolderIndexer(self.encoder, self.store, opts, progress, cancel)
 
     def index(self, root: Path, progress: Callable[[ProgressEvent], None] | None = None,

@@ -23,12 +23,13 @@ class Settings(BaseSettings):
     # model
     model: str = "mini"  # registry spec: mini | mini:/dir | tokenocr:/path/to/checkpoint
     device: str = "cpu"  # cpu | cuda | cuda:N
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native, else fp32
     threads: int | None = None  # torch/BLAS threads; None = library default
     cell_pool: int | None = Field(None, ge=1, le=8)  # TokenOCR: average k x k cells (None = its default, 2)
 
     # indexing
     text_layer: Literal["auto", "off"] = "auto"
+    image_scale: Literal["auto", "off"] = "auto"  # auto: shrink large scans/photos to the model's text size
     batch_size: int = Field(4, ge=1, le=256)  # pages per encoder batch
     max_page_pixels: int = Field(60_000_000, ge=1)  # larger rasters are refused as "absurd pixel size"
     max_image_bytes: int = Field(512 * 2**20, ge=1)

@@ -64,6 +64,7 @@ class IndexOptions:
     batch_size: int = 4
     max_page_pixels: int = 60_000_000
     text_threshold: float = 0.5  # cells whose text probability is below are not indexed
+    rescale_images: bool = True  # shrink large images (300 dpi scans, photos) to the model's text size
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -242,7 +243,7 @@ class FolderIndexer:
                                      ys.astype(np.int32), xs.astype(np.int32), feats)
             pending.clear()
 
-        for page in reader.pages(self.encoder.dpi, self.opt.text_layer):
+        for page in reader.pages(self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images):
             pending.append(page)
             if sum(p.image is not None for p in pending) >= self.opt.batch_size:
                 yield from flush()

@@ -17,6 +17,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from ..errors import BadDocument
 from ..textnorm import normalise
+from .scale import normalise_scale
 
 # extension -> kind; the content must agree (see sniff_kind)
 EXTENSIONS: dict[str, str] = {
@@ -125,9 +126,12 @@ class DocumentReader:
         """"pdf" or "image" (what the store records as the document kind)."""
         return "pdf" if self.kind == "pdf" else "image"
 
-    def pages(self, dpi: float, use_text_layer: bool, min_text_chars: int = 16) -> Iterator[RasterPage]:
+    def pages(self, dpi: float, use_text_layer: bool, min_text_chars: int = 16,
+              rescale: bool = True) -> Iterator[RasterPage]:
         """Yield pages in order. PDF pages with a usable text layer come without an image; a text layer
-        shorter than ``min_text_chars`` on a page that is mostly one image (a scan) is not used."""
+        shorter than ``min_text_chars`` on a page that is mostly one image (a scan) is not used.
+        ``rescale``: images larger than a page at ``dpi`` are shrunk to the model's text size
+        (:mod:`.scale`); the page's width/height are those of the image the model sees."""
         if self._pdf is not None:
             for i in range(self.page_count):
                 page = self._pdf[i]
@@ -139,6 +143,9 @@ class DocumentReader:
                         and image_coverage(page) > 0.5):
                     words = None  # a scan with a stamp or a page number as its only text: read the image
                 image = None if words is not None else render_pdf_page(page, dpi)
+                if image is not None and rescale:
+                    image = normalise_scale(image, dpi)
+                    w, h = image.size
                 yield RasterPage(i + 1, image, w, h, words)
         else:
             assert self._img is not None
@@ -148,6 +155,8 @@ class DocumentReader:
                     img = _to_rgb(frame)
                 except OSError as e:
                     raise BadDocument(f"image data is corrupt (frame {i + 1}): {e}") from e
+                if rescale:
+                    img = normalise_scale(img, dpi)
                 yield RasterPage(i + 1, img, img.width, img.height, None)
 
     def render(self, page_no: int, dpi: float) -> Image.Image:

@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from .devices import resolve_device, resolve_dtype
 from .interface import FeatureGrid, ModelInfo, QueryTokens, Token
 from .mini_tokenizer import MiniTokenizer, piece_to_text
 from .query_side import TableQueryEmbedder, files_stamp
@@ -317,8 +318,8 @@ class MiniEncoder:
         self.cfg = model.cfg
         self.tokenizer = tokenizer
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
-        self.device = torch.device(device)
-        self.dtype = getattr(torch, dtype)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
         self.dpi = float(self.cfg.dpi)
         model.eval()
@@ -361,7 +362,8 @@ class MiniEncoder:
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
             feats, text = self.vision(x)  # (B, D, h', w'), (B, h', w')
-            feats = feats[:, :, :h, :w].permute(0, 2, 3, 1).float().cpu().numpy()  # (B, h, w, D)
+            # unit length again in float32 (bf16 rounding leaves norms of 1 +/- 0.4 %)
+            feats = F.normalize(feats[:, :, :h, :w].float(), dim=1).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, D)
             text = torch.sigmoid(text[:, :h, :w].float()).cpu().numpy()
             for n, k in enumerate(order[i:j]):
                 results[k] = FeatureGrid(features=np.ascontiguousarray(feats[n]), text=text[n])

@@ -27,6 +27,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=int, default=None, help="context blocks at 1/8 (grows --init's model: "
                    "new blocks start as identities)")
     p.add_argument("--quarter-blocks", type=int, default=None, help="residual blocks at 1/4 (grows as --blocks)")
+    p.add_argument("--widths", type=int, nargs=3, default=None, metavar=("STEM", "QUARTER", "EIGHTH"),
+                   help="channels of the vision net at 1/4 (stem, conv) and 1/8 (from scratch only)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="vision net precision in training (auto: bf16 where the CPU computes it natively)")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +38,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=4500, help="optimiser steps (default 4500: ~1.5-3 h on 2 cores)")
     p.add_argument("--init", default=None, help="start from these weights (dir or .safetensors) instead of random")
     p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--pdf-dir", default=None, help="also train on these born-digital PDFs (text layer = labels; "
+                   "~1 file in 10 held out for validation)")
+    p.add_argument("--synth-fraction", type=float, default=0.5,
+                   help="share of synthetic pages when --pdf-dir is given (default 0.5)")
 
 
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,10 +55,11 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     kw = {"resume": args.resume, "threads": args.threads, "workers": args.workers, "seed": args.seed,
-          "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every}
+          "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every, "precision": args.precision}
     if args.batch_size:
         kw["batch_size"] = args.batch_size
-    model = {k: v for k, v in (("n_blocks", args.blocks), ("quarter_blocks", args.quarter_blocks)) if v is not None}
+    model = {k: v for k, v in (("n_blocks", args.blocks), ("quarter_blocks", args.quarter_blocks),
+                               ("widths", tuple(args.widths) if args.widths else None)) if v is not None}
     if model:
         kw["model"] = model
     return kw
@@ -62,6 +71,8 @@ def run_train(args: argparse.Namespace) -> int:
     kw = _overrides(args)
     if args.lr:
         kw["lr"] = args.lr
+    if args.pdf_dir:
+        kw.update(pdf_dir=args.pdf_dir, synth_fraction=args.synth_fraction)
     train(TrainConfig(out=args.out, steps=args.steps, init=args.init, **kw))
     return 0
 

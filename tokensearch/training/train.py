@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..tokenocr_model.devices import resolve_dtype
 from ..tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel, load_state,
                                    read_weights, save_weights)
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
@@ -61,6 +62,7 @@ class TrainConfig:
     reuse: int = 12  # crops drawn per newly rendered page
     buffer: int = 16  # rendered pages kept for cropping
     model: dict = field(default_factory=dict)  # MiniConfig overrides
+    precision: str = "auto"  # vision forward/backward: auto (bf16 where the CPU has it natively) | float32 | bfloat16
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -126,10 +128,13 @@ def pool_instances(feats: torch.Tensor, labels: torch.Tensor, n: int) -> torch.T
     return sums / cnt  # (n, D)
 
 
-def losses(model: MiniModel, batch: dict, pieces: list[str]) -> dict[str, torch.Tensor]:
+def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """TokenOCR-style losses of one batch; ``amp`` runs the vision net (nearly all the FLOPs) in that dtype."""
     x = batch["image"].float() / 255.0  # (B, 1, H, W)
     labels, ids, owner = batch["labels"], batch["ids"], batch["owner"]  # (B, h, w), (N,), (N,)
-    feats, text_logit = model.vision(x)  # (B, D, h, w), (B, h, w)
+    with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+        feats, text_logit = model.vision(x)  # (B, D, h, w), (B, h, w)
+    feats, text_logit = F.normalize(feats.float(), dim=1), text_logit.float()  # losses in float32
     B, D, h, w = feats.shape
     labels = labels[:, :h, :w]
     out: dict[str, torch.Tensor] = {}
@@ -261,6 +266,14 @@ def grow_state(model: MiniModel, state: dict[str, torch.Tensor], init_cfg: MiniC
     return new
 
 
+def train_amp_dtype(precision: str) -> torch.dtype | None:
+    """Autocast dtype of the vision net in training (None = float32); ``auto`` follows the inference rule."""
+    if precision == "float32":
+        return None
+    dt = resolve_dtype(precision, torch.device("cpu"))
+    return None if dt == torch.float32 else dt
+
+
 def _lr(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -339,6 +352,7 @@ def train(cfg: TrainConfig) -> dict:
                     "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt_path)
 
+    amp = train_amp_dtype(cfg.precision)
     model.train()
     t_ckpt = t_log = time.time()
     agg: dict[str, float] = {}
@@ -349,7 +363,7 @@ def train(cfg: TrainConfig) -> dict:
         batch = next(it)
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step)
-        ls = losses(model, batch, pieces)
+        ls = losses(model, batch, pieces, amp)
         loss = sum(LOSS_WEIGHTS[k] * v for k, v in ls.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,82 @@
+"""Bring page images to the text size the model reads best, whatever their resolution.
+
+A PDF page is rasterised at the model's dpi, so its text has the size the model was trained on. An image
+file has no reliable dpi (PNG/JPEG rarely carry one; phone photos say 72): a 300 dpi scan or a 12 MP
+photo of a letter page shows 10 pt text two to three times larger than the model expects, and costs
+four to nine times the pixels. So large images are measured — the median height of the character-like
+ink blobs, estimated on a small copy — and, when their text is far larger than the reference height
+(:data:`CHAR_HEIGHT_AT_DPI` x dpi: 10 px at 150 dpi, the median measured on the dev benchmark's 150 dpi
+scans), shrunk so that it lands at :data:`SHRINK_TO` x the reference (the size of 200 dpi renditions,
+which the mini model reads better than 150 dpi ones: BENCHMARKS.md, "Large images"). Boxes are stored
+relative to the page, so nothing downstream sees the change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+CHAR_HEIGHT_AT_DPI = 10.0 / 150.0  # typical ink-blob height of body text, px per dpi
+PAGE_LONG_SIDE_IN = 11.0 * 1.3  # images longer than a letter page (+30 %) at the model's dpi are measured
+SHRINK_ABOVE = 1.8  # shrink when text is more than this factor above the reference height
+SHRINK_TO = 4.0 / 3.0  # ... down to this factor of it
+MIN_BLOBS = 30  # fewer character-like blobs: no estimate (a picture, an empty page)
+WORK_LONG_SIDE = 800  # the estimate runs on a copy this long (about 10 ms)
+
+
+def char_height(image: Image.Image, work_long_side: int = WORK_LONG_SIDE) -> float | None:
+    """Typical height in px (of ``image``) of its character-like ink blobs, or None if it shows too few.
+
+    The mean of the middle half of the blob heights: x-height letters and ascender letters form two
+    peaks, and a plain median jumps between them (with the small copy's rounding, +/- 15 % either way).
+
+    Ink = pixels darker than 65 % of the local paper brightness (a coarse max filter), so uneven
+    lighting in photos does not flood the page; blobs taller than a tenth of the page or much wider
+    than tall (rules, underlines, merged words) are ignored.
+    """
+    gray = image.convert("L")
+    f = max(1, int(np.ceil(max(gray.size) / work_long_side)))
+    if f > 1:
+        gray = gray.reduce(f)
+    a = np.asarray(gray, dtype=np.float32)
+    paper = ndimage.maximum_filter(a[::4, ::4], size=9)
+    paper = np.repeat(np.repeat(paper, 4, 0), 4, 1)[: a.shape[0], : a.shape[1]]
+    labels, n = ndimage.label(a < 0.65 * paper)
+    if n < MIN_BLOBS:
+        return None
+    boxes = ndimage.find_objects(labels)
+    h = np.fromiter((b[0].stop - b[0].start for b in boxes), dtype=np.int32, count=n)
+    w = np.fromiter((b[1].stop - b[1].start for b in boxes), dtype=np.int32, count=n)
+    ok = (h >= 3) & (h <= 0.1 * a.shape[0]) & (w <= 2.5 * h)
+    if int(ok.sum()) < MIN_BLOBS:
+        return None
+    h = h[ok]
+    lo, hi = np.percentile(h, [25, 75])
+    return float(h[(h >= lo) & (h <= hi)].mean()) * f
+
+
+def scale_factor(image: Image.Image, dpi: float) -> float:
+    """Factor (<= 1) to resize ``image`` by so its text has the model's reference size at ``dpi``.
+
+    Images no larger than a page at ``dpi`` are left alone (1.0, nothing measured). A large image with
+    no measurable text is brought to page size.
+    """
+    long_side = max(image.size)
+    page_px = PAGE_LONG_SIDE_IN * dpi
+    if long_side <= page_px:
+        return 1.0
+    h = char_height(image)
+    if h is None:
+        return page_px / long_side
+    ref = CHAR_HEIGHT_AT_DPI * dpi
+    return SHRINK_TO * ref / h if h > SHRINK_ABOVE * ref else 1.0
+
+
+def normalise_scale(image: Image.Image, dpi: float) -> Image.Image:
+    """``image`` resized (area-averaged) by :func:`scale_factor`, or itself when no change is needed."""
+    f = scale_factor(image, dpi)
+    if f >= 1.0:
+        return image
+    size = (max(1, round(image.width * f)), max(1, round(image.height * f)))
+    return image.resize(size, Image.Resampling.BOX)
