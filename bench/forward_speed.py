@@ -1,0 +1,96 @@
+"""Mini model forward (inference) and training-step time by precision, in one process.
+
+    python3 bench/forward_speed.py [--model mini] [--repeats 9] [--json bench/results/forward_speed.json]
+
+Inference: one letter page at 150 dpi (1275x1650 px, 48 lines of text), float32 vs bfloat16 weights
+(the `--dtype` setting), median of ``repeats`` timed passes after a warm-up, and how far bf16 features
+are from the float32 ones (cosine per cell). Training: forward + backward of the vision net on a batch
+of 8 crops of 224x384 px, float32 vs bf16 autocast (`tokensearch train --precision`). Runs on the
+CPU with 2 threads; whether bf16 is native here is printed (without AVX512-BF16/AMX it is emulated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tokensearch.tokenocr_model.devices import cpu_has_native_bf16  # noqa: E402
+from tokensearch.tokenocr_model.mini import MiniModel, load_mini, read_weights  # noqa: E402
+from tokensearch.tokenocr_model.registry import mini_paths  # noqa: E402
+
+
+def letter_page() -> Image.Image:
+    img = Image.new("L", (1275, 1650), 255)
+    d = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.truetype("DejaVuSerif.ttf", 20)
+    except OSError:
+        font = ImageFont.load_default()
+    for i, y in enumerate(range(100, 1540, 30)):
+        d.text((100, y), f"Invoice {i:03d}: the quick brown fox jumps over the lazy dog, total 1,234.50", font=font,
+               fill=0)
+    return img
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (oneDNN primitive creation)
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mini", help="mini or mini:DIR")
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--json", type=Path, default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    path = a.model.split(":", 1)[1] if ":" in a.model else None
+    page = letter_page()
+    res: dict = {"native_bf16": cpu_has_native_bf16(), "page_px": list(page.size)}
+
+    encoders = {dt: load_mini(path, dtype=dt) for dt in ("float32", "bfloat16")}
+    grids = {}
+    for dt, enc in encoders.items():
+        res[f"infer_s_{dt}"] = round(timed(lambda enc=enc: enc.encode_pages([page]), a.repeats), 4)
+        grids[dt] = enc.encode_pages([page])[0]
+    cos = (grids["float32"].features * grids["bfloat16"].features).sum(-1)
+    res["bf16_cos_median"] = round(float(np.median(cos)), 5)
+    res["bf16_cos_min"] = round(float(cos.min()), 5)
+    res["infer_speedup_bf16"] = round(res["infer_s_float32"] / res["infer_s_bfloat16"], 2)
+
+    _, cfg, _ = read_weights(mini_paths(path)[0])
+    model = MiniModel(cfg).train()
+    x = torch.rand(8, 1, 224, 384)
+
+    def step(amp: bool) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            f, t = model.vision(x)
+        (f.float().sum() + t.float().sum()).backward()
+
+    res["train_step_s_float32"] = round(timed(lambda: step(False), a.repeats), 4)
+    res["train_step_s_bf16"] = round(timed(lambda: step(True), a.repeats), 4)
+    res["train_speedup_bf16"] = round(res["train_step_s_float32"] / res["train_step_s_bf16"], 2)
+    print(json.dumps(res, indent=1))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
