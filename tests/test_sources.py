@@ -114,3 +114,20 @@ def test_short_stamp_on_a_scanned_page_does_not_hide_the_scan(tmp_path):
     assert page.words is None and page.image is not None
     (page,) = _pdf_pages(tmp_path, with_scan=True, text="An OCR text layer long enough to be trusted")
     assert page.words is not None
+
+
+def test_phone_photo_is_read_upright_from_its_exif_orientation(tmp_path):
+    upright = Image.new("RGB", (60, 100), "white")
+    upright.paste((0, 0, 0), (0, 0, 60, 10))  # a dark band at the top of the upright page
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # how the camera wrote the pixels (100 x 60)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    p = tmp_path / "photo.jpg"
+    stored.save(p, exif=exif, quality=95)
+    with _reader(p) as r:
+        page = next(r.pages(150, True))
+        shown = r.render(1, 150)
+    assert page.image.size == (60, 100) and (page.width, page.height) == (60, 100)
+    a = np.asarray(page.image.convert("L"))
+    assert a[:10].mean() < 60 and a[20:].mean() > 200  # the band is on top again
+    assert shown.size == (60, 100)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 import pymupdf
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from ..errors import BadDocument
 from ..textnorm import normalise
@@ -185,8 +185,10 @@ class DocumentReader:
 
 
 def _to_rgb(frame: Image.Image) -> Image.Image:
-    """Flatten any mode (palette, alpha, 16-bit, CMYK) onto white RGB; loads the pixels now."""
+    """Upright (EXIF orientation applied: phone photos are stored sideways), flattened from any mode
+    (palette, alpha, 16-bit, CMYK) onto white RGB; loads the pixels now."""
     frame.load()
+    frame = ImageOps.exif_transpose(frame)
     if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info):
         rgba = frame.convert("RGBA")
         bg = Image.new("RGB", rgba.size, (255, 255, 255))
