@@ -128,3 +128,15 @@ def test_pdf_pages_give_token_masks(tmp_path: Path, tok) -> None:
     assert image.shape == mask.shape and len(tokens) > 20 and mask.max() == len(tokens)
     got = PdfPages(tmp_path, tok, seed=0)()
     assert len(got.ids) == len(got.pieces) > 20
+
+
+def test_random_crop_of_a_page_whose_tokens_fall_between_sampled_pixels() -> None:
+    # one tiny token at (1, 1): the crop centring samples every 4th pixel and finds none of it
+    img = np.full((64, 64), 255, np.uint8)
+    mask = np.zeros((64, 64), np.int32)
+    mask[1, 1] = 1
+    img[1, 1] = 0
+    sample = PageSample(img, mask, np.array([5], dtype=np.int64), ["a"])
+    rng = random.Random(0)
+    crops = [random_crop(sample, rng, 32, 32, strength=0.0) for _ in range(20)]
+    assert all(c["image"].shape[-2:] == (32, 32) for c in crops)

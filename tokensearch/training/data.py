@@ -74,8 +74,9 @@ def random_crop(page: PageSample, rng: random.Random, height: int, width: int, s
     # crop a window of the source that becomes (height, width) after rescaling by f
     sh, sw = int(round(height / f)), int(round(width / f))
     H, W = img.shape
-    if len(page.ids) and rng.random() < 0.85:
-        ys, xs = np.nonzero(mask[::4, ::4])
+    # token pixels, sampled every 4th row/column (tiny tokens can fall between: then no centring)
+    ys, xs = np.nonzero(mask[::4, ::4]) if len(page.ids) else (np.empty(0, int), np.empty(0, int))
+    if len(ys) and rng.random() < 0.85:
         k = rng.randrange(len(ys))
         cy, cx = ys[k] * 4 + rng.randint(-sh // 3, sh // 3), xs[k] * 4 + rng.randint(-sw // 3, sw // 3)
     else:
