@@ -3,8 +3,8 @@
 A PDF page is rasterised at the model's dpi, so its text has the size the model was trained on. An image
 file has no reliable dpi (PNG/JPEG rarely carry one; phone photos say 72): a 300 dpi scan or a 12 MP
 photo of a letter page shows 10 pt text two to three times larger than the model expects, and costs
-four to nine times the pixels. So large images are measured — the median height of the character-like
-ink blobs, estimated on a small copy — and, when their text is far larger than the reference height
+four to nine times the pixels. So large images are measured — the typical height of the character-like
+ink blobs (:func:`char_height`), estimated on a small copy — and, when their text is far larger than the reference height
 (:data:`CHAR_HEIGHT_AT_DPI` x dpi: 10 px at 150 dpi, the median measured on the dev benchmark's 150 dpi
 scans), shrunk so that it lands at :data:`SHRINK_TO` x the reference (the size of 200 dpi renditions,
 which the mini model reads better than 150 dpi ones: BENCHMARKS.md, "Large images"). Boxes are stored

@@ -363,7 +363,8 @@ class MiniEncoder:
                 x = x.contiguous(memory_format=torch.channels_last)
             feats, text = self.vision(x)  # (B, D, h', w'), (B, h', w')
             # unit length again in float32 (bf16 rounding leaves norms of 1 +/- 0.4 %)
-            feats = F.normalize(feats[:, :, :h, :w].float(), dim=1).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, D)
+            feats = F.normalize(feats[:, :, :h, :w].float(), dim=1)
+            feats = feats.permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, D)
             text = torch.sigmoid(text[:, :h, :w].float()).cpu().numpy()
             for n, k in enumerate(order[i:j]):
                 results[k] = FeatureGrid(features=np.ascontiguousarray(feats[n]), text=text[n])

@@ -134,7 +134,8 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
     labels, ids, owner = batch["labels"], batch["ids"], batch["owner"]  # (B, h, w), (N,), (N,)
     with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
         feats, text_logit = model.vision(x)  # (B, D, h, w), (B, h, w)
-    feats, text_logit = F.normalize(feats.float(), dim=1), text_logit.float()  # losses in float32
+    if amp is not None:  # losses in float32, on unit vectors again after bf16 rounding
+        feats, text_logit = F.normalize(feats.float(), dim=1), text_logit.float()
     B, D, h, w = feats.shape
     labels = labels[:, :h, :w]
     out: dict[str, torch.Tensor] = {}
@@ -268,8 +269,6 @@ def grow_state(model: MiniModel, state: dict[str, torch.Tensor], init_cfg: MiniC
 
 def train_amp_dtype(precision: str) -> torch.dtype | None:
     """Autocast dtype of the vision net in training (None = float32); ``auto`` follows the inference rule."""
-    if precision == "float32":
-        return None
     dt = resolve_dtype(precision, torch.device("cpu"))
     return None if dt == torch.float32 else dt
 
