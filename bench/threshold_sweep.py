@@ -29,6 +29,10 @@ def main() -> None:
     ap.add_argument("--floor", type=float, default=0.3, help="search threshold for the replay (lowest shown)")
     ap.add_argument("--thresholds", default="", help="comma-separated; default: floor..0.95 step 0.025")
     ap.add_argument("--json", type=Path, default=None, help="write the curve here")
+    ap.add_argument("--verify-weights", default="0", help="comma-separated weights of the vocabulary margin "
+                    "(search.verify) to replay, each a curve")
+    ap.add_argument("--verify-credit", type=float, default=None, help="cap of the margin counted (default: "
+                    "the searcher's)")
     a = ap.parse_args()
 
     bench = a.bench.resolve()
@@ -56,21 +60,37 @@ def main() -> None:
             if tmp:
                 shutil.rmtree(tmp, ignore_errors=True)
     conv = TokenSearchCLI._convert
-    results = {}
-    for q in queries:
-        res = engine.search(q["query"], k=10)
-        hits = [conv(None, {"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes}) for h in res.hits]
-        results[q["id"]] = [h for h in hits if h is not None]
-
     thresholds = ([float(t) for t in a.thresholds.split(",")] if a.thresholds else
                   [round(a.floor + 0.025 * i, 3) for i in range(int((0.95 - a.floor) / 0.025) + 1)])
     curve = []
-    print(f"{'thr':>6} {'R@1':>6} {'R@10':>6} {'Loc@1':>6} {'FP':>6}")
-    for t in thresholds:
-        kept = {qid: [h for h in hits if h["score"] >= t] for qid, hits in results.items()}
-        summary, _, _ = run_eval.score(queries, kept, [], gt_pages, transforms, None, 10)
-        curve.append({"threshold": t, **{k: summary[k] for k in ("R@1", "R@10", "Loc@1", "FP_any")}})
-        print(f"{t:6.3f} {summary['R@1']:6.3f} {summary['R@10']:6.3f} {summary['Loc@1']:6.3f} {summary['FP_any']:6.3f}")
+    if a.verify_credit is not None:
+        from dataclasses import replace
+
+        make = engine.searcher
+
+        def searcher():
+            s = make()
+            s.opt = replace(s.opt, verify_credit=a.verify_credit)
+            return s
+
+        engine.searcher = searcher
+    for w in [float(v) for v in a.verify_weights.split(",")]:
+        engine.settings = engine.settings.model_copy(update={"verify_weight": w})
+        results = {}
+        for q in queries:
+            res = engine.search(q["query"], k=10)
+            hits = [conv(None, {"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes})
+                    for h in res.hits]
+            results[q["id"]] = [h for h in hits if h is not None]
+        print(f"verify weight {w}")
+        print(f"{'thr':>6} {'R@1':>6} {'R@10':>6} {'Loc@1':>6} {'FP':>6}")
+        for t in thresholds:
+            kept = {qid: [h for h in hits if h["score"] >= t] for qid, hits in results.items()}
+            summary, _, _ = run_eval.score(queries, kept, [], gt_pages, transforms, None, 10)
+            curve.append({"verify_weight": w, "threshold": t,
+                          **{k: summary[k] for k in ("R@1", "R@10", "Loc@1", "FP_any")}})
+            print(f"{t:6.3f} {summary['R@1']:6.3f} {summary['R@10']:6.3f} {summary['Loc@1']:6.3f} "
+                  f"{summary['FP_any']:6.3f}", flush=True)
     if a.json:
         a.json.write_text(json.dumps({"set": a.set, "pages": a.pages, "model": a.model, "curve": curve}, indent=1))
 

@@ -20,6 +20,17 @@ def _name(hit) -> str:
     return Path(hit.path).name
 
 
+def scan_hits(eng, word):
+    """Hits on the sample's scans (its born-digital PDF left out)."""
+    return [h for h in eng.search(word, k=10).hits if not h.path.endswith("born-digital.pdf")]
+
+
+def right(sample, hit, word, page) -> bool:
+    """The hit is on the word's page (scanned PDF page or PNG/TIFF scan) and boxes it."""
+    return (hit.page == page or Path(hit.path).name == f"page-{page}.png") and _best_iou(
+        hit, sample.boxes(word, page)) >= 0.3
+
+
 def test_born_digital_word_ranks_its_page_first_and_boxes_it(make_engine, sample):
     eng = make_engine(text_layer="auto")
     report = eng.index(sample.born_digital)
@@ -179,21 +190,32 @@ def test_image_only_pages_are_found_and_boxed_by_the_model(make_engine, sample, 
     rep = eng.index(sample.root)
     assert rep.pages_vision == 6
 
-    def scan_hits(e, word):
-        return [h for h in e.search(word, k=10).hits if not h.path.endswith("born-digital.pdf")]
-
-    def right(hit, word, page) -> bool:
-        return (hit.page == page or Path(hit.path).name == f"page-{page}.png") and _best_iou(
-            hit, sample.boxes(word, page)) >= 0.3
-
     words = [("committee", 2), ("INVOICE", 1), ("Refrigerated", 1), ("INV-2023-0042", 1)]
     assert scan_hits(eng, "INV-2023-0042"), "the README's query must be answered at the default threshold"
     for word, page in words:
         hits = scan_hits(eng, word)
-        assert not hits or right(hits[0], word, page), (word, hits[0])
+        assert not hits or right(sample, hits[0], word, page), (word, hits[0])
     permissive = make_engine(home=tmp_path / "home", threshold=0.6)
     for word, page in words:
         hits = scan_hits(permissive, word)
-        assert hits and right(hits[0], word, page), (word, hits[:1])
+        assert hits and right(sample, hits[0], word, page), (word, hits[:1])
     for word in ["zeppelin", "quantum"]:  # written nowhere
         assert permissive.search(word).hits == [], word
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_verification_keeps_printed_words_and_demotes_near_misses(make_engine, sample, tmp_path):
+    """With the vocabulary check on, printed words are still found and boxed on their scans, while a
+    look-alike spelling (one letter swapped) scores lower than without the check, or is not answered."""
+    plain = make_engine(threshold=0.6, verify_weight=0.0)
+    plain.index(sample.root)
+    checked = make_engine(home=plain.settings.home, threshold=0.6, verify_weight=4.0)
+    assert checked.searcher().opt.competitors is not None and plain.searcher().opt.competitors is None
+
+    for word, page in [("committee", 2), ("INVOICE", 1), ("Refrigerated", 1)]:
+        hits = scan_hits(checked, word)
+        assert hits and right(sample, hits[0], word, page), (word, hits[:1])
+    for near in ["cornmittee", "Refrigeratcd", "INVOIGE"]:
+        before, after = scan_hits(plain, near), scan_hits(checked, near)
+        assert before, near  # unverified, the look-alike is answered at this permissive threshold
+        assert not after or after[0].score < before[0].score - 0.02, (near, before[0].score, after[0].score)

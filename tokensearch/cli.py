@@ -55,6 +55,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="pages to return (default 10)")
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--threshold", type=float, help="minimum score of a hit (default: the model's calibrated one)")
+    p.add_argument("--verify-weight", type=float, help="weight of the check that the model reads the query's "
+                   "tokens rather than others (0 = off; default: the model's calibrated one)")
     p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
     _common(p)
 
@@ -134,7 +136,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    with Engine(settings_from_args(args, threshold=args.threshold)) as eng:
+    with Engine(settings_from_args(args, threshold=args.threshold, verify_weight=args.verify_weight)) as eng:
         res = eng.search(args.query, k=args.k, offset=args.offset)
     if args.json:
         out = {"query": res.query, "hits": [{"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes}

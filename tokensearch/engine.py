@@ -43,6 +43,7 @@ class Engine:
         self._store = store
         self._query = None  # cached query side (see query_encoder)
         self._query_saved = False  # the home's cached query side is known to match the loaded model
+        self._competitor_cache: tuple[str, np.ndarray] | None = None  # (fingerprint, vocabulary in index space)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ parts, built once
@@ -168,8 +169,30 @@ class Engine:
             return self.settings.threshold
         return float(self.query_encoder.info.extra.get("threshold", DEFAULT_THRESHOLD))
 
+    def verify_weight(self) -> float:
+        if self.settings.verify_weight is not None:
+            return self.settings.verify_weight
+        return float(self.query_encoder.info.extra.get("verify_weight", 0.0))
+
+    def _competitors(self) -> np.ndarray | None:
+        """The model's vocabulary in index space, for verification (computed once per model and index)."""
+        enc = self.query_encoder
+        vocab = getattr(enc, "vocabulary", None)
+        if vocab is None or not self.store.projection_known():
+            return None
+        key = enc.info.fingerprint
+        if self._competitor_cache is None or self._competitor_cache[0] != key:
+            table = np.asarray(vocab(), dtype=np.float32)
+            proj = np.concatenate([self.store.project_queries(table[i:i + 8192])
+                                   for i in range(0, len(table), 8192)])
+            self._competitor_cache = (key, proj)
+        return self._competitor_cache[1]
+
     def searcher(self) -> Searcher:
-        return Searcher(self.query_encoder, self.store, SearchOptions(threshold=self.threshold()))
+        weight = self.verify_weight()
+        return Searcher(self.query_encoder, self.store, SearchOptions(
+            threshold=self.threshold(), verify_weight=weight,
+            competitors=self._competitors() if weight > 0 else None))
 
     def search(self, query: str, k: int = 10, offset: int = 0) -> SearchResult:
         if not 1 <= k <= self.settings.max_k:

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     # search
     threshold: float | None = None  # score a hit must reach; None = the model's calibrated value
+    verify_weight: float | None = Field(None, ge=0)  # weight of the vocabulary margin; None = the model's
     max_query_chars: int = Field(256, ge=1)
     max_k: int = Field(100, ge=1)
 

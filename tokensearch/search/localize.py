@@ -23,6 +23,7 @@ class Occurrence:
     score: float  # mean cosine of the chain's cells
     box: tuple[float, float, float, float]  # normalised page coords, origin top-left
     cells: list[tuple[int, int]]  # (y, x) of each token's chain cell
+    token_boxes: list[tuple[int, int, int, int]]  # each token's cell extent (x0, y0, x1, y1), inclusive
 
 
 def dense_maps(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, sims: np.ndarray) -> np.ndarray:
@@ -120,7 +121,8 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
             taken[by0:by1 + 1, bx0:bx1 + 1] = True
             continue
         taken[max(0, by0 - 1):by1 + 2, bx0:bx1 + 1] = True
-        out.append(Occurrence(float(score[y, x]), (bx0 / W, by0 / H, (bx1 + 1) / W, (by1 + 1) / H), cells))
+        out.append(Occurrence(float(score[y, x]), (bx0 / W, by0 / H, (bx1 + 1) / W, (by1 + 1) / H), cells,
+                              boxes))
         if len(out) >= max_occurrences:
             break
     return out

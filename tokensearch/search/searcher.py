@@ -19,6 +19,7 @@ from ..geometry import mostly_inside
 from ..tokenocr_model.interface import QueryEmbedder
 from .localize import Occurrence, dense_maps, locate
 from .query import Unit, case_variants, parse_query
+from .verify import cell_rows, rescore
 
 
 @dataclass
@@ -48,6 +49,7 @@ class _Spelling:
     unit: int
     rows: list[int]
     lens: list[int]
+    ids: list[int]  # the tokens' vocabulary ids
 
 
 @dataclass
@@ -68,6 +70,11 @@ class SearchOptions:
     min_candidate_pages: int = 32
     max_candidate_pages: int = 160
     max_occurrences: int = 20
+    # verification on image pages (see ``verify``): the whole vocabulary in index space, and the weight of
+    # the mean token margin added to an occurrence's score (margins above ``verify_credit`` count as it)
+    competitors: np.ndarray | None = None
+    verify_weight: float = 0.0
+    verify_credit: float = 0.0
 
 
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
@@ -116,7 +123,8 @@ class Searcher:
                 rows = list(range(n, n + len(keep)))
                 n += len(keep)
                 vecs.append(np.asarray(q.vectors, dtype=np.float32)[keep])
-                plan.spellings.append(_Spelling(ui, rows, [q.tokens[i].end - q.tokens[i].start for i in keep]))
+                plan.spellings.append(_Spelling(ui, rows, [q.tokens[i].end - q.tokens[i].start for i in keep],
+                                                [q.tokens[i].id for i in keep]))
         if vecs:
             plan.vectors = self.store.project_queries(np.concatenate(vecs))
         return plan
@@ -166,14 +174,23 @@ class Searcher:
             sims = pf.similarities(plan.vectors)  # (n, R)
             # a unit's spellings can only match if their token rows reach the threshold somewhere
             peak = sims.max(axis=0)
+            verify = not exact and self.opt.competitors is not None and self.opt.verify_weight > 0
+            # a margin credit can lift a chain up to the threshold: locate down to where it could
+            floor = thr - self.opt.verify_weight * max(self.opt.verify_credit, 0.0) if verify else thr
+            rows = cell_rows(pf.grid_h, pf.grid_w, pf.ys, pf.xs) if verify else None
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             for sp in plan.spellings:
-                if peak[sp.rows].mean() < thr:
+                if peak[sp.rows].mean() < floor:
                     continue
                 maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
-                per_unit[sp.unit].extend(locate(maps, sp.lens, thr, self.opt.max_occurrences))
+                occs = locate(maps, sp.lens, floor, self.opt.max_occurrences)
+                if verify:
+                    occs = rescore(occs, maps, rows, pf.feats, plan.vectors[sp.rows], np.asarray(sp.ids),
+                                   self.opt.competitors, self.opt.verify_weight, self.opt.verify_credit)
+                    occs = [o for o in occs if o.score >= thr]
+                per_unit[sp.unit].extend(occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 

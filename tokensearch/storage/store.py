@@ -602,6 +602,10 @@ class Store:
             return np.zeros((len(vecs), min(self.pca_dim, dim)), np.float32)
         return codec.apply(vecs)
 
+    def projection_known(self) -> bool:
+        """Whether index space is fixed yet (the codec is written with the first features)."""
+        return self._load_codec() is not None
+
     def search_cells(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query row (already projected): page ids and scores of its top-``k`` cells (ids may repeat)."""
         qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))

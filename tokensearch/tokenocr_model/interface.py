@@ -69,7 +69,11 @@ class ModelInfo:
 
 @runtime_checkable
 class QueryEmbedder(Protocol):
-    """The query half of a model — all a search needs."""
+    """The query half of a model — all a search needs.
+
+    Optionally also ``vocabulary() -> (V, D)``: the vectors of every token id, the competitors a match is
+    verified against (``search.verify``); a model without it is searched unverified.
+    """
 
     info: ModelInfo
 

@@ -382,6 +382,9 @@ class MiniEncoder:
             raise IndexError(f"token id out of range 0..{len(self._vocab) - 1}")
         return self._vocab[ids].astype(np.float32, copy=True).reshape(len(ids), self.cfg.dim)
 
+    def vocabulary(self) -> np.ndarray:
+        return self._vocab
+
     def query_side(self) -> TableQueryEmbedder:
         """The torch-free query half (tokenizer + vocabulary vectors) the engine caches for fast searches."""
         return TableQueryEmbedder(self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files))

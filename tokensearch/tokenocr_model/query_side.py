@@ -33,6 +33,9 @@ class TableQueryEmbedder:
         vecs = self.table[np.asarray([t.id for t in tokens], dtype=np.int64)].astype(np.float32)
         return QueryTokens(text=text, tokens=tokens, vectors=vecs.reshape(len(tokens), self.info.dim))
 
+    def vocabulary(self) -> np.ndarray:
+        return self.table
+
     def save(self, path: Path) -> None:
         """Write atomically (a reader never sees half a file)."""
         path.parent.mkdir(parents=True, exist_ok=True)

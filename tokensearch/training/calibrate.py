@@ -166,8 +166,10 @@ def threshold_for(neg_top: np.ndarray, target_fp: float) -> float:
 
 
 def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: int = 150, target_fp: float = 0.05,
-                         rule: str = "balanced", floor: float = 0.3, seed: int = 4242, home: Path | None = None) -> dict:
-    """Index ``col`` with the engine running ``model`` (a registry spec) and measure the threshold."""
+                         rule: str = "balanced", floor: float = 0.3, seed: int = 4242, home: Path | None = None,
+                         verify_weight: float = 0.0) -> dict:
+    """Index ``col`` with the engine running ``model`` (a registry spec, searched with ``verify_weight``:
+    see ``search.verify``) and measure the threshold."""
     from ..engine import Engine
     from ..settings import Settings
 
@@ -180,7 +182,8 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
                 arr, _ = augment(np.asarray(img.convert("L")), np.zeros(img.size[::-1], np.int32), rng, strength=0.7)
                 img = Image.fromarray(arr)
             img.save(folder / f"p{i:04d}.png")
-        eng = Engine(Settings(home=home or Path(tmp) / "home", model=model, threshold=floor))
+        eng = Engine(Settings(home=home or Path(tmp) / "home", model=model, threshold=floor,
+                              verify_weight=verify_weight))
         try:
             eng.index(folder)
             pos, neg = make_queries(col, n_pos, n_neg, seed)
@@ -208,8 +211,9 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
             "strict_r1": round(r1_at(strict), 4), "balanced_threshold": round(balanced, 4),
             "fp_absent": round(float((nt[~near] >= thr).mean()), 4), "fp_near_miss": round(float((nt[near] >= thr).mean()), 4),
             "r1_no_threshold": round(float(ok.mean()), 4), "n_pos": len(pt), "n_neg": len(nt),
-            "pages": len(col.images), "curve": curve,
-            "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain)"}
+            "pages": len(col.images), "curve": curve, "verify_weight": verify_weight,
+            "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain, "
+                     "plus verify_weight x their mean margin over the rest of the vocabulary, capped at 0)"}
 
 
 def balanced_threshold(pos_top: np.ndarray, pos_ok: np.ndarray, neg_top: np.ndarray, floor: float) -> float:
@@ -227,7 +231,8 @@ def write_threshold(weights: Path, result: dict) -> None:
     state, cfg, extra = read_weights(weights)
     model = MiniModel(cfg)
     model.load_state_dict(state)
-    extra = {**extra, "threshold": result["threshold"], "calibration": result}
+    extra = {**extra, "threshold": result["threshold"], "verify_weight": result["verify_weight"],
+             "calibration": result}
     save_weights(model, weights, extra=extra)
 
 
@@ -246,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="which threshold becomes the default: max(right-page share - false-hit share), or "
                     "the lowest with at most --target-fp false hits (both are recorded)")
     ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--verify-weight", type=float, default=0.0,
+                    help="weight of the vocabulary margin in the score (search.verify); stored with --write")
     ap.add_argument("--write", action="store_true", help="store the threshold in the weights' metadata")
     a = ap.parse_args(argv)
     spec = f"mini:{a.weights}" if a.weights else "mini"
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         col = synthetic_collection(MiniTokenizer.from_file(mini_paths(a.weights)[1]), a.pages, a.seed)
     res = calibrate_collection(spec, col, n_pos=a.queries, n_neg=a.queries, target_fp=a.target_fp, rule=a.rule,
-                               seed=a.seed)
+                               seed=a.seed, verify_weight=a.verify_weight)
     res["collection"] = f"{len(col.images)} pages from {'PDFs' if a.pdf_dir else 'synthetic documents'}"
     print(json.dumps(res))
     if a.write:
