@@ -41,6 +41,13 @@ def test_tiny_official_checkpoint_indexes_and_searches_a_folder(tmp_path):
         assert max(iou(b, t) for b in hit.boxes for t in sample.boxes("INVOICE", 1)) >= 0.3
         maps = eng.token_maps(hit.doc_id, hit.page, "INVOICE")
         assert maps.maps.shape[0] == len(maps.tokens) >= 1 and maps.combined.max() > 0.9
+    # the vocabulary check on request: the whole token table, projected to index space, is the competitor set
+    with Engine(Settings(home=tmp_path / "home", model=spec, verify_weight=4.0, threshold=0.0)) as eng:
+        opt = eng.searcher().opt
+        assert opt.competitors is not None and opt.competitors.shape[1] == eng.store.project_queries(
+            eng.query_encoder.embed_query("INVOICE").vectors).shape[1]
+        hits = [h for h in eng.search("INVOICE", k=10).hits if Path(h.path).name == "born-digital.pdf"]
+        assert [h.page for h in hits] == [1]  # exact text-layer pages are never re-scored
     with Engine(Settings(home=tmp_path / "home", model="mini")) as other:
         try:
             other.search("INVOICE")

@@ -158,6 +158,8 @@ def test_query_vectors_are_table_rows(enc):
         enc.token_vectors([enc.table.shape[0]])
     # every id of the vocabulary has a vector (special tokens included)
     assert enc.token_vectors(range(enc.tokenizer.vocab_size)).shape == (enc.tokenizer.vocab_size, TINY_D)
+    vocab = enc.vocabulary()  # what a verified search compares a match against: the whole table
+    assert vocab.shape == (enc.table.shape[0], TINY_D) and np.allclose(vocab[ids], q.vectors, atol=1e-6)
 
 
 def test_bfloat16_on_cpu_runs_close_to_float32(ckpt_up, enc):

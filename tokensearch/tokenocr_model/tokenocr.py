@@ -506,6 +506,10 @@ class TokenOCREncoder:
         rows = self.table.index_select(0, idx).float()  # (T, D)
         return F.normalize(rows, dim=-1).numpy()
 
+    def vocabulary(self) -> np.ndarray:
+        """(V, D) unit vectors of every row of tok_embeddings (the verification's competitors)."""
+        return self.token_vectors(range(self.table.shape[0]))
+
     def embed_query(self, text: str) -> QueryTokens:
         """Official query rule; then bare-space tokens (``▁``, e.g. before digits in ``"invoice 2020"``)
         are dropped when other tokens remain: in -seg checkpoints ``' '`` is the background class."""
