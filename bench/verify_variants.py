@@ -4,7 +4,8 @@ Runs ``bench/threshold_sweep.py`` (same arguments) with the searcher's re-scorin
 
 - ``min``: the worst token margin of an occurrence instead of the mean;
 - ``pooled``: the occurrence's score becomes the mean cosine of each token's *pooled* feature with the
-  token vector (instead of the chain's best cells), plus the weighted mean margin.
+  token vector (instead of the chain's best cells), plus the weighted mean margin;
+- ``mix``: the mean of the chain's score and the pooled one, plus the weighted mean margin.
 
     python3 bench/verify_variants.py --variant pooled --set clean_150 --pages all --model mini:DIR \\
         --home H --floor 0.6 --verify-weights 4
@@ -35,7 +36,9 @@ def _variant_rescore(variant: str):
         sims[np.arange(len(ids)), ids] = -np.inf
         m = np.minimum(mine - sims.max(axis=1), credit).reshape(len(occs), T)
         m = m.min(axis=1) if variant == "min" else m.mean(axis=1)
-        base = mine.reshape(len(occs), T).mean(axis=1) if variant == "pooled" else [o.score for o in occs]
+        chain = np.asarray([o.score for o in occs])
+        pooled_score = mine.reshape(len(occs), T).mean(axis=1)
+        base = {"pooled": pooled_score, "mix": (chain + pooled_score) / 2}.get(variant, chain)
         return [replace(o, score=float(b + weight * mi)) for o, b, mi in zip(occs, base, m)]
 
     return rescore
@@ -44,10 +47,10 @@ def _variant_rescore(variant: str):
 def main() -> None:
     args = sys.argv[1:]
     if "--variant" not in args:
-        sys.exit("usage: verify_variants.py --variant {min,pooled} THRESHOLD_SWEEP_ARGS...")
+        sys.exit("usage: verify_variants.py --variant {min,pooled,mix} THRESHOLD_SWEEP_ARGS...")
     i = args.index("--variant")
     variant = args[i + 1]
-    if variant not in ("min", "pooled"):
+    if variant not in ("min", "pooled", "mix"):
         sys.exit(f"unknown variant {variant!r}")
     sys.argv = [sys.argv[0], *args[:i], *args[i + 2:]]
     import tokensearch.search.searcher as searcher
