@@ -132,7 +132,10 @@ class Searcher:
     def _candidates(self, plan: _Plan, want: int) -> list[int]:
         """Pages likely to hold the units, best first (stage 1)."""
         assert plan.vectors is not None
-        per_row = self.store.search_cells(plan.vectors, self.opt.cells_per_token)
+        # a token repeats across a query's words, spellings and its joint phrase: search each once
+        uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
+        found_rows = self.store.search_cells(uniq, self.opt.cells_per_token)
+        per_row = [found_rows[i] for i in inverse.reshape(-1)]
         found = [ids[ids >= 0] for ids, _ in per_row]
         pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if len(pages) == 0:
