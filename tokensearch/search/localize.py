@@ -14,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter
 
-CELLS_PER_CHAR = 2.0  # generous: 8 px cells at 150 dpi hold ~1 char of 10 pt text, ~0.4 of 24 pt
+# step window between consecutive tokens of a unit, in cells per character of the two tokens: every cell of a
+# token carries its vector, so neighbours in a word can always step from one cell to the next; a wider
+# window (2.0 before) let a look-alike borrow its pieces from different words ("slonting": "Sl" of
+# SlantFont, "ont" of Font) — 1.0 cut dev-bench false hits to 0-3 % at no loss of R@1 (BENCHMARKS.md)
+CELLS_PER_CHAR = 1.0
+BOX_CELLS_PER_CHAR = 2.0  # generous box growth: 8 px cells hold ~0.8 char of 10 pt text, ~0.3 of 24 pt
 GROW_RATIO = 0.75  # a neighbour cell belongs to the token if its cosine is >= this share of the peak
 
 
@@ -110,7 +115,7 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
         if taken[y, x]:
             continue
         cells = _backtrack(partial, gaps, (y, x)) if T > 1 else [(y, x)]
-        boxes = [_grow(maps[j], cy, cx, max_w=int(CELLS_PER_CHAR * piece_lens[j]) + 2)
+        boxes = [_grow(maps[j], cy, cx, max_w=int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2)
                  for j, (cy, cx) in enumerate(cells)]
         bx0 = min(b[0] for b in boxes)
         by0 = min(b[1] for b in boxes)
