@@ -31,8 +31,6 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the curve here")
     ap.add_argument("--verify-weights", default="0", help="comma-separated weights of the vocabulary margin "
                     "(search.verify) to replay, each a curve")
-    ap.add_argument("--verify-credit", type=float, default=None, help="cap of the margin counted (default: "
-                    "the searcher's)")
     a = ap.parse_args()
 
     bench = a.bench.resolve()
@@ -63,17 +61,6 @@ def main() -> None:
     thresholds = ([float(t) for t in a.thresholds.split(",")] if a.thresholds else
                   [round(a.floor + 0.025 * i, 3) for i in range(int((0.95 - a.floor) / 0.025) + 1)])
     curve = []
-    if a.verify_credit is not None:
-        from dataclasses import replace
-
-        make = engine.searcher
-
-        def searcher():
-            s = make()
-            s.opt = replace(s.opt, verify_credit=a.verify_credit)
-            return s
-
-        engine.searcher = searcher
     for w in [float(v) for v in a.verify_weights.split(",")]:
         engine.settings = engine.settings.model_copy(update={"verify_weight": w})
         results = {}

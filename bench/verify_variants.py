@@ -23,19 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _variant_rescore(variant: str):
-    from tokensearch.search.verify import pooled_tokens
+    from tokensearch.search.verify import margins, pooled_tokens
 
-    def rescore(occs, maps, rows, feats, own, own_ids, competitors, weight, credit):
+    def rescore(occs, maps, rows, feats, own, own_ids, competitors, weight):
         if not occs:
             return occs
         T = len(own_ids)
         pooled = np.concatenate([pooled_tokens(o, maps, rows, feats) for o in occs])
-        ids = np.tile(own_ids, len(occs))
-        mine = np.einsum("nd,nd->n", pooled, np.tile(own, (len(occs), 1)))
-        sims = pooled @ competitors.T
-        sims[np.arange(len(ids)), ids] = -np.inf
-        m = np.minimum(mine - sims.max(axis=1), credit).reshape(len(occs), T)
+        owns = np.tile(own, (len(occs), 1))
+        m = np.minimum(margins(pooled, owns, np.tile(own_ids, len(occs)), competitors), 0.0).reshape(len(occs), T)
         m = m.min(axis=1) if variant == "min" else m.mean(axis=1)
+        mine = np.einsum("nd,nd->n", pooled, owns)
         chain = np.asarray([o.score for o in occs])
         pooled_score = mine.reshape(len(occs), T).mean(axis=1)
         base = {"pooled": pooled_score, "mix": (chain + pooled_score) / 2}.get(variant, chain)

@@ -39,9 +39,9 @@ def test_rescore_demotes_the_lookalike_and_keeps_the_true_occurrence():
     occs = locate(maps, [3], threshold=0.5)
     assert len(occs) == 2 and occs[1].score > 0.6  # unverified, the lookalike is a strong hit
     rows = cell_rows(1, 12, ys, xs)
-    out = rescore(occs, maps, rows, feats, VOCAB[[1]], np.asarray([1]), VOCAB, weight=1.0, credit=0.0)
+    out = rescore(occs, maps, rows, feats, VOCAB[[1]], np.asarray([1]), VOCAB, weight=1.0)
     true, lookalike = out
-    assert true.score == occs[0].score  # its margin is positive, and credit 0 adds nothing
+    assert true.score == occs[0].score  # its margin is positive, and the cap at 0 adds nothing
     assert lookalike.score < occs[1].score - 0.05
     assert true.box == occs[0].box and lookalike.box == occs[1].box
 
@@ -50,5 +50,5 @@ def test_rescore_with_zero_weight_changes_nothing():
     feats, ys, xs = _page()
     maps = dense_maps(1, 12, ys, xs, feats @ VOCAB[[1]].T)
     occs = locate(maps, [3], threshold=0.5)
-    out = rescore(occs, maps, cell_rows(1, 12, ys, xs), feats, VOCAB[[1]], np.asarray([1]), VOCAB, 0.0, 0.0)
+    out = rescore(occs, maps, cell_rows(1, 12, ys, xs), feats, VOCAB[[1]], np.asarray([1]), VOCAB, 0.0)
     assert [o.score for o in out] == [o.score for o in occs]

@@ -182,10 +182,7 @@ class Engine:
             return None
         key = enc.info.fingerprint
         if self._competitor_cache is None or self._competitor_cache[0] != key:
-            table = np.asarray(vocab(), dtype=np.float32)
-            proj = np.concatenate([self.store.project_queries(table[i:i + 8192])
-                                   for i in range(0, len(table), 8192)])
-            self._competitor_cache = (key, proj)
+            self._competitor_cache = (key, self.store.project_queries(vocab()))
         return self._competitor_cache[1]
 
     def searcher(self) -> Searcher:

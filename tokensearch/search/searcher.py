@@ -71,10 +71,9 @@ class SearchOptions:
     max_candidate_pages: int = 160
     max_occurrences: int = 20
     # verification on image pages (see ``verify``): the whole vocabulary in index space, and the weight of
-    # the mean token margin added to an occurrence's score (margins above ``verify_credit`` count as it)
+    # the mean token margin (capped at 0) added to an occurrence's score
     competitors: np.ndarray | None = None
     verify_weight: float = 0.0
-    verify_credit: float = 0.0
 
 
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
@@ -178,21 +177,19 @@ class Searcher:
             # a unit's spellings can only match if their token rows reach the threshold somewhere
             peak = sims.max(axis=0)
             verify = not exact and self.opt.competitors is not None and self.opt.verify_weight > 0
-            # a margin credit can lift a chain up to the threshold: locate down to where it could
-            floor = thr - self.opt.verify_weight * max(self.opt.verify_credit, 0.0) if verify else thr
             rows = cell_rows(pf.grid_h, pf.grid_w, pf.ys, pf.xs) if verify else None
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             for sp in plan.spellings:
-                if peak[sp.rows].mean() < floor:
+                if peak[sp.rows].mean() < thr:
                     continue
                 maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
-                occs = locate(maps, sp.lens, floor, self.opt.max_occurrences)
+                occs = locate(maps, sp.lens, thr, self.opt.max_occurrences)
                 if verify:
                     occs = rescore(occs, maps, rows, pf.feats, plan.vectors[sp.rows], np.asarray(sp.ids),
-                                   self.opt.competitors, self.opt.verify_weight, self.opt.verify_credit)
-                    occs = [o for o in occs if o.score >= thr]
+                                   self.opt.competitors, self.opt.verify_weight)
+                    occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
                 per_unit[sp.unit].extend(occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out

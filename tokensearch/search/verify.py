@@ -5,7 +5,8 @@ A chain of cells can score high for a query it does not show: a near spelling ("
 make a token's mask-pooled feature closest to that token's vector among the whole vocabulary, so the
 test here is the same one: pool each token's cells (its grown box, cells still looking like it), and
 compare the query token's cosine with the best cosine of any *other* vocabulary token. The margin
-(own - best other, per token, averaged over the unit) is added, weighted, to the occurrence's score.
+(own - best other, per token, capped at 0 and averaged over the unit) is added, weighted, to the
+occurrence's score: only a token that reads better as something else costs.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ def margins(pooled: np.ndarray, own: np.ndarray, own_ids: np.ndarray, competitor
 
 
 def rescore(occs: list[Occurrence], maps: np.ndarray, rows: np.ndarray, feats: np.ndarray, own: np.ndarray,
-            own_ids: np.ndarray, competitors: np.ndarray, weight: float, credit: float) -> list[Occurrence]:
-    """Occurrences of one spelling re-scored by ``weight`` x mean token margin (capped at ``credit``)."""
+            own_ids: np.ndarray, competitors: np.ndarray, weight: float) -> list[Occurrence]:
+    """Occurrences of one spelling re-scored by ``weight`` x mean token margin (capped at 0)."""
     if not occs:
         return occs
     T = len(own_ids)
     pooled = np.concatenate([pooled_tokens(o, maps, rows, feats) for o in occs])
     m = margins(pooled, np.tile(own, (len(occs), 1)), np.tile(own_ids, len(occs)), competitors)
-    m = np.minimum(m, credit).reshape(len(occs), T).mean(axis=1)
+    m = np.minimum(m, 0.0).reshape(len(occs), T).mean(axis=1)
     return [replace(o, score=float(o.score + weight * mi)) for o, mi in zip(occs, m)]
