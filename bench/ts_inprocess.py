@@ -26,6 +26,9 @@ def main() -> None:
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     ap.add_argument("--model", default=os.environ.get("TOKENSEARCH_MODEL", "mini"))
     ap.add_argument("--tag", default="inproc")
+    ap.add_argument("--zoom", type=float, default=None,
+                    help="experiment: enlarge every page image by this factor before the model (e.g. 1.3333 "
+                    "reads 150 dpi pages as if at 200 dpi)")
     a, rest = ap.parse_known_args()
 
     bench = a.bench.resolve()
@@ -35,6 +38,16 @@ def main() -> None:
 
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
+
+    if a.zoom:
+        from PIL import Image
+
+        import tokensearch.indexer.sources as sources
+
+        def zoomed(image, dpi):
+            return image.resize((round(image.width * a.zoom), round(image.height * a.zoom)), Image.Resampling.BICUBIC)
+
+        sources.normalise_scale = zoomed
 
     class TokenSearchInProcess(TokenSearchCLI):
         def __init__(self, workdir, threads=2):

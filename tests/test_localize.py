@@ -1,6 +1,6 @@
 import numpy as np
 
-from tokensearch.search.localize import chain_scores, locate
+from tokensearch.search.localize import Frame, chain_scores, dense_maps, locate
 
 
 def _maps(T, H=10, W=40):
@@ -63,3 +63,18 @@ def test_chain_score_is_sum_of_best_predecessor():
     m[1, 1, 4] = 0.8
     c = chain_scores(m, [3])[-1]
     assert abs(c[1, 4] - 1.7) < 1e-6
+
+
+def test_locating_on_the_text_frame_gives_the_same_occurrences_as_on_the_whole_page():
+    rng = np.random.default_rng(0)
+    H, W = 30, 50
+    ys, xs = np.nonzero(rng.random((H, W)) < 0.05)
+    keep = (ys >= 6) & (ys < 24) & (xs >= 9) & (xs < 41)  # text only inside the margins
+    ys, xs = ys[keep], xs[keep]
+    sims = rng.random((len(ys), 2)).astype(np.float32)
+    sims[ys == 12, 0], sims[ys == 12, 1] = 0.95, 0.9  # strong tokens on one line
+    frame = Frame.of_text(H, W, ys, xs)
+    assert (frame.h, frame.w) < (H, W) and frame.y0 >= 6 and frame.x0 >= 9
+    whole = locate(dense_maps(Frame.whole(H, W), ys, xs, sims), [2, 2], threshold=0.5)
+    cropped = locate(dense_maps(frame, ys, xs, sims), [2, 2], threshold=0.5, frame=frame)
+    assert whole and [(o.score, o.box) for o in whole] == [(o.score, o.box) for o in cropped]

@@ -10,7 +10,7 @@ import numpy as np
 
 from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, load_mini
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
-from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, make_queries, near_miss,
+from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, LOOKALIKE, make_queries, near_miss,
                                             synthetic_collection, threshold_for, write_threshold)
 
 
@@ -29,22 +29,32 @@ def test_balanced_threshold_trades_right_pages_against_false_hits() -> None:
     assert balanced_threshold(pos, ok, neg, floor=0.3) == 0.7  # all right answers, no false hit
 
 
-def test_near_misses_are_one_look_alike_letter_away() -> None:
+def _one_char_edit(miss: str, word: str) -> str | None:
+    """How ``miss`` came from ``word`` by changing one interior character, or None if it did not."""
+    for i in range(1, len(word) - 1):
+        if miss == word[:i] + LOOKALIKE.get(word[i], "?") + word[i + 1:]:
+            return "look-alike"
+        if len(miss) == len(word) and miss[:i] + miss[i + 1:] == word[:i] + word[i + 1:] and miss[i] != word[i]:
+            return "typo"
+    return None
+
+
+def test_near_misses_are_one_interior_letter_away() -> None:
     rng = random.Random(0)
-    for w in ["differences", "children", "variance"]:
-        m = near_miss(w, rng)
-        assert m and m != w and m[0] == w[0] and m[-1] == w[-1]
-    assert near_miss("xyz", rng) is None
+    kinds = {_one_char_edit(near_miss(w, rng), w) for w in ["differences", "children", "variance"] * 10}
+    assert kinds == {"look-alike", "typo"}  # both an OCR-like confusion and a user's typo, nothing else
+    assert near_miss("ab", rng) is None
 
 
-def test_negative_queries_are_printed_nowhere_in_the_collection() -> None:
-    col = Collection(words=[["Invoice", "differences", "total"], ["children", "Payment", "2023-01-05"]])
-    pos, neg = make_queries(col, n_pos=10, n_neg=10, seed=1)
-    assert {w for w, _ in pos} <= {"invoice", "differences", "total", "children", "payment", "2023-01-05"}
+def test_negative_queries_appear_nowhere_not_even_inside_a_printed_word() -> None:
+    col = Collection(words=[["Invoice", "differences", "total", "already"], ["children", "Payment", "2023-01-05"]])
+    pos, neg = make_queries(col, n_pos=10, n_neg=9, seed=1)
+    assert {w for w, _ in pos} <= {"invoice", "differences", "total", "already", "children", "payment", "2023-01-05"}
     assert dict(pos)["children"] == {1}
     text = col.text
-    assert len(neg) == 10 and all(n.lower() not in text.split() for n, _ in neg)
-    assert {kind for _, kind in neg} == {"near", "absent"}
+    assert len(neg) == 9 and all(n.lower() not in text and n.lower() + "s" not in text for n, _ in neg)
+    assert sum(kind == "near" for _, kind in neg) == 3  # a third are one letter off a printed word
+    assert all(any(_one_char_edit(n, w.lower()) for w in sum(col.words, [])) for n, kind in neg if kind == "near")
 
 
 def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:

@@ -55,11 +55,14 @@ def test_mask_pixels_agree_with_token_boxes(page) -> None:
     assert seen >= 0.9 * len(page.tokens)
 
 
-def test_mask_covers_ink(page) -> None:
-    # most dark pixels of the page belong to some token (rules, boxes and bands are the rest)
-    ink = page.image < 100
-    inside = (page.mask > 0) & ink
-    assert inside.sum() > 0.4 * ink.sum()
+def test_mask_covers_ink(page, tok) -> None:
+    # most dark pixels of the pages belong to some token (rules, boxes and bands are the rest: a form
+    # page can be mostly rules, so this holds over a few pages, not on every one)
+    synth = DocumentSynth(tok, seed=3)
+    pages = [synth.page(dpi=150) for _ in range(4)]
+    ink = sum(int((p.image < 100).sum()) for p in pages)
+    inside = sum(int(((p.mask > 0) & (p.image < 100)).sum()) for p in pages)
+    assert inside > 0.6 * ink
     # and tokens cover ink: a token box is not blank paper
     dark_in_tokens = [((page.image < 160) & (page.mask == i + 1)).any() for i in range(len(page.tokens))
                       if (page.mask == i + 1).any()]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tokensearch.search.localize import dense_maps, locate
+from tokensearch.search.localize import Frame, dense_maps, locate
 from tokensearch.search.verify import cell_rows, margins, rescore
 
 D = 6
@@ -35,7 +35,7 @@ def test_margin_is_negative_where_another_token_reads_better():
 
 def test_rescore_demotes_the_lookalike_and_keeps_the_true_occurrence():
     feats, ys, xs = _page()
-    maps = dense_maps(1, 12, ys, xs, feats @ VOCAB[[1]].T)
+    maps = dense_maps(Frame.whole(1, 12), ys, xs, feats @ VOCAB[[1]].T)
     occs = locate(maps, [3], threshold=0.5)
     assert len(occs) == 2 and occs[1].score > 0.6  # unverified, the lookalike is a strong hit
     rows = cell_rows(1, 12, ys, xs)
@@ -48,7 +48,7 @@ def test_rescore_demotes_the_lookalike_and_keeps_the_true_occurrence():
 
 def test_rescore_with_zero_weight_changes_nothing():
     feats, ys, xs = _page()
-    maps = dense_maps(1, 12, ys, xs, feats @ VOCAB[[1]].T)
+    maps = dense_maps(Frame.whole(1, 12), ys, xs, feats @ VOCAB[[1]].T)
     occs = locate(maps, [3], threshold=0.5)
     out = rescore(occs, maps, cell_rows(1, 12, ys, xs), feats, VOCAB[[1]], np.asarray([1]), VOCAB, 0.0)
     assert [o.score for o in out] == [o.score for o in occs]

@@ -27,14 +27,40 @@ GROW_RATIO = 0.75  # a neighbour cell belongs to the token if its cosine is >= t
 class Occurrence:
     score: float  # mean cosine of the chain's cells
     box: tuple[float, float, float, float]  # normalised page coords, origin top-left
-    cells: list[tuple[int, int]]  # (y, x) of each token's chain cell
-    token_boxes: list[tuple[int, int, int, int]]  # each token's cell extent (x0, y0, x1, y1), inclusive
+    cells: list[tuple[int, int]]  # (y, x) of each token's chain cell, in the maps it was located on
+    token_boxes: list[tuple[int, int, int, int]]  # each token's cell extent (x0, y0, x1, y1), inclusive, ditto
 
 
-def dense_maps(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """(n, T) similarities at kept cells → (T, H, W) maps, 0 where nothing is written."""
-    maps = np.zeros((sims.shape[1], grid_h, grid_w), dtype=np.float32)
-    maps[:, ys, xs] = sims.T
+@dataclass(frozen=True)
+class Frame:
+    """The part of a page's (grid_h, grid_w) cell grid that maps cover: the bounding box of its text cells,
+    (y0, x0) its top-left cell. Margins and blank bands around the text cannot hold a chain, and skipping
+    them makes chaining cheaper (it runs over every cell of the maps)."""
+
+    y0: int
+    x0: int
+    h: int
+    w: int
+    grid_h: int
+    grid_w: int
+
+    @classmethod
+    def of_text(cls, grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray) -> Frame:
+        if len(ys) == 0:
+            return cls(0, 0, grid_h, grid_w, grid_h, grid_w)
+        y0, x0 = int(ys.min()), int(xs.min())
+        return cls(y0, x0, int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1, grid_h, grid_w)
+
+    @classmethod
+    def whole(cls, grid_h: int, grid_w: int) -> Frame:
+        return cls(0, 0, grid_h, grid_w, grid_h, grid_w)
+
+
+def dense_maps(frame: Frame, ys: np.ndarray, xs: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """(n, T) similarities at kept cells (page grid coordinates) → (T, h, w) maps over ``frame``, 0 where
+    nothing is written."""
+    maps = np.zeros((sims.shape[1], frame.h, frame.w), dtype=np.float32)
+    maps[:, ys - frame.y0, xs - frame.x0] = sims.T
     return maps
 
 
@@ -97,10 +123,13 @@ def _grow(m: np.ndarray, y: int, x: int, max_w: int) -> tuple[int, int, int, int
     return x0, y0, x1, y1
 
 
-def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurrences: int = 20
-           ) -> list[Occurrence]:
-    """Occurrences of one unit (maps (T,H,W) of its tokens in order) scoring >= threshold, best first."""
+def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurrences: int = 20,
+           frame: Frame | None = None) -> list[Occurrence]:
+    """Occurrences of one unit (maps (T,H,W) of its tokens in order, covering ``frame`` of the page: the
+    whole page if None) scoring >= threshold, best first. Cells and token boxes are in the maps'
+    coordinates, boxes normalised to the page."""
     T, H, W = maps.shape
+    frame = frame or Frame.whole(H, W)
     gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (piece_lens[j] + piece_lens[j + 1] + 1)))) for j in range(T - 1)]
     partial = chain_scores(maps, gaps)
     score = partial[-1] / T
@@ -126,8 +155,9 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
             taken[by0:by1 + 1, bx0:bx1 + 1] = True
             continue
         taken[max(0, by0 - 1):by1 + 2, bx0:bx1 + 1] = True
-        out.append(Occurrence(float(score[y, x]), (bx0 / W, by0 / H, (bx1 + 1) / W, (by1 + 1) / H), cells,
-                              boxes))
+        fx, fy, gw, gh = frame.x0, frame.y0, frame.grid_w, frame.grid_h
+        out.append(Occurrence(float(score[y, x]), ((bx0 + fx) / gw, (by0 + fy) / gh, (bx1 + 1 + fx) / gw,
+                                                   (by1 + 1 + fy) / gh), cells, boxes))
         if len(out) >= max_occurrences:
             break
     return out

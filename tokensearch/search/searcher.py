@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ..geometry import mostly_inside
 from ..tokenocr_model.interface import QueryEmbedder
-from .localize import Occurrence, dense_maps, locate
+from .localize import Frame, Occurrence, dense_maps, locate
 from .query import Unit, case_variants, parse_query
 from .verify import cell_rows, rescore
 
@@ -177,15 +177,16 @@ class Searcher:
             # a unit's spellings can only match if their token rows reach the threshold somewhere
             peak = sims.max(axis=0)
             verify = not exact and self.opt.competitors is not None and self.opt.verify_weight > 0
-            rows = cell_rows(pf.grid_h, pf.grid_w, pf.ys, pf.xs) if verify else None
+            frame = Frame.of_text(pf.grid_h, pf.grid_w, pf.ys, pf.xs)
+            rows = cell_rows(frame.h, frame.w, pf.ys - frame.y0, pf.xs - frame.x0) if verify else None
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             for sp in plan.spellings:
                 if peak[sp.rows].mean() < thr:
                     continue
-                maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, sims[:, sp.rows])
+                maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
-                occs = locate(maps, sp.lens, thr, self.opt.max_occurrences)
+                occs = locate(maps, sp.lens, thr, self.opt.max_occurrences, frame)
                 if verify:
                     occs = rescore(occs, maps, rows, pf.feats, plan.vectors[sp.rows], np.asarray(sp.ids),
                                    self.opt.competitors, self.opt.verify_weight)
@@ -236,7 +237,7 @@ class Searcher:
         q = self.encoder.embed_query(" ".join(u.text for u in parse_query(query, max_chars)))
         vecs = self.store.project_queries(np.asarray(q.vectors, dtype=np.float32))
         pf = self.store.page_features([page_id])[page_id]
-        maps = dense_maps(pf.grid_h, pf.grid_w, pf.ys, pf.xs, pf.similarities(vecs))
+        maps = dense_maps(Frame.whole(pf.grid_h, pf.grid_w), pf.ys, pf.xs, pf.similarities(vecs))
         plan = self.plan(query, max_chars)
         combined = np.zeros(maps.shape[1:], dtype=np.float32)
         for per_unit in self.score_pages(plan, [page_id]).get(page_id, []):
