@@ -3,8 +3,8 @@
     python3 bench/forward_speed.py [--model mini] [--repeats 9] [--json bench/results/forward_speed.json]
 
 Inference: one letter page at 150 dpi (1275x1650 px, 48 lines of text), float32 vs bfloat16 weights
-(the `--dtype` setting), median of ``repeats`` timed passes after a warm-up, and how far bf16 features
-are from the float32 ones (cosine per cell). Training: forward + backward of the vision net on a batch
+vs int8 (the `--dtype` setting), median of ``repeats`` timed passes after a warm-up, and how far bf16
+and int8 features are from the float32 ones (cosine per text cell). Training: forward + backward of the vision net on a batch
 of 8 crops of 224x384 px, float32 vs bf16 autocast (`tokensearch train --precision`). Runs on the
 CPU with 2 threads; whether bf16 is native here is printed (without AVX512-BF16/AMX it is emulated).
 """
@@ -64,15 +64,22 @@ def main() -> None:
     page = letter_page()
     res: dict = {"native_bf16": cpu_has_native_bf16(), "page_px": list(page.size)}
 
-    encoders = {dt: load_mini(path, dtype=dt) for dt in ("float32", "bfloat16")}
+    encoders = {dt: load_mini(path, dtype=dt) for dt in ("float32", "bfloat16", "int8")}
+    t = time.perf_counter()
+    encoders["int8"].encode_pages([page])  # the first page also quantizes the net
+    res["int8_first_page_s"] = round(time.perf_counter() - t, 3)
     grids = {}
     for dt, enc in encoders.items():
         res[f"infer_s_{dt}"] = round(timed(lambda enc=enc: enc.encode_pages([page]), a.repeats), 4)
         grids[dt] = enc.encode_pages([page])[0]
-    cos = (grids["float32"].features * grids["bfloat16"].features).sum(-1)
-    res["bf16_cos_median"] = round(float(np.median(cos)), 5)
-    res["bf16_cos_min"] = round(float(cos.min()), 5)
-    res["infer_speedup_bf16"] = round(res["infer_s_float32"] / res["infer_s_bfloat16"], 2)
+    text = grids["float32"].text > 0.5  # the cells an index keeps
+    for dt, short in (("bfloat16", "bf16"), ("int8", "int8")):
+        cos = (grids["float32"].features * grids[dt].features).sum(-1)[text]
+        res[f"{short}_cos_median"] = round(float(np.median(cos)), 5)
+        res[f"{short}_cos_p1"] = round(float(np.percentile(cos, 1)), 5)
+        res[f"{short}_cos_min"] = round(float(cos.min()), 5)
+        res[f"{short}_text_cells_changed"] = round(float(((grids[dt].text > 0.5) != text).mean()), 5)
+        res[f"infer_speedup_{short}"] = round(res["infer_s_float32"] / res[f"infer_s_{dt}"], 2)
 
     _, cfg, _ = read_weights(mini_paths(path)[0])
     model = MiniModel(cfg).train()

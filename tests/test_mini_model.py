@@ -13,8 +13,9 @@ import torch
 from PIL import Image, ImageDraw
 
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
-from tokensearch.tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
-                                             fuse_conv_bn, load_mini, read_weights, save_weights)
+from tokensearch.tokenocr_model import mini
+from tokensearch.tokenocr_model.mini import (HALO_PX, TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
+                                             fuse_conv_bn, ink_frame, load_mini, read_weights, save_weights)
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +194,47 @@ def test_bfloat16_features_are_unit_vectors_close_to_float32(enc) -> None:
 def test_unsupported_dtype_is_refused_loudly() -> None:
     with pytest.raises(ValueError, match="not supported on cpu"):
         load_mini(dtype="float16")
+
+
+def _text_page(size=(900, 700), at=(300, 300)) -> Image.Image:
+    img = Image.new("L", size, "white")
+    d = ImageDraw.Draw(img)
+    for i, line in enumerate(["Invoice 2020-11-24 total 1,234.50", "Harbour Logistics, Bristol", "Payment due"]):
+        d.text((at[0], at[1] + 18 * i), line, fill=0)
+    return img
+
+
+def test_ink_frame_is_the_ink_plus_the_receptive_field_on_stride_corners() -> None:
+    x = torch.ones(1, 1, 700, 900)
+    x[..., 300:340, 400:460] = 0.0
+    y0, x0, y1, x1 = ink_frame(x, 8)
+    assert y0 % 8 == 0 and x0 % 8 == 0
+    assert y0 <= 300 - HALO_PX[0] and x0 <= 400 - HALO_PX[1] and y1 >= 340 + HALO_PX[0] and x1 >= 460 + HALO_PX[1]
+    assert (y1 - y0) * (x1 - x0) < 0.5 * 700 * 900  # the margins are skipped
+    assert ink_frame(torch.ones(1, 1, 50, 60), 8) == (0, 0, 8, 8)  # a blank page: next to nothing to compute
+
+
+def test_encoding_the_ink_frame_gives_the_whole_page_features(enc, monkeypatch) -> None:
+    img = _text_page()
+    framed = enc.encode_pages([img])[0]
+    monkeypatch.setattr(mini, "ink_frame", lambda batch, stride: (0, 0, batch.shape[-2], batch.shape[-1]))
+    whole = enc.encode_pages([img])[0]
+    text = whole.text > 0.5
+    assert text.sum() > 50 and ((framed.text > 0.5) != text).sum() <= 0.01 * text.sum()
+    assert float((framed.features[text] * whole.features[text]).sum(-1).min()) > 0.999
+    # far from the ink, a cell is paper: a unit vector, not text
+    np.testing.assert_allclose(np.linalg.norm(framed.features, axis=-1), 1.0, atol=1e-4)
+    assert float(framed.text[:, :10].max()) < 0.5
+
+
+def test_int8_features_stay_close_to_float32(enc) -> None:
+    img = _text_page()
+    ref = enc.encode_pages([img])[0]
+    q = load_mini(dtype="int8")
+    assert q.int8 and q.dtype == torch.float32
+    g = q.encode_pages([img])[0]
+    text = ref.text > 0.5
+    cos = (g.features[text] * ref.features[text]).sum(-1)
+    assert float(np.median(cos)) > 0.99 and float(np.percentile(cos, 5)) > 0.95
+    assert ((g.text > 0.5) != text).sum() <= 0.1 * text.sum()
+    np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-4)

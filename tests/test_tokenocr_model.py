@@ -208,6 +208,8 @@ def test_devices_are_validated_and_never_default_to_cuda():
     with pytest.raises(ValueError, match="not supported on cpu"):
         resolve_dtype("float16", cpu)
     with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int4", cpu)
+    with pytest.raises(ValueError, match="mini model"):  # TokenOCR has no int8 path
         resolve_dtype("int8", cpu)
     cuda = torch.device("cuda")  # the dtype table for GPUs, checkable without one
     assert resolve_dtype("float16", cuda) == torch.float16 and resolve_dtype("bfloat16", cuda) == torch.bfloat16

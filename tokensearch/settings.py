@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     # model
     model: str = "mini"  # registry spec: mini | mini:/dir | tokenocr:/path/to/checkpoint
     device: str = "cpu"  # cpu | cuda | cuda:N
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 where native, else fp32
+    # auto: bf16 where native; else int8 (mini) or fp32 (tokenocr)
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
     threads: int | None = None  # torch/BLAS threads; None = library default
     cell_pool: int | None = Field(None, ge=1, le=8)  # TokenOCR: average k x k cells (None = its default, 2)
 

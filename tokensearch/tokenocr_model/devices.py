@@ -5,11 +5,13 @@ Supported combinations (anything else is refused with a message saying what to u
 | device        | dtypes                           | notes                                              |
 |---------------|----------------------------------|----------------------------------------------------|
 | ``cpu``       | ``float32``, ``bfloat16``        | float16 matmuls on CPU are slow or missing         |
+| ``cpu``       | ``int8`` (mini model only)       | static int8 convs, see ``mini.quantize_int8``      |
 | ``cuda[:N]``  | ``bfloat16``, ``float16``, ``float32`` | bf16 is the official inference dtype         |
 
 ``auto`` (the settings' default) means bfloat16 where the hardware computes it natively — CUDA GPUs
 with bf16 support, and CPUs with AVX512-BF16 or AMX (there oneDNN convolutions and matmuls run 2-2.5x
-faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower.
+faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower; the mini
+model takes int8 there instead (its float32 convolutions already run at the CPU's peak).
 
 Nothing here defaults to CUDA: the caller's settings decide.
 """
@@ -79,6 +81,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         dt = dtype
     else:
         dt = _DTYPES.get(str(dtype).lower())
+        if str(dtype).lower() == "int8":
+            raise ValueError("dtype int8 is available for the mini model on the CPU only; use auto, float32 or bfloat16")
         if dt is None:
             raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     allowed = _ALLOWED[device.type]
