@@ -70,7 +70,23 @@ def test_multipage_tiff_yields_every_frame(tmp_path):
     with _reader(p) as r:
         pages = list(r.pages(150, True))
     assert [pg.page_no for pg in pages] == [1, 2, 3]
-    assert all(pg.image.mode == "RGB" and pg.image.size == (50, 60) for pg in pages)
+    assert all(pg.image.mode == "L" and pg.image.size == (50, 60) for pg in pages)  # gray stays gray
+
+
+def test_images_are_flattened_to_rgb_or_kept_gray(tmp_path):
+    cases = {"gray.png": Image.new("L", (40, 30), 90), "bilevel.tiff": Image.new("1", (40, 30), 0),
+             "rgba.png": Image.new("RGBA", (40, 30), (0, 0, 0, 0)), "palette.png": Image.new("P", (40, 30), 3)}
+    want = {"gray.png": ("L", 90), "bilevel.tiff": ("L", 0), "rgba.png": ("RGB", (255, 255, 255))}
+    for name, img in cases.items():
+        img.save(tmp_path / name)
+        with _reader(tmp_path / name) as r:
+            (pg,) = list(r.pages(150, True))
+            shown = r.render(1, 150)
+        assert shown.mode == "RGB"  # for display, always RGB
+        if name in want:
+            assert (pg.image.mode, pg.image.getpixel((5, 5))) == want[name]
+        else:
+            assert pg.image.mode == "RGB"
 
 
 def test_text_layer_words_match_pdf_word_boxes(tmp_path):

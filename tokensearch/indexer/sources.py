@@ -152,7 +152,7 @@ class DocumentReader:
             for i, frame in enumerate(ImageSequence.Iterator(self._img)):
                 self._check_pixels(*frame.size)
                 try:
-                    img = _to_rgb(frame)
+                    img = _to_rgb(frame, keep_gray=True)
                 except OSError as e:
                     raise BadDocument(f"image data is corrupt (frame {i + 1}): {e}") from e
                 if rescale:
@@ -184,11 +184,15 @@ class DocumentReader:
         self.close()
 
 
-def _to_rgb(frame: Image.Image) -> Image.Image:
+def _to_rgb(frame: Image.Image, keep_gray: bool = False) -> Image.Image:
     """Upright (EXIF orientation applied: phone photos are stored sideways), flattened from any mode
-    (palette, alpha, 16-bit, CMYK) onto white RGB; loads the pixels now."""
+    (palette, alpha, 16-bit, CMYK) onto white RGB; loads the pixels now. ``keep_gray``: a grayscale or
+    bilevel scan stays one 8-bit channel (models convert what they need; three copies of the same
+    channel cost ~15 ms a page to make and to undo)."""
     frame.load()
     frame = ImageOps.exif_transpose(frame)
+    if keep_gray and frame.mode in ("L", "1"):
+        return frame if frame.mode == "L" else frame.convert("L")
     if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info):
         rgba = frame.convert("RGBA")
         bg = Image.new("RGB", rgba.size, (255, 255, 255))

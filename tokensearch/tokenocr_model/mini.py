@@ -227,16 +227,25 @@ def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.
     There float32 convolutions already run at the CPU's peak FLOP rate, so only fewer bits go faster:
     int8 weights (per channel) and activations (ranges from histogram observers run on ``samples``,
     (1, 1, H, W) page tensors) make the net ~1.5x faster on AVX2; the features stay within cosine 0.98
-    of float32 on 99 % of the cells (BENCHMARKS.md, "Precision"). The output is dequantized float."""
+    of float32 on 99 % of the cells (BENCHMARKS.md, "Precision"). The output is dequantized float.
+    About 1 s once per process."""
     import copy
 
+    import torch.fx.config
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    # FX records a symbolized stack trace per node by default; symbolizing imports half of torch's
+    # compiler stack (~2.5 s of the ~3.5 s this took). The flag is read when the tracer is created.
+    emit = torch.fx.config.do_not_emit_stack_traces
     with warnings.catch_warnings():  # torch.ao's FX API warns that it moves to torchao
         warnings.simplefilter("ignore")
-        prepared = prepare_fx(_Trunk(copy.deepcopy(vision)).eval(), get_default_qconfig_mapping("x86"),
-                              example_inputs=(samples[0],))
+        try:
+            torch.fx.config.do_not_emit_stack_traces = True
+            prepared = prepare_fx(_Trunk(copy.deepcopy(vision)).eval(), get_default_qconfig_mapping("x86"),
+                                  example_inputs=(samples[0],))
+        finally:
+            torch.fx.config.do_not_emit_stack_traces = emit
         with torch.no_grad():
             for x in samples:
                 prepared(x)
@@ -282,7 +291,8 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
         img = img.convert("RGBA")
         bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(bg, img)
-    arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    arr = np.asarray(img if img.mode == "L" else img.convert("L"), dtype=np.float32)
+    arr *= 1.0 / 255.0
     return torch.from_numpy(arr)[None]
 
 
