@@ -51,5 +51,5 @@ if [ "$(done_steps "$RUN/model")" -lt "$STEPS2" ]; then
     --steps "$STEPS2" --lr 6e-4 --seed 1 --val-every 1000 --resume
 fi
 
-python3 -m tokensearch.training.calibrate --weights "$RUN/model" --pdf-dir "$PDFS" --pages 60 --queries 150 \
+python3 -m tokensearch.training.calibrate --weights "$RUN/model" --pdf-dir "$PDFS" --pages 60 --queries 250 \
   --verify-weight "$VERIFY_WEIGHT" --write
