@@ -60,3 +60,17 @@ def test_errors_are_one_line_messages_with_exit_code_2(tmp_path):
     assert r.returncode == 2 and "empty" in r.stderr and "Traceback" not in r.stderr
     r = _run("search", "x", "--model", "nosuch", home=home, check=False)
     assert r.returncode == 2 and "unknown model" in r.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    # `tokensearch search ... | head`: the pipe closes before the table is written
+    home = tmp_path / "home"
+    docs = tmp_path / "docs"
+    _run("sample", str(docs), home=home)
+    _run("index", str(docs), home=home)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
+    p = subprocess.Popen([sys.executable, "-m", "tokensearch", "search", "committee", "-k", "20"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    p.stdout.close()  # the reader is gone before anything is written
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=600) == 141 and "Traceback" not in err and "BrokenPipe" not in err

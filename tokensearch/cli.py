@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -239,3 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: what was committed is kept; run the same command again to finish", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`tokensearch search ... | head`): not an error to report
+        # what is still buffered must not fail again when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell tool reports when its reader goes away
