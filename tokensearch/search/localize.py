@@ -47,7 +47,7 @@ class Frame:
     @classmethod
     def of_text(cls, grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray) -> Frame:
         if len(ys) == 0:
-            return cls(0, 0, grid_h, grid_w, grid_h, grid_w)
+            return cls.whole(grid_h, grid_w)
         y0, x0 = int(ys.min()), int(xs.min())
         return cls(y0, x0, int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1, grid_h, grid_w)
 

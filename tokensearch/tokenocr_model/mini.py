@@ -252,15 +252,16 @@ def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.
         return convert_fx(prepared).eval()
 
 
-def int8_calibration_pages(dpi: float) -> list[torch.Tensor]:
+def int8_calibration_pages(dpi: float, stride: int) -> list[torch.Tensor]:
     """Activation-range samples for :func:`quantize_int8`: the built-in sample pages (an invoice, minutes),
     rendered at the model's dpi — fixed, so every run quantizes the same way."""
     from ..samples import born_digital_pdf, rasterise_pdf
 
     pdf, _ = born_digital_pdf()
     pages = [image_to_tensor(img)[None] for img in rasterise_pdf(pdf, dpi=int(dpi))]
-    frames = [ink_frame(x, 8) for x in pages]  # the observers' cost grows with the pixels: text only
-    return [x[:, :, y0:y1, x0:x1] for x, (y0, x0, y1, x1) in zip(pages, frames)]
+    frames = [ink_frame(x, stride) for x in pages]  # the observers' cost grows with the pixels: text only
+    return [pad_to_stride(x[:, :, y0:y1, x0:x1], stride).contiguous(memory_format=torch.channels_last)
+            for x, (y0, x0, y1, x1) in zip(pages, frames)]
 
 
 class MiniModel(nn.Module):
@@ -407,8 +408,8 @@ class MiniEncoder:
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = resolve_device(device)
         # int8: asked for, or "auto" on a CPU that computes bf16 only by emulation
-        self.int8 = str(dtype).lower() == "int8" or (str(dtype).lower() == "auto" and self.device.type == "cpu"
-                                                     and not cpu_has_native_bf16())
+        wanted = str(dtype).lower()
+        self.int8 = wanted == "int8" or (wanted == "auto" and self.device.type == "cpu" and not cpu_has_native_bf16())
         if self.int8 and self.device.type != "cpu":
             raise ValueError("dtype int8 runs on the CPU only; use --dtype auto on a GPU")
         self.dtype = torch.float32 if self.int8 else resolve_dtype(dtype, self.device)
@@ -490,9 +491,7 @@ class MiniEncoder:
     @torch.no_grad()
     def _int8(self) -> nn.Module:
         if self._int8_net is None:
-            pages = [pad_to_stride(x, self.cfg.stride).contiguous(memory_format=torch.channels_last)
-                     for x in int8_calibration_pages(self.dpi)]
-            self._int8_net = quantize_int8(self.vision, pages)
+            self._int8_net = quantize_int8(self.vision, int8_calibration_pages(self.dpi, self.cfg.stride))
         return self._int8_net
 
     # --- text ------------------------------------------------------------------------------------------
