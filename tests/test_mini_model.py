@@ -238,3 +238,9 @@ def test_int8_features_stay_close_to_float32(enc) -> None:
     assert float(np.median(cos)) > 0.99 and float(np.percentile(cos, 5)) > 0.95
     assert ((g.text > 0.5) != text).sum() <= 0.1 * text.sum()
     np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-4)
+
+
+def test_auto_dtype_runs_the_mini_model_in_int8_on_a_cpu() -> None:
+    """int8 is the fastest mini inference on CPUs with or without native bf16 (BENCHMARKS.md)."""
+    assert load_mini(dtype="auto").int8
+    assert not load_mini(dtype="bfloat16").int8 and not load_mini(dtype="float32").int8
