@@ -60,7 +60,7 @@ def test_write_read_round_trip(open_store):
     st = store.stats()
     assert (st.documents, st.pages, st.vectors, st.pages_by_source) == (1, 3, 900, {"vision": 3})
     assert store.verify(read_all=True) == []
-    assert st.codec == "identity" and st.dim == 64 and st.vector_index_type == "flat-ip"
+    assert st.codec == "identity" and st.dim == 64 and st.vector_index_type == "flat-ip-fp16"
 
 
 def test_pages_are_consumed_one_at_a_time(open_store):
@@ -378,14 +378,14 @@ def test_deletes_do_not_wait_for_a_document_being_written(open_store):
 
 
 def test_stats_bytes_per_page(open_store):
-    """D=64, 3000 kept cells on a 100x75 grid: feature store ~ 193 KB/page; a flat FAISS index is not
-    saved (rebuilt from the features), so that is nearly all of it."""
+    """D=64, 3000 kept cells on a 100x75 grid: feature store ~ 193 KB/page; a writer that never searched
+    saves no flat vector index (the first searcher does), so that is nearly all of it."""
     store = open_store()
     pages = random_doc(1, 4, n=3000, dim=64, grid=(100, 75))
     store.write_document("sha", "/a.pdf", 1, 1, "pdf", iter(pages))
     store.persist()
     st = store.stats()
     assert st.feature_bytes == 4 * (20 + (100 * 75 + 7) // 8 + 3000 * 64)
-    assert st.vector_bytes == 0 and st.vector_index_type == "flat-ip"
+    assert st.vector_bytes == 0 and st.vector_index_type == "flat-ip-fp16"
     assert st.feature_bytes < st.index_bytes < st.feature_bytes + st.database_bytes + 4096 * 4
     assert st.bytes_per_page == pytest.approx(st.index_bytes / 4)

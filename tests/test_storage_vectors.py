@@ -43,11 +43,36 @@ def test_sparse_and_dense_coordinate_encodings_round_trip():
         assert pf.feats.shape == (n, 16)
 
 
+def test_a_searcher_loads_the_flat_snapshot_and_adds_only_new_pages(open_store, monkeypatch):
+    """A search process saves the exact index it built; the next one loads it instead of rebuilding it
+    from the feature store, and adds the pages committed since (a CLI search per query needs this)."""
+    from tokensearch.storage.keeper import VectorKeeper
+
+    writer = open_store()
+    docs = [random_doc(s, 2, n=300) for s in range(2)]
+    a = write(writer, 0, n=300)
+    reader = open_store()
+    page_a = writer.document_pages(a)[0].page_id
+    assert all(page_a in h for h in top_pages(reader, docs[0][0].feats[:5], k=3))
+    reader.close()  # saves the snapshot it had to build
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("rebuilt the index from the feature store")
+
+    monkeypatch.setattr(VectorKeeper, "_build", no_rebuild)
+    b = write(writer, 1, n=300)  # committed after the snapshot: the next reader adds it
+    again = open_store()
+    assert all(page_a in h for h in top_pages(again, docs[0][0].feats[:5], k=3))
+    page_b = writer.document_pages(b)[0].page_id
+    assert all(page_b in h for h in top_pages(again, docs[1][0].feats[:5], k=3))
+    assert again.stats().vector_index_type == "flat-ip-fp16" and again.verify() == []
+
+
 def test_flat_index_becomes_compressed_past_threshold(open_store):
     store = open_store(flat_max_vectors=3000)
     docs = [random_doc(s, 2, n=400) for s in range(5)]
     ids = [store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d)) for s, d in enumerate(docs[:3])]
-    assert store.stats().vector_index_type == "flat-ip"  # 2400 vectors
+    assert store.stats().vector_index_type == "flat-ip-fp16"  # 2400 vectors
     ids += [store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d)) for s, d in enumerate(docs[3:], 3)]
     st = store.stats()
     assert st.vector_index_type.startswith("ivf") and st.vector_index_type.endswith("sq8") and st.vectors == 4000
@@ -72,7 +97,7 @@ def test_compressed_index_is_rechosen_as_it_grows(open_store):
     for s, d in enumerate(docs):
         store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d))
         types.append(store.stats().vector_index_type)
-    assert types[0] == "flat-ip" and types[2].endswith(",sq8") and types[-1].endswith(",sq4")
+    assert types[0] == "flat-ip-fp16" and types[2].endswith(",sq8") and types[-1].endswith(",sq4")
     assert types[-1] != types[2] and store.stats().vectors == 2600
     found = [store.doc_for_content(f"sha-{s}") in {store.pages(h.tolist())[p].doc_id for p in h.tolist()}
              for s in range(0, 26, 5) for h, _ in store.search_cells(docs[s][0].feats[:5], 3)]

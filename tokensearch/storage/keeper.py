@@ -3,9 +3,9 @@
 The index reflects the DB ``generation`` it was built or synced at. Before every search the keeper
 compares that with the DB: pages committed since (``Page.generation`` greater) are read from the
 feature store and added; if the page count still differs, pages were deleted and a full id diff drops
-them. A flat index is built from the feature store when first needed and never saved; a trained (IVF)
-one is loaded from its snapshot (``vectors.py``) and saved every ``persist_interval`` seconds by a
-writer, and at close. Past ``flat_max_vectors`` (and whenever a compressed index has grown 8-fold) the
+them. The index is loaded from its snapshot (``vectors.py``; built from the feature store if there is
+none) when first needed, and saved every ``persist_interval`` seconds by a writer, and at close: a
+searcher that had to add pages leaves the next one a current snapshot. Past ``flat_max_vectors`` (and whenever a compressed index has grown 8-fold) the
 writer trains a new index outside the lock and swaps it in.
 """
 
@@ -111,8 +111,8 @@ class VectorKeeper:
         """Bring the index up to our own commit ``gen`` (cheaply if nobody else committed in between).
 
         An index this process has not loaded stays unloaded if it is flat (an indexing-only process
-        never needs it; searchers build it from the feature store); a trained one is kept up to date,
-        since its snapshots are saved. ``may_switch``: a writer may retrain it (after the lock)."""
+        never needs it; a searcher loads the last snapshot and adds the pages committed since); a
+        trained one is kept up to date, since retraining it is costly. ``may_switch``: a writer may retrain it (after the lock)."""
         with self.lock:
             vi = self._vi
             if vi is None:
@@ -151,13 +151,12 @@ class VectorKeeper:
         if codec is None:
             return  # nothing has ever been written
         if self._vi is None or (spec is not None and spec != self._vi.spec):
-            vi = None
-            if spec is not None and spec["type"] != "flat":  # a trained index: load its snapshot
-                vi = VectorIndex.load(self.folder, nprobe=self.nprobe)
-                if vi is not None and (vi.dim != codec.out_dim or vi.spec != spec):
-                    vi = None
-            if vi is None:  # flat (rebuilding it from the feature store is as fast as loading it) or lost
-                vi = self._build(spec or {"type": "flat"}, codec.out_dim)
+            want = spec or {"type": "flat"}
+            vi = VectorIndex.load(self.folder, nprobe=self.nprobe)
+            if vi is not None and (vi.dim != codec.out_dim or vi.spec != want):
+                vi = None
+            if vi is None:  # no snapshot yet, or lost
+                vi = self._build(want, codec.out_dim)
             self._vi = vi
         self._reconcile(self._vi)
         self._note_switch(may_switch)
