@@ -160,7 +160,9 @@ class Searcher:
         return pages[order][:min(n, self.opt.max_candidate_pages)].tolist()
 
     def score_pages(self, plan: _Plan, page_ids: list[int]) -> dict[int, list[list[Occurrence]]]:
-        """Occurrences of every unit on every page (stage 2, exact)."""
+        """Occurrences of every unit on every page (stage 2, exact). The query's words as one phrase (a
+        unit after ``n_query_units``) only break ties between pages holding all of the words, so that
+        phrase is looked for on those pages only: a long query's phrase is most of the chaining."""
         assert plan.vectors is not None
         feats = self.store.page_features(page_ids)
         infos = self.store.pages(page_ids)
@@ -183,6 +185,8 @@ class Searcher:
             for sp in plan.spellings:
                 if peak[sp.rows].mean() < thr:
                     continue
+                if sp.unit >= plan.n_query_units and not all(per_unit[:plan.n_query_units]):
+                    continue  # (spellings come unit by unit, the query's own units first)
                 maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
