@@ -159,10 +159,10 @@ class Searcher:
             n += int(np.argmin(tied)) if not tied.all() else len(tied)
         return pages[order][:min(n, self.opt.max_candidate_pages)].tolist()
 
-    def score_pages(self, plan: _Plan, page_ids: list[int]) -> dict[int, list[list[Occurrence]]]:
-        """Occurrences of every unit on every page (stage 2, exact). The query's words as one phrase (a
-        unit after ``n_query_units``) only break ties between pages holding all of the words, so that
-        phrase is looked for on those pages only: a long query's phrase is most of the chaining."""
+    def score_pages(self, plan: _Plan, page_ids: list[int], units: range | None = None
+                    ) -> dict[int, list[list[Occurrence]]]:
+        """Occurrences of every unit (or of ``units`` only; the others stay empty) on every page (stage 2,
+        exact)."""
         assert plan.vectors is not None
         feats = self.store.page_features(page_ids)
         infos = self.store.pages(page_ids)
@@ -185,8 +185,8 @@ class Searcher:
             for sp in plan.spellings:
                 if peak[sp.rows].mean() < thr:
                     continue
-                if sp.unit >= plan.n_query_units and not all(per_unit[:plan.n_query_units]):
-                    continue  # (spellings come unit by unit, the query's own units first)
+                if units is not None and sp.unit not in units:
+                    continue
                 maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
@@ -199,6 +199,21 @@ class Searcher:
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 
+    def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int) -> None:
+        """Add the occurrences of the query's words as one phrase to ``scored`` where they can change the
+        result: pages rank by how many words they hold, then by the phrase, so only pages holding as
+        many words as the page at ``window_end`` (or more) need it — the phrase is most of a long
+        query's chaining, and the ranking is the same as with it looked for everywhere."""
+        nq = plan.n_query_units
+        held = {pid: sum(bool(occ) for occ in per_unit[:nq]) for pid, per_unit in scored.items()}
+        counts = sorted((n for n in held.values() if n > 0), reverse=True)
+        if not counts:
+            return
+        cutoff = counts[min(len(counts), window_end) - 1]
+        joint = self.score_pages(plan, [pid for pid, n in held.items() if n >= cutoff], range(nq, len(plan.units)))
+        for pid, per_unit in joint.items():
+            scored[pid][nq:] = per_unit[nq:]
+
     def search(self, query: str, k: int, offset: int, max_chars: int) -> SearchResult:
         # many small matrix products: BLAS threads only contend (15x slower on 2 busy cores)
         with threadpool_limits(limits=1, user_api="blas"):
@@ -210,8 +225,10 @@ class Searcher:
         if plan.vectors is None:
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
         cand = self._candidates(plan, 2 * (k + offset) + 10)
-        scored = self.score_pages(plan, cand)
         nq = plan.n_query_units
+        scored = self.score_pages(plan, cand, range(nq))
+        if len(plan.units) > nq:
+            self._score_joint(plan, scored, offset + k)
         ranked: list[tuple[tuple, float, int, list[Occurrence]]] = []
         for pid, per_unit in scored.items():
             own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
