@@ -72,6 +72,38 @@ def test_all_words_rank_above_some_words(make_engine, sample):
     assert hits[0].score > hits[1].score
 
 
+def test_joint_phrase_on_window_pages_only_ranks_as_on_every_page(make_engine, sample, monkeypatch):
+    """The query's words as one phrase are chained only on pages that can reach the result window: the
+    same hits, scores, boxes and totals as chaining it on every candidate page, for less work."""
+    from tokensearch.search.searcher import Searcher
+
+    eng = make_engine(threshold=0.5)
+    eng.index(sample.root)
+    score_pages = Searcher.score_pages
+    phrase_pages: list[int] = []
+
+    def counted(self, plan, page_ids, units=None):
+        if units is not None and units.start >= plan.n_query_units:
+            phrase_pages.append(len(page_ids))
+        return score_pages(self, plan, page_ids, units)
+
+    def everywhere(self, plan, scored, window_end):
+        nq = plan.n_query_units
+        for pid, per_unit in self.score_pages(plan, list(scored), range(nq, len(plan.units))).items():
+            scored[pid][nq:] = per_unit[nq:]
+
+    def run() -> list:
+        return [(r.total, [(h.page_id, h.score, h.boxes) for h in r.hits])
+                for r in (eng.search(q, k=k) for q in ["harbour committee", "the crane", "of the"] for k in (1, 3))]
+
+    monkeypatch.setattr(Searcher, "score_pages", counted)
+    fast, fast_pages = run(), sum(phrase_pages)
+    phrase_pages.clear()
+    monkeypatch.setattr(Searcher, "_score_joint", everywhere)
+    assert run() == fast
+    assert fast_pages < sum(phrase_pages)
+
+
 def test_several_occurrences_give_several_boxes(make_engine, sample):
     eng = make_engine()
     eng.index(sample.born_digital)
