@@ -67,7 +67,11 @@ class SearchOptions:
     # storage keeps cos > 0.999), while a neighbouring spelling's composed vector can reach 0.98
     text_layer_threshold: float = 0.99
     cells_per_token: int = 4096  # vector-index neighbours per query token
-    min_candidate_pages: int = 32
+    # stage 1 ranks pages by the mean over a unit's tokens of each token's best cell anywhere on the page
+    # (a bag of tokens): dense pages score high on a rare word's common pieces ("v", "ers", "at", "ile"),
+    # and at 32 pages 18 % of the dev benchmark's rare words and 11 % of its phrases never reached the
+    # exact stage; at 64, 4 % / 1.5 % (R@1 +6.4 points clean, +3.2 degraded; BENCHMARKS.md)
+    min_candidate_pages: int = 64
     max_candidate_pages: int = 160
     max_occurrences: int = 20
     # verification on image pages (see ``verify``): the whole vocabulary in index space, and the weight of
