@@ -150,6 +150,17 @@ def test_load_from_directory_and_fingerprint(tmp_path: Path, enc) -> None:
     assert load_mini(d).info.fingerprint != enc.info.fingerprint
 
 
+def test_recalibrating_the_threshold_keeps_the_fingerprint(tmp_path: Path, enc) -> None:
+    """A new threshold (weights metadata) does not change the features: indexes built stay valid."""
+    d = _copy_weights(tmp_path)
+    state, cfg, extra = read_weights(d / WEIGHTS_FILE)
+    m = MiniModel(cfg)
+    m.load_state_dict(state)
+    save_weights(m, d / WEIGHTS_FILE, extra={**extra, "threshold": 0.5, "calibration": {"rule": "test"}})
+    again = load_mini(d)
+    assert again.info.extra["threshold"] == 0.5 and again.info.fingerprint == enc.info.fingerprint
+
+
 def test_loading_reports_missing_and_unexpected_keys(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

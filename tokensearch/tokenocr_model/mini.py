@@ -346,10 +346,19 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     return model
 
 
-def file_sha256(*paths: Path) -> str:
+def weights_fingerprint(wfile: Path, tfile: Path) -> str:
+    """sha256 of what the features depend on: the tensors, the config and the tokenizer — not the
+    ``extra`` metadata (threshold, verify weight, training record), so recalibrating the threshold leaves
+    indexes built with these weights valid."""
+    raw = Path(wfile).read_bytes()
+    n = int.from_bytes(raw[:8], "little")  # safetensors: header length, JSON header, tensor bytes
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", None) or {}
     h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).read_bytes())
+    h.update(json.dumps(header, sort_keys=True).encode())
+    h.update(meta.get("config", "").encode())
+    h.update(raw[8 + n:])
+    h.update(Path(tfile).read_bytes())
     return h.hexdigest()
 
 
@@ -532,7 +541,7 @@ def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = 
     state, cfg, extra = read_weights(wfile)
     model = MiniModel(cfg)
     load_state(model, state, str(wfile))
-    enc = MiniEncoder(model, tokenizer, name=name, fingerprint=file_sha256(wfile, tfile), extra=extra,
+    enc = MiniEncoder(model, tokenizer, name=name, fingerprint=weights_fingerprint(wfile, tfile), extra=extra,
                       device=device, dtype=dtype)
     enc.files = [wfile, tfile]
     return enc
