@@ -70,7 +70,8 @@ class SearchOptions:
     # stage 1 ranks pages by the mean over a unit's tokens of each token's best cell anywhere on the page
     # (a bag of tokens): dense pages score high on a rare word's common pieces ("v", "ers", "at", "ile"),
     # and at 32 pages 18 % of the dev benchmark's rare words and 11 % of its phrases never reached the
-    # exact stage; at 64, 4 % / 1.5 % (R@1 +6.4 points clean, +3.2 degraded; BENCHMARKS.md)
+    # exact stage; at 64, 4 % / 1.5 % (dev-bench R@1 +6.4 / +3.1 points clean / degraded at the same
+    # threshold, +4.1 / +0.4 at the one recalibrated for 64 pages; BENCHMARKS.md)
     min_candidate_pages: int = 64
     max_candidate_pages: int = 160
     max_occurrences: int = 20
