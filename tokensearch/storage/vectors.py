@@ -68,15 +68,20 @@ def describe_spec(spec: dict) -> str:
 def distinct_rows(vecs: np.ndarray) -> np.ndarray:
     """The rows of a page worth indexing: exact duplicates dropped (pages painted from a PDF text layer
     repeat one token vector over all the cells of the token; one copy finds the page as well as all)."""
+    return vecs[distinct_row_indices(vecs)] if len(vecs) >= 2 else vecs
+
+
+def distinct_row_indices(vecs: np.ndarray) -> np.ndarray:
+    """Indices of the first copy of each distinct row, in order (what :func:`distinct_rows` keeps)."""
     if len(vecs) < 2:
-        return vecs
+        return np.arange(len(vecs))
     # group rows by a random projection (equal rows -> equal keys), then confirm equality row by row
     key = vecs.astype(np.float64) @ np.random.default_rng(12345).standard_normal(vecs.shape[1])
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     keep = np.zeros(len(vecs), dtype=bool)
     keep[first] = True
     keep |= np.any(vecs != vecs[first[inverse]], axis=1)  # a (vanishingly unlikely) key collision
-    return vecs[keep]
+    return np.flatnonzero(keep)
 
 
 def index_vectors(pf: PageFeatures, merge_cos: float | None = None) -> np.ndarray:
