@@ -5,11 +5,11 @@
 H: the dev benchmark's pages indexed with `tokensearch index .../png --home H` (mini model, no merging of
 cells). Two estimates of how well a page holds a unit (a word or a phrase), both from the FAISS top-4096
 cells of each query token:
-- bag (what the engine does, ``Searcher._candidates``): the mean over the unit's tokens of each token's
-  best retrieved cell anywhere on the page;
-- coloc (an experiment): the best chain of retrieved cells, token j right of token j-1 within the
-  engine's step window and at most one row up or down (as ``search.localize`` chains), a token without
-  a cell there counting its row's 4096th score.
+- bag (the engine's before, still its fallback without cell positions): the mean over the unit's tokens
+  of each token's best retrieved cell anywhere on the page;
+- coloc (what the engine does since 2026-11-24 20:30 UTC, ``localize.chain_estimate``): the best chain
+  of retrieved cells, token j right of token j-1 within the step window and at most one row apart, a
+  token without a cell there counting its row's 4096th score.
 Pages are ordered as the engine orders them (units present, then the sum of the unit estimates). Printed:
 the share of positive queries, by type, whose relevant page is within the first 32 / 64.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,9 +36,9 @@ def main() -> None:
     from adapters.common import parse_page_name
 
     from tokensearch.engine import Engine
-    from tokensearch.search.localize import CELLS_PER_CHAR
+    from tokensearch.search.localize import chain_estimate
     from tokensearch.settings import Settings
-    from tokensearch.storage.vectors import CELL_BITS, CELL_MASK, distinct_row_indices
+    from tokensearch.storage.vectors import CELL_BITS
 
     eng = Engine(Settings(home=a.home, model="mini"))
     searcher, store = eng.searcher(), eng.store
@@ -47,21 +46,16 @@ def main() -> None:
     pids = sorted(infos)
     col = {p: i for i, p in enumerate(pids)}
     name = {p: parse_page_name(i.path) for p, i in infos.items()}
-    # grid position of every indexed vector (vector ids are page << CELL_BITS | its index on the page)
-    pos = {}
-    for p, pf in store.page_features(pids).items():
-        keep = distinct_row_indices(pf.feats)
-        pos[p] = (pf.ys[keep], pf.xs[keep])
     index = store.vectors.current().index
 
     def retrieved(plan):
         uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
         scores, ids = index.search(np.ascontiguousarray(uniq, dtype=np.float32), K)
-        return [(scores[r], ids[r] >> CELL_BITS, ids[r] & CELL_MASK) for r in inverse.reshape(-1)]
+        return [(scores[r], ids[r] >> CELL_BITS) for r in inverse.reshape(-1)]
 
     def bag(plan):
         best = np.zeros((len(plan.vectors), len(pids)), np.float32)
-        for row, (sc, pg, _) in enumerate(retrieved(plan)):
+        for row, (sc, pg) in enumerate(retrieved(plan)):
             np.maximum.at(best[row], [col[p] for p in pg.tolist()], sc)
         out = np.zeros((len(plan.units), len(pids)), np.float32)
         for sp in plan.spellings:
@@ -69,38 +63,11 @@ def main() -> None:
         return out
 
     def coloc(plan):
-        rows = []
-        for sc, pg, cell in retrieved(plan):
-            per = defaultdict(list)
-            for p, c, s in zip(pg.tolist(), cell.tolist(), sc.tolist()):
-                per[p].append((c, s))
-            rows.append((per, float(sc.min())))
+        found = store.search_cells_at(plan.vectors, K)
         out = np.zeros((len(plan.units), len(pids)), np.float32)
         for sp in plan.spellings:
-            T = len(sp.rows)
-            gaps = [max(2, math.ceil(CELLS_PER_CHAR * (sp.lens[j] + sp.lens[j + 1] + 1))) for j in range(T - 1)]
-            for p in set().union(*[rows[r][0].keys() for r in sp.rows]):
-                ys, xs = pos[p]
-                py = px = ps = None  # chain ends so far: row, column, score sum
-                for j, r in enumerate(sp.rows):
-                    per, fill = rows[r]
-                    cells = per.get(p, [])
-                    cy = np.array([ys[c] for c, _ in cells], np.int64)
-                    cx = np.array([xs[c] for c, _ in cells], np.int64)
-                    cs = np.array([s for _, s in cells], np.float32)
-                    if ps is None:
-                        py, px, ps = (cy, cx, cs) if len(cs) else (np.array([-99]), np.array([-99]), np.array([fill]))
-                        continue
-                    k = int(np.argmax(ps))  # a token with no cell here: the best chain goes on at its fill
-                    if len(cs):
-                        dx = cx[:, None] - px[None, :]
-                        ok = (np.abs(cy[:, None] - py[None, :]) <= 1) & (dx >= 1) & (dx <= gaps[j - 1])
-                        prev = np.maximum(np.where(ok, ps[None, :], -np.inf).max(axis=1), ps[k] + fill - cs)
-                        py, px, ps = (np.append(cy, py[k]), np.append(cx, px[k]), np.append(cs + prev, ps[k] + fill))
-                    else:
-                        ps = ps + fill
-                i = col[p]
-                out[sp.unit, i] = max(out[sp.unit, i], float(ps.max()) / T)
+            est = chain_estimate([found[r] for r in sp.rows], sp.lens, np.array(pids))
+            np.maximum(out[sp.unit], est, out=out[sp.unit])
         return out
 
     queries = [json.loads(line) for line in open(a.bench / "data" / "queries.jsonl")]

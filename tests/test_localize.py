@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tokensearch.search.localize import Frame, chain_scores, dense_maps, locate
 
@@ -78,3 +79,19 @@ def test_locating_on_the_text_frame_gives_the_same_occurrences_as_on_the_whole_p
     whole = locate(dense_maps(Frame.whole(H, W), ys, xs, sims), [2, 2], threshold=0.5)
     cropped = locate(dense_maps(frame, ys, xs, sims), [2, 2], threshold=0.5, frame=frame)
     assert whole and [(o.score, o.box) for o in whole] == [(o.score, o.box) for o in cropped]
+
+
+def test_chain_estimate_prefers_tokens_side_by_side_to_the_same_tokens_apart():
+    """Stage 1's page estimate: the same best cell per token, but only one page has them in reading order."""
+    from tokensearch.search.localize import chain_estimate
+
+    pages = np.array([1, 2])
+    token0 = (np.array([1, 2, 2]), np.array([0.8, 0.8, 0.3], np.float32), np.array([[5, 10], [5, 10], [30, 3]]))
+    token1 = (np.array([1, 2, 1]), np.array([0.8, 0.8, 0.3], np.float32), np.array([[5, 12], [40, 80], [9, 9]]))
+    est = chain_estimate([token0, token1], [3, 3], pages)
+    assert est[0] == pytest.approx(0.8)  # page 1: token 1 two cells right of token 0
+    assert est[1] == pytest.approx((0.8 + 0.3) / 2)  # page 2: token 1 is elsewhere, counted at the fill
+    # a page without any cell of the first token still gets an estimate (the fill, then its own cell)
+    est = chain_estimate([token0, (np.array([3]), np.array([0.9], np.float32), np.array([[1, 1]]))], [3, 3],
+                         np.array([1, 2, 3]))
+    assert est[2] == pytest.approx((0.3 + 0.9) / 2)

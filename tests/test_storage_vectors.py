@@ -68,6 +68,24 @@ def test_a_searcher_loads_the_flat_snapshot_and_adds_only_new_pages(open_store, 
     assert again.stats().vector_index_type == "flat-ip-fp16" and again.verify() == []
 
 
+def test_hits_carry_their_grid_cells_across_a_snapshot(open_store):
+    """search_cells_at: a cell's own vector finds it, at its row and column, before and after a reload."""
+    store = open_store()
+    doc = random_doc(7, 1, n=200)
+    doc_id = write(store, 7, n_pages=1, n=200)
+    page = doc[0]
+    page_id = store.document_pages(doc_id)[0].page_id
+
+    def found(st):
+        hits = st.search_cells_at(st.project_queries(page.feats[:10]), 1)
+        return [(int(p[0]), tuple(c[0])) for p, _, c in hits]
+
+    want = [(page_id, (int(y), int(x))) for y, x in zip(page.ys[:10], page.xs[:10])]
+    assert found(store) == want
+    store.close()  # saves the snapshot, cells included
+    assert found(open_store()) == want
+
+
 def test_flat_index_becomes_compressed_past_threshold(open_store):
     store = open_store(flat_max_vectors=3000)
     docs = [random_doc(s, 2, n=400) for s in range(5)]

@@ -173,3 +173,58 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
         if len(out) >= max_occurrences:
             break
     return out
+
+
+def chain_estimate(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], piece_lens: list[int],
+                   pages: np.ndarray) -> np.ndarray:
+    """Stage 1's estimate of a unit on each of ``pages`` (sorted ids), from the vector index's top cells of
+    its tokens (``rows[j]``: page ids, scores, (n, 2) grid cells of token j's retrieved cells): the best
+    chain of retrieved cells in reading order, as :func:`locate` chains (token j right of token j-1 within
+    its step window, at most a row apart), divided by the number of tokens. A token with no cell to
+    continue the chain counts its row's lowest retrieved score (what any cell not retrieved scores at
+    most) and the chain goes on from where it was. Unlike the mean of each token's best cell anywhere
+    on the page, this does not let a dense page collect a rare word's common pieces from different lines."""
+    P, T = len(pages), len(rows)
+    off, wide = 128, 1 << 13  # cell keys: page index, row + off, column + off (rows, columns < 8000)
+
+    def cells_of(j: int):
+        ids, scores, cells = rows[j]
+        fill = float(scores.min()) if len(scores) else 0.0
+        return np.searchsorted(pages, ids), cells[:, 0].astype(np.int64), cells[:, 1].astype(np.int64), \
+            scores.astype(np.float32), fill
+
+    pi, y, x, v, fill = cells_of(0)
+    # every page starts with a virtual cell at the fill (a page without token 0's cells), real cells above
+    sp = np.concatenate([pi, np.arange(P)])
+    sy = np.concatenate([y, np.full(P, -99)])
+    sx = np.concatenate([x, np.full(P, -99)])
+    sv = np.concatenate([v, np.full(P, fill, np.float32)])
+    for j in range(1, T):
+        gap = max(2, int(np.ceil(CELLS_PER_CHAR * (piece_lens[j - 1] + piece_lens[j] + 1))))
+        # the best chain so far on each page, and where it ends
+        order = np.lexsort((-sv, sp))
+        first = order[np.r_[True, sp[order][1:] != sp[order][:-1]]]
+        bv, by, bx = np.full(P, -np.inf, np.float32), np.full(P, -99), np.full(P, -99)
+        bv[sp[first]], by[sp[first]], bx[sp[first]] = sv[first], sy[first], sx[first]
+        # chain ends by key, one value each (the highest)
+        keys = sp * wide * wide + (sy + off) * wide + (sx + off)
+        ko = np.lexsort((-sv, keys))
+        keep = ko[np.r_[True, keys[ko][1:] != keys[ko][:-1]]]
+        ks, vs = keys[keep], sv[keep]
+        pj, yj, xj, vj, fj = cells_of(j)
+        pred = np.full(len(pj), -np.inf, np.float32)
+        for dy in (-1, 0, 1):
+            for dx in range(1, gap + 1):
+                target = pj * wide * wide + (yj + dy + off) * wide + (xj - dx + off)
+                at = np.minimum(np.searchsorted(ks, target), len(ks) - 1)
+                hit = ks[at] == target
+                pred[hit] = np.maximum(pred[hit], vs[at[hit]])
+        # a real cell continues a chain next to it, or takes the page's best chain with this token missing
+        real = np.maximum(vj + pred, bv[pj] + fj)
+        sp = np.concatenate([pj, np.arange(P)])
+        sy = np.concatenate([yj, by])
+        sx = np.concatenate([xj, bx])
+        sv = np.concatenate([real, bv + fj]).astype(np.float32)
+    est = np.full(P, -np.inf, np.float32)
+    np.maximum.at(est, sp, sv)
+    return est / T

@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ..geometry import mostly_inside
 from ..tokenocr_model.interface import QueryEmbedder
-from .localize import Frame, Occurrence, dense_maps, locate
+from .localize import Frame, Occurrence, chain_estimate, dense_maps, locate
 from .query import Unit, case_variants, parse_query
 from .verify import cell_rows, rescore
 
@@ -67,12 +67,12 @@ class SearchOptions:
     # storage keeps cos > 0.999), while a neighbouring spelling's composed vector can reach 0.98
     text_layer_threshold: float = 0.99
     cells_per_token: int = 4096  # vector-index neighbours per query token
-    # stage 1 ranks pages by the mean over a unit's tokens of each token's best cell anywhere on the page
-    # (a bag of tokens): dense pages score high on a rare word's common pieces ("v", "ers", "at", "ile"),
-    # and at 32 pages 18 % of the dev benchmark's rare words and 11 % of its phrases never reached the
-    # exact stage; at 64, 4 % / 1.5 % (dev-bench R@1 +6.4 / +3.1 points clean / degraded at the same
-    # threshold, +4.1 / +0.4 at the one recalibrated for 64 pages; BENCHMARKS.md)
-    min_candidate_pages: int = 64
+    # pages scored exactly (stage 2). Stage 1 orders pages by each unit's best chain of retrieved cells
+    # (``chain_estimate``): 98 % of the dev benchmark's rare words and phrases have their page within the
+    # first 32. The mean of each token's best cell anywhere on the page (a bag of tokens, used before and
+    # still where cell positions are unknown) let dense pages collect a rare word's common pieces ("v",
+    # "ers", "at", "ile"): 82-86 % within 32, 96 % within 64 (BENCHMARKS.md, bench/stage1_recall.py)
+    min_candidate_pages: int = 32
     max_candidate_pages: int = 160
     max_occurrences: int = 20
     # verification on image pages (see ``verify``): the whole vocabulary in index space, and the weight of
@@ -134,23 +134,26 @@ class Searcher:
         return plan
 
     def _candidates(self, plan: _Plan, want: int) -> list[int]:
-        """Pages likely to hold the units, best first (stage 1)."""
+        """Pages likely to hold the units, best first (stage 1): a unit's estimate on a page is its best
+        chain of retrieved cells (``chain_estimate``), or, where the index has no cell positions (a
+        snapshot saved before it kept them), the mean of its tokens' best retrieved cells."""
         assert plan.vectors is not None
         # a token repeats across a query's words, spellings and its joint phrase: search each once
         uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
-        found_rows = self.store.search_cells(uniq, self.opt.cells_per_token)
+        found_rows = self.store.search_cells_at(uniq, self.opt.cells_per_token)
         per_row = [found_rows[i] for i in inverse.reshape(-1)]
-        found = [ids[ids >= 0] for ids, _ in per_row]
+        found = [ids for ids, _, _ in per_row]
         pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if len(pages) == 0:
             return []
         best = np.zeros((len(per_row), len(pages)), dtype=np.float32)  # (R, P) best cell score per page
-        for r, (ids, scores) in enumerate(per_row):
-            ok = ids >= 0
-            np.maximum.at(best[r], np.searchsorted(pages, ids[ok]), scores[ok])
+        for r, (ids, scores, _) in enumerate(per_row):
+            np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
+        placed = all(bool((cells >= 0).all()) for _, _, cells in per_row)
         unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
         for sp in plan.spellings:
-            np.maximum(unit_score[sp.unit], best[sp.rows].mean(axis=0), out=unit_score[sp.unit])
+            est = chain_estimate([per_row[r] for r in sp.rows], sp.lens, pages) if placed else best[sp.rows].mean(axis=0)
+            np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
         present = unit_score[:plan.n_query_units] >= 0.8 * self.opt.threshold
         unit_score = unit_score[:plan.n_query_units]
         n_units = present.sum(axis=0)

@@ -25,7 +25,7 @@ from .codec import Codec
 from .features import FeatureStore
 from .records import PageFeatures
 from .schema import Meta, Page
-from .vectors import VectorIndex, choose_spec, index_vectors
+from .vectors import VectorIndex, choose_spec, index_cells, index_vectors
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ class VectorKeeper:
             self._sync_locked(may_switch=False)
             return self._vi
 
-    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    def search(self, q: np.ndarray, k: int, cells: bool = False) -> list[tuple] | None:
+        """Per query row: (page ids, scores) of its top-``k`` vectors, and their grid cells if ``cells``."""
         with self.lock:
             vi = self.current()
             if vi is None:
@@ -104,7 +105,7 @@ class VectorKeeper:
                 raise ValueError(
                     f"query vectors have dim {q.shape[1]}, the index {vi.dim}: project_queries() first"
                 )
-            return vi.search(q, k)
+            return vi.search_at(q, k) if cells else vi.search(q, k)
 
     # --- after a commit of this process -------------------------------------------------------------
     def committed(self, gen: int, added: list[PageRef], removed: list[int], may_switch: bool = False) -> None:
@@ -139,7 +140,8 @@ class VectorKeeper:
         for page_id, seg, off, nbytes in rows:
             pf = self.read_page(page_id, seg, off, nbytes)
             if pf is not None:
-                vi.add_page(page_id, index_vectors(pf, merge_cos))
+                rows_kept = index_cells(pf, merge_cos)
+                vi.add_page(page_id, pf.feats[rows_kept], np.stack([pf.ys[rows_kept], pf.xs[rows_kept]], axis=1))
 
     def _sync_locked(self, may_switch: bool) -> None:
         with self._session() as s:

@@ -614,6 +614,14 @@ class Store:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(qvecs))]
         return hits
 
+    def search_cells_at(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`search_cells` with each cell's (row, column) on its page's grid (-1 if not known)."""
+        qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
+        hits = self.vectors.search(qvecs, k, cells=True)
+        if hits is None:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in qvecs]
+        return hits
+
     def page_features(self, page_ids: Sequence[int]) -> dict[int, PageFeatures]:
         """Stored cell features of pages (one read each); unknown ids are left out."""
         out: dict[int, PageFeatures] = {}

@@ -18,6 +18,8 @@ On disk (``<home>/vectors/``)::
     index.json                 {"token", "generation", "spec", "ntotal", ...}  <- the commit point
     index-<token>.faiss        faiss.write_index of the index at that generation
     index-<token>.pages.npy    (n, 2) int64: page id, vectors of that page
+    index-<token>.cells.npy    (ntotal, 2) int16: each vector's grid cell (row, column), pages in the
+                               order above (-1: not known); stage 1 of the search chains hits by them
 
 A snapshot is written as new files, then ``index.json`` is replaced atomically (write temp, fsync,
 os.replace); older files are deleted after; all under ``snapshot.lock`` (flock), and a snapshot older
@@ -92,10 +94,16 @@ def index_vectors(pf: PageFeatures, merge_cos: float | None = None) -> np.ndarra
     nearly one vector. No drift: every left-out cell is within ``merge_cos`` of an indexed one, so a
     query's best cell score on the page drops by at most sqrt(2 - 2 merge_cos). Exact duplicates are
     then dropped (:func:`distinct_rows`)."""
-    vecs = pf.feats
-    if merge_cos is not None and len(vecs) > 1:
-        vecs = vecs[_row_run_heads(pf.ys, pf.xs, vecs, merge_cos)]
-    return distinct_rows(vecs)
+    return pf.feats[index_cells(pf, merge_cos)]
+
+
+def index_cells(pf: PageFeatures, merge_cos: float | None = None) -> np.ndarray:
+    """Rows of ``pf`` that :func:`index_vectors` indexes, in index order (their grid cells are where
+    the vector index's hits lie: ``pf.ys[rows]``, ``pf.xs[rows]``)."""
+    rows = np.arange(len(pf.ys))
+    if merge_cos is not None and len(rows) > 1:
+        rows = rows[_row_run_heads(pf.ys, pf.xs, pf.feats, merge_cos)]
+    return rows[distinct_row_indices(pf.feats[rows])]
 
 
 def _row_run_heads(ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, tau: float) -> np.ndarray:
@@ -122,6 +130,9 @@ class VectorIndex:
     spec: dict
     index: faiss.Index
     page_cells: dict[int, int] = field(default_factory=dict)  # page id -> vectors it has in the index
+    # page id -> (n, 2) int16 grid cell (row, column) of each of its vectors, in id order; pages of a
+    # snapshot saved without them have none (their hits then have no position)
+    positions: dict[int, np.ndarray] = field(default_factory=dict)
     generation: int = 0  # DB generation this content reflects
     saved_generation: int = -1  # generation of the snapshot on disk (-1: none)
     nprobe: int | None = None
@@ -157,7 +168,8 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     # --- content -----------------------------------------------------------------------------------
-    def add_page(self, page_id: int, vecs: np.ndarray) -> None:
+    def add_page(self, page_id: int, vecs: np.ndarray, cells: np.ndarray | None = None) -> None:
+        """Index a page's vectors; ``cells``: their (n, 2) grid cells (row, column), if known."""
         if page_id in self.page_cells:
             self.remove_pages([page_id])
         n = len(vecs)
@@ -167,6 +179,8 @@ class VectorIndex:
             ids = (np.int64(page_id) << CELL_BITS) + np.arange(n, dtype=np.int64)
             self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
         self.page_cells[page_id] = n
+        if cells is not None:
+            self.positions[page_id] = np.asarray(cells, dtype=np.int16).reshape(n, 2)
 
     def remove_pages(self, page_ids) -> None:
         ids = [
@@ -176,6 +190,7 @@ class VectorIndex:
         ]
         for p in page_ids:
             self.page_cells.pop(p, None)
+            self.positions.pop(p, None)
         ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         if len(ids):
             self.index.remove_ids(ids)
@@ -189,6 +204,26 @@ class VectorIndex:
         for s, i in zip(scores, ids):
             ok = i >= 0
             out.append(((i[ok] >> CELL_BITS).astype(np.int64), s[ok].astype(np.float32)))
+        return out
+
+    def search_at(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per query row: page ids, scores and (n, 2) grid cells of its top-``k`` vectors (cells -1 where
+        the page's positions are not known)."""
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if self.ntotal == 0 or len(q) == 0 or k <= 0:
+            return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in q]
+        scores, ids = self.index.search(q, min(k, self.ntotal))
+        out = []
+        for s, i in zip(scores, ids):
+            i = i[i >= 0]
+            pages, cell = i >> CELL_BITS, i & CELL_MASK
+            where = np.full((len(i), 2), -1, np.int64)
+            for p in np.unique(pages).tolist():
+                pos = self.positions.get(p)
+                if pos is not None:
+                    sel = pages == p
+                    where[sel] = pos[cell[sel]]
+            out.append((pages.astype(np.int64), s[:len(i)].astype(np.float32), where))
         return out
 
     # --- persistence -------------------------------------------------------------------------------
@@ -213,10 +248,14 @@ class VectorIndex:
         faiss.write_index(self.index, str(faiss_path))
         _fsync_file(faiss_path)
         pages = np.array(sorted(self.page_cells.items()), dtype=np.int64).reshape(-1, 2)
-        with open(pages_path, "wb") as f:
-            np.save(f, pages, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
+        # every vector's grid cell, pages in the order above (-1 rows: a page without known cells)
+        cells = np.concatenate([self.positions.get(int(p), np.full((int(n), 2), -1, np.int16)) for p, n in pages]
+                               ) if len(pages) else np.zeros((0, 2), np.int16)
+        for path, arr in ((pages_path, pages), (folder / f"index-{token}.cells.npy", cells.astype(np.int16))):
+            with open(path, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
         header = {
             "token": token,
             "generation": self.generation,
@@ -244,6 +283,10 @@ class VectorIndex:
             except (FileNotFoundError, RuntimeError):
                 time.sleep(0.05)
                 continue
+            try:
+                cells = np.load(folder / f"index-{token}.cells.npy", allow_pickle=False)
+            except (FileNotFoundError, ValueError):  # a snapshot from before positions were kept
+                cells = None
             vi = cls(
                 dim=int(header["dim"]),
                 spec=header["spec"],
@@ -255,6 +298,11 @@ class VectorIndex:
             )
             if vi.ntotal != int(header["ntotal"]) or sum(vi.page_cells.values()) != vi.ntotal:
                 return None
+            if cells is not None and len(cells) == vi.ntotal:
+                ends = np.cumsum(pages[:, 1])
+                for (p, n), end in zip(pages.tolist(), ends.tolist()):
+                    if n and cells[end - n, 0] >= 0:
+                        vi.positions[p] = cells[end - n:end]
             vi._set_nprobe()
             return vi
         return None
