@@ -146,13 +146,17 @@ class Searcher:
         pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if len(pages) == 0:
             return []
-        best = np.zeros((len(per_row), len(pages)), dtype=np.float32)  # (R, P) best cell score per page
-        for r, (ids, scores, _) in enumerate(per_row):
-            np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
         placed = all(bool((cells >= 0).all()) for _, _, cells in per_row)
+        if not placed:  # (R, P) best cell score per page, for the bag-of-tokens estimate
+            best = np.zeros((len(per_row), len(pages)), dtype=np.float32)
+            for r, (ids, scores, _) in enumerate(per_row):
+                np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
         unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
         for sp in plan.spellings:
-            est = chain_estimate([per_row[r] for r in sp.rows], sp.lens, pages) if placed else best[sp.rows].mean(axis=0)
+            if placed:
+                est = chain_estimate([per_row[r] for r in sp.rows], sp.lens, pages)
+            else:
+                est = best[sp.rows].mean(axis=0)
             np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
         present = unit_score[:plan.n_query_units] >= 0.8 * self.opt.threshold
         unit_score = unit_score[:plan.n_query_units]

@@ -5,8 +5,9 @@ compares that with the DB: pages committed since (``Page.generation`` greater) a
 feature store and added; if the page count still differs, pages were deleted and a full id diff drops
 them. The index is loaded from its snapshot (``vectors.py``; built from the feature store if there is
 none) when first needed, and saved every ``persist_interval`` seconds by a writer, and at close: a
-searcher that had to add pages leaves the next one a current snapshot. Past ``flat_max_vectors`` (and whenever a compressed index has grown 8-fold) the
-writer trains a new index outside the lock and swaps it in.
+searcher that had to add pages leaves the next one a current snapshot. Past ``flat_max_vectors`` (and
+whenever a compressed index has grown 8-fold) the writer trains a new index outside the lock and swaps
+it in.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class VectorKeeper:
             self._sync_locked(may_switch=False)
             return self._vi
 
-    def search(self, q: np.ndarray, k: int, cells: bool = False) -> list[tuple] | None:
-        """Per query row: (page ids, scores) of its top-``k`` vectors, and their grid cells if ``cells``."""
+    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        """Per query row: page ids, scores and grid cells of its top-``k`` vectors (``VectorIndex.search``)."""
         with self.lock:
             vi = self.current()
             if vi is None:
@@ -105,7 +106,7 @@ class VectorKeeper:
                 raise ValueError(
                     f"query vectors have dim {q.shape[1]}, the index {vi.dim}: project_queries() first"
                 )
-            return vi.search_at(q, k) if cells else vi.search(q, k)
+            return vi.search(q, k)
 
     # --- after a commit of this process -------------------------------------------------------------
     def committed(self, gen: int, added: list[PageRef], removed: list[int], may_switch: bool = False) -> None:
@@ -113,7 +114,8 @@ class VectorKeeper:
 
         An index this process has not loaded stays unloaded if it is flat (an indexing-only process
         never needs it; a searcher loads the last snapshot and adds the pages committed since); a
-        trained one is kept up to date, since retraining it is costly. ``may_switch``: a writer may retrain it (after the lock)."""
+        trained one is kept up to date, since retraining it is costly. ``may_switch``: a writer may
+        retrain it (after the lock)."""
         with self.lock:
             vi = self._vi
             if vi is None:
@@ -140,8 +142,8 @@ class VectorKeeper:
         for page_id, seg, off, nbytes in rows:
             pf = self.read_page(page_id, seg, off, nbytes)
             if pf is not None:
-                rows_kept = index_cells(pf, merge_cos)
-                vi.add_page(page_id, pf.feats[rows_kept], np.stack([pf.ys[rows_kept], pf.xs[rows_kept]], axis=1))
+                kept = index_cells(pf, merge_cos)
+                vi.add_page(page_id, pf.feats[kept], np.stack([pf.ys[kept], pf.xs[kept]], axis=1))
 
     def _sync_locked(self, may_switch: bool) -> None:
         with self._session() as s:

@@ -608,17 +608,13 @@ class Store:
 
     def search_cells(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query row (already projected): page ids and scores of its top-``k`` cells (ids may repeat)."""
-        qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
-        hits = self.vectors.search(qvecs, k)
-        if hits is None:  # nothing indexed yet
-            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(qvecs))]
-        return hits
+        return [(pages, scores) for pages, scores, _ in self.search_cells_at(qvecs, k)]
 
     def search_cells_at(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """:meth:`search_cells` with each cell's (row, column) on its page's grid (-1 if not known)."""
         qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
-        hits = self.vectors.search(qvecs, k, cells=True)
-        if hits is None:
+        hits = self.vectors.search(qvecs, k)
+        if hits is None:  # nothing indexed yet
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in qvecs]
         return hits
 

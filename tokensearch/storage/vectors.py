@@ -195,35 +195,25 @@ class VectorIndex:
         if len(ids):
             self.index.remove_ids(ids)
 
-    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        if self.ntotal == 0 or len(q) == 0 or k <= 0:
-            return [(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in range(len(q))]
-        scores, ids = self.index.search(q, min(k, self.ntotal))
-        out = []
-        for s, i in zip(scores, ids):
-            ok = i >= 0
-            out.append(((i[ok] >> CELL_BITS).astype(np.int64), s[ok].astype(np.float32)))
-        return out
-
-    def search_at(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per query row: page ids, scores and (n, 2) grid cells of its top-``k`` vectors (cells -1 where
-        the page's positions are not known)."""
+    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per query row: page ids, scores and (n, 2) grid cells (row, column) of its top-``k`` vectors
+        (cells -1 where the page's positions are not known)."""
         q = np.ascontiguousarray(q, dtype=np.float32)
         if self.ntotal == 0 or len(q) == 0 or k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in q]
         scores, ids = self.index.search(q, min(k, self.ntotal))
         out = []
         for s, i in zip(scores, ids):
-            i = i[i >= 0]
-            pages, cell = i >> CELL_BITS, i & CELL_MASK
-            where = np.full((len(i), 2), -1, np.int64)
-            for p in np.unique(pages).tolist():
+            ok = i >= 0
+            pages, cell = i[ok] >> CELL_BITS, i[ok] & CELL_MASK
+            where = np.full((len(pages), 2), -1, np.int64)
+            order = np.argsort(pages, kind="stable")  # hits grouped by page: one lookup per page
+            uniq, starts = np.unique(pages[order], return_index=True)
+            for p, sel in zip(uniq.tolist(), np.split(order, starts[1:])):
                 pos = self.positions.get(p)
                 if pos is not None:
-                    sel = pages == p
                     where[sel] = pos[cell[sel]]
-            out.append((pages.astype(np.int64), s[:len(i)].astype(np.float32), where))
+            out.append((pages.astype(np.int64), s[ok].astype(np.float32), where))
         return out
 
     # --- persistence -------------------------------------------------------------------------------
