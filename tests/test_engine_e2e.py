@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from boxes import iou
 from tokensearch.errors import ModelMismatchError, QueryError
+from tokensearch.search import Searcher
 
 
 def _best_iou(hit, truths) -> float:
@@ -251,3 +253,25 @@ def test_verification_keeps_printed_words_and_demotes_near_misses(make_engine, s
         before, after = scan_hits(plain, near), scan_hits(checked, near)
         assert before, near  # unverified, the look-alike is answered at this permissive threshold
         assert not after or after[0].score < before[0].score - 0.02, (near, before[0].score, after[0].score)
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_word_end_check_demotes_a_prefix_of_a_longer_printed_word(make_engine, sample):
+    """On the scans, "quarter" matches the start of "quarterly" token for token; the word-end check sees
+    the word going on and lowers that match by its penalty, while whole printed words keep their score."""
+    eng = make_engine(threshold=0.6, verify_weight=4.0)
+    eng.index(sample.root)
+    checked = eng.searcher()
+    assert checked.opt.token_classes is not None
+    unchecked = Searcher(checked.encoder, checked.store, replace(checked.opt, word_end_penalty=0.0))
+
+    def best_scan(searcher, word):
+        hits = [h for h in searcher.search(word, 10, 0, 200).hits if h.path.endswith(".png")]
+        return hits[0].score if hits else None
+
+    for prefix in ["quarter", "engine", "inspect"]:  # of quarterly, engineer, inspection
+        before, after = best_scan(unchecked, prefix), best_scan(checked, prefix)
+        assert before is not None, prefix
+        assert after is None or after <= before - checked.opt.word_end_penalty + 1e-6, (prefix, before, after)
+    for word in ["quarterly", "engineer", "harbour"]:
+        assert best_scan(checked, word) == best_scan(unchecked, word), word

@@ -1,7 +1,7 @@
 import numpy as np
 
 from tokensearch.search.localize import Frame, dense_maps, locate
-from tokensearch.search.verify import cell_rows, margins, rescore
+from tokensearch.search.verify import TokenClasses, cell_rows, margins, rescore, word_continues
 
 D = 6
 VOCAB = np.eye(D, dtype=np.float32)  # token i's vector is e_i
@@ -52,3 +52,53 @@ def test_rescore_with_zero_weight_changes_nothing():
     occs = locate(maps, [3], threshold=0.5)
     out = rescore(occs, maps, cell_rows(1, 12, ys, xs), feats, VOCAB[[1]], np.asarray([1]), VOCAB, 0.0)
     assert [o.score for o in out] == [o.score for o in occs]
+
+
+# word end: a vocabulary of 7 tokens, each text's vector e_i; the query word is "correct" = " cor" + "rect"
+WORD_TEXTS = [" cor", "rect", "ly", " an", ",", "7", "ct"]
+WORDS = np.eye(len(WORD_TEXTS), dtype=np.float32)
+
+
+def _line(after: list[int | None]):
+    """A line of cells: " cor" (0-1), "rect" (2-4), then one cell per entry of ``after`` (a token id, or
+    None for background, which the index does not keep); the query's occurrence located on it."""
+    ids = [0, 0, 1, 1, 1, *after]
+    keep = [i for i, t in enumerate(ids) if t is not None]
+    feats = WORDS[[ids[i] for i in keep]]
+    ys, xs = np.zeros(len(keep), np.int64), np.asarray(keep)
+    maps = dense_maps(Frame.whole(1, len(ids)), ys, xs, feats @ WORDS[[0, 1]].T)
+    occs = locate(maps, [3, 4], threshold=0.9)
+    assert len(occs) == 1 and occs[0].token_boxes[-1][2] == 4
+    return occs, cell_rows(1, len(ids), ys, xs), feats
+
+
+def _continues(after: list[int | None], word: str = "correct") -> bool:
+    occs, rows, feats = _line(after)
+    return bool(word_continues(occs, rows, feats, WORDS, TokenClasses.of(WORD_TEXTS), word)[0])
+
+
+def test_word_end_sees_a_longer_word_going_on():
+    assert _continues([2, 2])  # "correct|ly"
+
+
+def test_word_end_accepts_a_space_punctuation_or_background_after_the_word():
+    assert not _continues([3, 3])  # "correct an"
+    assert not _continues([4, 3])  # "correct, an"
+    assert not _continues([None, 2])  # background first: what follows is another word
+    assert not _continues([])  # the line ends
+
+
+def test_word_end_skips_the_query_words_own_last_letters():
+    assert not _continues([6, 3])  # the box stopped short of "ct": still "correct", then a new word
+    assert _continues([6, 2])  # ... then "ly": "correctly"
+
+
+def test_word_end_takes_a_switch_between_letters_and_digits_as_a_boundary():
+    assert not _continues([5, 5])  # "correct7" reads as the word and a number set too close
+
+
+def test_word_end_classes_come_from_the_token_texts():
+    c = TokenClasses.of([" The", "ly", ",", "", "7"])
+    assert c.starts_word.tolist() == [True, False, False, False, False]
+    assert c.alnum.tolist() == [True, True, False, False, True]
+    assert c.bodies == ("the", "ly", ",", "", "7")

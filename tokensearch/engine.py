@@ -16,6 +16,7 @@ from PIL import Image
 
 from .errors import ModelMismatchError, NotFound, QueryError
 from .search import Hit, Searcher, SearchOptions, SearchResult
+from .search.verify import TokenClasses
 from .settings import Settings
 from .tokenocr_model.interface import TokenEncoder
 
@@ -43,7 +44,8 @@ class Engine:
         self._store = store
         self._query = None  # cached query side (see query_encoder)
         self._query_saved = False  # the home's cached query side is known to match the loaded model
-        self._competitor_cache: tuple[str, np.ndarray] | None = None  # (fingerprint, vocabulary in index space)
+        # (fingerprint, vocabulary in index space, what its tokens say about word boundaries or None)
+        self._competitor_cache: tuple[str, np.ndarray, TokenClasses | None] | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ parts, built once
@@ -174,22 +176,26 @@ class Engine:
             return self.settings.verify_weight
         return float(self.query_encoder.info.extra.get("verify_weight", 0.0))
 
-    def _competitors(self) -> np.ndarray | None:
-        """The model's vocabulary in index space, for verification (computed once per model and index)."""
+    def _competitors(self) -> tuple[np.ndarray, TokenClasses | None] | None:
+        """The model's vocabulary in index space, for verification, and its tokens' word-boundary classes
+        when the model tells its tokens' texts (computed once per model and index)."""
         enc = self.query_encoder
         vocab = getattr(enc, "vocabulary", None)
         if vocab is None or not self.store.projection_known():
             return None
         key = enc.info.fingerprint
         if self._competitor_cache is None or self._competitor_cache[0] != key:
-            self._competitor_cache = (key, self.store.project_queries(vocab()))
-        return self._competitor_cache[1]
+            texts = getattr(enc, "vocabulary_texts", None)
+            classes = TokenClasses.of(texts()) if texts is not None and texts() else None
+            self._competitor_cache = (key, self.store.project_queries(vocab()), classes)
+        return self._competitor_cache[1], self._competitor_cache[2]
 
     def searcher(self) -> Searcher:
         weight = self.verify_weight()
+        vocab = self._competitors() if weight > 0 else None
         return Searcher(self.query_encoder, self.store, SearchOptions(
-            threshold=self.threshold(), verify_weight=weight,
-            competitors=self._competitors() if weight > 0 else None))
+            threshold=self.threshold(), verify_weight=weight, competitors=vocab[0] if vocab else None,
+            token_classes=vocab[1] if vocab else None))
 
     def search(self, query: str, k: int = 10, offset: int = 0) -> SearchResult:
         if not 1 <= k <= self.settings.max_k:

@@ -72,7 +72,9 @@ class QueryEmbedder(Protocol):
     """The query half of a model — all a search needs.
 
     Optionally also ``vocabulary() -> (V, D)``: the vectors of every token id, the competitors a match is
-    verified against (``search.verify``); a model without it is searched unverified.
+    verified against (``search.verify``); a model without it is searched unverified. And
+    ``vocabulary_texts() -> list[str]``: each id's text, with a leading space where the token starts a
+    word, for the word-end check (a match that is only the start of a longer word).
     """
 
     info: ModelInfo

@@ -519,7 +519,11 @@ class MiniEncoder:
 
     def query_side(self) -> TableQueryEmbedder:
         """The torch-free query half (tokenizer + vocabulary vectors) the engine caches for fast searches."""
-        return TableQueryEmbedder(self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files))
+        return TableQueryEmbedder(self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files),
+                                  tuple(self.vocabulary_texts()))
+
+    def vocabulary_texts(self) -> list[str]:
+        return [piece_to_text(p) for p in self.tokenizer.pieces()]
 
     def embed_query(self, text: str) -> QueryTokens:
         tokens = self.tokenize(text)

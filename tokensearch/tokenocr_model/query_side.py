@@ -18,7 +18,7 @@ import numpy as np
 
 from .interface import ModelInfo, QueryTokens, Token
 
-FORMAT = 1
+FORMAT = 2  # 2: the tokens' texts
 
 
 @dataclass
@@ -27,6 +27,7 @@ class TableQueryEmbedder:
     tokenize_query: Callable[[str], list[Token]]  # picklable, torch-free (e.g. a tokenizer's bound method)
     table: np.ndarray  # (V, D) token vectors, unit rows
     stamp: tuple = ()  # (path, size, mtime_ns) of the weight files it was made from
+    texts: tuple[str, ...] = ()  # each token's text, a leading space where it starts a word
 
     def embed_query(self, text: str) -> QueryTokens:
         tokens = self.tokenize_query(text)
@@ -35,6 +36,9 @@ class TableQueryEmbedder:
 
     def vocabulary(self) -> np.ndarray:
         return self.table
+
+    def vocabulary_texts(self) -> list[str]:
+        return list(self.texts)
 
     def save(self, path: Path) -> None:
         """Write atomically (a reader never sees half a file)."""

@@ -510,6 +510,15 @@ class TokenOCREncoder:
         """(V, D) unit vectors of every row of tok_embeddings (the verification's competitors)."""
         return self.token_vectors(range(self.table.shape[0]))
 
+    def vocabulary_texts(self) -> list[str]:
+        """Every row's text (``▁`` as a space); rows the tokenizer has no piece for are empty."""
+        def text(i: int) -> str:
+            try:
+                return self.tokenizer.decode_piece(i)
+            except ValueError:
+                return ""
+        return [text(i) for i in range(self.table.shape[0])]
+
     def embed_query(self, text: str) -> QueryTokens:
         """Official query rule; then bare-space tokens (``▁``, e.g. before digits in ``"invoice 2020"``)
         are dropped when other tokens remain: in -seg checkpoints ``' '`` is the background class."""
