@@ -11,9 +11,11 @@ development tool to pick a threshold and to compare models/scorers on the same p
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the curve here")
     ap.add_argument("--verify-weights", default="0", help="comma-separated weights of the vocabulary margin "
                     "(search.verify) to replay, each a curve")
+    ap.add_argument("--word-end-penalties", default="0.05", help="comma-separated penalties of the word-end check "
+                    "(search.verify.word_continues; with verification only) to replay, each a curve")
     a = ap.parse_args()
 
     bench = a.bench.resolve()
@@ -61,20 +65,23 @@ def main() -> None:
     thresholds = ([float(t) for t in a.thresholds.split(",")] if a.thresholds else
                   [round(a.floor + 0.025 * i, 3) for i in range(int((0.95 - a.floor) / 0.025) + 1)])
     curve = []
-    for w in [float(v) for v in a.verify_weights.split(",")]:
+    for w, pen in itertools.product([float(v) for v in a.verify_weights.split(",")],
+                                    [float(v) for v in a.word_end_penalties.split(",")]):
         engine.settings = engine.settings.model_copy(update={"verify_weight": w})
+        searcher = engine.searcher()
+        searcher.opt = replace(searcher.opt, word_end_penalty=pen)
         results = {}
         for q in queries:
-            res = engine.search(q["query"], k=10)
+            res = searcher.search(q["query"], 10, 0, engine.settings.max_query_chars)
             hits = [conv(None, {"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes})
                     for h in res.hits]
             results[q["id"]] = [h for h in hits if h is not None]
-        print(f"verify weight {w}")
+        print(f"verify weight {w}, word-end penalty {pen}")
         print(f"{'thr':>6} {'R@1':>6} {'R@10':>6} {'Loc@1':>6} {'FP':>6}")
         for t in thresholds:
             kept = {qid: [h for h in hits if h["score"] >= t] for qid, hits in results.items()}
             summary, _, _ = run_eval.score(queries, kept, [], gt_pages, transforms, None, 10)
-            curve.append({"verify_weight": w, "threshold": t,
+            curve.append({"verify_weight": w, "word_end_penalty": pen, "threshold": t,
                           **{k: summary[k] for k in ("R@1", "R@10", "Loc@1", "FP_any")}})
             print(f"{t:6.3f} {summary['R@1']:6.3f} {summary['R@10']:6.3f} {summary['Loc@1']:6.3f} "
                   f"{summary['FP_any']:6.3f}", flush=True)
