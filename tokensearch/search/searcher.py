@@ -212,15 +212,25 @@ class Searcher:
                 if verify:
                     occs = rescore(occs, maps, rows, pf.feats, plan.vectors[sp.rows], np.asarray(sp.ids),
                                    self.opt.competitors, self.opt.verify_weight)
-                    if self.opt.token_classes is not None and self.opt.word_end_penalty > 0 and occs:
-                        goes_on = word_continues(occs, rows, pf.feats, self.opt.competitors,
-                                                 self.opt.token_classes, plan.units[sp.unit].text.split()[-1])
-                        occs = [replace(o, score=o.score - self.opt.word_end_penalty) if g else o
-                                for o, g in zip(occs, goes_on)]
+                    if self.opt.token_classes is not None and self.opt.word_end_penalty > 0:
+                        occs = self._word_end(occs, rows, pf.feats, plan.units[sp.unit].text.split()[-1])
                     occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
                 per_unit[sp.unit].extend(occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
+
+    def _word_end(self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, word: str) -> list[Occurrence]:
+        """Occurrences whose word goes on (``verify.word_continues``) lose the word-end penalty, read best
+        first until one does not go on: the ones below it cannot become the unit's best on this page, so
+        they are not read (a common word's 20 occurrences a page cost one or two reads, not 20; the page
+        scores and ranking are those of reading all)."""
+        occs = sorted(occs, key=lambda o: -o.score)
+        assert self.opt.competitors is not None and self.opt.token_classes is not None
+        for i, o in enumerate(occs):
+            if not word_continues([o], rows, feats, self.opt.competitors, self.opt.token_classes, word)[0]:
+                break
+            occs[i] = replace(o, score=o.score - self.opt.word_end_penalty)
+        return occs
 
     def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int) -> None:
         """Add the occurrences of the query's words as one phrase to ``scored`` where they can change the
