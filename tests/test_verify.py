@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tokensearch.search.localize import Frame, dense_maps, locate
 from tokensearch.search.verify import TokenClasses, cell_rows, margins, rescore, word_continues
@@ -102,3 +103,20 @@ def test_word_end_classes_come_from_the_token_texts():
     assert c.starts_word.tolist() == [True, False, False, False, False]
     assert c.alnum.tolist() == [True, True, False, False, True]
     assert c.bodies == ("the", "ly", ",", "", "7")
+
+
+def test_word_end_reads_best_first_and_stops_at_the_first_whole_word():
+    """Two equal matches: "correct|ly" on line 0, "correct an" on line 2. The first read goes on and loses
+    the penalty; the second does not, so reading stops there and it is the unit's best."""
+    from tokensearch.search.searcher import Searcher, SearchOptions
+
+    ids = {0: [0, 0, 1, 1, 1, 2, 2], 2: [0, 0, 1, 1, 1, 3, 3]}  # line 1 is background (no cells kept)
+    ys, xs = np.repeat([0, 2], 7), np.tile(np.arange(7), 2)
+    feats = WORDS[[ids[y][x] for y, x in zip(ys, xs)]]
+    maps = dense_maps(Frame.whole(3, 7), ys, xs, feats @ WORDS[[0, 1]].T)
+    occs = locate(maps, [3, 4], threshold=0.9)
+    assert sorted(o.cells[-1][0] for o in occs) == [0, 2]
+    opt = SearchOptions(threshold=0.5, competitors=WORDS, token_classes=TokenClasses.of(WORD_TEXTS))
+    out = Searcher(None, None, opt)._word_end(occs, cell_rows(3, 7, ys, xs), feats, "correct")
+    by_line = {o.cells[-1][0]: o.score for o in out}
+    assert by_line[0] == pytest.approx(1.0 - opt.word_end_penalty) and by_line[2] == pytest.approx(1.0)
