@@ -185,8 +185,9 @@ class Engine:
             return None
         key = enc.info.fingerprint
         if self._competitor_cache is None or self._competitor_cache[0] != key:
-            texts = getattr(enc, "vocabulary_texts", None)
-            classes = TokenClasses.of(texts()) if texts is not None and texts() else None
+            texts_of = getattr(enc, "vocabulary_texts", None)
+            texts = texts_of() if texts_of is not None else []
+            classes = TokenClasses.of(texts) if texts else None
             self._competitor_cache = (key, self.store.project_queries(vocab()), classes)
         return self._competitor_cache[1], self._competitor_cache[2]
 
