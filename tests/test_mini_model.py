@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
 from tokensearch.tokenocr_model import mini
+from tokensearch.tokenocr_model.devices import winograd_available
 from tokensearch.tokenocr_model.mini import (HALO_PX, TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
                                              fuse_conv_bn, ink_frame, load_mini, read_weights, save_weights)
 
@@ -251,7 +252,28 @@ def test_int8_features_stay_close_to_float32(enc) -> None:
     np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-4)
 
 
-def test_auto_dtype_runs_the_mini_model_in_int8_on_a_cpu() -> None:
-    """int8 is the fastest mini inference on CPUs with or without native bf16 (BENCHMARKS.md)."""
+def test_auto_dtype_takes_int8_only_on_cpus_with_int8_dot_products(monkeypatch) -> None:
+    """int8 is the fastest mini inference where the CPU has VNNI; without, float32 by Winograd is
+    (BENCHMARKS.md)."""
+    monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: True)
     assert load_mini(dtype="auto").int8
+    monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: False)
+    plain = load_mini(dtype="auto")
+    assert not plain.int8 and plain.dtype == torch.float32 and plain.winograd == winograd_available()
     assert not load_mini(dtype="bfloat16").int8 and not load_mini(dtype="float32").int8
+    assert not load_mini(dtype="bfloat16").winograd
+
+
+@pytest.mark.skipif(not winograd_available(), reason="torch without NNPACK")
+def test_winograd_inference_matches_the_training_net(enc) -> None:
+    """The inference trunk (in-place ops, Winograd 3x3 convs, mixed layouts) computes the same function
+    as VisionEncoder.trunk, on a batch of two pages of odd sizes."""
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.random((2, 1, 72, 136), dtype=np.float32))
+    x[:, :, 20:30, 10:120] *= 0.2  # a dark "line" so the net sees ink
+    with torch.no_grad():
+        ref = enc.vision.trunk(x.clone())
+        for layout in (torch.contiguous_format, torch.channels_last):
+            out = mini.infer_trunk(enc.vision, x.clone().contiguous(memory_format=layout), winograd=True)
+            assert out.shape == ref.shape
+            torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)

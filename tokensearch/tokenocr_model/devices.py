@@ -10,8 +10,9 @@ Supported combinations (anything else is refused with a message saying what to u
 
 ``auto`` (the settings' default) means bfloat16 where the hardware computes it natively — CUDA GPUs
 with bf16 support, and CPUs with AVX512-BF16 or AMX (there oneDNN convolutions and matmuls run 2-2.5x
-faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower; the mini
-model takes int8 there instead (its float32 convolutions already run at the CPU's peak).
+faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower. The mini
+model's convolutions take int8 on CPUs with int8 dot products (VNNI, :func:`cpu_has_int8_dot`) and
+float32 with Winograd 3x3 convolutions (:func:`winograd_available`) on the others.
 
 Nothing here defaults to CUDA: the caller's settings decide.
 """
@@ -53,17 +54,41 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU executes bf16 dot products in hardware (x86 AVX512-BF16 / AMX-BF16).
-
-    Read from /proc/cpuinfo (Linux); elsewhere False, i.e. float32 — the safe choice.
-    """
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere, which selects the safe paths."""
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines()
+                           if line.startswith("flags")), []))
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU executes bf16 dot products in hardware (x86 AVX512-BF16 / AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) and torch.backends.mkldnn.is_available()
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX-INT8): there int8
+    convolutions run ~3x faster than float32. Without them (plain AVX2) int8 gains little or nothing
+    (1.0x on a Zen 1 EPYC, 1.45x on a later AVX2 EPYC; BENCHMARKS.md)."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
+
+
+@functools.lru_cache(maxsize=1)
+def winograd_available() -> bool:
+    """True when torch's NNPACK can run float32 3x3 convolutions by Winograd here (x86 AVX2 or ARM NEON
+    builds): 2.5x faster than oneDNN's direct ones on a 96-channel layer on an AVX2 CPU. Asking torch also
+    initializes NNPACK, without which its convolution fails; a tiny convolution checks the result."""
+    try:
+        if not torch._nnpack_available():
+            return False
+        x, w, b = torch.randn(1, 4, 5, 6), torch.randn(3, 4, 3, 3), torch.randn(3)
+        y = torch._nnpack_spatial_convolution(x, w, b, [1, 1], [1, 1])
+        return bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, b, padding=1), atol=1e-4))
+    except (RuntimeError, AttributeError):
         return False
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and torch.backends.mkldnn.is_available()
 
 
 def auto_dtype(device: torch.device) -> torch.dtype:
