@@ -16,7 +16,7 @@ from tokensearch.tokenocr_model import TokenEncoder, create_encoder
 from tokensearch.tokenocr_model import mini
 from tokensearch.tokenocr_model.devices import winograd_available
 from tokensearch.tokenocr_model.mini import (HALO_PX, TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
-                                             fuse_conv_bn, ink_frame, load_mini, read_weights, save_weights)
+                                             fuse_conv_bn, ink_box, ink_frames, load_mini, read_weights, save_weights)
 
 
 @pytest.fixture(scope="module")
@@ -216,27 +216,52 @@ def _text_page(size=(900, 700), at=(300, 300)) -> Image.Image:
     return img
 
 
-def test_ink_frame_is_the_ink_plus_the_receptive_field_on_stride_corners() -> None:
+def test_ink_box_is_the_ink_plus_the_receptive_field_on_stride_corners() -> None:
     x = torch.ones(1, 1, 700, 900)
     x[..., 300:340, 400:460] = 0.0
-    y0, x0, y1, x1 = ink_frame(x, 8)
+    y0, x0, y1, x1 = ink_box(x, 8)
     assert y0 % 8 == 0 and x0 % 8 == 0
     assert y0 <= 300 - HALO_PX[0] and x0 <= 400 - HALO_PX[1] and y1 >= 340 + HALO_PX[0] and x1 >= 460 + HALO_PX[1]
     assert (y1 - y0) * (x1 - x0) < 0.5 * 700 * 900  # the margins are skipped
-    assert ink_frame(torch.ones(1, 1, 50, 60), 8) == (0, 0, 8, 8)  # a blank page: next to nothing to compute
+    assert ink_frames(torch.ones(1, 1, 50, 60), 8) == [(0, 0, 8, 8)]  # a blank page: next to nothing to compute
 
 
-def test_encoding_the_ink_frame_gives_the_whole_page_features(enc, monkeypatch) -> None:
-    img = _text_page()
+def test_text_blocks_far_apart_are_framed_as_separate_bands() -> None:
+    x = torch.ones(2, 1, 1000, 800)
+    x[0, :, 100:120, 50:300] = 0.0  # a heading at the top left of one page
+    x[1, :, 130:140, 600:700] = 0.0  # and a date at the right of the other (same band)
+    x[0, :, 800:830, 400:500] = 0.0  # a footer far below
+    bands = ink_frames(x, 8)
+    assert len(bands) == 2
+    (a0, ax0, a1, ax1), (b0, bx0, b1, bx1) = bands
+    assert a0 <= 100 - HALO_PX[0] and a1 >= 140 + HALO_PX[0] and (ax0, ax1) == (0, 800)  # clipped to the page
+    assert b0 <= 800 - HALO_PX[0] and b1 >= 830 + HALO_PX[0] and bx0 <= 400 - HALO_PX[1] and bx1 >= 500 + HALO_PX[1]
+    assert a1 < b0 and all(v % 8 == 0 for v in (a0, ax0, b0, bx0))  # the paper between is not computed
+    # rows closer than the receptive field plus the gap allowance stay in one band
+    x[0, :, 220:230, 50:300] = 0.0
+    assert len(ink_frames(x, 8)) == 2 and len(ink_frames(x[:, :, :400], 8)) == 1
+
+
+def _two_block_page() -> Image.Image:
+    img = _text_page(size=(900, 1100), at=(300, 100))
+    d = ImageDraw.Draw(img)
+    d.text((100, 900), "Page 2 of 7  Registered office: 14 Quay Street", fill=0)
+    return img
+
+
+def test_encoding_the_text_bands_gives_the_whole_page_features(enc, monkeypatch) -> None:
+    img = _two_block_page()
+    assert len(ink_frames(mini.image_to_tensor(img)[None], 8)) == 2
     framed = enc.encode_pages([img])[0]
-    monkeypatch.setattr(mini, "ink_frame", lambda batch, stride: (0, 0, batch.shape[-2], batch.shape[-1]))
+    monkeypatch.setattr(mini, "ink_frames", lambda batch, stride: [(0, 0, batch.shape[-2], batch.shape[-1])])
     whole = enc.encode_pages([img])[0]
     text = whole.text > 0.5
-    assert text.sum() > 50 and ((framed.text > 0.5) != text).sum() <= 0.01 * text.sum()
+    assert text[:60].sum() > 50 and text[100:].sum() > 20  # both blocks are read (grid rows: 8 px each)
+    assert ((framed.text > 0.5) != text).sum() <= 0.01 * text.sum()
     assert float((framed.features[text] * whole.features[text]).sum(-1).min()) > 0.999
     # far from the ink, a cell is paper: a unit vector, not text
     np.testing.assert_allclose(np.linalg.norm(framed.features, axis=-1), 1.0, atol=1e-4)
-    assert float(framed.text[:, :10].max()) < 0.5
+    assert float(framed.text[:, :10].max()) < 0.5 and float(framed.text[40:100].max()) < 0.5
 
 
 def test_int8_features_stay_close_to_float32(enc) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import BadDocument
 from ..tokenocr_model.interface import TokenEncoder
+from .readahead import ReadAhead
 from .sources import DocumentReader, RasterPage, is_candidate
 from .textlayer import TextLayerPainter
 
@@ -192,23 +193,30 @@ class FolderIndexer:
                                             state["pages"] / dt if dt > 0 else 0.0, current, len(report.failed)))
 
         tick(None, 0)
-        for i, (path, sha, size, mtime_ns) in enumerate(todo):
-            if self._cancelled():
-                break
-            n_before = state["pages"]
-            per_doc = {"text": 0, "vision": 0}
-            try:
-                with DocumentReader(path, self.opt.max_page_pixels) as reader:
-                    counted = self._count(self._page_records(reader), state, per_doc, lambda: tick(str(path), i))
-                    self.store.write_document(sha, str(path), size, mtime_ns, reader.family, counted, run_id)
-                report.pages_text += per_doc["text"]
-                report.pages_vision += per_doc["vision"]
-            except Exception as e:  # a bad file (or a library error on one) must not stop the folder
-                state["pages"] = n_before
-                reason = str(e) if isinstance(e, BadDocument) else f"{type(e).__name__}: {e}"
-                log.debug("failure details for %s", path, exc_info=True)
-                self._fail(report, path, size, mtime_ns, reason, sha, run_id)
-            tick(str(path), i + 1)
+
+        def read(reader: DocumentReader) -> Iterator[RasterPage]:
+            return reader.pages(self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images)
+
+        # the next pages are rasterised / decoded in a background thread while these are encoded
+        with ReadAhead([t[0] for t in todo], read, self.opt.max_page_pixels, depth=self.opt.batch_size) as ahead:
+            for i, (path, sha, size, mtime_ns) in enumerate(todo):
+                if self._cancelled():
+                    break
+                n_before = state["pages"]
+                per_doc = {"text": 0, "vision": 0}
+                try:
+                    family = ahead.open()
+                    counted = self._count(self._page_records(ahead.pages()), state, per_doc,
+                                          lambda: tick(str(path), i))
+                    self.store.write_document(sha, str(path), size, mtime_ns, family, counted, run_id)
+                    report.pages_text += per_doc["text"]
+                    report.pages_vision += per_doc["vision"]
+                except Exception as e:  # a bad file (or a library error on one) must not stop the folder
+                    state["pages"] = n_before
+                    reason = str(e) if isinstance(e, BadDocument) else f"{type(e).__name__}: {e}"
+                    log.debug("failure details for %s", path, exc_info=True)
+                    self._fail(report, path, size, mtime_ns, reason, sha, run_id)
+                tick(str(path), i + 1)
         report.pages = state["pages"]
 
     @staticmethod
@@ -219,7 +227,7 @@ class FolderIndexer:
             yield rec
             tick()
 
-    def _page_records(self, reader: DocumentReader) -> Iterator:
+    def _page_records(self, pages: Iterable[RasterPage]) -> Iterator:
         """PageRecords in page order; vision pages are encoded in batches (memory: one batch of images)."""
         from ..storage import PageRecord
 
@@ -243,7 +251,7 @@ class FolderIndexer:
                                      ys.astype(np.int32), xs.astype(np.int32), feats)
             pending.clear()
 
-        for page in reader.pages(self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images):
+        for page in pages:
             pending.append(page)
             if sum(p.image is not None for p in pending) >= self.opt.batch_size:
                 yield from flush()
