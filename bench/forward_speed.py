@@ -2,9 +2,10 @@
 
     python3 bench/forward_speed.py [--model mini] [--repeats 9] [--json bench/results/forward_speed.json]
 
-Inference: one letter page at 150 dpi (1275x1650 px, 48 lines of text), float32 vs bfloat16 weights
-vs int8 (the `--dtype` setting), median of ``repeats`` timed passes after a warm-up, and how far bf16
-and int8 features are from the float32 ones (cosine per text cell). Training: forward + backward of the vision net on a batch
+Inference: one letter page at 150 dpi (1275x1650 px, 48 lines of text), float32 (oneDNN's direct
+convolutions) vs bfloat16 weights vs int8 (the `--dtype` setting) vs float32 with the 3x3 convs by
+Winograd (`winograd`, what `auto` takes on CPUs without VNNI), median of ``repeats`` timed passes after
+a warm-up, and how far the others' features are from float32's (cosine per text cell). Training: forward + backward of the vision net on a batch
 of 8 crops of 224x384 px, float32 vs bf16 autocast (`tokensearch train --precision`). Runs on the
 CPU with 2 threads; whether bf16 is native here is printed (without AVX512-BF16/AMX it is emulated).
 """
@@ -25,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tokensearch.tokenocr_model.devices import cpu_has_native_bf16  # noqa: E402
+from tokensearch.tokenocr_model.devices import cpu_has_native_bf16, winograd_available  # noqa: E402
 from tokensearch.tokenocr_model.mini import MiniModel, load_mini, read_weights  # noqa: E402
 from tokensearch.tokenocr_model.registry import mini_paths  # noqa: E402
 
@@ -65,6 +66,10 @@ def main() -> None:
     res: dict = {"native_bf16": cpu_has_native_bf16(), "page_px": list(page.size)}
 
     encoders = {dt: load_mini(path, dtype=dt) for dt in ("float32", "bfloat16", "int8")}
+    encoders["float32"].winograd = False  # the reference: oneDNN's direct convolutions
+    res["winograd_available"] = winograd_available()
+    if res["winograd_available"]:  # float32, the 3x3 convs at 1/8 by Winograd (what auto takes without VNNI)
+        encoders["winograd"] = load_mini(path, dtype="float32")
     t = time.perf_counter()
     encoders["int8"].encode_pages([page])  # the first page also quantizes the net
     res["int8_first_page_s"] = round(time.perf_counter() - t, 3)
@@ -73,7 +78,9 @@ def main() -> None:
         res[f"infer_s_{dt}"] = round(timed(lambda enc=enc: enc.encode_pages([page]), a.repeats), 4)
         grids[dt] = enc.encode_pages([page])[0]
     text = grids["float32"].text > 0.5  # the cells an index keeps
-    for dt, short in (("bfloat16", "bf16"), ("int8", "int8")):
+    for dt, short in (("bfloat16", "bf16"), ("int8", "int8"), ("winograd", "winograd")):
+        if dt not in grids:
+            continue
         cos = (grids["float32"].features * grids[dt].features).sum(-1)[text]
         res[f"{short}_cos_median"] = round(float(np.median(cos)), 5)
         res[f"{short}_cos_p1"] = round(float(np.percentile(cos, 1)), 5)
