@@ -53,7 +53,9 @@ def main() -> None:
     sys.argv = [sys.argv[0], *args[:i], *args[i + 2:]]
     import tokensearch.search.searcher as searcher
 
-    searcher.rescore = _variant_rescore(variant)
+    variant_rescore = _variant_rescore(variant)
+    searcher.rescore_all = lambda groups, rows, feats, competitors, weight: [
+        variant_rescore(occs, maps, rows, feats, own, ids, competitors, weight) for occs, maps, own, ids in groups]
     import threshold_sweep
 
     threshold_sweep.main()

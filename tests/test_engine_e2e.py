@@ -74,6 +74,24 @@ def test_all_words_rank_above_some_words(make_engine, sample):
     assert hits[0].score > hits[1].score
 
 
+def test_a_search_reads_each_page_once(make_engine, sample, monkeypatch):
+    """The joint phrase is chained on pages its words were already scored on: their features are read
+    and compared with the query once a search."""
+    eng = make_engine(threshold=0.5)
+    eng.index(sample.root)
+    store = eng.store
+    read: list[int] = []
+    page_features = type(store).page_features
+
+    def counted(self, page_ids):
+        read.extend(page_ids)
+        return page_features(self, page_ids)
+
+    monkeypatch.setattr(type(store), "page_features", counted)
+    res = eng.search("harbour committee", k=3)
+    assert res.hits and read and len(read) == len(set(read))
+
+
 def test_joint_phrase_on_window_pages_only_ranks_as_on_every_page(make_engine, sample, monkeypatch):
     """The query's words as one phrase are chained only on pages that can reach the result window: the
     same hits, scores, boxes and totals as chaining it on every candidate page, for less work."""
@@ -84,14 +102,14 @@ def test_joint_phrase_on_window_pages_only_ranks_as_on_every_page(make_engine, s
     score_pages = Searcher.score_pages
     phrase_pages: list[int] = []
 
-    def counted(self, plan, page_ids, units=None):
+    def counted(self, plan, page_ids, units=None, cache=None):
         if units is not None and units.start >= plan.n_query_units:
             phrase_pages.append(len(page_ids))
-        return score_pages(self, plan, page_ids, units)
+        return score_pages(self, plan, page_ids, units, cache)
 
-    def everywhere(self, plan, scored, window_end):
+    def everywhere(self, plan, scored, window_end, cache):
         nq = plan.n_query_units
-        for pid, per_unit in self.score_pages(plan, list(scored), range(nq, len(plan.units))).items():
+        for pid, per_unit in self.score_pages(plan, list(scored), range(nq, len(plan.units)), cache).items():
             scored[pid][nq:] = per_unit[nq:]
 
     def run() -> list:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tokensearch.search.localize import Frame, dense_maps, locate
-from tokensearch.search.verify import TokenClasses, cell_rows, margins, rescore, word_continues
+from tokensearch.search.verify import TokenClasses, cell_rows, margins, rescore, rescore_all, word_continues
 
 D = 6
 VOCAB = np.eye(D, dtype=np.float32)  # token i's vector is e_i
@@ -53,6 +53,21 @@ def test_rescore_with_zero_weight_changes_nothing():
     occs = locate(maps, [3], threshold=0.5)
     out = rescore(occs, maps, cell_rows(1, 12, ys, xs), feats, VOCAB[[1]], np.asarray([1]), VOCAB, 0.0)
     assert [o.score for o in out] == [o.score for o in occs]
+
+
+def test_rescoring_the_spellings_of_a_page_together_equals_one_by_one():
+    feats, ys, xs = _page()
+    rows = cell_rows(1, 12, ys, xs)
+    groups = []
+    for tok in ([1], [2], [1, 2], [3]):  # the last finds nothing
+        maps = dense_maps(Frame.whole(1, 12), ys, xs, feats @ VOCAB[tok].T)
+        groups.append((locate(maps, [3] * len(tok), threshold=0.5), maps, VOCAB[tok], np.asarray(tok)))
+    assert sum(len(g[0]) for g in groups) >= 4 and not groups[-1][0]
+    together = rescore_all(groups, rows, feats, VOCAB, weight=1.0)
+    alone = [rescore(occs, maps, rows, feats, own, ids, VOCAB, 1.0) for occs, maps, own, ids in groups]
+    assert [o.score for g in together for o in g] == pytest.approx([o.score for g in alone for o in g], abs=1e-6)
+    assert [len(g) for g in together] == [len(g) for g in alone]
+    assert [[o.box for o in g] for g in together] == [[o.box for o in g] for g in alone]
 
 
 # word end: a vocabulary of 7 tokens, each text's vector e_i; the query word is "correct" = " cor" + "rect"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -19,7 +20,10 @@ from ..geometry import mostly_inside
 from ..tokenocr_model.interface import QueryEmbedder
 from .localize import Frame, Occurrence, chain_estimate, dense_maps, locate
 from .query import Unit, case_variants, parse_query
-from .verify import TokenClasses, cell_rows, rescore, word_continues
+from .verify import TokenClasses, cell_rows, rescore_all, word_continues
+
+if TYPE_CHECKING:
+    from ..storage.records import PageFeatures, PageInfo
 
 
 @dataclass
@@ -58,6 +62,12 @@ class _Plan:
     n_query_units: int = 0  # units[:n_query_units] are the query's own; the rest only break ties
     spellings: list[_Spelling] = field(default_factory=list)
     vectors: np.ndarray | None = None  # (R, d) in index space
+
+
+class _PageData(NamedTuple):
+    feats: PageFeatures
+    info: PageInfo
+    sims: np.ndarray  # (n, R) cosine of every kept cell with every row of the plan's vectors
 
 
 @dataclass(frozen=True)
@@ -177,29 +187,39 @@ class Searcher:
             n += int(np.argmin(tied)) if not tied.all() else len(tied)
         return pages[order][:min(n, self.opt.max_candidate_pages)].tolist()
 
-    def score_pages(self, plan: _Plan, page_ids: list[int], units: range | None = None
-                    ) -> dict[int, list[list[Occurrence]]]:
-        """Occurrences of every unit (or of ``units`` only; the others stay empty) on every page (stage 2,
-        exact)."""
+    def _pages(self, plan: _Plan, page_ids: list[int], cache: dict[int, _PageData]) -> dict[int, _PageData]:
+        """Stored features, info and query similarities of pages, each read and computed once a search
+        (the joint phrase scores pages its words already scored)."""
         assert plan.vectors is not None
-        feats = self.store.page_features(page_ids)
-        infos = self.store.pages(page_ids)
+        new = [pid for pid in page_ids if pid not in cache]
+        if new:
+            feats = self.store.page_features(new)
+            infos = self.store.pages(new)
+            for pid in new:
+                pf = feats.get(pid)
+                ok = pf is not None and len(pf.ys) > 0 and pid in infos
+                cache[pid] = _PageData(pf, infos[pid], pf.similarities(plan.vectors)) if ok else None
+        return {pid: cache[pid] for pid in page_ids if cache[pid] is not None}
+
+    def score_pages(self, plan: _Plan, page_ids: list[int], units: range | None = None,
+                    cache: dict[int, _PageData] | None = None) -> dict[int, list[list[Occurrence]]]:
+        """Occurrences of every unit (or of ``units`` only; the others stay empty) on every page (stage 2,
+        exact). ``cache``: pages read by an earlier call for the same plan."""
+        assert plan.vectors is not None
+        pages = self._pages(plan, page_ids, {} if cache is None else cache)
         out: dict[int, list[list[Occurrence]]] = {}
-        for pid in page_ids:
-            pf = feats.get(pid)
-            if pf is None or len(pf.ys) == 0 or pid not in infos:
-                continue
+        for pid, (pf, info, sims) in pages.items():
             thr = self.opt.threshold
-            exact = infos[pid].source == "text"
+            exact = info.source == "text"
             if exact:
                 thr = max(thr, self.opt.text_layer_threshold)
-            sims = pf.similarities(plan.vectors)  # (n, R)
             # a unit's spellings can only match if their token rows reach the threshold somewhere
             peak = sims.max(axis=0)
             verify = not exact and self.opt.competitors is not None and self.opt.verify_weight > 0
             frame = Frame.of_text(pf.grid_h, pf.grid_w, pf.ys, pf.xs)
             rows = cell_rows(frame.h, frame.w, pf.ys - frame.y0, pf.xs - frame.x0) if verify else None
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
+            found: list[tuple[_Spelling, np.ndarray, list[Occurrence]]] = []
             for sp in plan.spellings:
                 if peak[sp.rows].mean() < thr:
                     continue
@@ -208,10 +228,15 @@ class Searcher:
                 maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
-                occs = locate(maps, sp.lens, thr, self.opt.max_occurrences, frame)
+                found.append((sp, maps, locate(maps, sp.lens, thr, self.opt.max_occurrences, frame)))
+            if verify and found:
+                assert self.opt.competitors is not None
+                rescored = rescore_all([(occs, maps, plan.vectors[sp.rows], np.asarray(sp.ids))
+                                        for sp, maps, occs in found], rows, pf.feats, self.opt.competitors,
+                                       self.opt.verify_weight)
+                found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
+            for sp, _, occs in found:
                 if verify:
-                    occs = rescore(occs, maps, rows, pf.feats, plan.vectors[sp.rows], np.asarray(sp.ids),
-                                   self.opt.competitors, self.opt.verify_weight)
                     if self.opt.token_classes is not None and self.opt.word_end_penalty > 0:
                         occs = self._word_end(occs, rows, pf.feats, plan.units[sp.unit].text.split()[-1])
                     occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
@@ -232,7 +257,8 @@ class Searcher:
             occs[i] = replace(o, score=o.score - self.opt.word_end_penalty)
         return occs
 
-    def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int) -> None:
+    def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int,
+                     cache: dict[int, _PageData]) -> None:
         """Add the occurrences of the query's words as one phrase to ``scored`` where they can change the
         result: pages rank by how many words they hold, then by the phrase, so only pages holding as
         many words as the page at ``window_end`` (or more) need it — the phrase is most of a long
@@ -243,7 +269,8 @@ class Searcher:
         if not counts:
             return
         cutoff = counts[min(len(counts), window_end) - 1]
-        joint = self.score_pages(plan, [pid for pid, n in held.items() if n >= cutoff], range(nq, len(plan.units)))
+        joint = self.score_pages(plan, [pid for pid, n in held.items() if n >= cutoff], range(nq, len(plan.units)),
+                                 cache)
         for pid, per_unit in joint.items():
             scored[pid][nq:] = per_unit[nq:]
 
@@ -259,9 +286,10 @@ class Searcher:
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
         cand = self._candidates(plan, 2 * (k + offset) + 10)
         nq = plan.n_query_units
-        scored = self.score_pages(plan, cand, range(nq))
+        cache: dict[int, _PageData] = {}
+        scored = self.score_pages(plan, cand, range(nq), cache)
         if len(plan.units) > nq:
-            self._score_joint(plan, scored, offset + k)
+            self._score_joint(plan, scored, offset + k, cache)
         ranked: list[tuple[tuple, float, int, list[Occurrence]]] = []
         for pid, per_unit in scored.items():
             own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
