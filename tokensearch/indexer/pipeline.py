@@ -228,7 +228,8 @@ class FolderIndexer:
             tick()
 
     def _page_records(self, pages: Iterable[RasterPage]) -> Iterator:
-        """PageRecords in page order; vision pages are encoded in batches (memory: one batch of images)."""
+        """PageRecords in page order; vision pages are encoded in batches (memory: the batch encoded, and
+        the read-ahead's queue of as many pages)."""
         from ..storage import PageRecord
 
         pending: list[RasterPage] = []
