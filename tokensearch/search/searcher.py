@@ -187,7 +187,7 @@ class Searcher:
             n += int(np.argmin(tied)) if not tied.all() else len(tied)
         return pages[order][:min(n, self.opt.max_candidate_pages)].tolist()
 
-    def _pages(self, plan: _Plan, page_ids: list[int], cache: dict[int, _PageData]) -> dict[int, _PageData]:
+    def _pages(self, plan: _Plan, page_ids: list[int], cache: dict[int, _PageData | None]) -> dict[int, _PageData]:
         """Stored features, info and query similarities of pages, each read and computed once a search
         (the joint phrase scores pages its words already scored)."""
         assert plan.vectors is not None
@@ -202,7 +202,7 @@ class Searcher:
         return {pid: cache[pid] for pid in page_ids if cache[pid] is not None}
 
     def score_pages(self, plan: _Plan, page_ids: list[int], units: range | None = None,
-                    cache: dict[int, _PageData] | None = None) -> dict[int, list[list[Occurrence]]]:
+                    cache: dict[int, _PageData | None] | None = None) -> dict[int, list[list[Occurrence]]]:
         """Occurrences of every unit (or of ``units`` only; the others stay empty) on every page (stage 2,
         exact). ``cache``: pages read by an earlier call for the same plan."""
         assert plan.vectors is not None
@@ -258,7 +258,7 @@ class Searcher:
         return occs
 
     def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int,
-                     cache: dict[int, _PageData]) -> None:
+                     cache: dict[int, _PageData | None]) -> None:
         """Add the occurrences of the query's words as one phrase to ``scored`` where they can change the
         result: pages rank by how many words they hold, then by the phrase, so only pages holding as
         many words as the page at ``window_end`` (or more) need it — the phrase is most of a long
@@ -286,7 +286,7 @@ class Searcher:
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
         cand = self._candidates(plan, 2 * (k + offset) + 10)
         nq = plan.n_query_units
-        cache: dict[int, _PageData] = {}
+        cache: dict[int, _PageData | None] = {}
         scored = self.score_pages(plan, cand, range(nq), cache)
         if len(plan.units) > nq:
             self._score_joint(plan, scored, offset + k, cache)
