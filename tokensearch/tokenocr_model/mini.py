@@ -212,10 +212,11 @@ def split_head(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def infer_trunk(vision: VisionEncoder, x: torch.Tensor, winograd: bool = False) -> torch.Tensor:
     """:meth:`VisionEncoder.trunk` for inference (no autograd): ReLUs and residual adds in place (one
-    memory pass less per layer, ~8 % of a page on CPU), and with ``winograd`` the 3x3 convs at 1/8 — 60 %
+    memory pass less per layer, ~8 % of a page on CPU), and with ``winograd`` the 3x3 convs at 1/8 — half
     of the net's multiply-adds — by NNPACK's Winograd transform (float32, NCHW), the 1xk ones by oneDNN
-    (NHWC, its fastest layout for them). A letter page on 2 AVX2 cores: 0.38 s instead of 0.51 s; the
-    head output differs from :meth:`~VisionEncoder.trunk`'s by ~1e-4 (BENCHMARKS.md)."""
+    (NHWC, its fastest layout for them). A letter page on 2 Zen 1 cores: 0.298 s against 0.361 s with
+    oneDNN alone and 0.376 s in int8; the head output differs from :meth:`~VisionEncoder.trunk`'s by
+    ~1e-4 (BENCHMARKS.md, "On a CPU without VNNI")."""
     x = 1.0 - x
     x = F.relu(vision.stem(x), inplace=True)
     x = F.relu(vision.conv4(x), inplace=True)
