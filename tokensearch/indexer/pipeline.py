@@ -194,10 +194,11 @@ class FolderIndexer:
 
         tick(None, 0)
 
-        def read(reader: DocumentReader) -> Iterator[RasterPage]:
-            return reader.pages(self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images)
+        def read(reader: DocumentReader) -> Iterator:
+            return self._page_records(reader.pages(self.encoder.dpi, self.opt.text_layer,
+                                                   rescale=self.opt.rescale_images))
 
-        # the next pages are rasterised / decoded in a background thread while these are encoded
+        # the next pages are rasterised and encoded in a background thread while these are stored
         with ReadAhead([t[0] for t in todo], read, self.opt.max_page_pixels, depth=self.opt.batch_size) as ahead:
             for i, (path, sha, size, mtime_ns) in enumerate(todo):
                 if self._cancelled():
@@ -206,8 +207,7 @@ class FolderIndexer:
                 per_doc = {"text": 0, "vision": 0}
                 try:
                     family = ahead.open()
-                    counted = self._count(self._page_records(ahead.pages()), state, per_doc,
-                                          lambda: tick(str(path), i))
+                    counted = self._count(ahead.pages(), state, per_doc, lambda: tick(str(path), i))
                     self.store.write_document(sha, str(path), size, mtime_ns, family, counted, run_id)
                     report.pages_text += per_doc["text"]
                     report.pages_vision += per_doc["vision"]
@@ -228,8 +228,7 @@ class FolderIndexer:
             tick()
 
     def _page_records(self, pages: Iterable[RasterPage]) -> Iterator:
-        """PageRecords in page order; vision pages are encoded in batches (memory: the batch encoded, and
-        the read-ahead's queue of as many pages)."""
+        """PageRecords in page order; vision pages are encoded in batches (memory: one batch of images)."""
         from ..storage import PageRecord
 
         pending: list[RasterPage] = []

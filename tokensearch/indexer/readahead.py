@@ -1,11 +1,13 @@
-"""Read the next pages while the encoder works on the current ones.
+"""Read and encode the next pages while the current ones are stored.
 
-Rasterising a PDF page or decoding a scan runs on one core; the encoder's convolutions use them all
-but leave gaps between layers. One background thread opens the documents of an index pass in order and
-decodes their pages into a small bounded queue, so the reading overlaps the encoding (and the storing)
-instead of running between them. The consumer sees each document exactly as if it had opened it
-itself: its kind, then its pages in order, and a :class:`~tokensearch.errors.BadDocument` (or any other
-error) at the point where reading failed, so a bad file still fails alone.
+Rasterising a PDF page, decoding a scan and storing a page's features (SQL rows, feature blobs, the
+vector index) each run on one core; the encoder's convolutions use them all but leave gaps between
+layers. One background thread opens the documents of an index pass in order and turns their pages into
+whatever ``read`` makes of them (the indexer: encoded page records) in a small bounded queue, so reading
+and encoding overlap the storing instead of running between its steps. The consumer sees each document
+exactly as if it had read it itself: its kind, then its items in order, and a
+:class:`~tokensearch.errors.BadDocument` (or any other error) at the point where reading failed, so a
+bad file still fails alone.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
-from .sources import DocumentReader, RasterPage
+from .sources import DocumentReader
+
+T = TypeVar("T")
 
 _END = object()  # the last item of a document
 
@@ -31,13 +35,14 @@ class _Failed:
     error: BaseException
 
 
-class ReadAhead:
-    """Documents of ``paths`` with their pages read ahead by one thread, at most ``depth`` pages early.
+class ReadAhead(Generic[T]):
+    """Documents of ``paths`` with their items (``read(reader)``) made ahead by one thread, at most
+    ``depth`` items early.
 
     Use as a context manager; take the documents in order with :meth:`open`, and iterate each one's
     :meth:`pages` (leaving a document early is allowed: its remaining pages are skipped)."""
 
-    def __init__(self, paths: Sequence[Path], read: Callable[[DocumentReader], Iterator[RasterPage]],
+    def __init__(self, paths: Sequence[Path], read: Callable[[DocumentReader], Iterator[T]],
                  max_page_pixels: int, depth: int = 4) -> None:
         self._paths = list(paths)
         self._read = read
@@ -48,7 +53,7 @@ class ReadAhead:
         self._next = 0  # index of the next document to open
         self._in_document = False  # a document's pages are still in the queue
 
-    def __enter__(self) -> "ReadAhead":
+    def __enter__(self) -> "ReadAhead[T]":
         self._thread.start()
         return self
 
@@ -83,8 +88,8 @@ class ReadAhead:
                 if not self._put(_Opened(reader.family)):
                     return
                 try:
-                    for page in self._read(reader):
-                        if not self._put(page):
+                    for item in self._read(reader):
+                        if not self._put(item):
                             return
                 except BaseException as e:  # noqa: BLE001
                     if not self._put(_Failed(e)):
@@ -112,8 +117,8 @@ class ReadAhead:
         self._in_document = True
         return item.family
 
-    def pages(self) -> Iterator[RasterPage]:
-        """The pages of the document last opened, in order; raises where reading it failed."""
+    def pages(self) -> Iterator[T]:
+        """The items of the document last opened, in order; raises where reading it failed."""
         for item in self._drain():
             if isinstance(item, _Failed):
                 for _ in self._drain():
