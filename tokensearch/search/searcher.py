@@ -305,10 +305,9 @@ class Searcher:
             ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes))
         ranked.sort(key=lambda r: r[0])
         window = ranked[offset:offset + k]
-        infos = self.store.pages([r[2] for r in window])
         hits = []
         for _, score, pid, occs in window:
-            info = infos[pid]
+            info = cache[pid].info  # every scored page was read into the cache
             hits.append(Hit(info.path, info.page_no, round(score, 4),
                             [[round(v, 5) for v in o.box] for o in occs[:self.opt.max_occurrences]],
                             info.doc_id, pid, info.width, info.height))
