@@ -44,7 +44,7 @@ def test_sample_index_search_status_remove(tmp_path):
     assert none["hits"] == []
 
     status = json.loads(_run("status", "--json", home=home).stdout)
-    assert status["documents"] == 5 and status["model"]["name"] == "mini"
+    assert status["documents"] == 6 and status["model"]["name"] == "mini"
     assert [Path(p).name for p, _ in status["failures"]] == ["broken.pdf"]
 
     _run("remove", str(docs / "born-digital.pdf"), home=home)

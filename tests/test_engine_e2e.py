@@ -28,7 +28,9 @@ def scan_hits(eng, word):
 
 
 def right(sample, hit, word, page) -> bool:
-    """The hit is on the word's page (scanned PDF page or PNG/TIFF scan) and boxes it."""
+    """The hit is on the word's page (scanned PDF page, PNG/TIFF scan, or the photo of page 1) and boxes it."""
+    if hit.path == str(sample.photo):
+        return page == 1 and _best_iou(hit, sample.photo_boxes(word)) >= 0.3
     return (hit.page == page or Path(hit.path).name == f"page-{page}.png") and _best_iou(
         hit, sample.boxes(word, page)) >= 0.3
 
@@ -157,10 +159,10 @@ def test_incremental_reindex_add_modify_delete_rename_duplicate(make_engine, sam
     root = sample.root
     eng = make_engine()
     first = eng.index(root)
-    assert first.added == 5 and not first.failed
+    assert first.added == 6 and not first.failed
     again = eng.index(root)
     assert (again.added, again.updated, again.removed, again.pages) == (0, 0, 0, 0)
-    assert again.unchanged == 5
+    assert again.unchanged == 6
 
     shutil.copy(sample.born_digital, root / "copy-of-born-digital.pdf")  # duplicate content
     sample.pngs[1].rename(root / "scans" / "renamed.png")  # rename
@@ -175,7 +177,7 @@ def test_incremental_reindex_add_modify_delete_rename_duplicate(make_engine, sam
     assert rep.pages == 1  # only the modified file was encoded
 
     st = eng.store.stats()
-    assert st.documents == 4  # born-digital (2 paths), scanned (new), png 1, renamed png
+    assert st.documents == 5  # born-digital (2 paths), scanned (new), png 1, renamed png, photo
     hits = eng.search("zeppelin").hits  # (the model may also see it in a scan: only the text hit is exact)
     assert [(_name(h), h.page) for h in hits if h.score > 0.99] == [("scanned.pdf", 1)]
     paths = set(eng.store.known_files())
@@ -198,7 +200,7 @@ def test_bad_files_are_recorded_and_never_stop_the_folder(make_engine, sample):
     reasons = dict((Path(p).name, r) for p, r in rep.failed)
     assert set(reasons) == {"corrupt.pdf", "empty.png", "notes.pdf"}
     assert "empty" in reasons["empty.png"] and "not a PDF" in reasons["notes.pdf"]
-    assert rep.added == 8 and eng.store.stats().documents == 5
+    assert rep.added == 9 and eng.store.stats().documents == 6
     assert {Path(p).name for p, _ in eng.store.stats().failures} == set(reasons)
     assert eng.search("committee").hits  # the good files are searchable
     (root / "empty.png").unlink()
@@ -240,7 +242,7 @@ def test_image_only_pages_are_found_and_boxed_by_the_model(make_engine, sample, 
     found and boxed, and words written nowhere still are not."""
     eng = make_engine()
     rep = eng.index(sample.root)
-    assert rep.pages_vision == 6
+    assert rep.pages_vision == 7
 
     words = [("committee", 2), ("INVOICE", 1), ("Refrigerated", 1), ("INV-2023-0042", 1)]
     assert scan_hits(eng, "INV-2023-0042"), "the README's query must be answered at the default threshold"
@@ -256,6 +258,17 @@ def test_image_only_pages_are_found_and_boxed_by_the_model(make_engine, sample, 
 
 
 @pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_a_phone_photo_is_read_upright_and_its_words_are_boxed(make_engine, sample):
+    """A tilted, unevenly lit, noisy JPEG stored on its side (EXIF orientation 6) and larger than a scan:
+    at the default threshold its words are found and boxed where they are in the upright photo."""
+    eng = make_engine()
+    eng.index(sample.root)
+    for word in ["INVOICE", "INV-2023-0042", "Refrigerated", "Harbour", "1250.00"]:
+        hits = [h for h in eng.search(word, k=10).hits if h.path == str(sample.photo)]
+        assert hits, word
+        assert _best_iou(hits[0], sample.photo_boxes(word)) >= 0.5, (word, hits[0].boxes)
+
+
 def test_verification_keeps_printed_words_and_demotes_near_misses(make_engine, sample, tmp_path):
     """With the vocabulary check on, printed words are still found and boxed on their scans, while a
     look-alike spelling (one letter swapped) scores lower than without the check, or is not answered."""

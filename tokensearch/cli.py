@@ -162,7 +162,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .samples import make_sample_folder
 
     s = make_sample_folder(args.folder)
-    print(f"wrote {s.born_digital}, {s.image_pdf}, {len(s.pngs)} PNG scans and {s.tiff}")
+    print(f"wrote {s.born_digital}, {s.image_pdf}, {len(s.pngs)} PNG scans, {s.tiff} and a phone photo {s.photo}")
     return 0
 
 
