@@ -74,3 +74,35 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     p.stdout.close()  # the reader is gone before anything is written
     err = p.stderr.read().decode()
     assert p.wait(timeout=600) == 141 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+_NO_NETWORK = """
+import socket, runpy, sys
+def _refuse(*a, **k):
+    raise OSError("network access attempted while the network is off")
+socket.socket.connect = socket.socket.connect_ex = _refuse
+socket.create_connection = socket.getaddrinfo = _refuse
+sys.argv = ["tokensearch", *sys.argv[1:]]
+runpy.run_module("tokensearch", run_name="__main__")
+"""
+
+
+def test_scans_and_a_photo_are_indexed_and_searched_with_the_network_off(tmp_path):
+    """The README's first command with every socket refused: the shipped model and tokenizer come from
+    the package, nothing is fetched. Only image files are left, so every hit is the model's."""
+    home, docs = tmp_path / "home", tmp_path / "docs"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
+
+    def run(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-c", _NO_NETWORK, *args], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=600, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0 and "network access attempted" not in r.stderr, r.stderr[-3000:]
+        return r.stdout
+
+    run("sample", str(docs))
+    (docs / "born-digital.pdf").unlink()  # its text layer would answer without the model
+    assert "0 failed" in run("index", str(docs))
+    hits = json.loads(run("search", "INV-2023-0042", "--json"))["hits"]
+    names = {Path(h["path"]).name for h in hits}
+    assert {"invoice.jpg", "page-1.png"} <= names, hits
+    assert all(len(h["boxes"]) >= 1 for h in hits)
