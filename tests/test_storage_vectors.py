@@ -219,3 +219,43 @@ def test_codec_is_not_recorded_when_first_document_fails(open_store):
     assert store.stats().codec == "none"
     store.write_document("a", "/a.pdf", 1, 1, "pdf", iter(pages))
     assert store.stats().codec == "pca 300->128"
+
+
+@pytest.mark.parametrize("n,k,block", [(5000, 64, 1024), (3000, 700, 256), (50, 64, 1024)])
+def test_blocked_scan_returns_the_exact_top_k(n, k, block, monkeypatch):
+    """The flat index's blocked scan (many query rows at once) keeps exactly the k best inner products
+    of each row, best first, whatever the blocks and however the floor is raised (k > block included)."""
+    import tokensearch.storage.vectors as vectors
+
+    monkeypatch.setattr(vectors, "SCAN_BLOCK", block)
+    rng = np.random.default_rng(n)
+    codes = l2_normalize(rng.standard_normal((n, 24)).astype(np.float32)).astype(np.float16)
+    q = l2_normalize(rng.standard_normal((6, 24)).astype(np.float32))
+    scores, rows = vectors.scan_top_k(codes, q, k)
+    kk = min(k, n)
+    full = q @ codes.astype(np.float32).T
+    assert scores.shape == rows.shape == (6, kk)
+    for r in range(6):
+        want = np.sort(full[r])[::-1][:kk]
+        assert np.allclose(scores[r], want, atol=1e-6)  # the k best, best first
+        assert np.allclose(full[r, rows[r]], scores[r], atol=1e-6)  # and the rows that hold them
+        assert len(set(rows[r].tolist())) == kk
+
+
+def test_flat_index_answers_many_query_rows_as_faiss_does(open_store):
+    """From SCAN_MIN_QUERIES rows on, the flat index is searched by the blocked scan: same pages, scores
+    and cells as FAISS's own search of the same rows one by one."""
+    from tokensearch.storage.vectors import SCAN_MIN_QUERIES
+
+    store = open_store()
+    for seed in range(4):
+        write(store, seed, n_pages=3, n=400, dim=32)
+    rng = np.random.default_rng(3)
+    vi = store.vectors.current()
+    q = l2_normalize(rng.standard_normal((SCAN_MIN_QUERIES + 2, 32)).astype(np.float32))
+    q = store.project_queries(q)
+    many = vi.search(q, 300)
+    for row, (pages, scores, cells) in zip(q, many):
+        one_pages, one_scores, one_cells = vi.search(row[None], 300)[0]  # FAISS (a single row)
+        assert np.allclose(scores, one_scores, atol=1e-5)
+        assert pages.tolist() == one_pages.tolist() and cells.tolist() == one_cells.tolist()  # no ties here

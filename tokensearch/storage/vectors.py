@@ -5,7 +5,9 @@ lookup and a page's vectors are removed by id. The index type is chosen by size 
 :func:`choose_spec`): exhaustive inner product over float16 codes (``IndexIDMap(IndexScalarQuantizer
 fp16)``: the same top cells as float32, half the bytes, faster to scan) up to ``flat_max_vectors``,
 then an IVF with 8-bit scalar quantisation trained on a sample of stored features, re-chosen (more
-lists, then 4-bit codes) each time the index has grown 8-fold. Exact duplicate cells of a page
+lists, then 4-bit codes) each time the index has grown 8-fold. The flat index answers a query of
+several token rows by one blocked scan of its codes for all rows (:func:`scan_top_k`), not FAISS's
+pass per row. Exact duplicate cells of a page
 are indexed once, and optionally runs of near-identical cells too (:func:`index_vectors`); the
 feature store keeps every cell.
 
@@ -40,11 +42,82 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import torch
 
 from .records import PageFeatures
 
 CELL_BITS = 20  # up to 1M vectors per page (TokenOCR's 12-tile page has 196,608 cells)
 CELL_MASK = (1 << CELL_BITS) - 1
+SCAN_BLOCK = 16384  # float16 rows decoded at once by the blocked scan (6 MB of float32 at d=96)
+SCAN_MIN_QUERIES = 5  # from this many query rows the blocked scan beats FAISS's one pass per row (BENCHMARKS.md)
+
+
+def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` inner products of every row of ``q`` (nq, d) with float16 ``codes`` (n, d): scores
+    (nq, k) best first, and their row numbers in ``codes``.
+
+    FAISS's flat scalar-quantiser search decodes every code once *per query row*; this decodes a block
+    once for all rows and scores it with one matrix product (one BLAS call). A row's k-th best score so
+    far is a floor for its final k-th best, so only scores at or above it are kept, and the floor is
+    raised whenever some row holds 2k candidates.
+    """
+    n, d = codes.shape
+    nq, k = len(q), min(k, len(codes))
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    block = np.empty((min(n, max(SCAN_BLOCK, k)), d), dtype=np.float32)
+    floor = np.full(nq, -np.inf, dtype=np.float32)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    held = np.zeros(nq, dtype=np.int64)
+    b0 = 0
+    while b0 < n:
+        f = block[:min(len(block), n - b0)]
+        _float16_to_32(codes[b0:b0 + len(f)], f)
+        s = f @ q.T  # (b, nq): in this orientation OpenBLAS is ~2x faster for few query rows
+        if b0 == 0 and len(s) > k:
+            floor = -np.partition(-s, k - 1, axis=0)[k - 1]
+        c, r = np.nonzero(s >= floor)
+        parts.append((r, c + b0, s[c, r]))
+        held += np.bincount(r, minlength=nq)
+        b0 += len(f)
+        if b0 >= n or held.max() > 2 * k:
+            parts, held = _keep_best(parts, nq, k, floor, final=b0 >= n)
+    r, c, v = parts[0]
+    return v.reshape(nq, k), c.reshape(nq, k)
+
+
+def _float16_to_32(src: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = src`` (float16 -> float32) by torch's vectorised conversion, ~8x numpy's. In pieces
+    below torch's parallel grain (32768 values), so it stays on the calling thread like the rest of a
+    search (which runs with one BLAS thread)."""
+    step = max(1, 32768 // src.shape[1])
+    s, o = torch.from_numpy(src), torch.from_numpy(out)
+    for i in range(0, len(src), step):
+        o[i:i + step].copy_(s[i:i + step])
+
+
+def _keep_best(parts: list, nq: int, k: int, floor: np.ndarray, final: bool = False) -> tuple[list, np.ndarray]:
+    """Each row's best ``k`` candidates, grouped by row (and, if ``final``, best first, ties to the lower
+    row number); raises ``floor`` (in place) to the k-th score of every row that has k."""
+    r, c, v = (np.concatenate(x) for x in zip(*parts))
+    order = np.argsort(r.astype(np.uint16) if nq < 1 << 16 else r, kind="stable")  # radix sort for few rows
+    c, v = c[order], v[order]
+    ends = np.cumsum(np.bincount(r, minlength=nq))
+    cs, vs = [], []
+    for i in range(nq):
+        row = slice(ends[i - 1] if i else 0, ends[i])
+        ci, vi = c[row], v[row]
+        if len(vi) > k:
+            sel = np.argpartition(-vi, k - 1)[:k]
+            ci, vi = ci[sel], vi[sel]
+        if len(vi) >= k:
+            floor[i] = vi.min()
+        if final:
+            o = np.lexsort((ci, -vi))
+            ci, vi = ci[o], vi[o]
+        cs.append(ci)
+        vs.append(vi)
+    held = np.array([len(x) for x in vs], dtype=np.int64)
+    return [(np.repeat(np.arange(nq), held), np.concatenate(cs), np.concatenate(vs))], held
 
 
 def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 64_000_000) -> dict:
@@ -201,7 +274,12 @@ class VectorIndex:
         q = np.ascontiguousarray(q, dtype=np.float32)
         if self.ntotal == 0 or len(q) == 0 or k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in q]
-        scores, ids = self.index.search(q, min(k, self.ntotal))
+        codes = self._flat_codes() if len(q) >= SCAN_MIN_QUERIES else None
+        if codes is not None:
+            scores, rows = scan_top_k(codes, q, k)
+            ids = self._flat_ids()[rows]
+        else:
+            scores, ids = self.index.search(q, min(k, self.ntotal))
         out = []
         for s, i in zip(scores, ids):
             ok = i >= 0
@@ -215,6 +293,21 @@ class VectorIndex:
                     where[sel] = pos[cell[sel]]
             out.append((pages.astype(np.int64), s[ok].astype(np.float32), where))
         return out
+
+    def _flat_codes(self) -> np.ndarray | None:
+        """The flat index's float16 vectors as an (n, d) array viewing FAISS's memory (valid until the
+        index changes; callers hold the keeper's lock); None for the IVF types."""
+        if self.spec["type"] != "flat" or self.ntotal == 0:
+            return None
+        sq = faiss.downcast_index(self.index.index)
+        assert sq.code_size == 2 * self.dim, "flat index codes are float16"
+        raw = faiss.rev_swig_ptr(sq.codes.data(), sq.ntotal * sq.code_size)
+        return np.frombuffer(raw, dtype=np.float16).reshape(sq.ntotal, self.dim)
+
+    def _flat_ids(self) -> np.ndarray:
+        """Vector ids of the flat index's rows, in row order (a view of FAISS's id map)."""
+        id_map = self.index.id_map
+        return faiss.rev_swig_ptr(id_map.data(), id_map.size()).view(np.int64)
 
     # --- persistence -------------------------------------------------------------------------------
     def save(self, folder: Path) -> float:
