@@ -278,13 +278,19 @@ def test_int8_features_stay_close_to_float32(enc) -> None:
 
 
 def test_auto_dtype_takes_int8_only_on_cpus_with_int8_dot_products(monkeypatch) -> None:
-    """int8 is the fastest mini inference where the CPU has VNNI; without, float32 by Winograd is
-    (BENCHMARKS.md)."""
+    """int8 is the fastest mini inference where the CPU has VNNI; without, native bf16 where the CPU has
+    it, else float32 by Winograd (BENCHMARKS.md)."""
+    from tokensearch.tokenocr_model import devices
+
     monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: True)
     assert load_mini(dtype="auto").int8
     monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     plain = load_mini(dtype="auto")
     assert not plain.int8 and plain.dtype == torch.float32 and plain.winograd == winograd_available()
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    bf16 = load_mini(dtype="auto")
+    assert not bf16.int8 and bf16.dtype == torch.bfloat16 and not bf16.winograd
     assert not load_mini(dtype="bfloat16").int8 and not load_mini(dtype="float32").int8
     assert not load_mini(dtype="bfloat16").winograd
 

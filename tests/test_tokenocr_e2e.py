@@ -23,7 +23,8 @@ def test_tiny_official_checkpoint_indexes_and_searches_a_folder(tmp_path):
     docs.mkdir()
     (docs / "born-digital.pdf").write_bytes(pdf)
     (docs / "scanned.pdf").write_bytes(image_only_pdf(rasterise_pdf(pdf)))
-    sample = SampleFolder(docs, docs / "born-digital.pdf", docs / "scanned.pdf", [], docs / "none", words)
+    sample = SampleFolder(docs, docs / "born-digital.pdf", docs / "scanned.pdf", [], docs / "none",
+                          docs / "none.jpg", words)
     ckpt = make_tiny_checkpoint(tmp_path / "TokenOCR")
     spec = f"tokenocr:{ckpt}"
     with Engine(Settings(home=tmp_path / "home", model=spec)) as eng:

@@ -463,8 +463,8 @@ class MiniEncoder:
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = resolve_device(device)
         # int8: asked for, or "auto" on a CPU with int8 dot products (VNNI: a letter page on 2 threads 1.7x
-        # faster than bf16). Elsewhere on a CPU float32, its 3x3 convs by Winograd: 1.26x faster than int8
-        # and 1.21x than oneDNN float32 on a Zen 1 EPYC, where int8 gains nothing (BENCHMARKS.md)
+        # faster than bf16). Elsewhere on a CPU: bf16 where native, else float32 with its 3x3 convs by
+        # Winograd, 1.26x faster than int8 and 1.21x than oneDNN float32 on a Zen 1 EPYC (BENCHMARKS.md)
         wanted = str(dtype).lower()
         cpu = self.device.type == "cpu"
         self.int8 = wanted == "int8" or (wanted == "auto" and cpu and cpu_has_int8_dot())
