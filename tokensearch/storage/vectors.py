@@ -42,7 +42,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import torch
 
 from .records import PageFeatures
 
@@ -88,7 +87,10 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
 def _float16_to_32(src: np.ndarray, out: np.ndarray) -> None:
     """``out[:] = src`` (float16 -> float32) by torch's vectorised conversion, ~8x numpy's. In pieces
     below torch's parallel grain (32768 values), so it stays on the calling thread like the rest of a
-    search (which runs with one BLAS thread)."""
+    search (which runs with one BLAS thread). torch is imported here: the store's other users (status,
+    remove) do not pay for it."""
+    import torch
+
     step = max(1, 32768 // src.shape[1])
     s, o = torch.from_numpy(src), torch.from_numpy(out)
     for i in range(0, len(src), step):
