@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Installs tokensearch with its test extras (CPU torch 2.13.0 wheel, Debian chromium for the browser
-# test) and runs the default test suite (slow tests are behind the `slow` marker).
+# The README's test command and CI's (.ci/run): in a fresh virtualenv, install tokensearch at the pinned
+# versions of requirements/ci-constraints.txt (CPU torch 2.13.0 wheel), check what a user runs with the
+# runtime dependencies alone (scripts/smoke_runtime.sh), then add the test extras (and Debian's chromium
+# for the browser test) and run the default test suite (slow tests are behind the `slow` marker).
+#   bash scripts/test.sh [pytest args]     (TOKENSEARCH_TEST_VENV: where the virtualenv goes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e '.[test]'
-# Debian's chromium for the Playwright viewer test; docker-compose (v1) to check docker/compose.yaml
+VENV=${TOKENSEARCH_TEST_VENV:-"${TMPDIR:-/tmp}/tokensearch-test-venv"}
+rm -rf "$VENV"
+python3 -m venv "$VENV"
+install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/ci-constraints.txt "$@"; }
+
+install torch==2.13.0 -e .
+bash scripts/smoke_runtime.sh "$VENV"
+
+install -e '.[test]'
+# Debian's chromium for the Playwright viewer test; docker-compose (v1) to check docker/compose.yaml;
+# wamerican: the dictionary the training data and the threshold calibration draw words from
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -f /usr/share/dict/words ] || missing="$missing wamerican"
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing="$missing docker-compose"
 if [ -n "$missing" ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing) >/dev/null
 fi
-python3 -m pytest -q -p no:cacheprovider "$@"
+PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
