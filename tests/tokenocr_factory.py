@@ -1,22 +1,21 @@
 """Tiny TokenOCR checkpoints in the official on-disk format, built from scratch for tests.
 
-The key names below are written out by hand from the public TokenFD/InternVL code (not derived from our
-model), so a naming mistake in ``tokenocr.py`` makes the loading tests fail. Widths are tiny (ViT width
-32, 2 blocks, 56 px tiles -> 4x4 ViT grid -> 16x16 cells per tile after the upsampler, D = 16) and the
-tokenizer is a SentencePiece BPE model trained here on a few sentences, configured like InternLM2's
-(no dummy prefix, identity normalisation, digits split, byte fallback).
+The builder is :mod:`tokensearch.tokenocr_model.random_checkpoint` (shared with ``bench/gpu_check.py``,
+which builds the full-size model with it); its key names are written out by hand from the public
+TokenFD/InternVL code, not derived from our model. Widths here are tiny (ViT width 32, 2 blocks, 56 px
+tiles -> 4x4 ViT grid -> 16x16 cells per tile after the upsampler, D = 16) and the tokenizer is a
+SentencePiece BPE model trained on the few sentences below.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
-import numpy as np
-import sentencepiece as spm
 import torch
-from safetensors.torch import save_file
+
+from tokensearch.tokenocr_model.random_checkpoint import SPECIAL_TOKENS, make_checkpoint, official_config
+from tokensearch.tokenocr_model.random_checkpoint import official_state_dict  # noqa: F401  (re-exported)
+from tokensearch.tokenocr_model.random_checkpoint import train_sentencepiece
 
 SENTENCES = [
     "Invoice total amount due 11/12/2020",
@@ -26,7 +25,7 @@ SENTENCES = [
     "token search finds words in scanned pages",
     "Total: 42.50 EUR, tax 8.5%",
 ]
-SPECIAL = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"]
+SPECIAL = list(SPECIAL_TOKENS)
 
 TINY_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                    patch_size=14, image_size=56)
@@ -35,80 +34,11 @@ TINY_D = 16
 
 def train_tiny_sentencepiece(path: Path, vocab_size: int = 320) -> int:
     """Write an InternLM2-like SentencePiece model to ``path``; returns its number of pieces."""
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES * 10), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
-        add_dummy_prefix=False, remove_extra_whitespaces=False, normalization_rule_name="identity",
-        split_digits=True, byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, num_threads=1)
-    path.write_bytes(buf.getvalue())
-    return spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
-
-
-def official_state_dict(vision: dict, D: int, vocab: int, upsample: bool, seed: int = 0,
-                        raw_training_names: bool = False) -> dict[str, torch.Tensor]:
-    """Random tensors under the official names (released layout, or the raw training layout)."""
-    g = torch.Generator().manual_seed(seed)
-    C, L, M, P = vision["hidden_size"], vision["num_hidden_layers"], vision["intermediate_size"], vision["patch_size"]
-    n_pos = 1 + (vision["image_size"] // P) ** 2
-
-    def rnd(*shape, scale=None):
-        fan_in = shape[-1] if len(shape) > 1 else 1
-        return torch.randn(*shape, generator=g) * (scale if scale is not None else fan_in ** -0.5)
-
-    sd: dict[str, torch.Tensor] = {
-        "vision_model.embeddings.class_embedding": rnd(1, 1, C, scale=0.02),
-        "vision_model.embeddings.patch_embedding.weight": rnd(C, 3, P, P, scale=(3 * P * P) ** -0.5),
-        "vision_model.embeddings.patch_embedding.bias": rnd(C, scale=0.02),
-        "vision_model.embeddings.position_embedding": rnd(1, n_pos, C, scale=0.02),
-    }
-    for i in range(L):
-        p = f"vision_model.encoder.layers.{i}."
-        sd |= {
-            p + "attn.qkv.weight": rnd(3 * C, C), p + "attn.qkv.bias": rnd(3 * C, scale=0.02),
-            p + "attn.proj.weight": rnd(C, C), p + "attn.proj.bias": rnd(C, scale=0.02),
-            p + "mlp.fc1.weight": rnd(M, C), p + "mlp.fc1.bias": rnd(M, scale=0.02),
-            p + "mlp.fc2.weight": rnd(C, M), p + "mlp.fc2.bias": rnd(C, scale=0.02),
-            p + "norm1.weight": 1 + rnd(C, scale=0.1), p + "norm1.bias": rnd(C, scale=0.02),
-            p + "norm2.weight": 1 + rnd(C, scale=0.1), p + "norm2.bias": rnd(C, scale=0.02),
-            p + "ls1": 0.1 + rnd(C, scale=0.01), p + "ls2": 0.1 + rnd(C, scale=0.01),
-        }
-    if upsample:
-        for idx, (cin, cout) in ((0, (C, C // 2)), (2, (C // 2, C))):
-            # ConvTranspose2d weights are (in, out, k, k)
-            sd[f"upsample.{idx}.weight"] = rnd(cin, cout, 4, 4, scale=(cin * 4) ** -0.5)
-            bn = f"upsample.{idx + 1}."
-            sd |= {bn + "weight": 1 + rnd(cout, scale=0.1), bn + "bias": rnd(cout, scale=0.1),
-                   bn + "running_mean": rnd(cout, scale=0.1), bn + "running_var": 1 + torch.rand(cout, generator=g),
-                   bn + "num_batches_tracked": torch.tensor(1000, dtype=torch.long)}
-    sd |= {
-        "ocr_mlp.0.weight": 1 + rnd(C, scale=0.1), "ocr_mlp.0.bias": rnd(C, scale=0.02),
-        "ocr_mlp.1.weight": rnd(D, C), "ocr_mlp.1.bias": rnd(D, scale=0.02),
-        "ocr_mlp.3.weight": rnd(D, D), "ocr_mlp.3.bias": rnd(D, scale=0.02),
-        "t_prime": torch.tensor(float(np.log(10))), "b": torch.tensor(-2.71),
-    }
-    table = rnd(vocab, D, scale=1.0)
-    if raw_training_names:
-        sd["language_model.model.tok_embeddings.weight"] = table
-        sd["language_model.model.layers.0.attention.wqkv.weight"] = rnd(8, D)
-        sd["language_model.output.weight"] = rnd(vocab, D)
-        sd["mlp1.0.weight"] = torch.ones(4 * C)
-    else:
-        sd["tok_embeddings.weight"] = table
-    return sd
+    return train_sentencepiece(path, SENTENCES, vocab_size)
 
 
 def tiny_config(vocab: int, D: int = TINY_D, vision: dict | None = None) -> dict:
-    vision = dict(TINY_VISION if vision is None else vision)
-    return {
-        "architectures": ["InternVLChatModel"], "model_type": "internvl_chat",
-        "vision_config": vision | {"layer_norm_eps": 1e-6, "qkv_bias": True, "qk_normalization": False,
-                                   "norm_type": "layer_norm", "hidden_act": "gelu", "use_flash_attn": True,
-                                   "num_channels": 3, "drop_path_rate": 0.0, "initializer_factor": 0.1},
-        "hidden_size": D, "vocab_size": vocab, "force_image_size": vision["image_size"], "select_layer": -1,
-        "use_thumbnail": True, "min_dynamic_patch": 1, "max_dynamic_patch": 12, "downsample_ratio": 0.5,
-        "template": "internlm2-chat", "ps_version": "v2", "torch_dtype": "bfloat16",
-    }
+    return official_config(TINY_VISION if vision is None else vision, D, vocab)
 
 
 def make_tiny_checkpoint(dir: str | Path, upsample: bool = True, sharded: bool = False, *, seed: int = 0,
@@ -119,28 +49,6 @@ def make_tiny_checkpoint(dir: str | Path, upsample: bool = True, sharded: bool =
     ``state_dict_edit(sd)`` / ``config_edit(cfg)`` may mutate the tensors / config before writing
     (for the tests of loud failures).
     """
-    out = Path(dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n_pieces = train_tiny_sentencepiece(out / "tokenizer.model")
-    vocab = n_pieces + len(SPECIAL)
-    (out / "added_tokens.json").write_text(json.dumps({t: n_pieces + i for i, t in enumerate(SPECIAL)}))
-    sd = official_state_dict(TINY_VISION, TINY_D, vocab, upsample, seed, raw_training_names)
-    sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    cfg = tiny_config(vocab)
-    if state_dict_edit is not None:
-        state_dict_edit(sd)
-    if config_edit is not None:
-        config_edit(cfg)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    if sharded:
-        keys = sorted(sd)
-        half = len(keys) // 2
-        shards = {"model-00001-of-00002.safetensors": keys[:half], "model-00002-of-00002.safetensors": keys[half:]}
-        weight_map = {}
-        for name, ks in shards.items():
-            save_file({k: sd[k] for k in ks}, str(out / name), metadata={"format": "pt"})
-            weight_map |= {k: name for k in ks}
-        (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    else:
-        save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
+    return make_checkpoint(dir, TINY_VISION, TINY_D, SENTENCES, upsample=upsample, sharded=sharded, seed=seed,
+                           dtype=dtype, raw_training_names=raw_training_names, state_dict_edit=state_dict_edit,
+                           config_edit=config_edit)
