@@ -106,3 +106,17 @@ def test_scans_and_a_photo_are_indexed_and_searched_with_the_network_off(tmp_pat
     names = {Path(h["path"]).name for h in hits}
     assert {"invoice.jpg", "page-1.png"} <= names, hits
     assert all(len(h["boxes"]) >= 1 for h in hits)
+
+
+def test_a_cli_search_does_not_import_torch(tmp_path):
+    """A search answers from the stored index and the saved query side: importing torch (2-3 s) would be
+    most of a CLI search's wall time on a small index."""
+    home = tmp_path / "home"
+    _run("sample", str(tmp_path / "docs"), home=home)
+    _run("index", str(tmp_path / "docs"), home=home)
+    probe = ("import sys; from tokensearch.cli import main; rc = main(['search', 'INV-2023-0042', '--json']); "
+             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["hits"]

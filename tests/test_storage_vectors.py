@@ -221,13 +221,19 @@ def test_codec_is_not_recorded_when_first_document_fails(open_store):
     assert store.stats().codec == "pca 300->128"
 
 
+@pytest.mark.parametrize("torch_loaded", [True, False])
 @pytest.mark.parametrize("n,k,block", [(5000, 64, 1024), (3000, 700, 256), (50, 64, 1024)])
-def test_blocked_scan_returns_the_exact_top_k(n, k, block, monkeypatch):
+def test_blocked_scan_returns_the_exact_top_k(n, k, block, torch_loaded, monkeypatch):
     """The flat index's blocked scan (many query rows at once) keeps exactly the k best inner products
-    of each row, best first, whatever the blocks and however the floor is raised (k > block included)."""
+    of each row, best first, whatever the blocks and however the floor is raised (k > block included),
+    with torch's float16 conversion (torch loaded) or numpy's (a CLI search, which never loads torch)."""
+    import sys
+
     import tokensearch.storage.vectors as vectors
 
     monkeypatch.setattr(vectors, "SCAN_BLOCK", block)
+    if not torch_loaded:
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
     rng = np.random.default_rng(n)
     codes = l2_normalize(rng.standard_normal((n, 24)).astype(np.float32)).astype(np.float16)
     q = l2_normalize(rng.standard_normal((6, 24)).astype(np.float32))

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +68,11 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
     floor = np.full(nq, -np.inf, dtype=np.float32)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     held = np.zeros(nq, dtype=np.int64)
+    by_torch = "torch" in sys.modules
     b0 = 0
     while b0 < n:
         f = block[:min(len(block), n - b0)]
-        _float16_to_32(codes[b0:b0 + len(f)], f)
+        _float16_to_32(codes[b0:b0 + len(f)], f, by_torch)
         s = f @ q.T  # (b, nq): in this orientation OpenBLAS is ~2x faster for few query rows
         if b0 == 0 and len(s) > k:
             floor = -np.partition(-s, k - 1, axis=0)[k - 1]
@@ -84,11 +86,15 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
     return v.reshape(nq, k), c.reshape(nq, k)
 
 
-def _float16_to_32(src: np.ndarray, out: np.ndarray) -> None:
-    """``out[:] = src`` (float16 -> float32) by torch's vectorised conversion, ~8x numpy's. In pieces
-    below torch's parallel grain (32768 values), so it stays on the calling thread like the rest of a
-    search (which runs with one BLAS thread). torch is imported here: the store's other users (status,
-    remove) do not pay for it."""
+def _float16_to_32(src: np.ndarray, out: np.ndarray, by_torch: bool) -> None:
+    """``out[:] = src`` (float16 -> float32). torch's vectorised conversion beats numpy's on CPUs without
+    fast half-precision conversion, but importing torch costs a CLI search 2-3 s, more than numpy's
+    conversion of ~10^9 values: torch is used only when it is loaded anyway (a server, the indexer). It
+    converts in pieces below its parallel grain (32768 values), so it stays on the calling thread like the
+    rest of a search (which runs with one BLAS thread)."""
+    if not by_torch:
+        out[:] = src
+        return
     import torch
 
     step = max(1, 32768 // src.shape[1])
