@@ -22,11 +22,15 @@ import pymupdf
 from ..indexer.sources import image_coverage
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer
 from .data import PageSample
+from .heldout import check_not_held_out
 from .pagetokens import PageToken, page_tokens, render_gray, token_mask
 
 
 def find_pdfs(folder: str | Path) -> list[Path]:
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() == ".pdf" and p.is_file())
+    """The PDFs under ``folder``; refuses held-out evaluation data (:mod:`.heldout`) with a loud error."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() == ".pdf" and p.is_file())
+    check_not_held_out(folder, files)
+    return files
 
 
 def latin_share(text: str) -> float:

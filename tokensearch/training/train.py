@@ -289,6 +289,10 @@ def _log(path: Path, rec: dict) -> None:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; returns the last validation record."""
+    if cfg.pdf_dir:
+        from .from_pdfs import find_pdfs
+
+        find_pdfs(cfg.pdf_dir)  # refuses held-out evaluation data before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
