@@ -117,7 +117,7 @@ def official_config(vision: dict, D: int, vocab: int) -> dict:
 
 
 def make_checkpoint(dir: str | Path, vision: dict, D: int, sentences: Sequence[str], *, vocab: int | None = None,
-                    upsample: bool = True, sharded: bool = False, seed: int = 0,
+                    pieces: int = 320, upsample: bool = True, sharded: bool = False, seed: int = 0,
                     dtype: torch.dtype = torch.float32, raw_training_names: bool = False,
                     state_dict_edit: Callable[[dict], None] | None = None,
                     config_edit: Callable[[dict], None] | None = None) -> Path:
@@ -125,13 +125,14 @@ def make_checkpoint(dir: str | Path, vision: dict, D: int, sentences: Sequence[s
 
     ``vocab``: rows of the token table; ``None`` = the tokenizer's pieces + the 9 special tokens (which
     then follow the pieces), else the special tokens take the last 9 rows, as in InternLM2's 92,553.
+    ``pieces``: the SentencePiece model's size (at least 259 + the characters of ``sentences``).
     ``state_dict_edit(sd)`` / ``config_edit(cfg)`` may mutate the tensors / config before they are
     written (tests of loud failures; the benchmark's text calibration); ``tokenizer.model`` and
     ``added_tokens.json`` are already in ``dir`` when they run.
     """
     out = Path(dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_pieces = train_sentencepiece(out / "tokenizer.model", sentences)
+    n_pieces = train_sentencepiece(out / "tokenizer.model", sentences, pieces)
     first_special = n_pieces if vocab is None else vocab - len(SPECIAL_TOKENS)
     if first_special < n_pieces:
         raise ValueError(f"vocab={vocab} leaves no room for {n_pieces} pieces and {len(SPECIAL_TOKENS)} special tokens")
