@@ -1,23 +1,22 @@
 """Token features of a born-digital page built from its text layer — exactly, without running the model.
 
-Each word of the text layer is tokenised with the model's *query rule* (so a page word and the same
-word typed as a query give the same BPE tokens), and each token's vector is painted onto the grid
-cells its glyphs cover. The grid is the one the model would produce for the page raster, so these
-pages and vision-encoded pages live in the same index and answer the same queries.
+Each word of the text layer is cut like a query (``textcut``: edge punctuation and every CJK character
+on their own), each piece tokenised with the model's *query rule* (so a page word and the same word, or
+any run of CJK characters of it, typed as a query give the same BPE tokens), and each token's vector is
+painted onto the grid cells its glyphs cover. The grid is the one the model would produce for the page
+raster, so these pages and vision-encoded pages live in the same index and answer the same queries.
 """
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
+from itertools import groupby
 
 import numpy as np
 
+from ..textcut import embed_cut
 from ..tokenocr_model.interface import TokenEncoder
 from .sources import TextChar
-
-
-_EDGES = re.compile(r"^(?P<lead>[^\w]*)(?P<core>.*?)(?P<trail>[^\w]*)$", re.S)
 
 
 class TextLayerPainter:
@@ -28,24 +27,10 @@ class TextLayerPainter:
         self._embed = lru_cache(maxsize=cache_words)(self._embed_word)
 
     def _embed_word(self, word: str) -> tuple[tuple[tuple[int, int], ...], np.ndarray]:
-        """Token spans and vectors of a page word, cut as a query would cut it.
-
-        Edge punctuation is tokenised on its own ("(hello)," → "(", "hello", ")," ), so the core word gets
-        exactly the tokens of the query "hello" (with the query rule's leading space).
-        """
-        spans: list[tuple[int, int]] = []
-        vecs: list[np.ndarray] = []
-        m = _EDGES.match(word)
-        assert m is not None
-        for part in ("lead", "core", "trail"):
-            text, offset = m.group(part), m.start(part)
-            if not text:
-                continue
-            q = self.encoder.embed_query(text)
-            spans.extend((offset + t.start, offset + t.end) for t in q.tokens)
-            vecs.append(np.asarray(q.vectors, dtype=np.float32))
-        dim = self.encoder.info.dim
-        return tuple(spans), (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+        """Token spans and vectors of a page word, cut as a query would cut it (``textcut.embed_cut``):
+        "(hello)," gives "(", the tokens of the query "hello", ")," ; "发票总额" one character at a time."""
+        q = embed_cut(self.encoder, word)
+        return tuple((t.start, t.end) for t in q.tokens), q.vectors
 
     def paint(self, words: list[list[TextChar]], grid_h: int, grid_w: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,14 +43,18 @@ class TextLayerPainter:
             text = "".join(ch.c for ch in word)
             pos2char = [i for i, ch in enumerate(word) for _ in ch.c]  # string index -> char index
             spans, vecs = self._embed(text)
-            for (start, end), vec in zip(spans, vecs):
+            for (start, end), vec, (part, parts) in zip(spans, vecs, _shares(spans)):
                 if end <= start or start >= len(pos2char):
                     continue
-                row = len(vectors)
+                r = len(vectors)
                 vectors.append(vec)
                 for ci in range(pos2char[start], pos2char[min(end, len(pos2char)) - 1] + 1):
-                    boxes.append(word[ci].box)
-                    rows.append(row)
+                    bx0, by0, bx1, by1 = word[ci].box
+                    if parts > 1:  # one of the byte pieces of a character: its slice of the glyph, in order
+                        w = (bx1 - bx0) / parts
+                        bx0, bx1 = bx0 + part * w, bx0 + (part + 1) * w
+                    boxes.append((bx0, by0, bx1, by1))
+                    rows.append(r)
                     lengths.append(end - start)
         if not vectors:
             empty = np.zeros(0, np.int32)
@@ -86,6 +75,17 @@ class TextLayerPainter:
         ys, xs = np.nonzero(owner >= 0)
         feats = np.stack(vectors)[owner[ys, xs]]
         return ys.astype(np.int32), xs.astype(np.int32), feats.astype(np.float32)
+
+
+def _shares(spans: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """(i, n) per token: the i-th of n consecutive tokens cut from the same span of text — the UTF-8 byte
+    pieces of a character the vocabulary lacks (a rare CJK character: 3 pieces). They split the glyph's
+    width left to right, so each gets cells of its own in the order a query chains them; (0, 1) else."""
+    out: list[tuple[int, int]] = []
+    for _, same in groupby(spans):
+        n = len(list(same))
+        out.extend((i, n) for i in range(n))
+    return out
 
 
 def _cells(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..geometry import mostly_inside
-from ..tokenocr_model.interface import QueryEmbedder
+from ..textcut import cut, embed_cut
+from ..tokenocr_model.interface import QueryEmbedder, QueryTokens
 from .localize import Frame, Occurrence, chain_estimate, dense_maps, locate
 from .query import Unit, case_variants, parse_query
 from .verify import TokenClasses, cell_rows, rescore_all, word_continues
@@ -134,8 +135,7 @@ class Searcher:
         vecs: list[np.ndarray] = []
         n = 0
         for ui, unit in enumerate(plan.units):
-            for spelling in case_variants(unit.text):
-                q = self.encoder.embed_query(spelling)
+            for q in self._embeddings(case_variants(unit.text)):
                 # a token covering no character (a lone leading-space piece) is written nowhere
                 keep = [i for i, t in enumerate(q.tokens) if t.end > t.start]
                 if not keep:
@@ -148,6 +148,23 @@ class Searcher:
         if vecs:
             plan.vectors = self.store.project_queries(np.concatenate(vecs))
         return plan
+
+    def _embeddings(self, spellings: list[str]) -> list[QueryTokens]:
+        """Each spelling cut by the model's query rule (as image pages show it), then, where it differs,
+        as text-layer pages carry it (``textcut.embed_cut``: CJK one character at a time, edge punctuation
+        alone), so a query for part of a Chinese line matches the line exactly."""
+        out: list[QueryTokens] = []
+        seen: set[tuple[int, ...]] = set()
+        for spelling in spellings:
+            cands = [self.encoder.embed_query(spelling)]
+            if cut(spelling) != [(0, spelling)]:
+                cands.append(embed_cut(self.encoder, spelling))
+            for q in cands:
+                ids = tuple(t.id for t in q.tokens)
+                if ids not in seen:
+                    seen.add(ids)
+                    out.append(q)
+        return out
 
     def _candidates(self, plan: _Plan, want: int) -> list[int]:
         """Pages likely to hold the units, best first (stage 1): a unit's estimate on a page is its best
@@ -314,8 +331,14 @@ class Searcher:
         return SearchResult(query, hits, (time.perf_counter() - t0) * 1000, total=len(ranked))
 
     def token_maps(self, query: str, page_id: int, max_chars: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Per-token absolute-cosine maps (T, H, W) of the query as typed, and the whole-query map (H, W)."""
-        q = self.encoder.embed_query(" ".join(u.text for u in parse_query(query, max_chars)))
+        """Per-token absolute-cosine maps (T, H, W) of the query as typed, and the whole-query map (H, W).
+
+        The tokens are the model's query rule on an image page, the text layer's cut on a text-layer page
+        (``textcut``; they differ for CJK text), so each map shows where its token is on the page."""
+        text = " ".join(u.text for u in parse_query(query, max_chars))
+        info = self.store.pages([page_id]).get(page_id)
+        q = (embed_cut(self.encoder, text) if info is not None and info.source == "text"
+             else self.encoder.embed_query(text))
         vecs = self.store.project_queries(np.asarray(q.vectors, dtype=np.float32))
         pf = self.store.page_features([page_id])[page_id]
         maps = dense_maps(Frame.whole(pf.grid_h, pf.grid_w), pf.ys, pf.xs, pf.similarities(vecs))

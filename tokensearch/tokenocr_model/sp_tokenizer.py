@@ -10,20 +10,24 @@ or one of ``!"#$%&'()*+,-./:;<=>?@^_{|}~`` (the official list; brackets, backsla
 not in it) — so ``"total"`` is cut as ``" total"`` -> ``▁total`` while ``"11/12/2020"`` keeps its bare
 digits.
 
-Page text (:meth:`InternLM2Tokenizer.tokenize`) is cut into words at whitespace and each word is
-tokenised exactly like a one-word query, so the tokens painted onto a page's glyphs are the tokens a
-query for that word looks for. Each token carries the character span of the original text it covers
-(a space the rule added is not part of any span).
+Page text (:meth:`InternLM2Tokenizer.tokenize`) is cut like a text-layer page is painted
+(``tokensearch.textcut``: at whitespace, edge punctuation alone, every CJK character alone) and each
+piece is tokenised exactly like a one-word query, so the tokens painted onto a page's glyphs are the
+tokens a query for that word (or for a run of CJK characters) looks for. Each token carries the
+character span of the original text it covers (a space the rule added is not part of any span).
+
+Where the query rule differs from the reference on purpose (surrounding whitespace, spellings of special
+tokens), see :meth:`InternLM2Tokenizer.encode_query`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import sentencepiece as spm
 
+from ..textcut import cut
 from .interface import Token
 
 # InternVL's special tokens, in the order the chat model adds them after the base vocabulary.
@@ -32,7 +36,6 @@ INTERNVL_SPECIAL_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad
 # first characters for which the official rule adds no leading space (its exact list)
 NO_SPACE_FIRST_CHARS = frozenset("!\"#$%&'()*+,-./0123456789:;<=>?@^_{|}~")
 SPACE_PIECE = "\u2581"  # '▁', SentencePiece's visible space
-_WORD = re.compile(r"\S+")
 
 
 class InternLM2Tokenizer:
@@ -115,20 +118,30 @@ class InternLM2Tokenizer:
         return tokens
 
     def encode_query(self, query: str) -> list[Token]:
-        """Query rule on the stripped query: maybe prepend a space, cut, drop BOS. Spans index ``query``."""
+        """Query rule on the stripped query: maybe prepend a space, cut, drop BOS. Spans index ``query``.
+
+        The ids are the reference's — ``AutoTokenizer(ckpt, trust_remote_code=True)`` (InternVL's slow
+        ``InternLM2Tokenizer``) called as the official quick start calls it, ``input_ids[1:]`` — for words,
+        numbers, dates, punctuation, inner whitespace and CJK text, except on purpose for:
+
+        * surrounding whitespace, which is dropped: the reference keeps it (``" total"`` gets a second
+          ``▁`` token, ``"total "`` a trailing ``▁``, a tab a byte token), and no glyph on a page shows it;
+        * spellings of special tokens (``<s>``, ``</s>``, ``<unk>``, ``<img>`` ... ``</box>``), which are
+          searched as the characters typed: the reference splits them out before SentencePiece and maps
+          them to control ids, rows of the token table that were never trained against glyphs.
+        """
         q = query.strip()
         if not q:
             return []
         return self._encode_spans(q, len(query) - len(query.lstrip()), self.needs_space(q))
 
     def tokenize(self, text: str) -> list[Token]:
-        """Page text: every whitespace-separated word cut like a one-word query; spans index ``text``.
+        """Page text: every piece of ``textcut.cut`` cut like a one-word query; spans index ``text``.
 
         Bare-space tokens (``▁`` alone, which cover no character of the text) are left out.
         """
         tokens: list[Token] = []
-        for m in _WORD.finditer(text):
-            word = m.group(0)
-            tokens.extend(t for t in self._encode_spans(word, m.start(), self.needs_space(word))
+        for offset, piece in cut(text):
+            tokens.extend(t for t in self._encode_spans(piece, offset, self.needs_space(piece))
                           if t.id != self.space_id)
         return tokens
