@@ -90,3 +90,17 @@ def test_multibyte_byte_fallback_pieces_share_the_character(tok):
 def test_missing_tokenizer_model_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="tokenizer.model"):
         InternLM2Tokenizer.from_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("query", [" total", "total ", "\ttotal\n", "  11/12/2020  "])
+def test_surrounding_whitespace_is_not_part_of_the_query(tok, query):
+    # the reference tokenizer keeps it (an extra ▁, a byte token for a tab): docs/tokenocr.md
+    assert [t.id for t in tok.encode_query(query)] == [t.id for t in tok.encode_query(query.strip())]
+
+
+@pytest.mark.parametrize("query", ["</s>", "<s>", "<unk>", "<img>", "</box>", "a</s>b"])
+def test_special_token_spellings_are_searched_as_their_characters(tok, query):
+    # the reference maps them to control ids whose rows never saw a glyph: docs/tokenocr.md
+    ids = [t.id for t in tok.encode_query(query)]
+    assert not {tok.bos_id, tok.sp.eos_id(), tok.sp.unk_id(), *tok.added_tokens.values()} & set(ids)
+    assert tok.sp.decode(ids) == (" " if tok.needs_space(query) else "") + query
