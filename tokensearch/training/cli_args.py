@@ -29,6 +29,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quarter-blocks", type=int, default=None, help="residual blocks at 1/4 (grows as --blocks)")
     p.add_argument("--widths", type=int, nargs=3, default=None, metavar=("STEM", "QUARTER", "EIGHTH"),
                    help="channels of the vision net at 1/4 (stem, conv) and 1/8 (from scratch only)")
+    p.add_argument("--receipt-fraction", type=float, default=0.0,
+                   help="share of pages that are synthetic till receipts, invoices and forms (thermal and "
+                   "dot-matrix print; default 0: the shipped recipe's data)")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="vision net precision in training (auto: bf16 where the CPU computes it natively)")
 
@@ -58,6 +61,8 @@ def _overrides(args: argparse.Namespace) -> dict:
           "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every, "precision": args.precision}
     if args.batch_size:
         kw["batch_size"] = args.batch_size
+    if args.receipt_fraction:
+        kw["receipt_fraction"] = args.receipt_fraction
     model = {k: v for k, v in (("n_blocks", args.blocks), ("quarter_blocks", args.quarter_blocks),
                                ("widths", tuple(args.widths) if args.widths else None)) if v is not None}
     if model:

@@ -135,6 +135,21 @@ class CropStream(IterableDataset):
             yield random_crop(rng.choice(pages), rng, self.height, self.width, self.strength)
 
 
+class PageMix:
+    """A page source drawing each page from one of several sources with fixed shares (seeded): how
+    synthetic receipts are mixed into training (``tokensearch train --receipt-fraction``)."""
+
+    def __init__(self, sources: list[tuple[float, Callable[[], PageSample]]], seed: int):
+        if not sources or any(w < 0 for w, _ in sources) or sum(w for w, _ in sources) <= 0:
+            raise ValueError(f"page source shares must be >= 0 with a positive sum, got {[w for w, _ in sources]}")
+        self.weights = [w for w, _ in sources]
+        self.sources = [s for _, s in sources]
+        self.rng = random.Random(seed)
+
+    def __call__(self) -> PageSample:
+        return self.rng.choices(self.sources, self.weights)[0]()
+
+
 def collate(samples: list[dict]) -> dict:
     """Stack crops; instance indices become global over the batch."""
     imgs = torch.from_numpy(np.stack([s["image"] for s in samples])).unsqueeze(1)  # (B, 1, H, W) uint8

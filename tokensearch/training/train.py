@@ -33,7 +33,7 @@ from ..tokenocr_model.devices import resolve_dtype
 from ..tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel, load_state,
                                    read_weights, save_weights)
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
-from .data import CropStream, PageSample, collate, random_crop
+from .data import CropStream, PageMix, PageSample, collate, random_crop
 
 
 @dataclass
@@ -58,6 +58,7 @@ class TrainConfig:
     tokenizer: str | None = None  # tokenizer.json; None = the shipped one
     pdf_dir: str | None = None  # fine-tune: born-digital PDFs whose text layer gives the masks
     synth_fraction: float = 1.0  # share of synthetic pages when pdf_dir is set
+    receipt_fraction: float = 0.0  # share of synthetic receipts, invoices and forms (.receipts) among all pages
     strength: float = 1.0  # augmentation strength
     reuse: int = 12  # crops drawn per newly rendered page
     buffer: int = 16  # rendered pages kept for cropping
@@ -86,6 +87,21 @@ class SynthSource:
                 return PageSample.from_tokens(p.image, p.mask, p.tokens)
 
 
+class ReceiptSource:
+    """Synthetic till receipts, invoices and forms (:mod:`.receipts`), each at its kind's resolution."""
+
+    def __init__(self, tokenizer_path: str, seed: int):
+        from .receipts import ReceiptSynth
+
+        self.synth = ReceiptSynth(MiniTokenizer.from_file(tokenizer_path), seed=seed)
+
+    def __call__(self) -> PageSample:
+        while True:
+            p = self.synth.random_page()
+            if p.tokens:
+                return PageSample.from_tokens(p.image, p.mask, p.tokens)
+
+
 class MixedSource:
     """PDF pages (see :mod:`.from_pdfs`) mixed with synthetic ones."""
 
@@ -109,8 +125,13 @@ class SourceFactory:
 
     def __call__(self, seed: int):
         if self.cfg.pdf_dir:
-            return MixedSource(self.tokenizer_path, self.cfg.pdf_dir, seed, self.cfg.synth_fraction)
-        return SynthSource(self.tokenizer_path, seed)
+            base = MixedSource(self.tokenizer_path, self.cfg.pdf_dir, seed, self.cfg.synth_fraction)
+        else:
+            base = SynthSource(self.tokenizer_path, seed)
+        rf = self.cfg.receipt_fraction
+        if rf <= 0:  # (no extra draws: runs without receipts see exactly the pages they always did)
+            return base
+        return PageMix([(rf, ReceiptSource(self.tokenizer_path, seed + 13)), (1 - rf, base)], seed + 17)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -289,6 +310,8 @@ def _log(path: Path, rec: dict) -> None:
 
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; returns the last validation record."""
+    if not 0.0 <= cfg.receipt_fraction <= 1.0:
+        raise ValueError(f"receipt_fraction must be in [0, 1], got {cfg.receipt_fraction}")
     if cfg.pdf_dir:
         from .from_pdfs import find_pdfs
 
