@@ -14,10 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
+from cjk_docs import text_boxes, write_cjk_pdf
 from test_api_fixtures import LiveServer, build_settings, iou, make_docs, word_boxes, write_pdf
+from tokenocr_factory import make_tiny_checkpoint
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
@@ -59,6 +62,20 @@ def live_with_key(live, tmp_path_factory):
                               api_key="viewer-test-key")
     with LiveServer(create_app(settings, engine=engine)) as keyed:
         yield keyed, root
+
+
+@pytest.fixture(scope="module")
+def live_zh(tmp_path_factory):
+    """A server on a Chinese born-digital PDF indexed with a tiny bilingual official-layout checkpoint."""
+    tmp = tmp_path_factory.mktemp("viewer-zh")
+    ckpt = make_tiny_checkpoint(tmp / "TokenOCR", bilingual=True)
+    settings = build_settings(tmp, model=f"tokenocr:{ckpt}")
+    pdf = write_cjk_pdf(settings.roots[0] / "fapiao.pdf")
+    engine = Engine(settings)
+    assert not engine.index(settings.roots[0]).failed
+    with LiveServer(create_app(settings, engine=engine)) as server:
+        yield server, pdf
+    engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -288,6 +305,42 @@ def test_upload_from_the_viewer(live, page, tmp_path):
     pg.wait_for_function("() => document.getElementById('toast').textContent.startsWith('Indexed')", timeout=60_000)
     pg.wait_for_selector("#results .card")  # the results refresh by themselves
     assert pg.locator("#results .card .name").first.inner_text() == "upload-me.pdf"
+
+
+def test_chinese_query_boxes_and_labels(live_zh, page):
+    """Typed, shared in the URL, boxed on the thumbnail and the page, its heatmap chips labelled in Chinese.
+    Debian's chromium has no CJK font unless one is installed (fonts-noto-cjk): the DOM text is checked,
+    which is what a browser with the font draws; the page images are rendered by PyMuPDF, with the
+    PDF's own font."""
+    server, pdf = live_zh
+    pg = page
+    pg.goto(server.url + "/")
+    pg.locator("#q").fill("总金额")
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#results .card")
+    assert unquote(pg.url).endswith("/?q=总金额") and pg.title().startswith("总金额")
+    first = pg.locator("#results .card").first
+    assert first.locator(".name").inner_text() == "fapiao.pdf"
+    _wait_image(pg, "#results .card .thumb img")
+    truth = text_boxes(pdf, 1, "总金额")
+    img_bb = first.locator(".thumb img").bounding_box()
+    assert iou(_norm_box(img_bb, first.locator(".box").first.bounding_box()), truth[0]) >= 0.5
+
+    first.click()
+    _wait_image(pg, "#page-img")
+    pg.wait_for_function("() => document.querySelectorAll('#v-boxes .box').length > 0")
+    pg.wait_for_timeout(300)  # let the pulse animation settle before measuring
+    vbox = _norm_box(pg.locator("#page-img").bounding_box(), pg.locator("#v-boxes .box").first.bounding_box())
+    assert iou(vbox, truth[0]) >= 0.5, (vbox, truth[0])
+    pg.keyboard.press("h")
+    pg.wait_for_selector("#heat-tokens button")
+    chips = pg.locator("#heat-tokens button").all_inner_texts()
+    assert chips[0] == "whole query" and [c.replace("\u2423", "") for c in chips[1:]] == ["总", "金", "额"], chips
+    pg.screenshot(path=str(_artifact("viewer-zh.png")))
+
+    pg.goto(server.url + "/?q=合同")  # written nowhere: the empty state names the query
+    pg.wait_for_selector("#empty:not([hidden])")
+    assert "合同" in pg.locator("#empty").inner_text()
 
 
 def _artifact(name: str) -> Path:
