@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 VENV=${TOKENSEARCH_TEST_VENV:-"${TMPDIR:-/tmp}/tokensearch-test-venv"}
 rm -rf "$VENV"
 python3 -m venv "$VENV"
-install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/ci-constraints.txt "$@"; }
+install() {  # (this machine's pip.conf names package folders that may not exist: their warnings are noise)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/ci-constraints.txt "$@" \
+    2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+}
 
 install torch==2.13.0 -e .
 bash scripts/smoke_runtime.sh "$VENV"
