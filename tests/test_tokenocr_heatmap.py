@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from tokenocr_factory import make_tiny_checkpoint
 from tokensearch.tokenocr_model.heatmap import (add_heatmap_arguments, jet, render_heatmaps, run_heatmap,
-                                                similarity_maps)
+                                                similarity_maps, title_font)
 from tokensearch.tokenocr_model.tokenocr import load_tokenocr
 
 
@@ -68,3 +68,22 @@ def test_cli_on_a_pdf_page(enc, tmp_path):
 def test_jet_endpoints():
     c = jet(np.array([0.0, 0.5, 1.0]))
     assert c[0, 2] > 100 and c[0, 0] == 0 and c[2, 0] > 100 and c[2, 2] == 0 and c[1, 1] == 255
+
+
+def test_a_chinese_query_gets_files_and_titles_in_chinese(tmp_path):
+    enc = load_tokenocr(make_tiny_checkpoint(tmp_path / "ckpt", bilingual=True))
+    img = Image.new("RGB", (240, 160), "white")
+    paths = render_heatmaps(enc, img, "发票总金额", tmp_path / "out")
+    assert [p.name for p in paths] == [f"{i:02d}_{t.piece.strip(chr(0x2581))}.png"
+                                       for i, t in enumerate(enc.embed_query("发票总金额").tokens)] + ["query.png"]
+    assert any("\u53d1" in p.name for p in paths)  # 发
+    # the title font draws each character (PIL's default draws the same box for every CJK character)
+    font = title_font("token 0: '发票'")
+
+    def glyph(ch: str) -> bytes:
+        im = Image.new("L", (16, 16))
+        ImageDraw.Draw(im).text((0, 0), ch, font=font, fill=255)
+        return im.tobytes()
+
+    assert glyph("发") != glyph("票")
+    assert title_font("token 0: 'total'") is not font

@@ -12,7 +12,9 @@ CLI (wired by ``tokensearch heatmap``): :func:`add_heatmap_arguments` + :func:`r
 from __future__ import annotations
 
 import argparse
+import io
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,19 @@ def jet(x: np.ndarray) -> np.ndarray:
     return (np.concatenate([r, g, b], axis=-1) * 255).astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
+def _cjk_font() -> ImageFont.FreeTypeFont:
+    import pymupdf  # its built-in CJK font (Droid Sans Fallback), the one it renders Chinese PDFs with
+
+    return ImageFont.truetype(io.BytesIO(pymupdf.Font("china-s").buffer), 10)
+
+
+def title_font(text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """PIL's default font has no CJK glyphs (a Chinese token's title would be boxes): text with
+    characters from U+2E80 on (CJK, kana, Hangul) gets PyMuPDF's built-in CJK font."""
+    return _cjk_font() if any(ord(c) >= 0x2E80 for c in text) else ImageFont.load_default()
+
+
 def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, threshold: float | None,
             title: str) -> Image.Image:
     """One map: the cosine grid resized (bilinear) onto the page, blended, with a labelled colour bar."""
@@ -54,7 +69,7 @@ def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, thresh
     resized = np.asarray(Image.fromarray(sim.astype(np.float32), mode="F").resize((W, H), Image.Resampling.BILINEAR))
     colours = jet((resized - vmin) / max(vmax - vmin, 1e-6))
     blended = (np.asarray(page, np.float32) * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA).astype(np.uint8)
-    font = ImageFont.load_default()
+    font = title_font(title)
     label_w = 64
     canvas = Image.new("RGB", (W + BAR_WIDTH + label_w + 8, H + 32), "white")
     canvas.paste(Image.fromarray(blended), (0, 20))
