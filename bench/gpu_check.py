@@ -33,10 +33,10 @@ summary is printed and written to ``OUT/gpu_check.md``. The phases:
    in this process on all pages, with the seconds of each stage (rasterise, tiling, GPU, copy to host
    in the read-ahead thread; projection, feature blobs, vector count, SQL in the storing thread),
    which say what limits pages/s.
-5. **faiss**: query latency on the resulting index, FAISS on the CPU, FAISS on the GPU where faiss has
+5. **storage**: bytes per page after the index codec.
+6. **precision**: the per-cell cosine of the bf16 GPU features against float32 on the CPU, two pages.
+7. **faiss**: query latency on the resulting index, FAISS on the CPU, FAISS on the GPU where faiss has
    GPUs (else said so), and an exact scan of the flat index's codes with torch on the GPU.
-6. **storage**: bytes per page after the index codec.
-7. **precision**: the per-cell cosine of the bf16 GPU features against float32 on the CPU, two pages.
 """
 
 from __future__ import annotations
@@ -809,7 +809,7 @@ def index_run(plan: Plan, spec: str, docs: list[Path], work: Path, device: str, 
 
 
 # ------------------------------------------------------------------------------------------------
-# 5. FAISS, 6. storage, 7. precision
+# 5. storage, 6. precision, 7. FAISS
 # ------------------------------------------------------------------------------------------------
 
 
@@ -1115,17 +1115,17 @@ def main(argv: list[str] | None = None) -> int:
     pipe_per_page = 1.0 / max(r["pages_per_s"] for r in swept) if swept else 3 * per_page
     del enc, out  # the index run loads its own model, as the CLI does; its peak memory is its own
     free_device_memory()
-    # what comes after the index run: FAISS queries, and the precision check's CPU float32 forward of two pages
-    reserve = 15.0 if a.tiny else 75.0
+    # what comes after the index run: the precision check's CPU float32 forward of two pages, FAISS queries
+    reserve = 15.0 if a.tiny else 90.0
     out = rep.run("index_run", lambda: index_run(plan, spec, docs, work, a.device, a.dtype, batch, rep,
                                                  pipe_per_page, reserve, gpu_pps), need_s=0 if a.tiny else 45)
     enc = out[1] if out else None
     if enc is not None:
         home = Path(d["index_run"]["home"])
-        rep.run("faiss", lambda: faiss_phase(plan, enc, home, a.device), need_s=0 if a.tiny else 15)
         rep.run("storage", lambda: storage_phase(home, d["pages"]["grid_cells"], plan.D, d["pages"]["ink_fraction"]))
         rep.run("precision", lambda: precision_phase(spec, enc, images[:plan.precision_pages]),
                 need_s=0 if a.tiny else 40)
+        rep.run("faiss", lambda: faiss_phase(plan, enc, home, a.device), need_s=0 if a.tiny else 15)
     d["complete"] = not d["skipped"] and not d["errors"]
     return finish(rep, a, work)
 
