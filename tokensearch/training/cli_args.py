@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-TRAIN_HELP = "train the embedded mini model from scratch on synthetic documents (CPU, resumable)"
+TRAIN_HELP = "train the embedded mini model from scratch on synthetic documents (CPU or a CUDA GPU, resumable)"
 FINETUNE_HELP = "fine-tune the mini model on a folder of born-digital PDFs (their text layer gives the labels)"
 
 
@@ -33,7 +33,21 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="share of pages that are synthetic till receipts, invoices and forms (thermal and "
                    "dot-matrix print; default 0: the shipped recipe's data)")
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
-                   help="vision net precision in training (auto: bf16 where the CPU computes it natively)")
+                   help="vision net precision in training (auto: bf16 on a CUDA GPU and where the CPU computes "
+                   "it natively)")
+    p.add_argument("--device", default="cpu", help="where the model trains: cpu (default), cuda or cuda:N "
+                   "(pages are still rendered by the --workers processes on the CPU)")
+    p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds (the cosine "
+                   "schedule then ends with the budget, or with --steps if that comes first), validating, "
+                   "saving the best weights and a checkpoint")
+    p.add_argument("--crop", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="page crop size in pixels (default 224 384)")
+    p.add_argument("--reuse", type=int, default=None, help="crops drawn per newly rendered page (default 12; "
+                   "more when rendering limits the step rate)")
+    p.add_argument("--buffer", type=int, default=None, help="rendered pages each worker keeps for cropping (default 16)")
+    p.add_argument("--val-crops", type=int, default=None, help="held-out validation crops (default 40)")
+    p.add_argument("--val-init", action="store_true", help="validate the starting weights first (a baseline "
+                   "line in train.log)")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,11 +72,16 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict:
     kw = {"resume": args.resume, "threads": args.threads, "workers": args.workers, "seed": args.seed,
-          "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every, "precision": args.precision}
+          "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every, "precision": args.precision,
+          "val_init": args.val_init}
     if args.batch_size:
         kw["batch_size"] = args.batch_size
     if args.receipt_fraction:
         kw["receipt_fraction"] = args.receipt_fraction
+    if args.crop:
+        kw["crop_height"], kw["crop_width"] = args.crop
+    kw.update({k: v for k, v in (("device", args.device), ("budget_s", args.budget_s), ("reuse", args.reuse),
+                                 ("buffer", args.buffer), ("val_crops", args.val_crops)) if v is not None})
     model = {k: v for k, v in (("n_blocks", args.blocks), ("quarter_blocks", args.quarter_blocks),
                                ("widths", tuple(args.widths) if args.widths else None)) if v is not None}
     if model:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..tokenocr_model.devices import resolve_dtype
+from ..tokenocr_model.devices import resolve_device, resolve_dtype
 from ..tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel, load_state,
                                    read_weights, save_weights)
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
@@ -63,7 +63,10 @@ class TrainConfig:
     reuse: int = 12  # crops drawn per newly rendered page
     buffer: int = 16  # rendered pages kept for cropping
     model: dict = field(default_factory=dict)  # MiniConfig overrides
-    precision: str = "auto"  # vision forward/backward: auto (bf16 where the CPU has it natively) | float32 | bfloat16
+    precision: str = "auto"  # vision forward/backward: auto (bf16 where the device has it natively) | float32 | bfloat16
+    device: str = "cpu"  # cpu | cuda[:N]: where the model trains (pages are rendered by the data workers on the CPU)
+    budget_s: float | None = None  # wall-clock limit of the run; the cosine schedule then ends with it (see _lr)
+    val_init: bool = False  # validate the starting weights first: the baseline the run must beat (logged only)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
     """TokenOCR-style losses of one batch; ``amp`` runs the vision net (nearly all the FLOPs) in that dtype."""
     x = batch["image"].float() / 255.0  # (B, 1, H, W)
     labels, ids, owner = batch["labels"], batch["ids"], batch["owner"]  # (B, h, w), (N,), (N,)
-    with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+    with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         feats, text_logit = model.vision(x)  # (B, D, h, w), (B, h, w)
     if amp is not None:  # losses in float32, on unit vectors again after bf16 rounding
         feats, text_logit = F.normalize(feats.float(), dim=1), text_logit.float()
@@ -170,7 +173,7 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
         return out
 
     uniq, inst_u = torch.unique(ids, return_inverse=True)  # (U,), (N,)
-    vecs = model.composer([piece_to_text(pieces[int(i)]) for i in uniq])  # (U, D) unit
+    vecs = model.composer([piece_to_text(pieces[i]) for i in uniq.tolist()])  # (U, D) unit (one copy off a GPU)
 
     # pooled instance vs its token
     pooled = F.normalize(pool_instances(feats, labels, len(ids)), dim=-1)  # (N, D)
@@ -178,7 +181,7 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
 
     # SigLIP: instances x unique tokens of the batch
     logits = pooled @ vecs.T * model.logit_scale.exp() + model.logit_bias  # (N, U)
-    sign = (inst_u[:, None] == torch.arange(len(uniq))[None, :]).float() * 2 - 1
+    sign = (inst_u[:, None] == torch.arange(len(uniq), device=ids.device)[None, :]).float() * 2 - 1
     out["siglip"] = -F.logsigmoid(sign * logits).sum() / len(ids)
 
     # per-cell BCE: every non-ignored cell against every token of the batch (positives and negatives
@@ -190,7 +193,7 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
     cells = feats.permute(0, 2, 3, 1).reshape(-1, D)[ok]  # (M, D)
     cu = cell_u.reshape(-1)[ok]  # (M,)
     lg = (cells @ vecs.T) * model.cell_scale.exp() + model.cell_bias  # (M, U)
-    tgt = (cu[:, None] == torch.arange(len(uniq))[None, :])  # (M, U) bool
+    tgt = (cu[:, None] == torch.arange(len(uniq), device=ids.device)[None, :])  # (M, U) bool
     bce = F.binary_cross_entropy_with_logits(lg, tgt.float(), reduction="none")
     n_pos = tgt.sum().clamp(min=1)
     n_neg = (~tgt).sum().clamp(min=1)
@@ -235,8 +238,9 @@ def validate(model: MiniModel, val: list[dict], pieces: list[str], batch_size: i
     vocab = torch.cat([model.composer(texts[i:i + 2048]) for i in range(0, len(texts), 2048)])  # (V, D)
     hit = tot = chit = ctot = 0
     pos_cos, loss_sum, nb = [], 0.0, 0
+    dev = model.logit_scale.device
     for i in range(0, len(val), batch_size):
-        batch = collate(val[i:i + batch_size])
+        batch = to_device(collate(val[i:i + batch_size]), dev)
         ls = losses(model, batch, pieces)
         loss_sum += float(sum(LOSS_WEIGHTS[k] * v for k, v in ls.items()))
         nb += 1
@@ -288,16 +292,28 @@ def grow_state(model: MiniModel, state: dict[str, torch.Tensor], init_cfg: MiniC
     return new
 
 
-def train_amp_dtype(precision: str) -> torch.dtype | None:
-    """Autocast dtype of the vision net in training (None = float32); ``auto`` follows the inference rule."""
-    dt = resolve_dtype(precision, torch.device("cpu"))
+def train_amp_dtype(precision: str, device: torch.device = torch.device("cpu")) -> torch.dtype | None:
+    """Autocast dtype of the vision net in training (None = float32); ``auto`` follows the inference rule
+    (bf16 on CUDA GPUs and on CPUs that compute it natively)."""
+    dt = resolve_dtype(precision, device)
     return None if dt == torch.float32 else dt
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
+def to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch on ``device`` (unchanged on the CPU; from pinned memory, asynchronously, on a GPU)."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _lr(cfg: TrainConfig, step: int, elapsed_s: float = 0.0) -> float:
+    """Linear warmup, then cosine down to 5 % of ``lr`` over ``steps`` — or over ``budget_s`` seconds when
+    that comes first (a run on a lent machine ends at the bottom of its schedule whichever limit hits)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    if cfg.budget_s:
+        p = max(p, elapsed_s / cfg.budget_s)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
@@ -316,9 +332,13 @@ def train(cfg: TrainConfig) -> dict:
         from .from_pdfs import find_pdfs
 
         find_pdfs(cfg.pdf_dir)  # refuses held-out evaluation data before anything is written
+    t_start = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
     tok_path = Path(cfg.tokenizer) if cfg.tokenizer else (
         (Path(cfg.init) if cfg.init and Path(cfg.init).is_dir() and (Path(cfg.init) / TOKENIZER_FILE).is_file()
          else WEIGHTS_DIR) / TOKENIZER_FILE)
@@ -343,6 +363,7 @@ def train(cfg: TrainConfig) -> dict:
         else:
             grown = grow_state(model, state, init_cfg, str(cfg.init))
             _log(log_path, {"event": "grown", "from": asdict(init_cfg), "new_keys": len(grown)})
+    model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -350,7 +371,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.resume and not ckpt_path.is_file():
         _log(log_path, {"event": "resume requested but no checkpoint yet: starting from scratch"})
     if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best = ck["step"], ck.get("best", -1.0)
@@ -365,12 +386,16 @@ def train(cfg: TrainConfig) -> dict:
         val = make_val_set(str(tok_path), cfg.val_crops, cfg.crop_height, cfg.crop_width, pdf_dir=cfg.pdf_dir)
         torch.save(val, val_cache)
 
+    if cfg.val_init and step == 0:
+        _log(log_path, {"event": "init_val", **{k: round(v, 4) for k, v in validate(model, val, pieces).items()}})
+
     # fresh data after a resume: the stream seed depends on the start step
     stream = CropStream(SourceFactory(cfg, str(tok_path)), seed=cfg.seed * 100_003 + step,
                         height=cfg.crop_height, width=cfg.crop_width, strength=cfg.strength, reuse=cfg.reuse,
                         buffer=cfg.buffer)
     loader = DataLoader(stream, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers,
-                        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None)
+                        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None,
+                        pin_memory=device.type == "cuda")
 
     def save_ckpt() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
@@ -378,17 +403,21 @@ def train(cfg: TrainConfig) -> dict:
                     "config": asdict(cfg)}, tmp)
         tmp.replace(ckpt_path)
 
-    amp = train_amp_dtype(cfg.precision)
+    amp = train_amp_dtype(cfg.precision, device)
     model.train()
     t_ckpt = t_log = time.time()
     agg: dict[str, float] = {}
     n_agg = 0
+    wait = 0.0  # seconds spent waiting for the data workers since the last log line
     last_val: dict = {}
     it = iter(loader)
-    while step < cfg.steps:
-        batch = next(it)
+    done = step >= cfg.steps
+    while not done:
+        t_wait = time.time()
+        batch = to_device(next(it), device)
+        wait += time.time() - t_wait
         for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step)
+            g["lr"] = _lr(cfg, step, time.time() - t_start)
         ls = losses(model, batch, pieces, amp)
         loss = sum(LOSS_WEIGHTS[k] * v for k, v in ls.items())
         opt.zero_grad(set_to_none=True)
@@ -400,12 +429,16 @@ def train(cfg: TrainConfig) -> dict:
             agg[k] = agg.get(k, 0.0) + float(v.detach())
         agg["loss"] = agg.get("loss", 0.0) + float(loss.detach())
         n_agg += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        # the last step: the step count, or the time budget (the rest of it is kept for this validation)
+        done = step >= cfg.steps or bool(cfg.budget_s and time.time() - t_start >= cfg.budget_s)
+        if step % cfg.log_every == 0 or done:
             now = time.time()
-            _log(log_path, {"step": step, "lr": round(_lr(cfg, step), 6), **{k: round(v / n_agg, 4) for k, v in agg.items()},
-                            "s_per_step": round((now - t_log) / n_agg, 3)})
-            agg, n_agg, t_log = {}, 0, now
-        if step % cfg.val_every == 0 or step == cfg.steps:
+            _log(log_path, {"step": step, "lr": round(_lr(cfg, step, now - t_start), 6),
+                            **{k: round(v / n_agg, 4) for k, v in agg.items()},
+                            "s_per_step": round((now - t_log) / n_agg, 3),
+                            "data_wait": round(wait / max(1e-9, now - t_log), 3)})  # share of the time
+            agg, n_agg, t_log, wait = {}, 0, now, 0.0
+        if step % cfg.val_every == 0 or done:
             last_val = validate(model, val, pieces)
             improved = last_val["val_token_acc"] > best
             if improved:
@@ -415,7 +448,7 @@ def train(cfg: TrainConfig) -> dict:
                 save_weights(model, out / WEIGHTS_FILE, extra=extra)
             _log(log_path, {"step": step, **{k: round(v, 4) for k, v in last_val.items()}, "best": round(best, 4),
                             "saved": improved})
-        if time.time() - t_ckpt > cfg.ckpt_minutes * 60 or step == cfg.steps:
+        if time.time() - t_ckpt > cfg.ckpt_minutes * 60 or done:
             save_ckpt()
             t_ckpt = time.time()
     return last_val
