@@ -14,6 +14,7 @@ in colours and gray levels.
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,10 +34,13 @@ PAGE_SIZES = ((612, 792), (595, 842), (612, 1008), (842, 595), (500, 700))
 
 @lru_cache(maxsize=1)
 def font_files() -> tuple[str, ...]:
-    """Installed TrueType/OpenType text fonts (symbol and math fonts left out)."""
+    """Installed TrueType/OpenType text fonts (symbol and math fonts left out), as absolute paths; the
+    folders are ``$TOKENSEARCH_FONT_DIRS`` (separated by ``os.pathsep``: a carried data pack's fonts)
+    when it is set, else :data:`FONT_DIRS`."""
+    env = os.environ.get("TOKENSEARCH_FONT_DIRS")
     files = []
-    for d in FONT_DIRS:
-        p = Path(d)
+    for d in env.split(os.pathsep) if env else FONT_DIRS:
+        p = Path(d).absolute()  # PyMuPDF takes a font file for a name that starts with '/'
         if p.is_dir():
             files += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in (".ttf", ".otf")]
     skip = ("math", "symbol", "dingbat", "d050000l", "z003")  # symbol fonts

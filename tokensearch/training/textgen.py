@@ -8,10 +8,15 @@ Sources, in order of preference:
 - licence and copyright texts under ``/usr/share/common-licenses`` and ``/usr/share/doc/*/copyright``
   for real word frequencies and sentence shapes,
 - generated numbers, dates, amounts, codes, names, e-mails, phone numbers, URLs.
+
+On a machine without them (a lent GPU with a carried data pack, :mod:`.datapack`), two environment
+variables point elsewhere: ``TOKENSEARCH_DICT`` (a word list, one word a line) and ``TOKENSEARCH_PROSE``
+(a text file, or a folder whose files are all read, of prose lines).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from functools import lru_cache
@@ -47,10 +52,16 @@ COMMON_WORDS = ("the of and to a in is for on that by this with from at as be ar
 UNITS = ("kg km mm cm ml MB GB kWh USD EUR % pcs h min").split()
 
 
+def dict_paths() -> tuple[Path, ...]:
+    """Word lists to try, in order: ``$TOKENSEARCH_DICT`` alone when set, else the system dictionary."""
+    env = os.environ.get("TOKENSEARCH_DICT")
+    return (Path(env),) if env else DICT_PATHS
+
+
 @lru_cache(maxsize=1)
 def dictionary_words() -> tuple[str, ...]:
     """Words of the system dictionary (no possessives), or a tiny built-in list if it is missing."""
-    for p in DICT_PATHS:
+    for p in dict_paths():
         if p.exists():
             words = [w.strip() for w in p.read_text(encoding="utf-8", errors="ignore").splitlines()]
             return tuple(w for w in words if w and "'" not in w)
@@ -61,7 +72,11 @@ def dictionary_words() -> tuple[str, ...]:
 def prose_lines(max_chars: int = 6_000_000) -> tuple[str, ...]:
     """Lines of English prose from licence/copyright files on this machine (deduplicated)."""
     files: list[Path] = []
-    for d in PROSE_DIRS:
+    env = os.environ.get("TOKENSEARCH_PROSE")  # a carried prose file or folder: every file in it
+    if env:
+        d = Path(env)
+        files = sorted(p for p in d.rglob("*") if p.is_file()) if d.is_dir() else [d]
+    for d in () if env else PROSE_DIRS:
         if d.is_dir():
             files += sorted(p for p in d.rglob("*") if p.is_file() and (d.name == "common-licenses"
                                                                        or p.name == "copyright"))
