@@ -7,6 +7,7 @@ On disk (``--home``)::
     features/seg-000001.bin ...   append-only segments of int8 cell features, one blob per page
     vectors/index.json            current FAISS snapshot (trained IVF indexes only; a flat index is
     vectors/index-<gen>-<tok>.*   rebuilt from the features), replaced atomically
+    runs/<token>.lock             held (flock) by the process of a running index pass
 
 See :mod:`tokensearch.storage.store` for the write path and its crash guarantees, and
 :mod:`.features`, :mod:`.vectors`, :mod:`.codec`, :mod:`.schema` for the formats.
@@ -14,6 +15,7 @@ See :mod:`tokensearch.storage.store` for the write path and its crash guarantees
 
 from .codec import Codec
 from .records import (
+    DocumentNotes,
     FileRecord,
     IndexStats,
     ModelMismatchError,
@@ -25,6 +27,7 @@ from .store import Store
 
 __all__ = [
     "Codec",
+    "DocumentNotes",
     "FileRecord",
     "IndexStats",
     "ModelMismatchError",

@@ -2,8 +2,10 @@
 
 Plain functions over a :class:`~sqlalchemy.orm.Session`; :class:`~tokensearch.storage.Store` wraps them.
 Documents and failures come out as dicts with one shape: ``id`` (None for a failed file), ``sha256``,
-``kind``, ``status`` ("ok" | "failed"), ``pages`` (count), ``size``, ``path`` (first), ``paths``,
-``indexed_at``, ``reason`` (why it failed, else None).
+``kind``, ``status`` ("ok" | "partial" | "failed"), ``pages`` (count), ``size``, ``path`` (first),
+``paths``, ``indexed_at``, ``reason`` (why it failed, else None), ``warnings`` (what a user should know
+about an indexed file: why it is partial, an extension that disagrees with the content; path-specific
+ones name their path). Paths are as Python's file functions take them (see :mod:`tokensearch.pathnames`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from ..pathnames import shown
 from .records import FileRecord, PageInfo
-from .schema import Base, DocPath, Document, Failure, IndexRun, Page
+from .schema import Base, DocPath, Document, Failure, IndexRun, IndexWarning, Page
 
 CHUNK = 500  # ids per IN (...) clause
 
@@ -62,17 +65,41 @@ def document_pages(s: Session, doc_id: int) -> list[PageInfo]:
     return page_infos(s, list(s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))))
 
 
+def doc_warnings(s: Session, doc_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Warnings of documents: about their content first, then about each of their paths (named)."""
+    out: dict[int, list[str]] = {d: [] for d in doc_ids}
+    for chunk in chunks(out):
+        q = select(IndexWarning.doc_id, IndexWarning.message).where(IndexWarning.doc_id.in_(chunk))
+        for doc_id, message in s.execute(q.order_by(IndexWarning.id)):
+            out[doc_id].append(message)
+        q = (select(DocPath.doc_id, IndexWarning.path, IndexWarning.message)
+             .join(DocPath, DocPath.path == IndexWarning.path).where(DocPath.doc_id.in_(chunk)))
+        for doc_id, path, message in s.execute(q.order_by(IndexWarning.path, IndexWarning.id)):
+            out[doc_id].append(f"{shown(path)}: {message}")
+    return out
+
+
+def all_warnings(s: Session) -> list[tuple[str, str]]:
+    """(path, message) of every warning; a document's own warnings under its first path."""
+    first = select(DocPath.doc_id, func.min(DocPath.path).label("path")).group_by(DocPath.doc_id).subquery()
+    on_first = first.c.doc_id == IndexWarning.doc_id
+    rows = list(s.execute(select(first.c.path, IndexWarning.message).join(first, on_first)))
+    rows += list(s.execute(select(IndexWarning.path, IndexWarning.message).where(IndexWarning.path.is_not(None))))
+    return sorted((str(p), str(m)) for p, m in rows)
+
+
 def doc_dicts(s: Session, docs: Sequence[Document]) -> list[dict]:
     paths: dict[int, list[str]] = {d.id: [] for d in docs}
     for chunk in chunks(paths):
         q = select(DocPath.doc_id, DocPath.path).where(DocPath.doc_id.in_(chunk)).order_by(DocPath.path)
         for doc_id, path in s.execute(q):
             paths[doc_id].append(path)
+    warnings = doc_warnings(s, paths)
     return [
         {
             "id": d.id, "sha256": d.sha256, "kind": d.kind, "status": d.status, "pages": d.n_pages,
             "size": d.size, "path": (paths[d.id] or [None])[0], "paths": paths[d.id],
-            "indexed_at": d.created_at, "reason": None,
+            "indexed_at": d.created_at, "reason": None, "warnings": warnings[d.id],
         }
         for d in docs
     ]
@@ -81,7 +108,7 @@ def doc_dicts(s: Session, docs: Sequence[Document]) -> list[dict]:
 def failure_dict(f: Failure) -> dict:
     return {
         "id": None, "sha256": f.sha256, "kind": None, "status": "failed", "pages": 0, "size": f.size,
-        "path": f.path, "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason,
+        "path": f.path, "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason, "warnings": [],
     }
 
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import IndexLayoutError, ModelMismatchError
 
-__all__ = ["FileRecord", "IndexLayoutError", "IndexStats", "ModelMismatchError", "PageFeatures", "PageInfo",
-           "PageRecord"]
+__all__ = ["DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats", "ModelMismatchError", "PageFeatures",
+           "PageInfo", "PageRecord"]
 
 
 @dataclass
@@ -30,6 +30,19 @@ class PageRecord:
     xs: np.ndarray  # (n,) int cell columns
     feats: np.ndarray  # (n, D) float32 unit vectors
     text: str | None = None  # page text if known
+
+
+@dataclass
+class DocumentNotes:
+    """What the indexer learnt about a file besides its pages, for :meth:`Store.write_document`.
+
+    ``warnings`` are about the path written (e.g. its extension disagrees with the content); ``partial``
+    says why the content is indexed only in part (damaged pages), and may be set while the pages are
+    read: the store reads it after the last page.
+    """
+
+    warnings: list[str] = field(default_factory=list)
+    partial: str | None = None
 
 
 @dataclass
@@ -87,7 +100,7 @@ class IndexStats:
     documents: int
     pages: int
     pages_by_source: dict[str, int]
-    failures: list[tuple[str, str]]
+    failures: list[tuple[str, str]]  # (path, why it could not be indexed)
     vectors: int  # cells in the vector index
     vector_index_type: str  # e.g. "flat-ip-fp16" or "ivf1024,sq8"
     index_bytes: int  # every file under home (but cache/, the API's page pictures) + the database's tables
@@ -99,3 +112,5 @@ class IndexStats:
     dim: int | None = None  # index-space dimension d
     codec: str = "none"  # "identity" | "pca D->d" | "none" (nothing written yet)
     model: dict = field(default_factory=dict)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message) of files indexed with a warning
+    partial_documents: int = 0  # documents indexed in part (damaged pages): each has a warning saying why

@@ -5,6 +5,9 @@ Pages are immutable once written: a page row points at its cell features in the 
 (``segment``, ``offset``, ``nbytes``) and carries the ``generation`` of the transaction that created it.
 ``meta`` holds the model record, the codec (projection matrix as a blob), the vector-index choice and
 the ``generation`` counter, bumped by every transaction that adds or removes pages.
+
+File names go through :class:`FilePath` and messages through :class:`Message`, so a name that is not
+UTF-8 is stored losslessly and shown escaped (:mod:`tokensearch.pathnames`); both are plain TEXT columns.
 """
 
 from __future__ import annotations
@@ -12,18 +15,58 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.types import TypeDecorator
+
+from ..pathnames import from_db, shown, to_db
 
 
-SCHEMA_VERSION = 1  # bump on any change to the tables or the on-disk formats
+# bump on any change to the tables or the on-disk formats that an older version cannot read or would
+# corrupt; a new table it does not know of (ts_warnings) is neither
+SCHEMA_VERSION = 1
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class FilePath(TypeDecorator):
+    """A file name: stored as it is when valid UTF-8, else as a ``file://`` URI of its bytes."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:  # noqa: ANN001
+        return None if value is None else to_db(value)
+
+    def process_result_value(self, value: str | None, dialect) -> str | None:  # noqa: ANN001
+        return None if value is None else from_db(value)
+
+
+class Message(TypeDecorator):
+    """Text for people (a reason, a warning); it may quote a file name that is not UTF-8: escaped."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:  # noqa: ANN001
+        return None if value is None else shown(value)
+
+
 class Base(DeclarativeBase):
     pass
+
+
+def create_tables(conn: Connection) -> None:
+    """Create what is missing, race-free: ``IF NOT EXISTS`` on every table and index, so several processes
+    opening a fresh home at once all succeed (``create_all`` checks, then creates: two processes can both
+    see a table missing)."""
+    for table in Base.metadata.sorted_tables:
+        conn.execute(CreateTable(table, if_not_exists=True))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 class Document(Base):
@@ -34,7 +77,7 @@ class Document(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # "pdf" | "image"
-    status: Mapped[str] = mapped_column(String(16), default="ok")
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # "ok" | "partial" (see its warning)
     n_pages: Mapped[int] = mapped_column(Integer, default=0)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -51,7 +94,7 @@ class DocPath(Base):
     __tablename__ = "ts_paths"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
     doc_id: Mapped[int] = mapped_column(ForeignKey("ts_documents.id", ondelete="CASCADE"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
@@ -92,23 +135,40 @@ class Failure(Base):
     __tablename__ = "ts_failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(FilePath, unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Message)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("ts_runs.id", ondelete="SET NULL"), nullable=True)
 
 
+class IndexWarning(Base):
+    """Something a user should know about an indexed file: about its content (``doc_id``: a damaged PDF
+    indexed in part) or about one of its paths (``path``: the extension disagrees with the content)."""
+
+    __tablename__ = "ts_warnings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doc_id: Mapped[int | None] = mapped_column(ForeignKey("ts_documents.id", ondelete="CASCADE"), nullable=True,
+                                               index=True)
+    path: Mapped[str | None] = mapped_column(FilePath, nullable=True, index=True)
+    message: Mapped[str] = mapped_column(Message)
+
+
 class IndexRun(Base):
+    """One ``index`` pass. ``running`` until it finishes; a run whose process died is marked
+    ``interrupted`` by the next process that opens the index (see ``Store``'s run locks)."""
+
     __tablename__ = "ts_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    root: Mapped[str] = mapped_column(Text)
+    root: Mapped[str] = mapped_column(FilePath)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running | ok | failed | ...
+    # running | ok | failed | cancelled | interrupted
+    status: Mapped[str] = mapped_column(String(16), default="running")
     stats: Mapped[dict] = mapped_column(JSON, default=dict)
 
 

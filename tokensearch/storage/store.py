@@ -21,10 +21,16 @@ the others before it searches (it compares the DB generation with the one it ref
 :mod:`.keeper`). Within a process, FAISS is guarded by a lock and documents are written one at a time;
 deletes, links and failures are plain SQL transactions that never wait for a document being written
 (its pages may take minutes to encode).
+
+Index runs: a run is ``running`` while the process that began it holds an exclusive flock on
+``<home>/runs/<token>.lock`` (taken before the run's row exists, released after its final status is
+committed). Whoever opens the index marks the ``running`` runs whose lock is free (or gone) ``interrupted``:
+their process was killed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -44,6 +50,7 @@ from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
 from .keeper import VectorKeeper, read_spec
 from .records import (
+    DocumentNotes,
     FileRecord,
     IndexLayoutError,
     IndexStats,
@@ -52,7 +59,7 @@ from .records import (
     PageInfo,
     PageRecord,
 )
-from .schema import SCHEMA_VERSION, Base, DocPath, Document, Failure, IndexRun, Meta, Page
+from .schema import SCHEMA_VERSION, DocPath, Document, Failure, IndexRun, IndexWarning, Meta, Page, create_tables
 from .vectors import describe_spec, index_vectors, snapshot_bytes
 
 def sqlite_url(home: Path) -> str:
@@ -139,6 +146,7 @@ class Store:
             flat_max_vectors=flat_max_vectors, sq4_min_vectors=sq4_min_vectors, nprobe=nprobe,
             persist_interval=persist_interval,
         )
+        self._run_locks: dict[int, tuple[object, Path]] = {}  # run id -> (open lock file, its path)
         self._closed = False
 
     # ------------------------------------------------------------------------------------------------
@@ -150,11 +158,12 @@ class Store:
         home.mkdir(parents=True, exist_ok=True)
         engine = make_engine(database_url or sqlite_url(home))
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # two processes creating the tables at once
+            if conn.dialect.name == "postgresql":  # IF NOT EXISTS alone still races in PostgreSQL's catalogue
                 conn.execute(text("SELECT pg_advisory_xact_lock(7274001)"))
-            Base.metadata.create_all(conn)
+            create_tables(conn)
         store = cls(home, engine, **options)
         store._init_meta()
+        store._mark_interrupted_runs()
         return store
 
     def _init_meta(self) -> None:
@@ -226,6 +235,8 @@ class Store:
                 self.vectors.persist()
         finally:
             self._closed = True
+            for run_id in list(self._run_locks):  # never finished: the next opener marks it interrupted
+                self._release_run(run_id)
             self.features.close()
             self.engine.dispose()
 
@@ -290,13 +301,15 @@ class Store:
         with self._session() as s:
             return s.execute(select(Document.id).where(Document.sha256 == sha256)).scalar()
 
-    def link_path(self, doc_id: int, path: str, size: int, mtime_ns: int) -> None:
-        """Record that ``path`` holds the (already indexed) content of ``doc_id``."""
+    def link_path(self, doc_id: int, path: str, size: int, mtime_ns: int, warnings: Sequence[str] = ()) -> None:
+        """Record that ``path`` holds the (already indexed) content of ``doc_id``; ``warnings`` about this
+        path (e.g. its extension disagrees with the content) replace those it had."""
         with self._session.begin() as s:
             if s.get(Document, doc_id) is None:
                 raise KeyError(f"no document {doc_id}")
             removed = self._detach_path(s, path, keep_doc=doc_id)
             s.execute(delete(Failure).where(Failure.path == path))
+            self._set_path_warnings(s, path, warnings)
             row = s.execute(select(DocPath).where(DocPath.path == path)).scalar()
             if row is None:
                 s.add(DocPath(path=path, doc_id=doc_id, size=size, mtime_ns=mtime_ns))
@@ -310,6 +323,7 @@ class Store:
         """``path`` is gone or changed: forget it; a document left without any path is deleted."""
         with self._session.begin() as s:
             s.execute(delete(Failure).where(Failure.path == path))
+            self._set_path_warnings(s, path, ())
             removed = self._detach_path(s, path)
             gen = self._bump_generation(s) if removed else None
         if removed:
@@ -329,8 +343,16 @@ class Store:
             return []
         return self._delete_doc_rows(s, doc_id)
 
+    @staticmethod
+    def _set_path_warnings(s: Session, path: str, warnings: Sequence[str]) -> None:
+        s.execute(delete(IndexWarning).where(IndexWarning.path == path))
+        s.add_all(IndexWarning(path=path, message=str(w)) for w in warnings)
+
     def _delete_doc_rows(self, s: Session, doc_id: int) -> list[int]:
         page_ids = list(s.scalars(select(Page.id).where(Page.doc_id == doc_id)))
+        s.execute(delete(IndexWarning).where(
+            (IndexWarning.doc_id == doc_id)
+            | IndexWarning.path.in_(select(DocPath.path).where(DocPath.doc_id == doc_id))))
         s.execute(delete(Page).where(Page.doc_id == doc_id))
         s.execute(delete(DocPath).where(DocPath.doc_id == doc_id))
         s.execute(delete(Document).where(Document.id == doc_id))
@@ -352,6 +374,7 @@ class Store:
         """``path`` could not be indexed (it replaces what the path held before)."""
         with self._session.begin() as s:
             removed = self._detach_path(s, path)
+            self._set_path_warnings(s, path, ())  # the reason says what there is to know
             row = s.execute(select(Failure).where(Failure.path == path)).scalar()
             if row is None:
                 row = Failure(path=path)
@@ -371,17 +394,21 @@ class Store:
         kind: str,
         pages: Iterable[PageRecord],
         run_id: int | None = None,
+        notes: DocumentNotes | None = None,
     ) -> int:
         """Index one document, all-or-nothing; returns its id.
 
         ``pages`` is consumed lazily, one page at a time. If it raises (or the process dies), nothing of
         the document is visible afterwards and the exception propagates. If content ``sha256`` is
-        already indexed, ``path`` is linked to it and ``pages`` is not consumed.
+        already indexed, ``path`` is linked to it and ``pages`` is not consumed. ``notes`` are read once
+        ``pages`` is exhausted (the reader fills in ``partial`` as it meets damaged pages): a partial
+        document gets status "partial" and its reason as a warning, committed with the pages.
         """
+        notes = notes if notes is not None else DocumentNotes()
         with self._write_mutex:
             existing = self.doc_for_content(sha256)
             if existing is not None:
-                self.link_path(existing, path, size, mtime_ns)
+                self.link_path(existing, path, size, mtime_ns, notes.warnings)
                 return existing
             codec_before = self._load_codec()
             rows: list[dict] = []
@@ -403,10 +430,14 @@ class Store:
                     gen = self._bump_generation(s)
                     if codec_before is None and self._codec is not None:
                         self._record_codec(s, self._codec)
-                    doc = Document(sha256=sha256, kind=kind, status="ok", n_pages=len(rows), size=size, run_id=run_id)
+                    doc = Document(sha256=sha256, kind=kind, status="partial" if notes.partial else "ok",
+                                   n_pages=len(rows), size=size, run_id=run_id)
                     s.add(doc)
                     s.flush()
                     s.add(DocPath(path=path, doc_id=doc.id, size=size, mtime_ns=mtime_ns))
+                    self._set_path_warnings(s, path, notes.warnings)
+                    if notes.partial:
+                        s.add(IndexWarning(doc_id=doc.id, message=notes.partial))
                     page_objs = [Page(doc_id=doc.id, generation=gen, **r) for r in rows]
                     s.add_all(page_objs)
                     s.flush()
@@ -420,7 +451,7 @@ class Store:
                 if isinstance(e, IntegrityError):  # another process indexed the same content meanwhile
                     existing = self.doc_for_content(sha256)
                     if existing is not None:
-                        self.link_path(existing, path, size, mtime_ns)
+                        self.link_path(existing, path, size, mtime_ns, notes.warnings)
                         return existing
                 raise
             self.features.commit()
@@ -491,23 +522,83 @@ class Store:
 
     # ------------------------------------------------------------------------------------------------
     # runs
+    def _run_lock_path(self, token: str) -> Path:
+        return self.home / "runs" / f"{token}.lock"
+
     def begin_run(self, root: str) -> int:
-        with self._session.begin() as s:
-            run = IndexRun(root=str(root), status="running", stats={})
-            s.add(run)
-            s.flush()
-            return run.id
+        """Record a ``running`` run, holding its lock until :meth:`finish_run` (or this store's close)."""
+        token = uuid.uuid4().hex
+        lock_path = self._run_lock_path(token)
+        lock_path.parent.mkdir(exist_ok=True)
+        lock = open(lock_path, "wb")  # noqa: SIM115 - held for the run's lifetime
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            with self._session.begin() as s:
+                run = IndexRun(root=str(root), status="running", stats={"lock": token})
+                s.add(run)
+                s.flush()
+                run_id = int(run.id)
+        except BaseException:
+            lock.close()
+            lock_path.unlink(missing_ok=True)
+            raise
+        self._run_locks[run_id] = (lock, lock_path)
+        return run_id
 
     def finish_run(self, run_id: int, **stats) -> None:
         """Close a run: ``status`` (default "ok") and any JSON-able counts go into the run's record."""
         status = str(stats.pop("status", "ok"))
-        with self._session.begin() as s:
-            run = s.get(IndexRun, run_id)
-            if run is None:
-                raise KeyError(f"no index run {run_id}")
-            run.finished_at = datetime.now(timezone.utc)
-            run.status = status
-            run.stats = {**(run.stats or {}), **stats}
+        try:
+            with self._session.begin() as s:
+                run = s.get(IndexRun, run_id)
+                if run is None:
+                    raise KeyError(f"no index run {run_id}")
+                run.finished_at = datetime.now(timezone.utc)
+                run.status = status
+                run.stats = {**{k: v for k, v in (run.stats or {}).items() if k != "lock"}, **stats}
+        finally:
+            self._release_run(run_id)
+
+    def _release_run(self, run_id: int) -> None:
+        held = self._run_locks.pop(run_id, None)
+        if held is not None:
+            lock, lock_path = held
+            lock_path.unlink(missing_ok=True)
+            lock.close()  # last: whoever takes the lock now sees the run's final status
+
+    def _run_alive(self, token: str | None) -> bool:
+        """Whether the process of a ``running`` run still holds its lock (a run recorded before run locks
+        existed has no token: its process is taken to be gone)."""
+        if not token:
+            return False
+        lock_path = self._run_lock_path(token)
+        try:
+            lock = open(lock_path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            return False
+        with lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            lock_path.unlink(missing_ok=True)
+            return False
+
+    def _mark_interrupted_runs(self) -> None:
+        """Runs left ``running`` by a process that died (killed, power cut) become ``interrupted``."""
+        with self._session() as s:
+            running = s.execute(select(IndexRun.id, IndexRun.stats).where(IndexRun.status == "running")).all()
+        for run_id, stats in running:
+            if self._run_alive((stats or {}).get("lock")):
+                continue
+            with self._session.begin() as s:
+                s.execute(
+                    update(IndexRun)
+                    .where(IndexRun.id == run_id, IndexRun.status == "running")  # not finished meanwhile
+                    .values(status="interrupted", finished_at=datetime.now(timezone.utc),
+                            stats={k: v for k, v in (stats or {}).items() if k != "lock"}),
+                    execution_options={"synchronize_session": False},
+                )
 
     def runs(self, limit: int = 20) -> list[dict]:
         with self._session() as s:
@@ -664,6 +755,9 @@ class Store:
             by_source = dict(s.execute(select(Page.source, func.count()).group_by(Page.source)).all())
             cells, feat_bytes = s.execute(select(func.sum(Page.n_cells), func.sum(Page.nbytes))).one()
             failures = [(p, r) for p, r in s.execute(select(Failure.path, Failure.reason).order_by(Failure.path))]
+            warnings = catalog.all_warnings(s)
+            partial = s.execute(
+                select(func.count()).select_from(Document).where(Document.status == "partial")).scalar_one()
             vectors = s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one()
             vtype = describe_spec(read_spec(s) or {"type": "flat"})
         model = self.stored_model()
@@ -688,6 +782,8 @@ class Store:
             dim=codec.out_dim if codec else None,
             codec=codec.describe() if codec else "none",
             model={} if model is None else {"name": model.name, "fingerprint": model.fingerprint, "dim": model.dim},
+            warnings=warnings,
+            partial_documents=int(partial),
         )
 
     def _db_in_home(self) -> bool:
