@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import TokensearchError
+from .pathnames import shown
 from .settings import Settings
 
 # flag -> Settings field, for the flags every sub-command shares
@@ -127,7 +128,9 @@ def cmd_index(args: argparse.Namespace) -> int:
             if bar is not None:
                 bar.close()
     for path, reason in report.failed:
-        print(f"FAILED {path}: {reason}", file=sys.stderr)
+        print(f"FAILED {shown(path)}: {reason}", file=sys.stderr)
+    for path, message in report.warnings:
+        print(f"WARNING {shown(path)}: {message}", file=sys.stderr)
     print(f"indexed {report.pages} pages ({report.pages_text} from text layers, {report.pages_vision} by the model) "
           f"in {report.seconds:.1f}s ({report.pages_per_s:.2f} pages/s); files: {report.added} new, "
           f"{report.updated} changed, {report.unchanged} unchanged, {report.duplicates} duplicate, "
@@ -141,19 +144,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     with Engine(settings_from_args(args, threshold=args.threshold, verify_weight=args.verify_weight)) as eng:
         res = eng.search(args.query, k=args.k, offset=args.offset)
     if args.json:
-        out = {"query": res.query, "hits": [{"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes}
-                                           for h in res.hits]}
+        out = {"query": res.query, "hits": [{"path": shown(h.path), "page": h.page, "score": h.score,
+                                            "boxes": h.boxes} for h in res.hits]}
         print(json.dumps(out))
         return 0
     if not res.hits:
         print(f"no page shows {res.query!r} ({res.took_ms:.0f} ms)")
         return 0
-    width = max(len(h.path) for h in res.hits)
+    width = max(len(shown(h.path)) for h in res.hits)
     print(f"{'#':>3}  {'score':>6}  {'page':>4}  {'path':<{width}}  boxes")
     for i, h in enumerate(res.hits, 1 + args.offset):
         first = " ".join(f"[{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f}]" for b in h.boxes[:2])
         more = f" +{len(h.boxes) - 2}" if len(h.boxes) > 2 else ""
-        print(f"{i:>3}  {h.score:>6.3f}  {h.page:>4}  {h.path:<{width}}  {first}{more}")
+        print(f"{i:>3}  {h.score:>6.3f}  {h.page:>4}  {shown(h.path):<{width}}  {first}{more}")
     print(f"{res.total} page(s) match, {res.took_ms:.0f} ms")
     return 0
 
@@ -172,18 +175,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Engine(settings_from_args(args)) as eng:
         st = eng.store.stats()
         model = eng.store.stored_model()
+    listed = {"failures": st.failures, "warnings": st.warnings}  # (path, why) pairs, paths shown escaped
     if args.json:
         out = {k: v for k, v in vars(st).items()}
+        out.update({k: [(shown(p), m) for p, m in pairs] for k, pairs in listed.items()})
         out["model"] = None if model is None else {"name": model.name, "fingerprint": model.fingerprint}
         print(json.dumps(out, default=str))
         return 0
     print(f"model:     {model.name + ' (' + model.fingerprint[:12] + ')' if model else '-'}")
     for k, v in vars(st).items():
-        if k != "failures":
+        if k not in listed:
             print(f"{k + ':':<18} {v}")
-    print(f"failures:          {len(st.failures)}")
-    for path, reason in st.failures:
-        print(f"  {path}: {reason}")
+    for k, pairs in listed.items():
+        print(f"{k + ':':<18} {len(pairs)}")
+        for path, why in pairs:
+            print(f"  {shown(path)}: {why}")
     return 0
 
 

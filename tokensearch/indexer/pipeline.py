@@ -5,13 +5,21 @@ a changed one is re-hashed, and content already indexed (a rename, a copy, a tou
 row. Documents whose files disappeared are removed last, after renames have been linked, so a rename
 never re-encodes anything. Each document is written all-or-nothing by the store; a bad file is recorded
 with its reason and the run goes on.
+
+Whatever the folder holds, every entry that looks like a document ends as one recorded outcome: indexed
+(with a warning when its extension disagrees with its content, or when it is damaged and only its
+readable pages are kept), or failed with the reason, including what the walk itself meets: symbolic link
+loops, dangling links, links to folders (not followed), folders that cannot be listed, special files.
+File names need not be UTF-8 (the store keeps them losslessly).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,9 +29,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..errors import BadDocument
+from ..pathnames import shown
+from ..storage.records import DocumentNotes
 from ..tokenocr_model.interface import TokenEncoder
 from .readahead import ReadAhead
-from .sources import DocumentReader, RasterPage, is_candidate
+from .sources import DocumentReader, RasterPage, extension_warning, is_candidate
 from .textlayer import TextLayerPainter
 
 log = logging.getLogger(__name__)
@@ -49,6 +59,7 @@ class IndexReport:
     unchanged: int = 0
     duplicates: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message) of files indexed with one
     pages: int = 0
     pages_text: int = 0
     pages_vision: int = 0
@@ -69,25 +80,93 @@ class IndexOptions:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    return hash_and_head(path, chunk)[0]
+
+
+def hash_and_head(path: Path, chunk: int = 1 << 20) -> tuple[str, bytes]:
+    """The file's sha256 and its first bytes (enough to sniff its kind), in one read."""
     h = hashlib.sha256()
+    head = b""
     with path.open("rb") as f:
         while block := f.read(chunk):
+            if not head:
+                head = block[:2048]
             h.update(block)
-    return h.hexdigest()
+    return h.hexdigest(), head
+
+
+@dataclass
+class FolderWalk:
+    """What a walk found: candidate document files, and entries that cannot be indexed with the reason."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+_SPECIAL = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why a folder entry that is not a folder cannot be read as a document, or None if it can be (a regular
+    file, or a link to one). Broken links are reported whatever their name: what they pointed to is unknown."""
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                st = path.stat()
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    return "a symbolic link loop (the link leads back to itself): fix or remove the link"
+                if e.errno == errno.ENOENT:
+                    return f"a dangling symbolic link: its target {os.readlink(path)} does not exist"
+                return f"a symbolic link whose target cannot be read: {e.strerror or e}"
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if stat.S_ISREG(st.st_mode) or not is_candidate(path):
+        return None
+    kind = next((name for test, name in _SPECIAL if test(st.st_mode)), "an unknown kind of file")
+    return f"not a regular file ({kind})"
+
+
+def walk_folder(root: Path) -> FolderWalk:
+    """Candidate documents below ``root`` (recursively, hidden entries skipped, links to folders not
+    followed) and, for every entry that looks like one but cannot be read, the reason."""
+    walk = FolderWalk()
+    if not root.is_dir():
+        problem = _entry_problem(root)
+        if problem is not None:
+            walk.problems.append((root, problem))
+        elif is_candidate(root):
+            walk.files.append(root)
+        return walk
+
+    def unlistable(e: OSError) -> None:
+        walk.problems.append((Path(e.filename or root), f"cannot list the folder: {e.strerror or e}; the documents "
+                              "in it are not indexed"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=False):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in [d for d in dirnames if (here / d).is_symlink()]:
+            dirnames.remove(d)  # os.walk would not follow it either: say so
+            walk.problems.append((here / d, "a symbolic link to a folder: not followed (index the folder it "
+                                  "points to itself)"))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = here / name
+            problem = _entry_problem(p)
+            if problem is not None:
+                walk.problems.append((p, problem))
+            elif is_candidate(p):
+                walk.files.append(p)
+    return walk
 
 
 def walk_documents(root: Path) -> list[Path]:
-    """Candidate document files below ``root`` (recursively, hidden entries skipped, no symlink loops)."""
-    if root.is_file():
-        return [root] if is_candidate(root) else []
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if is_candidate(p) and p.is_file():
-                out.append(p)
-    return out
+    """Candidate document files below ``root`` (see :func:`walk_folder`, which also says what it skipped)."""
+    return walk_folder(root).files
 
 
 class FolderIndexer:
@@ -110,14 +189,26 @@ class FolderIndexer:
         root = root.resolve()
         self.store.ensure_model(self.encoder.info)
         report = IndexReport()
-        on_disk = [p.resolve() if p.is_symlink() else p.absolute() for p in
-                   (files if files is not None else walk_documents(root))]
-        report.files_seen = len(on_disk)
+        walk = walk_folder(root) if files is None else FolderWalk(files=list(files))
+        on_disk: list[Path] = []
+        for p in walk.files:  # a link is indexed under its target's path
+            try:
+                on_disk.append(p.resolve(strict=True) if p.is_symlink() else p.absolute())
+            except (OSError, RuntimeError):  # broken since the walk, or given broken: say how
+                walk.problems.append((p, _entry_problem(p) or "unreadable: the link cannot be resolved"))
+        problems = [(p.absolute(), reason) for p, reason in walk.problems]
+        report.files_seen = len(on_disk) + len(problems)
         known = self.store.known_files()
         run_id = self.store.begin_run(str(root))
-        todo: list[tuple[Path, str, int, int]] = []  # (path, sha, size, mtime_ns)
+        todo: list[tuple[Path, str, int, int, list[str]]] = []  # (path, sha, size, mtime_ns, warnings)
         status = "failed"
         try:
+            for path, reason in problems:
+                rec = known.get(str(path))
+                if rec is not None and rec.status == "failed" and rec.reason == reason:
+                    report.unchanged += 1
+                else:
+                    self._fail(report, path, 0, 0, reason, None, run_id)
             for path in on_disk:
                 key = str(path)
                 try:
@@ -130,30 +221,35 @@ class FolderIndexer:
                     report.unchanged += 1
                     continue
                 try:
-                    sha = sha256_file(path)
+                    sha, head = hash_and_head(path)
                 except OSError as e:
                     self._fail(report, path, st.st_size, st.st_mtime_ns, f"unreadable: {e.strerror or e}", None, run_id)
                     continue
+                warnings = [w] if (w := extension_warning(path, head)) else []
                 if rec is not None:
                     self.store.unlink_path(key)  # changed or touched: re-link or re-index below
                 doc_id = self.store.doc_for_content(sha)
                 if doc_id is not None:
-                    self.store.link_path(doc_id, key, st.st_size, st.st_mtime_ns)
+                    self.store.link_path(doc_id, key, st.st_size, st.st_mtime_ns, warnings)
+                    report.warnings += [(key, w) for w in warnings]
                     if rec is not None and rec.sha256 == sha:
                         report.unchanged += 1
                     else:
                         report.duplicates += 1
                     continue
-                todo.append((path, sha, st.st_size, st.st_mtime_ns))
+                todo.append((path, sha, st.st_size, st.st_mtime_ns, warnings))
                 if rec is not None:
                     report.updated += 1
                 else:
                     report.added += 1
             if prune:
-                present = {str(p) for p in on_disk}
+                # forget what this pass did not see: paths that are gone, and failures it no longer reports
+                # (a folder that can be listed again, a link that was mended)
+                seen = {str(p) for p in on_disk} | {str(p) for p, _ in problems}
                 prefix = str(root) + os.sep
-                for key in known:
-                    if (key == str(root) or key.startswith(prefix)) and key not in present and not Path(key).exists():
+                for key, rec in known.items():
+                    if ((key == str(root) or key.startswith(prefix)) and key not in seen
+                            and (rec.status == "failed" or not Path(key).exists())):
                         self.store.unlink_path(key)
                         report.removed += 1
             self._encode_all(todo, report, run_id)
@@ -170,12 +266,13 @@ class FolderIndexer:
 
     def _fail(self, report: IndexReport, path: Path, size: int, mtime_ns: int, reason: str,
               sha: str | None, run_id: int) -> None:
-        log.warning("skipped %s: %s", path, reason)
+        log.warning("skipped %s: %s", shown(str(path)), reason)
         report.failed.append((str(path), reason))
         self.store.record_failure(str(path), size, mtime_ns, reason, sha256=sha, run_id=run_id)
 
     # ------------------------------------------------------------------ encoding
-    def _encode_all(self, todo: list[tuple[Path, str, int, int]], report: IndexReport, run_id: int) -> None:
+    def _encode_all(self, todo: list[tuple[Path, str, int, int, list[str]]], report: IndexReport,
+                    run_id: int) -> None:
         pages_total = 0
         for path, *_ in todo:  # cheap page counts for the progress bar (bad files count 1)
             try:
@@ -200,17 +297,20 @@ class FolderIndexer:
 
         # the next pages are rasterised and encoded in a background thread while these are stored
         with ReadAhead([t[0] for t in todo], read, self.opt.max_page_pixels, depth=self.opt.batch_size) as ahead:
-            for i, (path, sha, size, mtime_ns) in enumerate(todo):
+            for i, (path, sha, size, mtime_ns, warnings) in enumerate(todo):
                 if self._cancelled():
                     break
                 n_before = state["pages"]
                 per_doc = {"text": 0, "vision": 0}
+                notes = DocumentNotes(warnings=list(warnings))
                 try:
                     family = ahead.open()
                     counted = self._count(ahead.pages(), state, per_doc, lambda: tick(str(path), i))
-                    self.store.write_document(sha, str(path), size, mtime_ns, family, counted, run_id)
+                    self.store.write_document(sha, str(path), size, mtime_ns, family,
+                                              self._noting_partial(counted, ahead, notes), run_id, notes=notes)
                     report.pages_text += per_doc["text"]
                     report.pages_vision += per_doc["vision"]
+                    report.warnings += [(str(path), w) for w in [*notes.warnings, notes.partial] if w]
                 except Exception as e:  # a bad file (or a library error on one) must not stop the folder
                     state["pages"] = n_before
                     reason = str(e) if isinstance(e, BadDocument) else f"{type(e).__name__}: {e}"
@@ -218,6 +318,13 @@ class FolderIndexer:
                     self._fail(report, path, size, mtime_ns, reason, sha, run_id)
                 tick(str(path), i + 1)
         report.pages = state["pages"]
+
+    @staticmethod
+    def _noting_partial(records: Iterable, ahead: ReadAhead, notes: DocumentNotes) -> Iterator:
+        """``records``, then what of the document could not be read into ``notes`` (known after its last page,
+        before the store commits it)."""
+        yield from records
+        notes.partial = ahead.partial
 
     @staticmethod
     def _count(records: Iterable, state: dict, per_doc: dict, tick: Callable[[], None]) -> Iterator:

@@ -7,7 +7,8 @@ whatever ``read`` makes of them (the indexer: encoded page records) in a small b
 and encoding overlap the storing instead of running between its steps. The consumer sees each document
 exactly as if it had read it itself: its kind, then its items in order, and a
 :class:`~tokensearch.errors.BadDocument` (or any other error) at the point where reading failed, so a
-bad file still fails alone.
+bad file still fails alone; once its items are all taken, :attr:`ReadAhead.partial` says what of it
+could not be read (the reader's :attr:`~.sources.DocumentReader.partial`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from .sources import DocumentReader
 
 T = TypeVar("T")
 
-_END = object()  # the last item of a document
-
-
 @dataclass
 class _Opened:
     family: str
+
+
+@dataclass
+class _End:
+    """The last item of a document."""
+
+    partial: str | None = None
+
+
+_END = _End()
 
 
 @dataclass
@@ -52,6 +60,7 @@ class ReadAhead(Generic[T]):
         self._thread = threading.Thread(target=self._produce, name="tokensearch-readahead", daemon=True)
         self._next = 0  # index of the next document to open
         self._in_document = False  # a document's pages are still in the queue
+        self.partial: str | None = None  # of the document last read to its end (see the module doc)
 
     def __enter__(self) -> "ReadAhead[T]":
         self._thread.start()
@@ -94,7 +103,8 @@ class ReadAhead(Generic[T]):
                 except BaseException as e:  # noqa: BLE001
                     if not self._put(_Failed(e)):
                         return
-            if not self._put(_END):
+                partial = reader.partial
+            if not self._put(_End(partial)):
                 return
 
     # ------------------------------------------------------------------ consumer (caller's thread)
@@ -109,6 +119,7 @@ class ReadAhead(Generic[T]):
         if self._next >= len(self._paths):
             raise IndexError("no more documents")
         self._next += 1
+        self.partial = None
         item = self._get()
         if isinstance(item, _Failed):
             self._get()  # its _END
@@ -129,7 +140,8 @@ class ReadAhead(Generic[T]):
     def _drain(self) -> Iterator[object]:
         while self._in_document:
             item = self._get()
-            if item is _END:
+            if isinstance(item, _End):
                 self._in_document = False
+                self.partial = item.partial
                 return
             yield item
