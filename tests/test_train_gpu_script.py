@@ -99,3 +99,27 @@ def test_asset_env_points_the_data_engine_at_a_pack(tmp_path: Path, monkeypatch)
     finally:
         for f in (synth.font_files, textgen.dictionary_words, textgen.prose_lines):
             f.cache_clear()
+
+
+# runtime dependencies that the GPU machine's image lacks and the pack does not carry (PyMuPDF travels
+# in site.tar.xz; KINDS.md of the device tool lists the image's packages)
+NOT_ON_THE_GPU_MACHINE = ("sqlalchemy", "faiss", "pydantic", "pydantic_settings", "fastapi", "uvicorn", "psycopg",
+                          "multipart", "swagger_ui_bundle")
+
+
+def test_training_imports_only_what_the_gpu_machine_has() -> None:
+    """scripts/train_gpu.sh runs the training path where only torch, numpy, Pillow, tokenizers, safetensors
+    (and the pack's PyMuPDF) exist: importing it must not reach storage or the API (e.g. through the
+    indexer package's ``__init__``)."""
+    code = f"""
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {NOT_ON_THE_GPU_MACHINE!r}:
+            raise ImportError(name + " is not on the GPU machine")
+sys.meta_path.insert(0, Absent())
+import tokensearch.training.cli_args, tokensearch.training.datapack, tokensearch.training.from_pdfs
+import tokensearch.training.receipts, tokensearch.training.synth, tokensearch.training.train
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pymupdf
 
-from ..indexer.sources import image_coverage
+from ..pdfpages import image_coverage
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer
 from .data import PageSample
 from .heldout import check_not_held_out
