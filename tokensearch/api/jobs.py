@@ -7,6 +7,12 @@ State survives restarts: ``<home>/api/jobs.json`` is rewritten atomically on eve
 most once a second for progress). On start-up, a job that was queued or running when the server stopped
 is marked ``interrupted``, then re-queued — indexing is incremental, so resuming is re-running — unless it
 was already resumed :data:`MAX_RESUMES` times or its path is gone, in which case it is failed visibly.
+
+Every job record is one the API can serve (:func:`record_problem`): a change that would make it invalid is
+not applied and the job's error says so, and a stored record that is invalid (a damaged or older
+``jobs.json``) is listed as a failed job whose error says why. Paths stay as the OS gives them (a job must
+find its folder again), everything else is plain JSON text; file names that are not UTF-8 are shown
+escaped (:func:`tokensearch.pathnames.shown`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from ..pathnames import shown
+from .schemas import IndexJobOut, JobProgress, JobReport
 
 log = logging.getLogger("tokensearch.api.jobs")
 
@@ -60,7 +69,8 @@ class Job:
 
 
 def _plain(obj: Any) -> Any:
-    """Dataclass / namedtuple / object -> JSON-able dict (for ProgressEvent and IndexReport)."""
+    """Dataclass / namedtuple / object -> JSON-able dict (for ProgressEvent and IndexReport); its texts valid
+    UTF-8 (a file name that is not is escaped: reports and progress are for display)."""
     if obj is None:
         return None
     if dataclasses.is_dataclass(obj):
@@ -69,7 +79,54 @@ def _plain(obj: Any) -> Any:
         obj = obj._asdict()
     elif not isinstance(obj, dict):
         obj = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-    return json.loads(json.dumps(obj, default=str))
+    return _shown_texts(json.loads(json.dumps(obj, default=str)))
+
+
+def _shown_texts(value: Any) -> Any:
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, list):
+        return [_shown_texts(v) for v in value]
+    if isinstance(value, dict):
+        return {shown(str(k)): _shown_texts(v) for k, v in value.items()}
+    return value
+
+
+def job_out(job: Job) -> IndexJobOut:
+    """The API's view of a job (raises ValueError if the record does not fit it; see :func:`record_problem`)."""
+    progress = JobProgress(**{k: v for k, v in (job.progress or {}).items() if k in JobProgress.model_fields})
+    report = None
+    if job.report:
+        rep = dict(job.report)
+        rep["failed"] = [(str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
+                         for f in rep.get("failed") or []]
+        report = JobReport(**rep)
+    return IndexJobOut(id=job.id, kind=job.kind, path=shown(str(job.path)), status=job.status,
+                       created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+                       progress=progress, report=report, error=job.error, resumed=job.resumed)
+
+
+def record_problem(job: Job) -> str | None:
+    """Why the API could not serve ``job`` (its fields do not validate, or do not encode as JSON), or None."""
+    try:
+        job_out(job).model_dump_json()
+    except (ValueError, TypeError, AttributeError) as exc:  # pydantic's errors are ValueErrors; a field of
+        # the wrong shape (a list where a mapping belongs) fails before pydantic sees it
+        return shown(" ".join(str(exc).split()))[:500]
+    return None
+
+
+def _broken_record(d: Any, problem: str) -> Job:
+    """A stored record that does not validate, kept as a failed job that says so (never a 500 when listed)."""
+    d = d if isinstance(d, dict) else {}
+    job = Job(id=shown(str(d.get("id") or uuid.uuid4().hex[:12]))[:64],
+              kind=d["kind"] if d.get("kind") in ("folder", "upload") else "folder",
+              path=str(d.get("path") or ""), status="failed",
+              error=f"this job's stored record is invalid ({problem}); submit the job again")
+    created = d.get("created_at")
+    if isinstance(created, str) and record_problem(dataclasses.replace(job, created_at=created)) is None:
+        job.created_at = created
+    return job
 
 
 class JobManager:
@@ -223,10 +280,10 @@ class JobManager:
                 log.exception("index job %s failed", job.id)
                 with self._lock:
                     self._finish(job, "interrupted" if self._stopping.is_set() else "failed",
-                                 error=str(exc) or type(exc).__name__)
+                                 error=shown(str(exc)) or type(exc).__name__)
                 continue
             with self._lock:
-                job.report = _plain(report)
+                self._write(job, report=_plain(report))
                 if cancel.is_set():
                     self._finish(job, "interrupted" if self._stopping.is_set() else "cancelled")
                 else:
@@ -241,7 +298,7 @@ class JobManager:
                 elapsed = max(time.monotonic() - t0, 1e-6)
                 p["pages_per_s"] = round(p.get("pages_done", 0) / elapsed, 3)
             with self._lock:
-                job.progress = p
+                self._write(job, progress=p)
                 self._save()
 
         if job.kind == "upload":
@@ -265,12 +322,14 @@ class JobManager:
         return self.engine.index(target, progress=progress, cancel=cancel)
 
     def _finish(self, job: Job, status: str, error: str | None = None) -> None:
+        if job.error and error is None and job.status == "running":
+            error = job.error  # what _write could not record while the job ran
         job.status = status
         job.error = error
         job.finished_at = _now()
         if job.report and status == "done":
             rep = job.report
-            prog = job.progress
+            prog = dict(job.progress or {})
             prog["files_total"] = max(prog.get("files_total", 0), rep.get("files_seen", 0))
             prog["files_done"] = max(prog.get("files_done", 0), rep.get("files_seen", 0))
             prog["pages_done"] = max(prog.get("pages_done", 0), rep.get("pages", 0))
@@ -278,6 +337,7 @@ class JobManager:
             if rep.get("seconds"):
                 prog["pages_per_s"] = round(rep.get("pages", 0) / rep["seconds"], 3)
             prog["failures"] = max(prog.get("failures", 0), len(rep.get("failed") or []))
+            self._write(job, progress=prog)
         self._save(force=True)
         ev = self._done.setdefault(job.id, threading.Event())
         ev.set()
@@ -300,12 +360,37 @@ class JobManager:
             return
         try:
             data = json.loads(self.state_file.read_text())
-            self._jobs = {d["id"]: Job.from_dict(d) for d in data.get("jobs", [])}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._jobs = {}
+            for d in data.get("jobs", []):
+                try:
+                    job = Job.from_dict(d)
+                    problem = record_problem(job)
+                except (TypeError, AttributeError) as exc:  # not a mapping, or a field missing
+                    problem = shown(str(exc))
+                if problem is not None:
+                    job = _broken_record(d, problem)
+                    log.error("index job record %s in %s is invalid (%s); listed as failed", job.id,
+                              self.state_file, problem)
+                self._jobs[job.id] = job
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             broken = self.state_file.with_suffix(".json.broken")
             log.error("cannot read %s (%s); moved it to %s and starting with no jobs", self.state_file, exc, broken)
             os.replace(self.state_file, broken)
             self._jobs = {}
+
+    def _write(self, job: Job, **changes: Any) -> None:
+        """Apply ``changes`` to ``job`` if its record stays valid; otherwise keep the old values and say in the
+        job's error what was not recorded (a job the API cannot serve would break every listing)."""
+        old = {k: getattr(job, k) for k in changes}
+        for k, v in changes.items():
+            setattr(job, k, v)
+        problem = record_problem(job)
+        if problem is None:
+            return
+        for k, v in old.items():
+            setattr(job, k, v)
+        log.error("index job %s: not recording %s (%s)", job.id, ", ".join(changes), problem)
+        job.error = f"part of this job's record could not be kept ({', '.join(changes)}: {problem})"
 
     def _save(self, force: bool = False) -> None:
         now = time.monotonic()

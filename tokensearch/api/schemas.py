@@ -54,8 +54,11 @@ class DocumentOut(BaseModel):
     paths: list[str] = Field(default_factory=list, description="every path with this content (duplicates)")
     name: str
     pages: int | None = None
-    status: str | None = None
+    status: str | None = Field(None, description='"ok", "partial" (damaged: only the pages that could be read '
+                               'are indexed; see warnings) or "failed"')
     failure: str | None = Field(None, description="why the document could not be indexed, if it failed")
+    warnings: list[str] = Field(default_factory=list, description="what to know about an indexed file: why it is "
+                                "partial, an extension that disagrees with its content")
     thumbnail_url: str | None = None
 
 
@@ -104,6 +107,8 @@ class JobReport(BaseModel):
     unchanged: int = 0
     duplicates: int = 0
     failed: list[tuple[str, str]] = Field(default_factory=list)
+    warnings: list[tuple[str, str]] = Field(default_factory=list, description="(path, message) of files indexed "
+                                            "with a warning")
     pages: int = 0
     seconds: float = 0.0
 

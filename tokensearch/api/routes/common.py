@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
+from ...pathnames import shown
 from ..schemas import DocumentOut, ErrorResponse
 
 API = "/api/v1"
@@ -38,7 +39,8 @@ def thumbnail_url(doc_id: int, page: int) -> str:
 
 
 def document_out(d: dict) -> DocumentOut:
-    """A store document dict -> the API model (tolerating the store's field names)."""
+    """A store document dict -> the API model (tolerating the store's field names; file names that are not
+    UTF-8 shown with ``\\xNN`` escapes, see :mod:`tokensearch.pathnames`)."""
     from ..pages import doc_page_count, doc_path
 
     raw_id = d.get("id", d.get("doc_id"))
@@ -49,8 +51,8 @@ def document_out(d: dict) -> DocumentOut:
              and isinstance(v, (str, int, float, bool, list, datetime, type(None)))}
     n_pages = doc_page_count(d)
     return DocumentOut(
-        id=doc_id, path=path, paths=[str(p) for p in d.get("paths") or ([path] if path else [])],
-        name=FsPath(path).name if path else str(doc_id), pages=n_pages,
+        id=doc_id, path=shown(path), paths=[shown(str(p)) for p in d.get("paths") or ([path] if path else [])],
+        name=shown(FsPath(path).name) if path else str(doc_id), pages=n_pages,
         status=d.get("status"), failure=d.get("failure") or d.get("reason") or d.get("error"),
         thumbnail_url=thumbnail_url(doc_id, 1) if doc_id is not None and (n_pages or 0) > 0 else None,
         **extra,

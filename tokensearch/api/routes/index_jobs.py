@@ -8,26 +8,13 @@ from fastapi import APIRouter, Path
 
 from ..deps import Authorized, StateDep
 from ..errors import not_found
-from ..jobs import Job
-from ..schemas import IndexJobIn, IndexJobList, IndexJobOut, JobProgress, JobReport
+from ..jobs import job_out
+from ..schemas import IndexJobIn, IndexJobList, IndexJobOut
 from ..security import resolve_client_path
 from .common import API, errors
 
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="index job id")]
 router = APIRouter(prefix=f"{API}/index-jobs", tags=["index jobs"], dependencies=[Authorized])
-
-
-def job_out(job: Job) -> IndexJobOut:
-    progress = JobProgress(**{k: v for k, v in (job.progress or {}).items() if k in JobProgress.model_fields})
-    report = None
-    if job.report:
-        rep = dict(job.report)
-        rep["failed"] = [(str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
-                         for f in rep.get("failed") or []]
-        report = JobReport(**rep)
-    return IndexJobOut(id=job.id, kind=job.kind, path=job.path, status=job.status, created_at=job.created_at,
-                       started_at=job.started_at, finished_at=job.finished_at, progress=progress,
-                       report=report, error=job.error, resumed=job.resumed)
 
 
 @router.post("", response_model=IndexJobOut, status_code=202, responses=errors(400, 404))

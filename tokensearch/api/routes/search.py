@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from ...pathnames import shown
 from ..deps import Authorized, EngineDep, SettingsDep
 from ..errors import ApiError
 from ..schemas import HitOut, SearchOut
@@ -32,7 +33,7 @@ def search(
         raise ApiError(422, "validation_error", f"k: at most {settings.max_k} hits per request")
     result = engine.search(q, k=k, offset=offset)
     hits = [
-        HitOut(path=str(h.path), name=Path(str(h.path)).name, page=h.page, score=float(h.score),
+        HitOut(path=shown(str(h.path)), name=shown(Path(str(h.path)).name), page=h.page, score=float(h.score),
                boxes=[[float(c) for c in b] for b in h.boxes], doc_id=h.doc_id, page_id=h.page_id,
                width=float(h.width), height=float(h.height),
                image_url=image_url(h.doc_id, h.page), thumbnail_url=thumbnail_url(h.doc_id, h.page))
