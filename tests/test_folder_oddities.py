@@ -266,7 +266,7 @@ _NAME = st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b and b"
 _EXT = st.sampled_from([b".pdf", b".png", b".jpg", b".tiff", b".bmp", b".webp", b"", b".txt"])
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(junk=st.lists(st.tuples(_NAME, _EXT, st.binary(max_size=200)), max_size=6),
        good=st.lists(_NAME.filter(lambda b: not b.startswith(b".")), min_size=1, max_size=3, unique=True))
 def test_random_names_and_contents_never_stop_index_and_good_files_are_indexed(mini_encoder, junk, good):
