@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import BadDocument
 from ..pathnames import is_utf8
+from ..pdfpages import image_coverage
 from ..textnorm import normalise
 from .scale import normalise_scale
 
@@ -292,14 +293,6 @@ def render_pdf_page(page: pymupdf.Page, dpi: float) -> Image.Image:
     """Rasterise a PDF page to RGB at ``dpi``."""
     pix = page.get_pixmap(dpi=int(round(dpi)), alpha=False, colorspace=pymupdf.csRGB)
     return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-
-
-def image_coverage(page: pymupdf.Page) -> float:
-    """Largest share of the page covered by one placed image (a scanned page is ~1.0)."""
-    area = abs(page.rect)
-    if area <= 0:
-        return 0.0
-    return max((abs(pymupdf.Rect(info["bbox"]) & page.rect) / area for info in page.get_image_info()), default=0.0)
 
 
 def pdf_text_words(page: pymupdf.Page) -> list[list[TextChar]] | None:
