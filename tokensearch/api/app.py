@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
         redoc_url=None,
     )
     install_error_handlers(app)
-    for r in (search.router, documents.router, index_jobs.router, pages.router, health.router):
+    for r in (search.build_router(settings), documents.router, index_jobs.router, pages.build_router(settings),
+              health.router):
         app.include_router(r)
 
     @app.get("/", include_in_schema=False)

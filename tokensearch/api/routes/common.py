@@ -6,7 +6,9 @@ from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query
+
+from tokensearch.settings import Settings
 
 from ...pathnames import shown
 from ..schemas import DocumentOut, ErrorResponse
@@ -16,6 +18,13 @@ API = "/api/v1"
 # path parameters: ids are database integers (bounded so a client cannot overflow SQL integer types)
 DocId = Annotated[int, Path(ge=1, le=2**53, description="document id")]
 PageNo = Annotated[int, Path(ge=1, le=1_000_000, description="1-based page number")]
+
+
+def query_text(settings: Settings, description: str) -> Any:
+    """The type of a ``q`` parameter: its published ``maxLength`` is the enforced TOKENSEARCH_MAX_QUERY_CHARS."""
+    return Annotated[str, Query(min_length=1, max_length=settings.max_query_chars,
+                                description=f"{description}; at most {settings.max_query_chars} characters "
+                                            "(TOKENSEARCH_MAX_QUERY_CHARS)")]
 
 _DESCRIPTIONS = {
     400: "bad request", 401: "API key missing", 403: "wrong API key, or path outside the configured roots",

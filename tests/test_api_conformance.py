@@ -1,0 +1,108 @@
+"""The OpenAPI spec and the server agree: every limit /openapi.json publishes is the one the server enforces.
+
+In-process (TestClient) on an app whose limits are not the defaults, so a spec that ignored the settings
+would show.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from test_api_fixtures import assert_error, build_settings, make_docs
+from tokensearch.api.app import create_app
+from tokensearch.engine import Engine
+
+API = "/api/v1"
+
+# a bound the schema can only give as a ceiling: the real one depends on the data (published, then refused
+# with a message of its own when the value is within the ceiling but beyond the data)
+DATA_BOUNDED = {(f"{API}/pages/{{doc_id}}/{{page}}/heatmap", "token", "maximum"): "token: the query has"}
+
+
+@pytest.fixture
+def limited(tmp_path, mini_encoder) -> Iterator[TestClient]:
+    """An indexed home served with TOKENSEARCH_MAX_QUERY_CHARS=20 and TOKENSEARCH_MAX_K=7."""
+    settings = build_settings(tmp_path, max_query_chars=20, max_k=7)
+    root = make_docs(settings.roots[0])
+    engine = Engine(settings, encoder=mini_encoder)
+    engine.index(root)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        yield client
+    engine.close()
+
+
+def _bounds(schema: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(bound, a value on the bound, the nearest value past it) for each bound of a parameter's schema."""
+    for sub in schema.get("anyOf", [schema]):  # `int | None` is published as anyOf [integer, null]
+        if "maximum" in sub:
+            yield "maximum", sub["maximum"], sub["maximum"] + 1
+        if "minimum" in sub:
+            yield "minimum", sub["minimum"], sub["minimum"] - 1
+        if "maxLength" in sub:
+            yield "maxLength", "x" * sub["maxLength"], "x" * (sub["maxLength"] + 1)
+        if sub.get("minLength", 0) > 0:
+            yield "minLength", "x" * sub["minLength"], "x" * (sub["minLength"] - 1)
+
+
+def _bounded_inputs(spec: dict[str, Any]) -> Iterator[tuple[str, str, str, str, dict[str, Any]]]:
+    """(path, method, where, name, schema) of every bounded parameter and JSON body property in the spec."""
+    components = spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for p in op.get("parameters", []):
+                yield path, method, p["in"], p["name"], p["schema"]
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+                for name, prop in components[ref]["properties"].items():
+                    yield path, method, "body", name, prop
+
+
+def test_the_spec_publishes_the_limits_of_the_settings(limited):
+    spec = limited.get("/openapi.json").json()
+    for path in (f"{API}/search", f"{API}/pages/{{doc_id}}/{{page}}/heatmap"):
+        params = {p["name"]: p["schema"] for p in spec["paths"][path]["get"]["parameters"]}
+        assert params["q"]["maxLength"] == 20, path
+    k = {p["name"]: p["schema"] for p in spec["paths"][f"{API}/search"]["get"]["parameters"]}["k"]
+    assert k["maximum"] == 7 and k["default"] <= 7
+
+
+def test_every_published_limit_is_the_enforced_one(limited):
+    """Walk /openapi.json: each bounded parameter is accepted on its bound and refused (422) one step past it."""
+    spec = limited.get("/openapi.json").json()
+    hit = limited.get(f"{API}/search", params={"q": "crane"}).json()["hits"][0]
+    base = {"doc_id": hit["doc_id"], "page": hit["page"], "job_id": "no-such-job", "q": "crane"}
+    checked = 0
+    for path, method, where, name, schema in _bounded_inputs(spec):
+        if method == "delete" and where != "path":
+            continue  # (none yet) a valid DELETE would remove the test's data
+        for bound, on, past in _bounds(schema):
+            if where == "path" and bound == "minLength":
+                continue  # an empty path segment is another route
+            results = {}
+            for label, value in (("on", on), ("past", past)):
+                path_values = {**base, name: value} if where == "path" else base
+                url = re.sub(r"\{([^}]+)\}", lambda m: str(path_values[m.group(1)]), path)
+                params = {"q": base["q"]} if "q" in {p["name"] for p in spec["paths"][path][method].get(
+                    "parameters", []) if p.get("required")} else {}
+                json = None
+                if where == "query":
+                    params[name] = value
+                elif where == "body":
+                    json = {name: value}
+                results[label] = limited.request(method.upper(), url, params=params, json=json)
+            what = f"{method.upper()} {path} {where} {name} {bound}={schema}"
+            past_error = assert_error(results["past"], 422, "validation_error")
+            assert name in past_error["message"], (what, past_error)
+            on_response = results["on"]
+            data_message = DATA_BOUNDED.get((path, name, bound))
+            if data_message:
+                assert on_response.status_code != 422 or data_message in on_response.json()["error"]["message"], what
+            else:
+                assert on_response.status_code != 422, (what, on_response.text[:300])
+            checked += 1
+    assert checked >= 20  # q twice, k, offset, limit, widths, ids, page numbers, job ids, the job body's path
