@@ -1,18 +1,23 @@
-"""The OpenAPI spec and the server agree: every limit /openapi.json publishes is the one the server enforces.
+"""The OpenAPI spec and the server agree: every limit /openapi.json publishes is the one the server enforces,
+a 405 lists every method of its path.
 
-In-process (TestClient) on an app whose limits are not the defaults, so a spec that ignored the settings
-would show.
+In-process (TestClient); the limits on an app whose limits are not the defaults, so a spec that ignored the
+settings would show.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from collections import defaultdict
 from typing import Any, Iterator
 
 import pytest
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from starlette.routing import Mount
 
-from test_api_fixtures import assert_error, build_settings, make_docs
+from test_api_fixtures import api_env, assert_error, build_settings, make_docs  # noqa: F401  (a fixture)
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
@@ -106,3 +111,25 @@ def test_every_published_limit_is_the_enforced_one(limited):
                 assert on_response.status_code != 422, (what, on_response.text[:300])
             checked += 1
     assert checked >= 20  # q twice, k, offset, limit, widths, ids, page numbers, job ids, the job body's path
+
+
+def test_405_lists_every_method_the_path_serves(api_env):
+    """Walk the app's routes: a method a path does not serve gets 405 whose ``Allow`` names exactly the methods
+    of all routes of that path, and each of those is indeed not answered 405."""
+    c = api_env.client
+    served: dict[str, set[str]] = defaultdict(set)
+    for route in iter_route_contexts(c.app.routes):  # included routers flattened
+        if isinstance(route.original_route, Mount):  # static files: one that exists (else 404 for any method)
+            mount = route.original_route
+            served[f"{mount.path}/{sorted(Path(mount.app.directory).iterdir())[0].name}"] |= {"GET", "HEAD"}
+        else:
+            served[route.path] |= route.methods
+    assert served[f"{API}/index-jobs/{{job_id}}"] == {"GET", "DELETE"}  # the case the walk is for
+    for path, methods in served.items():
+        url = re.sub(r"\{[^}]+\}", "999999", path)  # no such document/job: nothing is changed
+        for method in sorted({"GET", "POST", "PUT", "PATCH", "DELETE"} - methods):
+            r = c.request(method, url)
+            assert_error(r, 405, "method_not_allowed")
+            assert set(r.headers["allow"].split(", ")) == methods, (method, path, r.headers["allow"])
+        for method in methods:
+            assert c.request(method, url).status_code != 405, (method, path)

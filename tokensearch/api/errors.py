@@ -71,6 +71,32 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """Every method some route serves at this request's path. Starlette's 405 lists only the methods of the
+    first route whose path matched, but FastAPI makes one route per method (GET and DELETE of a job are two
+    routes): ask every route, once per method, with a fresh scope (matching may write into it)."""
+    from starlette.routing import Match, Mount
+    from starlette.staticfiles import StaticFiles
+
+    allowed: set[str] = set()
+    for method in HTTP_METHODS:
+        probe = {"type": "http", "method": method, "path": scope.get("path", ""),
+                 "root_path": scope.get("root_path", ""), "headers": [], "query_string": b""}
+        for route in app.router.routes:
+            if route.matches(dict(probe))[0] != Match.FULL:
+                continue
+            if isinstance(route, Mount):  # a mount matches every method; its app decides
+                if not (isinstance(route.app, StaticFiles) and method not in ("GET", "HEAD")):
+                    allowed.add(method)
+            else:
+                allowed.add(method)
+            break
+    return sorted(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     from tokensearch.errors import TokensearchError  # the engine's error hierarchy
 
@@ -96,7 +122,12 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no route {request.method} {request.url.path}"
         else:
             message = str(exc.detail)
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allow = allowed_methods(request.app, request.scope)
+            headers = {**(headers or {}), "Allow": ", ".join(allow)} if allow else headers
+            message = f"{request.method} is not allowed here; use {' or '.join(allow) or 'another method'}"
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
