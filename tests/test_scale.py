@@ -48,6 +48,24 @@ def test_a_photo_with_uneven_light_is_measured_like_a_scan(renders) -> None:
     assert got is not None and abs(got / ref - 1) < 0.2
 
 
+def test_an_image_smaller_than_a_page_with_large_print_is_shrunk(renders) -> None:
+    # a receipt photo: no larger than a page, but its print twice the size of body text at 150 dpi
+    w, h = renders[300].size
+    strip = renders[300].crop((0, 0, w * 3 // 4, h // 2))
+    assert max(strip.size) < 11 * 1.3 * 150
+    assert scale_factor(strip, 150) < 0.8
+    h_out = char_height(normalise_scale(strip, 150))
+    assert h_out is not None and abs(h_out / (SHRINK_TO * CHAR_HEIGHT_AT_DPI * 150) - 1) < 0.25
+
+
+def test_faint_thin_print_is_measured_like_dark_print(renders) -> None:
+    # faded thermal print: strokes light gray, thin ones averaged lighter still in the small copy
+    img = np.asarray(renders[300].convert("L"), dtype=np.float32)
+    faint = Image.fromarray((255 - (255 - img) * 0.45).astype(np.uint8))  # black ink -> gray 140
+    ref, got = char_height(renders[300]), char_height(faint)
+    assert ref is not None and got is not None and abs(got / ref - 1) < 0.25
+
+
 def test_a_large_image_without_text_is_brought_to_page_size() -> None:
     blank = Image.new("RGB", (4000, 3000), "white")
     out = normalise_scale(blank, 150)

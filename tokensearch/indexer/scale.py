@@ -3,12 +3,13 @@
 A PDF page is rasterised at the model's dpi, so its text has the size the model was trained on. An image
 file has no reliable dpi (PNG/JPEG rarely carry one; phone photos say 72): a 300 dpi scan or a 12 MP
 photo of a letter page shows 10 pt text two to three times larger than the model expects, and costs
-four to nine times the pixels. So large images are measured — the typical height of the character-like
-ink blobs (:func:`char_height`), estimated on a small copy — and, when their text is far larger than the reference height
-(:data:`CHAR_HEIGHT_AT_DPI` x dpi: 10 px at 150 dpi, the median measured on the dev benchmark's 150 dpi
-scans), shrunk so that it lands at :data:`SHRINK_TO` x the reference (the size of 200 dpi renditions,
-which the mini model reads better than 150 dpi ones: BENCHMARKS.md, "Large images"). Boxes are stored
-relative to the page, so nothing downstream sees the change.
+four to nine times the pixels. A receipt photo of 900 x 1800 px is no larger than a page, yet its
+print can be twice the size of body text at 150 dpi. So every image is measured — the typical height of
+the character-like ink blobs (:func:`char_height`), estimated on a small copy — and, when its text is far
+larger than the reference height (:data:`CHAR_HEIGHT_AT_DPI` x dpi: the median measured on the dev
+benchmark's 150 dpi scans), shrunk so that it lands at :data:`SHRINK_TO` x the reference (the size of
+200 dpi renditions, which the mini model reads better than 150 dpi ones: BENCHMARKS.md, "Large
+images"). Boxes are stored relative to the page, so nothing downstream sees the change.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-CHAR_HEIGHT_AT_DPI = 10.0 / 150.0  # typical ink-blob height of body text, px per dpi
-PAGE_LONG_SIDE_IN = 11.0 * 1.3  # images longer than a letter page (+30 %) at the model's dpi are measured
+CHAR_HEIGHT_AT_DPI = 15.0 / 150.0  # typical ink-blob height of body text (as char_height sees it), px per dpi
+PAGE_LONG_SIDE_IN = 11.0 * 1.3  # a larger image without measurable text is brought to this size (a letter page +30 %)
+INK_RATIO = 0.85  # ink: darker than this share of the local paper brightness
 SHRINK_ABOVE = 1.8  # shrink when text is more than this factor above the reference height
 SHRINK_TO = 4.0 / 3.0  # ... down to this factor of it
 MIN_BLOBS = 30  # fewer character-like blobs: no estimate (a picture, an empty page)
@@ -31,9 +33,12 @@ def char_height(image: Image.Image, work_long_side: int = WORK_LONG_SIDE) -> flo
     The mean of the middle half of the blob heights: x-height letters and ascender letters form two
     peaks, and a plain median jumps between them (with the small copy's rounding, +/- 15 % either way).
 
-    Ink = pixels darker than 65 % of the local paper brightness (a coarse max filter), so uneven
-    lighting in photos does not flood the page; blobs taller than a tenth of the page or much wider
-    than tall (rules, underlines, merged words) are ignored.
+    Ink = pixels darker than :data:`INK_RATIO` (85 %) of the local paper brightness (a coarse max filter),
+    so uneven lighting in photos does not flood the page. The ratio is lenient because the small copy
+    averages thin strokes into light gray: at 65 % the faint, thin print of thermal receipts and the
+    separate dots of dot-matrix print fall apart into fragments that read as tiny text (a receipt
+    with 25 px capitals measured 9-13 px). Blobs taller than a tenth of the page or much wider than
+    tall (rules, underlines, merged words) are ignored.
     """
     gray = image.convert("L")
     f = max(1, int(np.ceil(max(gray.size) / work_long_side)))
@@ -42,7 +47,7 @@ def char_height(image: Image.Image, work_long_side: int = WORK_LONG_SIDE) -> flo
     a = np.asarray(gray, dtype=np.float32)
     paper = ndimage.maximum_filter(a[::4, ::4], size=9)
     paper = np.repeat(np.repeat(paper, 4, 0), 4, 1)[: a.shape[0], : a.shape[1]]
-    labels, n = ndimage.label(a < 0.65 * paper)
+    labels, n = ndimage.label(a < INK_RATIO * paper)
     if n < MIN_BLOBS:
         return None
     boxes = ndimage.find_objects(labels)
@@ -59,16 +64,14 @@ def char_height(image: Image.Image, work_long_side: int = WORK_LONG_SIDE) -> flo
 def scale_factor(image: Image.Image, dpi: float) -> float:
     """Factor (<= 1) to resize ``image`` by so its text has the model's reference size at ``dpi``.
 
-    Images no larger than a page at ``dpi`` are left alone (1.0, nothing measured). A large image with
-    no measurable text is brought to page size.
+    Every image is measured, whatever its size: a small receipt photo can show larger print than a
+    300 dpi scan. An image with no measurable text is left alone, or brought to page size if larger.
     """
     long_side = max(image.size)
     page_px = PAGE_LONG_SIDE_IN * dpi
-    if long_side <= page_px:
-        return 1.0
     h = char_height(image)
     if h is None:
-        return page_px / long_side
+        return min(1.0, page_px / long_side)
     ref = CHAR_HEIGHT_AT_DPI * dpi
     return SHRINK_TO * ref / h if h > SHRINK_ABOVE * ref else 1.0
 
