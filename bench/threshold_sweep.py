@@ -6,6 +6,7 @@ hits below each threshold removed: one line per threshold with R@1, Loc@1 and FP
 development tool to pick a threshold and to compare models/scorers on the same pages.
 
     python3 bench/threshold_sweep.py --set clean_150 --pages subset60 --model mini --home /tmp/sweep_c150
+    python3 bench/threshold_sweep.py --set real_dev --pages all --home /tmp/sweep_real   # receipts (evaluate only)
 """
 
 from __future__ import annotations
@@ -45,16 +46,17 @@ def main() -> None:
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
 
-    data = bench / "data"
+    data = Path(run_eval.EXTERNAL_SETS.get(a.set, bench / "data"))  # real_dev keeps its own gt/queries
     queries = run_eval.load_jsonl(data / "queries.jsonl")
-    transforms = json.loads((data / "transforms.json").read_text()).get(a.set, {})
+    tf_file = data / "transforms.json"
+    transforms = json.loads(tf_file.read_text()).get(a.set, {}) if tf_file.exists() else {}
     subset = None if a.pages == "all" else set(json.loads((data / f"{a.pages}.json").read_text()))
     gt_pages = {(p["doc"], p["page"]): p["size_pt"] for p in run_eval.load_jsonl(data / "gt.jsonl")
                 if subset is None or f"{p['doc']}/{p['page']}" in subset}
 
     engine = Engine(Settings(home=a.home, model=a.model, threshold=a.floor))
     if engine.store.stats().pages == 0:
-        folder, tmp = run_eval.prepare_input(a.set, "png", subset)  # tmp: a folder of links for a subset
+        folder, tmp = run_eval.prepare_input(a.set, "png", subset, str(data))  # tmp: a folder of links for a subset
         try:
             engine.index(Path(folder))
             engine.store.persist()
