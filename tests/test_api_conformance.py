@@ -1,5 +1,6 @@
 """The OpenAPI spec and the server agree: every limit /openapi.json publishes is the one the server enforces,
-a 405 lists every method of its path.
+a 405 lists every method of its path, errors are documented as the JSON they are (``/metrics`` included),
+the API key is published as required exactly when the server has one.
 
 In-process (TestClient); the limits on an app whose limits are not the defaults, so a spec that ignored the
 settings would show.
@@ -22,6 +23,7 @@ from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
 API = "/api/v1"
+KEY = "conformance-key-0123456789"
 
 # a bound the schema can only give as a ceiling: the real one depends on the data (published, then refused
 # with a message of its own when the value is within the ceiling but beyond the data)
@@ -133,3 +135,45 @@ def test_405_lists_every_method_the_path_serves(api_env):
             assert set(r.headers["allow"].split(", ")) == methods, (method, path, r.headers["allow"])
         for method in methods:
             assert c.request(method, url).status_code != 405, (method, path)
+
+
+def _media_types(response_doc: dict[str, Any]) -> set[str]:
+    return set(response_doc.get("content", {}))
+
+
+def test_metrics_auth_errors_are_the_json_the_spec_documents(tmp_path, mini_encoder):
+    settings = build_settings(tmp_path, api_key=KEY)
+    engine = Engine(settings, encoder=mini_encoder)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        documented = c.get("/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]
+        for status, headers in ((401, {}), (403, {"X-API-Key": "wrong"})):
+            r = c.get("/metrics", headers=headers)
+            assert_error(r, status)
+            assert _media_types(documented[str(status)]) == {"application/json"}, documented[str(status)]
+            assert r.headers["content-type"] == "application/json"
+        ok = c.get("/metrics", headers={"X-API-Key": KEY})
+        assert _media_types(documented["200"]) == {"text/plain"}
+        assert ok.headers["content-type"].startswith("text/plain")
+    engine.close()
+
+
+def test_every_documented_error_is_the_json_error_shape(api_env):
+    spec = api_env.client.get("/openapi.json").json()
+    seen = 0
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for status, doc in op["responses"].items():
+                if status[0] in "45":
+                    assert doc["content"] == {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/ErrorResponse"}}}, (method, path, status, doc)
+                    seen += 1
+    assert seen > 40
+
+
+def test_the_api_key_is_published_as_required_only_when_the_server_has_one(tmp_path, api_env):
+    """Without a key (loopback) requests need none: the spec says so; with a key each operation requires it."""
+    keyless = api_env.client.get("/openapi.json").json()["paths"][f"{API}/search"]["get"]["security"]
+    assert {} in keyless and {"APIKeyHeader": []} in keyless
+    assert api_env.client.get(f"{API}/search", params={"q": "crane"}).status_code == 200
+    keyed = create_app(build_settings(tmp_path / "keyed", api_key=KEY)).openapi()
+    assert keyed["paths"][f"{API}/search"]["get"]["security"] == [{"APIKeyHeader": []}]

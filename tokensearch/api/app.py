@@ -24,6 +24,7 @@ from .deps import ApiState
 from .errors import install_error_handlers
 from .jobs import JobManager
 from .metrics import Metrics, MetricsMiddleware
+from .openapi import install_openapi
 from .pages import PageImageCache, TokenMapsCache
 from .routes import documents, health, index_jobs, pages, search
 from .security import allowed_roots, check_startup, is_inside, resolve_client_path
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _offline_docs(app)
+    install_openapi(app, settings)
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=[str(o) for o in settings.cors_origins],
