@@ -212,8 +212,9 @@ def test_index_job_indexes_a_new_folder_and_reports_progress(api_env):
     assert c.get(f"{API}/search", params={"q": "Aardvark"}).json()["hits"][0]["name"] == "fresh.pdf"
     listed = c.get(f"{API}/index-jobs").json()["items"]
     assert listed[0]["id"] == job["id"]
-    again = c.delete(f"{API}/index-jobs/{job['id']}").json()  # cancelling a finished job changes nothing
-    assert again["status"] == "done"
+    removed = c.delete(f"{API}/index-jobs/{job['id']}").json()  # a finished job's record is removed
+    assert removed["status"] == "done"
+    assert_error(c.get(f"{API}/index-jobs/{job['id']}"), 404, "not_found")
 
 
 def test_index_job_reports_failed_files(api_env):

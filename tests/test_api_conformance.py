@@ -1,6 +1,7 @@
 """The OpenAPI spec and the server agree: every limit /openapi.json publishes is the one the server enforces,
 a 405 lists every method of its path, errors are documented as the JSON they are (``/metrics`` included),
-the API key is published as required exactly when the server has one.
+the API key is published as required exactly when the server has one, ``DELETE`` of an index job does what
+docs/api.md says for each state of the job.
 
 In-process (TestClient); the limits on an app whose limits are not the defaults, so a spec that ignored the
 settings would show.
@@ -8,7 +9,10 @@ settings would show.
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+import time
 from pathlib import Path
 from collections import defaultdict
 from typing import Any, Iterator
@@ -18,7 +22,9 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from test_api_fixtures import api_env, assert_error, build_settings, make_docs  # noqa: F401  (a fixture)
+from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
+    api_env, assert_error, build_settings, make_docs, wait_job, write_pdf,
+)
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
@@ -177,3 +183,65 @@ def test_the_api_key_is_published_as_required_only_when_the_server_has_one(tmp_p
     assert api_env.client.get(f"{API}/search", params={"q": "crane"}).status_code == 200
     keyed = create_app(build_settings(tmp_path / "keyed", api_key=KEY)).openapi()
     assert keyed["paths"][f"{API}/search"]["get"]["security"] == [{"APIKeyHeader": []}]
+
+
+# -- DELETE /index-jobs/{id} -------------------------------------------------------------------------------
+
+def _wait_status(c: TestClient, job_id: str, status: str, timeout: float = 20.0) -> dict:
+    t0 = time.monotonic()
+    while (job := c.get(f"{API}/index-jobs/{job_id}").json())["status"] != status:
+        assert time.monotonic() - t0 < timeout, job
+        time.sleep(0.02)
+    return job
+
+
+def test_delete_of_a_finished_job_removes_its_record(api_env):
+    c = api_env.client
+    job = c.post(f"{API}/index-jobs", json={"path": "."}).json()
+    assert wait_job(c, job["id"])["status"] == "done"
+    r = c.delete(f"{API}/index-jobs/{job['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "done"  # its last state
+    assert_error(c.get(f"{API}/index-jobs/{job['id']}"), 404, "not_found")
+    assert job["id"] not in [j["id"] for j in c.get(f"{API}/index-jobs").json()["items"]]
+    assert_error(c.delete(f"{API}/index-jobs/{job['id']}"), 404, "not_found")
+    stored = json.loads((api_env.home / "api" / "jobs.json").read_text())["jobs"]
+    assert job["id"] not in [j["id"] for j in stored]  # gone after a restart too
+
+
+def test_delete_of_a_queued_job_cancels_it_and_a_second_delete_removes_it(api_env, monkeypatch):
+    c = api_env.client
+    gate = threading.Event()
+    real_index = api_env.engine.index
+    monkeypatch.setattr(api_env.engine, "index", lambda *a, **k: (gate.wait(20), real_index(*a, **k))[1])
+    try:
+        first = c.post(f"{API}/index-jobs", json={"path": "."}).json()
+        _wait_status(c, first["id"], "running")  # holds the one worker: the next job waits in the queue
+        queued = c.post(f"{API}/index-jobs", json={"path": "."}).json()
+        assert c.get(f"{API}/index-jobs/{queued['id']}").json()["status"] == "queued"
+        r = c.delete(f"{API}/index-jobs/{queued['id']}")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert c.get(f"{API}/index-jobs/{queued['id']}").json()["status"] == "cancelled"  # listed, as cancelled
+        assert c.delete(f"{API}/index-jobs/{queued['id']}").json()["status"] == "cancelled"  # now finished: removed
+        assert_error(c.get(f"{API}/index-jobs/{queued['id']}"), 404, "not_found")
+    finally:
+        gate.set()
+    assert wait_job(c, first["id"])["status"] == "done"
+
+
+def test_delete_of_a_running_upload_job_is_409_until_it_finishes(api_env, monkeypatch, tmp_path):
+    c = api_env.client
+    gate = threading.Event()
+    real_index_files = api_env.engine.index_files
+    monkeypatch.setattr(api_env.engine, "index_files",
+                        lambda *a, **k: (gate.wait(20), real_index_files(*a, **k))[1])
+    pdf = write_pdf(tmp_path / "upload.pdf", [["Quokka upload"]]).read_bytes()
+    try:
+        job = c.post(f"{API}/documents", files={"file": ("upload.pdf", pdf, "application/pdf")}).json()["job"]
+        _wait_status(c, job["id"], "running")
+        assert "cannot be cancelled" in assert_error(c.delete(f"{API}/index-jobs/{job['id']}"), 409,
+                                                     "job_running")["message"]
+    finally:
+        gate.set()
+    assert wait_job(c, job["id"])["status"] == "done"
+    assert c.delete(f"{API}/index-jobs/{job['id']}").status_code == 200
+    assert_error(c.get(f"{API}/index-jobs/{job['id']}"), 404, "not_found")

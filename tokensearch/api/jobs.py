@@ -129,6 +129,10 @@ def _broken_record(d: Any, problem: str) -> Job:
     return job
 
 
+class JobRunning(Exception):
+    """The job is running and cannot be stopped (an upload job); answered 409."""
+
+
 class JobManager:
     """Runs index jobs on a worker thread and persists their state."""
 
@@ -220,15 +224,27 @@ class JobManager:
             return [Job.from_dict(j.to_dict()) for j in sorted(self._jobs.values(), key=lambda j: j.created_at,
                                                               reverse=True)]
 
-    def cancel(self, job_id: str) -> Job | None:
+    def delete(self, job_id: str) -> Job | None:
+        """``DELETE`` of a job, by its state: a queued job is cancelled (its record stays, ``cancelled``); a
+        running folder job is asked to stop (it ends ``cancelled`` after the current file); a finished job's
+        record is removed (a later ``get`` is None). Returns the job after the call — for a removed one, its
+        last state — or None if there is no such job. Raises :class:`JobRunning` for a running upload job,
+        which cannot be stopped (it is a few files: it finishes soon)."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
                 return None
             if job.status == "queued":
                 self._finish(job, "cancelled")
-            elif job.status == "running" and job.kind == "folder":
-                self._cancel[job_id].set()  # stops after the current file; uploads are few files: they finish
+            elif job.status == "running":
+                if job.kind != "folder":
+                    raise JobRunning(f"index job {job_id!r} is indexing uploaded files and cannot be cancelled; "
+                                     "it finishes in moments — delete it then to remove its record")
+                self._cancel[job_id].set()
+            else:
+                del self._jobs[job_id]
+                self._done.pop(job_id, None)
+                self._save(force=True)
             return Job.from_dict(job.to_dict())
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from ..deps import Authorized, StateDep
-from ..errors import not_found
-from ..jobs import job_out
+from ..errors import ApiError, not_found
+from ..jobs import JobRunning, job_out
 from ..schemas import IndexJobIn, IndexJobList, IndexJobOut
 from ..security import resolve_client_path
 from .common import API, errors
@@ -36,10 +36,15 @@ def get_index_job(state: StateDep, job_id: JobId) -> IndexJobOut:
     return job_out(job)
 
 
-@router.delete("/{job_id}", response_model=IndexJobOut, responses=errors(404))
-def cancel_index_job(state: StateDep, job_id: JobId) -> IndexJobOut:
-    """Cancel a queued or running job (a running folder job stops after the current file)."""
-    job = state.jobs.cancel(job_id)
+@router.delete("/{job_id}", response_model=IndexJobOut, responses=errors(404, 409))
+def cancel_index_job(state: StateDep, job_id: JobId) -> IndexJobOut:  # (name kept: it is the operationId)
+    """Cancel a queued job (it stays listed as ``cancelled``) or a running folder job (it stops after the
+    current file, then reads ``cancelled``); remove a finished job's record (answered with its last state;
+    then 404). A running upload job cannot be stopped: 409."""
+    try:
+        job = state.jobs.delete(job_id)
+    except JobRunning as exc:
+        raise ApiError(409, "job_running", str(exc)) from exc
     if job is None:
         raise not_found(f"index job {job_id!r}")
     return job_out(job)
