@@ -1,7 +1,8 @@
 """The OpenAPI spec and the server agree: every limit /openapi.json publishes is the one the server enforces,
 a 405 lists every method of its path, errors are documented as the JSON they are (``/metrics`` included),
 the API key is published as required exactly when the server has one, ``DELETE`` of an index job does what
-docs/api.md says for each state of the job.
+docs/api.md says for each state of the job, and a real ``tokensearch serve`` answers an over-long request line
+with 414 (the limit lives in the HTTP server, so those tests run one on a free loopback port).
 
 In-process (TestClient); the limits on an app whose limits are not the defaults, so a spec that ignored the
 settings would show.
@@ -9,8 +10,13 @@ settings would show.
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,10 +29,12 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
-    api_env, assert_error, build_settings, make_docs, wait_job, write_pdf,
+    api_env, assert_error, build_settings, free_port, make_docs, wait_job, write_pdf,
 )
 from tokensearch.api.app import create_app
+from tokensearch.api.http_limits import max_head_bytes, max_request_line
 from tokensearch.engine import Engine
+from tokensearch.settings import Settings
 
 API = "/api/v1"
 KEY = "conformance-key-0123456789"
@@ -245,3 +253,111 @@ def test_delete_of_a_running_upload_job_is_409_until_it_finishes(api_env, monkey
     assert wait_job(c, job["id"])["status"] == "done"
     assert c.delete(f"{API}/index-jobs/{job['id']}").status_code == 200
     assert_error(c.get(f"{API}/index-jobs/{job['id']}"), 404, "not_found")
+
+
+# -- a real server: request-line and header limits ---------------------------------------------------------
+
+SERVED_QUERY_CHARS = 1000  # not the default: the request-line limit must follow it
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[tuple[int, Settings]]:
+    """``tokensearch serve`` (the CLI, in its own process) on a free loopback port: (port, its settings)."""
+    home = tmp_path_factory.mktemp("served") / "home"
+    log = home.parent / "serve.log"  # a file, not a pipe nobody reads while the tests run
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSEARCH_")}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               TOKENSEARCH_MAX_QUERY_CHARS=str(SERVED_QUERY_CHARS))
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tokensearch", "serve", "--home", str(home), "--port",
+                                 str(port), "--log-level", "warning"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() - t0 < 120, "tokensearch serve did not start"
+                time.sleep(0.05)
+        yield port, Settings(home=home, max_query_chars=SERVED_QUERY_CHARS)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _raw(port: int, *chunks: bytes) -> tuple[int, dict]:
+    """Send ``chunks`` on one connection, read the answer to the end: (status, JSON body or {})."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        for chunk in chunks:
+            s.sendall(chunk)
+        data = b""
+        while piece := s.recv(65536):
+            data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body) if body.startswith(b"{") else {}
+
+
+def _request_line(target_length: int, line_length: int) -> bytes:
+    """``GET /api/v1/search?k=0&q=aaa… HTTP/1.1`` padded to exactly ``line_length`` bytes (k=0: answered 422
+    by the app without searching, so an answer that is not 414 shows the line reached the app)."""
+    prefix, suffix = b"GET /api/v1/search?k=0&q=", b" HTTP/1.1"
+    return prefix + b"a" * (line_length - len(prefix) - len(suffix)) + suffix
+
+
+def test_a_1mb_query_string_gets_414_not_a_connection_reset(served):
+    port, _ = served
+    for _ in range(2):  # and the server keeps serving
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("GET", "/api/v1/search?q=" + "a" * 2**20)
+        r = conn.getresponse()
+        assert r.status == 414 and r.getheader("content-type") == "application/json"
+        body = json.loads(r.read())
+        assert set(body) == {"error"} and body["error"]["code"] == "uri_too_long", body
+        conn.close()
+    assert _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200
+
+
+def test_the_request_line_limit_is_exact_and_follows_the_settings(served):
+    port, settings = served
+    limit = max_request_line(settings)
+    assert limit >= 12 * SERVED_QUERY_CHARS  # derived from TOKENSEARCH_MAX_QUERY_CHARS
+    tail = b"\r\nHost: x\r\nConnection: close\r\n\r\n"
+    status, body = _raw(port, _request_line(0, limit) + tail)
+    assert status == 422 and body["error"]["code"] == "validation_error", body  # reached the app
+    status, body = _raw(port, _request_line(0, limit + 1) + tail)
+    assert status == 414 and body["error"]["code"] == "uri_too_long", body
+
+
+def test_every_query_the_api_accepts_fits_the_request_line(served):
+    port, _ = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    widest = "".join(f"%{b:02X}" for b in ("\U0001F600" * SERVED_QUERY_CHARS).encode())  # 4 UTF-8 bytes each
+    conn.request("GET", f"/api/v1/search?k=0&offset=0&q={widest}")
+    r = conn.getresponse()
+    assert r.status == 422 and "k" in json.loads(r.read())["error"]["message"]  # the app refused k, not the line
+
+
+def test_an_over_long_request_line_in_pieces_or_after_a_kept_alive_request_gets_414(served):
+    port, settings = served
+    line = _request_line(0, max_request_line(settings) + 1)
+    pieces = [line[i:i + 1000] for i in range(0, len(line), 1000)]
+    assert _raw(port, *pieces)[0] == 414  # no line end yet: refused on its length alone
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.request("GET", "/healthz")
+    first = conn.getresponse()
+    assert first.status == 200 and first.read()
+    kept = conn.sock
+    conn.request("GET", "/api/v1/search?q=" + "a" * 2**18)
+    assert conn.sock is kept  # the same connection's next request
+    assert conn.getresponse().status == 414
+
+
+def test_over_long_headers_get_431(served):
+    port, settings = served
+    padding = b"X-Padding: " + b"p" * max_head_bytes(settings) + b"\r\n"
+    status, body = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + padding + b"\r\n")
+    assert status == 431 and body["error"]["code"] == "headers_too_large", body

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tokensearch.settings import Settings
 
+from .http_limits import server_options
 from .security import InsecureConfigError, check_startup, is_loopback
 
 
@@ -68,7 +69,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
           f"({'API key required' if settings.api_key else 'no API key'}"
           f"{'' if is_loopback(settings.host) else ', reachable from the network'})", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, proxy_headers=False,
-                server_header=False, timeout_graceful_shutdown=15)
+                server_header=False, timeout_graceful_shutdown=15, **server_options(settings))
     return 0
 
 

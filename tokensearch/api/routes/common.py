@@ -29,14 +29,15 @@ def query_text(settings: Settings, description: str) -> Any:
 _DESCRIPTIONS = {
     400: "bad request", 401: "API key missing", 403: "wrong API key, or path outside the configured roots",
     404: "not found", 409: "conflict (e.g. the index was built by another model)", 413: "upload too large",
-    415: "unsupported file type", 422: "invalid parameters", 500: "internal error",
+    414: "request line (URL) longer than the server accepts", 415: "unsupported file type",
+    422: "invalid parameters", 500: "internal error",
 }
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for error statuses, all with the one error shape."""
     return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(c, "error")}
-            for c in (*codes, 401, 403, 422, 500)}
+            for c in (*codes, 401, 403, 414, 422, 500)}
 
 
 def image_url(doc_id: int, page: int) -> str:
