@@ -2,8 +2,9 @@
 
 Checks what a user sees: typing a query shows a result card whose drawn box sits on the word's true
 position (PyMuPDF's word box scaled to the thumbnail), the page view draws it too, the heatmap toggle shows
-an overlay that is hottest on the word, keyboard shortcuts work. Saves screenshots to
-``test-artifacts/viewer.png`` and ``docs/viewer.png`` (the README's picture).
+an overlay that is hottest on the word, keyboard shortcuts work. Saves a screenshot to
+``test-artifacts/viewer.png`` (gitignored); ``TOKENSEARCH_UPDATE_DOCS_SCREENSHOT=1`` also writes it to
+``docs/viewer.png`` (the README's picture), on purpose only: a test run leaves tracked files alone.
 
 The browser: ``TOKENSEARCH_TEST_CHROMIUM`` (default ``/usr/bin/chromium``; ``apt-get install -y chromium``);
 ``TOKENSEARCH_TEST_CHROMIUM=off`` skips this module explicitly. Playwright's own browser download is not used.
@@ -203,7 +204,10 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     assert zoomed["width"] > 1.8 * vb["width"]
     assert abs(zoomed["x"] + zoomed["width"] / 2 - (vb["x"] + vb["width"] / 2)) < 3  # around the cursor
     shot = pg.screenshot()
-    for target in (_artifact("viewer.png"), REPO / "docs" / "viewer.png"):
+    targets = [_artifact("viewer.png")]
+    if os.environ.get("TOKENSEARCH_UPDATE_DOCS_SCREENSHOT") == "1":
+        targets.append(REPO / "docs" / "viewer.png")
+    for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(shot)
 
