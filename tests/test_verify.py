@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -132,6 +134,89 @@ def test_word_end_reads_best_first_and_stops_at_the_first_whole_word():
     occs = locate(maps, [3, 4], threshold=0.9)
     assert sorted(o.cells[-1][0] for o in occs) == [0, 2]
     opt = SearchOptions(threshold=0.5, competitors=WORDS, token_classes=TokenClasses.of(WORD_TEXTS))
-    out = Searcher(None, None, opt)._word_end(occs, cell_rows(3, 7, ys, xs), feats, "correct")
+    out = Searcher(None, None, opt)._word_bounds(occs, cell_rows(3, 7, ys, xs), feats, "correct", "correct")
     by_line = {o.cells[-1][0]: o.score for o in out}
     assert by_line[0] == pytest.approx(1.0 - opt.word_end_penalty) and by_line[2] == pytest.approx(1.0)
+
+
+# word start: the same reading left of the match. A vocabulary of 8 tokens, each text's vector e_i; the query
+# is the amount "27.10" = "27" + "." + "10" (no leading space: nothing in its tokens says a number starts)
+NUM_TEXTS = ["27", ".", "10", "1", ":", "RM", "/", "2"]
+NUMS = np.eye(len(NUM_TEXTS), dtype=np.float32)
+
+
+def _number_line(before: list[int | None]):
+    """A line of cells: one per entry of ``before`` (a token id, or None for background), then "27" (2
+    cells), "." (1), "10" (2); the query's occurrence located on it, its first token's box on "27"."""
+    ids = [*before, 0, 0, 1, 2, 2]
+    keep = [i for i, t in enumerate(ids) if t is not None]
+    feats = NUMS[[ids[i] for i in keep]]
+    ys, xs = np.zeros(len(keep), np.int64), np.asarray(keep)
+    maps = dense_maps(Frame.whole(1, len(ids)), ys, xs, feats @ NUMS[[0, 1, 2]].T)
+    occs = locate(maps, [2, 1, 2], threshold=0.9)
+    assert len(occs) == 1 and occs[0].token_boxes[0][0] == len(before)
+    return occs, cell_rows(1, len(ids), ys, xs), feats
+
+
+def _starts_earlier(before: list[int | None], word: str = "27.10") -> bool:
+    occs, rows, feats = _number_line(before)
+    return bool(word_continues(occs, rows, feats, NUMS, TokenClasses.of(NUM_TEXTS), word, side="start")[0])
+
+
+def test_word_start_sees_a_longer_number_going_on():
+    assert _starts_earlier([3])  # "1|27.10": the amount 127.10
+    assert _starts_earlier([None, 3, 3])
+
+
+def test_word_start_reads_a_point_comma_or_colon_between_digits_as_one_number():
+    assert _starts_earlier([3, 4])  # "1:27.10" (a time "15:53:00" for "53.00")
+    assert _starts_earlier([3, 1])  # "1.27.10"
+    assert not _starts_earlier([5, 4])  # "RM:27.10": the colon ends a label, not a number
+    assert not _starts_earlier([None, 4])  # ": 27.10"
+
+
+def test_word_start_accepts_background_a_separator_or_a_currency_before_the_number():
+    assert not _starts_earlier([])  # the line starts with it
+    assert not _starts_earlier([3, None])  # "1 27.10": another number, set apart
+    assert not _starts_earlier([5, 5])  # "RM27.10": letters before digits, as the word end takes them
+    assert not _starts_earlier([3, 6])  # "1/27.10": "/" and "-" separate the parts of dates and codes
+
+
+def test_word_start_skips_the_numbers_own_first_digits():
+    assert not _starts_earlier([None, 7])  # the box stopped short of its own "2": still "27.10"
+    assert _starts_earlier([3, 7])  # ... then "1": "127.10"
+
+
+def test_word_start_is_not_read_left_of_a_word_starting_with_a_letter():
+    """A one-cell space between words reads as the previous word's last letters, so a glued prefix and a
+    tight space look alike left of a letter: only numbers are read (the vocabulary check sees a letter
+    word's missing leading space)."""
+    ids = [2, 2, 0, 0, 1, 1, 1]  # "ly" glued before " cor"+"rect"
+    feats = WORDS[ids]
+    ys, xs = np.zeros(len(ids), np.int64), np.arange(len(ids))
+    occs = locate(dense_maps(Frame.whole(1, len(ids)), ys, xs, feats @ WORDS[[0, 1]].T), [3, 4], threshold=0.9)
+    assert len(occs) == 1 and occs[0].token_boxes[0][0] == 2
+    rows, classes = cell_rows(1, len(ids), ys, xs), TokenClasses.of(WORD_TEXTS)
+    assert not word_continues(occs, rows, feats, WORDS, classes, "correct", side="start")[0]
+
+
+def test_word_bounds_take_the_start_penalty_where_a_number_goes_on_to_the_left():
+    """Two equal matches of "27.10": "127.10" on line 0, "27.10" alone on line 2. The first loses the
+    word-start penalty, the second keeps its score; with the penalty 0 nothing changes."""
+    from tokensearch.search.searcher import Searcher, SearchOptions
+
+    ids = {0: [3, 0, 0, 1, 2, 2], 2: [None, 0, 0, 1, 2, 2]}  # line 1 is background (no cells kept)
+    cells = [(y, x) for y in (0, 2) for x, t in enumerate(ids[y]) if t is not None]
+    ys, xs = np.asarray([c[0] for c in cells]), np.asarray([c[1] for c in cells])
+    feats = NUMS[[ids[y][x] for y, x in cells]]
+    maps = dense_maps(Frame.whole(3, 6), ys, xs, feats @ NUMS[[0, 1, 2]].T)
+    occs = locate(maps, [2, 1, 2], threshold=0.9)
+    assert sorted(o.cells[0][0] for o in occs) == [0, 2]
+    rows = cell_rows(3, 6, ys, xs)
+    opt = SearchOptions(threshold=0.5, competitors=NUMS, token_classes=TokenClasses.of(NUM_TEXTS))
+    out = Searcher(None, None, opt)._word_bounds(occs, rows, feats, "27.10", "27.10")
+    by_line = {o.cells[0][0]: o.score for o in out}
+    assert by_line[0] == pytest.approx(1.0 - opt.word_start_penalty) and by_line[2] == pytest.approx(1.0)
+    off = replace(opt, word_start_penalty=0.0)
+    assert all(o.score == pytest.approx(1.0) for o in Searcher(None, None, off)._word_bounds(occs, rows, feats,
+                                                                                             "27.10", "27.10"))

@@ -96,6 +96,9 @@ class SearchOptions:
     # benchmark (0.05, 0.1, 0.2: R@1 within 0.005), so it acts as a filter
     token_classes: TokenClasses | None = None
     word_end_penalty: float = 0.05
+    # the word-start check (the same reading, left of a number's match: "27.10" in "127.10", "53.00" in
+    # "15:53:00"), with the same penalty
+    word_start_penalty: float = 0.05
 
 
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
@@ -254,24 +257,31 @@ class Searcher:
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:
                 if verify:
-                    if self.opt.token_classes is not None and self.opt.word_end_penalty > 0:
-                        occs = self._word_end(occs, rows, pf.feats, plan.units[sp.unit].text.split()[-1])
+                    if self.opt.token_classes is not None:
+                        words = plan.units[sp.unit].text.split()
+                        occs = self._word_bounds(occs, rows, pf.feats, words[0], words[-1])
                     occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
                 per_unit[sp.unit].extend(occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 
-    def _word_end(self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, word: str) -> list[Occurrence]:
-        """Occurrences whose word goes on (``verify.word_continues``) lose the word-end penalty, read best
-        first until one does not go on: the ones below it cannot become the unit's best on this page, so
-        they are not read (a common word's 20 occurrences a page cost one or two reads, not 20; the page
-        scores and ranking are those of reading all)."""
+    def _word_bounds(self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, first: str,
+                     last: str) -> list[Occurrence]:
+        """Occurrences whose word goes on (``verify.word_continues``) lose the word-end penalty right of the
+        unit's ``last`` word and the word-start penalty left of its ``first``, read best first until one
+        that loses neither: the ones below it cannot become the unit's best on this page, so they are not
+        read (a common word's 20 occurrences a page cost one or two reads, not 20; the page scores and
+        ranking are those of reading all)."""
         occs = sorted(occs, key=lambda o: -o.score)
         assert self.opt.competitors is not None and self.opt.token_classes is not None
+        ends = [(side, word, pen) for side, word, pen in (("end", last, self.opt.word_end_penalty),
+                                                          ("start", first, self.opt.word_start_penalty)) if pen > 0]
         for i, o in enumerate(occs):
-            if not word_continues([o], rows, feats, self.opt.competitors, self.opt.token_classes, word)[0]:
+            loss = sum(pen for side, word, pen in ends
+                       if word_continues([o], rows, feats, self.opt.competitors, self.opt.token_classes, word, side)[0])
+            if not loss:
                 break
-            occs[i] = replace(o, score=o.score - self.opt.word_end_penalty)
+            occs[i] = replace(o, score=o.score - loss)
         return occs
 
     def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int,

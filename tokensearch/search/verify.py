@@ -75,13 +75,13 @@ def rescore_all(groups: list[tuple[list[Occurrence], np.ndarray, np.ndarray, np.
 
 
 # ------------------------------------------------------------------------------------------------------
-# word end: is the matched word part of a longer one?
+# word boundaries: is the matched word part of a longer one?
 # ------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TokenClasses:
     """What each vocabulary token says about word boundaries, from its text (a leading space = it starts a
-    word): the word-end check reads the token the model sees right of a match."""
+    word): the word-boundary checks read the tokens the model sees left and right of a match."""
 
     starts_word: np.ndarray  # (V,) bool
     alnum: np.ndarray  # (V,) bool: letters and digits only (not punctuation, not a byte piece)
@@ -94,34 +94,58 @@ class TokenClasses:
                    np.array([b.isalnum() for b in bodies], dtype=bool), bodies)
 
 
-WORD_END_CELLS = 3  # cells right of the last token read before the word is taken to end there
-# a cell belongs to the word's own tail if one of its best tokens (at most this many, within WORD_END_NEAR of
-# the best cosine) is part of that tail
+WORD_END_CELLS = 3  # cells beyond the match read before the word is taken to end (or start) there
+# a cell belongs to the word's own end (start) if one of its best tokens (at most this many, within
+# WORD_END_NEAR of the best cosine) is part of it
 WORD_END_TOP = 3
 WORD_END_NEAR = 0.1
+# left of a number, these between digits keep one number going ("15:53:00", "1,008.60"); "/" and "-"
+# separate the parts of a date or a code, which a user searches alone ("2017" in "18/07/2017")
+NUMBER_JOINERS = frozenset(".,:")
 
 
 def word_continues(occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, competitors: np.ndarray,
-                   classes: TokenClasses, word: str) -> np.ndarray:
-    """(N,) bool: right of each occurrence the model reads the *same* word going on — "correct" matched in
-    "correctly", "click" in "clicking" — so the query word is not what is written there.
+                   classes: TokenClasses, word: str, side: str = "end") -> np.ndarray:
+    """(N,) bool: beyond each occurrence the model reads the *same* word going on, so the query word is not
+    what is written there — right of it (``side="end"``): "correct" matched in "correctly", "click" in
+    "clicking"; left of a number (``side="start"``): "27.10" in "127.10", "53.00" in "15:53:00".
 
     The query's tokens chain into a longer word's first tokens exactly (" cor"+"rect" is the start of
     " cor"+"rect"+"ly"), and on the dev benchmark such prefixes were a third of the wrong first pages of
-    single words. Cells right of the last token's box, one by one: a background cell (not kept), a
-    token that starts a word, punctuation, or a change between letters and digits ends the word; a
-    token that is part of the query word's own end (the box stopped short) moves on; any other
-    letters/digits token continues it.
+    single words. A number's tokens carry no leading space (the query rule gives one only to a word that
+    starts with a letter), so neither they nor the vocabulary check can tell where a number starts.
+    Cells beyond the last (first) token's box on its chain cell's row, one by one: a background cell
+    (not kept), punctuation, or a change between letters and digits bounds the word ("RM4.43" holds
+    "4.43"), and so does, right of it, a token that starts a word; a token that is part of the query
+    word's own end (start) moves on (the box stopped short), as does, left of a number, a point, comma
+    or colon, after which a digit continues the number and anything else bounds it; any other
+    letters/digits token continues the word.
+
+    Left of a word that starts with a letter nothing is read (always False): a one-cell space between
+    words reads as the previous word's last letters ("TAT HARDWARE": 'T', 'FT'; "OPERATOR MTRC": 'R',
+    'ER'), so a tight space looks like a glued prefix ("WHOLESALE") there; reading it cost 1.8-1.9
+    points of R@1 on the dev benchmark, phrases most (BENCHMARKS.md, "The word-start check"). Such a
+    word's first query token carries the leading space (" SALE") that letters inside a longer word lack,
+    which the vocabulary check weighs already.
     """
-    out = np.zeros(len(occs), dtype=bool)
+    assert side in ("end", "start"), side
+    right = side == "end"
     word = word.lower()
-    H, W = rows.shape
+    edge = word[-1:] if right else word[:1]  # the query's character next to the cells read
+    out = np.zeros(len(occs), dtype=bool)
+    if not right and not edge.isdigit():
+        return out
+    W = rows.shape[1]
     pending = list(range(len(occs)))
-    for dx in range(1, WORD_END_CELLS + 1):
+    joined = np.zeros(len(occs), dtype=bool)  # a joiner read left of a number: a digit next continues it
+    for d in range(1, WORD_END_CELLS + 1):
         idx, cell_rows_ = [], []
         for i in pending:
-            (cy, _), x = occs[i].cells[-1], occs[i].token_boxes[-1][2] + dx
-            if x < W and rows[cy, x] >= 0:
+            if right:
+                (cy, _), x = occs[i].cells[-1], occs[i].token_boxes[-1][2] + d
+            else:
+                (cy, _), x = occs[i].cells[0], occs[i].token_boxes[0][0] - d
+            if 0 <= x < W and rows[cy, x] >= 0:
                 idx.append(i)
                 cell_rows_.append(rows[cy, x])
         if not idx:
@@ -132,13 +156,24 @@ def word_continues(occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, 
         best = top[np.arange(len(idx)), np.argmax(top_sims, axis=1)]
         pending = []
         for i, t1, tops, ts in zip(idx, best, top, top_sims):
-            if classes.starts_word[t1] or not classes.alnum[t1]:
+            body = classes.bodies[t1]
+            if not classes.alnum[t1]:
+                if not right and body and set(body) <= NUMBER_JOINERS:
+                    joined[i] = True
+                    pending.append(i)
+                continue
+            if joined[i]:  # "15:" left of "53:00"
+                out[i] = body[-1:].isdigit()
+                continue
+            if right and classes.starts_word[t1]:
                 continue
             near = tops[ts >= ts.max() - WORD_END_NEAR]
-            if any(classes.bodies[t] and classes.bodies[t] in word[-(len(classes.bodies[t]) + 2):] for t in near):
-                pending.append(i)  # still the query word's own last letters
+            own = [t for t in near if classes.bodies[t] and classes.bodies[t] in
+                   (word[-(len(classes.bodies[t]) + 2):] if right else word[:len(classes.bodies[t]) + 2])]
+            if own:
+                pending.append(i)  # still the query word's own letters
                 continue
-            if word[-1:].isalpha() != classes.bodies[t1][:1].isalpha():
+            if edge.isalpha() != (body[:1] if right else body[-1:]).isalpha():
                 continue
             out[i] = True
     return out
