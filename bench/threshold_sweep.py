@@ -7,6 +7,11 @@ development tool to pick a threshold and to compare models/scorers on the same p
 
     python3 bench/threshold_sweep.py --set clean_150 --pages subset60 --model mini --home /tmp/sweep_c150
     python3 bench/threshold_sweep.py --set real_dev --pages all --home /tmp/sweep_real   # receipts (evaluate only)
+    python3 bench/threshold_sweep.py --set real_dev --pages all --home H --floor 0.7233 --thresholds 0.7233 \
+        --verify-weights 4 --word-start-penalties 0,0.05 --per-type   # the word-start check on and off
+
+A replay removes hits below each threshold after the search, so for queries of several words (a page holding
+some of them scores their mean) it is stricter than a search at that threshold.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ def main() -> None:
                     "(search.verify) to replay, each a curve")
     ap.add_argument("--word-end-penalties", default="0.05", help="comma-separated penalties of the word-end check "
                     "(search.verify.word_continues; with verification only) to replay, each a curve")
+    ap.add_argument("--word-start-penalties", default="0.05", help="comma-separated penalties of the word-start "
+                    "check (word_continues left of a number's match; with verification only), each a curve")
+    ap.add_argument("--per-type", action="store_true", help="also print R@1 / Loc@1 / FP per query type")
     a = ap.parse_args()
 
     bench = a.bench.resolve()
@@ -67,26 +75,30 @@ def main() -> None:
     thresholds = ([float(t) for t in a.thresholds.split(",")] if a.thresholds else
                   [round(a.floor + 0.025 * i, 3) for i in range(int((0.95 - a.floor) / 0.025) + 1)])
     curve = []
-    for w, pen in itertools.product([float(v) for v in a.verify_weights.split(",")],
-                                    [float(v) for v in a.word_end_penalties.split(",")]):
+    for w, pen, start in itertools.product(*([float(v) for v in arg.split(",")] for arg in
+                                             (a.verify_weights, a.word_end_penalties, a.word_start_penalties))):
         engine.settings = engine.settings.model_copy(update={"verify_weight": w})
         searcher = engine.searcher()
-        searcher.opt = replace(searcher.opt, word_end_penalty=pen)
+        searcher.opt = replace(searcher.opt, word_end_penalty=pen, word_start_penalty=start)
         results = {}
         for q in queries:
             res = searcher.search(q["query"], 10, 0, engine.settings.max_query_chars)
             hits = [conv(None, {"path": h.path, "page": h.page, "score": h.score, "boxes": h.boxes})
                     for h in res.hits]
             results[q["id"]] = [h for h in hits if h is not None]
-        print(f"verify weight {w}, word-end penalty {pen}")
+        print(f"verify weight {w}, word-end penalty {pen}, word-start penalty {start}")
         print(f"{'thr':>6} {'R@1':>6} {'R@10':>6} {'Loc@1':>6} {'FP':>6}")
         for t in thresholds:
             kept = {qid: [h for h in hits if h["score"] >= t] for qid, hits in results.items()}
-            summary, _, _ = run_eval.score(queries, kept, [], gt_pages, transforms, None, 10)
-            curve.append({"verify_weight": w, "word_end_penalty": pen, "threshold": t,
+            summary, per_type, _ = run_eval.score(queries, kept, [], gt_pages, transforms, None, 10)
+            curve.append({"verify_weight": w, "word_end_penalty": pen, "word_start_penalty": start, "threshold": t,
                           **{k: summary[k] for k in ("R@1", "R@10", "Loc@1", "FP_any")}})
             print(f"{t:6.3f} {summary['R@1']:6.3f} {summary['R@10']:6.3f} {summary['Loc@1']:6.3f} "
                   f"{summary['FP_any']:6.3f}", flush=True)
+            if a.per_type:
+                for name, v in sorted(per_type.items()):
+                    print(f"{'':6} {name:10} n={v['n']:<3} " + " ".join(f"{m} {v[m]:.3f}" for m in ("r1", "loc1", "fp_any")
+                                                                   if m in v))
     if a.json:
         a.json.write_text(json.dumps({"set": a.set, "pages": a.pages, "model": a.model, "curve": curve}, indent=1))
 
