@@ -265,3 +265,30 @@ def test_flat_index_answers_many_query_rows_as_faiss_does(open_store):
         one_pages, one_scores, one_cells = vi.search(row[None], 300)[0]  # FAISS (a single row)
         assert np.allclose(scores, one_scores, atol=1e-5)
         assert pages.tolist() == one_pages.tolist() and cells.tolist() == one_cells.tolist()  # no ties here
+
+
+def test_a_kept_decoded_flat_index_gives_the_same_hits_and_follows_changes(open_store, monkeypatch):
+    """keep_flat_decoded (the API's search workers): the blocked scan over the float32 copy gives exactly
+    the hits of the float16 scan, and the copy is rebuilt after pages are added or removed."""
+    import tokensearch.storage.vectors as vectors
+    from tokensearch.storage.vectors import SCAN_MIN_QUERIES
+
+    store = open_store()
+    for seed in range(3):
+        write(store, seed, n_pages=3, n=400, dim=32)
+    vi = store.vectors.current()
+    q = store.project_queries(l2_normalize(np.random.default_rng(5).standard_normal((SCAN_MIN_QUERIES + 1, 32))
+                                           .astype(np.float32)))
+
+    def hits():
+        return [(p.tolist(), np.round(s, 6).tolist(), c.tolist()) for p, s, c in store.vectors.current().search(q, 200)]
+
+    plain = hits()
+    monkeypatch.setattr(vectors, "_KEEP_DECODED", True)
+    assert hits() == plain and vi._decoded is not None and vi._decoded.dtype == np.float32
+    write(store, 9, n_pages=2, n=400, dim=32)  # pages added: the copy follows
+    monkeypatch.setattr(vectors, "_KEEP_DECODED", False)
+    grown = hits()
+    monkeypatch.setattr(vectors, "_KEEP_DECODED", True)
+    assert hits() == grown != plain
+    assert len(store.vectors.current()._decoded) == store.vectors.current().ntotal

@@ -50,10 +50,22 @@ CELL_BITS = 20  # up to 1M vectors per page (TokenOCR's 12-tile page has 196,608
 CELL_MASK = (1 << CELL_BITS) - 1
 SCAN_BLOCK = 16384  # float16 rows decoded at once by the blocked scan (6 MB of float32 at d=96)
 SCAN_MIN_QUERIES = 5  # from this many query rows the blocked scan beats FAISS's one pass per row (BENCHMARKS.md)
+_KEEP_DECODED = False  # see keep_flat_decoded
+
+
+def keep_flat_decoded(on: bool = True) -> None:
+    """In this process, keep a float32 copy of a flat index's float16 codes for the blocked scan.
+
+    For a process that searches all day (the API's search workers): each search of 5+ token rows then
+    skips decoding all n*d codes, about a quarter of its CPU time on the dev benchmark's 137 pages (762k
+    vectors), for 4 more bytes a value of memory (290 MB there; at most 770 MB, at ``flat_max_vectors``
+    2M and d 96). The copy is rebuilt at the first search after pages are added or removed."""
+    global _KEEP_DECODED
+    _KEEP_DECODED = on
 
 
 def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` inner products of every row of ``q`` (nq, d) with float16 ``codes`` (n, d): scores
+    """Exact top-``k`` inner products of every row of ``q`` (nq, d) with float16 (or float32) ``codes`` (n, d): scores
     (nq, k) best first, and their row numbers in ``codes``.
 
     FAISS's flat scalar-quantiser search decodes every code once *per query row*; this decodes a block
@@ -72,7 +84,10 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
     b0 = 0
     while b0 < n:
         f = block[:min(len(block), n - b0)]
-        _float16_to_32(codes[b0:b0 + len(f)], f, by_torch)
+        if codes.dtype == np.float32:  # already decoded (keep_flat_decoded)
+            f = codes[b0:b0 + len(f)]
+        else:
+            _float16_to_32(codes[b0:b0 + len(f)], f, by_torch)
         s = f @ q.T  # (b, nq): in this orientation OpenBLAS is ~2x faster for few query rows
         if b0 == 0 and len(s) > k:
             floor = -np.partition(-s, k - 1, axis=0)[k - 1]
@@ -217,6 +232,7 @@ class VectorIndex:
     generation: int = 0  # DB generation this content reflects
     saved_generation: int = -1  # generation of the snapshot on disk (-1: none)
     nprobe: int | None = None
+    _decoded: np.ndarray | None = field(default=None, repr=False, compare=False)  # keep_flat_decoded's copy
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -253,6 +269,7 @@ class VectorIndex:
         """Index a page's vectors; ``cells``: their (n, 2) grid cells (row, column), if known."""
         if page_id in self.page_cells:
             self.remove_pages([page_id])
+        self._decoded = None
         n = len(vecs)
         if n:
             if n > CELL_MASK + 1:
@@ -269,6 +286,7 @@ class VectorIndex:
             for p in page_ids
             if p in self.page_cells
         ]
+        self._decoded = None
         for p in page_ids:
             self.page_cells.pop(p, None)
             self.positions.pop(p, None)
@@ -283,6 +301,10 @@ class VectorIndex:
         if self.ntotal == 0 or len(q) == 0 or k <= 0:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in q]
         codes = self._flat_codes() if len(q) >= SCAN_MIN_QUERIES else None
+        if codes is not None and _KEEP_DECODED:
+            if self._decoded is None or len(self._decoded) != len(codes):
+                self._decoded = codes.astype(np.float32)
+            codes = self._decoded
         if codes is not None:
             scores, rows = scan_top_k(codes, q, k)
             ids = self._flat_ids()[rows]
