@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     roots: list[Path] = Field(default_factory=list)  # folders the API may index / serve from
     max_upload_bytes: int = Field(100 * 2**20, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    # processes answering searches in `tokensearch serve`, each with the index and the model's query side
+    # loaded once (None: one per CPU core this process may use; 0: in the server process, on threads)
+    search_workers: int | None = Field(None, ge=0, le=64)
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,8 +1,9 @@
-"""The FastAPI application: ``create_app(settings)`` builds it; its lifespan builds the ONE engine.
+"""The FastAPI application: ``create_app(settings)`` builds it; its lifespan builds the server's engine.
 
 Nothing happens at import time: settings come in as an argument (or ``get_settings()`` when omitted), the
 engine is opened when the app starts and closed when it stops, index jobs interrupted by the previous stop
-are resumed.
+are resumed. An app that builds its own engine answers searches in worker processes and runs index jobs
+in a process each (:mod:`.searches`, :mod:`.job_process`); one handed an engine does both on its threads.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from tokensearch.settings import Settings, get_settings
 
 from .deps import ApiState
 from .errors import install_error_handlers
+from .job_process import ProcessRunner
 from .jobs import JobManager
 from .metrics import Metrics, MetricsMiddleware
 from .openapi import install_openapi
 from .pages import PageImageCache, TokenMapsCache
 from .routes import documents, health, index_jobs, pages, search
+from .searches import make_searches
 from .security import allowed_roots, check_startup, is_inside, resolve_client_path
 
 log = logging.getLogger("tokensearch.api")
@@ -36,17 +39,18 @@ VIEWER_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self';
               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def _build_state(settings: Settings, engine: Any, metrics: Metrics) -> ApiState:
+def _build_state(settings: Settings, engine: Any, metrics: Metrics, owned: bool) -> ApiState:
     home = Path(settings.home).expanduser()
     roots = allowed_roots(settings)
     return ApiState(
         settings=settings,
         engine=engine,
         jobs=JobManager(engine, home / "api", validate_path=lambda p: resolve_client_path(p, settings),
-                        confine=lambda p: is_inside(p, roots)),
+                        confine=lambda p: is_inside(p, roots), runner=ProcessRunner(settings) if owned else None),
         images=PageImageCache(engine, home / "cache", roots, settings.max_page_pixels),
         token_maps=TokenMapsCache(engine),
         metrics=metrics,
+        searches=make_searches(settings, engine, owned),
         roots=roots,
     )
 
@@ -76,16 +80,24 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
             if own:
                 eng.close()
             raise
-        state = _build_state(settings, eng, metrics)
+        state = _build_state(settings, eng, metrics, own)
+        try:
+            await state.searches.start()
+        except BaseException:
+            state.searches.close()
+            if own:
+                eng.close()
+            raise
         state.jobs.start()
         app.state.api = state
-        log.info("tokensearch API ready (home=%s, roots=%s, auth=%s)", settings.home,
-                 [str(r) for r in state.roots], bool(settings.api_key))
+        log.info("tokensearch API ready (home=%s, roots=%s, auth=%s, search workers=%d)", settings.home,
+                 [str(r) for r in state.roots], bool(settings.api_key), state.searches.workers)
         try:
             yield
         finally:
             state.jobs.stop()
             app.state.api = None
+            state.searches.close()
             if own:
                 eng.close()
 

@@ -27,6 +27,7 @@ class ApiState:
     images: PageImageCache
     token_maps: TokenMapsCache
     metrics: Metrics
+    searches: Any  # .searches.ThreadSearches | ProcessSearches: where searches run
     roots: list[Path] = field(default_factory=list)  # resolved: settings.roots + uploads
 
 

@@ -1,7 +1,10 @@
 """Index jobs run by the API: one worker thread, progress in memory, state persisted under ``<home>/api``.
 
 A job indexes a folder (``POST /api/v1/index-jobs``) or a set of uploaded files (``POST /api/v1/documents``).
-Jobs run one at a time (the engine's index writer is single), while searches keep being served.
+Jobs run one at a time, each in its own process under ``tokensearch serve`` (:mod:`.job_process`: a long
+job never takes CPU time or the GIL from the server that answers searches), or on the worker thread with
+the app's engine when the app was handed one (tests, embedding). Searches see a job's pages as it commits
+them, document by document.
 
 State survives restarts: ``<home>/api/jobs.json`` is rewritten atomically on every state change (and at
 most once a second for progress). On start-up, a job that was queued or running when the server stopped
@@ -133,12 +136,48 @@ class JobRunning(Exception):
     """The job is running and cannot be stopped (an upload job); answered 409."""
 
 
+Progress = Callable[[Any], None]
+# runs one job: (job, cancel, progress) -> its report; blocks until the job ends
+Runner = Callable[[Job, threading.Event, Progress], Any]
+
+
+def run_job(engine: Any, job: Job, cancel: threading.Event, progress: Progress, *,
+            validate_path: Callable[[str], Path] | None = None,
+            confine: Callable[[Path], bool] | None = None) -> Any:
+    """Index what ``job`` names with ``engine``; returns the indexer's report (in the server, or in the job's
+    own process: :mod:`.job_process`)."""
+    if job.kind == "upload":
+        return engine.index_files([Path(f) for f in job.files], Path(job.path), progress=progress)
+    target = Path(job.path)
+    if validate_path is not None:
+        target = validate_path(job.path)
+    if target.is_file():
+        return engine.index_files([target], target.parent, progress=progress)
+    if confine is not None:
+        from tokensearch.indexer import walk_documents
+
+        files = walk_documents(target)
+        outside = [p for p in files if not confine(p.resolve())]
+        if outside:  # symlinks leading out of the roots: never read them; index the rest (no pruning)
+            log.warning("index job %s: skipping %d file(s) that link outside the roots", job.id, len(outside))
+            report = engine.index_files([p for p in files if p not in outside], target, progress=progress)
+            extra = _plain(report) or {}
+            extra["skipped_outside_roots"] = [str(p) for p in outside]
+            return extra
+    return engine.index(target, progress=progress, cancel=cancel)
+
+
 class JobManager:
-    """Runs index jobs on a worker thread and persists their state."""
+    """Runs index jobs on a worker thread and persists their state.
+
+    ``runner`` runs one job (default: :func:`run_job` with ``engine`` on the worker thread; ``tokensearch
+    serve`` passes :class:`.job_process.ProcessRunner`, which runs it in a process of its own)."""
 
     def __init__(self, engine: Any, state_dir: Path, *, validate_path: Callable[[str], Path] | None = None,
-                 confine: Callable[[Path], bool] | None = None, on_finish: Callable[[Job], None] | None = None):
+                 confine: Callable[[Path], bool] | None = None, on_finish: Callable[[Job], None] | None = None,
+                 runner: Runner | None = None):
         self.engine = engine
+        self.runner = runner
         self.state_file = Path(state_dir) / "jobs.json"
         self.validate_path = validate_path  # re-checks a resumed job's path against the roots
         self.confine = confine  # is a (resolved) file inside the roots? files symlinked out of them are skipped
@@ -317,25 +356,9 @@ class JobManager:
                 self._write(job, progress=p)
                 self._save()
 
-        if job.kind == "upload":
-            return self.engine.index_files([Path(f) for f in job.files], Path(job.path), progress=progress)
-        target = Path(job.path)
-        if self.validate_path is not None:
-            target = self.validate_path(job.path)
-        if target.is_file():
-            return self.engine.index_files([target], target.parent, progress=progress)
-        if self.confine is not None:
-            from tokensearch.indexer import walk_documents
-
-            files = walk_documents(target)
-            outside = [p for p in files if not self.confine(p.resolve())]
-            if outside:  # symlinks leading out of the roots: never read them; index the rest (no pruning)
-                log.warning("index job %s: skipping %d file(s) that link outside the roots", job.id, len(outside))
-                report = self.engine.index_files([p for p in files if p not in outside], target, progress=progress)
-                extra = _plain(report) or {}
-                extra["skipped_outside_roots"] = [str(p) for p in outside]
-                return extra
-        return self.engine.index(target, progress=progress, cancel=cancel)
+        if self.runner is not None:
+            return self.runner(job, cancel, progress)
+        return run_job(self.engine, job, cancel, progress, validate_path=self.validate_path, confine=self.confine)
 
     def _finish(self, job: Job, status: str, error: str | None = None) -> None:
         if job.error and error is None and job.status == "running":

@@ -30,7 +30,7 @@ _DESCRIPTIONS = {
     400: "bad request", 401: "API key missing", 403: "wrong API key, or path outside the configured roots",
     404: "not found", 409: "conflict (e.g. the index was built by another model)", 413: "upload too large",
     414: "request line (URL) longer than the server accepts", 415: "unsupported file type",
-    422: "invalid parameters", 500: "internal error",
+    422: "invalid parameters", 500: "internal error", 503: "a search worker stopped while answering; retry",
 }
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from tokensearch.settings import Settings
 
 from ...pathnames import shown
-from ..deps import Authorized, EngineDep
+from ..deps import Authorized, StateDep
 from ..errors import ApiError
 from ..schemas import HitOut, SearchOut
 from .common import API, errors, image_url, query_text, thumbnail_url
@@ -25,16 +25,16 @@ def build_router(settings: Settings) -> APIRouter:
     Q = query_text(settings, 'text to find (words, "a phrase", numbers, IDs)')
     K = Annotated[int, Query(ge=1, le=settings.max_k, description="hits per page of results (TOKENSEARCH_MAX_K)")]
 
-    @router.get("/search", response_model=SearchOut, responses=errors(400, 409))
-    def search(
-        engine: EngineDep,
+    @router.get("/search", response_model=SearchOut, responses=errors(400, 409, 503))
+    async def search(  # async: the search itself runs in a worker (``state.searches``), the loop only waits
+        state: StateDep,
         q: Q,
         k: K = min(10, settings.max_k),  # a default above the maximum would make the spec invalid
         offset: Annotated[int, Query(ge=0, le=100_000, description="hits to skip (pagination)")] = 0,
     ) -> SearchOut:
         if not q.strip():
             raise ApiError(422, "validation_error", "q: the query is empty")
-        result = engine.search(q, k=k, offset=offset)
+        result = await state.searches.search(q, k, offset)
         hits = [
             HitOut(path=shown(str(h.path)), name=shown(Path(str(h.path)).name), page=h.page, score=float(h.score),
                    boxes=[[float(c) for c in b] for b in h.boxes], doc_id=h.doc_id, page_id=h.page_id,
