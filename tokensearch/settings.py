@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # processes answering searches in `tokensearch serve`, each with the index and the model's query side
     # loaded once (None: one per CPU core this process may use; 0: in the server process, on threads)
     search_workers: int | None = Field(None, ge=0, le=64)
+    # niceness of those workers: when searches and an index job (nice 0, its own process) both want every
+    # core, the job gets most of them and is not stalled by a flood of searches; idle cores go to searches
+    search_nice: int = Field(5, ge=0, le=19)
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,7 +4,9 @@ A search is CPU-bound Python and numpy. In one process, concurrent searches take
 extra thread only adds switching, so ``tokensearch serve`` answers them in ``search_workers`` processes
 (default: one per CPU core), each of which opens the index and loads the model's query side once and runs
 single-threaded (BLAS, FAISS's OpenMP and torch at one thread: N workers use N cores, never more threads
-than cores), with the flat vector index kept decoded (``storage.vectors.keep_flat_decoded``). Searches wait their turn in the server, first come first served, and never behind an index
+than cores), with the flat vector index kept decoded (``storage.vectors.keep_flat_decoded``), at niceness
+``search_nice`` (5): when an index job and a flood of searches both want every core, the job gets the
+larger share (about three quarters of the CPU against two busy workers) and searches the rest. Searches wait their turn in the server, first come first served, and never behind an index
 job, which runs in its own process (:mod:`.job_process`).
 
 A worker sees the pages an index job commits at its next search: the store compares the database's
@@ -74,6 +76,7 @@ class ProcessSearches:
     def __init__(self, settings: Settings, workers: int):
         self.settings_json = settings.model_dump_json()
         self.workers = workers
+        self.pids: set[int] = set()  # of the workers that warmed up (for tests and logs)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -88,6 +91,8 @@ class ProcessSearches:
         for outcome in await asyncio.gather(*warm, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a search worker could not load the index: %s", outcome)
+            else:
+                self.pids.add(outcome)
 
     async def search(self, q: str, k: int, offset: int) -> Any:
         try:
@@ -124,6 +129,9 @@ def _start_worker(settings_json: str, server: int) -> None:
 
     die_with_parent(server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops us
+    settings = Settings.model_validate_json(settings_json)
+    if settings.search_nice:
+        os.nice(settings.search_nice)  # an index job running meanwhile gets the larger share of the CPU
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)  # for the life of the process: one core per worker
@@ -136,8 +144,7 @@ def _start_worker(settings_json: str, server: int) -> None:
     from tokensearch.engine import Engine
     from tokensearch.storage.vectors import keep_flat_decoded
 
-    keep_flat_decoded()  # a quarter less CPU a search, for memory (see there)
-    settings = Settings.model_validate_json(settings_json)
+    keep_flat_decoded()  # a third less CPU a search, for memory (see there)
     _engine = Engine(settings.model_copy(update={"threads": 1}))
 
 
