@@ -47,7 +47,8 @@ class ProcessRunner:
         proc = subprocess.Popen([sys.executable, "-m", "tokensearch.api.job_process"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=None, close_fds=True)
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {"settings": self.settings_json, "job": job.to_dict(), "parent": os.getpid()}
+        spec = {"settings": self.settings_json, "job": job.to_dict(), "parent": os.getpid(),
+                "log_level": logging.getLogger().getEffectiveLevel()}  # the server's (serve --log-level)
         try:
             proc.stdin.write(json.dumps(spec).encode() + b"\n")
             proc.stdin.flush()
@@ -127,8 +128,9 @@ def main() -> int:
     # the protocol gets its own copy of stdout; anything else printed (a library's message) goes to stderr
     out = os.fdopen(os.dup(1), "w", encoding="ascii")
     os.dup2(2, 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec = json.loads(sys.stdin.readline() or "{}")
+    logging.basicConfig(level=int(spec.get("log_level", logging.INFO)),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     die_with_parent(int(spec.get("parent", os.getppid())))
     cancel = threading.Event()
     threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True).start()

@@ -76,7 +76,6 @@ class ProcessSearches:
     def __init__(self, settings: Settings, workers: int):
         self.settings_json = settings.model_dump_json()
         self.workers = workers
-        self.pids: set[int] = set()  # of the workers that warmed up (for tests and logs)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -85,14 +84,12 @@ class ProcessSearches:
                                    initializer=_start_worker, initargs=(self.settings_json, os.getpid()))
 
     async def start(self) -> None:
-        """Start every worker and wait until each has the index and the query side loaded (a failure is
-        logged: searches then answer it)."""
-        warm = [asyncio.wrap_future(self._pool.submit(_warm)) for _ in range(self.workers)]
-        for outcome in await asyncio.gather(*warm, return_exceptions=True):
+        """Start the workers; return once they answer (each warms up before its first task, in
+        :func:`_start_worker`; a task may go to a worker that is ready first)."""
+        ready = [asyncio.wrap_future(self._pool.submit(os.getpid)) for _ in range(self.workers)]
+        for outcome in await asyncio.gather(*ready, return_exceptions=True):
             if isinstance(outcome, BaseException):
-                log.error("a search worker could not load the index: %s", outcome)
-            else:
-                self.pids.add(outcome)
+                log.error("a search worker did not start: %s", outcome)
 
     async def search(self, q: str, k: int, offset: int) -> Any:
         try:
@@ -146,13 +143,10 @@ def _start_worker(settings_json: str, server: int) -> None:
 
     keep_flat_decoded()  # a third less CPU a search, for memory (see there)
     _engine = Engine(settings.model_copy(update={"threads": 1}))
-
-
-def _warm() -> int:
-    """Open the index, load its vectors and the query side, compute what every search needs (one search of
-    several tokens: the flat index's decoded copy too)."""
-    _engine.search("warming up the search worker", k=1)
-    return os.getpid()
+    try:  # the index, its vectors (decoded), the query side, the vocabulary check: one search loads them
+        _engine.search("warming up the search worker", k=1)
+    except Exception as exc:  # noqa: BLE001 - e.g. a model mismatch: every search answers it, not the start
+        log.error("search worker %d could not warm up: %s", os.getpid(), exc)
 
 
 def _search(q: str, k: int, offset: int) -> Any:
