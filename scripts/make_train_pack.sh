@@ -44,17 +44,8 @@ if [ -z "$PDF_DIR" ]; then
   PDF_DIR=runs/mini-shipped/pdfs
   [ "$PACKAGES" = "texlive-latex-recommended-doc texlive-humanities-doc texlive-publishers-doc" ] \
     || PDF_DIR=runs/pdfs-$(echo "$PACKAGES" | md5sum | cut -c1-8)
-  if [ ! -d "$PDF_DIR" ]; then  # as scripts/train_shipped.sh stage 0 (same file names)
-    tmp=$(mktemp -d)
-    # shellcheck disable=SC2086
-    (cd "$tmp" && apt-get download $PACKAGES && for d in *.deb; do dpkg-deb -x "$d" x; done)
-    mkdir -p "$PDF_DIR.part"
-    find "$tmp/x" -name '*.pdf' -size +20k | while read -r f; do
-      cp "$f" "$PDF_DIR.part/$(echo "${f#"$tmp"/}" | md5sum | cut -c1-8)_$(basename "$f")"
-    done
-    mv "$PDF_DIR.part" "$PDF_DIR"
-    rm -rf "$tmp"
-  fi
+  # shellcheck disable=SC2086
+  bash scripts/fetch_doc_pdfs.sh "$PDF_DIR" $PACKAGES  # as scripts/train_shipped.sh stage 0 (same file names)
 fi
 
 if [ -d "$OUTDIR" ] && [ -n "$(ls -A "$OUTDIR")" ] && [ ! -f "$OUTDIR/pack.json" ]; then

@@ -32,18 +32,7 @@ done_steps() {  # steps recorded in a run's checkpoint (0 if none)
   python3 -c "import sys,torch; print(torch.load(sys.argv[1], weights_only=False)['step'])" "$1/ckpt.pt" 2>/dev/null || echo 0
 }
 
-if [ ! -d "$PDFS" ]; then
-  tmp=$(mktemp -d)
-  (cd "$tmp" && apt-get download texlive-latex-recommended-doc texlive-humanities-doc texlive-publishers-doc \
-     && for d in *.deb; do dpkg-deb -x "$d" x; done)
-  mkdir -p "$PDFS.part"
-  # file names made unique by a hash of their path in the package
-  find "$tmp/x" -name '*.pdf' -size +20k | while read -r f; do
-    cp "$f" "$PDFS.part/$(echo "${f#"$tmp"/}" | md5sum | cut -c1-8)_$(basename "$f")"
-  done
-  mv "$PDFS.part" "$PDFS"
-  rm -rf "$tmp"
-fi
+bash scripts/fetch_doc_pdfs.sh "$PDFS" texlive-latex-recommended-doc texlive-humanities-doc texlive-publishers-doc
 
 if [ "$(done_steps "$RUN/stage1")" -lt "$STEPS" ]; then
   tokensearch train --out "$RUN/stage1" --pdf-dir "$PDFS" --synth-fraction 0.5 --steps "$STEPS" --lr 2e-3 \
