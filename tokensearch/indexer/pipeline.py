@@ -133,12 +133,16 @@ def walk_folder(root: Path) -> FolderWalk:
     """Candidate documents below ``root`` (recursively, hidden entries skipped, links to folders not
     followed) and, for every entry that looks like one but cannot be read, the reason."""
     walk = FolderWalk()
-    if not root.is_dir():
-        problem = _entry_problem(root)
+
+    def consider(p: Path) -> None:
+        problem = _entry_problem(p)
         if problem is not None:
-            walk.problems.append((root, problem))
-        elif is_candidate(root):
-            walk.files.append(root)
+            walk.problems.append((p, problem))
+        elif is_candidate(p):
+            walk.files.append(p)
+
+    if not root.is_dir():
+        consider(root)
         return walk
 
     def unlistable(e: OSError) -> None:
@@ -153,14 +157,8 @@ def walk_folder(root: Path) -> FolderWalk:
             walk.problems.append((here / d, "a symbolic link to a folder: not followed (index the folder it "
                                   "points to itself)"))
         for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            p = here / name
-            problem = _entry_problem(p)
-            if problem is not None:
-                walk.problems.append((p, problem))
-            elif is_candidate(p):
-                walk.files.append(p)
+            if not name.startswith("."):
+                consider(here / name)
     return walk
 
 

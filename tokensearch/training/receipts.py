@@ -25,7 +25,6 @@ installed: docs/training-data.md). Text: :mod:`.textgen` words and the generator
 
 from __future__ import annotations
 
-import json
 import random
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +37,7 @@ from ..tokenocr_model.mini_tokenizer import MiniTokenizer
 from . import print_effects as fx
 from .pagetokens import PageToken, page_tokens, render_gray, token_mask
 from .receipt_text import ReceiptText
-from .synth import PageWriter, Style, SynthPage, font_files
+from .synth import PageWriter, Style, SynthPage, font_files, write_sample
 
 MM = 72 / 25.4  # points per millimetre
 ROLLS = ((58, 48, (32, 42)), (80, 72, (42, 48, 56)), (76, 64, (40, 42)))  # paper mm, print mm, chars a line
@@ -484,8 +483,6 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import time
 
-    from PIL import Image
-
     from ..tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description="write synthetic receipts, invoices and forms (PNG, mask PNG, JSON)")
@@ -501,10 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(a.n):
         t0 = time.time()
         p = synth.page(a.dpi, a.kind)
-        Image.fromarray(p.image).save(out / f"receipt{i:03d}.png")
-        mask = ((p.mask * 47) % 251 + (p.mask > 0) * 4).astype(np.uint8)
-        Image.fromarray(mask).save(out / f"receipt{i:03d}_mask.png")
-        (out / f"receipt{i:03d}.json").write_text(json.dumps(p.to_json()))
+        write_sample(p, out / f"receipt{i:03d}")
         print(f"receipt {i}: {p.image.shape[1]}x{p.image.shape[0]} px, {len(p.tokens)} tokens, {time.time() - t0:.2f}s")
 
 

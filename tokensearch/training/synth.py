@@ -377,11 +377,20 @@ class DocumentSynth:
         return SynthPage(image=image, mask=mask, tokens=tokens, scale=scale, dpi=dpi)
 
 
+def write_sample(p: SynthPage, stem: Path) -> None:
+    """One sample for a person to look at: ``STEM.png``, the token mask in false colour ``STEM_mask.png``
+    (neighbouring token ids get distant grey levels) and the tokens ``STEM.json``."""
+    from PIL import Image
+
+    Image.fromarray(p.image).save(stem.with_name(stem.name + ".png"))
+    mask = ((p.mask * 47) % 251 + (p.mask > 0) * 4).astype(np.uint8)
+    Image.fromarray(mask).save(stem.with_name(stem.name + "_mask.png"))
+    stem.with_name(stem.name + ".json").write_text(json.dumps(p.to_json()))
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
     import time
-
-    from PIL import Image
 
     from ..tokenocr_model.mini import WEIGHTS_DIR, TOKENIZER_FILE
 
@@ -397,9 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(a.n):
         t0 = time.time()
         p = synth.page(a.dpi)
-        Image.fromarray(p.image).save(out / f"page{i:03d}.png")
-        Image.fromarray(((p.mask * 47) % 251 + (p.mask > 0) * 4).astype(np.uint8)).save(out / f"page{i:03d}_mask.png")
-        (out / f"page{i:03d}.json").write_text(json.dumps(p.to_json()))
+        write_sample(p, out / f"page{i:03d}")
         print(f"page {i}: {len(p.tokens)} tokens, {time.time() - t0:.2f}s")
 
 
