@@ -93,3 +93,22 @@ def test_a_run_whose_process_was_killed_is_marked_interrupted_by_the_next_opener
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_switching_a_fresh_sqlite_file_to_wal_waits_for_a_lock_held_elsewhere(tmp_path):
+    """The switch to WAL is where processes opening one fresh home at once collided ("database is
+    locked" from the connect hook): it waits for the other holder instead of failing."""
+    import sqlite3
+    import threading
+
+    from tokensearch.storage.store import _use_wal
+
+    db = tmp_path / "index.sqlite3"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(0.5, lambda: holder.execute("COMMIT")).start()
+    opener = sqlite3.connect(db, timeout=0.05, check_same_thread=False)
+    _use_wal(opener.cursor(), wait_s=10)
+    assert opener.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    opener.close()
+    holder.close()

@@ -33,7 +33,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -80,6 +82,22 @@ def _folder_bytes(folder: Path, skip: tuple[str, ...] = ()) -> int:
     return total
 
 
+def _use_wal(cur: sqlite3.Cursor, wait_s: float = 60.0) -> None:
+    """Switch the database to WAL (kept in the file: later connections find it set). Switching a fresh
+    file takes a lock SQLite does not wait for (its busy timeout does not apply), so processes opening
+    one new home at once retry briefly instead of failing with "database is locked"."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for any SQLAlchemy URL; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
@@ -88,7 +106,7 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after a crash
             cur.close()
