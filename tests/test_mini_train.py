@@ -44,6 +44,27 @@ def test_train_three_steps_with_resume(tmp_path: Path) -> None:
     assert g.features.shape == (3, 5, enc.info.dim)
 
 
+def test_a_run_with_receipts_is_validated_and_chosen_on_receipts_too(tmp_path: Path) -> None:
+    """With ``receipt_fraction`` > 0, validation also scores synthetic receipt crops (logged apart) and
+    the best checkpoint is chosen by the mean of the two token accuracies."""
+    from dataclasses import replace
+
+    out = tmp_path / "run"
+    res = train(replace(_cfg(out, 2), receipt_fraction=0.5, val_init=True))
+    assert {"val_token_acc", "val_receipt_token_acc", "val_receipt_cell_acc", "val_score"} <= set(res)
+    assert res["val_score"] == (res["val_token_acc"] + res["val_receipt_token_acc"]) / 2
+    assert (out / "val_receipts.pt").is_file()
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    init = next(r for r in log if r.get("event") == "init_val")
+    assert "val_receipt_token_acc" in init
+    chosen = [r for r in log if r.get("saved")]
+    assert chosen and all(r["best"] == r["val_score"] for r in chosen)
+    assert load_mini(out).info.extra["val_receipt_token_acc"] == round(res["val_receipt_token_acc"], 4)
+
+    plain = train(_cfg(tmp_path / "plain", 1))  # without receipts: documents alone, as before
+    assert "val_receipt_token_acc" not in plain and plain["val_score"] == plain["val_token_acc"]
+
+
 def test_finetune_on_pdfs_starts_from_given_weights(tmp_path: Path) -> None:
     import pymupdf
 
