@@ -137,6 +137,14 @@ class Engine:
         self._save_query_side(self.encoder)
         return report
 
+    def index_changes(self, root: Path, paths: list[Path], progress: Callable[[ProgressEvent], None] | None = None,
+                      cancel: threading.Event | None = None) -> IndexReport:
+        """Bring the index up to date with these files or folders below ``root`` that appeared, changed, moved
+        or vanished (what a folder watcher saw), touching nothing else."""
+        report = self._indexer(progress, cancel).update(Path(root), [Path(p) for p in paths])
+        self._save_query_side(self.encoder)
+        return report
+
     def index_files(self, paths: list[Path], root: Path, progress=None) -> IndexReport:
         """Index these files (e.g. uploads) without pruning anything else under ``root``."""
         return self._indexer(progress, None).index(Path(root), files=[Path(p) for p in paths], prune=False)

@@ -162,6 +162,19 @@ def walk_folder(root: Path) -> FolderWalk:
     return walk
 
 
+def _under_any(key: str, wanted: set[str]) -> bool:
+    """Whether the recorded path ``key`` is one of the paths ``wanted`` or lies below one (one set lookup per
+    folder above it: a watcher's batch may name thousands of paths, the index may hold 10^5)."""
+    here = key
+    while True:
+        if here in wanted:
+            return True
+        parent = os.path.dirname(here)
+        if parent == here:
+            return False
+        here = parent
+
+
 def walk_documents(root: Path) -> list[Path]:
     """Candidate document files below ``root`` (see :func:`walk_folder`, which also says what it skipped)."""
     return walk_folder(root).files
@@ -183,11 +196,48 @@ class FolderIndexer:
     # ------------------------------------------------------------------ planning
     def index(self, root: Path, files: list[Path] | None = None, prune: bool = True) -> IndexReport:
         """Bring the index up to date with ``root`` (or only ``files`` below it, without pruning)."""
-        t0 = time.perf_counter()
         root = root.resolve()
+        given = None if files is None else list(files)
+        return self._locked_pass(root, lambda: walk_folder(root) if given is None else FolderWalk(files=given),
+                                 [root] if prune else [])
+
+    def update(self, root: Path, paths: Iterable[Path]) -> IndexReport:
+        """Bring the index up to date with these ``paths`` below ``root`` — files or folders that appeared,
+        changed, moved or vanished — exactly as :meth:`index` of the whole root would for them, without
+        walking the rest of the root (a folder watcher passes the paths its events named). A folder is
+        walked; a path that no longer exists forgets what was recorded at or under it."""
+        root = root.resolve()
+        scopes = list(dict.fromkeys(Path(p).absolute() for p in paths))
+
+        def walk_scopes() -> FolderWalk:  # walked once the home is ours: what another indexer did is seen
+            walk = FolderWalk()
+            for p in scopes:
+                if os.path.lexists(p):
+                    found = walk_folder(p)
+                    walk.files += found.files
+                    walk.problems += found.problems
+            return walk
+
+        return self._locked_pass(root, walk_scopes, scopes)
+
+    def _locked_pass(self, root: Path, walk: Callable[[], FolderWalk], scopes: list[Path]) -> IndexReport:
+        """One pass, holding the home's indexer lock (:mod:`.homelock`: one indexer per home at a time)."""
+        from .homelock import indexer_lock
+
+        home = getattr(self.store, "home", None)
+        if home is None:  # a store without a home folder (tests' doubles): nothing to share it with
+            return self._pass(root, walk(), scopes)
+        with indexer_lock(home, cancel=self.cancel) as held:
+            if not held:  # cancelled while another indexer had the home
+                return IndexReport()
+            return self._pass(root, walk(), scopes)
+
+    def _pass(self, root: Path, walk: FolderWalk, scopes: list[Path]) -> IndexReport:
+        """Index what ``walk`` found below ``root``; forget recorded paths at or under ``scopes`` it did not
+        see (gone, or failures it no longer reports)."""
+        t0 = time.perf_counter()
         self.store.ensure_model(self.encoder.info)
         report = IndexReport()
-        walk = walk_folder(root) if files is None else FolderWalk(files=list(files))
         on_disk: list[Path] = []
         for p in walk.files:  # a link is indexed under its target's path
             try:
@@ -240,13 +290,13 @@ class FolderIndexer:
                     report.updated += 1
                 else:
                     report.added += 1
-            if prune:
+            if scopes:
                 # forget what this pass did not see: paths that are gone, and failures it no longer reports
                 # (a folder that can be listed again, a link that was mended)
                 seen = {str(p) for p in on_disk} | {str(p) for p, _ in problems}
-                prefix = str(root) + os.sep
+                wanted = {str(p) for p in scopes}
                 for key, rec in known.items():
-                    if ((key == str(root) or key.startswith(prefix)) and key not in seen
+                    if (key not in seen and _under_any(key, wanted)
                             and (rec.status == "failed" or not Path(key).exists())):
                         self.store.unlink_path(key)
                         report.removed += 1
