@@ -1,4 +1,4 @@
-"""The ``tokensearch`` console script: index, search, status, remove, heatmap, serve, train, finetune."""
+"""The ``tokensearch`` console script: index, watch, search, status, remove, heatmap, serve, train, finetune."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
                    help="auto (default): shrink large scans and photos so their text has the model's size")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+
+    p = sub.add_parser("watch", help="index folders, then keep the index in sync with them until stopped")
+    p.add_argument("folders", type=Path, nargs="+", metavar="DIR")
+    p.add_argument("--quiet-seconds", type=float, dest="watch_quiet_s",
+                   help="read a file once nothing wrote to it for this long (default 2; env TOKENSEARCH_WATCH_QUIET_S)")
+    p.add_argument("--rescan-seconds", type=float, dest="watch_rescan_s",
+                   help="full incremental pass this often, for lost events (default 300; TOKENSEARCH_WATCH_RESCAN_S)")
+    p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
+    p.add_argument("--image-scale", choices=["auto", "off"],
+                   help="auto (default): shrink large scans and photos so their text has the model's size")
+    p.add_argument("--batch-size", type=int)
     _common(p)
 
     p = sub.add_parser("search", help="search the index")
@@ -138,6 +150,46 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .engine import Engine
+    from .errors import NotFound
+    from .indexer.watch import FolderWatcher, WatchOptions
+
+    settings = settings_from_args(args, text_layer=args.text_layer, image_scale=args.image_scale,
+                                  batch_size=args.batch_size, watch_quiet_s=args.watch_quiet_s,
+                                  watch_rescan_s=args.watch_rescan_s)
+    missing = [shown(str(f)) for f in args.folders if not f.is_dir()]
+    if missing:
+        raise NotFound(f"not a folder: {', '.join(missing)} (tokensearch watch follows folders; index a file with "
+                       "tokensearch index)")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop between files: what was committed is kept
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("tokensearch.indexer.watch").setLevel(logging.INFO)  # one line per batch of changes
+    with Engine(settings) as eng:
+        watcher = FolderWatcher(eng, list(args.folders), settings.home,
+                                WatchOptions(quiet_s=settings.watch_quiet_s, rescan_s=settings.watch_rescan_s))
+        print(f"watching {', '.join(watcher.state.roots)} into {settings.home} (Ctrl-C to stop)", file=sys.stderr)
+        watcher.run(stop)
+    t = watcher.state.totals
+    print(f"stopped after {watcher.state.passes} passes: {t['added']} new, {t['updated']} changed, "
+          f"{t['duplicates']} duplicate, {t['removed']} removed, {t['failed']} failed, {t['pages']} pages")
+    return 0
+
+
+def _watch_line(watch: dict) -> str:
+    """One line on the home's watcher for ``tokensearch status``."""
+    t = watch.get("totals") or {}
+    line = (f"{watch.get('state')} (pid {watch.get('pid')}, {', '.join(watch.get('roots') or [])}); "
+            f"{watch.get('pending', 0)} pending, last pass {watch.get('last_pass_at') or '-'}; since "
+            f"{watch.get('started_at')}: {t.get('added', 0)} new, {t.get('updated', 0)} changed, "
+            f"{t.get('removed', 0)} removed, {t.get('failed', 0)} failed")
+    return line + (f"; error: {watch['error']}" if watch.get("error") else "")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .engine import Engine
 
@@ -172,17 +224,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    with Engine(settings_from_args(args)) as eng:
+    from .indexer.watch import read_state
+
+    settings = settings_from_args(args)
+    with Engine(settings) as eng:
         st = eng.store.stats()
         model = eng.store.stored_model()
+    watch = read_state(settings.home)  # the home's watcher (tokensearch watch, or the server's), if any ran
     listed = {"failures": st.failures, "warnings": st.warnings}  # (path, why) pairs, paths shown escaped
     if args.json:
         out = {k: v for k, v in vars(st).items()}
         out.update({k: [(shown(p), m) for p, m in pairs] for k, pairs in listed.items()})
         out["model"] = None if model is None else {"name": model.name, "fingerprint": model.fingerprint}
+        out["watch"] = watch
         print(json.dumps(out, default=str))
         return 0
     print(f"model:     {model.name + ' (' + model.fingerprint[:12] + ')' if model else '-'}")
+    if watch is not None:
+        print(f"watch:     {_watch_line(watch)}")
     for k, v in vars(st).items():
         if k not in listed:
             print(f"{k + ':':<18} {v}")
@@ -228,7 +287,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return int(run_finetune(args) or 0)
 
 
-COMMANDS = {"sample": cmd_sample, "index": cmd_index, "search": cmd_search, "status": cmd_status, "remove": cmd_remove,
+COMMANDS = {"sample": cmd_sample, "index": cmd_index, "watch": cmd_watch, "search": cmd_search, "status": cmd_status, "remove": cmd_remove,
             "heatmap": cmd_heatmap, "serve": cmd_serve, "train": cmd_train, "finetune": cmd_finetune}
 
 

@@ -5,12 +5,14 @@ Built on demand (``Settings()`` / ``get_settings()``), never at import time.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -34,6 +36,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(4, ge=1, le=256)  # pages per encoder batch
     max_page_pixels: int = Field(60_000_000, ge=1)  # larger rasters are refused as "absurd pixel size"
     max_image_bytes: int = Field(512 * 2**20, ge=1)
+    # watched folders (`tokensearch watch`; in `tokensearch serve`, followed by a process of their own):
+    # TOKENSEARCH_WATCH=/a:/b (os.pathsep-separated, like PATH) or a JSON list
+    watch: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    watch_quiet_s: float = Field(2.0, gt=0, le=3600)  # a path is read once no event named it for this long
+    watch_rescan_s: float = Field(300.0, ge=1)  # full incremental pass of every watched folder this often
 
     # search
     threshold: float | None = None  # score a hit must reach; None = the model's calibrated value
@@ -54,6 +61,17 @@ class Settings(BaseSettings):
     # niceness of those workers: when searches and an index job (nice 0, its own process) both want every
     # core, the job gets most of them and is not stalled by a flood of searches; idle cores go to searches
     search_nice: int = Field(5, ge=0, le=19)
+
+    @field_validator("watch", mode="before")
+    @classmethod
+    def _split_watch(cls, value: object) -> object:
+        """``/a:/b`` from the environment (a JSON list is accepted too, as for TOKENSEARCH_ROOTS)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
 
     @property
     def resolved_database_url(self) -> str:
