@@ -30,6 +30,7 @@ from .openapi import install_openapi
 from .pages import PageImageCache, TokenMapsCache
 from .routes import documents, health, index_jobs, pages, search
 from .searches import make_searches
+from .watching import WatchService
 from .security import allowed_roots, check_startup, is_inside, resolve_client_path
 
 log = logging.getLogger("tokensearch.api")
@@ -52,6 +53,7 @@ def _build_state(settings: Settings, engine: Any, metrics: Metrics, owned: bool)
         metrics=metrics,
         searches=make_searches(settings, engine, owned),
         roots=roots,
+        watch=WatchService(settings, None if owned else engine),
     )
 
 
@@ -89,12 +91,14 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
                 eng.close()
             raise
         state.jobs.start()
+        state.watch.start()
         app.state.api = state
         log.info("tokensearch API ready (home=%s, roots=%s, auth=%s, search workers=%d)", settings.home,
                  [str(r) for r in state.roots], bool(settings.api_key), state.searches.workers)
         try:
             yield
         finally:
+            state.watch.stop()
             state.jobs.stop()
             app.state.api = None
             state.searches.close()

@@ -29,6 +29,7 @@ class ApiState:
     metrics: Metrics
     searches: Any  # .searches.ThreadSearches | ProcessSearches: where searches run
     roots: list[Path] = field(default_factory=list)  # resolved: settings.roots + uploads
+    watch: Any = None  # .watching.WatchService: the home's watcher (TOKENSEARCH_WATCH), shown as job "watch"
 
 
 def get_state(request: Request) -> ApiState:

@@ -122,7 +122,9 @@ class IndexJobIn(BaseModel):
 
 class IndexJobOut(BaseModel):
     id: str
-    kind: Literal["folder", "upload"]
+    kind: Literal["folder", "upload", "watch"] = Field(description="folder or upload: one pass; watch: the "
+                                                        "home's watcher of TOKENSEARCH_WATCH folders (id 'watch'), "
+                                                        "running while it follows them")
     path: str
     status: JobStatus
     created_at: datetime

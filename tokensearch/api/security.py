@@ -62,8 +62,9 @@ def check_api_key(settings: Settings, x_api_key: str | None, authorization: str 
 
 
 def allowed_roots(settings: Settings) -> list[Path]:
-    """Folders the API may read from, resolved: the configured roots plus the upload folder."""
-    roots = [Path(r).expanduser().resolve() for r in settings.roots]
+    """Folders the API may read from, resolved: the configured roots, the watched folders and the upload
+    folder."""
+    roots = [Path(r).expanduser().resolve() for r in [*settings.roots, *settings.watch]]
     roots.append(uploads_dir(settings).resolve())
     return roots
 

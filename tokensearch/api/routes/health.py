@@ -55,4 +55,6 @@ def metrics(state: StateDep) -> PlainTextResponse:
     gauges["tokensearch_index_jobs"] = ("Index jobs by status.",
                                         {(("status", st),): jobs.get(st, 0) for st in
                                          ("queued", "running", "done", "failed", "interrupted", "cancelled")})
+    if state.watch is not None:
+        gauges.update(state.watch.gauges())
     return PlainTextResponse(state.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -11,6 +11,7 @@ from ..errors import ApiError, not_found
 from ..jobs import JobRunning, job_out
 from ..schemas import IndexJobIn, IndexJobList, IndexJobOut
 from ..security import resolve_client_path
+from ..watching import JOB_ID as WATCH_JOB
 from .common import API, errors
 
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="index job id")]
@@ -25,12 +26,16 @@ def create_index_job(state: StateDep, body: IndexJobIn) -> IndexJobOut:
 
 @router.get("", response_model=IndexJobList, responses=errors())
 def list_index_jobs(state: StateDep) -> IndexJobList:
-    return IndexJobList(items=[job_out(j) for j in state.jobs.list()])
+    """Jobs newest first; the home's watcher, when there is one, first of all as job ``watch``."""
+    watch = state.watch.job() if state.watch is not None else None
+    return IndexJobList(items=[job_out(j) for j in ([watch] if watch else []) + state.jobs.list()])
 
 
 @router.get("/{job_id}", response_model=IndexJobOut, responses=errors(404))
 def get_index_job(state: StateDep, job_id: JobId) -> IndexJobOut:
     job = state.jobs.get(job_id)
+    if job is None and job_id == WATCH_JOB and state.watch is not None:
+        job = state.watch.job()
     if job is None:
         raise not_found(f"index job {job_id!r}")
     return job_out(job)
