@@ -154,7 +154,7 @@ class WatchService:
                       pending=int(st.get("pending", 0)), passes=int(st.get("passes", 0)),
                       failed_total=int(totals.get("failed", 0)), last_pass_at=st.get("last_pass_at"),
                       last_rescan_at=st.get("last_rescan_at"), pid=st.get("pid"))
-        error = st.get("error") or (self.error if status != "running" else None)
+        error = st.get("error") or self.error  # self.error: the server's own watcher could not start (home busy)
         return Job(id=JOB_ID, kind="watch", path=os.pathsep.join(roots), status=status,
                    created_at=st.get("started_at") or _now(), started_at=st.get("started_at"),
                    progress=dict(st.get("progress") or {}), report=report, error=error)
