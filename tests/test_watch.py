@@ -8,6 +8,7 @@ fast; the kill -9 test uses scans, so that the watcher is killed while the model
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -129,16 +130,17 @@ def test_a_file_copied_slowly_in_chunks_is_indexed_once(tmp_path, engine):
     docs = tmp_path / "docs"
     docs.mkdir()
     data = born_digital_pdf([[f"SLOWCOPY-{i} page {i} of the slow copy"] for i in range(6)])[0]
-    with _Running(engine, [docs]) as watcher:
+    quiet = 1.0  # pauses of a fifth of it: room for a busy machine's scheduling
+    with _Running(engine, [docs], WatchOptions(quiet_s=quiet, rescan_s=3600, tick_s=0.05)) as watcher:
         target = docs / "slow.pdf"
         chunks = 10
         with target.open("wb") as f:
             for i in range(chunks):  # pauses shorter than the quiet time, like a copy over a slow link
                 f.write(data[i * len(data) // chunks:(i + 1) * len(data) // chunks])
                 f.flush()
-                time.sleep(QUIET / 3)
+                time.sleep(quiet / 5)
         _wait("the copied file", lambda: _paths(engine) == {str(target)})
-        time.sleep(3 * QUIET)  # anything still pending would be indexed by now
+        time.sleep(2 * quiet)  # anything still pending would be indexed by now
         t = watcher.state.totals
         assert (t["added"], t["updated"], t["failed"], t["pages"]) == (1, 0, 0, 6)
         assert engine.store.stats().pages == 6 and not engine.store.stats().failures
@@ -161,6 +163,18 @@ def test_a_pdf_read_half_written_is_read_again_when_complete_and_not_left_failed
               lambda: not engine.store.stats().failures and engine.store.stats().pages == 4)
         assert engine.store.documents()[0]["status"] == "ok"
         assert _found(engine, "HALFWAY-3") == {str(target)}
+
+
+def test_lost_events_make_the_watcher_rescan_at_once(tmp_path, engine):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    with _Running(engine, [docs]) as watcher:
+        first = watcher.state.last_rescan_at
+        passes = watcher.state.passes
+        # what watchdog logs when the kernel's inotify queue overflowed (it has no callback for it)
+        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+        _wait("a rescan", lambda: watcher.state.passes > passes, timeout=10)
+        assert watcher.state.last_rescan_at is not None and first is not None
 
 
 def test_a_second_watcher_of_a_home_is_refused_with_who_has_it(tmp_path, engine):

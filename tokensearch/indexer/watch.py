@@ -16,8 +16,9 @@ How changes are found:
   pending together and are passed together: the new path is linked to the stored content before the old
   one is forgotten.
 * **Rescans**: every ``rescan_s`` each root gets a full incremental pass (a stat per file), for network
-  filesystems that lose events and for anything missed while the watcher was not running. The first
-  pass at start is such a pass: a watcher killed with ``kill -9`` and started again loses nothing.
+  filesystems that lose events and for anything missed while the watcher was not running; at once when
+  the kernel's event queue overflowed (watchdog says so only in its log). The first pass at start is
+  such a pass: a watcher killed with ``kill -9`` and started again loses nothing.
 
 A file read while incomplete (its writer paused longer than ``quiet_s``) is recorded with that size and
 mtime — as a partial document, or failed with the reason — and is read again as soon as it changes,
@@ -140,6 +141,18 @@ class _Events(FileSystemEventHandler):
                 self.mark(os.fsdecode(p), event.is_directory)
 
 
+class _OverflowAlarm(logging.Handler):
+    """Sets ``lost`` when watchdog logs that inotify dropped events (it has no callback for it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lost = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.lost.set()
+
+
 class FolderWatcher:
     """Keeps ``roots`` indexed in ``home`` through ``indexer`` until :meth:`run`'s ``stop`` is set."""
 
@@ -197,13 +210,19 @@ class FolderWatcher:
         :class:`~tokensearch.indexer.homelock.HomeBusy` if another watcher has the home."""
         self._lock_file.acquire(f"tokensearch watch {' '.join(self.state.roots)}")
         observer = None
+        alarm = _OverflowAlarm()
+        watchdog_log = logging.getLogger("watchdog.observers")
+        watchdog_log.addHandler(alarm)
         try:
             self._write_state(force=True)
             observer = self._start_observer()  # before the first pass: what changes during it is caught
             self._rescan(stop, observer, first=True)  # errors here (a model mismatch...) end the watch
             next_rescan = time.monotonic() + (self.opt.rescan_s if observer is not None else min(self.opt.rescan_s, 60.0))
             while not stop.is_set():
-                if time.monotonic() >= next_rescan:
+                if time.monotonic() >= next_rescan or alarm.lost.is_set():
+                    if alarm.lost.is_set():
+                        log.warning("file events were lost (inotify queue overflow): rescanning now")
+                        alarm.lost.clear()
                     self._rescan(stop, observer)
                     rescan_s = self.opt.rescan_s if observer is not None else min(self.opt.rescan_s, 60.0)
                     next_rescan = time.monotonic() + rescan_s
@@ -213,6 +232,7 @@ class FolderWatcher:
                 self._set(state="watching", pending=len(self._pending))
                 stop.wait(self.opt.tick_s)
         finally:
+            watchdog_log.removeHandler(alarm)
             if observer is not None:
                 observer.stop()
                 observer.join(5)
