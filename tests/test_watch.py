@@ -126,6 +126,19 @@ def test_the_index_follows_files_that_appear_change_move_and_vanish(tmp_path, en
     assert st is not None and st["state"] == "stopped" and not st["alive"]
 
 
+def test_a_file_moved_between_two_watched_folders_keeps_its_stored_pages(tmp_path, engine):
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    inbox.mkdir()
+    archive.mkdir()
+    (inbox / "letter.pdf").write_bytes(_pdf("DELTA-404 on the move"))
+    with _Running(engine, [inbox, archive]) as watcher:
+        assert _paths(engine) == {str(inbox / "letter.pdf")}
+        (inbox / "letter.pdf").rename(archive / "letter.pdf")
+        _wait("the moved file", lambda: _paths(engine) == {str(archive / "letter.pdf")})
+        assert watcher.state.totals["pages"] == 1  # encoded once, at the first pass: the move re-linked it
+        assert _found(engine, "DELTA-404") == {str(archive / "letter.pdf")}
+
+
 def test_a_file_copied_slowly_in_chunks_is_indexed_once(tmp_path, engine):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -129,6 +129,9 @@ def _entry_problem(path: Path) -> str | None:
     return f"not a regular file ({kind})"
 
 
+LINKED_FOLDER = "a symbolic link to a folder: not followed (index the folder it points to itself)"
+
+
 def walk_folder(root: Path) -> FolderWalk:
     """Candidate documents below ``root`` (recursively, hidden entries skipped, links to folders not
     followed) and, for every entry that looks like one but cannot be read, the reason."""
@@ -154,8 +157,7 @@ def walk_folder(root: Path) -> FolderWalk:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for d in [d for d in dirnames if (here / d).is_symlink()]:
             dirnames.remove(d)  # os.walk would not follow it either: say so
-            walk.problems.append((here / d, "a symbolic link to a folder: not followed (index the folder it "
-                                  "points to itself)"))
+            walk.problems.append((here / d, LINKED_FOLDER))
         for name in sorted(filenames):
             if not name.startswith("."):
                 consider(here / name)
@@ -212,7 +214,9 @@ class FolderIndexer:
         def walk_scopes() -> FolderWalk:  # walked once the home is ours: what another indexer did is seen
             walk = FolderWalk()
             for p in scopes:
-                if os.path.lexists(p):
+                if p.is_symlink() and p.is_dir():  # what the walk of the whole root says of it
+                    walk.problems.append((p, LINKED_FOLDER))
+                elif os.path.lexists(p):
                     found = walk_folder(p)
                     walk.files += found.files
                     walk.problems += found.problems

@@ -293,7 +293,12 @@ class FolderWatcher:
         self._set(last_rescan_at=_now_iso())
 
     def _changes(self, batch: dict[Path, list[Path]], stop: threading.Event) -> None:
-        for root, paths in batch.items():
+        groups = list(batch.items())
+        if len(groups) > 1:  # a file moved from one root to another: link the new path before forgetting the old
+            here = [(r, [p for p in ps if os.path.lexists(p)]) for r, ps in groups]
+            gone = [(r, [p for p in ps if not os.path.lexists(p)]) for r, ps in groups]
+            groups = [(r, ps) for r, ps in here + gone if ps]
+        for root, paths in groups:
             if not root.is_dir():  # an unmounted share: keep its documents (see the module's docstring)
                 continue
             ok = self._pass(lambda cb, root=root, paths=paths: self.indexer.index_changes(root, paths, progress=cb,
