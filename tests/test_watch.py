@@ -71,7 +71,7 @@ class _Running:
 
     def __enter__(self) -> FolderWatcher:
         self.thread.start()
-        _wait("the first pass", lambda: self.watcher.state.passes >= 1 or self.error)
+        _wait("the first pass over every root", lambda: self.watcher.state.last_rescan_at or self.error)
         return self.watcher
 
     def __exit__(self, *exc: object) -> None:

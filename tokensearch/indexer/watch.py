@@ -171,6 +171,7 @@ class FolderWatcher:
                                 started_at=_now_iso())
         self._state_lock = threading.Lock()
         self._last_write = 0.0
+        self._written = ""  # the state file's text: rewritten only when it changes
 
     # ------------------------------------------------------------------ events (watchdog's thread)
     def _root_of(self, path: Path) -> Path | None:
@@ -183,9 +184,10 @@ class FolderWatcher:
         """An event named ``raw``: make it pending if it can hold documents, and push back the folders above."""
         path = Path(raw)
         root = self._root_of(path)
-        if root is None or path.is_relative_to(self.home) or any(
-                part.startswith(".") for part in path.relative_to(root).parts):
+        if root is None or any(part.startswith(".") for part in path.relative_to(root).parts):
             return
+        if path.is_relative_to(self.home) and not root.is_relative_to(self.home):
+            return  # the index itself (its page cache holds PNGs) in a watched folder
         if not is_dir and not is_candidate(path):
             return
         if path == root and not root.is_dir():
@@ -350,13 +352,13 @@ class FolderWatcher:
         self._write_state()
 
     def _write_state(self, force: bool = False) -> None:
-        """Rewrite ``<home>/watch.json`` atomically (at most twice a second unless ``force``)."""
+        """Rewrite ``<home>/watch.json`` atomically when it changed (at most twice a second unless ``force``)."""
         now = time.monotonic()
         with self._state_lock:
-            if not force and now - self._last_write < 0.5:
-                return
-            self._last_write = now
             text = json.dumps(asdict(self.state))
+            if text == self._written or (not force and now - self._last_write < 0.5):
+                return
+            self._last_write, self._written = now, text
         path = self.home / STATE_FILE
         tmp = path.with_name(f"{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
