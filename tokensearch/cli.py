@@ -54,10 +54,10 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("watch", help="index folders, then keep the index in sync with them until stopped")
-    p.add_argument("folders", type=Path, nargs="+", metavar="DIR")
-    p.add_argument("--quiet-seconds", type=float, dest="watch_quiet_s",
+    p.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="folders to index and follow")
+    p.add_argument("--quiet-seconds", type=float, dest="watch_quiet_s", metavar="S",
                    help="read a file once nothing wrote to it for this long (default 2; env TOKENSEARCH_WATCH_QUIET_S)")
-    p.add_argument("--rescan-seconds", type=float, dest="watch_rescan_s",
+    p.add_argument("--rescan-seconds", type=float, dest="watch_rescan_s", metavar="S",
                    help="full incremental pass this often, for lost events (default 300; TOKENSEARCH_WATCH_RESCAN_S)")
     p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
     p.add_argument("--image-scale", choices=["auto", "off"],
