@@ -16,7 +16,8 @@ import numpy as np
 # step window between consecutive tokens of a unit, in cells per character of the two tokens: every cell of a
 # token carries its vector, so neighbours in a word can always step from one cell to the next; a wider
 # window (2.0 before) let a look-alike borrow its pieces from different words ("slonting": "Sl" of
-# SlantFont, "ont" of Font) — 1.0 cut dev-bench false hits to 0-3 % at no loss of R@1 (BENCHMARKS.md)
+# SlantFont, "ont" of Font); 1.0 cuts those false hits without losing right answers (BENCHMARKS.md, "Stage 1
+# and candidate pages")
 CELLS_PER_CHAR = 1.0
 BOX_CELLS_PER_CHAR = 2.0  # generous box growth: 8 px cells hold ~0.8 char of 10 pt text, ~0.3 of 24 pt
 GROW_RATIO = 0.75  # a neighbour cell belongs to the token if its cosine is >= this share of the peak

@@ -79,10 +79,10 @@ class SearchOptions:
     text_layer_threshold: float = 0.99
     cells_per_token: int = 4096  # vector-index neighbours per query token
     # pages scored exactly (stage 2). Stage 1 orders pages by each unit's best chain of retrieved cells
-    # (``chain_estimate``): 98 % of the dev benchmark's rare words and phrases have their page within the
-    # first 32. The mean of each token's best cell anywhere on the page (a bag of tokens, used before and
-    # still where cell positions are unknown) let dense pages collect a rare word's common pieces ("v",
-    # "ers", "at", "ile"): 82-86 % within 32, 96 % within 64 (BENCHMARKS.md, bench/stage1_recall.py)
+    # (``chain_estimate``), which puts nearly every rare word's and phrase's page within the first 32. The
+    # mean of each token's best cell anywhere on the page (a bag of tokens, used before and still where cell
+    # positions are unknown) lets dense pages collect a rare word's common pieces ("v", "ers", "at", "ile")
+    # and needs about twice the pages for the same recall (BENCHMARKS.md, "Stage 1 and candidate pages")
     min_candidate_pages: int = 32
     max_candidate_pages: int = 160
     max_occurrences: int = 20

@@ -123,8 +123,8 @@ def word_continues(occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, 
 
     Left of a word that starts with a letter nothing is read (always False): a one-cell space between
     words reads as the previous word's last letters ("TAT HARDWARE": 'T', 'FT'; "OPERATOR MTRC": 'R',
-    'ER'), so a tight space looks like a glued prefix ("WHOLESALE") there; reading it cost 1.8-1.9
-    points of R@1 on the dev benchmark, phrases most (BENCHMARKS.md, "The word-start check"). Such a
+    'ER'), so a tight space looks like a glued prefix ("WHOLESALE") there; reading it lost right answers
+    on the dev benchmark, phrases most (BENCHMARKS.md, "The word-start check, for numbers"). Such a
     word's first query token carries the leading space (" SALE") that letters inside a longer word lack,
     which the vocabulary check weighs already.
     """

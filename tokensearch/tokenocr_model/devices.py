@@ -71,8 +71,8 @@ def cpu_has_native_bf16() -> bool:
 
 def cpu_has_int8_dot() -> bool:
     """True when this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX-INT8): there int8
-    convolutions run ~3x faster than float32. Without them (plain AVX2) int8 gains little or nothing
-    (1.0x on a Zen 1 EPYC, 1.45x on a later AVX2 EPYC; BENCHMARKS.md)."""
+    convolutions run several times faster than float32. Without them (plain AVX2) int8 gains little or
+    nothing (BENCHMARKS.md, "Precision and dtype")."""
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
 
 

@@ -214,9 +214,9 @@ def infer_trunk(vision: VisionEncoder, x: torch.Tensor, winograd: bool = False) 
     """:meth:`VisionEncoder.trunk` for inference (no autograd): ReLUs and residual adds in place (one
     memory pass less per layer, ~8 % of a page on CPU), and with ``winograd`` the 3x3 convs at 1/8 — half
     of the net's multiply-adds — by NNPACK's Winograd transform (float32, NCHW), the 1xk ones by oneDNN
-    (NHWC, its fastest layout for them). A letter page on 2 Zen 1 cores: 0.298 s against 0.361 s with
-    oneDNN alone and 0.376 s in int8; the head output differs from :meth:`~VisionEncoder.trunk`'s by
-    ~1e-4 (BENCHMARKS.md, "On a CPU without VNNI")."""
+    (NHWC, its fastest layout for them). On CPUs without int8 dot products this is the fastest path, ahead
+    of oneDNN alone and of int8; the head output differs from :meth:`~VisionEncoder.trunk`'s by ~1e-4
+    (BENCHMARKS.md, "Precision and dtype")."""
     x = 1.0 - x
     x = F.relu(vision.stem(x), inplace=True)
     x = F.relu(vision.conv4(x), inplace=True)
@@ -254,8 +254,8 @@ def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.
 
     There float32 convolutions already run at the CPU's peak FLOP rate, so only fewer bits go faster:
     int8 weights (per channel) and activations (ranges from histogram observers run on ``samples``,
-    (1, 1, H, W) page tensors) make the net ~1.5x faster on AVX2; the features stay within cosine 0.98
-    of float32 on 99 % of the cells (BENCHMARKS.md, "Precision"). The output is dequantized float.
+    (1, 1, H, W) page tensors) make the net faster where the CPU has int8 dot products, with features
+    close to float32's (BENCHMARKS.md, "Precision and dtype"). The output is dequantized float.
     About 1 s once per process."""
     import copy
 
@@ -462,9 +462,9 @@ class MiniEncoder:
         self.tokenizer = tokenizer
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = resolve_device(device)
-        # int8: asked for, or "auto" on a CPU with int8 dot products (VNNI: a letter page on 2 threads 1.7x
-        # faster than bf16). Elsewhere on a CPU: bf16 where native, else float32 with its 3x3 convs by
-        # Winograd, 1.26x faster than int8 and 1.21x than oneDNN float32 on a Zen 1 EPYC (BENCHMARKS.md)
+        # int8: asked for, or "auto" on a CPU with int8 dot products (VNNI), where it beats bf16. Elsewhere on
+        # a CPU: bf16 where native, else float32 with its 3x3 convs by Winograd, which there beats both int8
+        # and oneDNN float32 (BENCHMARKS.md, "Precision and dtype")
         wanted = str(dtype).lower()
         cpu = self.device.type == "cpu"
         self.int8 = wanted == "int8" or (wanted == "auto" and cpu and cpu_has_int8_dot())
