@@ -8,11 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import TokensearchError
 from .pathnames import shown
-from .settings import Settings
+
+if TYPE_CHECKING:  # imported where used: a search answered by a running server never needs pydantic
+    from .settings import Settings
 
 # flag -> Settings field, for the flags every sub-command shares
 _COMMON = ("home", "database_url", "model", "device", "dtype", "threads", "cell_pool")
@@ -36,6 +38,8 @@ def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
     """Environment first, then every flag the user actually gave."""
     given = {k: getattr(args, k) for k in _COMMON if getattr(args, k, None) is not None}
     given.update({k: v for k, v in extra.items() if v is not None})
+    from .settings import Settings
+
     return Settings(**given)
 
 
@@ -73,6 +77,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--verify-weight", type=float, help="weight of the check that the model reads the query's "
                    "tokens rather than others (0 = off; default: the model's calibrated one)")
     p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
+    p.add_argument("--no-server", action="store_true",
+                   help="search in this process even when a `tokensearch serve` on the same index is running")
     _common(p)
 
     p = sub.add_parser("sample", help="write a sample folder (born-digital PDF, scanned PDF, PNG and TIFF scans)")
@@ -191,26 +197,51 @@ def _watch_line(watch: dict) -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .engine import Engine
+    answer = None if args.no_server else _search_by_server(args)
+    if answer is None:
+        from .engine import Engine
 
-    with Engine(settings_from_args(args, threshold=args.threshold, verify_weight=args.verify_weight)) as eng:
-        res = eng.search(args.query, k=args.k, offset=args.offset)
+        with Engine(settings_from_args(args, threshold=args.threshold, verify_weight=args.verify_weight)) as eng:
+            res = eng.search(args.query, k=args.k, offset=args.offset)
+        answer = {"query": res.query, "total": res.total, "took_ms": res.took_ms,
+                  "hits": [{"path": shown(h.path), "page": h.page, "score": h.score, "boxes": h.boxes}
+                           for h in res.hits]}
+    query, hits = answer["query"], answer["hits"]
     if args.json:
-        out = {"query": res.query, "hits": [{"path": shown(h.path), "page": h.page, "score": h.score,
-                                            "boxes": h.boxes} for h in res.hits]}
-        print(json.dumps(out))
+        print(json.dumps({"query": query, "hits": [{k: h[k] for k in ("path", "page", "score", "boxes")}
+                                                  for h in hits]}))
         return 0
-    if not res.hits:
-        print(f"no page shows {res.query!r} ({res.took_ms:.0f} ms)")
+    if not hits:
+        print(f"no page shows {query!r} ({answer['took_ms']:.0f} ms)")
         return 0
-    width = max(len(shown(h.path)) for h in res.hits)
+    width = max(len(h["path"]) for h in hits)
     print(f"{'#':>3}  {'score':>6}  {'page':>4}  {'path':<{width}}  boxes")
-    for i, h in enumerate(res.hits, 1 + args.offset):
-        first = " ".join(f"[{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f}]" for b in h.boxes[:2])
-        more = f" +{len(h.boxes) - 2}" if len(h.boxes) > 2 else ""
-        print(f"{i:>3}  {h.score:>6.3f}  {h.page:>4}  {shown(h.path):<{width}}  {first}{more}")
-    print(f"{res.total} page(s) match, {res.took_ms:.0f} ms")
+    for i, h in enumerate(hits, 1 + args.offset):
+        boxes = h["boxes"]
+        first = " ".join(f"[{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f}]" for b in boxes[:2])
+        more = f" +{len(boxes) - 2}" if len(boxes) > 2 else ""
+        print(f"{i:>3}  {h['score']:>6.3f}  {h['page']:>4}  {h['path']:<{width}}  {first}{more}")
+    print(f"{answer['total']} page(s) match, {answer['took_ms']:.0f} ms")
     return 0
+
+
+def _search_by_server(args: argparse.Namespace) -> dict | None:
+    """The answer of a running ``tokensearch serve`` on the same index (said on stderr), or None: then the
+    search runs here. Flags that change what is searched or how it is scored keep it here."""
+    from . import local_server as ls
+
+    if args.threshold is not None or args.verify_weight is not None:
+        return None
+    env = os.environ.get
+    note = ls.running_server(ls.home_of(args.home), args.database_url or env(ls.ENV_PREFIX + "DATABASE_URL"),
+                             args.model or env(ls.ENV_PREFIX + "MODEL"))
+    if note is None:
+        return None
+    answer = ls.search(note, args.query, args.k, args.offset, env(ls.ENV_PREFIX + "API_KEY"))
+    if answer is not None:
+        print(f"(answered by the tokensearch server at {note.url}, pid {note.pid}; --no-server searches here)",
+              file=sys.stderr)
+    return answer
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

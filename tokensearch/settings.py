@@ -14,12 +14,14 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .local_server import DEFAULT_HOME, ENV_PREFIX
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TOKENSEARCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # where one index lives: database (SQLite default), vectors, features, caches, model record
-    home: Path = Path(".tokensearch")
+    home: Path = DEFAULT_HOME
     database_url: str | None = None  # any SQLAlchemy URL; default sqlite:///<home>/index.sqlite3
 
     # model

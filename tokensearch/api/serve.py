@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from tokensearch.local_server import ServerNote, announce, withdraw
 from tokensearch.settings import Settings
 
 from .http_limits import server_options
@@ -68,8 +69,15 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"tokensearch: viewer at http://{where}:{settings.port}/  API docs at /docs  "
           f"({'API key required' if settings.api_key else 'no API key'}"
           f"{'' if is_loopback(settings.host) else ', reachable from the network'})", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, proxy_headers=False,
-                server_header=False, timeout_graceful_shutdown=15, **server_options(settings))
+    # a CLI search on this home asks this server instead of loading the index (tokensearch.local_server)
+    reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(settings.host, where)
+    announce(settings.home, ServerNote(os.getpid(), f"http://{reach}:{settings.port}", settings.database_url,
+                                       settings.model))
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, proxy_headers=False,
+                    server_header=False, timeout_graceful_shutdown=15, **server_options(settings))
+    finally:
+        withdraw(settings.home, os.getpid())
     return 0
 
 
