@@ -129,7 +129,8 @@ def top_pages(store: Store, vecs: np.ndarray, k: int = 5) -> list[set[int]]:
     return [set(ids.tolist()) for ids, _ in store.search_cells(store.project_queries(vecs), k)]
 
 
-def token_blob_page(rng: np.random.Generator, page_no: int, tokens, noise=0.02, grid=(40, 60), block=(3, 6)) -> PageRecord:
+def token_blob_page(rng: np.random.Generator, page_no: int, tokens, noise=0.02, grid=(40, 60),
+                    block=(3, 6)) -> PageRecord:
     """Vision-like page: each token covers a block of cells holding its vector plus a little noise."""
     gh, gw = grid
     ys, xs, feats = [], [], []

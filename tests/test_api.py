@@ -135,7 +135,8 @@ def test_upload_pdf_is_stored_indexed_and_searchable(api_env):
 
 
 def test_upload_without_waiting_returns_a_job_to_poll(api_env):
-    r = api_env.client.post(f"{API}/documents", files={"file": ("memo.pdf", _pdf_bytes(["Walrus memo", "Filed by the archive team"]))})
+    pdf = _pdf_bytes(["Walrus memo", "Filed by the archive team"])
+    r = api_env.client.post(f"{API}/documents", files={"file": ("memo.pdf", pdf)})
     assert r.status_code == 202
     job = wait_job(api_env.client, r.json()["job"]["id"])
     assert job["status"] == "done", job

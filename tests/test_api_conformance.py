@@ -21,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from fastapi.routing import iter_route_contexts
@@ -107,7 +108,7 @@ def test_every_published_limit_is_the_enforced_one(limited):
             results = {}
             for label, value in (("on", on), ("past", past)):
                 path_values = {**base, name: value} if where == "path" else base
-                url = re.sub(r"\{([^}]+)\}", lambda m: str(path_values[m.group(1)]), path)
+                url = re.sub(r"\{([^}]+)\}", lambda m, pv=path_values: str(pv[m.group(1)]), path)
                 params = {"q": base["q"]} if "q" in {p["name"] for p in spec["paths"][path][method].get(
                     "parameters", []) if p.get("required")} else {}
                 json = None

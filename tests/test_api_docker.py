@@ -77,7 +77,8 @@ def test_compose_file_has_api_postgres_and_volumes():
     api, db = spec["services"]["api"], spec["services"]["db"]
     assert api["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
     env = api["environment"]
-    assert env["TOKENSEARCH_DATABASE_URL"].startswith("postgresql+psycopg://") and "@db:5432/" in env["TOKENSEARCH_DATABASE_URL"]
+    db_url = env["TOKENSEARCH_DATABASE_URL"]
+    assert db_url.startswith("postgresql+psycopg://") and "@db:5432/" in db_url
     assert "TOKENSEARCH_API_KEY" in env  # required by the server on 0.0.0.0
     assert any(v.startswith("index:/data/index") for v in api["volumes"])
     assert any(v.endswith(":/data/documents:ro") for v in api["volumes"])

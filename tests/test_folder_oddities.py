@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CAFE = os.fsdecode(b"caf\xe9")  # 'caf\udce9': a Latin-1 name, not UTF-8
 
 
-@lru_cache(maxsize=None)
+@cache
 def pdf_bytes(word: str, n_pages: int = 1) -> bytes:
     return born_digital_pdf([[f"Archive page {i + 1} mentions {word}", f"{word} line {i + 1}"]
                              for i in range(n_pages)])[0]

@@ -25,7 +25,8 @@ def test_full_size_checkpoint_is_what_the_loader_expects(monkeypatch):
     sd = rc.official_state_dict(rc.INTERNVIT_300M, 2048, rc.INTERNLM2_VOCAB, upsample=True,
                                 dtype=torch.bfloat16)
     cfg = TokenOCRConfig.from_json(rc.official_config(rc.INTERNVIT_300M, 2048, rc.INTERNLM2_VOCAB), upsample=True)
-    assert (cfg.vision.num_hidden_layers, cfg.vision.hidden_size, cfg.tile_size, cfg.cells_per_tile) == (24, 1024, 448, 128)
+    assert (cfg.vision.num_hidden_layers, cfg.vision.hidden_size, cfg.tile_size,
+            cfg.cells_per_tile) == (24, 1024, 448, 128)
     table = sd.pop("tok_embeddings.weight")
     assert tuple(table.shape) == (92553, 2048)
     ckpt.check_state_dict({k: v.shape for k, v in sd.items()}, expected_shapes(cfg), ignored=IGNORED_KEYS,
@@ -52,7 +53,8 @@ def test_tiny_run_on_cpu_writes_every_figure(tmp_path):
 
     ix = d["index_run"]
     assert ix["exit_code"] == 0 and ix["pages"] == 6 and ix["pages_per_s"] > 0
-    assert ix["command"].startswith("tokensearch index ") and "--device cpu --dtype float32 --batch-size" in ix["command"]
+    assert ix["command"].startswith("tokensearch index ")
+    assert "--device cpu --dtype float32 --batch-size" in ix["command"]
     stages = ix["stages"]
     assert stages["not_timed"] == []  # every function the stage clock wraps still exists
     ms = stages["ms_per_page"]

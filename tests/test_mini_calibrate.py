@@ -10,8 +10,9 @@ import numpy as np
 
 from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, load_mini
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
-from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, LOOKALIKE, make_queries, near_miss,
-                                            synthetic_collection, threshold_for, write_threshold)
+from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, LOOKALIKE,
+                                            make_queries, near_miss, synthetic_collection, threshold_for,
+                                            write_threshold)
 
 
 def test_threshold_lets_through_at_most_the_target_share_of_negatives() -> None:

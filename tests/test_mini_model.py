@@ -77,7 +77,7 @@ def test_image_modes_are_read_as_gray_on_white() -> None:
     ref = image_to_tensor(Image.fromarray(gray))
     assert ref.shape == (1, 5, 7)
     assert abs(float(ref[0, 2, 3]) - 10 / 255) < 1e-6
-    sixteen = Image.fromarray((gray.astype(np.uint16) * 257))  # 16-bit scan
+    sixteen = Image.fromarray(gray.astype(np.uint16) * 257)  # 16-bit scan
     torch.testing.assert_close(image_to_tensor(sixteen), ref, atol=1e-3, rtol=0)
     rgba = Image.new("RGBA", (7, 5), (0, 0, 0, 0))  # transparent = white paper
     assert float(image_to_tensor(rgba).min()) == 1.0

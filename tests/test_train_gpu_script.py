@@ -24,7 +24,8 @@ def _pdf(path: Path, tag: str) -> None:
         for p in range(2):
             page = doc.new_page(width=300, height=200)
             for i in range(8):
-                page.insert_text((20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020 {tag}{p}", fontsize=10)
+                page.insert_text((20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020 {tag}{p}",
+                                 fontsize=10)
         doc.save(path)
 
 

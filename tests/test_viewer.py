@@ -114,8 +114,8 @@ def _norm_box(img_bb: dict, bb: dict) -> tuple[float, float, float, float]:
 
 
 def _wait_image(pg, selector: str) -> None:
-    pg.wait_for_function("(s) => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
-                         arg=selector, timeout=20_000)
+    pg.wait_for_function("(s) => { const i = document.querySelector(s); "
+                         "return i && i.complete && i.naturalWidth > 0; }", arg=selector, timeout=20_000)
 
 
 def test_search_boxes_viewer_and_heatmap(live, page):
@@ -186,7 +186,10 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     hot = pg.evaluate("""() => {
         const c = document.getElementById('heat'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let best = -1, at = 0, visible = 0;
-        for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) visible++; if (d[i] > best) { best = d[i]; at = (i - 3) / 4; } }
+        for (let i = 3; i < d.length; i += 4) {
+            if (d[i] > 0) visible++;
+            if (d[i] > best) { best = d[i]; at = (i - 3) / 4; }
+        }
         return {w: c.width, h: c.height, x: at % c.width, y: Math.floor(at / c.width), best, visible};
     }""")
     assert hot["best"] > 100 and hot["visible"] > 0
@@ -235,8 +238,8 @@ def test_page_navigation_zoom_and_shared_urls(live, page):
     src2 = pg.locator("#page-img").get_attribute("src")
     pg.keyboard.press("[")
     pg.wait_for_function("() => document.getElementById('v-page').textContent === 'page 1 of 2'")
-    pg.wait_for_function("(s) => document.getElementById('page-img').src !== s && document.getElementById('page-img').complete",
-                         arg=src2)
+    pg.wait_for_function("(s) => document.getElementById('page-img').src !== s "
+                         "&& document.getElementById('page-img').complete", arg=src2)
     assert pg.locator("#v-boxes .box").count() == 0  # no hit on page 1 for this query
     assert "page=1" in pg.url
     before = pg.locator("#page-img").bounding_box()["width"]

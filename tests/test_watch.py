@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -187,7 +187,8 @@ def test_lost_events_make_the_watcher_rescan_at_once(tmp_path, engine):
         first = watcher.state.last_rescan_at
         passes = watcher.state.passes
         # what watchdog logs when the kernel's inotify queue overflowed (it has no callback for it)
-        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost")
         _wait("a rescan", lambda: watcher.state.passes > passes, timeout=10)
         assert watcher.state.last_rescan_at is not None and first is not None
 
