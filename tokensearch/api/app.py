@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
         else:
             eng = engine
         try:
-            eng.store  # open the index now: an unusable one stops the server at start, not at every request
+            _ = eng.store  # open the index now: an unusable one stops the server at start, not at every request
         except Exception:
             if own:
                 eng.close()

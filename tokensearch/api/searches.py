@@ -6,8 +6,9 @@ extra thread only adds switching, so ``tokensearch serve`` answers them in ``sea
 single-threaded (BLAS, FAISS's OpenMP and torch at one thread: N workers use N cores, never more threads
 than cores), with the flat vector index kept decoded (``storage.vectors.keep_flat_decoded``), at niceness
 ``search_nice`` (5): when an index job and a flood of searches both want every core, the job gets the
-larger share (about three quarters of the CPU against two busy workers) and searches the rest. Searches wait their turn in the server, first come first served, and never behind an index
-job, which runs in its own process (:mod:`.job_process`).
+larger share (about three quarters of the CPU against two busy workers) and searches the rest. Searches
+wait their turn in the server, first come first served, and never behind an index job, which runs in its
+own process (:mod:`.job_process`).
 
 A worker sees the pages an index job commits at its next search: the store compares the database's
 generation with the one its FAISS copy reflects before every search and adds what is new

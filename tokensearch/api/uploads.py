@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO
+from typing import BinaryIO
+from collections.abc import AsyncIterator
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -61,7 +62,7 @@ class ReceivedFile:
     filename: str
     tmp_path: Path
     size: int = 0
-    sha256: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
     head: bytes = b""
     handle: BinaryIO | None = None
 

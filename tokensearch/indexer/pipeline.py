@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -357,7 +357,8 @@ class FolderIndexer:
                 notes = DocumentNotes(warnings=list(warnings))
                 try:
                     family = ahead.open()
-                    counted = self._count(ahead.pages(), state, per_doc, lambda: tick(str(path), i))
+                    # the callback runs while this document is written, within this iteration
+                    counted = self._count(ahead.pages(), state, per_doc, lambda: tick(str(path), i))  # noqa: B023
                     self.store.write_document(sha, str(path), size, mtime_ns, family,
                                               self._noting_partial(counted, ahead, notes), run_id, notes=notes)
                     report.pages_text += per_doc["text"]

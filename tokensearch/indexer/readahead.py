@@ -17,7 +17,8 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Sequence
 
 from .sources import DocumentReader
 
@@ -62,7 +63,7 @@ class ReadAhead(Generic[T]):
         self._in_document = False  # a document's pages are still in the queue
         self.partial: str | None = None  # of the document last read to its end (see the module doc)
 
-    def __enter__(self) -> "ReadAhead[T]":
+    def __enter__(self) -> ReadAhead[T]:
         self._thread.start()
         return self
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pymupdf
@@ -261,7 +261,7 @@ class DocumentReader:
             self._img.close()
             self._img = None
 
-    def __enter__(self) -> "DocumentReader":
+    def __enter__(self) -> DocumentReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

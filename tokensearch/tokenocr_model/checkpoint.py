@@ -17,7 +17,7 @@ import fnmatch
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from safetensors import safe_open

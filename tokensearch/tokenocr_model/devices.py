@@ -107,7 +107,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     else:
         dt = _DTYPES.get(str(dtype).lower())
         if str(dtype).lower() == "int8":
-            raise ValueError("dtype int8 is available for the mini model on the CPU only; use auto, float32 or bfloat16")
+            raise ValueError("dtype int8 is available for the mini model on the CPU only; "
+                             "use auto, float32 or bfloat16")
         if dt is None:
             raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     allowed = _ALLOWED[device.type]

@@ -12,7 +12,8 @@ this by construction; others must pad/crop back before returning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

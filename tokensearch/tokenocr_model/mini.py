@@ -35,7 +35,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ class MiniConfig:
     dpi: float = 150.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MiniConfig":
+    def from_dict(cls, d: dict) -> MiniConfig:
         known = {f.name for f in fields(cls)}
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return cls(**d)
@@ -417,7 +417,8 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
     if missing or unexpected or bad_shape:
         lines = [f"mini weights {source} do not match the architecture:"]
         if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else ""))
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}"
+                         + (" ..." if len(missing) > 20 else ""))
         if unexpected:
             lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}"
                          + (" ..." if len(unexpected) > 20 else ""))

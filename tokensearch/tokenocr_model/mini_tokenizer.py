@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -45,7 +45,8 @@ def piece_to_text(piece: str) -> str:
     global _BYTE_DECODER
     if _BYTE_DECODER is None:
         # invert GPT-2's bytes->unicode table (the pre-tokenizer's alphabet lists its 256 symbols)
-        bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+        bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+              + list(range(ord("®"), ord("ÿ") + 1)))
         cs = bs[:]
         n = 0
         for b in range(256):
@@ -70,7 +71,7 @@ class MiniTokenizer:
             self._pieces[i] = piece
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "MiniTokenizer":
+    def from_file(cls, path: str | Path) -> MiniTokenizer:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"mini tokenizer file not found: {path} (train one with "

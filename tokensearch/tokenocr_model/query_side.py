@@ -12,7 +12,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class TableQueryEmbedder:
         os.replace(tmp, path)
 
     @staticmethod
-    def load(path: Path) -> "TableQueryEmbedder | None":
+    def load(path: Path) -> TableQueryEmbedder | None:
         try:
             with path.open("rb") as f:
                 fmt, obj = pickle.load(f)

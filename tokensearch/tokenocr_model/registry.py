@@ -8,7 +8,7 @@ Builders are imported lazily so that choosing one model never imports another's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ModelLoadError
 from .interface import TokenEncoder

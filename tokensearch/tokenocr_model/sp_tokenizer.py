@@ -57,7 +57,7 @@ class InternLM2Tokenizer:
         self.space_id = self._space_id()
 
     @classmethod
-    def from_checkpoint(cls, folder: str | Path) -> "InternLM2Tokenizer":
+    def from_checkpoint(cls, folder: str | Path) -> InternLM2Tokenizer:
         """Read ``tokenizer.model`` (+ ``added_tokens.json`` if present) from a checkpoint folder."""
         folder = Path(folder)
         added = None

@@ -23,7 +23,8 @@ conversion (the official ``convert('RGB')`` turns transparent areas black, which
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from typing import TypeVar
+from collections.abc import Sequence
 
 import numpy as np
 import torch

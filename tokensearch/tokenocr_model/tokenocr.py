@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ class TokenOCRConfig:
         return self.select_layer if self.select_layer >= 0 else n + 1 + self.select_layer
 
     @classmethod
-    def from_json(cls, cfg: dict, upsample: bool) -> "TokenOCRConfig":
+    def from_json(cls, cfg: dict, upsample: bool) -> TokenOCRConfig:
         """Validate config.json; a missing or out-of-range field raises an error naming it."""
         vc = cfg.get("vision_config")
         if not isinstance(vc, dict):

@@ -89,7 +89,8 @@ async def upload_documents(
     request: Request,
     response: Response,
     state: StateDep,
-    wait: Annotated[bool, Query(description="wait until the files are indexed (201) instead of returning 202 at once")] = False,
+    wait: Annotated[bool, Query(
+        description="wait until the files are indexed (201) instead of returning 202 at once")] = False,
 ) -> UploadOut:
     settings = state.settings
     uploads = uploads_dir(settings)

@@ -29,7 +29,7 @@ def build_router(settings: Settings) -> APIRouter:
     async def search(  # async: the search itself runs in a worker (``state.searches``), the loop only waits
         state: StateDep,
         q: Q,
-        k: K = min(10, settings.max_k),  # a default above the maximum would make the spec invalid
+        k: K = min(10, settings.max_k),  # noqa: B008 (once per app) a default above the maximum would make the spec invalid
         offset: Annotated[int, Query(ge=0, le=100_000, description="hits to skip (pagination)")] = 0,
     ) -> SearchOut:
         if not q.strip():
