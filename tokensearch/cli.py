@@ -7,8 +7,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import TokensearchError
 from .pathnames import shown
@@ -318,8 +319,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return int(run_finetune(args) or 0)
 
 
-COMMANDS = {"sample": cmd_sample, "index": cmd_index, "watch": cmd_watch, "search": cmd_search, "status": cmd_status, "remove": cmd_remove,
-            "heatmap": cmd_heatmap, "serve": cmd_serve, "train": cmd_train, "finetune": cmd_finetune}
+COMMANDS = {"sample": cmd_sample, "index": cmd_index, "watch": cmd_watch, "search": cmd_search, "status": cmd_status,
+            "remove": cmd_remove, "heatmap": cmd_heatmap, "serve": cmd_serve, "train": cmd_train,
+            "finetune": cmd_finetune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
