@@ -38,10 +38,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -219,7 +220,8 @@ class FolderWatcher:
             self._write_state(force=True)
             observer = self._start_observer()  # before the first pass: what changes during it is caught
             self._rescan(stop, observer, first=True)  # errors here (a model mismatch...) end the watch
-            next_rescan = time.monotonic() + (self.opt.rescan_s if observer is not None else min(self.opt.rescan_s, 60.0))
+            next_rescan = time.monotonic() + (self.opt.rescan_s if observer is not None
+                                              else min(self.opt.rescan_s, 60.0))
             while not stop.is_set():
                 if time.monotonic() >= next_rescan or alarm.lost.is_set():
                     if alarm.lost.is_set():
