@@ -111,7 +111,8 @@ def page_words(page) -> list[str]:
     """Whitespace words of a synthetic page, rebuilt from its tokens (tokens of one word touch)."""
     words, cur, last = [], "", None
     for t in page.tokens:
-        glued = last is not None and t.line == last.line and t.box[0] - last.box[2] < 0.5 and not t.piece.startswith("Ġ")
+        glued = (last is not None and t.line == last.line and t.box[0] - last.box[2] < 0.5
+                 and not t.piece.startswith("Ġ"))
         if glued:
             cur += t.text
         else:
@@ -233,7 +234,8 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
     return {"threshold": round(thr, 4), "rule": rule, "fp": round(fp_at(thr), 4), "r1": round(r1_at(thr), 4),
             "strict_threshold": round(strict, 4), "target_fp": target_fp, "strict_fp": round(fp_at(strict), 4),
             "strict_r1": round(r1_at(strict), 4), "balanced_threshold": round(balanced, 4),
-            "fp_absent": round(float((nt[~near] >= thr).mean()), 4), "fp_near_miss": round(float((nt[near] >= thr).mean()), 4),
+            "fp_absent": round(float((nt[~near] >= thr).mean()), 4),
+            "fp_near_miss": round(float((nt[near] >= thr).mean()), 4),
             "r1_no_threshold": round(float(ok.mean()), 4), "n_pos": len(pt), "n_neg": len(nt),
             "pages": len(col.images), "curve": curve, "verify_weight": verify_weight,
             "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain, "
