@@ -44,7 +44,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="page crop size in pixels (default 224 384)")
     p.add_argument("--reuse", type=int, default=None, help="crops drawn per newly rendered page (default 12; "
                    "more when rendering limits the step rate)")
-    p.add_argument("--buffer", type=int, default=None, help="rendered pages each worker keeps for cropping (default 16)")
+    p.add_argument("--buffer", type=int, default=None,
+                   help="rendered pages each worker keeps for cropping (default 16)")
     p.add_argument("--val-crops", type=int, default=None, help="held-out validation crops (default 40)")
     p.add_argument("--val-init", action="store_true", help="validate the starting weights first (a baseline "
                    "line in train.log)")

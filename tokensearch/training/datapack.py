@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     if not pdfs:
         raise SystemExit(f"no usable PDF under {args.pdf_dir}")
     assets = pack_assets(out)
-    record = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pdf_source": str(Path(args.pdf_dir).resolve()),
+    record = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "pdf_source": str(Path(args.pdf_dir).resolve()),
               "pdf_files": len(pdfs), "pdf_pages": sum(p["pages"] for p in pdfs),
               "pdf_val_files": sum(p["split"] == "val" for p in pdfs), "pdf_bytes": sum(p["bytes"] for p in pdfs),
               "assets_bytes": (out / ASSETS).stat().st_size, **assets, "pdfs": pdfs,

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 image, mask, tokens, scale = pdf_page_sample(page, tok, a.dpi)
                 Image.fromarray(image).save(out / f"page{n:03d}.png")
-                Image.fromarray(((mask * 47) % 251 + (mask > 0) * 4).astype(np.uint8)).save(out / f"page{n:03d}_mask.png")
+                shown_mask = ((mask * 47) % 251 + (mask > 0) * 4).astype(np.uint8)
+                Image.fromarray(shown_mask).save(out / f"page{n:03d}_mask.png")
                 (out / f"page{n:03d}.json").write_text(json.dumps({
                     "source": str(f), "page": page.number + 1, "tokens": [
                         {"ordinal": i, "id": t.id, "piece": t.piece, "text": t.text,
