@@ -13,8 +13,8 @@ the training step rate.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ class PageSample:
     pieces: list[str]
 
     @classmethod
-    def from_tokens(cls, image: np.ndarray, mask: np.ndarray, tokens: list[PageToken]) -> "PageSample":
+    def from_tokens(cls, image: np.ndarray, mask: np.ndarray, tokens: list[PageToken]) -> PageSample:
         return cls(image, mask, np.array([t.id for t in tokens], dtype=np.int64), [t.piece for t in tokens])
 
 

@@ -26,9 +26,9 @@ installed: docs/training-data.md). Text: :mod:`.textgen` words and the generator
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pymupdf
