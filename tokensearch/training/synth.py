@@ -265,7 +265,8 @@ class DocumentSynth:
                     y += h
                     continue
                 if r.random() < 0.6:
-                    page.draw_rect(pymupdf.Rect(bx, y + h * 0.1, bx + bw, y + h * 0.95), color=(0.2, 0.2, 0.2), width=0.6)
+                    page.draw_rect(pymupdf.Rect(bx, y + h * 0.1, bx + bw, y + h * 0.95), color=(0.2, 0.2, 0.2),
+                                   width=0.6)
                 else:
                     page.draw_line((bx, y + h * 0.8), (bx + bw, y + h * 0.8), color=(0.2, 0.2, 0.2), width=0.6)
                 value = self.src.entity() if r.random() < 0.7 else self.src.short()
@@ -285,7 +286,8 @@ class DocumentSynth:
             return y
         g = r.uniform(0.0, 0.45) if inverted else r.uniform(0.75, 0.93)
         pw.page.draw_rect(pymupdf.Rect(x, y, x + w, y + h), color=None,
-                          fill=(g, g, g) if r.random() < 0.6 else tuple(r.uniform(g * 0.5, min(1, g * 1.5 + 0.1)) for _ in range(3)))
+                          fill=(g, g, g) if r.random() < 0.6
+                          else tuple(r.uniform(g * 0.5, min(1, g * 1.5 + 0.1)) for _ in range(3)))
         text = self.src.short() + ("  " + self.src.entity() if r.random() < 0.5 else "")
         while st.width(text) > w - 10 and " " in text:
             text = text.rsplit(" ", 1)[0]
