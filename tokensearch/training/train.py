@@ -25,7 +25,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -64,7 +63,8 @@ class TrainConfig:
     reuse: int = 12  # crops drawn per newly rendered page
     buffer: int = 16  # rendered pages kept for cropping
     model: dict = field(default_factory=dict)  # MiniConfig overrides
-    precision: str = "auto"  # vision forward/backward: auto (bf16 where the device has it natively) | float32 | bfloat16
+    # vision forward/backward: auto (bf16 where the device has it natively) | float32 | bfloat16
+    precision: str = "auto"
     device: str = "cpu"  # cpu | cuda[:N]: where the model trains (pages are rendered by the data workers on the CPU)
     budget_s: float | None = None  # wall-clock limit of the run; the cosine schedule then ends with it (see _lr)
     val_init: bool = False  # validate the starting weights first: the baseline the run must beat (logged only)
@@ -156,7 +156,7 @@ def pool_instances(feats: torch.Tensor, labels: torch.Tensor, n: int) -> torch.T
 def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """TokenOCR-style losses of one batch; ``amp`` runs the vision net (nearly all the FLOPs) in that dtype."""
     x = batch["image"].float() / 255.0  # (B, 1, H, W)
-    labels, ids, owner = batch["labels"], batch["ids"], batch["owner"]  # (B, h, w), (N,), (N,)
+    labels, ids = batch["labels"], batch["ids"]  # (B, h, w), (N,)
     with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         feats, text_logit = model.vision(x)  # (B, D, h, w), (B, h, w)
     if amp is not None:  # losses in float32, on unit vectors again after bf16 rounding
