@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ModelMismatchError, NotFound, QueryError
+from .filters import SearchFilter
 from .search import Hit, Searcher, SearchOptions, SearchResult
 from .search.verify import TokenClasses
 from .settings import Settings
@@ -207,13 +208,14 @@ class Engine:
             threshold=self.threshold(), verify_weight=weight, competitors=vocab[0] if vocab else None,
             token_classes=vocab[1] if vocab else None))
 
-    def search(self, query: str, k: int = 10, offset: int = 0) -> SearchResult:
+    def search(self, query: str, k: int = 10, offset: int = 0, filter: SearchFilter | None = None) -> SearchResult:
+        """Ranked pages; ``filter``: only in the documents it lets through (``tokensearch.filters``)."""
         if not 1 <= k <= self.settings.max_k:
             raise QueryError(f"k must be between 1 and {self.settings.max_k}")
         if offset < 0:
             raise QueryError("offset must be >= 0")
         self._check_model()
-        return self.searcher().search(query, k, offset, self.settings.max_query_chars)
+        return self.searcher().search(query, k, offset, self.settings.max_query_chars, filter)
 
     def token_maps(self, doc_id: int, page_no: int, query: str) -> TokenMaps:
         self._check_model()

@@ -29,6 +29,7 @@ class Occurrence:
     box: tuple[float, float, float, float]  # normalised page coords, origin top-left
     cells: list[tuple[int, int]]  # (y, x) of each token's chain cell, in the maps it was located on
     token_boxes: list[tuple[int, int, int, int]]  # each token's cell extent (x0, y0, x1, y1), inclusive, ditto
+    text: str = ""  # the spelling located (set by the searcher)
 
 
 @dataclass(frozen=True)

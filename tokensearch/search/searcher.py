@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..filters import SearchFilter, iso_utc
 from ..geometry import mostly_inside
 from ..textcut import cut, embed_cut
 from ..tokenocr_model.interface import QueryEmbedder, QueryTokens
@@ -37,6 +38,13 @@ class Hit:
     page_id: int
     width: int
     height: int
+    # what the engine read where the query matched: each query word's (or the whole query's) best
+    # occurrence as the spelling that matched it ("INVOICE" for the query invoice). A text-layer page
+    # matches token by token, so this is what its text layer says; on a scan, the query's tokens as matched
+    text: str = ""
+    modified: str | None = None  # the file's modification time, ISO 8601 UTC (``filters.iso_utc``)
+    pages: int = 0  # pages of the document
+    kind: str = ""  # "pdf" | "image"
 
 
 @dataclass
@@ -55,6 +63,7 @@ class _Spelling:
     rows: list[int]
     lens: list[int]
     ids: list[int]  # the tokens' vocabulary ids
+    text: str = ""  # the spelling (a case variant of the unit)
 
 
 @dataclass
@@ -147,7 +156,7 @@ class Searcher:
                 n += len(keep)
                 vecs.append(np.asarray(q.vectors, dtype=np.float32)[keep])
                 plan.spellings.append(_Spelling(ui, rows, [q.tokens[i].end - q.tokens[i].start for i in keep],
-                                                [q.tokens[i].id for i in keep]))
+                                                [q.tokens[i].id for i in keep], q.text.strip()))
         if vecs:
             plan.vectors = self.store.project_queries(np.concatenate(vecs))
         return plan
@@ -169,14 +178,22 @@ class Searcher:
                     out.append(q)
         return out
 
-    def _candidates(self, plan: _Plan, want: int) -> list[int]:
+    def _candidates(self, plan: _Plan, want: int, allowed: np.ndarray | None = None) -> list[int]:
         """Pages likely to hold the units, best first (stage 1): a unit's estimate on a page is its best
         chain of retrieved cells (``chain_estimate``), or, where the index has no cell positions (a
-        snapshot saved before it kept them), the mean of its tokens' best retrieved cells."""
+        snapshot saved before it kept them), the mean of its tokens' best retrieved cells.
+
+        ``allowed`` (a search filter's pages, sorted): only these compete. As few of them as stage 2
+        scores anyway are all candidates, scored exactly without asking the vector index; more, and the
+        vector index looks for the top cells among their vectors only, so a filtered query finds its
+        pages however far below the unfiltered top cells they are."""
         assert plan.vectors is not None
+        if allowed is not None and len(allowed) <= max(min(want, self.opt.max_candidate_pages),
+                                                       self.opt.min_candidate_pages):
+            return allowed.tolist()
         # a token repeats across a query's words, spellings and its joint phrase: search each once
         uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
-        found_rows = self.store.search_cells_at(uniq, self.opt.cells_per_token)
+        found_rows = self.store.search_cells_at(uniq, self.opt.cells_per_token, allowed)
         per_row = [found_rows[i] for i in inverse.reshape(-1)]
         found = [ids for ids, _, _ in per_row]
         pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
@@ -261,7 +278,7 @@ class Searcher:
                         words = plan.units[sp.unit].text.split()
                         occs = self._word_bounds(occs, rows, pf.feats, words[0], words[-1])
                     occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
-                per_unit[sp.unit].extend(occs)
+                per_unit[sp.unit].extend(replace(o, text=sp.text) for o in occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 
@@ -301,17 +318,21 @@ class Searcher:
         for pid, per_unit in joint.items():
             scored[pid][nq:] = per_unit[nq:]
 
-    def search(self, query: str, k: int, offset: int, max_chars: int) -> SearchResult:
+    def search(self, query: str, k: int, offset: int, max_chars: int,
+               filter: SearchFilter | None = None) -> SearchResult:
+        """The ``k`` best pages after ``offset``; ``filter``: among the documents it lets through only."""
         # many small matrix products: BLAS threads only contend (15x slower on 2 busy cores)
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._search(query, k, offset, max_chars)
+            return self._search(query, k, offset, max_chars, filter)
 
-    def _search(self, query: str, k: int, offset: int, max_chars: int) -> SearchResult:
+    def _search(self, query: str, k: int, offset: int, max_chars: int,
+                filter: SearchFilter | None) -> SearchResult:
         t0 = time.perf_counter()
         plan = self.plan(query, max_chars)
-        if plan.vectors is None:
+        allowed = self.store.filter_pages(filter) if filter else None  # once a query, before stage 1
+        if plan.vectors is None or (allowed is not None and len(allowed.page_ids) == 0):
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
-        cand = self._candidates(plan, 2 * (k + offset) + 10)
+        cand = self._candidates(plan, 2 * (k + offset) + 10, None if allowed is None else allowed.page_ids)
         nq = plan.n_query_units
         cache: dict[int, _PageData | None] = {}
         scored = self.score_pages(plan, cand, range(nq), cache)
@@ -329,15 +350,20 @@ class Searcher:
             boxes = joint + sorted((o for occ in matched for o in occ), key=lambda o: -o.score)
             if joint:
                 boxes = _merge_keep_order(boxes)
-            ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes))
+            read = joint[0].text if joint else " ".join(occ[0].text for occ in matched)
+            ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes, read))
         ranked.sort(key=lambda r: r[0])
         window = ranked[offset:offset + k]
         hits = []
-        for _, score, pid, occs in window:
+        for _, score, pid, occs, read in window:
             info = cache[pid].info  # every scored page was read into the cache
-            hits.append(Hit(info.path, info.page_no, round(score, 4),
+            # a document with several paths: the one the filter matched, else its first
+            path, mtime = allowed.paths.get(info.doc_id, (info.path, info.mtime_ns)) if allowed else \
+                (info.path, info.mtime_ns)
+            hits.append(Hit(path, info.page_no, round(score, 4),
                             [[round(v, 5) for v in o.box] for o in occs[:self.opt.max_occurrences]],
-                            info.doc_id, pid, info.width, info.height))
+                            info.doc_id, pid, info.width, info.height, read, iso_utc(mtime), info.doc_pages,
+                            info.kind))
         return SearchResult(query, hits, (time.perf_counter() - t0) * 1000, total=len(ranked))
 
     def token_maps(self, query: str, page_id: int, max_chars: int) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -11,13 +11,17 @@ ones name their path). Paths are as Python's file functions take them (see :mod:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from ..filters import SearchFilter
 from ..pathnames import shown
-from .records import FileRecord, PageInfo
+from .records import AllowedPages, FileRecord, PageInfo
 from .schema import Base, DocPath, Document, Failure, IndexRun, IndexWarning, Page
 
 CHUNK = 500  # ids per IN (...) clause
@@ -43,15 +47,52 @@ def known_files(s: Session) -> dict[str, FileRecord]:
 
 
 def page_infos(s: Session, pages: Sequence[Page]) -> list[PageInfo]:
-    """PageInfo of page rows; ``path`` is the document's first path in sort order."""
-    paths: dict[int, str] = {}
+    """PageInfo of page rows; ``path`` is the document's first path in sort order (with its mtime)."""
+    paths: dict[int, tuple[str, int]] = {}
+    docs: dict[int, tuple[int, str]] = {}
     for chunk in chunks(sorted({p.doc_id for p in pages})):
-        q = select(DocPath.doc_id, func.min(DocPath.path)).where(DocPath.doc_id.in_(chunk)).group_by(DocPath.doc_id)
-        paths.update({int(d): p for d, p in s.execute(q)})
-    return [
-        PageInfo(int(p.id), int(p.doc_id), paths.get(p.doc_id, ""), p.page_no, p.width, p.height, p.source)
-        for p in pages
-    ]
+        q = select(DocPath.doc_id, DocPath.path, DocPath.mtime_ns).where(DocPath.doc_id.in_(chunk))
+        for d, path, mtime in s.execute(q.order_by(DocPath.path)):
+            paths.setdefault(int(d), (path, int(mtime)))
+        q = select(Document.id, Document.n_pages, Document.kind).where(Document.id.in_(chunk))
+        docs.update({int(d): (int(n), str(kind)) for d, n, kind in s.execute(q)})
+    out = []
+    for p in pages:
+        path, mtime = paths.get(p.doc_id, ("", None))
+        n_pages, kind = docs.get(p.doc_id, (0, ""))
+        out.append(PageInfo(int(p.id), int(p.doc_id), path, p.page_no, p.width, p.height, p.source, mtime, n_pages,
+                            kind))
+    return out
+
+
+def filter_pages(s: Session, f: SearchFilter) -> AllowedPages:
+    """The pages of the documents ``f`` lets through (see :mod:`tokensearch.filters`): type, id and dates in
+    SQL, the path glob over the remaining paths against the roots the index runs recorded."""
+    q = select(DocPath.doc_id, DocPath.path, DocPath.mtime_ns).join(Document, Document.id == DocPath.doc_id)
+    if f.type is not None:
+        q = q.where(Document.kind == f.type)
+    if f.doc is not None:
+        q = q.where(Document.id == f.doc)
+    if f.modified_after is not None:
+        q = q.where(DocPath.mtime_ns >= _ns(f.modified_after))
+    if f.modified_before is not None:
+        q = q.where(DocPath.mtime_ns < _ns(f.modified_before))
+    glob = f.glob
+    if glob is not None and glob.literal_prefix():
+        q = q.where(DocPath.path.startswith(glob.literal_prefix(), autoescape=True))
+    roots = sorted({str(r) for r in s.scalars(select(IndexRun.root).distinct())}) if glob is not None else []
+    docs: dict[int, tuple[str, int]] = {}
+    for doc_id, path, mtime in s.execute(q.order_by(DocPath.path)):
+        if int(doc_id) not in docs and (glob is None or glob.matches(path, roots)):
+            docs[int(doc_id)] = (path, int(mtime))
+    ids: list[int] = []
+    for chunk in chunks(sorted(docs)):
+        ids.extend(int(i) for i in s.scalars(select(Page.id).where(Page.doc_id.in_(chunk))))
+    return AllowedPages(np.unique(np.asarray(ids, dtype=np.int64)), docs)
+
+
+def _ns(when: datetime) -> int:
+    return int(round(when.timestamp() * 1e9))
 
 
 def pages_by_id(s: Session, page_ids: Sequence[int]) -> dict[int, PageInfo]:

@@ -96,8 +96,10 @@ class VectorKeeper:
             self._sync_locked(may_switch=False)
             return self._vi
 
-    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-        """Per query row: page ids, scores and grid cells of its top-``k`` vectors (``VectorIndex.search``)."""
+    def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        """Per query row: page ids, scores and grid cells of its top-``k`` vectors (``VectorIndex.search``;
+        ``pages``: among these pages' vectors only)."""
         with self.lock:
             vi = self.current()
             if vi is None:
@@ -106,7 +108,7 @@ class VectorKeeper:
                 raise ValueError(
                     f"query vectors have dim {q.shape[1]}, the index {vi.dim}: project_queries() first"
                 )
-            return vi.search(q, k)
+            return vi.search(q, k, pages)
 
     # --- after a commit of this process -------------------------------------------------------------
     def committed(self, gen: int, added: list[PageRef], removed: list[int], may_switch: bool = False) -> None:

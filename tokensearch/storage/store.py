@@ -46,12 +46,14 @@ from sqlalchemy import Engine, create_engine, delete, event, func, select, text,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..filters import SearchFilter
 from ..tokenocr_model.interface import ModelInfo
 from . import catalog
 from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
 from .keeper import VectorKeeper, read_spec
 from .records import (
+    AllowedPages,
     DocumentNotes,
     FileRecord,
     IndexLayoutError,
@@ -719,13 +721,20 @@ class Store:
         """Per query row (already projected): page ids and scores of its top-``k`` cells (ids may repeat)."""
         return [(pages, scores) for pages, scores, _ in self.search_cells_at(qvecs, k)]
 
-    def search_cells_at(self, qvecs: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """:meth:`search_cells` with each cell's (row, column) on its page's grid (-1 if not known)."""
+    def search_cells_at(self, qvecs: np.ndarray, k: int, pages: np.ndarray | None = None
+                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`search_cells` with each cell's (row, column) on its page's grid (-1 if not known);
+        ``pages`` (sorted ids, e.g. :meth:`filter_pages`): the top cells among those pages only."""
         qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
-        hits = self.vectors.search(qvecs, k)
+        hits = self.vectors.search(qvecs, k, pages)
         if hits is None:  # nothing indexed yet
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in qvecs]
         return hits
+
+    def filter_pages(self, f: SearchFilter) -> AllowedPages:
+        """The pages a search filter lets through, and the matching path of each of their documents."""
+        with self._session() as s:
+            return catalog.filter_pages(s, f)
 
     def page_features(self, page_ids: Sequence[int]) -> dict[int, PageFeatures]:
         """Stored cell features of pages (one read each); unknown ids are left out."""

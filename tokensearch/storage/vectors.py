@@ -233,6 +233,8 @@ class VectorIndex:
     saved_generation: int = -1  # generation of the snapshot on disk (-1: none)
     nprobe: int | None = None
     _decoded: np.ndarray | None = field(default=None, repr=False, compare=False)  # keep_flat_decoded's copy
+    # flat index: its rows grouped by page (row numbers in page order, the pages, where each one starts)
+    _by_page: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -269,7 +271,7 @@ class VectorIndex:
         """Index a page's vectors; ``cells``: their (n, 2) grid cells (row, column), if known."""
         if page_id in self.page_cells:
             self.remove_pages([page_id])
-        self._decoded = None
+        self._decoded = self._by_page = None
         n = len(vecs)
         if n:
             if n > CELL_MASK + 1:
@@ -286,7 +288,7 @@ class VectorIndex:
             for p in page_ids
             if p in self.page_cells
         ]
-        self._decoded = None
+        self._decoded = self._by_page = None
         for p in page_ids:
             self.page_cells.pop(p, None)
             self.positions.pop(p, None)
@@ -294,22 +296,26 @@ class VectorIndex:
         if len(ids):
             self.index.remove_ids(ids)
 
-    def search(self, q: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per query row: page ids, scores and (n, 2) grid cells (row, column) of its top-``k`` vectors
-        (cells -1 where the page's positions are not known)."""
+        (cells -1 where the page's positions are not known). ``pages``: only these pages' vectors compete
+        (a search filter's allowed pages, sorted): the flat index scans just their rows; an IVF index
+        skips the others (``IDSelectorBatch``) and probes more lists the fewer vectors they hold."""
         q = np.ascontiguousarray(q, dtype=np.float32)
-        if self.ntotal == 0 or len(q) == 0 or k <= 0:
+        if self.ntotal == 0 or len(q) == 0 or k <= 0 or (pages is not None and len(pages) == 0):
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in q]
-        codes = self._flat_codes() if len(q) >= SCAN_MIN_QUERIES else None
-        if codes is not None and _KEEP_DECODED:
-            if self._decoded is None or len(self._decoded) != len(codes):
-                self._decoded = codes.astype(np.float32)
-            codes = self._decoded
-        if codes is not None:
-            scores, rows = scan_top_k(codes, q, k)
-            ids = self._flat_ids()[rows]
+        if pages is not None:
+            scores, ids = self._search_pages(q, k, pages)
         else:
-            scores, ids = self.index.search(q, min(k, self.ntotal))
+            codes = self._flat_codes() if len(q) >= SCAN_MIN_QUERIES else None
+            if codes is not None and _KEEP_DECODED:
+                codes = self._decoded_codes(codes)
+            if codes is not None:
+                scores, rows = scan_top_k(codes, q, k)
+                ids = self._flat_ids()[rows]
+            else:
+                scores, ids = self.index.search(q, min(k, self.ntotal))
         out = []
         for s, i in zip(scores, ids):
             ok = i >= 0
@@ -323,6 +329,50 @@ class VectorIndex:
                     where[sel] = pos[cell[sel]]
             out.append((pages.astype(np.int64), s[ok].astype(np.float32), where))
         return out
+
+    def _decoded_codes(self, codes: np.ndarray) -> np.ndarray:
+        if self._decoded is None or len(self._decoded) != len(codes):
+            self._decoded = codes.astype(np.float32)
+        return self._decoded
+
+    def _search_pages(self, q: np.ndarray, k: int, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and ids of the top-``k`` vectors of ``pages`` only, per row of ``q`` (-1 ids pad)."""
+        pages = np.asarray(pages, dtype=np.int64)
+        codes = self._flat_codes()
+        if codes is not None:
+            rows = self._page_rows(pages)
+            if len(rows) == 0:
+                return np.full((len(q), 0), -np.inf, np.float32), np.full((len(q), 0), -1, np.int64)
+            if _KEEP_DECODED:
+                codes = self._decoded_codes(codes)
+            scores, sub = scan_top_k(codes[rows], q, k)
+            return scores, self._flat_ids()[rows[sub]]
+        counts = [self.page_cells.get(int(p), 0) for p in pages]
+        n_allowed = int(sum(counts))
+        if n_allowed == 0:
+            return np.full((len(q), 0), -np.inf, np.float32), np.full((len(q), 0), -1, np.int64)
+        ids = np.concatenate([(np.int64(p) << CELL_BITS) + np.arange(n, dtype=np.int64)
+                              for p, n in zip(pages.tolist(), counts) if n])
+        ivf = faiss.extract_index_ivf(self.index)
+        nprobe = min(ivf.nlist, int(math.ceil(ivf.nprobe * max(1.0, self.ntotal / n_allowed))))
+        sel = faiss.IDSelectorBatch(ids)
+        scores, found = self.index.search(q, min(k, n_allowed),
+                                          params=faiss.SearchParametersIVF(sel=sel, nprobe=nprobe))
+        return scores, found
+
+    def _page_rows(self, pages: np.ndarray) -> np.ndarray:
+        """Row numbers of the flat index holding ``pages``' vectors (sorted page ids), in page order."""
+        if self._by_page is None:
+            of_row = self._flat_ids() >> CELL_BITS
+            order = np.argsort(of_row, kind="stable")
+            uniq, starts = np.unique(of_row[order], return_index=True)
+            self._by_page = (order, uniq, np.append(starts, len(order)))
+        order, uniq, bounds = self._by_page
+        at = np.searchsorted(uniq, pages)
+        at = at[(at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == pages)]
+        if len(at) == 0:
+            return np.zeros(0, np.int64)
+        return np.concatenate([order[bounds[i]:bounds[i + 1]] for i in at.tolist()])
 
     def _flat_codes(self) -> np.ndarray | None:
         """The flat index's float16 vectors as an (n, d) array viewing FAISS's memory (valid until the
