@@ -32,7 +32,9 @@ def test_sample_index_search_status_remove(tmp_path):
     assert set(res) == {"query", "hits"} and res["query"] == "INV-2023-0042"
     assert res["hits"], res
     hit = res["hits"][0]
-    assert set(hit) == {"path", "page", "score", "boxes"}
+    assert list(hit)[:4] == ["path", "page", "score", "boxes"]  # DESIGN.md §5; fields are only ever added:
+    assert set(hit) == {"path", "page", "score", "boxes", "text", "modified", "pages", "type", "doc_id"}
+    assert hit["text"] == "INV-2023-0042" and hit["type"] == "pdf" and hit["pages"] >= 1
     assert hit["path"].endswith("born-digital.pdf") and hit["page"] == 1
     assert all(len(b) == 4 and 0 <= b[0] < b[2] <= 1 and 0 <= b[1] < b[3] <= 1 for b in hit["boxes"])
 

@@ -69,6 +69,13 @@ def test_cli_search_is_answered_by_a_running_server_with_the_same_hits(tmp_path,
         assert SERVED in err and f"pid {proc.pid}" in err
         assert served == here
         assert _cli_search(capsys, home, "--no-server") == (here, "")
+        # filters and the added hit fields are the same through the server as here
+        for narrow in (["--path", "letter*"], ["--path", "invoice*"], ["--type", "image"],
+                       ["--modified-after", "2000-01-01", "--type", "pdf"]):
+            filtered, err = _cli_search(capsys, home, *narrow)
+            assert SERVED in err and (filtered, "") == _cli_search(capsys, home, "--no-server", *narrow), narrow
+        assert _cli_search(capsys, home, "--path", "letter*")[0] == here and here["hits"][0]["text"] == "ZX-99812"
+        assert _cli_search(capsys, home, "--path", "invoice*")[0]["hits"] == []
         assert ls.running_server(home, None, "mini:/elsewhere") is None  # another model or database: here
         assert ls.running_server(home, "postgresql://other/db", None) is None
         os.kill(proc.pid, signal.SIGKILL)  # a killed server leaves its note behind: a dead pid is ignored

@@ -78,6 +78,14 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--verify-weight", type=float, help="weight of the check that the model reads the query's "
                    "tokens rather than others (0 = off; default: the model's calibrated one)")
     p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
+    f = p.add_argument_group("filters (only documents matching all of them)")
+    f.add_argument("--path", metavar="GLOB", help="path glob relative to the folder a document was indexed or watched "
+                   "from ('invoices/2024/*'; ** spans folders; no / = file name at any depth; absolute: absolute paths)")
+    f.add_argument("--type", choices=["pdf", "image"], help="only PDFs or only images")
+    f.add_argument("--modified-after", metavar="DATE", help="files modified at or after DATE (2024-01-31, or an ISO "
+                   "date-time; UTC without an offset)")
+    f.add_argument("--modified-before", metavar="DATE", help="files modified before DATE")
+    f.add_argument("--doc", type=int, metavar="ID", help="only this document (id as in the API)")
     p.add_argument("--no-server", action="store_true",
                    help="search in this process even when a `tokensearch serve` on the same index is running")
     _common(p)
@@ -197,36 +205,45 @@ def _watch_line(watch: dict) -> str:
     return line + (f"; error: {watch['error']}" if watch.get("error") else "")
 
 
+# a hit's fields in ``search --json``: DESIGN.md §5's four, then what was added since (never removed or renamed)
+HIT_FIELDS = ("path", "page", "score", "boxes", "text", "modified", "pages", "type", "doc_id")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    answer = None if args.no_server else _search_by_server(args)
+    from .filters import SearchFilter
+
+    narrow = SearchFilter.of(args.path, args.type, args.modified_after, args.modified_before, args.doc)
+    answer = None if args.no_server else _search_by_server(args, narrow)
     if answer is None:
         from .engine import Engine
 
         with Engine(settings_from_args(args, threshold=args.threshold, verify_weight=args.verify_weight)) as eng:
-            res = eng.search(args.query, k=args.k, offset=args.offset)
+            res = eng.search(args.query, k=args.k, offset=args.offset, filter=narrow or None)
         answer = {"query": res.query, "total": res.total, "took_ms": res.took_ms,
-                  "hits": [{"path": shown(h.path), "page": h.page, "score": h.score, "boxes": h.boxes}
-                           for h in res.hits]}
+                  "hits": [{"path": shown(h.path), "page": h.page, "score": h.score, "boxes": h.boxes,
+                            "text": h.text, "modified": h.modified, "pages": h.pages, "type": h.kind,
+                            "doc_id": h.doc_id} for h in res.hits]}
     query, hits = answer["query"], answer["hits"]
     if args.json:
-        print(json.dumps({"query": query, "hits": [{k: h[k] for k in ("path", "page", "score", "boxes")}
-                                                  for h in hits]}))
+        print(json.dumps({"query": query, "hits": [{k: h.get(k) for k in HIT_FIELDS} for h in hits]}))
         return 0
     if not hits:
         print(f"no page shows {query!r} ({answer['took_ms']:.0f} ms)")
         return 0
     width = max(len(h["path"]) for h in hits)
-    print(f"{'#':>3}  {'score':>6}  {'page':>4}  {'path':<{width}}  boxes")
+    print(f"{'#':>3}  {'score':>6}  {'page':>7}  {'path':<{width}}  {'modified':<10}  read  boxes")
     for i, h in enumerate(hits, 1 + args.offset):
         boxes = h["boxes"]
         first = " ".join(f"[{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f}]" for b in boxes[:2])
         more = f" +{len(boxes) - 2}" if len(boxes) > 2 else ""
-        print(f"{i:>3}  {h['score']:>6.3f}  {h['page']:>4}  {h['path']:<{width}}  {first}{more}")
+        page = f"{h['page']}/{h.get('pages') or '?'}"
+        print(f"{i:>3}  {h['score']:>6.3f}  {page:>7}  {h['path']:<{width}}  {(h.get('modified') or '-')[:10]:<10}  "
+              f"{json.dumps(h.get('text') or '', ensure_ascii=False)}  {first}{more}")
     print(f"{answer['total']} page(s) match, {answer['took_ms']:.0f} ms")
     return 0
 
 
-def _search_by_server(args: argparse.Namespace) -> dict | None:
+def _search_by_server(args: argparse.Namespace, narrow) -> dict | None:  # noqa: ANN001 - a SearchFilter
     """The answer of a running ``tokensearch serve`` on the same index (said on stderr), or None: then the
     search runs here. Flags that change what is searched or how it is scored keep it here."""
     from . import local_server as ls
@@ -238,7 +255,7 @@ def _search_by_server(args: argparse.Namespace) -> dict | None:
                              args.model or env(ls.ENV_PREFIX + "MODEL"))
     if note is None:
         return None
-    answer = ls.search(note, args.query, args.k, args.offset, env(ls.ENV_PREFIX + "API_KEY"))
+    answer = ls.search(note, args.query, args.k, args.offset, env(ls.ENV_PREFIX + "API_KEY"), narrow.params())
     if answer is not None:
         print(f"(answered by the tokensearch server at {note.url}, pid {note.pid}; --no-server searches here)",
               file=sys.stderr)

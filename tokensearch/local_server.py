@@ -95,16 +95,18 @@ def running_server(home: Path, database_url: str | None, model: str | None) -> S
     return note
 
 
-def search(note: ServerNote, query: str, k: int, offset: int, api_key: str | None) -> dict | None:
+def search(note: ServerNote, query: str, k: int, offset: int, api_key: str | None,
+           filters: dict[str, str] | None = None) -> dict | None:
     """The server's ``GET /api/v1/search`` answer, or None where it gave none (the caller then searches
-    in-process, which also reports a bad query the way the CLI always has)."""
+    in-process, which also reports a bad query the way the CLI always has). ``filters``: the search
+    filter's query parameters (``SearchFilter.params``)."""
     parts = urlsplit(note.url)
     if parts.scheme != "http" or not parts.hostname:
         return None
     headers = {"Accept": "application/json"}
     if api_key:
         headers["X-API-Key"] = api_key
-    path = "/api/v1/search?" + urlencode({"q": query, "k": k, "offset": offset})
+    path = "/api/v1/search?" + urlencode({"q": query, "k": k, "offset": offset, **(filters or {})})
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=TIMEOUT_S)
     try:
         conn.request("GET", path, headers=headers)

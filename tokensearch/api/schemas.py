@@ -33,6 +33,13 @@ class HitOut(BaseModel):
     name: str = Field(description="file name of the document")
     image_url: str
     thumbnail_url: str
+    text: str = Field("", description="what the engine read where the query matched: the spelling of each query "
+                      "word (or of the whole query) that matched, e.g. INVOICE for invoice; on a born-digital page "
+                      "that is its text layer's, on a scan the query's tokens as matched")
+    modified: str | None = Field(None, description="the file's modification time, ISO 8601 in UTC")
+    pages: int = Field(0, description="pages of the document")
+    type: str = Field("", description='"pdf" or "image"')
+    file_url: str = Field(description="the original file (inline); for a PDF, #page=N opens it at the hit's page")
 
 
 class SearchOut(BaseModel):

@@ -32,6 +32,7 @@ from typing import Any
 
 import anyio
 
+from tokensearch.filters import SearchFilter
 from tokensearch.settings import Settings
 
 from .errors import ApiError
@@ -60,12 +61,12 @@ class ThreadSearches:
     async def start(self) -> None:
         self._limiter = anyio.CapacityLimiter(self.limit)
 
-    async def search(self, q: str, k: int, offset: int) -> Any:
-        call = partial(self._search, q, k, offset)
+    async def search(self, q: str, k: int, offset: int, filter: SearchFilter | None = None) -> Any:
+        call = partial(self._search, q, k, offset, filter)
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
-    def _search(self, q: str, k: int, offset: int) -> Any:
-        return self.engine.search(q, k=k, offset=offset)  # looked up per call: tests replace it
+    def _search(self, q: str, k: int, offset: int, filter: SearchFilter | None) -> Any:
+        return _engine_search(self.engine, q, k, offset, filter)  # the engine looked up per call: tests replace it
 
     def close(self) -> None:
         pass
@@ -92,9 +93,9 @@ class ProcessSearches:
             if isinstance(outcome, BaseException):
                 log.error("a search worker did not start: %s", outcome)
 
-    async def search(self, q: str, k: int, offset: int) -> Any:
+    async def search(self, q: str, k: int, offset: int, filter: SearchFilter | None = None) -> Any:
         try:
-            fut: Future = self._pool.submit(_search, q, k, offset)
+            fut: Future = self._pool.submit(_search, q, k, offset, filter)
             return await asyncio.wrap_future(fut)
         except BrokenProcessPool as exc:  # a worker died (killed, out of memory): start new ones
             log.error("a search worker stopped (%s); starting new workers", exc)
@@ -150,5 +151,11 @@ def _start_worker(settings_json: str, server: int) -> None:
         log.error("search worker %d could not warm up: %s", os.getpid(), exc)
 
 
-def _search(q: str, k: int, offset: int) -> Any:
-    return _engine.search(q, k=k, offset=offset)
+def _engine_search(engine: Any, q: str, k: int, offset: int, filter: SearchFilter | None) -> Any:
+    if filter:
+        return engine.search(q, k=k, offset=offset, filter=filter)
+    return engine.search(q, k=k, offset=offset)
+
+
+def _search(q: str, k: int, offset: int, filter: SearchFilter | None = None) -> Any:
+    return _engine_search(_engine, q, k, offset, filter)

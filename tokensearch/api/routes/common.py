@@ -44,6 +44,11 @@ def image_url(doc_id: int, page: int) -> str:
     return f"{API}/pages/{doc_id}/{page}/image"
 
 
+def file_url(doc_id: int, page: int | None = None, kind: str = "") -> str:
+    """The original file; a PDF at ``page`` (the ``#page=N`` open parameter browsers' PDF viewers follow)."""
+    return f"{API}/documents/{doc_id}/file" + (f"#page={page}" if page and kind == "pdf" else "")
+
+
 def thumbnail_url(doc_id: int, page: int) -> str:
     return f"{API}/pages/{doc_id}/{page}/image?width=480&format=webp"
 

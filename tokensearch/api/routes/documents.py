@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import mimetypes
 from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
 
 from ..deps import Authorized, StateDep
-from ..errors import not_found
+from ..errors import ApiError, not_found
 from ..jobs import Job
 from ..schemas import Deleted, DocumentList, DocumentOut, UploadedFile, UploadOut
-from ..security import uploads_dir
+from ..security import is_inside, uploads_dir
 from ..uploads import receive_files, store_files
 from .common import API, DocId, document_out, errors
 from .index_jobs import job_out
@@ -55,6 +57,29 @@ def get_document(state: StateDep, doc_id: DocId) -> DocumentOut:
     if doc is None:
         raise not_found(f"document {doc_id}")
     return document_out(doc)
+
+
+@router.get("/{doc_id}/file", response_class=FileResponse, responses={
+    200: {"content": {"application/pdf": {}, "image/*": {}},
+          "description": "the original file, shown inline (a PDF opens at page N with the URL fragment #page=N)"},
+    **errors(404)})
+def document_file(state: StateDep, doc_id: DocId) -> FileResponse:
+    doc = state.engine.store.document(doc_id)
+    if doc is None:
+        raise not_found(f"document {doc_id}")
+    outside = False
+    for raw in doc.get("paths") or []:
+        path = Path(raw).resolve()  # links resolved: the file itself must lie inside a root
+        if not is_inside(path, state.roots):
+            outside = True
+        elif path.is_file():
+            media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            return FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline",
+                                headers={"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"})
+    if outside:
+        raise ApiError(403, "forbidden", f"document {doc_id} lies outside the folders this server may read; start "
+                       "it with --root <folder> (TOKENSEARCH_ROOTS) to serve its files")
+    raise not_found(f"the file of document {doc_id} (moved or deleted since it was indexed)")
 
 
 @router.delete("/{doc_id}", response_model=Deleted, responses=errors(404))
