@@ -121,7 +121,7 @@ def phone_photo(pdf: bytes, words: list[SampleWord], page: int = 1, seed: int = 
     size = (sheet.width + 2 * margin[0], sheet.height + 2 * margin[1])
     canvas = Image.new("RGB", size, (92, 84, 76))  # desk
     canvas.paste(sheet, margin)
-    canvas = canvas.rotate(PHOTO_TILT_DEG, resample=Image.BICUBIC, fillcolor=(92, 84, 76))
+    canvas = canvas.rotate(PHOTO_TILT_DEG, resample=Image.Resampling.BICUBIC, fillcolor=(92, 84, 76))
 
     a = math.radians(PHOTO_TILT_DEG)  # PIL turns the picture counter-clockwise about its centre
     cx, cy = size[0] / 2, size[1] / 2

@@ -102,6 +102,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     """A dtype name (``auto``, ``float32``, ``bfloat16``, ``float16`` or their short forms) valid on ``device``."""
     if isinstance(dtype, str) and dtype.lower() == "auto":
         return auto_dtype(device)
+    dt: torch.dtype | None
     if isinstance(dtype, torch.dtype):
         dt = dtype
     else:

@@ -150,7 +150,7 @@ def make_checkpoint(dir: str | Path, vision: dict, D: int, sentences: Sequence[s
         keys = sorted(sd)
         half = len(keys) // 2
         shards = {"model-00001-of-00002.safetensors": keys[:half], "model-00002-of-00002.safetensors": keys[half:]}
-        weight_map = {}
+        weight_map: dict[str, str] = {}
         for name, ks in shards.items():
             save_file({k: sd[k] for k in ks}, str(out / name), metadata={"format": "pt"})
             weight_map |= {k: name for k in ks}
