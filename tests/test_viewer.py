@@ -288,6 +288,56 @@ def test_keyboard_selection_in_the_results(live, page):
     pg.wait_for_selector("#viewer:not([hidden])")
 
 
+def test_filters_narrow_the_results_and_stay_in_the_url(live, page):
+    """Type a query, set a filter: only matching documents remain, the same ones the API gives for the same
+    filter; the filter is in the URL, a shared URL restores it; cards show what was read, the date, the page
+    count and a link to the original file at that page."""
+    server, root = live
+    pg = page
+    pg.goto(server.url + "/")
+    pg.locator("#q").fill("harbour")
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#results .card")
+    names = set(pg.locator("#results .card .name").all_inner_texts())
+    assert "harbour-report.pdf" in names and len(names) >= 2, names
+
+    pg.locator("#f-path").fill("harbour*")
+    pg.keyboard.press("Enter")
+    pg.wait_for_function("() => [...document.querySelectorAll('#results .card .name')].length > 0 && "
+                         "[...document.querySelectorAll('#results .card .name')].every(n => n.textContent === 'harbour-report.pdf')")
+    assert "path=harbour*" in unquote(pg.url) and "q=harbour" in pg.url
+    api = pg.request.get(server.url + "/api/v1/search?q=harbour&k=24&path=harbour*").json()
+    shown_pages = [int(t.split()[-1]) for t in pg.locator("#results .card .line span:first-child").all_inner_texts()]
+    assert [(h["name"], h["page"]) for h in api["hits"]] == [("harbour-report.pdf", p) for p in shown_pages]
+
+    first = pg.locator("#results .card").first
+    assert first.locator(".read").inner_text().lower() == "harbour"
+    assert first.locator(".pages").inner_text() == "2 pages"
+    assert first.locator(".modified").inner_text() == api["hits"][0]["modified"][:10]
+    href = first.locator("a.file").get_attribute("href")
+    assert href == f"/api/v1/documents/{api['hits'][0]['doc_id']}/file#page={shown_pages[0]}"
+    original = pg.request.get(server.url + href.split("#")[0])
+    assert original.ok and original.body() == (root / "harbour-report.pdf").read_bytes()
+
+    pg.select_option("#f-type", "image")  # applies at once: no image holds the word
+    pg.wait_for_selector("#empty:not([hidden])")
+    assert "type=image" in pg.url and pg.locator("#results .card").count() == 0
+    pg.select_option("#f-type", "pdf")
+    pg.wait_for_selector("#results .card")
+    shared = pg.url
+    pg.goto(shared)  # a shared URL restores the query and the filters
+    pg.wait_for_selector("#results .card")
+    assert pg.locator("#f-path").input_value() == "harbour*" and pg.locator("#f-type").input_value() == "pdf"
+    assert set(pg.locator("#results .card .name").all_inner_texts()) == {"harbour-report.pdf"}
+    pg.locator("#results .card").first.click()  # the page view links to the original file too
+    pg.wait_for_selector("#v-file:not([hidden])")
+    assert pg.locator("#v-file").get_attribute("href").startswith(href.split("#")[0])
+    pg.keyboard.press("Escape")
+    pg.locator("#f-clear").click()
+    pg.wait_for_function("() => new Set([...document.querySelectorAll('#results .card .name')].map(n => n.textContent)).size >= 2")
+    assert "path=" not in pg.url
+
+
 def test_viewer_asks_for_the_api_key_and_sends_it(live_with_key, page):
     server, _ = live_with_key
     pg = page

@@ -19,7 +19,12 @@ const state = {
   xf: { s: 1, x: 0, y: 0 }, // page transform in the stage
   fitScale: 1,              // scale at which the whole page fits: shown as 100%
   searchSeq: 0,
+  filters: {},             // the search filters (API names -> values), also in the URL
 };
+
+// search filters: the API's parameter names, and the viewer's URL names (doc= is the page being viewed)
+const FILTERS = { path: "path", type: "type", modified_after: "modified_after", modified_before: "modified_before", doc: "in_doc" };
+const FILTER_INPUTS = { path: "f-path", type: "f-type", modified_after: "f-after", modified_before: "f-before", doc: "f-doc" };
 
 // ---------------------------------------------------------------------------------------------- API
 
@@ -97,17 +102,33 @@ function setStates({ welcome = false, empty = false, emptyIndex = false } = {}) 
 
 // ---------------------------------------------------------------------------------------------- search
 
+function readFilters() {
+  const f = {};
+  for (const [name, id] of Object.entries(FILTER_INPUTS)) { const v = $(id).value.trim(); if (v) f[name] = v; }
+  return f;
+}
+
+function showFilters(f) {
+  for (const [name, id] of Object.entries(FILTER_INPUTS)) $(id).value = f[name] || "";
+  const on = Object.keys(f).length > 0;
+  $("filters").classList.toggle("active", on); $("f-clear").hidden = !on;
+}
+
+const sameFilters = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
 function urlFor(q, view) {
   const p = new URLSearchParams();
   if (q) p.set("q", q);
+  for (const [name, key] of Object.entries(FILTERS)) if (state.filters[name]) p.set(key, state.filters[name]);
   if (view) { p.set("doc", view.docId); p.set("page", view.page); }
   const s = p.toString();
   return s ? `/?${s}` : "/";
 }
 
-async function search(q, { push = true } = {}) {
+async function search(q, { push = true, filters = readFilters() } = {}) {
   q = q.trim();
   state.q = q; $("q").value = q;
+  state.filters = filters; showFilters(filters);
   if (push) history.pushState({}, "", urlFor(q, null));
   document.title = q ? `${q} — tokensearch` : "tokensearch";
   state.hits = []; state.total = 0; state.selected = -1;
@@ -123,7 +144,7 @@ async function loadMore() {
   const q = state.q, offset = state.hits.length;
   $("more").disabled = true;
   try {
-    const r = await getJSON(`${API}/search?${new URLSearchParams({ q, k: PAGE_SIZE, offset })}`);
+    const r = await getJSON(`${API}/search?${new URLSearchParams({ q, k: PAGE_SIZE, offset, ...state.filters })}`);
     if (seq !== state.searchSeq) return;   // a newer search started meanwhile
     state.total = r.total;
     const start = state.hits.length;
@@ -162,11 +183,38 @@ function card(hit, i) {
       el("span", { class: "name", text: hit.name }),
       el("div", { class: "line" }, el("span", { text: `page ${hit.page}` }),
         el("span", { class: "score", text: `score ${hit.score.toFixed(2)}` })),
+      facts(hit),
       el("span", { class: "muted small path", text: dir }),
       bar));
-  li.addEventListener("click", () => openHit(i));
+  li.addEventListener("click", (e) => { if (!e.target.closest("a")) openHit(i); });
   li.addEventListener("keydown", (e) => { if (e.key === "Enter") openHit(i); });
   return li;
+}
+
+// what the engine read there, the document's size and date, and its original file at this page
+function facts(hit) {
+  const parts = [];
+  if (hit.text) parts.push(el("span", { class: "read", title: "what the engine read where the query matched", text: hit.text }));
+  if (hit.pages) parts.push(el("span", { class: "muted small pages", text: `${hit.pages} page${hit.pages === 1 ? "" : "s"}` }));
+  if (hit.modified) parts.push(el("span", { class: "muted small modified", title: `modified ${hit.modified}`, text: hit.modified.slice(0, 10) }));
+  if (hit.file_url) parts.push(fileLink(hit.file_url, "open file"));
+  return el("div", { class: "facts" }, ...parts);
+}
+
+// a link to an original file; with an API key the file is fetched (the header) and opened as a blob
+function fileLink(url, label, a = el("a", {})) {
+  a.className = "file"; a.textContent = label; a.href = url; a.target = "_blank"; a.rel = "noopener";
+  a.onclick = async (e) => {
+    e.stopPropagation();
+    if (!state.auth) return;
+    e.preventDefault();
+    const [path, frag] = url.split("#");
+    try {
+      const blob = await (await api(path)).blob();
+      window.open(URL.createObjectURL(blob) + (frag ? `#${frag}` : ""), "_blank", "noopener");
+    } catch (err) { toast(err.message, 6000); }
+  };
+  return a;
 }
 
 // a close-up strip of the page centred on the first hit box (pure CSS: the page is scaled so the box fits
@@ -261,6 +309,7 @@ async function openPage(docId, page, { hit = null, push = true } = {}) {
   $("v-page").textContent = `page ${page}`;
   $("v-score").hidden = !current;
   if (current) $("v-score").textContent = `score ${current.score.toFixed(2)}`;
+  $("v-file").hidden = true;
   updateHitNav();
   const msg = $("stage-msg"); msg.hidden = true;
   const img = $("page-img");
@@ -274,6 +323,8 @@ async function openPage(docId, page, { hit = null, push = true } = {}) {
     $("v-name").textContent = doc.name;
     $("v-name").title = doc.path;
     $("v-page").textContent = `page ${page} of ${doc.pages ?? "?"}`;
+    fileLink(`${API}/documents/${docId}/file${doc.kind === "pdf" ? `#page=${page}` : ""}`, "open file", $("v-file"));
+    $("v-file").hidden = false;
     updatePageNav();
     const stage = $("stage").getBoundingClientRect();
     const want = Math.min(2560, Math.max(1024, stage.width * (window.devicePixelRatio || 1)));
@@ -577,7 +628,9 @@ function onKey(e) {
 async function route({ push = false } = {}) {
   const p = new URLSearchParams(location.search);
   const q = p.get("q") || "";
-  if (q !== state.q || !state.hits.length) await search(q, { push });
+  const filters = {};
+  for (const [name, key] of Object.entries(FILTERS)) if (p.get(key)) filters[name] = p.get(key);
+  if (q !== state.q || !sameFilters(filters, state.filters) || !state.hits.length) await search(q, { push, filters });
   const doc = Number(p.get("doc")), page = Number(p.get("page"));
   if (doc > 0 && page > 0) openPage(doc, page, { push: false });
   else if (!$("viewer").hidden) closeViewer({ push: false });
@@ -593,6 +646,11 @@ async function init() {
   setupKey();
   setupStage();
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("q").value); });
+  // a filter applies as soon as it is set (a text field when it is left or on Enter)
+  for (const id of Object.values(FILTER_INPUTS)) {
+    $(id).addEventListener("change", () => { if (!sameFilters(readFilters(), state.filters)) search($("q").value); });
+  }
+  $("f-clear").addEventListener("click", () => { showFilters({}); search($("q").value); });
   $("more").addEventListener("click", loadMore);
   $("close").addEventListener("click", () => closeViewer());
   $("prev-hit").addEventListener("click", () => stepHit(-1));
