@@ -12,8 +12,8 @@ are indexed once, and optionally runs of near-identical cells too (:func:`index_
 feature store keeps every cell.
 
 Every index type is saved: a process that searches loads the snapshot and adds only what was
-committed since, instead of rebuilding the index from the feature store (a CLI search on 137 scanned
-pages: 0.8 s to rebuild, ~0.1 s to load; BENCHMARKS.md).
+committed since, instead of rebuilding the index from the feature store, which costs a CLI search several
+times the load (rebuilding re-adds every page's vectors).
 
 On disk (``<home>/vectors/``)::
 
@@ -49,7 +49,8 @@ from .records import PageFeatures
 CELL_BITS = 20  # up to 1M vectors per page (TokenOCR's 12-tile page has 196,608 cells)
 CELL_MASK = (1 << CELL_BITS) - 1
 SCAN_BLOCK = 16384  # float16 rows decoded at once by the blocked scan (6 MB of float32 at d=96)
-SCAN_MIN_QUERIES = 5  # from this many query rows the blocked scan beats FAISS's one pass per row (BENCHMARKS.md)
+# from this many query rows the blocked scan beats FAISS's one pass per row (BENCHMARKS.md, "Engine speed")
+SCAN_MIN_QUERIES = 5
 _KEEP_DECODED = False  # see keep_flat_decoded
 
 
