@@ -303,8 +303,8 @@ def test_filters_narrow_the_results_and_stay_in_the_url(live, page):
 
     pg.locator("#f-path").fill("harbour*")
     pg.keyboard.press("Enter")
-    pg.wait_for_function("() => [...document.querySelectorAll('#results .card .name')].length > 0 && "
-                         "[...document.querySelectorAll('#results .card .name')].every(n => n.textContent === 'harbour-report.pdf')")
+    pg.wait_for_function("() => { const n = [...document.querySelectorAll('#results .card .name')]; "
+                         "return n.length > 0 && n.every(e => e.textContent === 'harbour-report.pdf'); }")
     assert "path=harbour*" in unquote(pg.url) and "q=harbour" in pg.url
     api = pg.request.get(server.url + "/api/v1/search?q=harbour&k=24&path=harbour*").json()
     shown_pages = [int(t.split()[-1]) for t in pg.locator("#results .card .line span:first-child").all_inner_texts()]
@@ -334,7 +334,8 @@ def test_filters_narrow_the_results_and_stay_in_the_url(live, page):
     assert pg.locator("#v-file").get_attribute("href").startswith(href.split("#")[0])
     pg.keyboard.press("Escape")
     pg.locator("#f-clear").click()
-    pg.wait_for_function("() => new Set([...document.querySelectorAll('#results .card .name')].map(n => n.textContent)).size >= 2")
+    pg.wait_for_function("() => new Set([...document.querySelectorAll('#results .card .name')]"
+                         ".map(n => n.textContent)).size >= 2")
     assert "path=" not in pg.url
 
 

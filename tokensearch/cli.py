@@ -80,7 +80,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
     f = p.add_argument_group("filters (only documents matching all of them)")
     f.add_argument("--path", metavar="GLOB", help="path glob relative to the folder a document was indexed or watched "
-                   "from ('invoices/2024/*'; ** spans folders; no / = file name at any depth; absolute: absolute paths)")
+                   "from ('invoices/2024/*'; ** spans folders; no / = file name at any depth; absolute: absolute path)")
     f.add_argument("--type", choices=["pdf", "image"], help="only PDFs or only images")
     f.add_argument("--modified-after", metavar="DATE", help="files modified at or after DATE (2024-01-31, or an ISO "
                    "date-time; UTC without an offset)")

@@ -75,7 +75,7 @@ def _glob_regex(glob: str) -> str:
                 body = glob[i + 1:end]
                 neg = body.startswith("!")
                 body = body[1:] if neg else body
-                out.append("[" + ("^/" if neg else "") + body.replace("\\", "\\\\") + "]")
+                out.append("[" + ("^/" if neg else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
                 i = end + 1
                 continue
         else:
@@ -93,6 +93,9 @@ class PathGlob:
     @cached_property
     def absolute(self) -> bool:
         return self.glob.startswith("/")
+
+    def compile(self) -> re.Pattern[str]:
+        return self._regex
 
     @cached_property
     def _regex(self) -> re.Pattern[str]:
@@ -145,7 +148,14 @@ class SearchFilter:
                 object.__setattr__(self, name, when.replace(tzinfo=timezone.utc))
         if self.doc is not None and self.doc < 1:
             raise QueryError(f"doc must be a document id (>= 1), not {self.doc}")
-        object.__setattr__(self, "_glob", PathGlob(self.path) if self.path else None)
+        glob = PathGlob(self.path) if self.path else None
+        if glob is not None:
+            try:
+                glob.compile()
+            except re.error as e:
+                raise QueryError(f"path: {self.path!r} is not a glob this search reads ({e}); "
+                                 "a class like [a-z] needs its range in order") from None
+        object.__setattr__(self, "_glob", glob)
 
     @classmethod
     def of(cls, path: str | None = None, type: str | None = None, modified_after: str | None = None,
@@ -154,10 +164,12 @@ class SearchFilter:
         def given(v: str | None) -> str | None:
             return v if v is not None and v.strip() else None
 
+        def when(v: str | None, name: str) -> datetime | None:
+            return parse_when(v, name) if v is not None and v.strip() else None
+
         return cls(path=given(path), type=given(type),  # type: ignore[arg-type]
-                   modified_after=parse_when(modified_after, "modified_after") if given(modified_after) else None,
-                   modified_before=parse_when(modified_before, "modified_before") if given(modified_before) else None,
-                   doc=doc)
+                   modified_after=when(modified_after, "modified_after"),
+                   modified_before=when(modified_before, "modified_before"), doc=doc)
 
     @property
     def glob(self) -> PathGlob | None:
