@@ -27,6 +27,7 @@ from tokensearch.api.app import create_app
 from tokensearch.api.job_process import ProcessRunner
 from tokensearch.api.searches import ProcessSearches
 from tokensearch.engine import Engine
+from tokensearch.filters import SearchFilter
 from tokensearch.samples import make_sample_folder
 
 from test_api_fixtures import build_settings, free_port, make_docs, wait_job
@@ -46,6 +47,8 @@ def test_concurrent_searches_in_workers_give_the_hits_of_serial_ones(tmp_path, m
     with Engine(settings, encoder=mini_encoder) as engine:
         engine.index(settings.roots[0])
         serial = {q: [(str(h.path), h.page, h.score, h.boxes) for h in engine.search(q, k=5).hits] for q in QUERIES}
+        narrowed = [(str(h.path), h.page, h.score, h.boxes)
+                    for h in engine.search("harbour", k=5, filter=SearchFilter(path="invoice*")).hits]
     with TestClient(create_app(settings)) as c:
         searches = c.app.state.api.searches
         assert isinstance(searches, ProcessSearches) and searches.workers == 2
@@ -55,6 +58,9 @@ def test_concurrent_searches_in_workers_give_the_hits_of_serial_ones(tmp_path, m
             assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda q: (q, c.get(f"{API}/search", params={"q": q, "k": 5})), QUERIES * 3))
+        filtered = c.get(f"{API}/search", params={"q": "harbour", "k": 5, "path": "invoice*"})  # pickled to a worker
+        assert filtered.status_code == 200 and _hits(filtered.json()) == narrowed
+        assert narrowed and {Path(p).name for p, *_ in narrowed} == {"invoice.pdf"}
     for q, r in answers:
         assert r.status_code == 200, r.text
         assert _hits(r.json()) == serial[q], q
