@@ -1,0 +1,78 @@
+"""In-process latency of filtered searches beside the unfiltered ones, on one index.
+
+    python3 bench/filter_latency.py --home H [--folder DIR] [--queries Q.jsonl] [--limit N] [--k 10]
+
+Indexes ``--folder`` into ``--home`` first if the home is empty. Each query of ``--queries`` (the dev
+benchmark's JSONL: a "query" field per line) runs without a filter and with each path filter of
+``--filter NAME=GLOB`` (default: the dev benchmark's 137 image-only pages, ~1 %, ~10 % and ~36 % of them),
+in turn, so machine noise falls on all of them. Prints a Markdown table: pages the filter lets through,
+median and p90 latency of ``Engine.search``, the median cost of resolving the filter alone
+(``Store.filter_pages``, inside the search), and the mean hits returned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from tokensearch.engine import Engine
+from tokensearch.filters import SearchFilter
+from tokensearch.settings import Settings
+
+DEV_FILTERS = ["~1 %=eu*", "~10 %=[dv]*", "~36 %=[gm]*"]  # europass-cv; duck-invoice+vcd-shadings; glpk+groff+mom
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--folder", type=Path, help="index this folder first if the home is empty")
+    ap.add_argument("--queries", type=Path, default=Path("/work/bench-rw/data/queries.jsonl"))
+    ap.add_argument("--limit", type=int, default=0, help="first N queries only (0: all)")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--filter", action="append", metavar="NAME=GLOB", help="path filters (repeatable)")
+    args = ap.parse_args()
+
+    eng = Engine(Settings(home=args.home))
+    if eng.store.stats().pages == 0:
+        if args.folder is None:
+            raise SystemExit(f"{args.home} is empty: pass --folder to index one")
+        eng.index(args.folder)
+    queries = [json.loads(line)["query"] for line in args.queries.read_text().splitlines() if line.strip()]
+    queries = queries[:args.limit] if args.limit else queries
+    cases: list[tuple[str, SearchFilter | None]] = [("none", None)]
+    for spec in args.filter or DEV_FILTERS:
+        name, glob = spec.split("=", 1)
+        cases.append((f"{name} (`--path '{glob}'`)", SearchFilter(path=glob)))
+    n_pages = eng.store.stats().pages
+    allowed = {name: (len(eng.store.filter_pages(f).page_ids) if f else n_pages) for name, f in cases}
+    eng.search(queries[0], k=args.k)  # load the index, the model's query side, the vocabulary check
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    hits: dict[str, list[int]] = {name: [] for name, _ in cases}
+    resolve: dict[str, list[float]] = {name: [] for name, _ in cases}
+    for q in queries:
+        for name, f in cases:
+            t0 = time.perf_counter()
+            res = eng.search(q, k=args.k, filter=f)
+            times[name].append((time.perf_counter() - t0) * 1000)
+            hits[name].append(len(res.hits))
+            if f is not None:
+                t0 = time.perf_counter()
+                eng.store.filter_pages(f)
+                resolve[name].append((time.perf_counter() - t0) * 1000)
+    print(f"{len(queries)} queries, k={args.k}, {n_pages} pages\n")
+    print("| filter | pages allowed | median ms | p90 ms | filter resolution ms (median) | mean hits |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, _ in cases:
+        t = sorted(times[name])
+        p90 = t[min(len(t) - 1, int(0.9 * len(t)))]
+        res_ms = f"{statistics.median(resolve[name]):.1f}" if resolve[name] else "-"
+        print(f"| {name} | {allowed[name]} ({100 * allowed[name] / n_pages:.0f} %) | {statistics.median(t):.0f} | "
+              f"{p90:.0f} | {res_ms} | {statistics.mean(hits[name]):.2f} |")
+    eng.close()
+
+
+if __name__ == "__main__":
+    main()
