@@ -244,3 +244,21 @@ def test_cli_filters_and_json_fields(filtered_index, capsys):
     assert [Path(h["path"]).name for h in json.loads(capsys.readouterr().out)["hits"]] == ["r0-scan.png"]
     assert cli.main(["search", "crane", "--home", home, "--modified-after", "June", "--no-server"]) == 2
     assert "modified_after" in capsys.readouterr().err
+
+
+def test_a_duplicate_is_shown_at_the_path_the_filter_matched(tmp_path, mini_encoder):
+    settings = build_settings(tmp_path)
+    root = settings.roots[0]
+    first = write_pdf(root / "inbox" / "memo.pdf", [["the pelican memo"]])
+    (root / "archive").mkdir()
+    (root / "archive" / "memo-2024.pdf").write_bytes(first.read_bytes())  # same content: one document, two paths
+    os.utime(root / "archive" / "memo-2024.pdf", (JAN, JAN))
+    os.utime(first, (JUN, JUN))
+    with Engine(settings, encoder=mini_encoder) as engine:
+        assert not engine.index(root).failed
+        (hit,) = engine.search("pelican", k=5).hits
+        assert hit.path.endswith("archive/memo-2024.pdf")  # the first path in sort order
+        (hit,) = engine.search("pelican", k=5, filter=SearchFilter(path="inbox/*")).hits
+        assert hit.path.endswith("inbox/memo.pdf") and hit.modified == iso_utc(int(JUN * 1e9))
+        (hit,) = engine.search("pelican", k=5, filter=SearchFilter.of(modified_after="2024-03-01")).hits
+        assert hit.path.endswith("inbox/memo.pdf")
