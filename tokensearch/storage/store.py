@@ -117,6 +117,14 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _index_space(codec: Codec, rec: PageRecord) -> np.ndarray:
+    """A page's features as stored: projected, and on pages the model read, column runs merged (a page
+    built from its text layer carries exact token vectors, which a merge would blend)."""
+    if rec.source == "text":
+        return codec.apply(rec.feats)
+    return codec.apply_cells(rec.ys, rec.xs, rec.feats)
+
+
 class Store:
     """One index: open with :meth:`open`, close with :meth:`close` (or use as a context manager).
 
@@ -129,6 +137,9 @@ class Store:
       merge_cos          index only the first cell of a row run of cells within this cosine of it
                          (e.g. 0.95; None = every distinct cell). Recorded with the codec on the first
                          write; the recorded value wins afterwards.
+      column_cos         store a run of up to 3 vertically adjacent cells within this cosine of its top
+                         cell as one vector (codec.merge_columns; None = every cell its own). Recorded
+                         with the codec like merge_cos.
       nprobe             IVF lists probed per query (default max(16, nlist/32))
       persist_interval   seconds between snapshots of a trained FAISS index while writing (30; also at close)
       segment_bytes      feature segment size before rolling to a new file (1 GiB)
@@ -145,6 +156,7 @@ class Store:
         pca_dim: int = 128,
         pca_fit_cells: int = 4096,
         merge_cos: float | None = None,
+        column_cos: float | None = None,
         nprobe: int | None = None,
         persist_interval: float = 30.0,
         segment_bytes: int = 1 << 30,
@@ -156,6 +168,7 @@ class Store:
         self.pca_dim = pca_dim
         self.pca_fit_cells = pca_fit_cells
         self.merge_cos = merge_cos
+        self.column_cos = column_cos
         self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
         self.vector_dir = self.home / "vectors"
         self._write_mutex = threading.RLock()  # one writing call at a time
@@ -520,12 +533,12 @@ class Store:
                     continue
                 codec = self._fit_codec(buffered, dim)
             for r in buffered or [rec]:
-                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, codec.apply(r.feats))
+                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, _index_space(codec, r))
             buffered = []
         if buffered:
             codec = self._fit_codec(buffered, buffered[0].feats.shape[1])
             for r in buffered:
-                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, codec.apply(r.feats))
+                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, _index_space(codec, r))
 
     def _fit_codec(self, recs: list[PageRecord], dim: int) -> Codec:
         sample = np.concatenate([r.feats for r in recs]) if recs else np.zeros((0, dim), np.float32)
@@ -536,6 +549,7 @@ class Store:
 
     def _set_codec(self, codec: Codec) -> Codec:
         codec.merge_cos = self.merge_cos
+        codec.column_cos = self.column_cos
         with self._codec_lock:
             self._codec = codec
         return codec
