@@ -262,3 +262,19 @@ def test_a_duplicate_is_shown_at_the_path_the_filter_matched(tmp_path, mini_enco
         assert hit.path.endswith("inbox/memo.pdf") and hit.modified == iso_utc(int(JUN * 1e9))
         (hit,) = engine.search("pelican", k=5, filter=SearchFilter.of(modified_after="2024-03-01")).hits
         assert hit.path.endswith("inbox/memo.pdf")
+
+
+def test_filters_on_sqlite_and_postgresql(tmp_path, make_engine):
+    root = tmp_path / "docs"
+    write_pdf(root / "a" / "one.pdf", [["walrus census"], ["walrus again"]])
+    write_pdf(root / "b" / "two.pdf", [["walrus tally"]])
+    os.utime(root / "a" / "one.pdf", (JAN, JAN))
+    engine = make_engine()
+    assert not engine.index(root).failed
+    store = engine.store
+    assert len(store.filter_pages(SearchFilter(path="a")).page_ids) == 2
+    assert len(store.filter_pages(SearchFilter(path=str(root.resolve()) + "/b/*.pdf")).page_ids) == 1
+    assert len(store.filter_pages(SearchFilter.of(modified_before="2024-02-01", type="pdf")).page_ids) == 2
+    assert len(store.filter_pages(SearchFilter(type="image")).page_ids) == 0
+    hits = engine.search("walrus", k=5, filter=SearchFilter.of(modified_after="2024-02-01")).hits
+    assert [Path(h.path).name for h in hits] == ["two.pdf"] and hits[0].pages == 1
