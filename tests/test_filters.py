@@ -278,3 +278,19 @@ def test_filters_on_sqlite_and_postgresql(tmp_path, make_engine):
     assert len(store.filter_pages(SearchFilter(type="image")).page_ids) == 0
     hits = engine.search("walrus", k=5, filter=SearchFilter.of(modified_after="2024-02-01")).hits
     assert [Path(h.path).name for h in hits] == ["two.pdf"] and hits[0].pages == 1
+
+
+def test_a_link_inside_a_root_to_a_file_outside_is_not_served(tmp_path, mini_encoder):
+    settings = build_settings(tmp_path)
+    root = settings.roots[0]
+    secret = write_pdf(tmp_path / "private" / "secret.pdf", [["narwhal accounts"]])
+    (root / "innocent.pdf").symlink_to(secret)
+    with Engine(settings, encoder=mini_encoder) as engine:
+        engine.index(root)
+        hits = engine.search("narwhal", k=1).hits
+        assert hits, "a link to a file is indexed (links to folders are not followed)"
+        with TestClient(create_app(settings, engine=engine)) as client:
+            for h in hits:  # however the indexer took the link, its file is not handed out
+                r = client.get(f"{API}/documents/{h.doc_id}/file")
+                assert r.status_code == 403 and b"narwhal" not in r.content
+            assert client.get(f"{API}/documents/1/file/..%2F..%2Fprivate%2Fsecret.pdf").status_code == 404
