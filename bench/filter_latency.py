@@ -1,6 +1,12 @@
 """In-process latency of filtered searches beside the unfiltered ones, on one index.
 
     python3 bench/filter_latency.py --home H [--folder DIR] [--queries Q.jsonl] [--limit N] [--k 10]
+    python3 bench/filter_latency.py --synthetic-ivf [--pages 4400]
+
+``--synthetic-ivf``: stage 1 alone on an IVF index of the size where the store leaves the flat one
+(``--pages`` x 500 clustered random vectors, d 96, 2.2M by default): the top 4096 vectors of 8 query rows
+unfiltered and among 1 % / 10 % of the pages, and the filtered searches' recall of the exact top 100
+among those pages (every list probed).
 
 Indexes ``--folder`` into ``--home`` first if the home is empty. Each query of ``--queries`` (the dev
 benchmark's JSONL: a "query" field per line) runs without a filter and with each path filter of
@@ -25,15 +31,62 @@ from tokensearch.settings import Settings
 DEV_FILTERS = ["~1 %=eu*", "~10 %=[dv]*", "~36 %=[gm]*"]  # europass-cv; duck-invoice+vcd-shadings; glpk+groff+mom
 
 
+def synthetic_ivf(n_pages: int, per_page: int = 500, d: int = 96, k: int = 4096) -> None:
+    import faiss
+    import numpy as np
+
+    from tokensearch.storage.vectors import CELL_BITS, VectorIndex, choose_spec
+
+    faiss.omp_set_num_threads(1)
+    centers = np.random.default_rng(0).normal(size=(2000, d)).astype(np.float32)
+
+    def page_vecs(p: int) -> np.ndarray:
+        r = np.random.default_rng(p)
+        v = centers[r.integers(0, len(centers), per_page)] + 0.5 * r.normal(size=(per_page, d)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    spec = choose_spec(n_pages * per_page, 2_000_000)
+    vi = VectorIndex.empty(d, spec, train_sample=np.concatenate([page_vecs(p) for p in range(1, n_pages + 1, 19)]))
+    for p in range(1, n_pages + 1):
+        vi.add_page(p, page_vecs(p), np.zeros((per_page, 2), np.int64))
+    q = centers[:8] / np.linalg.norm(centers[:8], axis=1, keepdims=True)
+    ivf = faiss.extract_index_ivf(vi.index)
+    print(f"{vi.ntotal} vectors, {spec}, nprobe {ivf.nprobe}, 8 query rows, k={k}\n")
+    print("| pages allowed | median ms | recall of the exact top 100 |")
+    print("|---|---:|---:|")
+    for share in (None, 0.01, 0.10):
+        pages = None if share is None else np.arange(1, n_pages + 1, round(1 / share), dtype=np.int64)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            found = vi.search(q, k, pages)
+            times.append((time.perf_counter() - t0) * 1000)
+        recall = "-"
+        if pages is not None:
+            ids = np.concatenate([(np.int64(p) << CELL_BITS) + np.arange(per_page, dtype=np.int64) for p in pages])
+            sel = faiss.IDSelectorBatch(ids)
+            scores, _ = vi.index.search(q, 100, params=faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nlist))
+            recall = f"{np.mean([np.isin(s, f[1][:len(f[1])]).mean() for s, f in zip(scores, found)]):.3f}"
+        label = "all" if pages is None else f"{len(pages)} ({100 * share:.0f} %)"
+        print(f"| {label} | {statistics.median(times):.0f} | {recall} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--synthetic-ivf", action="store_true", help="stage 1 alone on a synthetic IVF index")
+    ap.add_argument("--pages", type=int, default=4400, help="--synthetic-ivf: pages of 500 vectors")
+    ap.add_argument("--home", type=Path)
     ap.add_argument("--folder", type=Path, help="index this folder first if the home is empty")
     ap.add_argument("--queries", type=Path, default=Path("/work/bench-rw/data/queries.jsonl"))
     ap.add_argument("--limit", type=int, default=0, help="first N queries only (0: all)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--filter", action="append", metavar="NAME=GLOB", help="path filters (repeatable)")
     args = ap.parse_args()
+    if args.synthetic_ivf:
+        synthetic_ivf(args.pages)
+        return
+    if args.home is None:
+        ap.error("--home is required (or --synthetic-ivf)")
 
     eng = Engine(Settings(home=args.home))
     if eng.store.stats().pages == 0:

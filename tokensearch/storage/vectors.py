@@ -302,7 +302,7 @@ class VectorIndex:
         """Per query row: page ids, scores and (n, 2) grid cells (row, column) of its top-``k`` vectors
         (cells -1 where the page's positions are not known). ``pages``: only these pages' vectors compete
         (a search filter's allowed pages, sorted): the flat index scans just their rows; an IVF index
-        skips the others (``IDSelectorBatch``) and probes more lists the fewer vectors they hold."""
+        skips the others (``IDSelectorBatch``) and probes more lists (up to 4x) the fewer vectors they hold."""
         q = np.ascontiguousarray(q, dtype=np.float32)
         if self.ntotal == 0 or len(q) == 0 or k <= 0 or (pages is not None and len(pages) == 0):
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in q]
@@ -354,8 +354,13 @@ class VectorIndex:
             return np.full((len(q), 0), -np.inf, np.float32), np.full((len(q), 0), -1, np.int64)
         ids = np.concatenate([(np.int64(p) << CELL_BITS) + np.arange(n, dtype=np.int64)
                               for p, n in zip(pages.tolist(), counts) if n])
+        # probe enough lists to hold about k/2 allowed vectors, at most 4x the usual: the lists nearest a token
+        # hold its best allowed cells as they hold its best cells, and the selector skips the others without
+        # scoring them, so a filter costs less than the unfiltered search (BENCHMARKS.md, "Filtered search
+        # latency"; probing every list for a 1 % filter took 5x the unfiltered time)
         ivf = faiss.extract_index_ivf(self.index)
-        nprobe = min(ivf.nlist, int(math.ceil(ivf.nprobe * max(1.0, self.ntotal / n_allowed))))
+        want = int(math.ceil(min(k, n_allowed) * ivf.nlist / (2 * n_allowed)))
+        nprobe = min(ivf.nlist, 4 * ivf.nprobe, max(ivf.nprobe, want))
         sel = faiss.IDSelectorBatch(ids)
         scores, found = self.index.search(q, min(k, n_allowed),
                                           params=faiss.SearchParametersIVF(sel=sel, nprobe=nprobe))
