@@ -2,6 +2,10 @@
 
     python3 bench/filter_latency.py --home H [--folder DIR] [--queries Q.jsonl] [--limit N] [--k 10]
     python3 bench/filter_latency.py --synthetic-ivf [--pages 4400]
+    python3 bench/filter_latency.py --synthetic-catalog [--pages 100000]
+
+``--synthetic-catalog``: resolving filters alone (``Store.filter_pages``) on a SQLite catalogue of ``--pages``
+one-page documents under one root (1 % of them in ``invoices/``, a third images, one mtime every 5 minutes).
 
 ``--synthetic-ivf``: stage 1 alone on an IVF index of the size where the store leaves the flat one
 (``--pages`` x 500 clustered random vectors, d 96, 2.2M by default): the top 4096 vectors of 8 query rows
@@ -22,6 +26,7 @@ import argparse
 import json
 import statistics
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tokensearch.engine import Engine
@@ -71,10 +76,50 @@ def synthetic_ivf(n_pages: int, per_page: int = 500, d: int = 96, k: int = 4096)
         print(f"| {label} | {statistics.median(times):.0f} | {recall} |")
 
 
+def synthetic_catalog(n: int) -> None:
+    import tempfile
+
+    from sqlalchemy import insert
+
+    from tokensearch.storage import Store
+    from tokensearch.storage.schema import Document, DocPath, IndexRun, Page
+
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp)) as st:
+        with st.engine.begin() as c:
+            c.execute(insert(IndexRun), [{"root": "/data", "status": "ok", "stats": {}}])
+            c.execute(insert(Document), [{"id": i, "sha256": f"{i:064x}", "kind": "pdf" if i % 3 else "image",
+                                          "status": "ok", "n_pages": 1, "size": 1} for i in range(1, n + 1)])
+            c.execute(insert(DocPath), [{"path": f"/data/{'invoices' if i % 100 == 0 else 'misc'}/{i // 1000}/f{i}.pdf",
+                                         "doc_id": i, "size": 1, "mtime_ns": (1_700_000_000 + i * 300) * 10**9}
+                                        for i in range(1, n + 1)])
+            c.execute(insert(Page), [{"id": i, "doc_id": i, "page_no": 1, "width": 1, "height": 1, "source": "vision",
+                                      "grid_h": 1, "grid_w": 1, "n_cells": 1, "n_vectors": 1, "segment": 0,
+                                      "offset": 0, "nbytes": 1, "generation": 1} for i in range(1, n + 1)])
+        last = 1_700_000_000 + n * 300
+        cases = [("--path 'invoices/**'", SearchFilter(path="invoices/**")),
+                 ("--path '/data/invoices/*'", SearchFilter(path="/data/invoices/*")),
+                 ("--path '*.png'", SearchFilter(path="*.png")),
+                 ("--type image", SearchFilter(type="image")),
+                 ("--modified-after (last 10 %)", SearchFilter.of(
+                     modified_after=datetime.fromtimestamp(last - n * 30, timezone.utc).isoformat())),
+                 ("--doc", SearchFilter(doc=n // 2))]
+        print(f"{n} one-page documents (SQLite)\n")
+        print("| filter | pages allowed | median ms |")
+        print("|---|---:|---:|")
+        for name, f in cases:
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                allowed = st.filter_pages(f)
+                times.append((time.perf_counter() - t0) * 1000)
+            print(f"| {name} | {len(allowed)} | {statistics.median(times):.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--synthetic-ivf", action="store_true", help="stage 1 alone on a synthetic IVF index")
-    ap.add_argument("--pages", type=int, default=4400, help="--synthetic-ivf: pages of 500 vectors")
+    ap.add_argument("--synthetic-catalog", action="store_true", help="filter resolution on a synthetic catalogue")
+    ap.add_argument("--pages", type=int, help="synthetic pages (IVF: 4400 of 500 vectors; catalogue: 100000)")
     ap.add_argument("--home", type=Path)
     ap.add_argument("--folder", type=Path, help="index this folder first if the home is empty")
     ap.add_argument("--queries", type=Path, default=Path("/work/bench-rw/data/queries.jsonl"))
@@ -83,7 +128,10 @@ def main() -> None:
     ap.add_argument("--filter", action="append", metavar="NAME=GLOB", help="path filters (repeatable)")
     args = ap.parse_args()
     if args.synthetic_ivf:
-        synthetic_ivf(args.pages)
+        synthetic_ivf(args.pages or 4400)
+        return
+    if args.synthetic_catalog:
+        synthetic_catalog(args.pages or 100_000)
         return
     if args.home is None:
         ap.error("--home is required (or --synthetic-ivf)")
@@ -100,7 +148,7 @@ def main() -> None:
         name, glob = spec.split("=", 1)
         cases.append((f"{name} (`--path '{glob}'`)", SearchFilter(path=glob)))
     n_pages = eng.store.stats().pages
-    allowed = {name: (len(eng.store.filter_pages(f).page_ids) if f else n_pages) for name, f in cases}
+    allowed = {name: (len(eng.store.filter_pages(f)) if f else n_pages) for name, f in cases}
     eng.search(queries[0], k=args.k)  # load the index, the model's query side, the vocabulary check
     times: dict[str, list[float]] = {name: [] for name, _ in cases}
     hits: dict[str, list[int]] = {name: [] for name, _ in cases}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -272,10 +273,10 @@ def test_filters_on_sqlite_and_postgresql(tmp_path, make_engine):
     engine = make_engine()
     assert not engine.index(root).failed
     store = engine.store
-    assert len(store.filter_pages(SearchFilter(path="a")).page_ids) == 2
-    assert len(store.filter_pages(SearchFilter(path=str(root.resolve()) + "/b/*.pdf")).page_ids) == 1
-    assert len(store.filter_pages(SearchFilter.of(modified_before="2024-02-01", type="pdf")).page_ids) == 2
-    assert len(store.filter_pages(SearchFilter(type="image")).page_ids) == 0
+    assert len(store.filter_pages(SearchFilter(path="a"))) == 2
+    assert len(store.filter_pages(SearchFilter(path=str(root.resolve()) + "/b/*.pdf"))) == 1
+    assert len(store.filter_pages(SearchFilter.of(modified_before="2024-02-01", type="pdf"))) == 2
+    assert len(store.filter_pages(SearchFilter(type="image"))) == 0
     hits = engine.search("walrus", k=5, filter=SearchFilter.of(modified_after="2024-02-01")).hits
     assert [Path(h.path).name for h in hits] == ["two.pdf"] and hits[0].pages == 1
 
@@ -294,3 +295,27 @@ def test_a_link_inside_a_root_to_a_file_outside_is_not_served(tmp_path, mini_enc
                 r = client.get(f"{API}/documents/{h.doc_id}/file")
                 assert r.status_code == 403 and b"narwhal" not in r.content
             assert client.get(f"{API}/documents/1/file/..%2F..%2Fprivate%2Fsecret.pdf").status_code == 404
+
+
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    """What SQL's LIKE ... ESCAPE '\\' matches, as a regular expression (case-sensitive, like PostgreSQL)."""
+    out, chars = [], iter(pattern)
+    for c in chars:
+        out.append(re.escape(next(chars)) if c == "\\" else ".*" if c == "%" else "." if c == "_" else re.escape(c))
+    return re.compile("".join(out), re.DOTALL)
+
+
+@pytest.mark.parametrize("glob,rel", [
+    ("invoices/2024/*", "invoices/2024/a.pdf"), ("invoices/**/a.pdf", "invoices/a.pdf"), ("*.pdf", "x/y.pdf"),
+    ("**/a_1%.pdf", "a_1%.pdf"), ("scan-[0-4].png", "scan-3.png"), ("invoices", "invoices/2024/a.pdf"),
+    ("invoices/2024/", "invoices/2024/q1/a.pdf"),
+])
+def test_the_sql_prefilter_lets_every_match_through(glob, rel):
+    root = "/data/in_box"
+    g = PathGlob(glob)
+    path = f"{root}/{rel}"
+    assert g.matches(path, [root])
+    like = [_like_regex(p) for p in g.like_patterns([root])]
+    assert any(rx.fullmatch(path) for rx in like), (glob, g.like_patterns([root]))
+    assert not any(rx.fullmatch("/elsewhere/zzz.txt") for rx in like)
+    assert any(rx.fullmatch(root) for rx in like) is ("/" in glob.rstrip("/"))  # a file indexed by itself

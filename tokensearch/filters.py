@@ -84,6 +84,34 @@ def _glob_regex(glob: str) -> str:
     return "".join(out)
 
 
+def _glob_like(glob: str) -> str:
+    """A SQL LIKE pattern (escape ``\\``) matching every path the glob matches, and maybe more: ``*``, ``**``
+    and ``**/`` become ``%``, ``?`` and a class ``_``."""
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("%")
+            i += 3
+            continue
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c == "[" and glob.find("]", i + 2) >= 0:
+            out.append("_")
+            i = glob.find("]", i + 2) + 1
+            continue
+        else:
+            out.append(_like_escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @dataclass(frozen=True)
 class PathGlob:
     """A compiled path glob: :meth:`matches` takes a document's absolute path and the roots it lies under."""
@@ -106,10 +134,27 @@ class PathGlob:
         return re.compile(body + "(?:/.*)?", re.DOTALL)
 
     def literal_prefix(self) -> str:
-        """The part of an absolute glob before its first wildcard (a cheap SQL pre-filter)."""
+        """The part of an absolute glob before its first wildcard."""
         if not self.absolute:
             return ""
         return re.split(r"[*?\[]", self.glob, maxsplit=1)[0]
+
+    def like_patterns(self, roots: list[str], max_roots: int = 64) -> list[str] | None:
+        """SQL LIKE patterns (escape ``\\``) of absolute paths: a path the glob matches under ``roots``
+        matches one of them (a cheap pre-filter in the database; :meth:`matches` decides). None: too many
+        roots to list."""
+        glob = self.glob.rstrip("/") or "/"
+        body = _glob_like(glob)
+        if self.absolute:
+            bases = [body]
+        elif "/" not in glob:
+            bases = ["%/" + body]  # a name at any depth
+        elif len(roots) > max_roots:
+            return None
+        else:
+            bases = [_like_escape(r.rstrip("/")) + "/" + body for r in roots]
+            return [p for b in bases for p in (b, b + "/%")] + [_like_escape(r) for r in roots]  # + file roots
+        return [p for b in bases for p in (b, b + "/%")]
 
     def matches(self, path: str, roots: list[str]) -> bool:
         if self.absolute:

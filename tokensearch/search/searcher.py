@@ -330,9 +330,9 @@ class Searcher:
         t0 = time.perf_counter()
         plan = self.plan(query, max_chars)
         allowed = self.store.filter_pages(filter) if filter else None  # once a query, before stage 1
-        if plan.vectors is None or (allowed is not None and len(allowed.page_ids) == 0):
+        if plan.vectors is None or (allowed is not None and len(allowed) == 0):
             return SearchResult(query, [], (time.perf_counter() - t0) * 1000)
-        cand = self._candidates(plan, 2 * (k + offset) + 10, None if allowed is None else allowed.page_ids)
+        cand = self._candidates(plan, 2 * (k + offset) + 10, allowed)
         nq = plan.n_query_units
         cache: dict[int, _PageData | None] = {}
         scored = self.score_pages(plan, cand, range(nq), cache)
@@ -354,12 +354,13 @@ class Searcher:
             ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes, read))
         ranked.sort(key=lambda r: r[0])
         window = ranked[offset:offset + k]
+        # a document with several paths is shown at the first one the filter lets through, else its first
+        shown = self.store.filter_paths(filter, sorted({cache[r[2]].info.doc_id for r in window})) \
+            if filter and window else {}
         hits = []
         for _, score, pid, occs, read in window:
             info = cache[pid].info  # every scored page was read into the cache
-            # a document with several paths: the one the filter matched, else its first
-            path, mtime = allowed.paths.get(info.doc_id, (info.path, info.mtime_ns)) if allowed else \
-                (info.path, info.mtime_ns)
+            path, mtime = shown.get(info.doc_id, (info.path, info.mtime_ns))
             hits.append(Hit(path, info.page_no, round(score, 4),
                             [[round(v, 5) for v in o.box] for o in occs[:self.opt.max_occurrences]],
                             info.doc_id, pid, info.width, info.height, read, iso_utc(mtime), info.doc_pages,

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, Select, Text, func, or_, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from ..filters import SearchFilter
-from ..pathnames import shown
-from .records import AllowedPages, FileRecord, PageInfo
+from ..pathnames import URI, shown
+from .records import FileRecord, PageInfo
 from .schema import Base, DocPath, Document, Failure, IndexRun, IndexWarning, Page
 
 CHUNK = 500  # ids per IN (...) clause
@@ -65,10 +65,13 @@ def page_infos(s: Session, pages: Sequence[Page]) -> list[PageInfo]:
     return out
 
 
-def filter_pages(s: Session, f: SearchFilter) -> AllowedPages:
-    """The pages of the documents ``f`` lets through (see :mod:`tokensearch.filters`): type, id and dates in
-    SQL, the path glob over the remaining paths against the roots the index runs recorded."""
-    q = select(DocPath.doc_id, DocPath.path, DocPath.mtime_ns).join(Document, Document.id == DocPath.doc_id)
+def _filtered_paths(s: Session, f: SearchFilter, doc_ids: Sequence[int] | None = None) -> tuple[Select, list[str]]:
+    """(doc id, path, mtime) rows that meet ``f`` in SQL — type, id, dates, and the path glob as LIKE patterns
+    that every matching path meets (the glob itself is checked on the rows, against the returned roots: the
+    folders the index runs recorded)."""
+    q = select(DocPath.doc_id, DocPath.path, DocPath.mtime_ns)
+    if f.type is not None or f.doc is not None:
+        q = q.join(Document, Document.id == DocPath.doc_id)
     if f.type is not None:
         q = q.where(Document.kind == f.type)
     if f.doc is not None:
@@ -77,18 +80,40 @@ def filter_pages(s: Session, f: SearchFilter) -> AllowedPages:
         q = q.where(DocPath.mtime_ns >= _ns(f.modified_after))
     if f.modified_before is not None:
         q = q.where(DocPath.mtime_ns < _ns(f.modified_before))
+    if doc_ids is not None:
+        q = q.where(DocPath.doc_id.in_(list(doc_ids)))
+    roots: list[str] = []
+    if f.glob is not None:
+        roots = sorted({str(r) for r in s.scalars(select(IndexRun.root).distinct())})
+        patterns = f.glob.like_patterns(roots)
+        if patterns is not None:
+            raw = type_coerce(DocPath.path, Text)  # as stored: names that are not UTF-8 are URIs, let through
+            q = q.where(or_(raw.like(URI + "%"), *(raw.like(p, escape="\\") for p in patterns)))
+    return q, roots
+
+
+def filter_pages(s: Session, f: SearchFilter) -> np.ndarray:
+    """Sorted ids of the pages of the documents ``f`` lets through (see :mod:`tokensearch.filters`): one
+    query without a path glob; with one, the glob is checked on the paths its LIKE patterns let through."""
+    q, roots = _filtered_paths(s, f)
     glob = f.glob
-    if glob is not None and glob.literal_prefix():
-        q = q.where(DocPath.path.startswith(glob.literal_prefix(), autoescape=True))
-    roots = sorted({str(r) for r in s.scalars(select(IndexRun.root).distinct())}) if glob is not None else []
-    docs: dict[int, tuple[str, int]] = {}
+    if glob is None:
+        ids = list(s.scalars(select(Page.id).where(Page.doc_id.in_(q.with_only_columns(DocPath.doc_id)))))
+    else:
+        docs = sorted({int(d) for d, path, _ in s.execute(q) if glob.matches(path, roots)})
+        ids = [i for chunk in chunks(docs) for i in s.scalars(select(Page.id).where(Page.doc_id.in_(chunk)))]
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def filter_paths(s: Session, f: SearchFilter, doc_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+    """For each of these documents, its first path in sort order that ``f`` lets through, with its mtime (a
+    duplicate's other paths may not match the filter)."""
+    q, roots = _filtered_paths(s, f, doc_ids)
+    out: dict[int, tuple[str, int]] = {}
     for doc_id, path, mtime in s.execute(q.order_by(DocPath.path)):
-        if int(doc_id) not in docs and (glob is None or glob.matches(path, roots)):
-            docs[int(doc_id)] = (path, int(mtime))
-    ids: list[int] = []
-    for chunk in chunks(sorted(docs)):
-        ids.extend(int(i) for i in s.scalars(select(Page.id).where(Page.doc_id.in_(chunk))))
-    return AllowedPages(np.unique(np.asarray(ids, dtype=np.int64)), docs)
+        if int(doc_id) not in out and (f.glob is None or f.glob.matches(path, roots)):
+            out[int(doc_id)] = (path, int(mtime))
+    return out
 
 
 def _ns(when: datetime) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import IndexLayoutError, ModelMismatchError
 
-__all__ = ["AllowedPages", "DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats", "ModelMismatchError",
+__all__ = ["DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats", "ModelMismatchError",
            "PageFeatures", "PageInfo", "PageRecord"]
 
 
@@ -83,15 +83,6 @@ class PageInfo:
     mtime_ns: int | None = None  # modification time of ``path``
     doc_pages: int = 0  # pages of the document
     kind: str = ""  # "pdf" | "image"
-
-
-@dataclass
-class AllowedPages:
-    """What a search filter lets through (``Store.filter_pages``): page ids, and for each document the first
-    of its paths that matched with that path's mtime (a duplicate's other paths may not match the filter)."""
-
-    page_ids: np.ndarray  # (n,) int64, sorted
-    paths: dict[int, tuple[str, int]] = field(default_factory=dict)  # doc id -> (path, mtime_ns)
 
 
 @dataclass

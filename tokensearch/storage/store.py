@@ -53,7 +53,6 @@ from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
 from .keeper import VectorKeeper, read_spec
 from .records import (
-    AllowedPages,
     DocumentNotes,
     FileRecord,
     IndexLayoutError,
@@ -745,10 +744,15 @@ class Store:
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in qvecs]
         return hits
 
-    def filter_pages(self, f: SearchFilter) -> AllowedPages:
-        """The pages a search filter lets through, and the matching path of each of their documents."""
+    def filter_pages(self, f: SearchFilter) -> np.ndarray:
+        """Sorted ids of the pages a search filter lets through."""
         with self._session() as s:
             return catalog.filter_pages(s, f)
+
+    def filter_paths(self, f: SearchFilter, doc_ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+        """Each document's first path (and its mtime) that a search filter lets through."""
+        with self._session() as s:
+            return catalog.filter_paths(s, f, doc_ids)
 
     def page_features(self, page_ids: Sequence[int]) -> dict[int, PageFeatures]:
         """Stored cell features of pages (one read each); unknown ids are left out."""
