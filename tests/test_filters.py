@@ -319,3 +319,16 @@ def test_the_sql_prefilter_lets_every_match_through(glob, rel):
     assert any(rx.fullmatch(path) for rx in like), (glob, g.like_patterns([root]))
     assert not any(rx.fullmatch("/elsewhere/zzz.txt") for rx in like)
     assert any(rx.fullmatch(root) for rx in like) is ("/" in glob.rstrip("/"))  # a file indexed by itself
+
+
+def test_a_name_that_is_not_utf8_is_found_by_a_glob(tmp_path, make_engine):
+    root = tmp_path / "docs"
+    pdf = write_pdf(root / "sub" / "plain.pdf", [["ocelot sighting"]])
+    odd = os.fsencode(root / "sub") + b"/caf\xe9.pdf"  # stored as a file:// URI in the database
+    os.rename(pdf, odd)
+    engine = make_engine()
+    assert not engine.index(root).failed
+    for glob in ("sub/*", "caf*.pdf", "*.pdf"):
+        hits = engine.search("ocelot", k=5, filter=SearchFilter(path=glob)).hits
+        assert [os.fsencode(h.path) for h in hits] == [odd], glob
+    assert engine.search("ocelot", k=5, filter=SearchFilter(path="*.png")).hits == []
