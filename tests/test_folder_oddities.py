@@ -51,9 +51,9 @@ def statuses(eng: Engine) -> dict[str, str]:
 
 
 def failure_reason(eng: Engine, path: Path) -> str:
-    f = eng.store.failure(str(path.absolute()))
-    assert f is not None, f"{path} has no recorded failure; known: {statuses(eng)}"
-    return f["reason"]
+    f = eng.failure(str(path.absolute()))
+    assert f is not None and f.reason is not None, f"{path} has no recorded failure; known: {statuses(eng)}"
+    return f.reason
 
 
 # -- names -----------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_a_file_name_that_is_not_utf8_is_indexed_and_stored_losslessly(tmp_path,
     assert "not a PDF" in failure_reason(eng, bad)
     hits = eng.search("espresso").hits
     assert hits and hits[0].path == str(cafe) and Path(hits[0].path).read_bytes() == pdf_bytes("espresso")
-    docs_listed = {d["path"] for d in eng.store.documents()}
+    docs_listed = {d.path for d in eng.documents()}
     assert docs_listed == {str(good), str(cafe), str(bad)}
     # the database holds a form it accepts; a second pass finds every file unchanged under its own name
     url = db_url or f"sqlite:///{tmp_path / 'home' / 'index.sqlite3'}"
@@ -144,7 +144,7 @@ def test_dangling_links_are_recorded_with_their_target_and_forgotten_once_mended
     assert eng.index(docs).unchanged == 2  # the same reason again: nothing rewritten
     target = write(tmp_path / "elsewhere" / "gone.pdf", pdf_bytes("mended"))
     report = eng.index(docs)
-    assert report.added == 1 and eng.store.failure(str(link)) is None
+    assert report.added == 1 and eng.failure(str(link)) is None
     assert statuses(eng)[str(target)] == "ok"  # a link is indexed under its target
 
 
@@ -177,7 +177,7 @@ def test_a_folder_that_cannot_be_listed_is_recorded_and_forgotten_once_readable(
     assert report.added == 1 and "cannot list the folder: Permission denied" in failure_reason(eng, locked)
     monkeypatch.setattr(os, "scandir", real_scandir)
     report = eng.index(docs)
-    assert report.added == 1 and eng.store.failure(str(locked)) is None
+    assert report.added == 1 and eng.failure(str(locked)) is None
     assert statuses(eng)[str(locked / "inner.pdf")] == "ok"
 
 
@@ -217,15 +217,15 @@ def test_a_png_named_pdf_is_indexed_by_its_content_with_a_warning(tmp_path, make
     assert report.added == 1 and not report.failed
     message = "the extension '.pdf' says PDF, the content is PNG: indexed as PNG"
     assert report.warnings == [(str(docs / "scan.pdf"), message)]
-    (doc,) = eng.store.documents()
-    assert doc["kind"] == "image" and doc["status"] == "ok" and doc["warnings"] == [f"{docs / 'scan.pdf'}: {message}"]
-    assert eng.store.stats().warnings == [(str(docs / "scan.pdf"), message)]
+    (doc,) = eng.documents()
+    assert doc.kind == "image" and doc.status == "ok" and doc.warnings == [f"{docs / 'scan.pdf'}: {message}"]
+    assert eng.stats().warnings == [(str(docs / "scan.pdf"), message)]
     # the same content under its right name has no warning; the warning goes with its path
     (docs / "scan.png").write_bytes((docs / "scan.pdf").read_bytes())
     assert eng.index(docs).duplicates == 1
     (docs / "scan.pdf").unlink()
     eng.index(docs)
-    assert eng.store.documents()[0]["warnings"] == [] and eng.store.stats().warnings == []
+    assert eng.documents()[0].warnings == [] and eng.stats().warnings == []
 
 
 def test_a_truncated_pdf_keeps_its_readable_pages_and_is_marked_partial(tmp_path, make_engine, capfd):
@@ -235,12 +235,12 @@ def test_a_truncated_pdf_keeps_its_readable_pages_and_is_marked_partial(tmp_path
     eng = make_engine()
     report = eng.index(docs)
     assert report.added == 1 and not report.failed
-    (doc,) = eng.store.documents()
-    assert doc["status"] == "partial" and 3 <= doc["pages"] < 8
-    (warning,) = doc["warnings"]
+    (doc,) = eng.documents()
+    assert doc.status == "partial" and 3 <= doc.pages < 8
+    (warning,) = doc.warnings
     assert "damaged PDF file" in warning and "not indexed" in warning and "pages that could be read" in warning
     assert report.warnings == [(str(docs / "cut.pdf"), warning)]
-    assert eng.store.stats().partial_documents == 1
+    assert eng.stats().partial_documents == 1
     assert {h.page for h in eng.search("lighthouse", k=20).hits} >= {1, 2, 3}
     assert "MuPDF" not in capfd.readouterr().err  # its messages are in the record, not on stderr
 
@@ -255,9 +255,9 @@ def test_a_truncated_multipage_tiff_keeps_its_first_frames_and_is_marked_partial
     eng = make_engine()
     report = eng.index(docs)
     assert report.added == 1 and not report.failed
-    (doc,) = eng.store.documents()
-    assert doc["status"] == "partial" and doc["pages"] == 2
-    assert "page(s) 3 not indexed (unreadable: image file is truncated" in doc["warnings"][0]
+    (doc,) = eng.documents()
+    assert doc.status == "partial" and doc.pages == 2
+    assert "page(s) 3 not indexed (unreadable: image file is truncated" in doc.warnings[0]
 
 
 # -- anything at all ------------------------------------------------------------------------------------

@@ -54,8 +54,9 @@ def test_write_read_round_trip(open_store):
     assert known["/docs/a.pdf"].status == "ok" and known["/docs/a.pdf"].doc_id == doc_id
     assert known["/docs/a.pdf"].sha256 == "sha-7" and known["/docs/a.pdf"].mtime_ns == 5678
     doc = store.document(doc_id)
-    assert doc["paths"] == ["/docs/a.pdf"] and doc["pages"] == 3 and doc["status"] == "ok"
-    assert [d["id"] for d in store.documents()] == [doc_id]
+    assert doc is not None and doc.paths == ["/docs/a.pdf"] and doc.pages == 3 and doc.status == "ok"
+    assert [p.page_no for p in doc.page_list] == [1, 2, 3]
+    assert [d.id for d in store.documents()] == [doc_id]
     assert store.runs()[0]["status"] == "ok" and store.runs()[0]["stats"]["indexed"] == 1
     st = store.stats()
     assert (st.documents, st.pages, st.vectors, st.pages_by_source) == (1, 3, 900, {"vision": 3})
@@ -96,7 +97,7 @@ def test_duplicate_content_is_linked_not_reindexed(open_store):
     known = store.known_files()
     assert {p: r.doc_id for p, r in known.items()} == {"/a.pdf": doc_id, "/copy/a.pdf": doc_id, "/third.pdf": doc_id}
     assert store.stats().documents == 1 and store.stats().pages == 2
-    assert store.document(doc_id)["paths"] == ["/a.pdf", "/copy/a.pdf", "/third.pdf"]
+    assert store.document(doc_id).paths == ["/a.pdf", "/copy/a.pdf", "/third.pdf"]
     store.unlink_path("/a.pdf")
     store.unlink_path("/third.pdf")
     assert store.doc_for_content("sha-1") == doc_id and store.stats().vectors == 400
@@ -114,7 +115,7 @@ def test_same_content_indexed_by_two_processes_at_once(open_store):
         yield pages[1]
 
     doc = b.write_document("sha-1", "/b.pdf", 1, 1, "pdf", pages_while_a_commits())
-    assert doc == a.doc_for_content("sha-1") and b.document(doc)["paths"] == ["/a.pdf", "/b.pdf"]
+    assert doc == a.doc_for_content("sha-1") and b.document(doc).paths == ["/a.pdf", "/b.pdf"]
     assert b.stats().pages == 2 and b.verify() == []
 
 
@@ -162,7 +163,7 @@ def test_failing_page_iterator_leaves_nothing(open_store, tmp_path):
     assert not any(hit & {3, 4} for hit in top_pages(store, good[0].feats[:5]))
     store.record_failure("/bad.pdf", 1, 1, "rasteriser crashed on page 3", sha256="sha-5")
     assert store.known_files()["/bad.pdf"].reason == "rasteriser crashed on page 3"
-    assert [d["status"] for d in store.documents()] == ["ok", "failed"]
+    assert [d.status for d in store.documents()] == ["ok", "failed"]
     assert store.stats().failures == [("/bad.pdf", "rasteriser crashed on page 3")]
     # the same file fixed: indexing it replaces the failure
     doc = store.write_document("sha-5", "/bad.pdf", 1, 2, "pdf", iter(good))
@@ -206,14 +207,14 @@ def test_documents_listing_pages_through_ok_then_failed(open_store):
     for i in range(2):
         store.record_failure(f"/bad{i}.pdf", 1, 1, f"broken {i}")
     listing = store.documents(limit=2), store.documents(offset=2, limit=2), store.documents(offset=4, limit=2)
-    assert [[(d["id"], d["status"], d["path"]) for d in page] for page in listing] == [
+    assert [[(d.id, d.status, d.path) for d in page] for page in listing] == [
         [(ids[0], "ok", "/docs/0.pdf"), (ids[1], "ok", "/docs/1.pdf")],
         [(ids[2], "ok", "/docs/2.pdf"), (None, "failed", "/bad0.pdf")],
         [(None, "failed", "/bad1.pdf")],
     ]
-    assert [d["reason"] for d in store.documents(status="failed")] == ["broken 0", "broken 1"]
-    assert [d["id"] for d in store.documents(status="ok", offset=1)] == ids[1:]
-    assert store.failure("/bad1.pdf")["reason"] == "broken 1" and store.failure("/docs/0.pdf") is None
+    assert [d.reason for d in store.documents(status="failed")] == ["broken 0", "broken 1"]
+    assert [d.id for d in store.documents(status="ok", offset=1)] == ids[1:]
+    assert store.failure("/bad1.pdf").reason == "broken 1" and store.failure("/docs/0.pdf") is None
     with pytest.raises(ValueError, match="status"):
         store.documents(status="deleted")
 

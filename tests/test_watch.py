@@ -176,7 +176,7 @@ def test_a_pdf_read_half_written_is_read_again_when_complete_and_not_left_failed
             f.write(data[len(data) // 2:])  # the writer comes back after a stall longer than the quiet time
         _wait("the completed file indexed whole",
               lambda: not engine.store.stats().failures and engine.store.stats().pages == 4)
-        assert engine.store.documents()[0]["status"] == "ok"
+        assert engine.documents()[0].status == "ok"
         assert _found(engine, "HALFWAY-3") == {str(target)}
 
 

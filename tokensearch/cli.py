@@ -277,8 +277,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     with Engine(settings) as eng:
-        st = eng.store.stats()
-        model = eng.store.stored_model()
+        st = eng.stats()
+        model = eng.indexed_model()
     watch = read_state(settings.home)  # the home's watcher (tokensearch watch, or the server's), if any ran
     listed = {"failures": st.failures, "warnings": st.warnings}  # (path, why) pairs, paths shown escaped
     if args.json:

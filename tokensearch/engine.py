@@ -24,6 +24,8 @@ from .tokenocr_model.interface import TokenEncoder
 
 if TYPE_CHECKING:  # the indexer (PyMuPDF, a second to import) is loaded only when indexing or rendering
     from .indexer import FolderIndexer, IndexReport, ProgressEvent
+    from .storage import DocumentDetail, DocumentInfo, IndexStats, PageInfo, Store
+    from .tokenocr_model.interface import ModelInfo
 
 __all__ = ["Engine", "Hit", "SearchResult", "TokenMaps"]
 
@@ -101,7 +103,9 @@ class Engine:
         self._query_saved = True
 
     @property
-    def store(self):
+    def store(self) -> Store:
+        """The index of ``--home`` (opened on first use). The CLI and the API use the engine's methods below;
+        the pipeline stages (indexer, searcher) take the store itself."""
         with self._lock:
             if self._store is None:
                 from .storage import Store
@@ -160,6 +164,38 @@ class Engine:
         for k in keys:
             self.store.unlink_path(k)
         return len(keys)
+
+    def delete_document(self, doc_id: int) -> bool:
+        """Forget a document (every path of its content); False if there is no such document."""
+        return self.store.delete_document(doc_id)
+
+    # ------------------------------------------------------------------ the catalogue
+    def open(self) -> None:
+        """Open the index now: an unusable one raises here rather than at its first use."""
+        _ = self.store
+
+    def stats(self) -> IndexStats:
+        return self.store.stats()
+
+    def indexed_model(self) -> ModelInfo | None:
+        """The model this index was built with; None before its first document."""
+        return self.store.stored_model()
+
+    def documents(self, status: str | None = None, offset: int = 0, limit: int = 50) -> list[DocumentInfo]:
+        """Indexed documents (by id) then files that failed to index: ``status`` "ok", "failed" or None (both)."""
+        return self.store.documents(status=status, offset=offset, limit=limit)
+
+    def document(self, doc_id: int) -> DocumentDetail | None:
+        """One document with its pages; None if there is no such document."""
+        return self.store.document(doc_id)
+
+    def failure(self, path: str) -> DocumentInfo | None:
+        """Why ``path`` could not be indexed (a record with status "failed"), or None."""
+        return self.store.failure(path)
+
+    def document_pages(self, doc_id: int) -> list[PageInfo]:
+        """The pages of a document, in order (empty for an unknown document)."""
+        return self.store.document_pages(doc_id)
 
     # ------------------------------------------------------------------ searching
     def _check_model(self) -> None:
@@ -224,8 +260,8 @@ class Engine:
         return TokenMaps(tokens, maps, combined)
 
     # ------------------------------------------------------------------ pages
-    def _page(self, doc_id: int, page_no: int):
-        for p in self.store.document_pages(doc_id):
+    def _page(self, doc_id: int, page_no: int) -> PageInfo:
+        for p in self.document_pages(doc_id):
             if p.page_no == page_no:
                 return p
         raise NotFound(f"document {doc_id} has no page {page_no}")

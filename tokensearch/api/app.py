@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
         else:
             eng = engine
         try:
-            _ = eng.store  # open the index now: an unusable one stops the server at start, not at every request
+            eng.open()  # open the index now: an unusable one stops the server at start, not at every request
         except Exception:
             if own:
                 eng.close()

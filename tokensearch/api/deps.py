@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
@@ -16,13 +16,16 @@ from .metrics import Metrics
 from .pages import PageImageCache, TokenMapsCache
 from .security import check_api_key
 
+if TYPE_CHECKING:
+    from tokensearch.engine import Engine
+
 
 @dataclass
 class ApiState:
     """Everything the routes share; built once by the app's lifespan."""
 
     settings: Settings
-    engine: Any  # tokensearch.engine.Engine
+    engine: Engine
     jobs: JobManager
     images: PageImageCache
     token_maps: TokenMapsCache

@@ -15,36 +15,26 @@ import shutil
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
+from ..storage.records import DocumentDetail, DocumentInfo
 from .errors import ApiError, not_found
 from .security import is_inside
+
+if TYPE_CHECKING:
+    from ..engine import Engine, TokenMaps
 
 WIDTHS = (160, 240, 320, 480, 640, 800, 1024, 1280, 1600, 2048, 2560)
 FORMATS = {"png": "image/png", "webp": "image/webp"}
 
 
-def doc_path(doc: dict) -> str | None:
-    """The source file of a store document (the store may list several paths for duplicates)."""
-    if doc.get("path"):
-        return str(doc["path"])
-    paths = doc.get("paths") or []
-    return str(paths[0]) if paths else None
-
-
-def doc_page_count(doc: dict) -> int | None:
-    pages = doc.get("pages", doc.get("page_count", doc.get("n_pages")))
-    if isinstance(pages, list):
-        return len(pages)
-    return int(pages) if isinstance(pages, (int, float)) else None
-
-
-def doc_version(doc: dict) -> str:
-    keys = ("sha256", "hash", "content_hash", "mtime", "size", "updated_at", "indexed_at")
-    basis = {k: doc.get(k) for k in keys if doc.get(k) is not None} or {"path": doc_path(doc)}
+def doc_version(doc: DocumentInfo) -> str:
+    """Names the cache folder of a document's pictures: changes with its content (a reused id, a re-index)."""
+    basis = {k: v for k, v in (("sha256", doc.sha256), ("size", doc.size), ("indexed_at", doc.indexed_at))
+             if v is not None}
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -58,7 +48,7 @@ def snap_width(width: int | None, full_width: int) -> int:
 
 
 class PageImageCache:
-    def __init__(self, engine: Any, cache_dir: Path, roots: list[Path], max_page_pixels: int):
+    def __init__(self, engine: Engine, cache_dir: Path, roots: list[Path], max_page_pixels: int):
         self.engine = engine
         self.dir = Path(cache_dir) / "pages"
         self.roots = roots
@@ -68,21 +58,19 @@ class PageImageCache:
     def _lock(self, key: str) -> threading.Lock:
         return self._locks[int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % len(self._locks)]
 
-    def checked_document(self, doc_id: int, page: int) -> dict:
-        """The store's document, after checking the page exists and the file lies inside the roots."""
-        doc = self.engine.store.document(doc_id)
+    def checked_document(self, doc_id: int, page: int) -> DocumentDetail:
+        """The document, after checking the page exists and the file lies inside the roots."""
+        doc = self.engine.document(doc_id)
         if doc is None:
             raise not_found(f"document {doc_id}")
-        n = doc_page_count(doc)
-        if page < 1 or (n is not None and page > n):
-            raise not_found(f"page {page} of document {doc_id} ({n} pages)")
-        path = doc_path(doc)
-        if path is None or not is_inside(Path(path).resolve(), self.roots):
+        if page < 1 or page > doc.pages:
+            raise not_found(f"page {page} of document {doc_id} ({doc.pages} pages)")
+        if doc.path is None or not is_inside(Path(doc.path).resolve(), self.roots):
             raise ApiError(403, "forbidden", f"document {doc_id} lies outside the folders this server may read; "
                            "start it with --root <folder> (TOKENSEARCH_ROOTS) to serve its pages")
         return doc
 
-    def full(self, doc_id: int, page: int, doc: dict) -> Path:
+    def full(self, doc_id: int, page: int, doc: DocumentInfo) -> Path:
         folder = self.dir / str(doc_id) / doc_version(doc)
         target = folder / f"p{page}-full.png"
         if target.exists():
@@ -151,13 +139,13 @@ def _save_atomic(img: Image.Image, target: Path, fmt: str, **kw: Any) -> None:
 class TokenMapsCache:
     """A few recent ``engine.token_maps`` results: the viewer asks for the same page's maps repeatedly."""
 
-    def __init__(self, engine: Any, size: int = 8):
+    def __init__(self, engine: Engine, size: int = 8):
         self.engine = engine
         self.size = size
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._items: OrderedDict[tuple[int, int, str], TokenMaps] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, doc_id: int, page: int, query: str) -> Any:
+    def get(self, doc_id: int, page: int, query: str) -> TokenMaps:
         key = (doc_id, page, query)
         with self._lock:
             if key in self._items:

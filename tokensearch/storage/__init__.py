@@ -15,6 +15,8 @@ See :mod:`tokensearch.storage.store` for the write path and its crash guarantees
 
 from .codec import Codec
 from .records import (
+    DocumentDetail,
+    DocumentInfo,
     DocumentNotes,
     FileRecord,
     IndexStats,
@@ -22,11 +24,14 @@ from .records import (
     PageFeatures,
     PageInfo,
     PageRecord,
+    PageSummary,
 )
 from .store import Store
 
 __all__ = [
     "Codec",
+    "DocumentDetail",
+    "DocumentInfo",
     "DocumentNotes",
     "FileRecord",
     "IndexStats",
@@ -34,5 +39,6 @@ __all__ = [
     "PageFeatures",
     "PageInfo",
     "PageRecord",
+    "PageSummary",
     "Store",
 ]

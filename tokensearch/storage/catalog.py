@@ -1,11 +1,9 @@
 """Read-only SQL queries of the catalogue (files, documents, pages, failures, runs) for the API and CLI.
 
 Plain functions over a :class:`~sqlalchemy.orm.Session`; :class:`~tokensearch.storage.Store` wraps them.
-Documents and failures come out as dicts with one shape: ``id`` (None for a failed file), ``sha256``,
-``kind``, ``status`` ("ok" | "partial" | "failed"), ``pages`` (count), ``size``, ``path`` (first),
-``paths``, ``indexed_at``, ``reason`` (why it failed, else None), ``warnings`` (what a user should know
-about an indexed file: why it is partial, an extension that disagrees with the content; path-specific
-ones name their path). Paths are as Python's file functions take them (see :mod:`tokensearch.pathnames`).
+Documents and failed files come out as one record, :class:`~.records.DocumentInfo` (a document with its pages:
+:class:`~.records.DocumentDetail`). Paths are as Python's file functions take them (see
+:mod:`tokensearch.pathnames`).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..filters import SearchFilter
 from ..pathnames import URI, shown
-from .records import FileRecord, PageInfo
+from .records import DocumentDetail, DocumentInfo, FileRecord, PageInfo, PageSummary
 from .schema import Base, DocPath, Document, Failure, IndexRun, IndexWarning, Page
 
 CHUNK = 500  # ids per IN (...) clause
@@ -154,7 +152,7 @@ def all_warnings(s: Session) -> list[tuple[str, str]]:
     return sorted((str(p), str(m)) for p, m in rows)
 
 
-def doc_dicts(s: Session, docs: Sequence[Document]) -> list[dict]:
+def doc_infos(s: Session, docs: Sequence[Document]) -> list[DocumentInfo]:
     paths: dict[int, list[str]] = {d.id: [] for d in docs}
     for chunk in chunks(paths):
         q = select(DocPath.doc_id, DocPath.path).where(DocPath.doc_id.in_(chunk)).order_by(DocPath.path)
@@ -162,54 +160,49 @@ def doc_dicts(s: Session, docs: Sequence[Document]) -> list[dict]:
             paths[doc_id].append(path)
     warnings = doc_warnings(s, paths)
     return [
-        {
-            "id": d.id, "sha256": d.sha256, "kind": d.kind, "status": d.status, "pages": d.n_pages,
-            "size": d.size, "path": (paths[d.id] or [None])[0], "paths": paths[d.id],
-            "indexed_at": d.created_at, "reason": None, "warnings": warnings[d.id],
-        }
+        DocumentInfo(id=d.id, sha256=d.sha256, kind=d.kind, status=d.status, pages=d.n_pages, size=d.size,
+                     path=(paths[d.id] or [None])[0], paths=paths[d.id], indexed_at=d.created_at, reason=None,
+                     warnings=warnings[d.id])
         for d in docs
     ]
 
 
-def failure_dict(f: Failure) -> dict:
-    return {
-        "id": None, "sha256": f.sha256, "kind": None, "status": "failed", "pages": 0, "size": f.size,
-        "path": f.path, "paths": [f.path], "indexed_at": f.failed_at, "reason": f.reason, "warnings": [],
-    }
+def failure_info(f: Failure) -> DocumentInfo:
+    return DocumentInfo(id=None, sha256=f.sha256, kind=None, status="failed", pages=0, size=f.size, path=f.path,
+                        paths=[f.path], indexed_at=f.failed_at, reason=f.reason, warnings=[])
 
 
-def list_documents(s: Session, status: str | None, offset: int, limit: int) -> list[dict]:
+def list_documents(s: Session, status: str | None, offset: int, limit: int) -> list[DocumentInfo]:
     """Indexed documents (by id) then failed paths (by id): ``status`` "ok", "failed" or None (both)."""
     if status not in (None, "ok", "failed"):
         raise ValueError(f"status must be 'ok', 'failed' or None, not {status!r}")
-    out: list[dict] = []
+    out: list[DocumentInfo] = []
     n_ok = 0
     if status in (None, "ok"):
-        out = doc_dicts(s, list(s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit))))
+        out = doc_infos(s, list(s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit))))
         n_ok = s.execute(select(func.count()).select_from(Document)).scalar_one()
     if status in (None, "failed") and len(out) < limit:
         fails = s.scalars(select(Failure).order_by(Failure.id).offset(max(0, offset - n_ok)).limit(limit - len(out)))
-        out += [failure_dict(f) for f in fails]
+        out += [failure_info(f) for f in fails]
     return out
 
 
-def document_detail(s: Session, doc_id: int) -> dict | None:
-    """One document's dict plus ``page_list`` (page id, number, size, source, grid, cells)."""
+def document_detail(s: Session, doc_id: int) -> DocumentDetail | None:
+    """One document with its pages (id, number, size, source, grid, cells)."""
     doc = s.get(Document, doc_id)
     if doc is None:
         return None
-    d = doc_dicts(s, [doc])[0]
-    d["page_list"] = [
-        {"page_id": p.id, "page_no": p.page_no, "width": p.width, "height": p.height,
-         "source": p.source, "grid_h": p.grid_h, "grid_w": p.grid_w, "cells": p.n_cells}
+    pages = [
+        PageSummary(page_id=p.id, page_no=p.page_no, width=p.width, height=p.height, source=p.source,
+                    grid_h=p.grid_h, grid_w=p.grid_w, cells=p.n_cells)
         for p in s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))
     ]
-    return d
+    return DocumentDetail(**vars(doc_infos(s, [doc])[0]), page_list=pages)
 
 
-def failure(s: Session, path: str) -> dict | None:
+def failure(s: Session, path: str) -> DocumentInfo | None:
     f = s.execute(select(Failure).where(Failure.path == path)).scalar()
-    return None if f is None else failure_dict(f)
+    return None if f is None else failure_info(f)
 
 
 def run_dicts(s: Session, limit: int) -> list[dict]:

@@ -7,13 +7,14 @@ whole page image uniformly (see :mod:`tokensearch.tokenocr_model.interface`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
 from ..errors import IndexLayoutError, ModelMismatchError
 
-__all__ = ["DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats", "ModelMismatchError",
-           "PageFeatures", "PageInfo", "PageRecord"]
+__all__ = ["DocumentDetail", "DocumentInfo", "DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats",
+           "ModelMismatchError", "PageFeatures", "PageInfo", "PageRecord", "PageSummary"]
 
 
 @dataclass
@@ -96,6 +97,46 @@ class FileRecord:
     status: str  # "ok" | "failed"
     doc_id: int | None
     reason: str | None
+
+
+@dataclass
+class DocumentInfo:
+    """One entry of the catalogue as the CLI and API list it: an indexed document, or a file that failed to
+    index (``id`` None, ``status`` "failed", ``reason`` says why). Paths are as Python's file functions take
+    them (see :mod:`tokensearch.pathnames`)."""
+
+    id: int | None
+    sha256: str | None
+    kind: str | None  # "pdf" | "image"; None for a failed file
+    status: str  # "ok" | "partial" (damaged: only the readable pages are indexed) | "failed"
+    pages: int  # page count (0 for a failed file)
+    size: int  # bytes
+    path: str | None  # the first path in sort order (None for a document that lost every path)
+    paths: list[str]  # every path with this content (duplicates), sorted
+    indexed_at: datetime | None  # when it was indexed, or when it failed
+    reason: str | None  # why it could not be indexed (failed files only)
+    warnings: list[str]  # why it is partial, an extension that disagrees with the content; path ones named
+
+
+@dataclass
+class PageSummary:
+    """One stored page of a document (see :class:`DocumentDetail`)."""
+
+    page_id: int
+    page_no: int  # 1-based
+    width: int  # raster size in px the features were computed on
+    height: int
+    source: str  # "text" | "vision"
+    grid_h: int
+    grid_w: int
+    cells: int  # kept (text) cells
+
+
+@dataclass
+class DocumentDetail(DocumentInfo):
+    """One document with its pages."""
+
+    page_list: list[PageSummary] = field(default_factory=list)
 
 
 @dataclass

@@ -53,6 +53,8 @@ from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
 from .keeper import VectorKeeper, read_spec
 from .records import (
+    DocumentDetail,
+    DocumentInfo,
     DocumentNotes,
     FileRecord,
     IndexLayoutError,
@@ -780,17 +782,18 @@ class Store:
         with self._session() as s:
             return s.execute(select(Page.text).where(Page.id == page_id)).scalar()
 
-    def documents(self, status: str | None = None, offset: int = 0, limit: int = 50) -> list[dict]:
+    def documents(self, status: str | None = None, offset: int = 0, limit: int = 50) -> list[DocumentInfo]:
         """Indexed documents (status "ok", by id) then failed paths (status "failed"); ``None`` = both."""
         with self._session() as s:
             return catalog.list_documents(s, status, offset, limit)
 
-    def document(self, doc_id: int) -> dict | None:
-        """One document: paths, status, page count, and ``page_list`` (its pages as dicts)."""
+    def document(self, doc_id: int) -> DocumentDetail | None:
+        """One document: paths, status, page count, and its pages."""
         with self._session() as s:
             return catalog.document_detail(s, doc_id)
 
-    def failure(self, path: str) -> dict | None:
+    def failure(self, path: str) -> DocumentInfo | None:
+        """The recorded failure of a path (a :class:`DocumentInfo` with status "failed"), or None."""
         with self._session() as s:
             return catalog.failure(s, path)
 

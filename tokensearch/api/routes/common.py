@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import dataclasses
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
@@ -11,6 +11,7 @@ from fastapi import Path, Query
 from tokensearch.settings import Settings
 
 from ...pathnames import shown
+from ...storage.records import DocumentDetail, DocumentInfo
 from ..schemas import DocumentOut, ErrorResponse
 
 API = "/api/v1"
@@ -53,22 +54,17 @@ def thumbnail_url(doc_id: int, page: int) -> str:
     return f"{API}/pages/{doc_id}/{page}/image?width=480&format=webp"
 
 
-def document_out(d: dict) -> DocumentOut:
-    """A store document dict -> the API model (tolerating the store's field names; file names that are not
-    UTF-8 shown with ``\\xNN`` escapes, see :mod:`tokensearch.pathnames`)."""
-    from ..pages import doc_page_count, doc_path
-
-    raw_id = d.get("id", d.get("doc_id"))
-    doc_id = None if raw_id is None else int(raw_id)
-    path = doc_path(d) or ""
-    extra = {k: v for k, v in d.items()
-             if k not in {"id", "doc_id", "path", "paths", "pages", "status", "failure", "reason", "name"}
-             and isinstance(v, (str, int, float, bool, list, datetime, type(None)))}
-    n_pages = doc_page_count(d)
+def document_out(d: DocumentInfo) -> DocumentOut:
+    """A catalogue record -> the API model (file names that are not UTF-8 shown with ``\\xNN`` escapes, see
+    :mod:`tokensearch.pathnames`); a document with its pages lists them as ``page_list`` (the viewer reads it)."""
+    path = d.path or (d.paths[0] if d.paths else "")
+    extra: dict[str, Any] = {"sha256": d.sha256, "kind": d.kind, "size": d.size, "indexed_at": d.indexed_at}
+    if isinstance(d, DocumentDetail):
+        extra["page_list"] = [dataclasses.asdict(p) for p in d.page_list]
     return DocumentOut(
-        id=doc_id, path=shown(path), paths=[shown(str(p)) for p in d.get("paths") or ([path] if path else [])],
-        name=shown(FsPath(path).name) if path else str(doc_id), pages=n_pages,
-        status=d.get("status"), failure=d.get("failure") or d.get("reason") or d.get("error"),
-        thumbnail_url=thumbnail_url(doc_id, 1) if doc_id is not None and (n_pages or 0) > 0 else None,
+        id=d.id, path=shown(path), paths=[shown(p) for p in d.paths or ([path] if path else [])],
+        name=shown(FsPath(path).name) if path else str(d.id), pages=d.pages, status=d.status,
+        failure=d.reason or None, warnings=d.warnings,
+        thumbnail_url=thumbnail_url(d.id, 1) if d.id is not None and d.pages > 0 else None,
         **extra,
     )

@@ -40,10 +40,10 @@ def list_documents(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DocumentList:
-    store = state.engine.store
-    items = [document_out(d) for d in store.documents(status=status, offset=offset, limit=limit)]
+    engine = state.engine
+    items = [document_out(d) for d in engine.documents(status=status, offset=offset, limit=limit)]
     try:
-        stats = store.stats()
+        stats = engine.stats()
         n_ok, n_failed = int(stats.documents), len(stats.failures)
         total = {None: n_ok + n_failed, "ok": n_ok, "failed": n_failed}[status]
     except Exception:  # noqa: BLE001 - the count is a convenience
@@ -53,7 +53,7 @@ def list_documents(
 
 @router.get("/{doc_id}", response_model=DocumentOut, responses=errors(404))
 def get_document(state: StateDep, doc_id: DocId) -> DocumentOut:
-    doc = state.engine.store.document(doc_id)
+    doc = state.engine.document(doc_id)
     if doc is None:
         raise not_found(f"document {doc_id}")
     return document_out(doc)
@@ -64,11 +64,11 @@ def get_document(state: StateDep, doc_id: DocId) -> DocumentOut:
           "description": "the original file, shown inline (a PDF opens at page N with the URL fragment #page=N)"},
     **errors(404)})
 def document_file(state: StateDep, doc_id: DocId) -> FileResponse:
-    doc = state.engine.store.document(doc_id)
+    doc = state.engine.document(doc_id)
     if doc is None:
         raise not_found(f"document {doc_id}")
     outside = False
-    for raw in doc.get("paths") or []:
+    for raw in doc.paths:
         path = Path(raw).resolve()  # links resolved: the file itself must lie inside a root
         if not is_inside(path, state.roots):
             outside = True
@@ -84,13 +84,12 @@ def document_file(state: StateDep, doc_id: DocId) -> FileResponse:
 
 @router.delete("/{doc_id}", response_model=Deleted, responses=errors(404))
 def delete_document(state: StateDep, doc_id: DocId) -> Deleted:
-    store = state.engine.store
-    doc = store.document(doc_id)
-    if doc is None or not store.delete_document(doc_id):
+    doc = state.engine.document(doc_id)
+    if doc is None or not state.engine.delete_document(doc_id):
         raise not_found(f"document {doc_id}")
     state.images.forget(doc_id)
     state.token_maps.clear()
-    for path in document_out(doc).paths:
+    for path in doc.paths:
         _remove_uploaded_file(state, path)
     return Deleted(id=doc_id, deleted=True)
 

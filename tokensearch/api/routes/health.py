@@ -27,7 +27,7 @@ def healthz(request: Request) -> Health:
     if state is None:
         return Health(status="starting", version=_version(), auth=False)
     try:
-        stats = state.engine.store.stats()
+        stats = state.engine.stats()
         return Health(status="ok", version=_version(), documents=int(stats.documents), pages=int(stats.pages),
                       auth=bool(state.settings.api_key))
     except Exception as exc:  # noqa: BLE001 - health reports, never raises
@@ -41,11 +41,10 @@ def healthz(request: Request) -> Health:
 def metrics(state: StateDep) -> PlainTextResponse:
     gauges: dict = {}
     try:
-        s = state.engine.store.stats()
+        s = state.engine.stats()
         gauges["tokensearch_documents"] = ("Documents in the index.", s.documents)
         gauges["tokensearch_pages_indexed"] = ("Pages in the index.", s.pages)
-        gauges["tokensearch_failures"] = ("Files that failed to index.",
-                                           len(s.failures) if isinstance(s.failures, (list, tuple)) else s.failures)
+        gauges["tokensearch_failures"] = ("Files that failed to index.", len(s.failures))
         gauges["tokensearch_vectors"] = ("Vectors in the vector index.", s.vectors)
         gauges["tokensearch_index_bytes"] = ("Size of the index on disk.", s.index_bytes)
         gauges["tokensearch_bytes_per_page"] = ("Index bytes per page.", s.bytes_per_page)
