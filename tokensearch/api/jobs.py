@@ -73,8 +73,9 @@ class Job:
 
 
 def _plain(obj: Any) -> Any:
-    """Dataclass / namedtuple / object -> JSON-able dict (for ProgressEvent and IndexReport); its texts valid
-    UTF-8 (a file name that is not is escaped: reports and progress are for display)."""
+    """Dataclass / namedtuple / object -> JSON-able dict (for ProgressEvent and IndexReport, whose fields
+    :class:`~.schemas.JobReport` publishes); its texts valid UTF-8 (a file name that is not is escaped: reports
+    and progress are for display)."""
     if obj is None:
         return None
     if dataclasses.is_dataclass(obj):

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from ..reports import IndexReport
 
 Box = list[float]  # [x0, y0, x1, y1] normalised to the page, origin top-left
 
@@ -104,20 +107,21 @@ class JobProgress(BaseModel):
     failures: int = 0
 
 
-class JobReport(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@pydantic_dataclass(config=ConfigDict(extra="ignore"))
+class JobReport(IndexReport):
+    """The job's :class:`~tokensearch.reports.IndexReport` (its fields are that one definition's), and the
+    files a folder job skipped because they link outside the roots."""
 
-    files_seen: int = 0
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    duplicates: int = 0
-    failed: list[tuple[str, str]] = Field(default_factory=list)
-    warnings: list[tuple[str, str]] = Field(default_factory=list, description="(path, message) of files indexed "
-                                            "with a warning")
-    pages: int = 0
-    seconds: float = 0.0
+    skipped_outside_roots: list[str] | None = Field(default=None, description=(
+        "files under the folder that link outside the configured roots: not read (listed only when some were)"))
+
+    @model_serializer(mode="wrap")
+    def _listed_when_some(self, handler: SerializerFunctionWrapHandler):  # no return annotation: one would
+        # replace the report's published schema by its own
+        out = handler(self)
+        if self.skipped_outside_roots is None:
+            out.pop("skipped_outside_roots", None)
+        return out
 
 
 class IndexJobIn(BaseModel):

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import BadDocument
 from ..pathnames import shown
+from ..reports import IndexReport
 from ..storage.records import DocumentNotes
 from ..tokenocr_model.interface import TokenEncoder
 from .readahead import ReadAhead
@@ -48,26 +49,6 @@ class ProgressEvent:
     pages_per_s: float
     current_path: str | None
     failures: int
-
-
-@dataclass
-class IndexReport:
-    files_seen: int = 0
-    added: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-    duplicates: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message) of files indexed with one
-    pages: int = 0
-    pages_text: int = 0
-    pages_vision: int = 0
-    seconds: float = 0.0
-
-    @property
-    def pages_per_s(self) -> float:
-        return self.pages / self.seconds if self.seconds > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ..pathnames import shown
+from ..reports import IndexReport
 from .homelock import WatchLock, command_line, watcher_alive
-from .pipeline import IndexReport, ProgressEvent
+from .pipeline import ProgressEvent
 from .sources import is_candidate
 
 log = logging.getLogger(__name__)
