@@ -1,7 +1,8 @@
-"""What an index pass reports: the indexer returns it, the CLI prints it, the API serves it (``JobReport``).
+"""What an index pass reports: its progress while it runs and its report at the end. The indexer makes them,
+the CLI prints them, the API serves them (``JobProgress``, ``JobReport``).
 
-A plain dataclass in a module of its own (no PyMuPDF, no pydantic), so the API derives its schema from this
-one definition without loading the indexer. A field's ``metadata["description"]`` is published in the API's
+Plain dataclasses in a module of their own (no PyMuPDF, no pydantic), so the API derives its schemas from
+these one definitions without loading the indexer. A field's ``metadata["description"]`` is published in the API's
 OpenAPI document.
 """
 
@@ -9,7 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["IndexReport"]
+__all__ = ["IndexReport", "ProgressEvent"]
+
+
+@dataclass
+class ProgressEvent:
+    """Where a pass stands (sent after each file; the totals are known once the folder is walked)."""
+
+    files_done: int = 0
+    files_total: int = 0
+    pages_done: int = 0
+    pages_total: int = 0
+    pages_per_s: float = 0.0
+    current_path: str | None = None  # the file being read
+    failures: int = 0
 
 
 @dataclass

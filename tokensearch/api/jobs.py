@@ -99,7 +99,7 @@ def _shown_texts(value: Any) -> Any:
 
 def job_out(job: Job) -> IndexJobOut:
     """The API's view of a job (raises ValueError if the record does not fit it; see :func:`record_problem`)."""
-    progress = JobProgress(**{k: v for k, v in (job.progress or {}).items() if k in JobProgress.model_fields})
+    progress = JobProgress(**(job.progress or {}))  # keys it does not know are ignored
     report = None
     if job.report:
         rep = dict(job.report)

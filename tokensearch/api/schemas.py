@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from ..reports import IndexReport
+from ..reports import IndexReport, ProgressEvent
 
 Box = list[float]  # [x0, y0, x1, y1] normalised to the page, origin top-left
 
@@ -97,20 +97,14 @@ class UploadedFile(BaseModel):
 JobStatus = Literal["queued", "running", "done", "failed", "interrupted", "cancelled"]
 
 
-class JobProgress(BaseModel):
-    files_done: int = 0
-    files_total: int = 0
-    pages_done: int = 0
-    pages_total: int = 0
-    pages_per_s: float = 0.0
-    current_path: str | None = None
-    failures: int = 0
+@pydantic_dataclass(config=ConfigDict(extra="ignore"))
+class JobProgress(ProgressEvent):
+    """Where the job's pass stands (the fields of tokensearch.reports.ProgressEvent)."""
 
 
 @pydantic_dataclass(config=ConfigDict(extra="ignore"))
 class JobReport(IndexReport):
-    """The job's :class:`~tokensearch.reports.IndexReport` (its fields are that one definition's), and the
-    files a folder job skipped because they link outside the roots."""
+    """What the job's pass did (the fields of tokensearch.reports.IndexReport), and what it skipped."""
 
     skipped_outside_roots: list[str] | None = Field(default=None, description=(
         "files under the folder that link outside the configured roots: not read (listed only when some were)"))

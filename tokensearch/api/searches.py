@@ -28,7 +28,7 @@ import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -36,6 +36,10 @@ from tokensearch.filters import SearchFilter
 from tokensearch.settings import Settings
 
 from .errors import ApiError
+
+if TYPE_CHECKING:
+    from tokensearch.engine import Engine
+    from tokensearch.search import SearchResult
 
 log = logging.getLogger("tokensearch.api.searches")
 
@@ -61,11 +65,11 @@ class ThreadSearches:
     async def start(self) -> None:
         self._limiter = anyio.CapacityLimiter(self.limit)
 
-    async def search(self, q: str, k: int, offset: int, filter: SearchFilter | None = None) -> Any:
+    async def search(self, q: str, k: int, offset: int, filter: SearchFilter | None = None) -> SearchResult:
         call = partial(self._search, q, k, offset, filter)
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
-    def _search(self, q: str, k: int, offset: int, filter: SearchFilter | None) -> Any:
+    def _search(self, q: str, k: int, offset: int, filter: SearchFilter | None) -> SearchResult:
         return _engine_search(self.engine, q, k, offset, filter)  # the engine looked up per call: tests replace it
 
     def close(self) -> None:
@@ -93,7 +97,7 @@ class ProcessSearches:
             if isinstance(outcome, BaseException):
                 log.error("a search worker did not start: %s", outcome)
 
-    async def search(self, q: str, k: int, offset: int, filter: SearchFilter | None = None) -> Any:
+    async def search(self, q: str, k: int, offset: int, filter: SearchFilter | None = None) -> SearchResult:
         try:
             fut: Future = self._pool.submit(_search, q, k, offset, filter)
             return await asyncio.wrap_future(fut)
@@ -151,11 +155,11 @@ def _start_worker(settings_json: str, server: int) -> None:
         log.error("search worker %d could not warm up: %s", os.getpid(), exc)
 
 
-def _engine_search(engine: Any, q: str, k: int, offset: int, filter: SearchFilter | None) -> Any:
+def _engine_search(engine: Engine, q: str, k: int, offset: int, filter: SearchFilter | None) -> SearchResult:
     if filter:
         return engine.search(q, k=k, offset=offset, filter=filter)
     return engine.search(q, k=k, offset=offset)
 
 
-def _search(q: str, k: int, offset: int, filter: SearchFilter | None = None) -> Any:
+def _search(q: str, k: int, offset: int, filter: SearchFilter | None = None) -> SearchResult:
     return _engine_search(_engine, q, k, offset, filter)

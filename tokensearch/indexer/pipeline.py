@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import BadDocument
 from ..pathnames import shown
-from ..reports import IndexReport
+from ..reports import IndexReport, ProgressEvent
 from ..storage.records import DocumentNotes
 from ..tokenocr_model.interface import TokenEncoder
 from .readahead import ReadAhead
@@ -38,17 +38,6 @@ from .sources import DocumentReader, RasterPage, extension_warning, is_candidate
 from .textlayer import TextLayerPainter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ProgressEvent:
-    files_done: int
-    files_total: int
-    pages_done: int
-    pages_total: int
-    pages_per_s: float
-    current_path: str | None
-    failures: int
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ..pathnames import shown
-from ..reports import IndexReport
+from ..reports import IndexReport, ProgressEvent
 from .homelock import WatchLock, command_line, watcher_alive
-from .pipeline import ProgressEvent
 from .sources import is_candidate
 
 log = logging.getLogger(__name__)

@@ -54,11 +54,11 @@ def build_router(settings: Settings) -> APIRouter:
                    boxes=[[float(c) for c in b] for b in h.boxes], doc_id=h.doc_id, page_id=h.page_id,
                    width=float(h.width), height=float(h.height),
                    image_url=image_url(h.doc_id, h.page), thumbnail_url=thumbnail_url(h.doc_id, h.page),
-                   text=getattr(h, "text", ""), modified=getattr(h, "modified", None), pages=getattr(h, "pages", 0),
-                   type=getattr(h, "kind", ""), file_url=file_url(h.doc_id, h.page, getattr(h, "kind", "")))
+                   text=h.text, modified=h.modified, pages=h.pages, type=h.kind,
+                   file_url=file_url(h.doc_id, h.page, h.kind))
             for h in result.hits
         ]
         return SearchOut(query=result.query, k=k, offset=offset, took_ms=float(result.took_ms),
-                         total=int(getattr(result, "total", len(hits))), hits=hits)
+                         total=int(result.total), hits=hits)
 
     return router
