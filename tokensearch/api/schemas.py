@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, WithJsonSchema, model_serializer
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from ..reports import IndexReport, ProgressEvent
+from ..storage.records import PageSummary
 
 Box = list[float]  # [x0, y0, x1, y1] normalised to the page, origin top-left
 
@@ -57,8 +58,6 @@ class SearchOut(BaseModel):
 # -- documents ----------------------------------------------------------------------------------------------
 
 class DocumentOut(BaseModel):
-    model_config = ConfigDict(extra="allow")  # the store may add fields (sha256, mtime, ...)
-
     id: int | None = Field(description="document id; null for a file that failed to index")
     path: str
     paths: list[str] = Field(default_factory=list, description="every path with this content (duplicates)")
@@ -70,6 +69,16 @@ class DocumentOut(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="what to know about an indexed file: why it is "
                                 "partial, an extension that disagrees with its content")
     thumbnail_url: str | None = None
+    sha256: str | None = Field(None, description="SHA-256 of the content (null if unknown for a failed file)")
+    kind: str | None = Field(None, description='"pdf" or "image"; null for a file that failed to index')
+    size: int | None = Field(None, description="bytes")
+    # published as a plain string: SQLite hands back times without their UTC offset, which "date-time" requires
+    indexed_at: Annotated[datetime | None, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})] = Field(
+        None, description="when it was indexed, or when it failed, ISO 8601 (no offset on SQLite: its times are UTC)")
+
+
+class DocumentDetailOut(DocumentOut):
+    page_list: list[PageSummary] = Field(default_factory=list, description="its pages, in order")
 
 
 class DocumentList(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from tokensearch.settings import Settings
 
 from ...pathnames import shown
 from ...storage.records import DocumentDetail, DocumentInfo
-from ..schemas import DocumentOut, ErrorResponse
+from ..schemas import DocumentDetailOut, DocumentOut, ErrorResponse
 
 API = "/api/v1"
 
@@ -58,13 +57,13 @@ def document_out(d: DocumentInfo) -> DocumentOut:
     """A catalogue record -> the API model (file names that are not UTF-8 shown with ``\\xNN`` escapes, see
     :mod:`tokensearch.pathnames`); a document with its pages lists them as ``page_list`` (the viewer reads it)."""
     path = d.path or (d.paths[0] if d.paths else "")
-    extra: dict[str, Any] = {"sha256": d.sha256, "kind": d.kind, "size": d.size, "indexed_at": d.indexed_at}
-    if isinstance(d, DocumentDetail):
-        extra["page_list"] = [dataclasses.asdict(p) for p in d.page_list]
-    return DocumentOut(
+    out = DocumentOut(
         id=d.id, path=shown(path), paths=[shown(p) for p in d.paths or ([path] if path else [])],
         name=shown(FsPath(path).name) if path else str(d.id), pages=d.pages, status=d.status,
         failure=d.reason or None, warnings=d.warnings,
         thumbnail_url=thumbnail_url(d.id, 1) if d.id is not None and d.pages > 0 else None,
-        **extra,
+        sha256=d.sha256, kind=d.kind, size=d.size, indexed_at=d.indexed_at,
     )
+    if isinstance(d, DocumentDetail):
+        return DocumentDetailOut(**dict(out), page_list=d.page_list)
+    return out

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from ..deps import Authorized, StateDep
 from ..errors import ApiError, not_found
 from ..jobs import Job
-from ..schemas import Deleted, DocumentList, DocumentOut, UploadedFile, UploadOut
+from ..schemas import Deleted, DocumentDetailOut, DocumentList, DocumentOut, UploadedFile, UploadOut
 from ..security import is_inside, uploads_dir
 from ..uploads import receive_files, store_files
 from .common import API, DocId, document_out, errors
@@ -51,7 +51,7 @@ def list_documents(
     return DocumentList(items=items, offset=offset, limit=limit, total=total)
 
 
-@router.get("/{doc_id}", response_model=DocumentOut, responses=errors(404))
+@router.get("/{doc_id}", response_model=DocumentDetailOut, responses=errors(404))
 def get_document(state: StateDep, doc_id: DocId) -> DocumentOut:
     doc = state.engine.document(doc_id)
     if doc is None:
