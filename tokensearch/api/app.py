@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from tokensearch import __version__
+from tokensearch.engine import Engine
 from tokensearch.settings import Settings, get_settings
 
 from .deps import ApiState
@@ -41,7 +42,7 @@ VIEWER_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self';
               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def _build_state(settings: Settings, engine: Any, metrics: Metrics, owned: bool) -> ApiState:
+def _build_state(settings: Settings, engine: Engine, metrics: Metrics, owned: bool) -> ApiState:
     home = Path(settings.home).expanduser()
     roots = allowed_roots(settings)
     return ApiState(
@@ -58,7 +59,7 @@ def _build_state(settings: Settings, engine: Any, metrics: Metrics, owned: bool)
     )
 
 
-def create_app(settings: Settings | None = None, *, engine: Any | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     """The API + viewer app. Pass ``engine`` to share an already open engine (it is then not closed here).
 
     Raises :class:`~tokensearch.api.security.InsecureConfigError` if ``settings.host`` is not loopback and
@@ -72,8 +73,6 @@ def create_app(settings: Settings | None = None, *, engine: Any | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
         if own:
-            from tokensearch.engine import Engine
-
             eng = Engine(settings)
         else:
             eng = engine

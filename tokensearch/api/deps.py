@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from tokensearch.engine import Engine
 from tokensearch.settings import Settings
 
 from .jobs import JobManager
@@ -17,7 +18,8 @@ from .pages import PageImageCache, TokenMapsCache
 from .security import check_api_key
 
 if TYPE_CHECKING:
-    from tokensearch.engine import Engine
+    from .searches import ProcessSearches, ThreadSearches
+    from .watching import WatchService
 
 
 @dataclass
@@ -30,9 +32,9 @@ class ApiState:
     images: PageImageCache
     token_maps: TokenMapsCache
     metrics: Metrics
-    searches: Any  # .searches.ThreadSearches | ProcessSearches: where searches run
+    searches: ThreadSearches | ProcessSearches  # where searches run
     roots: list[Path] = field(default_factory=list)  # resolved: settings.roots + uploads
-    watch: Any = None  # .watching.WatchService: the home's watcher (TOKENSEARCH_WATCH), shown as job "watch"
+    watch: WatchService | None = None  # the home's watcher (TOKENSEARCH_WATCH), shown as job "watch"
 
 
 def get_state(request: Request) -> ApiState:
@@ -47,7 +49,7 @@ def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-def get_engine(state: StateDep) -> Any:
+def get_engine(state: StateDep) -> Engine:
     return state.engine
 
 
@@ -55,7 +57,7 @@ def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
-EngineDep = Annotated[Any, Depends(get_engine)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 # declared as a security scheme so /docs offers an "Authorize" button; checked by require_api_key

@@ -111,7 +111,7 @@ class ProcessSearches:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_searches(settings: Settings, engine: Any, owned: bool) -> ThreadSearches | ProcessSearches:
+def make_searches(settings: Settings, engine: Engine, owned: bool) -> ThreadSearches | ProcessSearches:
     """Worker processes when the app built its own engine from ``settings`` and ``search_workers`` is not 0;
     threads of the server, on ``engine``, otherwise."""
     cores = usable_cores()
