@@ -9,8 +9,8 @@ from tokensearch.errors import BadDocument
 from PIL import Image, ImageDraw
 
 from tokenocr_factory import make_tiny_checkpoint
-from tokensearch.tokenocr_model.heatmap import (add_heatmap_arguments, jet, render_heatmaps, run_heatmap,
-                                                similarity_maps, title_font)
+from tokensearch.heatmap import add_heatmap_arguments, render_heatmaps, run_heatmap, similarity_maps, title_font
+from tokensearch.highlight import LUT, colourise
 from tokensearch.tokenocr_model.tokenocr import load_tokenocr
 
 
@@ -65,9 +65,10 @@ def test_cli_on_a_pdf_page(enc, tmp_path):
         run_heatmap(bad, enc)
 
 
-def test_jet_endpoints():
-    c = jet(np.array([0.0, 0.5, 1.0]))
-    assert c[0, 2] > 100 and c[0, 0] == 0 and c[2, 0] > 100 and c[2, 2] == 0 and c[1, 1] == 255
+def test_colour_map_endpoints():  # inferno-like: near-black at 0, pale yellow at 1, clipped outside
+    c = colourise(np.array([-1.0, 0.0, 1.0, 2.0, np.nan]))
+    assert c.tolist() == [[0, 0, 4], [0, 0, 4], [252, 255, 164], [252, 255, 164], [0, 0, 4]]
+    assert LUT.shape == (256, 3) and (np.diff(LUT.astype(int).sum(axis=1)) >= -3).all()  # brightness rises
 
 
 def test_a_chinese_query_gets_files_and_titles_in_chinese(tmp_path):

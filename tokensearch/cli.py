@@ -103,9 +103,10 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
 
     # sub-commands whose options live with their code: import that code only when the command runs
     # (a `search` must not pay for importing the viewer's web framework or the training stack)
-    p = sub.add_parser("heatmap", help="per-token similarity maps of a query over a page image or PDF page")
+    p = sub.add_parser("heatmap", help="per-token similarity maps of a query over a page image or PDF page "
+                       "(inferno colours, as in the viewer: dark = low, yellow = high)")
     if wanted == "heatmap":
-        from .tokenocr_model.heatmap import add_heatmap_arguments
+        from .heatmap import add_heatmap_arguments
 
         add_heatmap_arguments(p)
         _common(p)
@@ -312,7 +313,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_heatmap(args: argparse.Namespace) -> int:
     from .engine import Engine
-    from .tokenocr_model.heatmap import run_heatmap
+    from .heatmap import run_heatmap
 
     with Engine(settings_from_args(args)) as eng:
         return int(run_heatmap(args, eng.encoder) or 0)

@@ -4,7 +4,8 @@
 whole-query map (the cell-wise maximum over the token maps: where any query token matches). Colours show
 the *absolute* cosine on one scale shared by all maps of the query (``0`` .. the largest cosine seen, at
 least the model's threshold), so maps are comparable; a colour bar with the scale and the threshold mark
-is drawn on the right. Only the :class:`TokenEncoder` interface and PIL/numpy are used.
+is drawn on the right. Colours come from the shared colour map (:mod:`tokensearch.highlight`, inferno-like:
+dark = low, yellow = high). Only the :class:`TokenEncoder` interface and PIL/numpy are used for the maps.
 
 CLI (wired by ``tokensearch heatmap``): :func:`add_heatmap_arguments` + :func:`run_heatmap`.
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .interface import TokenEncoder
+from .highlight import colourise
+from .tokenocr_model.interface import TokenEncoder
 
 OVERLAY_ALPHA = 0.6  # weight of the colour map over the page (the official demo uses 0.6)
 BAR_WIDTH = 24
@@ -37,15 +39,6 @@ def similarity_maps(encoder: TokenEncoder, image: Image.Image, query: str
     maps = np.einsum("hwd,td->thw", feats, q.vectors.astype(np.float32))  # (T, H, W)
     labels = [query[t.start:t.end] if t.end > t.start else t.piece for t in q.tokens]
     return labels, maps
-
-
-def jet(x: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> (…, 3) uint8 RGB on the classic 'jet' colour map."""
-    x = np.clip(x, 0.0, 1.0)[..., None]
-    r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * x - 1), 0, 1)
-    return (np.concatenate([r, g, b], axis=-1) * 255).astype(np.uint8)
 
 
 @lru_cache(maxsize=1)
@@ -67,7 +60,7 @@ def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, thresh
     page = page.convert("RGB")
     W, H = page.size
     resized = np.asarray(Image.fromarray(sim.astype(np.float32), mode="F").resize((W, H), Image.Resampling.BILINEAR))
-    colours = jet((resized - vmin) / max(vmax - vmin, 1e-6))
+    colours = colourise((resized - vmin) / max(vmax - vmin, 1e-6))
     blended = (np.asarray(page, np.float32) * (1 - OVERLAY_ALPHA) + colours * OVERLAY_ALPHA).astype(np.uint8)
     font = title_font(title)
     label_w = 64
@@ -76,7 +69,7 @@ def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, thresh
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), title, fill="black", font=font)
     x0 = W + 4
-    ramp = jet(np.linspace(1.0, 0.0, H)[:, None].repeat(BAR_WIDTH, axis=1))  # top = vmax
+    ramp = colourise(np.linspace(1.0, 0.0, H)[:, None].repeat(BAR_WIDTH, axis=1))  # top = vmax
     canvas.paste(Image.fromarray(ramp), (x0, 20))
     def y_of(v: float) -> float:
         return 20 + (vmax - v) / max(vmax - vmin, 1e-6) * (H - 1)
@@ -131,8 +124,8 @@ def add_heatmap_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def load_page(source: Path, page: int, dpi: float) -> Image.Image:
     """An image file (any page of a multi-page TIFF), or one PDF page rendered at ``dpi``."""
-    from ..errors import NotFound
-    from ..indexer.sources import DocumentReader
+    from .errors import NotFound
+    from .indexer.sources import DocumentReader
 
     if not source.is_file():
         raise NotFound(f"no such file: {source}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from ..highlight import colourise
 from ..storage.records import DocumentDetail, DocumentInfo
 from .errors import ApiError, not_found
 from .security import is_inside
@@ -177,18 +178,6 @@ def max_pool(m: np.ndarray, max_side: int) -> np.ndarray:
     return m
 
 
-def _inferno_lut() -> np.ndarray:
-    """A 256-entry perceptual colour ramp (black-purple-orange-yellow), built from a few anchors."""
-    anchors = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
-                        [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float32)
-    x = np.linspace(0, 1, len(anchors))
-    t = np.linspace(0, 1, 256)
-    return np.stack([np.interp(t, x, anchors[:, c]) for c in range(3)], axis=1).astype(np.uint8)
-
-
-LUT = _inferno_lut()
-
-
 def normalise(m: np.ndarray) -> np.ndarray:
     """Min–max to [0, 1] from max(min, 0) (display only; ranking always uses absolute cosine)."""
     m = np.nan_to_num(np.asarray(m, dtype=np.float32))
@@ -202,8 +191,7 @@ def normalise(m: np.ndarray) -> np.ndarray:
 def heatmap_rgba(m: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """A transparent colour overlay of map ``m`` (H, W) scaled smoothly to ``size`` (w, h)."""
     v = normalise(m)
-    idx = (v * 255).astype(np.uint8)
-    rgba = np.concatenate([LUT[idx], (np.clip(v, 0, 1) ** 1.5 * 220).astype(np.uint8)[..., None]], axis=-1)
+    rgba = np.concatenate([colourise(v), (np.clip(v, 0, 1) ** 1.5 * 220).astype(np.uint8)[..., None]], axis=-1)
     return Image.fromarray(rgba, "RGBA").resize(size, Image.Resampling.BILINEAR)
 
 
