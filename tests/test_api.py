@@ -455,7 +455,7 @@ def test_viewer_and_static_files_are_served(api_env):
     r = c.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "default-src 'self'" in r.headers["content-security-policy"]
-    for name in ("viewer.js", "viewer.css", "favicon.svg"):
+    for name in ("colormap.js", "viewer.js", "viewer.css", "favicon.svg"):
         assert c.get(f"/static/{name}").status_code == 200
         assert f"/static/{name}" in r.text
     assert "http://" not in r.text and "https://" not in r.text  # no CDN: works offline

@@ -71,6 +71,22 @@ def test_colour_map_endpoints():  # inferno-like: near-black at 0, pale yellow a
     assert LUT.shape == (256, 3) and (np.diff(LUT.astype(int).sum(axis=1)) >= -3).all()  # brightness rises
 
 
+def test_the_viewer_takes_the_same_colour_table():  # colormap.js is what highlight.py writes, loaded first
+    from pathlib import Path
+
+    import tokensearch.api
+    from tokensearch.highlight import colormap_js
+
+    static = Path(tokensearch.api.__file__).parent / "static"
+    assert (static / "colormap.js").read_text(encoding="utf-8") == colormap_js(), \
+        "regenerate: python -m tokensearch.highlight > tokensearch/api/static/colormap.js"
+    numbers = colormap_js().split("[", 1)[1].split("]", 1)[0].replace("\n", "").split(",")
+    assert [int(n) for n in numbers if n.strip()] == LUT.ravel().tolist()
+    html = (static / "index.html").read_text(encoding="utf-8")
+    assert 0 <= html.index("/static/colormap.js") < html.index("/static/viewer.js")
+    assert "HEAT_LUT" in (static / "viewer.js").read_text(encoding="utf-8")
+
+
 def test_a_chinese_query_gets_files_and_titles_in_chinese(tmp_path):
     enc = load_tokenocr(make_tiny_checkpoint(tmp_path / "ckpt", bilingual=True))
     img = Image.new("RGB", (240, 160), "white")

@@ -458,15 +458,7 @@ function setupStage() {
 
 // ---- heatmaps (per token and whole query), drawn client-side from the JSON grids
 
-const LUT = (() => {  // inferno-like ramp, same anchors as the server's PNG renderer
-  const a = [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39], [252, 255, 164]];
-  const lut = new Uint8ClampedArray(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const t = i / 255 * (a.length - 1), k = Math.min(a.length - 2, Math.floor(t)), f = t - k;
-    for (let c = 0; c < 3; c++) lut[i * 3 + c] = a[k][c] + (a[k + 1][c] - a[k][c]) * f;
-  }
-  return lut;
-})();
+const LUT = HEAT_LUT;  // the shared colour map (colormap.js, written from tokensearch/highlight.py)
 
 function tokenLabel(t) { return t.replace(/^Ġ|^▁/, "␣").replace(/Ġ|▁/g, "␣") || "∅"; }
 
