@@ -119,21 +119,29 @@ def _watch_stdin(cancel: threading.Event) -> None:
     cancel.set()  # asked to, or the server went away
 
 
-def _emit(out: IO[str], msg: dict[str, Any]) -> None:
+def emit(out: IO[str], msg: dict[str, Any]) -> None:
     out.write(json.dumps(msg) + "\n")
     out.flush()
 
 
-def main() -> int:
-    # the protocol gets its own copy of stdout; anything else printed (a library's message) goes to stderr
+def child_start() -> tuple[IO[str], dict[str, Any], threading.Event]:
+    """What a child of the server (an index job, the folder watcher) does first: the protocol gets its own
+    copy of stdout (anything else printed, a library's message, goes to stderr), the spec is the first line
+    of stdin, and the child dies with the server. Returns (protocol out, spec, an event set when the server
+    says "cancel" or goes away)."""
     out = os.fdopen(os.dup(1), "w", encoding="ascii")
     os.dup2(2, 1)
     spec = json.loads(sys.stdin.readline() or "{}")
     logging.basicConfig(level=int(spec.get("log_level", logging.INFO)),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     die_with_parent(int(spec.get("parent", os.getppid())))
-    cancel = threading.Event()
-    threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True).start()
+    stop = threading.Event()
+    threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+    return out, spec, stop
+
+
+def main() -> int:
+    out, spec, cancel = child_start()
 
     from tokensearch.engine import Engine
 
@@ -144,14 +152,14 @@ def main() -> int:
     job = Job.from_dict(spec["job"])
     engine = Engine(settings)
     try:
-        report = run_job(engine, job, cancel, lambda event: _emit(out, {"progress": _plain(event)}),
+        report = run_job(engine, job, cancel, lambda event: emit(out, {"progress": _plain(event)}),
                          validate_path=lambda p: resolve_client_path(p, settings),
                          confine=lambda p: is_inside(p, roots))
-        _emit(out, {"report": _plain(report)})
+        emit(out, {"report": _plain(report)})
         return 0
     except Exception as exc:  # noqa: BLE001 - the job's error, reported as the in-server runner reports it
         log.exception("index job %s failed", job.id)
-        _emit(out, {"error": str(exc) or type(exc).__name__})
+        emit(out, {"error": str(exc) or type(exc).__name__})
         return 1
     finally:
         engine.close()

@@ -180,22 +180,9 @@ class WatchService:
 # -- the child ---------------------------------------------------------------------------------------------
 
 def main() -> int:
-    out = os.fdopen(os.dup(1), "w", encoding="ascii")  # the protocol's copy of stdout; prints go to stderr
-    os.dup2(2, 1)
-    spec = json.loads(sys.stdin.readline() or "{}")
-    logging.basicConfig(level=int(spec.get("log_level", logging.INFO)),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .job_process import die_with_parent
+    from .job_process import emit, child_start
 
-    die_with_parent(int(spec.get("parent", os.getppid())))
-    stop = threading.Event()
-
-    def stop_at_eof() -> None:
-        for _ in sys.stdin:
-            pass
-        stop.set()  # the server stopped (or died)
-
-    threading.Thread(target=stop_at_eof, daemon=True).start()
+    out, spec, stop = child_start()  # stop: the server stopped (or died)
 
     from tokensearch.engine import Engine
     from tokensearch.indexer.homelock import HomeBusy
@@ -207,13 +194,11 @@ def main() -> int:
             FolderWatcher(engine, list(settings.watch), Path(settings.home), _options(settings)).run(stop)
         return 0
     except HomeBusy as e:
-        out.write(json.dumps({"error": str(e)}) + "\n")
-        out.flush()
+        emit(out, {"error": str(e)})
         return HOME_BUSY_EXIT
     except Exception as e:  # noqa: BLE001 - said to the server, which shows it on the watch job
         log.exception("the watcher stopped")
-        out.write(json.dumps({"error": f"{type(e).__name__}: {e}"}) + "\n")
-        out.flush()
+        emit(out, {"error": f"{type(e).__name__}: {e}"})
         return 1
 
 
