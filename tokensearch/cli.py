@@ -15,6 +15,7 @@ from .errors import TokensearchError
 from .pathnames import shown
 
 if TYPE_CHECKING:  # imported where used: a search answered by a running server never needs pydantic
+    from .filters import SearchFilter
     from .settings import Settings
 
 # flag -> Settings field, for the flags every sub-command shares
@@ -244,7 +245,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_by_server(args: argparse.Namespace, narrow) -> dict | None:  # noqa: ANN001 - a SearchFilter
+def _search_by_server(args: argparse.Namespace, narrow: SearchFilter) -> dict | None:
     """The answer of a running ``tokensearch serve`` on the same index (said on stderr), or None: then the
     search runs here. Flags that change what is searched or how it is scored keep it here."""
     from . import local_server as ls
