@@ -84,7 +84,8 @@ def test_normalize_tiles_matches_imagenet_constants():
 
 def test_transparent_pixels_become_white():
     rgba = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
-    assert tiling.to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)
+    tiles, _ = tiling.dynamic_preprocess(rgba)
+    assert tiles[0].mode == "RGB" and tiles[0].getpixel((0, 0)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize("lib", ["numpy", "torch"])

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .highlight import colourise
+from .imaging import flatten
 from .tokenocr_model.interface import TokenEncoder
 
 OVERLAY_ALPHA = 0.6  # weight of the colour map over the page (the official demo uses 0.6)
@@ -57,7 +58,7 @@ def title_font(text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, threshold: float | None,
             title: str) -> Image.Image:
     """One map: the cosine grid resized (bilinear) onto the page, blended, with a labelled colour bar."""
-    page = page.convert("RGB")
+    page = flatten(page)
     W, H = page.size
     resized = np.asarray(Image.fromarray(sim.astype(np.float32), mode="F").resize((W, H), Image.Resampling.BILINEAR))
     colours = colourise((resized - vmin) / max(vmax - vmin, 1e-6))

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..highlight import colourise
+from ..imaging import flatten
 from ..storage.records import DocumentDetail, DocumentInfo
 from .errors import ApiError, not_found
 from .security import is_inside
@@ -84,7 +85,7 @@ class PageImageCache:
                 raise ApiError(422, "page_too_large", f"page is {img.width}x{img.height} px, above the "
                                f"limit of {self.max_page_pixels} pixels (TOKENSEARCH_MAX_PAGE_PIXELS)")
             folder.mkdir(parents=True, exist_ok=True)
-            _save_atomic(_rgb(img), target, "PNG", compress_level=1)
+            _save_atomic(flatten(img, keep_gray=True), target, "PNG", compress_level=1)
         return target
 
     def get(self, doc_id: int, page: int, width: int | None, fmt: str) -> Path:
@@ -116,17 +117,6 @@ class PageImageCache:
 
     def forget(self, doc_id: int) -> None:
         shutil.rmtree(self.dir / str(doc_id), ignore_errors=True)
-
-
-def _rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("RGB", "L"):
-        return img
-    if img.mode in ("RGBA", "LA", "P"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGB", rgba.size, "white")
-        bg.paste(rgba, mask=rgba.split()[-1])
-        return bg
-    return img.convert("RGB")
 
 
 def _save_atomic(img: Image.Image, target: Path, fmt: str, **kw: Any) -> None:
@@ -196,7 +186,7 @@ def heatmap_rgba(m: np.ndarray, size: tuple[int, int]) -> Image.Image:
 
 
 def heatmap_over_page(m: np.ndarray, page: Image.Image) -> Image.Image:
-    base = _rgb(page).convert("RGBA")
+    base = flatten(page, keep_gray=True).convert("RGBA")
     dim = Image.new("RGBA", base.size, (0, 0, 0, 70))
     base = Image.alpha_composite(base, dim)
     return Image.alpha_composite(base, heatmap_rgba(m, base.size)).convert("RGB")

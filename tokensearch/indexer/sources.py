@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
 
-import numpy as np
 import pymupdf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import BadDocument
+from ..imaging import flatten
 from ..pathnames import is_utf8
 from ..pdfpages import image_coverage
 from ..textnorm import normalise
@@ -269,24 +269,11 @@ class DocumentReader:
 
 
 def _to_rgb(frame: Image.Image, keep_gray: bool = False) -> Image.Image:
-    """Upright (EXIF orientation applied: phone photos are stored sideways), flattened from any mode
-    (palette, alpha, 16-bit, CMYK) onto white RGB; loads the pixels now. ``keep_gray``: a grayscale or
-    bilevel scan stays one 8-bit channel (models convert what they need; three copies of the same
-    channel cost ~15 ms a page to make and to undo)."""
+    """Upright (EXIF orientation applied: phone photos are stored sideways), flattened onto white by
+    :func:`tokensearch.imaging.flatten` (``keep_gray``: a grey or bilevel scan stays one channel); loads
+    the pixels now, so the page outlives the file."""
     frame.load()
-    frame = ImageOps.exif_transpose(frame)
-    if keep_gray and frame.mode in ("L", "1"):
-        return frame if frame.mode == "L" else frame.convert("L")
-    if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info):
-        rgba = frame.convert("RGBA")
-        bg = Image.new("RGB", rgba.size, (255, 255, 255))
-        bg.paste(rgba, mask=rgba.getchannel("A"))
-        return bg
-    if frame.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(frame, dtype=np.float32)
-        arr = 255.0 * (arr - arr.min()) / max(float(arr.max() - arr.min()), 1.0)
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
-    return frame.convert("RGB")
+    return flatten(ImageOps.exif_transpose(frame), keep_gray=keep_gray)
 
 
 def render_pdf_page(page: pymupdf.Page, dpi: float) -> Image.Image:

@@ -43,6 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from ..imaging import gray_levels
 from .devices import cpu_has_int8_dot, resolve_device, resolve_dtype, winograd_available
 from .interface import FeatureGrid, ModelInfo, QueryTokens, Token
 from .mini_tokenizer import MiniTokenizer, piece_to_text
@@ -311,18 +312,8 @@ class MiniModel(nn.Module):
 # ------------------------------------------------------------------------------------------------------
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL image (any mode) -> (1, H, W) float32 in [0, 1], alpha composited on white."""
-    if img.mode in ("I", "I;16", "I;16L", "I;16B", "F"):  # 16-bit / float grayscale scans
-        arr = np.asarray(img, dtype=np.float32)
-        top = 255.0 if arr.max() <= 255 else 65535.0
-        return torch.from_numpy(np.clip(arr / top, 0, 1))[None]
-    if img.mode in ("RGBA", "LA", "P", "PA"):
-        img = img.convert("RGBA")
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img)
-    arr = np.asarray(img if img.mode == "L" else img.convert("L"), dtype=np.float32)
-    arr *= 1.0 / 255.0
-    return torch.from_numpy(arr)[None]
+    """PIL image (any mode) -> (1, H, W) float32 in [0, 1], read by :func:`tokensearch.imaging.gray_levels`."""
+    return torch.from_numpy(gray_levels(img))[None]
 
 
 def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:

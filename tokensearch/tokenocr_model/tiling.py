@@ -17,8 +17,9 @@ for a one-tile image wrongly drops the only tile; we do not reproduce that bug).
 Because step 2 stretches the page onto the grid, the grid covers the whole page uniformly: cell
 ``(x, y)`` of an ``Hg x Wg`` grid maps to page pixel ``((x+.5)*W/Wg, (y+.5)*H/Hg)``.
 
-One deliberate difference: images with transparency are composited onto white before the RGB
-conversion (the official ``convert('RGB')`` turns transparent areas black, which hides black text).
+One deliberate difference: images are read by :func:`tokensearch.imaging.flatten`, which composites
+transparency onto white (the official ``convert('RGB')`` turns transparent areas black, which hides
+black text).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from ..imaging import flatten
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,17 +73,6 @@ def closest_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 1
     return best
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of any PIL image; transparency is composited onto white."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def dynamic_preprocess(image: Image.Image, min_tiles: int = 1, max_tiles: int = 12,
                        tile_size: int = TILE_SIZE, use_thumbnail: bool = True
                        ) -> tuple[list[Image.Image], Grid]:
@@ -88,7 +80,7 @@ def dynamic_preprocess(image: Image.Image, min_tiles: int = 1, max_tiles: int = 
 
     The thumbnail, when present, is the last element and only exists if ``cols*rows > 1``.
     """
-    image = to_rgb(image)
+    image = flatten(image)
     cols, rows = closest_grid(image.width, image.height, min_tiles, max_tiles, tile_size)
     resized = image.resize((tile_size * cols, tile_size * rows), Image.Resampling.BICUBIC)
     tiles = []
@@ -102,7 +94,7 @@ def dynamic_preprocess(image: Image.Image, min_tiles: int = 1, max_tiles: int = 
 
 def normalize_tiles(tiles: Sequence[Image.Image]) -> np.ndarray:
     """``(N, 3, S, S)`` float32 pixel values: ``(rgb/255 - mean) / std`` (torchvision ToTensor+Normalize)."""
-    arr = np.stack([np.asarray(to_rgb(t), dtype=np.float32) for t in tiles])  # (N, S, S, 3)
+    arr = np.stack([np.asarray(flatten(t), dtype=np.float32) for t in tiles])  # (N, S, S, 3)
     arr = (arr / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
     return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))  # (N, 3, S, S)
 
