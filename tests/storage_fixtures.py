@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:  # the package is used from the checkout, installe
     sys.path.insert(0, str(ROOT))
 
 from tokensearch.storage import PageRecord, Store  # noqa: E402
-from tokensearch.tokenocr_model.interface import l2_normalize  # noqa: E402
+from tokensearch.vectornorm import l2_normalize  # noqa: E402
 
 PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

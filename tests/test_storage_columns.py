@@ -7,7 +7,7 @@ import numpy as np
 from storage_fixtures import db_url, one_faiss_thread, open_store  # noqa: F401  (fixtures)
 from tokensearch.storage import PageRecord
 from tokensearch.storage.codec import Codec, identity_codec, merge_columns
-from tokensearch.tokenocr_model.interface import l2_normalize
+from tokensearch.vectornorm import l2_normalize
 
 
 def _line_page(rng: np.random.Generator, source: str = "vision", dim: int = 32) -> PageRecord:

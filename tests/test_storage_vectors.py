@@ -19,7 +19,7 @@ from storage_fixtures import (  # noqa: F401  (fixtures)
 from tokensearch.storage import Store
 from tokensearch.storage.features import decode_page, encode_page
 from tokensearch.storage.vectors import index_vectors
-from tokensearch.tokenocr_model.interface import l2_normalize
+from tokensearch.vectornorm import l2_normalize
 
 
 @pytest.mark.parametrize("dim", [64, 128])

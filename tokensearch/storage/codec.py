@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..tokenocr_model.interface import l2_normalize
+from ..vectornorm import l2_normalize
 
 
 @dataclass

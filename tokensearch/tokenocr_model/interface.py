@@ -106,8 +106,3 @@ class TokenEncoder(Protocol):
     def embed_query(self, text: str) -> QueryTokens:
         """Tokenise a query with the model's query rule and embed it."""
 
-
-def l2_normalize(x: np.ndarray, axis: int = -1, eps: float = 1e-8) -> np.ndarray:
-    """Unit-normalise along ``axis`` (zero vectors stay zero)."""
-    n = np.linalg.norm(x, axis=axis, keepdims=True)
-    return x / np.maximum(n, eps)
