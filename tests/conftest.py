@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from storage_fixtures import db_url  # noqa: E402,F401  (sqlite + postgresql parametrisation)
+from storage_fixtures import db_url, vector_backend  # noqa: E402,F401  (sqlite + postgresql; faiss + milvus)
 
 from tokensearch.engine import Engine  # noqa: E402
 from tokensearch.samples import SampleFolder, make_sample_folder  # noqa: E402

@@ -68,13 +68,40 @@ def db_url(request):
         engine.dispose()
 
 
+# the vector backends a test runs on when it names them: @pytest.mark.parametrize("vector_backend", BACKENDS)
+# (milvus runs milvus-lite in the test's process, its files in the home)
+BACKENDS = ["faiss", pytest.param("milvus", marks=pytest.mark.milvus)]
+
+
+def need_milvus() -> None:
+    """Milvus tests FAIL without pymilvus + milvus-lite (CI installs the extra), unless
+    ``TOKENSEARCH_TEST_MILVUS=off`` skips them explicitly (like PostgreSQL's)."""
+    if os.environ.get("TOKENSEARCH_TEST_MILVUS", "").strip().lower() == "off":
+        pytest.skip("Milvus backend tests disabled by TOKENSEARCH_TEST_MILVUS=off")
+    try:
+        import milvus_lite  # noqa: F401
+        import pymilvus  # noqa: F401
+    except ImportError as e:
+        pytest.fail(f"the Milvus backend tests need pymilvus and milvus-lite ({e}): pip install '.[milvus]', "
+                    "or set TOKENSEARCH_TEST_MILVUS=off to skip them", pytrace=False)
+
+
 @pytest.fixture
-def open_store(tmp_path, db_url):
-    """``open_store(**options)`` -> a Store in ``tmp_path/home`` on the parametrised database;
-    every store it opened is closed at the end."""
+def vector_backend() -> str:
+    """The store's vector backend: FAISS, unless a test parametrises this name over :data:`BACKENDS`."""
+    return "faiss"
+
+
+@pytest.fixture
+def open_store(tmp_path, db_url, vector_backend):
+    """``open_store(**options)`` -> a Store in ``tmp_path/home`` on the parametrised database (and vector
+    backend); every store it opened is closed at the end."""
     opened: list[Store] = []
+    if vector_backend == "milvus":
+        need_milvus()
 
     def _open(home: Path | None = None, **options) -> Store:
+        options.setdefault("vector_backend", vector_backend)
         store = Store.open(home or tmp_path / "home", db_url, **options)
         opened.append(store)
         return store

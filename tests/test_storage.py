@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 
 from storage_fixtures import (  # noqa: F401  (fixtures)
+    BACKENDS,
     db_url,
     one_faiss_thread,
     open_store,
     random_doc,
     random_page,
     top_pages,
+    vector_backend,
     write,
 )
 from tokensearch.errors import IndexLayoutError
@@ -25,7 +27,8 @@ from tokensearch.tokenocr_model.interface import ModelInfo
 MINI = ModelInfo(name="mini", family="mini", fingerprint="a" * 64, dim=64)
 
 
-def test_write_read_round_trip(open_store):
+@pytest.mark.parametrize("vector_backend", BACKENDS)
+def test_write_read_round_trip(open_store, vector_backend):
     store = open_store()
     store.ensure_model(MINI)
     pages = random_doc(7, 3, n=300, dim=64)
@@ -61,7 +64,8 @@ def test_write_read_round_trip(open_store):
     st = store.stats()
     assert (st.documents, st.pages, st.vectors, st.pages_by_source) == (1, 3, 900, {"vision": 3})
     assert store.verify(read_all=True) == []
-    assert st.codec == "identity" and st.dim == 64 and st.vector_index_type == "flat-ip-fp16"
+    assert st.codec == "identity" and st.dim == 64
+    assert st.vector_index_type == {"faiss": "flat-ip-fp16", "milvus": "milvus:flat"}[vector_backend]
 
 
 def test_pages_are_consumed_one_at_a_time(open_store):
@@ -83,6 +87,7 @@ def test_pages_are_consumed_one_at_a_time(open_store):
     assert store.stats().pages == 30
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_duplicate_content_is_linked_not_reindexed(open_store):
     store = open_store()
     doc_id = write(store, 1, path="/a.pdf")
@@ -104,6 +109,7 @@ def test_duplicate_content_is_linked_not_reindexed(open_store):
     assert store.document_pages(doc_id)[0].path == "/copy/a.pdf"
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_same_content_indexed_by_two_processes_at_once(open_store):
     """The second writer's commit finds the content already there: it links its path instead."""
     a, b = open_store(), open_store()
@@ -119,6 +125,7 @@ def test_same_content_indexed_by_two_processes_at_once(open_store):
     assert b.stats().pages == 2 and b.verify() == []
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_unlink_deletes_orphan_document_and_its_vectors(open_store, tmp_path):
     store = open_store()
     a = write(store, 1, path="/a.pdf")
@@ -143,6 +150,7 @@ def test_unlink_deletes_orphan_document_and_its_vectors(open_store, tmp_path):
     assert again.stats().vectors == 0 and again.search_cells(again.project_queries(probe), 5)[0][0].size == 0
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_failing_page_iterator_leaves_nothing(open_store, tmp_path):
     store = open_store()
     write(store, 1, path="/ok.pdf")
@@ -298,6 +306,7 @@ def test_model_mismatch(open_store):
         open_store().ensure_model(retrained)
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_second_store_sees_writes_and_deletes(open_store, tmp_path):
     writer = open_store()
     reader = open_store()
@@ -310,6 +319,7 @@ def test_second_store_sees_writes_and_deletes(open_store, tmp_path):
     assert reader.stats().vectors == 0 and not any(page in h for h in top_pages(reader, probe))
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_two_writers_share_a_home(open_store, tmp_path):
     """E.g. the CLI indexing while the API indexes an upload: each owns its own feature segment."""
     a, b = open_store(), open_store()
@@ -330,6 +340,7 @@ def test_two_writers_share_a_home(open_store, tmp_path):
     assert len(list((tmp_path / "home" / "features").iterdir())) == 2  # a released segment is reused
 
 
+@pytest.mark.parametrize("vector_backend", BACKENDS)
 def test_searches_while_writing_in_another_thread(open_store):
     store = open_store()
     write(store, 0)

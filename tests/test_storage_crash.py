@@ -1,5 +1,5 @@
 """Crash safety: a writer killed with SIGKILL at any point leaves a consistent index (SQLite and
-PostgreSQL, flat and IVF indexes), and the next run finishes the job."""
+PostgreSQL, FAISS flat and IVF indexes, Milvus), and the next run finishes the job."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from storage_fixtures import ROOT, db_url, one_faiss_thread, open_store, random_doc  # noqa: F401
+from storage_fixtures import ROOT, db_url, need_milvus, one_faiss_thread, open_store, random_doc  # noqa: F401
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -26,8 +26,21 @@ CHILD = textwrap.dedent(
     from tokensearch.storage import Store
 
     point, home, url, flat_max = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None, int(sys.argv[4])
+    backend = sys.argv[5]
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
-    st = Store.open(home, url, persist_interval=0, flat_max_vectors=flat_max)
+    st = Store.open(home, url, persist_interval=0, flat_max_vectors=flat_max, vector_backend=backend)
+    if point in ("milvus_add", "milvus_remove"):  # die as the page markers are written / deleted
+        client = st.vectors._connect()
+        orig_upsert, orig_delete = client.upsert, client.delete
+        def upsert(name, rows, **kw):
+            if point == "milvus_add" and name.endswith("_pages") and rows[0]["done"] and rows[0]["page"] > 6:
+                die()  # doc 4's vectors are in, its markers still say "pending"
+            return orig_upsert(name, rows, **kw)
+        def delete(name, **kw):
+            if point == "milvus_remove" and name.endswith("_pages"):
+                die()  # doc 2's vectors are gone, its markers not
+            return orig_delete(name, **kw)
+        client.upsert, client.delete = upsert, delete
     for seed in (1, 2, 3):
         st.write_document(f"sha-{{seed}}", f"/{{seed}}.pdf", 1, 1, "pdf", iter(random_doc(seed, 2)))
     st.unlink_path("/2.pdf")
@@ -51,24 +64,32 @@ CHILD = textwrap.dedent(
 )
 
 
+MILVUS = pytest.mark.milvus
+
+
 @pytest.mark.parametrize(
     "point,index",
     [("iterator", "ivf"), ("after_fsync", "ivf"), ("after_commit", "ivf"), ("during_persist", "ivf"),
-     ("after_commit", "flat")],
+     ("after_commit", "flat")]
+    + [pytest.param(point, "milvus", marks=MILVUS) for point in ("after_commit", "milvus_add", "milvus_remove")],
 )
 def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, index):
-    """The writer dies (SIGKILL) at a point of its 4th document (after 3 written and 1 unlinked)."""
+    """The writer dies (SIGKILL) at a point of its 4th document (after 3 written and 1 unlinked), or for
+    Milvus between a page's vectors and its marker (milvus_add: doc 4; milvus_remove: doc 2's unlink)."""
     home = tmp_path / "home"
     flat_max = 500 if index == "ivf" else 10**6  # ivf: 800 vectors after doc 2 -> IVF-SQ8, snapshots
+    backend = "milvus" if index == "milvus" else "faiss"
+    if backend == "milvus":
+        need_milvus()
     script = CHILD.format(root=str(ROOT), tests=str(Path(__file__).parent))
-    proc = subprocess.run([sys.executable, "-c", script, point, str(home), db_url or "", str(flat_max)],
+    proc = subprocess.run([sys.executable, "-c", script, point, str(home), db_url or "", str(flat_max), backend],
                           capture_output=True, text=True, timeout=120, env={**os.environ, **ONE_THREAD})
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
-    store = open_store(flat_max_vectors=flat_max)
-    committed = {1, 3} | ({4} if point in ("after_commit", "during_persist") else set())
+    store = open_store(flat_max_vectors=flat_max, vector_backend=backend)
+    committed = {1, 3} | ({4} if point in ("after_commit", "during_persist", "milvus_add") else set())
     st = store.stats()
-    assert st.vector_index_type == ("flat-ip-fp16" if index == "flat" else "ivf20,sq8")
+    assert st.vector_index_type == {"flat": "flat-ip-fp16", "ivf": "ivf20,sq8", "milvus": "milvus:flat"}[index]
     assert store.verify(read_all=True) == []
     assert st.documents == len(committed)
     assert st.pages == 2 * len(committed) + (1 if 4 in committed else 0)

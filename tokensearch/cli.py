@@ -19,13 +19,17 @@ if TYPE_CHECKING:  # imported where used: a search answered by a running server 
     from .settings import Settings
 
 # flag -> Settings field, for the flags every sub-command shares
-_COMMON = ("home", "database_url", "model", "device", "dtype", "threads", "cell_pool")
+_COMMON = ("home", "database_url", "vector_backend", "milvus_uri", "model", "device", "dtype", "threads", "cell_pool")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("index and model (env TOKENSEARCH_*)")
     g.add_argument("--home", type=Path, help="folder holding the index (default ./.tokensearch)")
     g.add_argument("--database-url", help="SQLAlchemy URL of the metadata DB (default SQLite under --home)")
+    g.add_argument("--vector-backend", choices=["faiss", "milvus"],
+                   help="where cell vectors live: faiss (default, in each process) or milvus (docs/scale.md)")
+    g.add_argument("--milvus-uri", help="Milvus server URI (http://host:19530) or milvus-lite file (default "
+                   "<home>/milvus.db)")
     g.add_argument("--model", help="mini (default) | mini:/weights-dir | tokenocr:/path/to/checkpoint")
     g.add_argument("--device", help="cpu (default) | cuda | cuda:N")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16", "int8"],

@@ -110,7 +110,8 @@ class Engine:
             if self._store is None:
                 from .storage import Store
 
-                self._store = Store.open(self.settings.home, self.settings.database_url)
+                self._store = Store.open(self.settings.home, self.settings.database_url,
+                                         **self.settings.store_options())
             return self._store
 
     def close(self) -> None:

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     home: Path = DEFAULT_HOME
     database_url: str | None = None  # any SQLAlchemy URL; default sqlite:///<home>/index.sqlite3
 
+    # vector backend (docs/scale.md): faiss in each process, or one Milvus collection for every process
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str | None = None  # a server's URI (http://host:19530) or a milvus-lite file; default <home>/milvus.db
+    milvus_index: Literal["auto", "FLAT", "IVF_SQ8", "HNSW", "DISKANN"] = "auto"  # a new collection's index
+    milvus_token: str | None = None  # "user:password" or an API key, for a server with authentication
+
     # model
     model: str = "mini"  # registry spec: mini | mini:/dir | tokenocr:/path/to/checkpoint
     device: str = "cpu"  # cpu | cuda | cuda:N
@@ -74,6 +80,11 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part for part in text.split(os.pathsep) if part.strip()]
         return value
+
+    def store_options(self) -> dict[str, object]:
+        """The vector-backend options of ``Store.open``."""
+        return {"vector_backend": self.vector_backend, "milvus_uri": self.milvus_uri,
+                "milvus_index": self.milvus_index, "milvus_token": self.milvus_token}
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,7 +26,7 @@ from .codec import Codec
 from .features import FeatureStore
 from .records import PageFeatures
 from .schema import Meta, Page
-from .vectors import VectorIndex, choose_spec, index_cells, index_vectors
+from .vectors import VectorIndex, choose_spec, describe_spec, index_cells, index_vectors, snapshot_bytes
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,27 @@ def read_spec(s: Session) -> dict | None:
     """The recorded vector-index choice (None: flat, nothing recorded yet)."""
     row = s.get(Meta, "vector_index")
     return None if row is None else row.value
+
+
+def read_page(session: sessionmaker, features: FeatureStore, page_id: int, seg: int, off: int, nbytes: int
+              ) -> PageFeatures | None:
+    """One page's features; if its blob moved (compaction) meanwhile, from the new place. None if the
+    page is gone, or damaged (logged; ``verify`` reports it): one bad page must not stop search."""
+    try:
+        return features.read(seg, off, nbytes)
+    except (OSError, ValueError) as first:
+        with session() as s:
+            row = s.execute(select(Page.segment, Page.offset, Page.nbytes).where(Page.id == page_id)).first()
+        if row is None:
+            return None
+        try:
+            if tuple(row) == (seg, off, nbytes):
+                raise first
+            features.forget(seg)
+            return features.read(*row)
+        except (OSError, ValueError) as e:
+            log.error("feature store damaged: page %s unreadable (%s); run a consistency check", page_id, e)
+            return None
 
 
 class VectorKeeper:
@@ -72,29 +93,29 @@ class VectorKeeper:
 
     # --- reading -------------------------------------------------------------------------------------
     def read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None:
-        """One page's features; if its blob moved (compaction) meanwhile, from the new place. None if the
-        page is gone, or damaged (logged; ``verify`` reports it): one bad page must not stop search."""
-        try:
-            return self.features.read(seg, off, nbytes)
-        except (OSError, ValueError) as first:
-            with self._session() as s:
-                row = s.execute(select(Page.segment, Page.offset, Page.nbytes).where(Page.id == page_id)).first()
-            if row is None:
-                return None
-            try:
-                if tuple(row) == (seg, off, nbytes):
-                    raise first
-                self.features.forget(seg)
-                return self.features.read(*row)
-            except (OSError, ValueError) as e:
-                log.error("feature store damaged: page %s unreadable (%s); run a consistency check", page_id, e)
-                return None
+        return read_page(self._session, self.features, page_id, seg, off, nbytes)
 
     def current(self) -> VectorIndex | None:
         """The index, in step with the database (None before anything was written)."""
         with self.lock:
             self._sync_locked(may_switch=False)
             return self._vi
+
+    def sync(self) -> None:
+        """Bring the index in step with the database now (``Store.verify`` checks it right after)."""
+        self.current()
+
+    def describe(self) -> str:
+        """The index type, as ``tokensearch status`` shows it."""
+        with self._session() as s:
+            return describe_spec(read_spec(s) or {"type": "flat"})
+
+    def stored_bytes(self) -> int:
+        """Bytes of the current snapshot on disk."""
+        return snapshot_bytes(self.folder)
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process's memory."""
 
     def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None
                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:

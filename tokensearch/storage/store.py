@@ -51,7 +51,7 @@ from ..tokenocr_model.interface import ModelInfo
 from . import catalog
 from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
-from .keeper import VectorKeeper, read_spec
+from .backends import VectorBackend, open_backend
 from .records import (
     DocumentDetail,
     DocumentInfo,
@@ -65,7 +65,7 @@ from .records import (
     PageRecord,
 )
 from .schema import SCHEMA_VERSION, DocPath, Document, Failure, IndexRun, IndexWarning, Meta, Page, create_tables
-from .vectors import describe_spec, index_vectors, snapshot_bytes
+from .vectors import index_vectors
 
 def sqlite_url(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'index.sqlite3').resolve()}"
@@ -144,6 +144,12 @@ class Store:
       nprobe             IVF lists probed per query (default max(16, nlist/32))
       persist_interval   seconds between snapshots of a trained FAISS index while writing (30; also at close)
       segment_bytes      feature segment size before rolling to a new file (1 GiB)
+      vector_backend     "faiss" (default: in each process, snapshots under <home>/vectors) or "milvus"
+                         (one collection for every process of the index; :mod:`.milvus`)
+      milvus_uri         a Milvus server's URI, or a milvus-lite file (default <home>/milvus.db)
+      milvus_index       index type of a new collection: auto (FLAT on milvus-lite, IVF_SQ8 on a
+                         server), FLAT, IVF_SQ8, HNSW, DISKANN
+      milvus_token       "user:password" or an API key, for a server with authentication
     """
 
     def __init__(
@@ -161,6 +167,10 @@ class Store:
         nprobe: int | None = None,
         persist_interval: float = 30.0,
         segment_bytes: int = 1 << 30,
+        vector_backend: str = "faiss",
+        milvus_uri: str | None = None,
+        milvus_index: str = "auto",
+        milvus_token: str | None = None,
     ):
         self.home = Path(home)
         self.engine = engine
@@ -175,10 +185,11 @@ class Store:
         self._write_mutex = threading.RLock()  # one writing call at a time
         self._codec_lock = threading.RLock()
         self._codec: Codec | None = None
-        self.vectors = VectorKeeper(
-            self._session, self.features, self.vector_dir, self._load_codec,
+        self.vectors: VectorBackend = open_backend(
+            vector_backend, self._session, self.features, self.home, self._load_codec, self._home_id,
             flat_max_vectors=flat_max_vectors, sq4_min_vectors=sq4_min_vectors, nprobe=nprobe,
-            persist_interval=persist_interval,
+            persist_interval=persist_interval, milvus_uri=milvus_uri, milvus_index=milvus_index,
+            milvus_token=milvus_token,
         )
         self._run_locks: dict[int, tuple[object, Path]] = {}  # run id -> (open lock file, its path)
         self._closed = False
@@ -258,6 +269,11 @@ class Store:
             with self._session.begin() as s:
                 s.get(Meta, "home").value = {"id": in_db["id"], "home": here}
 
+    def _home_id(self) -> str:
+        """The index's random id (names its Milvus collections)."""
+        with self._session() as s:
+            return str(s.get(Meta, "home").value["id"])
+
     def _url_text(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
@@ -269,6 +285,7 @@ class Store:
                 self.vectors.persist()
         finally:
             self._closed = True
+            self.vectors.close()
             for run_id in list(self._run_locks):  # never finished: the next opener marks it interrupted
                 self._release_run(run_id)
             self.features.close()
@@ -642,7 +659,8 @@ class Store:
     # ------------------------------------------------------------------------------------------------
     # maintenance
     def persist(self) -> None:
-        """Save a trained FAISS index now (a writer does this periodically, every process at close)."""
+        """Save a trained FAISS index now (a writer does this periodically, every process at close; Milvus
+        needs nothing)."""
         self.vectors.persist()
 
     def verify(self, read_all: bool = False) -> list[str]:
@@ -650,7 +668,7 @@ class Store:
         exactly the pages and vector counts of the SQL rows; with ``read_all`` every feature blob is read
         and checksummed too. (Another process writing meanwhile can raise false alarms.)"""
         with self._write_mutex, self.vectors.lock:
-            self.vectors.current()
+            self.vectors.sync()
             with self._session() as s:
                 rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.n_vectors)).all()
             problems = self.vectors.check({int(r[0]): int(r[4]) for r in rows})
@@ -807,7 +825,6 @@ class Store:
             partial = s.execute(
                 select(func.count()).select_from(Document).where(Document.status == "partial")).scalar_one()
             vectors = s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one()
-            vtype = describe_spec(read_spec(s) or {"type": "flat"})
         model = self.stored_model()
         codec = self._load_codec()
         home_bytes = _folder_bytes(self.home, skip=("cache",))
@@ -820,12 +837,12 @@ class Store:
             pages_by_source={k: int(v) for k, v in by_source.items()},
             failures=failures,
             vectors=int(vectors),
-            vector_index_type=vtype,
+            vector_index_type=self.vectors.describe(),
             index_bytes=int(index_bytes),
             bytes_per_page=index_bytes / n_pages if n_pages else 0.0,
             feature_cells=int(cells or 0),
             feature_bytes=int(feat_bytes or 0),
-            vector_bytes=snapshot_bytes(self.vector_dir),
+            vector_bytes=self.vectors.stored_bytes(),
             database_bytes=int(db_bytes),
             dim=codec.out_dim if codec else None,
             codec=codec.describe() if codec else "none",

@@ -1,0 +1,88 @@
+"""The vector backends a store can keep its cell vectors in, behind one interface.
+
+``faiss`` (default): an index in each process's memory, snapshotted under ``<home>/vectors`` (:mod:`.keeper`,
+:mod:`.vectors`). ``milvus``: a Milvus collection, one for every process of the index (:mod:`.milvus`),
+a server's URI or a milvus-lite file. Either way the vectors are derived data: the SQL commit is the
+only commit point, and both rebuild what they miss from the feature store. The store talks to them
+through :class:`VectorBackend` only; the searcher and the engine never learn which one runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from sqlalchemy.orm import sessionmaker
+
+from .codec import Codec
+from .features import FeatureStore
+from .records import PageFeatures
+
+BackendName = Literal["faiss", "milvus"]
+BACKENDS: tuple[str, ...] = ("faiss", "milvus")
+PageRef = tuple[int, int, int, int]  # page id, segment, offset, nbytes
+CellHits = list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per query row: page ids, scores, (n, 2) cells
+
+
+class VectorBackend(Protocol):
+    lock: threading.RLock  # held by the store around a consistency check
+
+    def read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None: ...
+
+    def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None) -> CellHits | None:
+        """Per query row: page ids, scores and grid cells (row, column) of its top-``k`` vectors, among
+        ``pages`` only if given (sorted ids); None while nothing is indexed."""
+        ...
+
+    def committed(self, gen: int, added: list[PageRef], removed: list[int], may_switch: bool = False) -> None:
+        """This process committed generation ``gen`` in SQL, adding and removing these pages."""
+        ...
+
+    def sync(self) -> None: ...
+
+    def check(self, want: dict[int, int]) -> list[str]:
+        """Problems between the vectors and ``want`` (page id -> vector count from SQL)."""
+        ...
+
+    def persist(self) -> None: ...
+
+    def maybe_persist(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+    def stored_bytes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_backend(
+    name: str,
+    session: sessionmaker,
+    features: FeatureStore,
+    home: Path,
+    codec: Callable[[], Codec | None],
+    home_id: Callable[[], str],
+    *,
+    flat_max_vectors: int,
+    sq4_min_vectors: int,
+    nprobe: int | None,
+    persist_interval: float,
+    milvus_uri: str | None = None,
+    milvus_index: str = "auto",
+    milvus_token: str | None = None,
+) -> VectorBackend:
+    """The backend ``name`` for the index in ``home`` (pymilvus is imported only for ``milvus``)."""
+    if name == "faiss":
+        from .keeper import VectorKeeper
+
+        return VectorKeeper(session, features, home / "vectors", codec, flat_max_vectors=flat_max_vectors,
+                            sq4_min_vectors=sq4_min_vectors, nprobe=nprobe, persist_interval=persist_interval)
+    if name == "milvus":
+        from .milvus import MilvusKeeper
+
+        return MilvusKeeper(session, features, codec, home_id, milvus_uri or str(home / "milvus.db"),
+                            index=milvus_index, nprobe=nprobe, token=milvus_token)
+    raise ValueError(f"unknown vector backend {name!r}; choose one of {', '.join(BACKENDS)}")
