@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tokensearch.geometry import iou  # noqa: E402
 from tokensearch.storage.codec import fit_pca  # noqa: E402
 from tokensearch.storage.features import dequantize, quantize  # noqa: E402
+from tokensearch.samples import calibration_pages  # noqa: E402
 from tokensearch.tokenocr_model import create_encoder  # noqa: E402
 from tokensearch.tokenocr_model.interface import TokenEncoder  # noqa: E402
 
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print(measure_cost(args.dim, args.device, args.dtype, args.tiles))
         return 0
 
-    encoder = create_encoder(args.model, device=args.device, dtype=args.dtype)
+    encoder = create_encoder(args.model, device=args.device, dtype=args.dtype, int8_pages=calibration_pages)
     pages = make_corpus(args.pages, encoder.dpi, args.seed)
     vocab = sorted({w for p in pages for w, _ in p.words})
     rng = random.Random(args.seed + 1)

@@ -26,9 +26,10 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tokensearch.samples import calibration_pages  # noqa: E402
 from tokensearch.tokenocr_model.devices import cpu_has_native_bf16, winograd_available  # noqa: E402
 from tokensearch.tokenocr_model.mini import MiniModel, load_mini, read_weights  # noqa: E402
-from tokensearch.tokenocr_model.registry import mini_paths  # noqa: E402
+from tokensearch.tokenocr_model.mini_files import mini_paths  # noqa: E402
 
 
 def letter_page() -> Image.Image:
@@ -65,7 +66,7 @@ def main() -> None:
     page = letter_page()
     res: dict = {"native_bf16": cpu_has_native_bf16(), "page_px": list(page.size)}
 
-    encoders = {dt: load_mini(path, dtype=dt) for dt in ("float32", "bfloat16", "int8")}
+    encoders = {dt: load_mini(path, dtype=dt, int8_pages=calibration_pages) for dt in ("float32", "bfloat16", "int8")}
     encoders["float32"].winograd = False  # the reference: oneDNN's direct convolutions
     res["winograd_available"] = winograd_available()
     if res["winograd_available"]:  # float32, the 3x3 convs at 1/8 by Winograd (what auto takes without VNNI)

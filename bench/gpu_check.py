@@ -279,11 +279,11 @@ def make_document(path: str, n_pages: int, seed: int, page_pt: tuple[float, floa
 
     from tokensearch.samples import rasterise_pdf
     from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
-    from tokensearch.tokenocr_model.registry import MINI_TOKENIZER_FILE, MINI_WEIGHTS_DIR
+    from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
     from tokensearch.training.synth import DocumentSynth
 
     t = time.perf_counter()
-    synth = DocumentSynth(MiniTokenizer.from_file(MINI_WEIGHTS_DIR / MINI_TOKENIZER_FILE), seed=seed)
+    synth = DocumentSynth(MiniTokenizer.from_file(WEIGHTS_DIR / TOKENIZER_FILE), seed=seed)
     doc = pymupdf.open()
     while doc.page_count < n_pages:
         src = synth.compose()

@@ -9,7 +9,7 @@ import numpy as np
 import pymupdf
 import pytest
 
-from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
+from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
 from tokensearch.training.augment import augment
 from tokensearch.training.data import PageSample, cell_labels, collate, random_crop

@@ -12,11 +12,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from tokensearch.samples import calibration_pages
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
 from tokensearch.tokenocr_model import mini
 from tokensearch.tokenocr_model.devices import winograd_available
-from tokensearch.tokenocr_model.mini import (HALO_PX, TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel,
-                                             fuse_conv_bn, ink_box, ink_frames, load_mini, read_weights, save_weights)
+from tokensearch.tokenocr_model.mini import (HALO_PX, MiniConfig, MiniModel, fuse_conv_bn, ink_box, ink_frames,
+                                             load_mini, read_weights, save_weights)
+from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +269,7 @@ def test_encoding_the_text_bands_gives_the_whole_page_features(enc, monkeypatch)
 def test_int8_features_stay_close_to_float32(enc) -> None:
     img = _text_page()
     ref = enc.encode_pages([img])[0]
-    q = load_mini(dtype="int8")
+    q = load_mini(dtype="int8", int8_pages=calibration_pages)
     assert q.int8 and q.dtype == torch.float32
     g = q.encode_pages([img])[0]
     text = ref.text > 0.5
@@ -283,7 +285,12 @@ def test_auto_dtype_takes_int8_only_on_cpus_with_int8_dot_products(monkeypatch) 
     from tokensearch.tokenocr_model import devices
 
     monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: True)
-    assert load_mini(dtype="auto").int8
+    assert load_mini(dtype="auto", int8_pages=calibration_pages).int8
+    # int8 calibrates on pages the caller gives (the model renders no documents): without them auto takes
+    # the float path and int8 is refused with the fix
+    assert not load_mini(dtype="auto").int8
+    with pytest.raises(ValueError, match="int8_pages"):
+        load_mini(dtype="int8")
     monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: False)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     plain = load_mini(dtype="auto")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
+from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training import print_effects as fx
 from tokensearch.training.cli_args import _overrides, add_train_arguments

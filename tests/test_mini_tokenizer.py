@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
+from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text, wants_space
 
 

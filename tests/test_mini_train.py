@@ -68,7 +68,7 @@ def test_a_run_with_receipts_is_validated_and_chosen_on_receipts_too(tmp_path: P
 def test_finetune_on_pdfs_starts_from_given_weights(tmp_path: Path) -> None:
     import pymupdf
 
-    from tokensearch.tokenocr_model.mini import WEIGHTS_DIR
+    from tokensearch.tokenocr_model.mini_files import WEIGHTS_DIR
     from tokensearch.training.train import finetune
 
     pdfs = tmp_path / "pdfs"
@@ -111,7 +111,8 @@ def test_growing_a_model_keeps_its_output_and_only_adds_blocks() -> None:
 
 
 def test_bf16_autocast_step_gives_float32_losses_close_to_float32() -> None:
-    from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR, MiniConfig, MiniModel
+    from tokensearch.tokenocr_model.mini import MiniConfig, MiniModel
+    from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
     from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
     from tokensearch.training.data import collate
     from tokensearch.training.train import losses, make_val_set, train_amp_dtype

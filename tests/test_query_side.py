@@ -9,7 +9,7 @@ import numpy as np
 
 from tokensearch.engine import QUERY_SIDE_FILE, Engine
 from tokensearch.settings import Settings
-from tokensearch.tokenocr_model.registry import MINI_WEIGHTS_DIR
+from tokensearch.tokenocr_model.mini_files import WEIGHTS_DIR
 
 
 def test_search_after_index_does_not_load_the_vision_model(tmp_path, sample, mini_encoder):
@@ -34,7 +34,7 @@ def test_cached_query_side_embeds_like_the_model(mini_encoder):
 
 def test_changed_weight_files_invalidate_the_cache(tmp_path, sample, mini_encoder):
     weights = tmp_path / "weights"
-    shutil.copytree(MINI_WEIGHTS_DIR, weights)
+    shutil.copytree(WEIGHTS_DIR, weights)
     home = tmp_path / "home"
     spec = f"mini:{weights}"
     with Engine(Settings(home=home, model=spec)) as eng:

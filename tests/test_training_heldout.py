@@ -7,7 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from tokensearch.tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
+from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training.calibrate import pdf_collection
 from tokensearch.training.cli_args import main as training_main

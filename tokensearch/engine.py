@@ -57,6 +57,7 @@ class Engine:
     def encoder(self) -> TokenEncoder:
         with self._lock:
             if self._encoder is None:
+                from .samples import calibration_pages
                 from .tokenocr_model import create_encoder
 
                 if self.settings.threads:
@@ -64,7 +65,7 @@ class Engine:
 
                     torch.set_num_threads(self.settings.threads)
                 self._encoder = create_encoder(self.settings.model, self.settings.device, self.settings.dtype,
-                                               cell_pool=self.settings.cell_pool)
+                                               cell_pool=self.settings.cell_pool, int8_pages=calibration_pages)
             return self._encoder
 
     @property

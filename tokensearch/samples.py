@@ -87,6 +87,13 @@ def rasterise_pdf(pdf: bytes, dpi: int = 150) -> list[Image.Image]:
         return out
 
 
+def calibration_pages(dpi: float) -> list[Image.Image]:
+    """The sample pages (an invoice, minutes) rendered at ``dpi``: the fixed pages the mini model's int8
+    inference measures its activation ranges on, so every run quantizes the same way."""
+    pdf, _ = born_digital_pdf()
+    return rasterise_pdf(pdf, dpi=int(dpi))
+
+
 def image_only_pdf(images: list[Image.Image], dpi: int = 150) -> bytes:
     """A PDF whose pages are only pictures (no text layer), like a scanner makes."""
     doc = pymupdf.open()

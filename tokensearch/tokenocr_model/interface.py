@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
+
+# page images rendered at the dpi given, for a model that measures its activations on fixed pages (the
+# mini model's int8 inference); the engine passes tokensearch.samples.calibration_pages
+CalibrationPages = Callable[[float], Sequence[Image.Image]]
 
 
 @dataclass(frozen=True)

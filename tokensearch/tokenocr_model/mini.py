@@ -45,12 +45,12 @@ from PIL import Image
 
 from ..imaging import gray_levels
 from .devices import cpu_has_int8_dot, resolve_device, resolve_dtype, winograd_available
-from .interface import FeatureGrid, ModelInfo, QueryTokens, Token
+from .interface import CalibrationPages, FeatureGrid, ModelInfo, QueryTokens, Token
 from .mini_tokenizer import MiniTokenizer, piece_to_text
 from .query_side import TableQueryEmbedder, files_stamp
-from .registry import MINI_TOKENIZER_FILE, MINI_WEIGHTS_DIR, MINI_WEIGHTS_FILE, mini_paths
-
-WEIGHTS_DIR, WEIGHTS_FILE, TOKENIZER_FILE = MINI_WEIGHTS_DIR, MINI_WEIGHTS_FILE, MINI_TOKENIZER_FILE
+from .mini_files import mini_paths
+# re-exported: training/calibrate.py (edited elsewhere this session) imports them from here
+from .mini_files import WEIGHTS_DIR, WEIGHTS_FILE  # noqa: F401
 
 
 @dataclass
@@ -281,13 +281,10 @@ def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.
         return convert_fx(prepared).eval()
 
 
-def int8_calibration_pages(dpi: float, stride: int) -> list[torch.Tensor]:
-    """Activation-range samples for :func:`quantize_int8`: the built-in sample pages (an invoice, minutes),
-    rendered at the model's dpi — fixed, so every run quantizes the same way."""
-    from ..samples import born_digital_pdf, rasterise_pdf
-
-    pdf, _ = born_digital_pdf()
-    pages = [image_to_tensor(img)[None] for img in rasterise_pdf(pdf, dpi=int(dpi))]
+def int8_calibration_samples(images: Sequence[Image.Image], stride: int) -> list[torch.Tensor]:
+    """Activation-range samples for :func:`quantize_int8` from page images (the caller's fixed pages,
+    rendered at the model's dpi, so every run quantizes the same way): their text areas as tensors."""
+    pages = [image_to_tensor(img)[None] for img in images]
     frames = [ink_box(x, stride) for x in pages]  # the observers' cost grows with the pixels: text only
     return [pad_to_stride(x[:, :, y0:y1, x0:x1], stride).contiguous(memory_format=torch.channels_last)
             for x, (y0, x0, y1, x1) in zip(pages, frames)]
@@ -449,19 +446,25 @@ class MiniEncoder:
     """:class:`~tokensearch.tokenocr_model.interface.TokenEncoder` for the mini model."""
 
     def __init__(self, model: MiniModel, tokenizer: MiniTokenizer, name: str = "mini", fingerprint: str = "",
-                 extra: dict | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 1):
+                 extra: dict | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 1,
+                 int8_pages: CalibrationPages | None = None):
         self.cfg = model.cfg
         self.tokenizer = tokenizer
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = resolve_device(device)
         # int8: asked for, or "auto" on a CPU with int8 dot products (VNNI), where it beats bf16. Elsewhere on
         # a CPU: bf16 where native, else float32 with its 3x3 convs by Winograd, which there beats both int8
-        # and oneDNN float32 (BENCHMARKS.md, "Precision and dtype")
+        # and oneDNN float32 (BENCHMARKS.md, "Precision and dtype"). int8 measures activation ranges on
+        # ``int8_pages`` (the engine passes the built-in sample pages): without them "auto" never picks it
         wanted = str(dtype).lower()
         cpu = self.device.type == "cpu"
-        self.int8 = wanted == "int8" or (wanted == "auto" and cpu and cpu_has_int8_dot())
+        self.int8 = wanted == "int8" or (wanted == "auto" and cpu and cpu_has_int8_dot() and int8_pages is not None)
         if self.int8 and not cpu:
             raise ValueError("dtype int8 runs on the CPU only; use --dtype auto on a GPU")
+        if self.int8 and int8_pages is None:
+            raise ValueError("dtype int8 needs pages to calibrate on: pass int8_pages (e.g. "
+                             "tokensearch.samples.calibration_pages, as the engine does)")
+        self._int8_pages = int8_pages
         self.dtype = torch.float32 if self.int8 else resolve_dtype(dtype, self.device)
         self.winograd = cpu and not self.int8 and self.dtype == torch.float32 and winograd_available()
         self._int8_net: nn.Module | None = None  # built at the first page encoded (~1-2 s)
@@ -542,7 +545,9 @@ class MiniEncoder:
     @torch.no_grad()
     def _int8(self) -> nn.Module:
         if self._int8_net is None:
-            self._int8_net = quantize_int8(self.vision, int8_calibration_pages(self.dpi, self.cfg.stride))
+            assert self._int8_pages is not None  # checked in __init__
+            self._int8_net = quantize_int8(self.vision,
+                                           int8_calibration_samples(self._int8_pages(self.dpi), self.cfg.stride))
         return self._int8_net
 
     # --- text ------------------------------------------------------------------------------------------
@@ -576,8 +581,10 @@ class MiniEncoder:
         return self.composer(list(strings)).float().cpu().numpy()
 
 
-def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = "float32") -> MiniEncoder:
-    """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file)."""
+def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = "float32",
+              int8_pages: CalibrationPages | None = None) -> MiniEncoder:
+    """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file).
+    ``int8_pages``: what int8 inference calibrates on (see :class:`MiniEncoder`)."""
     wfile, tfile, name = mini_paths(path)
     if not wfile.is_file():
         raise FileNotFoundError(f"mini weights not found: {wfile} (train them with `tokensearch train --out DIR`"
@@ -587,6 +594,6 @@ def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = 
     model = MiniModel(cfg)
     load_state(model, state, str(wfile))
     enc = MiniEncoder(model, tokenizer, name=name, fingerprint=weights_fingerprint(wfile, tfile), extra=extra,
-                      device=device, dtype=dtype)
+                      device=device, dtype=dtype, int8_pages=int8_pages)
     enc.files = [wfile, tfile]
     return enc

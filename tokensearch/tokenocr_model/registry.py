@@ -11,20 +11,8 @@ from pathlib import Path
 from collections.abc import Callable
 
 from ..errors import ModelLoadError
-from .interface import TokenEncoder
-
-MINI_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MINI_WEIGHTS_FILE = "mini.safetensors"
-MINI_TOKENIZER_FILE = "tokenizer.json"
-
-
-def mini_paths(arg: str | Path | None) -> tuple[Path, Path, str]:
-    """(weights file, tokenizer file, model name) of ``mini`` (shipped) or ``mini:DIR`` / ``mini:FILE.safetensors``."""
-    if arg is None:
-        return MINI_WEIGHTS_DIR / MINI_WEIGHTS_FILE, MINI_WEIGHTS_DIR / MINI_TOKENIZER_FILE, "mini"
-    p = Path(arg)
-    d, wfile = (p.parent, p) if p.suffix == ".safetensors" else (p, p / MINI_WEIGHTS_FILE)
-    return wfile, d / MINI_TOKENIZER_FILE, f"mini:{p}"
+from .interface import CalibrationPages, TokenEncoder
+from .mini_files import mini_paths
 
 
 def weight_files(spec: str) -> list[Path] | None:
@@ -36,13 +24,15 @@ def weight_files(spec: str) -> list[Path] | None:
     return None
 
 
-def _build_mini(arg: str | None, device: str, dtype: str, cell_pool: int | None) -> TokenEncoder:
+def _build_mini(arg: str | None, device: str, dtype: str, cell_pool: int | None,
+                int8_pages: CalibrationPages | None) -> TokenEncoder:
     from .mini import load_mini
 
-    return load_mini(arg, device=device, dtype=dtype)
+    return load_mini(arg, device=device, dtype=dtype, int8_pages=int8_pages)
 
 
-def _build_tokenocr(arg: str | None, device: str, dtype: str, cell_pool: int | None) -> TokenEncoder:
+def _build_tokenocr(arg: str | None, device: str, dtype: str, cell_pool: int | None,
+                    int8_pages: CalibrationPages | None) -> TokenEncoder:
     if not arg:
         raise ModelLoadError("the tokenocr model needs a checkpoint folder: --model tokenocr:/path/to/TokenOCR")
     from .tokenocr import load_tokenocr
@@ -50,7 +40,7 @@ def _build_tokenocr(arg: str | None, device: str, dtype: str, cell_pool: int | N
     return load_tokenocr(arg, device=device, dtype=dtype, cell_pool=cell_pool)
 
 
-_BUILDERS: dict[str, Callable[[str | None, str, str, int | None], TokenEncoder]] = {
+_BUILDERS: dict[str, Callable[[str | None, str, str, int | None, CalibrationPages | None], TokenEncoder]] = {
     "mini": _build_mini,
     "tokenocr": _build_tokenocr,
 }
@@ -60,17 +50,19 @@ def available_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32", cell_pool: int | None = None
-                   ) -> TokenEncoder:
+def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32", cell_pool: int | None = None,
+                   int8_pages: CalibrationPages | None = None) -> TokenEncoder:
     """Build the encoder named by ``spec`` (``family`` or ``family:argument``). ``cell_pool`` averages
-    k x k cells of models with very fine grids (TokenOCR; None = the model's default)."""
+    k x k cells of models with very fine grids (TokenOCR; None = the model's default). ``int8_pages``:
+    the pages int8 inference calibrates on (mini; without them ``dtype="auto"`` never picks int8 and
+    ``"int8"`` is refused); the engine passes :func:`tokensearch.samples.calibration_pages`."""
     family, _, arg = spec.partition(":")
     builder = _BUILDERS.get(family)
     if builder is None:
         raise ModelLoadError(f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
                          "(e.g. --model mini, --model tokenocr:/path/to/checkpoint)")
     try:
-        return builder(arg or None, device, dtype, cell_pool)
+        return builder(arg or None, device, dtype, cell_pool, int8_pages)
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError) as e:  # missing files, bad config, unexpected/missing weights

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from PIL import Image
 
-    from ..tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
+    from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description="write training samples from PDFs (PNG, mask PNG, JSON)")
     ap.add_argument("pdf_dir")

@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import time
 
-    from ..tokenocr_model.mini import TOKENIZER_FILE, WEIGHTS_DIR
+    from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description="write synthetic receipts, invoices and forms (PNG, mask PNG, JSON)")
     ap.add_argument("--out", required=True)

@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import time
 
-    from ..tokenocr_model.mini import WEIGHTS_DIR, TOKENIZER_FILE
+    from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description="write synthetic sample pages (PNG, mask PNG, JSON)")
     ap.add_argument("--out", required=True)

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..tokenocr_model.devices import resolve_device, resolve_dtype
-from ..tokenocr_model.mini import (TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE, MiniConfig, MiniModel, load_state,
-                                   read_weights, save_weights)
+from ..tokenocr_model.mini import MiniConfig, MiniModel, load_state, read_weights, save_weights
+from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
 from .data import CropStream, PageMix, PageSample, collate, random_crop
 
