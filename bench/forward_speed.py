@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from tokensearch.samples import calibration_pages  # noqa: E402
 from tokensearch.tokenocr_model.devices import cpu_has_native_bf16, winograd_available  # noqa: E402
-from tokensearch.tokenocr_model.mini import MiniModel, load_mini, read_weights  # noqa: E402
+from tokensearch.tokenocr_model.mini import MiniModel, read_weights  # noqa: E402
+from tokensearch.tokenocr_model.mini_encoder import load_mini  # noqa: E402
 from tokensearch.tokenocr_model.mini_files import mini_paths  # noqa: E402
 
 

@@ -1,5 +1,5 @@
-"""Share of the page area the mini net computes: the bands of text (``mini.ink_frames``) against one
-frame around all the ink (``mini.ink_box``), over a folder of page images.
+"""Share of the page area the mini net computes: the bands of text (``mini_fast.ink_frames``) against one
+frame around all the ink (``mini_fast.ink_box``), over a folder of page images.
 
     python3 bench/ink_area.py ../shared/bench/data/scans/degraded_150/png
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tokensearch.tokenocr_model.mini import MiniConfig, image_to_tensor, ink_box, ink_frames
+from tokensearch.tokenocr_model.mini import MiniConfig, image_to_tensor
+from tokensearch.tokenocr_model.mini_fast import ink_box, ink_frames
 
 
 def main() -> None:

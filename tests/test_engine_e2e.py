@@ -209,7 +209,7 @@ def test_bad_files_are_recorded_and_never_stop_the_folder(make_engine, sample):
 
 
 def test_index_refuses_queries_from_another_model(make_engine, sample, tmp_path, mini_encoder):
-    from tokensearch.tokenocr_model.mini import load_mini
+    from tokensearch.tokenocr_model.mini_encoder import load_mini
 
     eng = make_engine()
     eng.index(sample.born_digital)

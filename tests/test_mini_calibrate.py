@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokensearch.tokenocr_model.mini import load_mini
+from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, LOOKALIKE,

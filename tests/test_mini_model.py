@@ -14,10 +14,11 @@ from PIL import Image, ImageDraw
 
 from tokensearch.samples import calibration_pages
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
-from tokensearch.tokenocr_model import mini
+from tokensearch.tokenocr_model import mini, mini_encoder, mini_fast
 from tokensearch.tokenocr_model.devices import winograd_available
-from tokensearch.tokenocr_model.mini import (HALO_PX, MiniConfig, MiniModel, fuse_conv_bn, ink_box, ink_frames,
-                                             load_mini, read_weights, save_weights)
+from tokensearch.tokenocr_model.mini import MiniConfig, MiniModel, read_weights, save_weights
+from tokensearch.tokenocr_model.mini_encoder import load_mini
+from tokensearch.tokenocr_model.mini_fast import HALO_PX, fuse_conv_bn, ink_box, ink_frames
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 
 
@@ -255,7 +256,7 @@ def test_encoding_the_text_bands_gives_the_whole_page_features(enc, monkeypatch)
     img = _two_block_page()
     assert len(ink_frames(mini.image_to_tensor(img)[None], 8)) == 2
     framed = enc.encode_pages([img])[0]
-    monkeypatch.setattr(mini, "ink_frames", lambda batch, stride: [(0, 0, batch.shape[-2], batch.shape[-1])])
+    monkeypatch.setattr(mini_encoder, "ink_frames", lambda batch, stride: [(0, 0, batch.shape[-2], batch.shape[-1])])
     whole = enc.encode_pages([img])[0]
     text = whole.text > 0.5
     assert text[:60].sum() > 50 and text[100:].sum() > 20  # both blocks are read (grid rows: 8 px each)
@@ -284,14 +285,14 @@ def test_auto_dtype_takes_int8_only_on_cpus_with_int8_dot_products(monkeypatch) 
     it, else float32 by Winograd (BENCHMARKS.md)."""
     from tokensearch.tokenocr_model import devices
 
-    monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: True)
+    monkeypatch.setattr(mini_encoder, "cpu_has_int8_dot", lambda: True)
     assert load_mini(dtype="auto", int8_pages=calibration_pages).int8
     # int8 calibrates on pages the caller gives (the model renders no documents): without them auto takes
     # the float path and int8 is refused with the fix
     assert not load_mini(dtype="auto").int8
     with pytest.raises(ValueError, match="int8_pages"):
         load_mini(dtype="int8")
-    monkeypatch.setattr(mini, "cpu_has_int8_dot", lambda: False)
+    monkeypatch.setattr(mini_encoder, "cpu_has_int8_dot", lambda: False)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     plain = load_mini(dtype="auto")
     assert not plain.int8 and plain.dtype == torch.float32 and plain.winograd == winograd_available()
@@ -312,6 +313,6 @@ def test_winograd_inference_matches_the_training_net(enc) -> None:
     with torch.no_grad():
         ref = enc.vision.trunk(x.clone())
         for layout in (torch.contiguous_format, torch.channels_last):
-            out = mini.infer_trunk(enc.vision, x.clone().contiguous(memory_format=layout), winograd=True)
+            out = mini_fast.infer_trunk(enc.vision, x.clone().contiguous(memory_format=layout), winograd=True)
             assert out.shape == ref.shape
             torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokensearch.tokenocr_model.mini import load_mini
+from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.training.train import TrainConfig, train
 
 

@@ -5,7 +5,7 @@ Supported combinations (anything else is refused with a message saying what to u
 | device        | dtypes                           | notes                                              |
 |---------------|----------------------------------|----------------------------------------------------|
 | ``cpu``       | ``float32``, ``bfloat16``        | float16 matmuls on CPU are slow or missing         |
-| ``cpu``       | ``int8`` (mini model only)       | static int8 convs, see ``mini.quantize_int8``      |
+| ``cpu``       | ``int8`` (mini model only)       | static int8 convs, see ``mini_fast.quantize_int8`` |
 | ``cuda[:N]``  | ``bfloat16``, ``float16``, ``float32`` | bf16 is the official inference dtype         |
 
 ``auto`` (the settings' default) means bfloat16 where the hardware computes it natively — CUDA GPUs

@@ -21,6 +21,10 @@ The page image is padded to a multiple of the stride (white) and the grid croppe
 ``[x/W, y/H, (x+1)/W, (y+1)/H]`` with ``W, H`` the grid size (the last cell row/column may extend a
 few pixels beyond the page — at most 7 px at 150 DPI).
 
+This module is the architecture, what it reads (a grey page padded to the stride) and its weight files;
+the CPU fast paths (conv-BN folding, Winograd, int8, computing only the bands of text) are in
+:mod:`.mini_fast`, the engine's :class:`~.interface.TokenEncoder` in :mod:`.mini_encoder`.
+
 Weights: ``weights/mini.safetensors`` + ``weights/tokenizer.json`` in this package (or a directory
 given as ``mini:/dir``); ``metadata["config"]`` holds the :class:`MiniConfig` as JSON and
 ``metadata["extra"]`` the calibrated score threshold and training record.
@@ -28,27 +32,19 @@ given as ``mini:/dir``); ``metadata["config"]`` holds the :class:`MiniConfig` as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
 from ..imaging import gray_levels
-from .devices import cpu_has_int8_dot, resolve_device, resolve_dtype, winograd_available
-from .interface import CalibrationPages, FeatureGrid, ModelInfo, QueryTokens, Token
-from .mini_tokenizer import MiniTokenizer, piece_to_text
-from .query_side import TableQueryEmbedder, files_stamp
-from .mini_files import mini_paths
 # re-exported: training/calibrate.py (edited elsewhere this session) imports them from here
 from .mini_files import WEIGHTS_DIR, WEIGHTS_FILE  # noqa: F401
 
@@ -151,7 +147,7 @@ class TokenComposer(nn.Module):
 
 def conv_bn(cin: int, cout: int, k: int | tuple[int, int] = 1, stride: int = 1,
             dilation: int | tuple[int, int] = 1) -> nn.Sequential:
-    """Conv (no bias) + BatchNorm; folded into one biased conv for inference by :func:`fuse_conv_bn`."""
+    """Conv (no bias) + BatchNorm; folded into one biased conv for inference by :func:`.mini_fast.fuse_conv_bn`."""
     k2 = (k, k) if isinstance(k, int) else k
     d2 = (dilation, dilation) if isinstance(dilation, int) else dilation
     if stride > 1 and stride == k2[0]:  # patchify (kernel == stride) needs no padding
@@ -211,85 +207,6 @@ def split_head(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return F.normalize(out[:, :-1], dim=1), out[:, -1]
 
 
-def infer_trunk(vision: VisionEncoder, x: torch.Tensor, winograd: bool = False) -> torch.Tensor:
-    """:meth:`VisionEncoder.trunk` for inference (no autograd): ReLUs and residual adds in place (one
-    memory pass less per layer, ~8 % of a page on CPU), and with ``winograd`` the 3x3 convs at 1/8 — half
-    of the net's multiply-adds — by NNPACK's Winograd transform (float32, NCHW), the 1xk ones by oneDNN
-    (NHWC, its fastest layout for them). On CPUs without int8 dot products this is the fastest path, ahead
-    of oneDNN alone and of int8; the head output differs from :meth:`~VisionEncoder.trunk`'s by ~1e-4
-    (BENCHMARKS.md, "Precision and dtype")."""
-    x = 1.0 - x
-    x = F.relu(vision.stem(x), inplace=True)
-    x = F.relu(vision.conv4(x), inplace=True)
-    for b in vision.quarter:
-        x = F.relu(b.conv(x), inplace=True).add_(x)
-    x = F.relu(vision.down8(x), inplace=True)
-    for b in vision.blocks:
-        conv = b.conv
-        if winograd and conv.kernel_size == (3, 3) and conv.dilation == (1, 1):
-            x = x.contiguous()
-            y = torch._nnpack_spatial_convolution(x, conv.weight, conv.bias, list(conv.padding), [1, 1])
-        else:
-            if winograd:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = conv(x)
-        x = F.relu(y, inplace=True).add_(x)
-    if winograd:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return vision.head(x)
-
-
-class _Trunk(nn.Module):
-    """The vision net up to its head output: what int8 quantization traces (the split stays in float)."""
-
-    def __init__(self, vision: VisionEncoder):
-        super().__init__()
-        self.vision = vision
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vision.trunk(x)
-
-
-def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.Module:
-    """Static int8 copy of a (conv-BN-fused, float32) vision net for CPUs without native bf16.
-
-    There float32 convolutions already run at the CPU's peak FLOP rate, so only fewer bits go faster:
-    int8 weights (per channel) and activations (ranges from histogram observers run on ``samples``,
-    (1, 1, H, W) page tensors) make the net faster where the CPU has int8 dot products, with features
-    close to float32's (BENCHMARKS.md, "Precision and dtype"). The output is dequantized float.
-    About 1 s once per process."""
-    import copy
-
-    import torch.fx.config
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    # FX records a symbolized stack trace per node by default; symbolizing imports half of torch's
-    # compiler stack (~2.5 s of the ~3.5 s this took). The flag is read when the tracer is created.
-    emit = torch.fx.config.do_not_emit_stack_traces
-    with warnings.catch_warnings():  # torch.ao's FX API warns that it moves to torchao
-        warnings.simplefilter("ignore")
-        try:
-            torch.fx.config.do_not_emit_stack_traces = True
-            prepared = prepare_fx(_Trunk(copy.deepcopy(vision)).eval(), get_default_qconfig_mapping("x86"),
-                                  example_inputs=(samples[0],))
-        finally:
-            torch.fx.config.do_not_emit_stack_traces = emit
-        with torch.no_grad():
-            for x in samples:
-                prepared(x)
-        return convert_fx(prepared).eval()
-
-
-def int8_calibration_samples(images: Sequence[Image.Image], stride: int) -> list[torch.Tensor]:
-    """Activation-range samples for :func:`quantize_int8` from page images (the caller's fixed pages,
-    rendered at the model's dpi, so every run quantizes the same way): their text areas as tensors."""
-    pages = [image_to_tensor(img)[None] for img in images]
-    frames = [ink_box(x, stride) for x in pages]  # the observers' cost grows with the pixels: text only
-    return [pad_to_stride(x[:, :, y0:y1, x0:x1], stride).contiguous(memory_format=torch.channels_last)
-            for x, (y0, x0, y1, x1) in zip(pages, frames)]
-
-
 class MiniModel(nn.Module):
     def __init__(self, cfg: MiniConfig):
         super().__init__()
@@ -305,7 +222,7 @@ class MiniModel(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------
-# preprocessing, loading, the TokenEncoder
+# input: a grey page, padded to the stride
 # ------------------------------------------------------------------------------------------------------
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -320,81 +237,9 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), value=1.0) if (ph or pw) else x
 
 
-INK_LEVEL = 0.6  # a pixel darker than this (0 black .. 1 white) is ink when framing a page
-HALO_PX = (40, 120)  # (vertical, horizontal) margin kept around the ink: the net's receptive field radius
-
-
-BAND_GAP_PX = 64  # paper rows between two bands of text below which they are computed as one
-
-
-def ink_frames(batch: torch.Tensor, stride: int) -> list[tuple[int, int, int, int]]:
-    """(y0, x0, y1, x1) pixel boxes of a (B, 1, H, W) batch that the vision net must see: its bands of
-    text — runs of rows with ink, split where more than the receptive field plus ``BAND_GAP_PX`` of
-    paper lies between two inked rows — each with its own ink columns, plus the receptive field;
-    corners on multiples of ``stride`` so a crop's cells are the page's.
-
-    Cells farther from any ink than the receptive field see only paper: they are never text, and
-    computing them is wasted (page margins and the space between a letterhead, the body and a footer:
-    28 % of the dev benchmark's page area, where a single frame around all the ink saved 19 %). Ink-free
-    pages keep a single stride-sized box."""
-    darkest = batch.amin(dim=(0, 1))  # (H, W); two small reductions are 5x cheaper than a boolean image
-    H, W = darkest.shape
-    rows = torch.nonzero(darkest.amin(dim=1) < INK_LEVEL).flatten().tolist()
-    if not rows:
-        return [(0, 0, min(H, stride), min(W, stride))]
-    hy, hx = HALO_PX
-    runs, start = [], rows[0]
-    for prev, row in zip(rows, rows[1:]):
-        if row - prev > 2 * hy + BAND_GAP_PX:
-            runs.append((start, prev))
-            start = row
-    runs.append((start, rows[-1]))
-    boxes = []
-    for r0, r1 in runs:
-        cols = torch.nonzero(darkest[r0:r1 + 1].amin(dim=0) < INK_LEVEL).flatten()
-        boxes.append((max(0, r0 - hy) // stride * stride, max(0, int(cols[0]) - hx) // stride * stride,
-                      min(H, r1 + 1 + hy), min(W, int(cols[-1]) + 1 + hx)))
-    return boxes
-
-
-def ink_box(batch: torch.Tensor, stride: int) -> tuple[int, int, int, int]:
-    """The one box around all of :func:`ink_frames`: the ink plus the receptive field."""
-    boxes = ink_frames(batch, stride)
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-
-
-def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """Fold every eval-mode ``Sequential(Conv2d(bias=False), BatchNorm2d)`` into one Conv2d (inference)."""
-    for name, mod in list(model.named_children()):
-        if (isinstance(mod, nn.Sequential) and len(mod) == 2 and isinstance(mod[0], nn.Conv2d)
-                and isinstance(mod[1], nn.BatchNorm2d)):
-            conv, bn = mod[0], mod[1]
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, conv.groups, bias=True)
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            fused.weight.data = conv.weight.data * scale.reshape(-1, 1, 1, 1)
-            fused.bias.data = bn.bias.data - bn.running_mean * scale
-            setattr(model, name, fused)
-        else:
-            fuse_conv_bn(mod)
-    return model
-
-
-def weights_fingerprint(wfile: Path, tfile: Path) -> str:
-    """sha256 of what the features depend on: the tensors, the config and the tokenizer — not the
-    ``extra`` metadata (threshold, verify weight, training record), so recalibrating the threshold leaves
-    indexes built with these weights valid."""
-    raw = Path(wfile).read_bytes()
-    n = int.from_bytes(raw[:8], "little")  # safetensors: header length, JSON header, tensor bytes
-    header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__", None) or {}
-    h = hashlib.sha256()
-    h.update(json.dumps(header, sort_keys=True).encode())
-    h.update(meta.get("config", "").encode())
-    h.update(raw[8 + n:])
-    h.update(Path(tfile).read_bytes())
-    return h.hexdigest()
-
+# ------------------------------------------------------------------------------------------------------
+# weight files (safetensors: tensors + the config and extra metadata as JSON)
+# ------------------------------------------------------------------------------------------------------
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Copy weights key by key; a loud error lists missing/unexpected keys and shape mismatches."""
@@ -440,160 +285,3 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], MiniConfig,
     cfg = MiniConfig.from_dict(json.loads(meta.get("config", "{}")))
     extra = json.loads(meta.get("extra", "{}"))
     return state, cfg, extra
-
-
-class MiniEncoder:
-    """:class:`~tokensearch.tokenocr_model.interface.TokenEncoder` for the mini model."""
-
-    def __init__(self, model: MiniModel, tokenizer: MiniTokenizer, name: str = "mini", fingerprint: str = "",
-                 extra: dict | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 1,
-                 int8_pages: CalibrationPages | None = None):
-        self.cfg = model.cfg
-        self.tokenizer = tokenizer
-        self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
-        self.device = resolve_device(device)
-        # int8: asked for, or "auto" on a CPU with int8 dot products (VNNI), where it beats bf16. Elsewhere on
-        # a CPU: bf16 where native, else float32 with its 3x3 convs by Winograd, which there beats both int8
-        # and oneDNN float32 (BENCHMARKS.md, "Precision and dtype"). int8 measures activation ranges on
-        # ``int8_pages`` (the engine passes the built-in sample pages): without them "auto" never picks it
-        wanted = str(dtype).lower()
-        cpu = self.device.type == "cpu"
-        self.int8 = wanted == "int8" or (wanted == "auto" and cpu and cpu_has_int8_dot() and int8_pages is not None)
-        if self.int8 and not cpu:
-            raise ValueError("dtype int8 runs on the CPU only; use --dtype auto on a GPU")
-        if self.int8 and int8_pages is None:
-            raise ValueError("dtype int8 needs pages to calibrate on: pass int8_pages (e.g. "
-                             "tokensearch.samples.calibration_pages, as the engine does)")
-        self._int8_pages = int8_pages
-        self.dtype = torch.float32 if self.int8 else resolve_dtype(dtype, self.device)
-        self.winograd = cpu and not self.int8 and self.dtype == torch.float32 and winograd_available()
-        self._int8_net: nn.Module | None = None  # built at the first page encoded (~1-2 s)
-        self._paper_cell: tuple[np.ndarray, float] | None = None
-        self.batch_size = batch_size
-        self.dpi = float(self.cfg.dpi)
-        model.eval()
-        with torch.no_grad():
-            self._vocab = self._compose_vocab(model.composer).numpy()  # (V, D) cached token vectors
-        self.vision = fuse_conv_bn(model.vision).to(self.device, self.dtype).eval()
-        if self.device.type == "cpu":  # oneDNN convs are fastest in NHWC on CPUs
-            self.vision = self.vision.to(memory_format=torch.channels_last)
-        self.composer = model.composer
-        extra = dict(extra or {})
-        extra.setdefault("threshold", 0.5)
-        extra.setdefault("stride", self.cfg.stride)
-        extra.setdefault("score", "mean over the query's tokens of the max cosine of the token at its matched cells")
-        self.info = ModelInfo(name=name, family="mini", fingerprint=fingerprint, dim=self.cfg.dim, extra=extra)
-
-    def _compose_vocab(self, composer: TokenComposer, chunk: int = 2048) -> torch.Tensor:
-        texts = [piece_to_text(p) for p in self.tokenizer.pieces()]
-        return torch.cat([composer(texts[i:i + chunk]).float().cpu() for i in range(0, len(texts), chunk)])
-
-    # --- geometry -----------------------------------------------------------------------------------
-    def grid_shape(self, width: int, height: int) -> tuple[int, int]:
-        s = self.cfg.stride
-        return -(-int(height) // s), -(-int(width) // s)
-
-    # --- images ---------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode_pages(self, images: Sequence[Image.Image]) -> list[FeatureGrid]:
-        # batch images of equal size together (pages of one PDF usually are)
-        order = sorted(range(len(images)), key=lambda i: images[i].size)
-        results: dict[int, FeatureGrid] = {}
-        s = self.cfg.stride
-        i = 0
-        while i < len(order):
-            j = i + 1
-            while j < len(order) and j - i < self.batch_size and images[order[j]].size == images[order[i]].size:
-                j += 1
-            batch = torch.stack([image_to_tensor(images[k]) for k in order[i:j]])  # (B, 1, H, W)
-            h, w = self.grid_shape(batch.shape[-1], batch.shape[-2])
-            paper_feat, paper_text = self._paper()
-            full = np.empty((j - i, h, w, self.cfg.dim), dtype=np.float32)
-            full[:] = paper_feat  # outside the text bands the net would see only paper
-            full_text = np.full((j - i, h, w), paper_text, dtype=np.float32)
-            for y0, x0, y1, x1 in ink_frames(batch, s):  # the net runs on the bands of text only
-                feats, text = self._run(batch[:, :, y0:y1, x0:x1])
-                gy, gx, ch, cw = y0 // s, x0 // s, feats.shape[1], feats.shape[2]
-                full[:, gy:gy + ch, gx:gx + cw] = feats
-                full_text[:, gy:gy + ch, gx:gx + cw] = text
-            for n, k in enumerate(order[i:j]):
-                results[k] = FeatureGrid(features=full[n], text=full_text[n])
-            i = j
-        return [results[k] for k in range(len(images))]
-
-    def _run(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(B, 1, H, W) pixels -> unit features (B, h, w, D) and text probabilities (B, h, w), float32."""
-        h, w = self.grid_shape(batch.shape[-1], batch.shape[-2])
-        x = pad_to_stride(batch, self.cfg.stride).to(self.device, self.dtype)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        feats, text = split_head(self._int8()(x) if self.int8 else infer_trunk(self.vision, x, self.winograd))
-        # unit length again in float32 (bf16 rounding leaves norms of 1 +/- 0.4 %)
-        feats = F.normalize(feats[:, :, :h, :w].float(), dim=1).permute(0, 2, 3, 1).cpu().numpy()
-        return feats, torch.sigmoid(text[:, :h, :w].float()).cpu().numpy()
-
-    def _paper(self) -> tuple[np.ndarray, float]:
-        """Feature and text probability of a cell that sees nothing but paper (the centre of a blank
-        page larger than the receptive field)."""
-        if self._paper_cell is None:
-            side = 4 * max(HALO_PX) + 8 * self.cfg.stride
-            feats, text = self._run(torch.ones(1, 1, side, side))
-            c = feats.shape[1] // 2
-            self._paper_cell = (feats[0, c, c].copy(), float(text[0, c, c]))
-        return self._paper_cell
-
-    @torch.no_grad()
-    def _int8(self) -> nn.Module:
-        if self._int8_net is None:
-            assert self._int8_pages is not None  # checked in __init__
-            self._int8_net = quantize_int8(self.vision,
-                                           int8_calibration_samples(self._int8_pages(self.dpi), self.cfg.stride))
-        return self._int8_net
-
-    # --- text ------------------------------------------------------------------------------------------
-    def tokenize(self, text: str) -> list[Token]:
-        return self.tokenizer.tokenize(text)
-
-    def token_vectors(self, ids: Sequence[int]) -> np.ndarray:
-        ids = np.asarray(list(ids), dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= len(self._vocab)):
-            raise IndexError(f"token id out of range 0..{len(self._vocab) - 1}")
-        return self._vocab[ids].astype(np.float32, copy=True).reshape(len(ids), self.cfg.dim)
-
-    def vocabulary(self) -> np.ndarray:
-        return self._vocab
-
-    def query_side(self) -> TableQueryEmbedder:
-        """The torch-free query half (tokenizer + vocabulary vectors) the engine caches for fast searches."""
-        return TableQueryEmbedder(self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files),
-                                  tuple(self.vocabulary_texts()))
-
-    def vocabulary_texts(self) -> list[str]:
-        return [piece_to_text(p) for p in self.tokenizer.pieces()]
-
-    def embed_query(self, text: str) -> QueryTokens:
-        tokens = self.tokenize(text)
-        return QueryTokens(text=text, tokens=tokens, vectors=self.token_vectors([t.id for t in tokens]))
-
-    @torch.no_grad()
-    def embed_strings(self, strings: Sequence[str]) -> np.ndarray:
-        """Vectors of arbitrary token strings (leading space = the space flag), even outside the vocabulary."""
-        return self.composer(list(strings)).float().cpu().numpy()
-
-
-def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = "float32",
-              int8_pages: CalibrationPages | None = None) -> MiniEncoder:
-    """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file).
-    ``int8_pages``: what int8 inference calibrates on (see :class:`MiniEncoder`)."""
-    wfile, tfile, name = mini_paths(path)
-    if not wfile.is_file():
-        raise FileNotFoundError(f"mini weights not found: {wfile} (train them with `tokensearch train --out DIR`"
-                                " and use --model mini:DIR)")
-    tokenizer = MiniTokenizer.from_file(tfile)
-    state, cfg, extra = read_weights(wfile)
-    model = MiniModel(cfg)
-    load_state(model, state, str(wfile))
-    enc = MiniEncoder(model, tokenizer, name=name, fingerprint=weights_fingerprint(wfile, tfile), extra=extra,
-                      device=device, dtype=dtype, int8_pages=int8_pages)
-    enc.files = [wfile, tfile]
-    return enc

@@ -26,7 +26,7 @@ def weight_files(spec: str) -> list[Path] | None:
 
 def _build_mini(arg: str | None, device: str, dtype: str, cell_pool: int | None,
                 int8_pages: CalibrationPages | None) -> TokenEncoder:
-    from .mini import load_mini
+    from .mini_encoder import load_mini
 
     return load_mini(arg, device=device, dtype=dtype, int8_pages=int8_pages)
 
