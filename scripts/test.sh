@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command and CI's (.ci/run): in a fresh virtualenv, install tokensearch at the pinned
 # versions of requirements/ci-constraints.txt (CPU torch 2.13.0 wheel), check what a user runs with the
-# runtime dependencies alone (scripts/smoke_runtime.sh), then add the test and lint extras (and Debian's
-# chromium for the browser test), check lint (ruff) and types (mypy), and run the default test suite (slow
+# runtime dependencies alone (scripts/smoke_runtime.sh), then add the test, lint and milvus extras (milvus:
+# pymilvus + milvus-lite, so the Milvus vector backend's tests run for real, in-process) and Debian's
+# chromium for the browser test, check lint (ruff) and types (mypy), and run the default test suite (slow
 # tests are behind the `slow` marker).
 #   bash scripts/test.sh [pytest args]     (TOKENSEARCH_TEST_VENV: where the virtualenv goes)
 set -euo pipefail
@@ -18,7 +19,7 @@ install() {  # (this machine's pip.conf names package folders that may not exist
 install torch==2.13.0 -e .
 bash scripts/smoke_runtime.sh "$VENV"
 
-install -e '.[test,lint]'
+install -e '.[test,lint,milvus]'
 # lint (ruff, on the package and the tests) and types (mypy, on the package), as pyproject.toml configures
 # them: a violation fails the run before the tests start
 "$VENV/bin/ruff" check --no-cache tokensearch tests
