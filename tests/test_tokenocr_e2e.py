@@ -39,7 +39,7 @@ def test_tiny_official_checkpoint_indexes_and_searches_a_folder(tmp_path):
         assert not rep.failed and rep.pages_text == 2 and rep.pages_vision == 2
         assert eng.search('"harbour crane"').hits[0].page == 2
         st = eng.store.stats()
-        assert st.model["name"] == spec and st.pages == 4
+        assert st.model is not None and st.model.name == spec and st.pages == 4
         # born-digital pages carry the checkpoint's own token vectors: exact hits with real boxes (the
         # random tiny vision model may rank its own pages anywhere)
         hits = [h for h in eng.search("INVOICE", k=10).hits if Path(h.path).name == "born-digital.pdf"]

@@ -287,8 +287,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         model = eng.indexed_model()
     watch = read_state(settings.home)  # the home's watcher (tokensearch watch, or the server's), if any ran
     listed = {"failures": st.failures, "warnings": st.warnings}  # (path, why) pairs, paths shown escaped
+    # the stats' model printed as it always was: name, fingerprint and dim ({} before the first document)
+    fields = {**vars(st), "model": {} if st.model is None else {"name": st.model.name, "fingerprint":
+                                                                 st.model.fingerprint, "dim": st.model.dim}}
     if args.json:
-        out = {k: v for k, v in vars(st).items()}
+        out = dict(fields)
         out.update({k: [(shown(p), m) for p, m in pairs] for k, pairs in listed.items()})
         out["model"] = None if model is None else {"name": model.name, "fingerprint": model.fingerprint}
         out["watch"] = watch
@@ -297,7 +300,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"model:     {model.name + ' (' + model.fingerprint[:12] + ')' if model else '-'}")
     if watch is not None:
         print(f"watch:     {_watch_line(watch)}")
-    for k, v in vars(st).items():
+    for k, v in fields.items():
         if k not in listed:
             print(f"{k + ':':<18} {v}")
     for k, pairs in listed.items():

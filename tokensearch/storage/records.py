@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 
 from ..errors import IndexLayoutError, ModelMismatchError
+from ..tokenocr_model.interface import ModelInfo
 
 __all__ = ["DocumentDetail", "DocumentInfo", "DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats",
            "ModelMismatchError", "PageFeatures", "PageInfo", "PageRecord", "PageSummary"]
@@ -155,6 +156,6 @@ class IndexStats:
     database_bytes: int = 0
     dim: int | None = None  # index-space dimension d
     codec: str = "none"  # "identity" | "pca D->d" | "none" (nothing written yet)
-    model: dict = field(default_factory=dict)
+    model: ModelInfo | None = None  # the model that built the index; None before its first document
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, message) of files indexed with a warning
     partial_documents: int = 0  # documents indexed in part (damaged pages): each has a warning saying why

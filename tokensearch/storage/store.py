@@ -846,7 +846,7 @@ class Store:
             database_bytes=int(db_bytes),
             dim=codec.out_dim if codec else None,
             codec=codec.describe() if codec else "none",
-            model={} if model is None else {"name": model.name, "fingerprint": model.fingerprint, "dim": model.dim},
+            model=model,
             warnings=warnings,
             partial_documents=int(partial),
         )
