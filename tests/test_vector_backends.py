@@ -166,11 +166,12 @@ def test_a_long_running_searcher_repairs_what_a_dead_writer_left_not_what_a_live
         tmp_path, monkeypatch):
     """A writer that committed in SQL and died before Milvus (its ``committed`` never runs): a searcher
     that has been running leaves the gap alone at its next check (the writer may still be writing), and
-    repairs it at the check after, the SQL generation unchanged."""
+    adds the pages at the check after, though another writer went on committing in between."""
     import tokensearch.storage.milvus as milvus_mod
 
     reader = Store.open(tmp_path / "home", vector_backend="milvus")
     writer = Store.open(tmp_path / "home", vector_backend="milvus")
+    live = Store.open(tmp_path / "home", vector_backend="milvus")
     try:
         write(writer, 1)
         probe = reader.project_queries(random_doc(2, 1)[0].feats[:2])
@@ -178,9 +179,10 @@ def test_a_long_running_searcher_repairs_what_a_dead_writer_left_not_what_a_live
         monkeypatch.setattr(writer.vectors, "committed", lambda *a, **k: None)  # dies after its SQL commit
         page = reader.document_pages(write(writer, 2))[0].page_id
         monkeypatch.setattr(milvus_mod, "RECHECK_S", 0.0)
-        assert page not in reader.search_cells(probe, 1)[0][0]  # counts differ: first seen, left alone
-        assert all(ids[0] == page for ids, _ in reader.search_cells(probe, 1))  # still so: repaired
+        assert page not in reader.search_cells(probe, 1)[0][0]  # committed since the last check: left alone
+        write(live, 3)
+        assert all(ids[0] == page for ids, _ in reader.search_cells(probe, 1))  # committed before it: added
         assert reader.verify() == []
     finally:
-        reader.close()
-        writer.close()
+        for st in (reader, writer, live):
+            st.close()

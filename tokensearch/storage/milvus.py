@@ -16,10 +16,12 @@ vectors, then its marker. Every page with vectors therefore has a marker, and a 
 vectors, whatever moment a writer dies at. The repair (:meth:`MilvusKeeper.repair`) diffs the markers
 with the SQL pages: it adds the pages without a done marker (read from the feature store, as FAISS
 does) and deletes the pages SQL no longer has. A process runs it at first use when the counts of
-SQL pages and markers differ, and later when they still differ a minute on at one SQL generation (a
-writer that died after its SQL commit, not one still writing). A wiped collection is rebuilt the same
-way. (milvus-lite keeps its write-ahead log in the page cache between writes: a killed process loses
-nothing, a power cut may lose the newest writes, which the repair then re-adds.)
+SQL pages and markers differ. After that, every minute, it adds the pages committed before its previous
+check that still lack a done marker (their writer died after its SQL commit: a live one is done seconds
+after it), and runs the full repair if the counts differ while nothing was committed for a minute (a
+removal that died half-way). A wiped collection is rebuilt the same way. (milvus-lite flushes its
+write-ahead log to the page cache at every write: a killed process loses nothing, a power cut may lose
+the newest writes, which the repair then re-adds.)
 
 The index type is chosen when the collection is created (``milvus_index``; ``auto``: FLAT, exact, on
 milvus-lite; IVF_SQ8 on a server: see docs/scale.md) and read back from the collection afterwards.
@@ -58,7 +60,7 @@ MAX_TOPK = 16384  # Milvus's limit on a search's k (the searcher asks 4096 per t
 INSERT_ROWS = 8192  # vectors per insert request (~3 MB at d=96: well under gRPC's message limit)
 EXPR_IDS = 4096  # page ids per `page in [...]` expression of a delete or a marker lookup
 ADD_PAGES = 64  # pages whose markers and vectors are written together
-RECHECK_S = 60.0  # a searcher compares counts this often; a difference that outlives it is repaired
+RECHECK_S = 60.0  # a searcher checks this often for what writers that died left (see _maybe_repair)
 INDEX_TYPES = ("auto", "FLAT", "IVF_SQ8", "HNSW", "DISKANN")
 
 _lite_users: dict[str, int] = {}  # milvus-lite data folder -> stores of this process using it
@@ -115,8 +117,9 @@ class MilvusKeeper:
         self._client: MilvusClient | None = None
         self._names: tuple[str, str] | None = None
         self._index_type: str | None = None  # of the existing collection (None: not created yet)
-        self._checked_at: float | None = None  # last count comparison (None: not yet in this process)
-        self._suspect: int | None = None  # SQL generation at which the counts last differed
+        self._checked_at: float | None = None  # last check (None: not yet in this process)
+        self._seen = 0  # SQL generation at the last check
+        self._verified = 0  # every page of this generation or older has its vectors (as of the last check)
 
     # --- connection and collections ------------------------------------------------------------------
     def _connect(self) -> MilvusClient:
@@ -315,8 +318,10 @@ class MilvusKeeper:
         return gen, n_sql, n_all, n_done
 
     def _maybe_repair(self) -> None:
-        """At first use, repair if the counts differ; later, every minute, if they still differ at the SQL
-        generation they differed at a minute ago (a writer that died, not one still writing)."""
+        """At first use, a full repair if the counts of SQL pages and markers differ. Then every minute,
+        the pages committed before the previous check (a minute ago or more: no live writer is still on
+        them) that lack their vectors are added; and if nothing was committed for a minute but the counts
+        still differ (a removal that died half-way), a full repair."""
         now = time.monotonic()
         if self._checked_at is not None and now - self._checked_at < RECHECK_S:
             return
@@ -324,14 +329,37 @@ class MilvusKeeper:
         self._checked_at = now
         if self._codec() is None:
             return
-        gen, n_sql, n_all, n_done = self._counts()
-        if n_sql == n_all == n_done:
-            self._suspect = None
-        elif first or self._suspect == gen:
+        with self._session() as s:
+            gen = read_generation(s)
+        if first:
+            if len(set(self._counts()[1:])) > 1:
+                self.repair()
+            self._verified = self._seen = gen
+            return
+        if self._seen > self._verified:
+            self._add_lacking(self._verified, self._seen)
+            self._verified = self._seen
+        if gen == self._seen and len(set(self._counts()[1:])) > 1:
             self.repair()
-            self._suspect = None
-        else:
-            self._suspect = gen
+        self._seen = gen
+
+    def _add_lacking(self, after: int, upto: int) -> None:
+        """Add the pages of SQL generations ``after`` < g <= ``upto`` that have no done marker."""
+        with self._session() as s:
+            rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.generation,
+                                    Page.n_vectors).where(Page.generation > after, Page.generation <= upto)).all()
+        if not rows or not self._ready(None):
+            return
+        c, marks = self._connect(), self._collections()[1]
+        have: dict[int, tuple[int, bool]] = {}
+        for part in _chunks([int(r[0]) for r in rows], EXPR_IDS):
+            found = c.query(marks, filter=_ids_expr("page", part), output_fields=["page", "n", "done"])
+            have.update((int(m["page"]), (int(m["n"]), bool(m["done"]))) for m in found)
+        lacking = [((int(r[0]), int(r[1]), int(r[2]), int(r[3])), int(r[4])) for r in rows
+                   if have.get(int(r[0])) != (int(r[5]), True)]
+        if lacking:
+            self._add(lacking)
+            log.warning("Milvus at %s: %d pages committed without their vectors added", self.uri, len(lacking))
 
     def sync(self) -> None:
         """Repair now if the counts of SQL pages and markers differ (``Store.verify`` then checks)."""
