@@ -1,4 +1,5 @@
-"""Storage of one index: SQL rows (SQLAlchemy), the cell feature store and the FAISS vector index.
+"""Storage of one index: SQL rows (SQLAlchemy), the cell feature store and the vector index (FAISS, or
+Milvus with ``vector_backend="milvus"``: :mod:`.backends`, docs/scale.md).
 
 On disk (``--home``)::
 
@@ -8,6 +9,7 @@ On disk (``--home``)::
     vectors/index.json            current FAISS snapshot (trained IVF indexes only; a flat index is
     vectors/index-<gen>-<tok>.*   rebuilt from the features), replaced atomically
     runs/<token>.lock             held (flock) by the process of a running index pass
+    milvus.db/                    the milvus-lite data of ``vector_backend="milvus"`` without a server URI
 
 See :mod:`tokensearch.storage.store` for the write path and its crash guarantees, and
 :mod:`.features`, :mod:`.vectors`, :mod:`.codec`, :mod:`.schema` for the formats.

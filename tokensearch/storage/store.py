@@ -4,8 +4,9 @@ Write path of a document (``write_document``)::
 
     pages ──encode (codec, int8)──▶ append blobs to the active feature segment ──fsync──▶
     ONE SQL transaction: document, path, page rows (pointing at the blobs), generation += 1 ──commit──▶
-    add the new pages' vectors to this process's FAISS index, if it holds one (read back from the
-    feature store, so every process derives exactly the same vectors)
+    add the new pages' vectors to the vector backend: this process's FAISS index, if it holds one, or
+    the Milvus collection every process shares (read back from the feature store, so every process
+    derives exactly the same vectors; :mod:`.backends`)
 
 The SQL commit is the only commit point. Before it, an error (or a kill) leaves only unreferenced bytes
 at the end of a segment (trimmed by the next writer that owns it). After it, the FAISS index is derived
@@ -13,6 +14,7 @@ data: a flat index is rebuilt from the feature store when first needed; a traine
 snapshot on disk recording the generation it reflects, and whoever opens the index re-adds the pages
 newer than that generation (and drops pages that are gone) from the feature store. So a crash at any
 moment never shows rows without vectors or vectors without rows, and never a half-written index file.
+(Milvus records what it holds per page instead of per snapshot, and repairs the same way: :mod:`.milvus`.)
 
 Concurrency: any number of processes may read and write one home (the CLI indexing while the API
 serves). Each writer appends to a feature segment it owns (flock), SQL serialises the commits (the
