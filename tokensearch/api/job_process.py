@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from tokensearch.settings import Settings
 
-from .jobs import Job, Progress, _plain, run_job
+from .jobs import Job, Progress, ReportSent, _plain, run_job
 
 log = logging.getLogger("tokensearch.api.job_process")
 
@@ -43,7 +43,7 @@ class ProcessRunner:
     def __init__(self, settings: Settings):
         self.settings_json = settings.model_dump(mode="json")
 
-    def __call__(self, job: Job, cancel: threading.Event, progress: Progress) -> Any:
+    def __call__(self, job: Job, cancel: threading.Event, progress: Progress) -> ReportSent:
         proc = subprocess.Popen([sys.executable, "-m", "tokensearch.api.job_process"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=None, close_fds=True)
         assert proc.stdin is not None and proc.stdout is not None

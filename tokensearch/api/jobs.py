@@ -11,6 +11,11 @@ most once a second for progress). On start-up, a job that was queued or running 
 is marked ``interrupted``, then re-queued — indexing is incremental, so resuming is re-running — unless it
 was already resumed :data:`MAX_RESUMES` times or its path is gone, in which case it is failed visibly.
 
+A :class:`Job` holds its progress and report as the API's own types (:class:`~.schemas.JobProgress`,
+:class:`~.schemas.JobReport`). What a pass sends — a :class:`~tokensearch.reports.ProgressEvent` and an
+:class:`~tokensearch.reports.IndexReport` in this process, their JSON from a job's own process — becomes
+them in :meth:`JobManager._write`, and a stored record in :meth:`Job.from_dict`.
+
 Every job record is one the API can serve (:func:`record_problem`): a change that would make it invalid is
 not applied and the job's error says so, and a stored record that is invalid (a damaged or older
 ``jobs.json``) is listed as a failed job whose error says why. Paths stay as the OS gives them (a job must
@@ -20,6 +25,7 @@ escaped (:func:`tokensearch.pathnames.shown`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -31,11 +37,17 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+
+from pydantic import TypeAdapter
 
 from ..pathnames import shown
+from ..reports import IndexReport, ProgressEvent
 from .schemas import IndexJobOut, JobProgress, JobReport
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 log = logging.getLogger("tokensearch.api.jobs")
 
@@ -48,37 +60,70 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def job_progress(plain: Mapping[str, Any]) -> JobProgress:
+    """A job's progress from its plain (JSON) form; keys the schema does not know are ignored. Raises
+    TypeError / ValueError (pydantic's errors) when it does not fit."""
+    return JobProgress(**plain)
+
+
+def job_report(plain: Mapping[str, Any]) -> JobReport:
+    """A job's report from its plain (JSON) form: ``failed`` entries as (path, why) pairs (a bare path gets
+    an empty reason). Raises TypeError / ValueError when it does not fit."""
+    rep = dict(plain)
+    rep["failed"] = [(str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
+                     for f in rep.get("failed") or []]
+    return JobReport(**rep)
+
+
+_PROGRESS_JSON: TypeAdapter[JobProgress] = TypeAdapter(JobProgress)
+_REPORT_JSON: TypeAdapter[JobReport] = TypeAdapter(JobReport)
+
+
 @dataclass
 class Job:
     id: str
-    kind: str  # "folder" | "upload"
+    kind: str  # "folder" | "upload" | "watch"
     path: str  # folder/file to index, or the upload root
     files: list[str] = field(default_factory=list)  # uploads: the stored files
     status: str = "queued"
     created_at: str = field(default_factory=_now)
     started_at: str | None = None
     finished_at: str | None = None
-    progress: dict[str, Any] = field(default_factory=dict)
-    report: dict[str, Any] | None = None
+    progress: JobProgress = field(default_factory=JobProgress)
+    report: JobReport | None = None
     error: str | None = None
     resumed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The record as ``jobs.json`` keeps it (progress and report in their JSON form)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["files"] = list(self.files)
+        d["progress"] = _PROGRESS_JSON.dump_python(self.progress, mode="json")
+        d["report"] = None if self.report is None else _REPORT_JSON.dump_python(self.report, mode="json")
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Job:
+    def from_dict(cls, d: Mapping[str, Any]) -> Job:
+        """A record read back (keys it does not know are ignored); raises TypeError, ValueError or
+        AttributeError when it is not one (see :meth:`JobManager._load`)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["progress"] = job_progress(kw.get("progress") or {})
+        kw["report"] = None if not kw.get("report") else job_report(kw["report"])
+        return cls(**kw)
+
+    def copy(self) -> Job:
+        """A copy that shares nothing mutable with this record (what the manager hands out)."""
+        return copy.deepcopy(self)
 
 
 def _plain(obj: Any) -> Any:
     """Dataclass / namedtuple / object -> JSON-able dict (for ProgressEvent and IndexReport, whose fields
     :class:`~.schemas.JobReport` publishes); its texts valid UTF-8 (a file name that is not is escaped: reports
-    and progress are for display)."""
+    and progress are for display). The form a job's own process sends them in (:mod:`.job_process`)."""
     if obj is None:
         return None
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     elif hasattr(obj, "_asdict"):
         obj = obj._asdict()
@@ -99,16 +144,13 @@ def _shown_texts(value: Any) -> Any:
 
 def job_out(job: Job) -> IndexJobOut:
     """The API's view of a job (raises ValueError if the record does not fit it; see :func:`record_problem`)."""
-    progress = JobProgress(**(job.progress or {}))  # keys it does not know are ignored
-    report = None
-    if job.report:
-        rep = dict(job.report)
-        rep["failed"] = [(str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
-                         for f in rep.get("failed") or []]
-        report = JobReport(**rep)
     return IndexJobOut(id=job.id, kind=job.kind, path=shown(str(job.path)), status=job.status,
                        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                       progress=progress, report=report, error=job.error, resumed=job.resumed)
+                       progress=job.progress, report=job.report, error=job.error, resumed=job.resumed)
+
+
+def _problem(exc: Exception) -> str:
+    return shown(" ".join(str(exc).split()))[:500]
 
 
 def record_problem(job: Job) -> str | None:
@@ -117,7 +159,7 @@ def record_problem(job: Job) -> str | None:
         job_out(job).model_dump_json()
     except (ValueError, TypeError, AttributeError) as exc:  # pydantic's errors are ValueErrors; a field of
         # the wrong shape (a list where a mapping belongs) fails before pydantic sees it
-        return shown(" ".join(str(exc).split()))[:500]
+        return _problem(exc)
     return None
 
 
@@ -138,14 +180,18 @@ class JobRunning(Exception):
     """The job is running and cannot be stopped (an upload job); answered 409."""
 
 
-Progress = Callable[[Any], None]
+# what a pass sends while it runs, and at its end: the indexer's own objects (in this process), or their
+# plain JSON form (:func:`_plain`; from a job's own process, or a report with what it skipped)
+ProgressSent = ProgressEvent | Mapping[str, Any]
+ReportSent = IndexReport | Mapping[str, Any] | None
+Progress = Callable[[ProgressSent], None]
 # runs one job: (job, cancel, progress) -> its report; blocks until the job ends
-Runner = Callable[[Job, threading.Event, Progress], Any]
+Runner = Callable[[Job, threading.Event, Progress], ReportSent]
 
 
-def run_job(engine: Any, job: Job, cancel: threading.Event, progress: Progress, *,
+def run_job(engine: Engine, job: Job, cancel: threading.Event, progress: Progress, *,
             validate_path: Callable[[str], Path] | None = None,
-            confine: Callable[[Path], bool] | None = None) -> Any:
+            confine: Callable[[Path], bool] | None = None) -> ReportSent:
     """Index what ``job`` names with ``engine``; returns the indexer's report (in the server, or in the job's
     own process: :mod:`.job_process`)."""
     if job.kind == "upload":
@@ -175,7 +221,7 @@ class JobManager:
     ``runner`` runs one job (default: :func:`run_job` with ``engine`` on the worker thread; ``tokensearch
     serve`` passes :class:`.job_process.ProcessRunner`, which runs it in a process of its own)."""
 
-    def __init__(self, engine: Any, state_dir: Path, *, validate_path: Callable[[str], Path] | None = None,
+    def __init__(self, engine: Engine, state_dir: Path, *, validate_path: Callable[[str], Path] | None = None,
                  confine: Callable[[Path], bool] | None = None, on_finish: Callable[[Job], None] | None = None,
                  runner: Runner | None = None):
         self.engine = engine
@@ -258,12 +304,11 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             job = self._jobs.get(job_id)
-            return Job.from_dict(job.to_dict()) if job else None
+            return job.copy() if job else None
 
     def list(self) -> list[Job]:
         with self._lock:
-            return [Job.from_dict(j.to_dict()) for j in sorted(self._jobs.values(), key=lambda j: j.created_at,
-                                                              reverse=True)]
+            return [j.copy() for j in sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)]
 
     def delete(self, job_id: str) -> Job | None:
         """``DELETE`` of a job, by its state: a queued job is cancelled (its record stays, ``cancelled``); a
@@ -286,7 +331,7 @@ class JobManager:
                 del self._jobs[job_id]
                 self._done.pop(job_id, None)
                 self._save(force=True)
-            return Job.from_dict(job.to_dict())
+            return job.copy()
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
         with self._lock:
@@ -310,7 +355,7 @@ class JobManager:
             self._enqueue(job)
             self._prune()
             self._save(force=True)
-            return Job.from_dict(job.to_dict())
+            return job.copy()
 
     def _enqueue(self, job: Job) -> None:
         self._cancel[job.id] = threading.Event()
@@ -340,16 +385,16 @@ class JobManager:
                                  error=shown(str(exc)) or type(exc).__name__)
                 continue
             with self._lock:
-                self._write(job, report=_plain(report))
+                self._write(job, report=_plain(report))  # in its JSON form: texts shown escaped
                 if cancel.is_set():
                     self._finish(job, "interrupted" if self._stopping.is_set() else "cancelled")
                 else:
                     self._finish(job, "done")
 
-    def _run(self, job: Job, cancel: threading.Event) -> Any:
+    def _run(self, job: Job, cancel: threading.Event) -> ReportSent:
         t0 = time.monotonic()
 
-        def progress(event: Any) -> None:
+        def progress(event: ProgressSent) -> None:
             p = _plain(event) or {}
             if not p.get("pages_per_s"):
                 elapsed = max(time.monotonic() - t0, 1e-6)
@@ -368,17 +413,16 @@ class JobManager:
         job.status = status
         job.error = error
         job.finished_at = _now()
-        if job.report and status == "done":
-            rep = job.report
-            prog = dict(job.progress or {})
-            prog["files_total"] = max(prog.get("files_total", 0), rep.get("files_seen", 0))
-            prog["files_done"] = max(prog.get("files_done", 0), rep.get("files_seen", 0))
-            prog["pages_done"] = max(prog.get("pages_done", 0), rep.get("pages", 0))
-            prog["pages_total"] = max(prog.get("pages_total", 0), prog["pages_done"])
-            if rep.get("seconds"):
-                prog["pages_per_s"] = round(rep.get("pages", 0) / rep["seconds"], 3)
-            prog["failures"] = max(prog.get("failures", 0), len(rep.get("failed") or []))
-            self._write(job, progress=prog)
+        if job.report is not None and status == "done":  # the progress agrees with the report at the end
+            rep, prog = job.report, job.progress
+            pages_done = max(prog.pages_done, rep.pages)
+            final = dataclasses.replace(prog, files_total=max(prog.files_total, rep.files_seen),
+                                        files_done=max(prog.files_done, rep.files_seen), pages_done=pages_done,
+                                        pages_total=max(prog.pages_total, pages_done),
+                                        failures=max(prog.failures, len(rep.failed)))
+            if rep.seconds:
+                final.pages_per_s = round(rep.pages / rep.seconds, 3)
+            self._write(job, progress=final)
         self._save(force=True)
         ev = self._done.setdefault(job.id, threading.Event())
         ev.set()
@@ -408,6 +452,8 @@ class JobManager:
                     problem = record_problem(job)
                 except (TypeError, AttributeError) as exc:  # not a mapping, or a field missing
                     problem = shown(str(exc))
+                except ValueError as exc:  # a progress or report that does not fit its type
+                    problem = _problem(exc)
                 if problem is not None:
                     job = _broken_record(d, problem)
                     log.error("index job record %s in %s is invalid (%s); listed as failed", job.id,
@@ -421,11 +467,17 @@ class JobManager:
 
     def _write(self, job: Job, **changes: Any) -> None:
         """Apply ``changes`` to ``job`` if its record stays valid; otherwise keep the old values and say in the
-        job's error what was not recorded (a job the API cannot serve would break every listing)."""
+        job's error what was not recorded (a job the API cannot serve would break every listing). A progress
+        or report in its plain form (a mapping) becomes the job's type here."""
         old = {k: getattr(job, k) for k in changes}
-        for k, v in changes.items():
-            setattr(job, k, v)
-        problem = record_problem(job)
+        try:
+            for k, v in changes.items():
+                if isinstance(v, Mapping):
+                    v = {"progress": job_progress, "report": job_report}[k](v)
+                setattr(job, k, v)
+            problem = record_problem(job)
+        except (ValueError, TypeError) as exc:  # a plain form that does not fit the type
+            problem = _problem(exc)
         if problem is None:
             return
         for k, v in old.items():

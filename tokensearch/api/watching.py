@@ -27,7 +27,7 @@ from typing import Any
 from tokensearch.pathnames import shown
 from tokensearch.settings import Settings
 
-from .jobs import Job, _now
+from .jobs import Job, _now, job_progress, job_report
 
 log = logging.getLogger("tokensearch.api.watching")
 
@@ -157,7 +157,7 @@ class WatchService:
         error = st.get("error") or self.error  # self.error: the server's own watcher could not start (home busy)
         return Job(id=JOB_ID, kind="watch", path=os.pathsep.join(roots), status=status,
                    created_at=st.get("started_at") or _now(), started_at=st.get("started_at"),
-                   progress=dict(st.get("progress") or {}), report=report, error=error)
+                   progress=job_progress(st.get("progress") or {}), report=job_report(report), error=error)
 
     def gauges(self) -> dict[str, tuple[str, Any]]:
         """``tokensearch_watch_*`` gauges for ``/metrics`` (none when no watcher ever ran on the home)."""
