@@ -52,8 +52,8 @@ class Metrics:
                     "# TYPE tokensearch_http_request_duration_seconds histogram"]
             for (m, r), h in sorted(self.latency.items()):
                 acc = 0.0
-                for le, n in zip(BUCKETS, h):
-                    acc += n
+                for le, count in zip(BUCKETS, h):
+                    acc += count
                     lab = _labels({"method": m, "route": r, "le": repr(le)})
                     out.append(f"tokensearch_http_request_duration_seconds_bucket{lab} {int(acc)}")
                 lab = _labels({"method": m, "route": r, "le": "+Inf"})

@@ -22,12 +22,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokensearch.pathnames import shown
 from tokensearch.settings import Settings
 
 from .jobs import Job, _now, job_progress, job_report
+
+if TYPE_CHECKING:
+    from tokensearch.engine import Engine
 
 log = logging.getLogger("tokensearch.api.watching")
 
@@ -45,7 +48,7 @@ def _options(settings: Settings) -> Any:
 class WatchService:
     """Runs the server's watcher while the app runs; describes the home's watcher for the API."""
 
-    def __init__(self, settings: Settings, engine: Any | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.home = Path(settings.home).expanduser()
         self.engine = engine  # given: watch on a thread with it; None: in a child process
@@ -85,6 +88,7 @@ class WatchService:
         from tokensearch.indexer.homelock import HomeBusy
         from tokensearch.indexer.watch import FolderWatcher
 
+        assert self.engine is not None  # the thread that runs this is started only with an engine
         try:
             FolderWatcher(self.engine, list(self.settings.watch), self.home, _options(self.settings)).run(self._stop)
         except HomeBusy as e:
@@ -149,7 +153,8 @@ class WatchService:
                        status="failed" if self.error else "queued", error=self.error)
         status = {"died": "interrupted", "stopped": "cancelled"}.get(str(st.get("state")), "running")
         totals = st.get("totals") or {}
-        report = {k: int(totals.get(k, 0)) for k in ("added", "updated", "removed", "duplicates", "pages")}
+        report: dict[str, Any] = {k: int(totals.get(k, 0)) for k in ("added", "updated", "removed", "duplicates",
+                                                                      "pages")}
         report.update(failed=[list(f) for f in st.get("recent_failures") or []], state=st.get("state"),
                       pending=int(st.get("pending", 0)), passes=int(st.get("passes", 0)),
                       failed_total=int(totals.get("failed", 0)), last_pass_at=st.get("last_pass_at"),

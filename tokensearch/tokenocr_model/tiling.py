@@ -94,7 +94,7 @@ def dynamic_preprocess(image: Image.Image, min_tiles: int = 1, max_tiles: int = 
 
 def normalize_tiles(tiles: Sequence[Image.Image]) -> np.ndarray:
     """``(N, 3, S, S)`` float32 pixel values: ``(rgb/255 - mean) / std`` (torchvision ToTensor+Normalize)."""
-    arr = np.stack([np.asarray(flatten(t), dtype=np.float32) for t in tiles])  # (N, S, S, 3)
+    arr: np.ndarray = np.stack([np.asarray(flatten(t), dtype=np.float32) for t in tiles])  # (N, S, S, 3)
     arr = (arr / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
     return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))  # (N, 3, S, S)
 
@@ -104,7 +104,7 @@ def stitch_tiles(tile_grids: ArrayT, cols: int, rows: int) -> ArrayT:
     n, h, w = tile_grids.shape[:3]
     if n != cols * rows:
         raise ValueError(f"stitching {n} tiles into a {cols}x{rows} grid (pass tiles without the thumbnail)")
-    rest = tuple(tile_grids.shape[3:])
+    rest: tuple[int, ...] = tuple(tile_grids.shape[3:])
     x = tile_grids.reshape(rows, cols, h, w, *rest)
     order = (0, 2, 1, 3, *range(4, 4 + len(rest)))
     x = x.permute(*order) if isinstance(x, torch.Tensor) else x.transpose(order)

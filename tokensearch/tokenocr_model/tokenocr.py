@@ -31,6 +31,7 @@ from typing import Any, Literal
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -124,7 +125,8 @@ class TokenOCRConfig:
                 f"'vision_config.hidden_size' ({v.hidden_size})")
         if v.hidden_size % 2:
             raise ckpt.CheckpointError("config.json: field 'vision_config.hidden_size' must be even")
-        llm = cfg.get("llm_config") if isinstance(cfg.get("llm_config"), dict) else {}
+        llm_cfg = cfg.get("llm_config")
+        llm: dict = llm_cfg if isinstance(llm_cfg, dict) else {}
         c = cls(
             vision=v,
             hidden_size=_top_or_llm(cfg, llm, "hidden_size"),
@@ -340,6 +342,7 @@ class TokenOCR(nn.Module):
         self.cfg = cfg
         C, D = cfg.vision.hidden_size, cfg.hidden_size
         self.vision_model = InternViT(cfg.vision)
+        self.upsample: nn.Sequential | None
         if cfg.upsample:  # widths 1024 -> 512 -> 1024 in the released model, i.e. C -> C/2 -> C
             self.upsample = nn.Sequential(
                 nn.ConvTranspose2d(C, C // 2, kernel_size=4, stride=2, padding=1, bias=False),
@@ -454,7 +457,7 @@ class TokenOCREncoder:
                  fingerprint: str, device: torch.device, dtype: torch.dtype, cell_pool: int | None = None,
                  max_tiles: int = 12, vit_batch: int = 48, head_batch: int = 4,
                  text_reference: Literal["space", "contrast"] = "space",
-                 feature_dtype: np.dtype = np.float16):
+                 feature_dtype: npt.DTypeLike = np.float16):
         cfg = model.cfg
         if tokenizer.vocab_size > table.shape[0]:
             raise ckpt.CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens but tok_embeddings only "
@@ -596,8 +599,8 @@ class TokenOCREncoder:
             per_page.append((tiling.stitch_tiles(feats[start:start + n], cols, rows),
                              tiling.stitch_tiles(text[start:start + n], cols, rows)))
             start += n
-        for f, t in per_page:  # the only device -> host copies
-            out.append(FeatureGrid(features=f.cpu().numpy(), text=t.float().cpu().numpy()))
+        for page_feats, page_text in per_page:  # the only device -> host copies
+            out.append(FeatureGrid(features=page_feats.cpu().numpy(), text=page_text.float().cpu().numpy()))
         return out
 
 
