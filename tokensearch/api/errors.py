@@ -9,6 +9,8 @@ never leaked).
 from __future__ import annotations
 
 import logging
+from typing import Any
+from collections.abc import MutableMapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -66,15 +68,15 @@ def _validation_message(exc: RequestValidationError) -> str:
         loc = list(err.get("loc", ()))
         if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
             loc = loc[1:]  # where the field is; its name is what the client needs
-        loc = ".".join(str(p) for p in loc)
-        parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
+        where = ".".join(str(p) for p in loc)
+        parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+def allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
     """Every method some route serves at this request's path. Starlette's 405 lists only the methods of the
     first route whose path matched, but FastAPI makes one route per method (GET and DELETE of a job are two
     routes): ask every route, once per method, with a fresh scope (matching may write into it)."""

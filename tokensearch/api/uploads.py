@@ -14,13 +14,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from collections.abc import AsyncIterator
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from .errors import ApiError
+
+if TYPE_CHECKING:  # a name python_multipart defines for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 # magic bytes -> (extension, media type); the engine's supported formats
 MAGIC: list[tuple[bytes, int, str, str]] = [  # (signature, offset, extension, media type)
@@ -81,7 +84,7 @@ class _StreamingForm:
         self._current: ReceivedFile | None = None
         self._field_bytes = 0
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
             "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,

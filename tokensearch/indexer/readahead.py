@@ -17,7 +17,7 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 from collections.abc import Callable, Iterator, Sequence
 
 from .sources import DocumentReader
@@ -136,7 +136,7 @@ class ReadAhead(Generic[T]):
                 for _ in self._drain():
                     pass
                 raise item.error
-            yield item
+            yield cast(T, item)
 
     def _drain(self) -> Iterator[object]:
         while self._in_document:

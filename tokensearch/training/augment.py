@@ -16,8 +16,9 @@ from PIL import Image, ImageFilter
 
 
 def rotate(img: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    im = Image.fromarray(img).rotate(degrees, resample=Image.BILINEAR, fillcolor=255)
-    mk = Image.fromarray(mask.astype(np.int32), mode="I").rotate(degrees, resample=Image.NEAREST, fillcolor=0)
+    im = Image.fromarray(img).rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=255)
+    mk = Image.fromarray(mask.astype(np.int32), mode="I").rotate(degrees, resample=Image.Resampling.NEAREST,
+                                                                 fillcolor=0)
     return np.asarray(im), np.asarray(mk, dtype=np.int32)
 
 
@@ -25,8 +26,8 @@ def rescale(img: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.ndarra
     """Resize both by ``factor`` (e.g. a 300 DPI scan seen at 150 DPI: factor 0.5)."""
     h, w = img.shape
     nh, nw = max(8, round(h * factor)), max(8, round(w * factor))
-    im = Image.fromarray(img).resize((nw, nh), Image.BILINEAR if factor > 1 else Image.BOX)
-    mk = Image.fromarray(mask.astype(np.int32), mode="I").resize((nw, nh), Image.NEAREST)
+    im = Image.fromarray(img).resize((nw, nh), Image.Resampling.BILINEAR if factor > 1 else Image.Resampling.BOX)
+    mk = Image.fromarray(mask.astype(np.int32), mode="I").resize((nw, nh), Image.Resampling.NEAREST)
     return np.asarray(im), np.asarray(mk, dtype=np.int32)
 
 
@@ -63,8 +64,8 @@ def augment(img: np.ndarray, mask: np.ndarray, rng: random.Random, strength: flo
         img, mask = rotate(img, mask, rng.uniform(-2.0, 2.0))
     if rng.random() < 0.25 * p:  # low-resolution scan upsampled back (e.g. 100 DPI seen at 150)
         f = rng.uniform(0.55, 0.85)
-        small = Image.fromarray(img).resize((max(8, round(w * f)), max(8, round(h * f))), Image.BOX)
-        img = np.asarray(small.resize((w, h), Image.BILINEAR))
+        small = Image.fromarray(img).resize((max(8, round(w * f)), max(8, round(h * f))), Image.Resampling.BOX)
+        img = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
     x = img.astype(np.float32)
     if rng.random() < 0.4 * p:  # contrast / paper tone
         ink, paper = rng.uniform(0, 90), rng.uniform(170, 255)

@@ -75,7 +75,7 @@ class Layout:
 
     def __init__(self, x0: float, x1: float, y: float):
         self.x0, self.x1, self.y = x0, x1, y
-        self.ops: list[tuple[bool, Callable[[PageWriter, pymupdf.Shape], None]]] = []
+        self.ops: list[tuple[bool, Callable[[PageWriter, pymupdf.Shape], object]]] = []
 
     def text(self, x: float, y: float, s: str, st: Style, pre: bool = False) -> None:
         if s:
@@ -274,8 +274,8 @@ class ReceiptSynth:
             lay.row(big if emph and r.random() < 0.3 else bold if emph else st, label, value)
         if r.random() < 0.35:
             lay.rule(st, r)
-            for label, value in t.tax_summary(total, cur):
-                lay.row(st, label, value[-1], ((0.62, value[0]),) if len(value) > 1 else ())
+            for label, values in t.tax_summary(total, cur):
+                lay.row(st, label, values[-1], ((0.62, values[0]),) if len(values) > 1 else ())
         if r.random() < 0.6:
             lay.rule(st, r)
         for line in t.footer(date, time):

@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pymupdf
@@ -67,11 +68,14 @@ def text_width(font: str, text: str, size: float) -> float:
     return total * size
 
 
+RGB = tuple[float, float, float]  # PyMuPDF colour, components 0..1
+
+
 @dataclass
 class Style:
     font: str  # Base14 name or font file path
     size: float
-    color: tuple[float, float, float]
+    color: RGB
 
     def width(self, text: str) -> float:
         return text_width(self.font, text, self.size)
@@ -103,7 +107,7 @@ class PageWriter:
 
     def text(self, x: float, y: float, s: str, st: Style) -> float:
         """Write ``s`` with its baseline at y; returns the x after it."""
-        color = tuple(round(c, 3) for c in st.color)
+        color = cast(RGB, tuple(round(c, 3) for c in st.color))
         tw = self._writers.get(color)
         if tw is None:
             tw = self._writers[color] = pymupdf.TextWriter(self.page.rect)
@@ -140,7 +144,7 @@ class DocumentSynth:
         font = r.choice(self.palette)
         if dark:
             g = r.uniform(0, 0.35)
-            color = (g, g, g) if r.random() < 0.75 else tuple(r.uniform(0, 0.6) for _ in range(3))
+            color = (g, g, g) if r.random() < 0.75 else cast(RGB, tuple(r.uniform(0, 0.6) for _ in range(3)))
         else:
             g = r.uniform(0.85, 1.0)
             color = (g, g, g)

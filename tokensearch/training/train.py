@@ -24,6 +24,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +129,7 @@ class SourceFactory:
         self.cfg, self.tokenizer_path = cfg, tokenizer_path
 
     def __call__(self, seed: int):
+        base: MixedSource | SynthSource
         if self.cfg.pdf_dir:
             base = MixedSource(self.tokenizer_path, self.cfg.pdf_dir, seed, self.cfg.synth_fraction)
         else:
@@ -412,7 +414,7 @@ def train(cfg: TrainConfig) -> dict:
         torch.save(crops, cache)
         return crops
 
-    vals = {"": val_set(out / "val.pt", lambda *a: make_val_set(*a, pdf_dir=cfg.pdf_dir))}
+    vals = {"": val_set(out / "val.pt", lambda path, n, h, w: make_val_set(path, n, h, w, pdf_dir=cfg.pdf_dir))}
     if cfg.receipt_fraction > 0:  # a run that trains on receipts is also chosen by them
         vals["receipt"] = val_set(out / "val_receipts.pt", make_receipt_val_set)
 
@@ -449,7 +451,7 @@ def train(cfg: TrainConfig) -> dict:
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step, time.time() - t_start)
         ls = losses(model, batch, pieces, amp)
-        loss = sum(LOSS_WEIGHTS[k] * v for k, v in ls.items())
+        loss = cast(torch.Tensor, sum(LOSS_WEIGHTS[k] * v for k, v in ls.items()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)

@@ -122,7 +122,8 @@ async def upload_documents(
     stored = store_files(received, uploads)
     job: Job = state.jobs.submit_upload([p for _, p, _ in stored], uploads)
     if wait:
-        job = await anyio.to_thread.run_sync(state.jobs.wait, job.id, 3600.0) or job
+        waited = await anyio.to_thread.run_sync(state.jobs.wait, job.id, 3600.0)
+        job = waited or job
         if job.status == "done":
             response.status_code = 201
     files = [UploadedFile(filename=rf.filename, stored_path=str(p), content_type=media, bytes=rf.size)
