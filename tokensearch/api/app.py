@@ -72,10 +72,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
-        if own:
-            eng = Engine(settings)
-        else:
-            eng = engine
+        eng = Engine(settings) if engine is None else engine
         try:
             eng.open()  # open the index now: an unusable one stops the server at start, not at every request
         except Exception:
@@ -90,15 +87,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             if own:
                 eng.close()
             raise
+        watch = state.watch
+        assert watch is not None  # _build_state makes one (an ApiState built elsewhere may have none)
         state.jobs.start()
-        state.watch.start()
+        watch.start()
         app.state.api = state
         log.info("tokensearch API ready (home=%s, roots=%s, auth=%s, search workers=%d)", settings.home,
                  [str(r) for r in state.roots], bool(settings.api_key), state.searches.workers)
         try:
             yield
         finally:
-            state.watch.stop()
+            watch.stop()
             state.jobs.stop()
             app.state.api = None
             state.searches.close()
@@ -145,7 +144,9 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+        spec_url = app.openapi_url
+        assert spec_url is not None  # the app publishes its spec (FastAPI's default URL)
+        return get_swagger_ui_html(openapi_url=spec_url, title=f"{app.title} API",
                                    oauth2_redirect_url="/docs/oauth2-redirect",
                                    swagger_js_url="/docs-static/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-static/swagger-ui.css",

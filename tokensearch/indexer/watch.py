@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -293,7 +294,7 @@ class FolderWatcher:
                     self._follow(observer, root)
                 except OSError as e:
                     log.warning("cannot follow events in %s: %s", shown(str(root)), e)
-            self._pass(lambda cb, root=root: self.indexer.index(root, progress=cb, cancel=stop), raise_errors=first)
+            self._pass(partial(self.indexer.index, root, cancel=stop), raise_errors=first)  # (progress) -> report
         self._set(last_rescan_at=_now_iso())
 
     def _changes(self, batch: dict[Path, list[Path]], stop: threading.Event) -> None:
@@ -305,8 +306,7 @@ class FolderWatcher:
         for root, paths in groups:
             if not root.is_dir():  # an unmounted share: keep its documents (see the module's docstring)
                 continue
-            ok = self._pass(lambda cb, root=root, paths=paths: self.indexer.index_changes(root, paths, progress=cb,
-                                                                                         cancel=stop))
+            ok = self._pass(partial(self.indexer.index_changes, root, paths, cancel=stop))
             if not ok and not stop.is_set():  # try these again after a while
                 due = time.monotonic() + max(5.0, self.opt.quiet_s)
                 with self._lock:

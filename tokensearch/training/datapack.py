@@ -30,6 +30,7 @@ import tarfile
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Literal
 
 ASSETS = "assets.tar.xz"
 PDF_DIR = "pdfs"
@@ -100,7 +101,7 @@ def _add_file(tar: tarfile.TarFile, arcname: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def pack_assets(out: Path, preset: int = 9) -> dict:
+def pack_assets(out: Path, preset: Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] = 9) -> dict:  # xz presets
     """``out/assets.tar.xz``: this machine's fonts (as :func:`.synth.font_files` finds them), word list and
     prose lines; returns what went in."""
     from .synth import font_files

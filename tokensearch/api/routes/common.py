@@ -21,10 +21,11 @@ PageNo = Annotated[int, Path(ge=1, le=1_000_000, description="1-based page numbe
 
 
 def query_text(settings: Settings, description: str) -> Any:
-    """The type of a ``q`` parameter: its published ``maxLength`` is the enforced TOKENSEARCH_MAX_QUERY_CHARS."""
-    return Annotated[str, Query(min_length=1, max_length=settings.max_query_chars,
-                                description=f"{description}; at most {settings.max_query_chars} characters "
-                                            "(TOKENSEARCH_MAX_QUERY_CHARS)")]
+    """The ``Query`` of a ``q`` parameter (``q: Annotated[str, query_text(...)]``): its published
+    ``maxLength`` is the enforced TOKENSEARCH_MAX_QUERY_CHARS."""
+    return Query(min_length=1, max_length=settings.max_query_chars,
+                 description=f"{description}; at most {settings.max_query_chars} characters "
+                             "(TOKENSEARCH_MAX_QUERY_CHARS)")
 
 _DESCRIPTIONS = {
     400: "bad request", 401: "API key missing", 403: "wrong API key, or path outside the configured roots",

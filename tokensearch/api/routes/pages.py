@@ -39,7 +39,7 @@ def build_router(settings: Settings) -> APIRouter:
         width: Annotated[int | None, Query(ge=16, le=10_000, description="target width in px (snapped to a few "
                                                                           "sizes; never upscaled)")] = None,
         format: Annotated[Literal["png", "webp"], Query(description="image format")] = "webp",
-    ) -> FileResponse:
+    ) -> Response:  # the file, or 304 when the client has it
         path = state.images.get(doc_id, page, width, format)
         # the cached file's name includes the document's content version, so its ETag changes with the content
         # (a reused document id never shows a stale picture); clients revalidate, a match costs one stat()
@@ -58,7 +58,7 @@ def build_router(settings: Settings) -> APIRouter:
         state: StateDep,
         doc_id: DocId,
         page: PageNo,
-        q: Q,
+        q: Annotated[str, Q],
         format: Annotated[Literal["png", "json"], Query()] = "png",
         token: Annotated[int | None, Query(ge=0, le=4096, description="PNG: map of this query token (0-based); "
                                                                       "default the whole-query map")] = None,

@@ -29,7 +29,7 @@ def build_router(settings: Settings) -> APIRouter:
     @router.get("/search", response_model=SearchOut, responses=errors(400, 409, 503))
     async def search(  # async: the search itself runs in a worker (``state.searches``), the loop only waits
         state: StateDep,
-        q: Q,
+        q: Annotated[str, Q],
         k: K = min(10, settings.max_k),  # noqa: B008 (once per app) a default above the maximum would make the spec invalid
         offset: Annotated[int, Query(ge=0, le=100_000, description="hits to skip (pagination)")] = 0,
         path: Annotated[str | None, Query(max_length=4096, description=(
