@@ -186,3 +186,27 @@ def test_a_long_running_searcher_repairs_what_a_dead_writer_left_not_what_a_live
     finally:
         for st in (reader, writer, live):
             st.close()
+
+
+def test_a_milvus_lite_file_open_in_another_process_is_refused_with_the_fix(tmp_path):
+    """milvus-lite locks its folder: a second process gets a VectorBackendError naming a Milvus server as
+    the way out (e.g. `tokensearch serve`, whose search workers are processes), not a bare gRPC error."""
+    st = Store.open(tmp_path / "home", vector_backend="milvus")
+    try:
+        write(st, 1)
+        code = f"""
+import sys
+sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
+from storage_fixtures import random_doc
+from tokensearch.storage import Store
+from tokensearch.storage.milvus import VectorBackendError
+st = Store.open({str(tmp_path / "home")!r}, vector_backend="milvus")
+try:
+    st.search_cells(st.project_queries(random_doc(1, 1)[0].feats[:1]), 1)
+except VectorBackendError as e:
+    print("ERROR", e)
+"""
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert "ERROR cannot open Milvus" in out.stdout and "Milvus server" in out.stdout, out.stdout + out.stderr
+    finally:
+        st.close()

@@ -314,7 +314,7 @@ class MilvusKeeper:
         c = self._connect()
         marks = self._collections()[1]
         n_all, n_done = (int(c.query(marks, filter=f, output_fields=["count(*)"])[0]["count(*)"])
-                         for f in ("page >= 0", "done == true"))
+                         for f in ("", "done == true"))
         return gen, n_sql, n_all, n_done
 
     def _maybe_repair(self) -> None:
@@ -422,7 +422,9 @@ class MilvusKeeper:
         if wrong:
             problems.append(f"{len(wrong)} pages have a wrong vector count in Milvus (e.g. {sorted(wrong)[:5]})")
         c = self._connect()
-        n = int(c.query(self._collections()[0], filter="page >= 0", output_fields=["count(*)"])[0]["count(*)"])
+        # (no filter: Milvus counts from its segments' statistics; `page >= 0` made milvus-lite test every
+        # row, 95 s for the 772k vectors of the dev benchmark)
+        n = int(c.query(self._collections()[0], filter="", output_fields=["count(*)"])[0]["count(*)"])
         if n != sum(done.values()):
             problems.append(f"Milvus holds {n} vectors, its page markers {sum(done.values())}")
         return problems
