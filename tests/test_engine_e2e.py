@@ -306,3 +306,20 @@ def test_word_end_check_demotes_a_prefix_of_a_longer_printed_word(make_engine, s
         assert after is None or after <= before - checked.opt.word_end_penalty + 1e-6, (prefix, before, after)
     for word in ["quarterly", "engineer", "harbour"]:
         assert best_scan(checked, word) == best_scan(unchecked, word), word
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_several_words_count_from_the_phrase_threshold(make_engine, sample):
+    """With every score under the threshold, a phrase whose words stand together on a scan is answered from
+    the phrase threshold (quoted, or as plain words), while each of its words alone still is not."""
+    low = make_engine(threshold=0.3)
+    low.index(sample.root)
+    scores = {q: scan_hits(low, q)[0].score for q in ['"harbour crane"', "harbour", "crane"]}
+    thr = max(scores.values()) + 0.01
+    plain = make_engine(home=low.settings.home, threshold=thr)
+    assert scan_hits(plain, '"harbour crane"') == [] and scan_hits(plain, "harbour crane") == []
+    phrases = make_engine(home=low.settings.home, threshold=thr, phrase_threshold=scores['"harbour crane"'] - 0.01)
+    for q in ['"harbour crane"', "harbour crane"]:
+        hits = scan_hits(phrases, q)
+        assert hits and right(sample, hits[0], "harbour", 2), (q, hits[:1])
+    assert scan_hits(phrases, "harbour") == [] and scan_hits(phrases, "crane") == []

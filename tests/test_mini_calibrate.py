@@ -12,7 +12,7 @@ from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, LOOKALIKE,
-                                            make_queries, near_miss, synthetic_collection, threshold_for,
+                                            make_phrases, make_queries, near_miss, synthetic_collection, threshold_for,
                                             write_threshold)
 
 
@@ -70,5 +70,19 @@ def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:
     assert res["n_pos"] == 6 and res["n_neg"] == 6 and res["pages"] == 2
     assert res["threshold"] == res["strict_threshold"] >= 0.3 and res["fp"] <= 0.2 + 1e-9
     assert 0 <= res["r1"] <= res["r1_no_threshold"] <= 1 and res["balanced_threshold"] >= 0.3
-    write_threshold(d / WEIGHTS_FILE, {**res, "threshold": 0.4321})
+    assert 0.3 <= res["phrase_threshold"] <= res["threshold"] and res["n_phrase_pos"] > 0
+    write_threshold(d / WEIGHTS_FILE, {**res, "threshold": 0.4321, "phrase_threshold": 0.4123})
     assert load_mini(d).info.extra["threshold"] == 0.4321
+    assert load_mini(d).info.extra["phrase_threshold"] == 0.4123
+
+
+def test_negative_phrases_are_written_nowhere_and_positive_ones_stand_together() -> None:
+    col = Collection(images=[], words=[["Harbour", "crane", "lifts", "containers"],
+                                       ["committee", "meeting", "minutes"]])
+    pos, neg = make_phrases(col, n_pos=10, n_neg=4, seed=1)
+    assert pos and all(q.startswith('"') and q.endswith('"') for q, _ in pos + neg)
+    printed = {f"{a} {b}".lower(): i for i, ws in enumerate(col.words) for a, b in zip(ws, ws[1:])}
+    assert all(printed[q.strip('"')] in pages for q, pages in pos)
+    text = col.text
+    assert len(neg) == 4 and all(w not in text for q, _ in neg for w in q.strip('"').split())
+    assert any(kind == "near" for _, kind in neg)

@@ -219,6 +219,12 @@ class Engine:
             return self.settings.threshold
         return float(self.query_encoder.info.extra.get("threshold", DEFAULT_THRESHOLD))
 
+    def phrase_threshold(self) -> float | None:
+        if self.settings.phrase_threshold is not None:
+            return self.settings.phrase_threshold
+        value = self.query_encoder.info.extra.get("phrase_threshold")
+        return None if value is None else float(value)
+
     def verify_weight(self) -> float:
         if self.settings.verify_weight is not None:
             return self.settings.verify_weight
@@ -243,8 +249,8 @@ class Engine:
         weight = self.verify_weight()
         vocab = self._competitors() if weight > 0 else None
         return Searcher(self.query_encoder, self.store, SearchOptions(
-            threshold=self.threshold(), verify_weight=weight, competitors=vocab[0] if vocab else None,
-            token_classes=vocab[1] if vocab else None))
+            threshold=self.threshold(), phrase_threshold=self.phrase_threshold(), verify_weight=weight,
+            competitors=vocab[0] if vocab else None, token_classes=vocab[1] if vocab else None))
 
     def search(self, query: str, k: int = 10, offset: int = 0, filter: SearchFilter | None = None) -> SearchResult:
         """Ranked pages; ``filter``: only in the documents it lets through (``tokensearch.filters``)."""

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # search
     threshold: float | None = None  # score a hit must reach; None = the model's calibrated value
+    # score from which several words count (a phrase, a query's words); None = the model's calibrated value,
+    # or the threshold when the model has none; never above the threshold
+    phrase_threshold: float | None = None
     verify_weight: float | None = Field(None, ge=0)  # weight of the vocabulary margin; None = the model's
     max_query_chars: int = Field(256, ge=1)
     max_k: int = Field(100, ge=1)

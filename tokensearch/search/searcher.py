@@ -5,6 +5,11 @@ one batch) and keeps the pages whose tokens all look present. Stage 2 loads thos
 computes exact token maps and localises each unit (see ``localize``). A page's score is the mean over
 the query's units of their best occurrence (0 for a unit not found); pages holding more units rank
 first. Nothing under the threshold is returned, so a query written nowhere gives no hits.
+
+Several words are more evidence than one: the chance that a chain of many tokens reads well by accident
+falls with its length, so the words of a query of several words, and the words standing together, count
+from the (lower, calibrated) phrase threshold. A page is answered only where one word reaches the
+threshold, or the query's words stand together at the phrase threshold (``SearchOptions``).
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ class _PageData(NamedTuple):
 @dataclass(frozen=True)
 class SearchOptions:
     threshold: float
+    # several words (a quoted phrase, a query's words and those words standing together) count from this
+    # score when it is lower: the model's calibrated threshold for phrases written nowhere (None: threshold)
+    phrase_threshold: float | None = None
     # pages built from a text layer carry the tokens' exact vectors: a true match scores ~1 there (int8
     # storage keeps cos > 0.999), while a neighbouring spelling's composed vector can reach 0.98
     text_layer_threshold: float = 0.99
@@ -137,6 +145,19 @@ class Searcher:
         self.encoder = encoder
         self.store = store
         self.opt = options
+
+    def _thresholds(self, exact: bool) -> tuple[float, float]:
+        """(word, phrase) thresholds on a page: a text-layer page's tokens match exactly or not at all."""
+        thr = self.opt.threshold
+        phrase = thr if self.opt.phrase_threshold is None else min(thr, self.opt.phrase_threshold)
+        if exact:
+            thr = phrase = max(thr, self.opt.text_layer_threshold)
+        return thr, phrase
+
+    @staticmethod
+    def _several(plan: _Plan, unit: int) -> bool:
+        """Does ``unit`` count from the phrase threshold: several words, or one word of several."""
+        return plan.n_query_units > 1 or len(plan.units[unit].text.split()) > 1
 
     def plan(self, query: str, max_chars: int) -> _Plan:
         units = parse_query(query, max_chars)
@@ -211,7 +232,9 @@ class Searcher:
             else:
                 est = best[sp.rows].mean(axis=0)
             np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
-        present = unit_score[:plan.n_query_units] >= 0.8 * self.opt.threshold
+        thr, phrase = self._thresholds(False)
+        unit_thr = np.array([phrase if self._several(plan, u) else thr for u in range(plan.n_query_units)])
+        present = unit_score[:plan.n_query_units] >= 0.8 * unit_thr[:, None]
         unit_score = unit_score[:plan.n_query_units]
         n_units = present.sum(axis=0)
         total = np.where(present, unit_score, 0.0).sum(axis=0)
@@ -246,10 +269,8 @@ class Searcher:
         pages = self._pages(plan, page_ids, {} if cache is None else cache)
         out: dict[int, list[list[Occurrence]]] = {}
         for pid, (pf, info, sims) in pages.items():
-            thr = self.opt.threshold
             exact = info.source == "text"
-            if exact:
-                thr = max(thr, self.opt.text_layer_threshold)
+            word_thr, phrase_thr = self._thresholds(exact)
             # a unit's spellings can only match if their token rows reach the threshold somewhere
             peak = sims.max(axis=0)
             verify = not exact and self.opt.competitors is not None and self.opt.verify_weight > 0
@@ -258,6 +279,7 @@ class Searcher:
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             found: list[tuple[_Spelling, np.ndarray, list[Occurrence]]] = []
             for sp in plan.spellings:
+                thr = phrase_thr if self._several(plan, sp.unit) else word_thr
                 if peak[sp.rows].mean() < thr:
                     continue
                 if units is not None and sp.unit not in units:
@@ -273,6 +295,7 @@ class Searcher:
                                        self.opt.verify_weight)
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:
+                thr = phrase_thr if self._several(plan, sp.unit) else word_thr
                 if verify:
                     if self.opt.token_classes is not None:
                         words = plan.units[sp.unit].text.split()
@@ -300,6 +323,14 @@ class Searcher:
                 break
             occs[i] = replace(o, score=o.score - loss)
         return occs
+
+    def _answers(self, plan: _Plan, own: list[list[Occurrence]], page: _PageData | None) -> bool:
+        """Is the page an answer: a word of the query at the threshold, or several words (a quoted
+        phrase) at the phrase threshold — not only words each under the threshold."""
+        assert page is not None
+        word_thr, _ = self._thresholds(page.info.source == "text")
+        return any(occ and (len(plan.units[u].text.split()) > 1 or occ[0].score >= word_thr)
+                   for u, occ in enumerate(own))
 
     def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int,
                      cache: dict[int, _PageData | None]) -> None:
@@ -342,7 +373,7 @@ class Searcher:
         for pid, per_unit in scored.items():
             own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
             matched = [occ for occ in own if occ]
-            if not matched:
+            if not matched or not (joint or self._answers(plan, own, cache[pid])):
                 continue
             score = float(np.mean([occ[0].score if occ else 0.0 for occ in own]))
             n_occ = sum(len(occ) for occ in matched)

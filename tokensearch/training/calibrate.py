@@ -13,6 +13,12 @@ test, the engine's own scoring and localisation), and searches it:
   dictionary words, and (a third of them) *near misses*: printed words with one letter changed, to a
   look-alike ("differences" -> "diffcrences", the hardest case for a visual matcher) or as a typo.
 
+Phrases get a threshold of their own (``phrase_threshold``, never above the words' one): a chain of
+many tokens rarely reads well by accident, so the words of a query of several words count from a lower
+score (``search.searcher``). It is the strict threshold of quoted two-word phrases written nowhere —
+two absent dictionary words, or a printed pair of words with one letter of each changed — searched
+beside quoted pairs of words printed next to each other.
+
 Two thresholds are measured: *strict*, the lowest score at which at most ``target_fp`` of the negative
 queries return a hit — the default, because "a word written nowhere returns nothing" is the promise a
 user relies on — and *balanced*, the one maximising (positives answered with the right page first)
@@ -181,6 +187,45 @@ def make_queries(col: Collection, n_pos: int, n_neg: int, seed: int, near_share:
     return pos, neg
 
 
+PHRASE_WORD = re.compile(r"^(?:[A-Za-z][A-Za-z'-]+|\d[\d.,/:-]*)$")
+
+
+def make_phrases(col: Collection, n_pos: int, n_neg: int, seed: int
+                 ) -> tuple[list[tuple[str, set[int]]], list[tuple[str, str]]]:
+    """Quoted two-word phrases: (printed next to each other, with their pages), and (written nowhere, with
+    their kind): "near" = a printed pair with one letter of each word changed, "absent" = two dictionary
+    words. A negative's words are printed nowhere either, so only the phrase itself can answer it."""
+    rng = random.Random(seed + 1)
+    text = col.text
+    where: dict[str, set[int]] = {}
+    for i, ws in enumerate(col.words):
+        for a, b in zip(ws, ws[1:]):
+            if PHRASE_WORD.match(a) and PHRASE_WORD.match(b) and (QUERY_WORD.match(a) or QUERY_WORD.match(b)):
+                where.setdefault(f"{a} {b}".lower(), set()).add(i)
+    pairs = sorted(where)
+    rng.shuffle(pairs)
+    pos = [(f'"{p}"', where[p]) for p in pairs[:n_pos]]
+
+    def printed_nowhere(w: str) -> bool:
+        return all(v not in text for v in {w, w + "s", w.removesuffix("s")})
+
+    near: list[str] = []
+    for p in pairs:
+        if len(near) >= n_neg // 2:
+            break
+        words = p.split()
+        if min(map(len, words)) < 4 or not all(w.isalpha() for w in words):
+            continue
+        changed = [near_miss(w, rng) for w in words]
+        if all(c and printed_nowhere(c) for c in changed):
+            near.append(" ".join(c for c in changed if c))
+    dictionary = sorted(w for w in dictionary_words() if ABSENT_WORD.match(w) and printed_nowhere(w))
+    rng.shuffle(dictionary)
+    n_absent = n_neg - len(near)
+    absent = [f"{a} {b}" for a, b in zip(dictionary[:n_absent], dictionary[n_absent:2 * n_absent])]
+    return pos, [(f'"{p}"', "near") for p in near] + [(f'"{p}"', "absent") for p in absent]
+
+
 def threshold_for(neg_top: np.ndarray, target_fp: float) -> float:
     """Lowest threshold at which at most ``target_fp`` of the negatives' top scores reach it."""
     s = np.sort(neg_top)[::-1]  # highest first; -inf = no hit even at the floor
@@ -219,6 +264,14 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
                 pos_ok.append(bool(hits) and int(Path(hits[0].path).stem[1:]) in pages)
             neg_top = [(h[0].score if (h := eng.search(w, k=1).hits) else float("-inf")) for w, _ in neg]
             near = np.array([kind == "near" for _, kind in neg], dtype=bool)
+            ph_pos, ph_neg = make_phrases(col, max(1, n_pos // 2), max(1, n_neg // 2), seed)
+            ph_top, ph_ok = [], []
+            for w, pages in ph_pos:
+                hits = eng.search(w, k=1).hits
+                ph_top.append(hits[0].score if hits else float("-inf"))
+                ph_ok.append(bool(hits) and int(Path(hits[0].path).stem[1:]) in pages)
+            ph_neg_top = np.array([(h[0].score if (h := eng.search(w, k=1).hits) else float("-inf"))
+                                   for w, _ in ph_neg])
         finally:
             eng.close()
     pt, ok, nt = np.array(pos_top), np.array(pos_ok), np.array(neg_top)
@@ -229,6 +282,8 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
     # looks almost right to a visual matcher; its false-hit share is recorded, not optimised
     balanced = balanced_threshold(pt, ok, nt[~near], floor)
     thr = strict if rule == "strict" else balanced
+    pht, phok = np.array(ph_top), np.array(ph_ok, dtype=bool)
+    phrase = min(max(threshold_for(ph_neg_top, target_fp), floor), thr)
     curve = [{"threshold": round(float(t), 3), "r1": round(r1_at(t), 4), "fp": round(fp_at(t), 4)}
              for t in np.arange(floor, 0.951, 0.025)]
     return {"threshold": round(thr, 4), "rule": rule, "fp": round(fp_at(thr), 4), "r1": round(r1_at(thr), 4),
@@ -238,6 +293,11 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
             "fp_near_miss": round(float((nt[near] >= thr).mean()), 4),
             "r1_no_threshold": round(float(ok.mean()), 4), "n_pos": len(pt), "n_neg": len(nt),
             "pages": len(col.images), "curve": curve, "verify_weight": verify_weight,
+            "phrase_threshold": round(phrase, 4), "phrase_fp": round(float((ph_neg_top >= phrase).mean()), 4),
+            "phrase_r1": round(float((phok & (pht >= phrase)).mean()), 4),
+            "phrase_r1_at_threshold": round(float((phok & (pht >= thr)).mean()), 4),
+            "phrase_r1_no_threshold": round(float(phok.mean()), 4), "n_phrase_pos": len(pht),
+            "n_phrase_neg": len(ph_neg_top),
             "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain, "
                      "plus verify_weight x their mean margin over the rest of the vocabulary, capped at 0)"}
 
@@ -259,6 +319,8 @@ def write_threshold(weights: Path, result: dict) -> None:
     model.load_state_dict(state)
     extra = {**extra, "threshold": result["threshold"], "verify_weight": result["verify_weight"],
              "calibration": result}
+    if "phrase_threshold" in result:
+        extra["phrase_threshold"] = result["phrase_threshold"]
     save_weights(model, weights, extra=extra)
 
 
