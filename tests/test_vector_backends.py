@@ -210,3 +210,23 @@ except VectorBackendError as e:
         assert "ERROR cannot open Milvus" in out.stdout and "Milvus server" in out.stdout, out.stdout + out.stderr
     finally:
         st.close()
+
+
+def test_the_backend_is_chosen_by_flag_or_environment(monkeypatch, tmp_path):
+    from tokensearch.cli import build_parser, settings_from_args
+
+    args = build_parser("status").parse_args(["status", "--vector-backend", "milvus", "--milvus-uri",
+                                              str(tmp_path / "m.db")])
+    s = settings_from_args(args)
+    assert (s.vector_backend, s.milvus_uri) == ("milvus", str(tmp_path / "m.db"))
+    monkeypatch.setenv("TOKENSEARCH_VECTOR_BACKEND", "milvus")
+    monkeypatch.setenv("TOKENSEARCH_MILVUS_INDEX", "HNSW")
+    env = Settings(home=tmp_path / "home")
+    assert env.store_options()["vector_backend"] == "milvus" and env.store_options()["milvus_index"] == "HNSW"
+    eng = Engine(env)
+    try:
+        assert eng.store.stats().vector_index_type == "milvus:none"  # nothing written: no collection yet
+        write(eng.store, 1)
+        assert eng.store.stats().vector_index_type == "milvus:hnsw"
+    finally:
+        eng.close()
