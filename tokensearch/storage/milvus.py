@@ -159,7 +159,7 @@ class MilvusKeeper:
             return True
         c = self._connect()
         cells, pages = self._collections()
-        if not c.has_collection(cells):
+        if not (c.has_collection(cells) and c.has_collection(pages)):  # (either may have been dropped)
             if dim is None:
                 return False
             self._create(c, dim)
