@@ -44,6 +44,13 @@ def test_sample_index_search_status_remove(tmp_path):
     # nothing is written "zeppelin": no exact hit (what the model makes of the scans is tested elsewhere)
     none = json.loads(_run("search", "zeppelin", "--json", "--threshold", "0.99", home=home).stdout)
     assert none["hits"] == []
+    # over every score, the words of a phrase still count from --phrase-threshold where they stand together
+    phrase = json.loads(_run("search", "harbour crane", "--json", "--threshold", "1.5", "--phrase-threshold", "0.3",
+                             home=home).stdout)
+    assert phrase["hits"] and not any(h["path"].endswith("born-digital.pdf") for h in phrase["hits"])
+    word = json.loads(_run("search", "harbour", "--json", "--threshold", "1.5", "--phrase-threshold", "0.3",
+                           home=home).stdout)
+    assert word["hits"] == []
 
     status = json.loads(_run("status", "--json", home=home).stdout)
     assert status["documents"] == 6 and status["model"]["name"] == "mini"

@@ -80,6 +80,8 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="pages to return (default 10)")
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--threshold", type=float, help="minimum score of a hit (default: the model's calibrated one)")
+    p.add_argument("--phrase-threshold", type=float, help="score from which a query's several words count, never "
+                   "above --threshold (default: the model's calibrated one)")
     p.add_argument("--verify-weight", type=float, help="weight of the check that the model reads the query's "
                    "tokens rather than others (0 = off; default: the model's calibrated one)")
     p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
@@ -223,7 +225,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if answer is None:
         from .engine import Engine
 
-        with Engine(settings_from_args(args, threshold=args.threshold, verify_weight=args.verify_weight)) as eng:
+        with Engine(settings_from_args(args, threshold=args.threshold, phrase_threshold=args.phrase_threshold,
+                                       verify_weight=args.verify_weight)) as eng:
             res = eng.search(args.query, k=args.k, offset=args.offset, filter=narrow or None)
         answer = {"query": res.query, "total": res.total, "took_ms": res.took_ms,
                   "hits": [{"path": shown(h.path), "page": h.page, "score": h.score, "boxes": h.boxes,
@@ -254,7 +257,7 @@ def _search_by_server(args: argparse.Namespace, narrow: SearchFilter) -> dict | 
     search runs here. Flags that change what is searched or how it is scored keep it here."""
     from . import local_server as ls
 
-    if args.threshold is not None or args.verify_weight is not None:
+    if any(v is not None for v in (args.threshold, args.phrase_threshold, args.verify_weight)):
         return None
     env = os.environ.get
     note = ls.running_server(ls.home_of(args.home), args.database_url or env(ls.ENV_PREFIX + "DATABASE_URL"),
