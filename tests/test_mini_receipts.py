@@ -56,6 +56,9 @@ def test_every_kind_of_receipt_page_has_token_boxes_on_ink(pages) -> None:
             darkest = np.full(len(p.tokens) + 1, 255, np.uint8)  # per token ordinal + 1
             np.minimum.at(darkest, p.mask.ravel(), p.image.ravel())
             shown = np.unique(p.mask[p.mask > 0])  # (tokens wholly covered by a later one have no pixel)
+            # letters and digits: a lone '.' or ':' of faint thermal print may fade into the paper, which is how
+            # such print looks (with only DejaVu fonts installed, 6 % of one till's tokens were such points)
+            shown = shown[[any(ch.isalnum() for ch in p.tokens[k - 1].text) for k in shown]]
             inked = darkest[shown] < paper - 40
             assert inked.mean() > 0.95, (kind, inked.mean())
 
