@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -259,7 +259,7 @@ class Searcher:
                 pf = feats.get(pid)
                 ok = pf is not None and len(pf.ys) > 0 and pid in infos
                 cache[pid] = _PageData(pf, infos[pid], pf.similarities(plan.vectors)) if ok else None
-        return {pid: cache[pid] for pid in page_ids if cache[pid] is not None}
+        return {pid: cast(_PageData, cache[pid]) for pid in page_ids if cache[pid] is not None}
 
     def score_pages(self, plan: _Plan, page_ids: list[int], units: range | None = None,
                     cache: dict[int, _PageData | None] | None = None) -> dict[int, list[list[Occurrence]]]:
@@ -291,15 +291,15 @@ class Searcher:
             if verify and found:
                 assert self.opt.competitors is not None
                 rescored = rescore_all([(occs, maps, plan.vectors[sp.rows], np.asarray(sp.ids))
-                                        for sp, maps, occs in found], rows, pf.feats, self.opt.competitors,
-                                       self.opt.verify_weight)
+                                        for sp, maps, occs in found], cast(np.ndarray, rows), pf.feats,
+                                       self.opt.competitors, self.opt.verify_weight)
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:
                 thr = phrase_thr if self._several(plan, sp.unit) else word_thr
                 if verify:
                     if self.opt.token_classes is not None:
                         words = plan.units[sp.unit].text.split()
-                        occs = self._word_bounds(occs, rows, pf.feats, words[0], words[-1])
+                        occs = self._word_bounds(occs, cast(np.ndarray, rows), pf.feats, words[0], words[-1])
                     occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
                 per_unit[sp.unit].extend(replace(o, text=sp.text) for o in occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
@@ -369,7 +369,7 @@ class Searcher:
         scored = self.score_pages(plan, cand, range(nq), cache)
         if len(plan.units) > nq:
             self._score_joint(plan, scored, offset + k, cache)
-        ranked: list[tuple[tuple, float, int, list[Occurrence]]] = []
+        ranked: list[tuple[tuple, float, int, list[Occurrence], str]] = []  # (sort key, score, page, boxes, read)
         for pid, per_unit in scored.items():
             own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
             matched = [occ for occ in own if occ]
@@ -386,11 +386,11 @@ class Searcher:
         ranked.sort(key=lambda r: r[0])
         window = ranked[offset:offset + k]
         # a document with several paths is shown at the first one the filter lets through, else its first
-        shown = self.store.filter_paths(filter, sorted({cache[r[2]].info.doc_id for r in window})) \
+        shown = self.store.filter_paths(filter, sorted({cast(_PageData, cache[r[2]]).info.doc_id for r in window})) \
             if filter and window else {}
         hits = []
         for _, score, pid, occs, read in window:
-            info = cache[pid].info  # every scored page was read into the cache
+            info = cast(_PageData, cache[pid]).info  # every scored page was read into the cache
             path, mtime = shown.get(info.doc_id, (info.path, info.mtime_ns))
             hits.append(Hit(path, info.page_no, round(score, 4),
                             [[round(v, 5) for v in o.box] for o in occs[:self.opt.max_occurrences]],
@@ -411,7 +411,7 @@ class Searcher:
         pf = self.store.page_features([page_id])[page_id]
         maps = dense_maps(Frame.whole(pf.grid_h, pf.grid_w), pf.ys, pf.xs, pf.similarities(vecs))
         plan = self.plan(query, max_chars)
-        combined = np.zeros(maps.shape[1:], dtype=np.float32)
+        combined: np.ndarray = np.zeros(maps.shape[1:], dtype=np.float32)  # (H, W)
         for per_unit in self.score_pages(plan, [page_id]).get(page_id, []):
             for o in per_unit:
                 x0, y0, x1, y1 = o.box

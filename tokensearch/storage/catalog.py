@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -46,14 +47,14 @@ def known_files(s: Session) -> dict[str, FileRecord]:
 
 def page_infos(s: Session, pages: Sequence[Page]) -> list[PageInfo]:
     """PageInfo of page rows; ``path`` is the document's first path in sort order (with its mtime)."""
-    paths: dict[int, tuple[str, int]] = {}
+    paths: dict[int, tuple[str, int | None]] = {}  # (None: the document lost every path)
     docs: dict[int, tuple[int, str]] = {}
     for chunk in chunks(sorted({p.doc_id for p in pages})):
-        q = select(DocPath.doc_id, DocPath.path, DocPath.mtime_ns).where(DocPath.doc_id.in_(chunk))
-        for d, path, mtime in s.execute(q.order_by(DocPath.path)):
-            paths.setdefault(int(d), (path, int(mtime)))
-        q = select(Document.id, Document.n_pages, Document.kind).where(Document.id.in_(chunk))
-        docs.update({int(d): (int(n), str(kind)) for d, n, kind in s.execute(q)})
+        q_paths = select(DocPath.doc_id, DocPath.path, DocPath.mtime_ns).where(DocPath.doc_id.in_(chunk))
+        for d, first_path, first_mtime in s.execute(q_paths.order_by(DocPath.path)):
+            paths.setdefault(int(d), (first_path, int(first_mtime)))
+        q_docs = select(Document.id, Document.n_pages, Document.kind).where(Document.id.in_(chunk))
+        docs.update({int(d): (int(n), str(kind)) for d, n, kind in s.execute(q_docs)})
     out = []
     for p in pages:
         path, mtime = paths.get(p.doc_id, ("", None))
@@ -133,13 +134,13 @@ def doc_warnings(s: Session, doc_ids: Iterable[int]) -> dict[int, list[str]]:
     """Warnings of documents: about their content first, then about each of their paths (named)."""
     out: dict[int, list[str]] = {d: [] for d in doc_ids}
     for chunk in chunks(out):
-        q = select(IndexWarning.doc_id, IndexWarning.message).where(IndexWarning.doc_id.in_(chunk))
-        for doc_id, message in s.execute(q.order_by(IndexWarning.id)):
-            out[doc_id].append(message)
-        q = (select(DocPath.doc_id, IndexWarning.path, IndexWarning.message)
-             .join(DocPath, DocPath.path == IndexWarning.path).where(DocPath.doc_id.in_(chunk)))
-        for doc_id, path, message in s.execute(q.order_by(IndexWarning.path, IndexWarning.id)):
-            out[doc_id].append(f"{shown(path)}: {message}")
+        own = select(IndexWarning.doc_id, IndexWarning.message).where(IndexWarning.doc_id.in_(chunk))
+        for doc_id, message in s.execute(own.order_by(IndexWarning.id)):
+            out[cast(int, doc_id)].append(message)  # (a doc_id in the chunk, so not None)
+        of_paths = (select(DocPath.doc_id, IndexWarning.path, IndexWarning.message)
+                    .join(DocPath, DocPath.path == IndexWarning.path).where(DocPath.doc_id.in_(chunk)))
+        for path_doc_id, path, message in s.execute(of_paths.order_by(IndexWarning.path, IndexWarning.id)):
+            out[path_doc_id].append(f"{shown(cast(str, path))}: {message}")  # (joined on it: not None)
     return out
 
 
@@ -161,8 +162,8 @@ def doc_infos(s: Session, docs: Sequence[Document]) -> list[DocumentInfo]:
     warnings = doc_warnings(s, paths)
     return [
         DocumentInfo(id=d.id, sha256=d.sha256, kind=d.kind, status=d.status, pages=d.n_pages, size=d.size,
-                     path=(paths[d.id] or [None])[0], paths=paths[d.id], indexed_at=d.created_at, reason=None,
-                     warnings=warnings[d.id])
+                     path=paths[d.id][0] if paths[d.id] else None, paths=paths[d.id], indexed_at=d.created_at,
+                     reason=None, warnings=warnings[d.id])
         for d in docs
     ]
 

@@ -28,6 +28,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -149,7 +150,7 @@ class FeatureStore:
         self._fd_lock = threading.Lock()
         # the open append transaction: segment -> size before it started
         self._pending: dict[int, int] = {}
-        self._wfile = None
+        self._wfile: BinaryIO | None = None  # the owned segment (begin() to _release_segment())
         self._wseg: int | None = None
 
     # --- reading ---------------------------------------------------------------------------------
@@ -227,6 +228,7 @@ class FeatureStore:
             self._release_segment()
         if self._wfile is None:
             self._own_segment(referenced_end)
+        assert self._wfile is not None and self._wseg is not None  # _own_segment returns owning one
         self._pending = {self._wseg: self._wfile.tell()}
 
     def _own_segment(self, referenced_end: Callable[[int], int]) -> None:
@@ -259,13 +261,14 @@ class FeatureStore:
 
     def append(self, blob: bytes) -> tuple[int, int, int]:
         """Append one page blob; returns (segment, offset, nbytes)."""
-        assert self._wfile is not None, "begin() first"
+        assert self._wfile is not None and self._wseg is not None, "begin() first"
         offset = self._wfile.tell()
         self._wfile.write(blob)
         return self._wseg, offset, len(blob)
 
     def sync(self) -> None:
         """Make the appended blobs durable (before the SQL rows pointing at them commit)."""
+        assert self._wfile is not None, "begin() first"
         self._wfile.flush()
         os.fsync(self._wfile.fileno())
 
@@ -274,7 +277,7 @@ class FeatureStore:
 
     def abort(self) -> None:
         """Drop what the current document appended (nobody references it)."""
-        if self._wfile is not None and self._pending:
+        if self._wfile is not None and self._wseg is not None and self._pending:  # (set together)
             start = self._pending[self._wseg]
             try:
                 self._wfile.truncate(start)

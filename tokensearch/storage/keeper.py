@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from sqlalchemy import func, select
@@ -34,7 +35,8 @@ PageRef = tuple[int, int, int, int]  # page id, segment, offset, nbytes
 
 
 def read_generation(s: Session) -> int:
-    return int(s.execute(select(Meta.number).where(Meta.key == "generation")).scalar_one())
+    number = s.execute(select(Meta.number).where(Meta.key == "generation")).scalar_one()
+    return int(cast(int, number))  # (the schema writes the generation row with a number)
 
 
 def read_spec(s: Session) -> dict | None:
@@ -160,8 +162,12 @@ class VectorKeeper:
             self._switch()
 
     # --- internals -----------------------------------------------------------------------------------
+    def _known_codec(self) -> Codec:
+        """The codec, where pages exist to read (their first commit recorded it)."""
+        return cast(Codec, self._codec())
+
     def _add_pages(self, vi: VectorIndex, rows: Iterable[PageRef]) -> None:
-        merge_cos = self._codec().merge_cos
+        merge_cos = self._known_codec().merge_cos
         for page_id, seg, off, nbytes in rows:
             pf = self.read_page(page_id, seg, off, nbytes)
             if pf is not None:
@@ -221,7 +227,7 @@ class VectorKeeper:
         """40 vectors per IVF list (FAISS asks for 39; at least 10k, at most 1M), read from randomly chosen
         stored pages."""
         want = min(1_000_000, max(10_000, 40 * spec["nlist"]))
-        merge_cos = self._codec().merge_cos
+        merge_cos = self._known_codec().merge_cos
         rng = np.random.default_rng(0)
         parts, have = [], 0
         for i in rng.permutation(len(rows)):
@@ -257,8 +263,8 @@ class VectorKeeper:
 
     def _switch(self) -> None:
         """Build the noted index type without holding the lock (searches go on), then swap it in."""
-        spec, self._switch_due = self._switch_due, None
-        vi = self._build(spec, self._codec().out_dim)
+        spec, self._switch_due = cast(dict, self._switch_due), None  # (called once one is noted)
+        vi = self._build(spec, self._known_codec().out_dim)
         with self.lock:
             self._reconcile(vi)  # pages committed meanwhile
             self._vi = vi

@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
@@ -71,6 +72,11 @@ from .vectors import index_vectors
 
 def sqlite_url(home: Path) -> str:
     return f"sqlite:///{(Path(home) / 'index.sqlite3').resolve()}"
+
+
+def _home_record(s: Session) -> dict:
+    """The index's "home" record ({"id", "home"}), once the first open has written it."""
+    return cast(dict, cast(Meta, s.get(Meta, "home")).value)
 
 
 def _folder_bytes(folder: Path, skip: tuple[str, ...] = ()) -> int:
@@ -193,7 +199,7 @@ class Store:
             persist_interval=persist_interval, milvus_uri=milvus_uri, milvus_index=milvus_index,
             milvus_token=milvus_token,
         )
-        self._run_locks: dict[int, tuple[object, Path]] = {}  # run id -> (open lock file, its path)
+        self._run_locks: dict[int, tuple[BinaryIO, Path]] = {}  # run id -> (open lock file, its path)
         self._closed = False
 
     # ------------------------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ class Store:
         on_disk = id_file.read_text().strip() if id_file.exists() else None
         with self._session() as s:
             row = s.get(Meta, "home")
-            in_db = None if row is None else row.value
+            in_db: dict | None = None if row is None else row.value
         if in_db is None:
             if on_disk is not None and self.features.segments():
                 raise IndexLayoutError(
@@ -256,7 +262,7 @@ class Store:
             except IntegrityError:  # a concurrent first open: take its record
                 pass
             with self._session() as s:
-                in_db = s.get(Meta, "home").value
+                in_db = _home_record(s)
         if on_disk is None and in_db["home"] == here:
             on_disk = in_db["id"]  # first open (or the id file was lost): the home is the recorded one
             tmp = id_file.with_name(f"index-id.{os.getpid()}.tmp")
@@ -269,12 +275,12 @@ class Store:
             )
         if in_db["home"] != here:  # the home folder was moved: remember where it is now
             with self._session.begin() as s:
-                s.get(Meta, "home").value = {"id": in_db["id"], "home": here}
+                cast(Meta, s.get(Meta, "home")).value = {"id": in_db["id"], "home": here}  # (recorded above)
 
     def _home_id(self) -> str:
         """The index's random id (names its Milvus collections)."""
         with self._session() as s:
-            return str(s.get(Meta, "home").value["id"])
+            return str(_home_record(s)["id"])
 
     def _url_text(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
@@ -320,7 +326,7 @@ class Store:
                     s.add(Meta(key="model", value=value))
                 return
             except IntegrityError:
-                stored = self.stored_model()
+                stored = cast(ModelInfo, self.stored_model())  # a concurrent first use recorded it
         if (stored.name, stored.fingerprint, stored.dim) != (info.name, info.fingerprint, int(info.dim)):
             raise ModelMismatchError(
                 f"the index in {self.home} was built with model {stored.name!r} "
@@ -332,7 +338,8 @@ class Store:
     def _bump_generation(self, s: Session) -> int:
         """+1 in the current transaction (row-locked on PostgreSQL, so generations commit in order)."""
         stmt = update(Meta).where(Meta.key == "generation").values(number=Meta.number + 1).returning(Meta.number)
-        return int(s.execute(stmt, execution_options={"synchronize_session": False}).scalar_one())
+        number = s.execute(stmt, execution_options={"synchronize_session": False}).scalar_one()
+        return int(cast(int, number))  # (the schema writes the generation row with a number)
 
     def _load_codec(self) -> Codec | None:
         with self._codec_lock:
@@ -340,7 +347,7 @@ class Store:
                 with self._session() as s:
                     row = s.get(Meta, "codec")
                     if row is not None:
-                        self._codec = Codec.from_meta(row.value, row.blob)
+                        self._codec = Codec.from_meta(cast(dict, row.value), row.blob)  # (written with a value)
             return self._codec
 
     # ------------------------------------------------------------------------------------------------
@@ -370,7 +377,7 @@ class Store:
                 row.size, row.mtime_ns, row.indexed_at = size, mtime_ns, datetime.now(timezone.utc)
             gen = self._bump_generation(s) if removed else None
         if removed:
-            self.vectors.committed(gen, [], removed)
+            self.vectors.committed(cast(int, gen), [], removed)
 
     def unlink_path(self, path: str) -> None:
         """``path`` is gone or changed: forget it; a document left without any path is deleted."""
@@ -380,7 +387,7 @@ class Store:
             removed = self._detach_path(s, path)
             gen = self._bump_generation(s) if removed else None
         if removed:
-            self.vectors.committed(gen, [], removed)
+            self.vectors.committed(cast(int, gen), [], removed)
 
     def _detach_path(self, s: Session, path: str, keep_doc: int | None = None) -> list[int]:
         """Delete the path row (unless it already points at ``keep_doc``) and an orphaned document.
@@ -436,7 +443,7 @@ class Store:
             row.failed_at = datetime.now(timezone.utc)
             gen = self._bump_generation(s) if removed else None
         if removed:
-            self.vectors.committed(gen, [], removed)
+            self.vectors.committed(cast(int, gen), [], removed)
 
     def write_document(
         self,
@@ -469,7 +476,8 @@ class Store:
             try:
                 for rec, blob in self._encode(pages):
                     seg, off, nbytes = self.features.append(blob)
-                    n_vectors = len(index_vectors(decode_page(blob), self._codec.merge_cos))  # what FAISS will hold
+                    # what FAISS will hold (_encode has fitted or loaded the codec by now)
+                    n_vectors = len(index_vectors(decode_page(blob), cast(Codec, self._codec).merge_cos))
                     rows.append(dict(
                         page_no=int(rec.page_no), width=int(rec.width), height=int(rec.height),
                         source=str(rec.source), grid_h=int(rec.grid_h), grid_w=int(rec.grid_w),
@@ -710,7 +718,7 @@ class Store:
             rows = s.execute(
                 select(Page.id, Page.offset, Page.nbytes).where(Page.segment == seg).order_by(Page.offset)
             ).all()
-        moved: list[tuple[int, int, int, int, int]] = []  # page id, old offset, new segment, new offset
+        moved: list[tuple[int, int, int, int]] = []  # page id, old offset, new segment, new offset
         self.features.begin(self._referenced_end)
         try:
             for pid, off, nbytes in rows:

@@ -40,6 +40,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -240,6 +241,7 @@ class VectorIndex:
     # --- construction ------------------------------------------------------------------------------
     @classmethod
     def empty(cls, dim: int, spec: dict, train_sample: np.ndarray | None = None, nprobe: int | None = None):
+        index: faiss.Index
         if spec["type"] == "flat":
             index = faiss.IndexIDMap(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
                                                                 faiss.METRIC_INNER_PRODUCT))
@@ -284,7 +286,7 @@ class VectorIndex:
             self.positions[page_id] = np.asarray(cells, dtype=np.int16).reshape(n, 2)
 
     def remove_pages(self, page_ids) -> None:
-        ids = [
+        per_page = [
             (np.int64(p) << CELL_BITS) + np.arange(self.page_cells[p], dtype=np.int64)
             for p in page_ids
             if p in self.page_cells
@@ -293,9 +295,10 @@ class VectorIndex:
         for p in page_ids:
             self.page_cells.pop(p, None)
             self.positions.pop(p, None)
-        ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        ids = np.concatenate(per_page) if per_page else np.zeros(0, np.int64)
         if len(ids):
-            self.index.remove_ids(ids)
+            # faiss's stubs list only the IDSelector form; its Python wrapper also takes an id array
+            self.index.remove_ids(ids)  # type: ignore[arg-type]
 
     def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None
                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -362,8 +365,9 @@ class VectorIndex:
         want = int(math.ceil(min(k, n_allowed) * ivf.nlist / (2 * n_allowed)))
         nprobe = min(ivf.nlist, 4 * ivf.nprobe, max(ivf.nprobe, want))
         sel = faiss.IDSelectorBatch(ids)
-        scores, found = self.index.search(q, min(k, n_allowed),
-                                          params=faiss.SearchParametersIVF(sel=sel, nprobe=nprobe))
+        # faiss's stubs give SearchParametersIVF no arguments; its Python wrapper sets fields from keywords
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)  # type: ignore[call-arg]
+        scores, found = self.index.search(q, min(k, n_allowed), params=params)
         return scores, found
 
     def _page_rows(self, pages: np.ndarray) -> np.ndarray:
@@ -385,14 +389,15 @@ class VectorIndex:
         index changes; callers hold the keeper's lock); None for the IVF types."""
         if self.spec["type"] != "flat" or self.ntotal == 0:
             return None
-        sq = faiss.downcast_index(self.index.index)
+        # the flat type is IndexIDMap(IndexScalarQuantizer fp16) (see empty)
+        sq = cast(faiss.IndexScalarQuantizer, faiss.downcast_index(cast(faiss.IndexIDMap, self.index).index))
         assert sq.code_size == 2 * self.dim, "flat index codes are float16"
         raw = faiss.rev_swig_ptr(sq.codes.data(), sq.ntotal * sq.code_size)
         return np.frombuffer(raw, dtype=np.float16).reshape(sq.ntotal, self.dim)
 
     def _flat_ids(self) -> np.ndarray:
         """Vector ids of the flat index's rows, in row order (a view of FAISS's id map)."""
-        id_map = self.index.id_map
+        id_map = cast(faiss.IndexIDMap, self.index).id_map
         return faiss.rev_swig_ptr(id_map.data(), id_map.size()).view(np.int64)
 
     # --- persistence -------------------------------------------------------------------------------
@@ -404,7 +409,7 @@ class VectorIndex:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             newest = _read_header(folder)
             newer = newest is not None and newest.get("generation", -1) >= self.generation
-            if newer and newest.get("spec") == self.spec:
+            if newer and newest is not None and newest.get("spec") == self.spec:
                 self.saved_generation = self.generation  # another process saved this state (or a newer one)
             else:
                 self._save_locked(folder)

@@ -179,9 +179,9 @@ def make_queries(col: Collection, n_pos: int, n_neg: int, seed: int, near_share:
     for _ in range(100 * n_near):
         if len(near) >= n_near:
             break
-        w = near_miss(rng.choice(bases), rng)
-        if w and w not in dictionary and w not in near and printed_nowhere(w):
-            near.append(w)
+        changed = near_miss(rng.choice(bases), rng)
+        if changed and changed not in dictionary and changed not in near and printed_nowhere(changed):
+            near.append(changed)
     absent = list(itertools.islice((w for w in absent if printed_nowhere(w)), n_neg - len(near)))
     neg = [(w, "near") for w in near] + [(w, "absent") for w in absent]
     return pos, neg
