@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     # where one index lives: database (SQLite default), vectors, features, caches, model record
     home: Path = DEFAULT_HOME
-    database_url: str | None = None  # any SQLAlchemy URL; default sqlite:///<home>/index.sqlite3
+    database_url: str | None = None  # any SQLAlchemy URL; None: <home>/index.sqlite3 (storage.store.sqlite_url)
 
     # vector backend (docs/scale.md): faiss in each process, or one Milvus collection for every process
     vector_backend: Literal["faiss", "milvus"] = "faiss"
@@ -88,10 +88,6 @@ class Settings(BaseSettings):
         """The vector-backend options of ``Store.open``."""
         return {"vector_backend": self.vector_backend, "milvus_uri": self.milvus_uri,
                 "milvus_index": self.milvus_index, "milvus_token": self.milvus_token}
-
-    @property
-    def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.home / 'index.sqlite3').resolve()}"
 
 
 @lru_cache

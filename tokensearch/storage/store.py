@@ -71,6 +71,7 @@ from .schema import SCHEMA_VERSION, DocPath, Document, Failure, IndexRun, IndexW
 from .vectors import index_vectors
 
 def sqlite_url(home: Path) -> str:
+    """The default database of ``home`` (no --database-url / TOKENSEARCH_DATABASE_URL): its SQLite file."""
     return f"sqlite:///{(Path(home) / 'index.sqlite3').resolve()}"
 
 
