@@ -57,8 +57,12 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = dict(os.environ, TOKENSEARCH_SEARCH_WORKERS="1")
-        server = subprocess.Popen(ts + ["serve", "--home", str(home), "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ts + ["serve", "--home", str(home), "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             for _ in range(300):
                 try:
@@ -75,11 +79,16 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    out = {"query": a.query, "runs": a.runs, "in_process_median_s": round(statistics.median(here), 3),
-           "in_process_min_s": round(min(here), 3), "server_median_s": round(statistics.median(served), 3),
-           "server_min_s": round(min(served), 3),
-           "ratio_in_process_to_server": round(statistics.median(here) / statistics.median(served), 2),
-           "cpu": cpu_name()}
+    out = {
+        "query": a.query,
+        "runs": a.runs,
+        "in_process_median_s": round(statistics.median(here), 3),
+        "in_process_min_s": round(min(here), 3),
+        "server_median_s": round(statistics.median(served), 3),
+        "server_min_s": round(min(served), 3),
+        "ratio_in_process_to_server": round(statistics.median(here) / statistics.median(served), 2),
+        "cpu": cpu_name(),
+    }
     print(json.dumps(out))
 
 

@@ -55,10 +55,12 @@ from tokensearch.samples import calibration_pages  # noqa: E402
 from tokensearch.tokenocr_model import create_encoder  # noqa: E402
 from tokensearch.tokenocr_model.interface import TokenEncoder  # noqa: E402
 
-WORDS = ("invoice total amount payment account harbour container storage meeting committee engineer "
-         "schedule quarterly replacement crane conference thursday approved order spare parts march "
-         "logistics quay street bristol description refrigerated inspection minutes maintenance blue "
-         "office contract delivery customer supplier balance report annual budget receipt").split()
+WORDS = (
+    "invoice total amount payment account harbour container storage meeting committee engineer "
+    "schedule quarterly replacement crane conference thursday approved order spare parts march "
+    "logistics quay street bristol description refrigerated inspection minutes maintenance blue "
+    "office contract delivery customer supplier balance report annual budget receipt"
+).split()
 CODES = ["INV-2023-0042", "11/12/2020", "1730.00", "GB29", "PO-7781", "2024-03-15", "480.00", "X-17"]
 
 
@@ -79,8 +81,9 @@ def make_corpus(n_pages: int, dpi: float, seed: int = 0) -> list[Page]:
         pg = doc.new_page(width=612, height=792)
         y = 72.0
         for _ in range(rng.randint(8, 14)):
-            line = " ".join(rng.choice(WORDS) if rng.random() > 0.15 else rng.choice(CODES)
-                            for _ in range(rng.randint(3, 7)))
+            line = " ".join(
+                rng.choice(WORDS) if rng.random() > 0.15 else rng.choice(CODES) for _ in range(rng.randint(3, 7))
+            )
             pg.insert_text((72, y), line, fontsize=rng.choice([10, 11, 12, 14]), fontname="helv")
             y += rng.uniform(22, 40)
             if y > 740:
@@ -127,12 +130,17 @@ def region_box(m: np.ndarray, delta: float = 0.05) -> tuple[float, float, float,
     return xs.min() / W, ys.min() / H, (xs.max() + 1) / W, (ys.max() + 1) / H
 
 
-def evaluate(encoder: TokenEncoder, pages: list[Page], queries: list[str], reductions: list[Reduction],
-             text_threshold: float = 0.5) -> list[dict]:
+def evaluate(
+    encoder: TokenEncoder,
+    pages: list[Page],
+    queries: list[str],
+    reductions: list[Reduction],
+    text_threshold: float = 0.5,
+) -> list[dict]:
     t0 = time.perf_counter()
     grids = []
     for i in range(0, len(pages), 4):
-        grids.extend(encoder.encode_pages([p.image for p in pages[i:i + 4]]))
+        grids.extend(encoder.encode_pages([p.image for p in pages[i : i + 4]]))
     encode_s = time.perf_counter() - t0
     base = [(g.features.astype(np.float32), g.text.astype(np.float32)) for g in grids]
     qs = [encoder.embed_query(q) for q in queries]
@@ -199,13 +207,26 @@ def evaluate(encoder: TokenEncoder, pages: list[Page], queries: list[str], reduc
                     y, x = np.unravel_index(np.argmax(m_red), m_red.shape)
                     cx, cy = (x + 0.5) / W, (y + 0.5) / H
                     in_box.append(any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in truth))
-        rows.append({"reduction": red.name, "top10": float(np.mean(top10)), "tau": float(np.mean(taus)),
-                     "iou": float(np.mean(ious)), "in_box": float(np.mean(in_box)) if in_box else float("nan"),
-                     "mrr": float(np.mean(rr)) if rr else float("nan"),
-                     "bytes_per_page": nbytes, "seconds": time.perf_counter() - t1})
-    rows.append({"encode_seconds_per_page": round(encode_s / len(pages), 3), "dim": D,
-                 "grid": list(base[0][0].shape[:2]),
-                 "cell_px": round(pages[0].image.width / base[0][0].shape[1], 2)})  # unpooled cell width
+        rows.append(
+            {
+                "reduction": red.name,
+                "top10": float(np.mean(top10)),
+                "tau": float(np.mean(taus)),
+                "iou": float(np.mean(ious)),
+                "in_box": float(np.mean(in_box)) if in_box else float("nan"),
+                "mrr": float(np.mean(rr)) if rr else float("nan"),
+                "bytes_per_page": nbytes,
+                "seconds": time.perf_counter() - t1,
+            }
+        )
+    rows.append(
+        {
+            "encode_seconds_per_page": round(encode_s / len(pages), 3),
+            "dim": D,
+            "grid": list(base[0][0].shape[:2]),
+            "cell_px": round(pages[0].image.width / base[0][0].shape[1], 2),
+        }
+    )  # unpooled cell width
     return rows
 
 
@@ -216,18 +237,26 @@ def default_reductions(D: int, pca_dims: list[int]) -> list[Reduction]:
     reds += [Reduction(f"pca{d}", pca=d) for d in dims]
     if dims:
         d = max(dims)
-        reds += [Reduction(f"pool2+pca{d}+int8", pool=2, pca=d, int8=True),
-                 Reduction(f"pool4+pca{d}+int8", pool=4, pca=d, int8=True)]
+        reds += [
+            Reduction(f"pool2+pca{d}+int8", pool=2, pca=d, int8=True),
+            Reduction(f"pool4+pca{d}+int8", pool=4, pca=d, int8=True),
+        ]
     reds += [Reduction("pool2+int8", pool=2, int8=True)]
     return reds
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = ("| reduction | top-10 overlap | Kendall tau | argmax-region IoU | argmax in true box | MRR (truth) "
-            "| bytes/page |\n|---|---|---|---|---|---|---|\n")
-    body = "".join(f"| {r['reduction']} | {r['top10']:.3f} | {r['tau']:.3f} | {r['iou']:.3f} | {r['in_box']:.3f} | "
-                   f"{r['mrr']:.3f} | "
-                   f"{r['bytes_per_page'] / 1024:.0f} KiB |\n" for r in rows if "reduction" in r)
+    head = (
+        "| reduction | top-10 overlap | Kendall tau | argmax-region IoU | argmax in true box | MRR (truth) "
+        "| bytes/page |\n|---|---|---|---|---|---|---|\n"
+    )
+    body = "".join(
+        f"| {r['reduction']} | {r['top10']:.3f} | {r['tau']:.3f} | {r['iou']:.3f} | {r['in_box']:.3f} | "
+        f"{r['mrr']:.3f} | "
+        f"{r['bytes_per_page'] / 1024:.0f} KiB |\n"
+        for r in rows
+        if "reduction" in r
+    )
     return head + body + "\n" + " ".join(f"{k}={v}" for k, v in meta.items()) + "\n"
 
 
@@ -260,8 +289,10 @@ def measure_cost(dim: int, device: str, dtype: str, tiles: int = 1) -> str:
             torch.cuda.synchronize()
 
     x = torch.randn(tiles, 3, 448, 448, device=dev, dtype=dt)
-    lines = [f"full-size TokenOCR, D={dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f} M parameters, "
-             f"{device} {dtype}, {torch.get_num_threads()} threads, {tiles} tile(s) per call"]
+    lines = [
+        f"full-size TokenOCR, D={dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.0f} M parameters, "
+        f"{device} {dtype}, {torch.get_num_threads()} threads, {tiles} tile(s) per call"
+    ]
     with torch.inference_mode(), autocast(dev, dt):
         model.vision_model(x[:1], 1)  # warm-up
         sync()
@@ -284,9 +315,11 @@ def measure_cost(dim: int, device: str, dtype: str, tiles: int = 1) -> str:
             sync()
             per_tile = unit[0].numel() * 2
             ms = 1000 * (time.perf_counter() - t) / tiles
-            lines.append(f"- cell_pool={pool}: normalise+text+pool {ms:.0f} ms/tile; "
-                         f"{unit.shape[1]}x{unit.shape[2]} cells/tile; fp16 features of a 12-tile page: "
-                         f"{12 * per_tile / 2**30:.2f} GiB ({12 * unit.shape[1] * unit.shape[2]:,} cells)")
+            lines.append(
+                f"- cell_pool={pool}: normalise+text+pool {ms:.0f} ms/tile; "
+                f"{unit.shape[1]}x{unit.shape[2]} cells/tile; fp16 features of a 12-tile page: "
+                f"{12 * per_tile / 2**30:.2f} GiB ({12 * unit.shape[1] * unit.shape[2]:,} cells)"
+            )
     return "\n".join(lines)
 
 
@@ -315,8 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     queries = rng.sample(vocab, min(args.queries, len(vocab)))
     reductions = default_reductions(encoder.info.dim, [int(x) for x in args.pca_dims.split(",")])
     rows = evaluate(encoder, pages, queries, reductions)
-    meta = {"model": args.model, "fingerprint": encoder.info.fingerprint[:12], "pages": args.pages,
-            "queries": len(queries), **rows[-1]}
+    meta = {
+        "model": args.model,
+        "fingerprint": encoder.info.fingerprint[:12],
+        "pages": args.pages,
+        "queries": len(queries),
+        **rows[-1],
+    }
     print(json.dumps(rows, indent=1) if args.json else markdown(rows, meta))
     return 0
 

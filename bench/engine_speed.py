@@ -27,17 +27,21 @@ from tokensearch.engine import Engine  # noqa: E402
 from tokensearch.samples import PAGES, born_digital_pdf, image_only_pdf, make_sample_folder, rasterise_pdf  # noqa: E402
 from tokensearch.settings import Settings  # noqa: E402
 
-WORDS = ("invoice harbour crane committee meeting schedule container storage payment account amount total "
-         "quarterly maintenance engineer replacement conference thursday march bristol logistics inspection "
-         "refrigerated approved reviewed spare parts order blue room afternoon minutes steering").split()
+WORDS = (
+    "invoice harbour crane committee meeting schedule container storage payment account amount total "
+    "quarterly maintenance engineer replacement conference thursday march bristol logistics inspection "
+    "refrigerated approved reviewed spare parts order blue room afternoon minutes steering"
+).split()
 
 
 def make_pages(n: int, seed: int = 0) -> list[list[str]]:
     rng = random.Random(seed)
     pages = []
     for p in range(n):
-        lines = [f"Document {p} reference INV-{2000 + p}-{rng.randint(1000, 9999)} dated {rng.randint(1, 28)}/"
-                 f"{rng.randint(1, 12)}/20{rng.randint(10, 25)}"]
+        lines = [
+            f"Document {p} reference INV-{2000 + p}-{rng.randint(1000, 9999)} dated {rng.randint(1, 28)}/"
+            f"{rng.randint(1, 12)}/20{rng.randint(10, 25)}"
+        ]
         for _ in range(22):
             lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 10))))
         pages.append(lines)
@@ -77,14 +81,21 @@ def main() -> None:
             rep = eng.index(tmp / kind)
             dt = time.perf_counter() - t0
             st = eng.store.stats()
-            out[kind] = {"pages_per_s": round(rep.pages / dt, 2), "seconds": round(dt, 2),
-                         "pages_text": rep.pages_text, "pages_vision": rep.pages_vision,
-                         "bytes_per_page": int(st.bytes_per_page), "vector_index": st.vector_index_type}
+            out[kind] = {
+                "pages_per_s": round(rep.pages / dt, 2),
+                "seconds": round(dt, 2),
+                "pages_text": rep.pages_text,
+                "pages_vision": rep.pages_vision,
+                "bytes_per_page": int(st.bytes_per_page),
+                "vector_index": st.vector_index_type,
+            }
             rng = random.Random(1)
             vocab = sample_words if kind == "sample" else WORDS
-            queries = [rng.choice(vocab) for _ in range(a.queries // 2)] + \
-                      [" ".join(rng.sample(vocab, 2)) for _ in range(a.queries // 4)] + \
-                      [f'"{" ".join(pages[rng.randrange(len(pages))][3].split()[:2])}"' for _ in range(a.queries // 4)]
+            queries = (
+                [rng.choice(vocab) for _ in range(a.queries // 2)]
+                + [" ".join(rng.sample(vocab, 2)) for _ in range(a.queries // 4)]
+                + [f'"{" ".join(pages[rng.randrange(len(pages))][3].split()[:2])}"' for _ in range(a.queries // 4)]
+            )
             eng.search(queries[0])  # warm-up
             lat = []
             for q in queries:
@@ -96,8 +107,12 @@ def main() -> None:
         cli = []
         for q in queries[: a.cli_queries]:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "tokensearch", "search", q, "--home", str(home), "--json",
-                            "--model", a.model], check=True, capture_output=True, cwd=ROOT)
+            subprocess.run(
+                [sys.executable, "-m", "tokensearch", "search", q, "--home", str(home), "--json", "--model", a.model],
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+            )
             cli.append((time.perf_counter() - t) * 1000)
         out[kind]["cli_ms_p50"] = round(statistics.median(cli), 1)
         out[kind]["cli_ms_p95"] = round(pct(cli, 0.95), 1)

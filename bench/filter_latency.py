@@ -71,7 +71,7 @@ def synthetic_ivf(n_pages: int, per_page: int = 500, d: int = 96, k: int = 4096)
             ids = np.concatenate([(np.int64(p) << CELL_BITS) + np.arange(per_page, dtype=np.int64) for p in pages])
             sel = faiss.IDSelectorBatch(ids)
             scores, _ = vi.index.search(q, 100, params=faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nlist))
-            recall = f"{np.mean([np.isin(s, f[1][:len(f[1])]).mean() for s, f in zip(scores, found)]):.3f}"
+            recall = f"{np.mean([np.isin(s, f[1][: len(f[1])]).mean() for s, f in zip(scores, found)]):.3f}"
         label = "all" if pages is None else f"{len(pages)} ({100 * share:.0f} %)"
         print(f"| {label} | {statistics.median(times):.0f} | {recall} |")
 
@@ -87,22 +87,66 @@ def synthetic_catalog(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp)) as st:
         with st.engine.begin() as c:
             c.execute(insert(IndexRun), [{"root": "/data", "status": "ok", "stats": {}}])
-            c.execute(insert(Document), [{"id": i, "sha256": f"{i:064x}", "kind": "pdf" if i % 3 else "image",
-                                          "status": "ok", "n_pages": 1, "size": 1} for i in range(1, n + 1)])
-            c.execute(insert(DocPath), [{"path": f"/data/{'invoices' if i % 100 == 0 else 'misc'}/{i // 1000}/f{i}.pdf",
-                                         "doc_id": i, "size": 1, "mtime_ns": (1_700_000_000 + i * 300) * 10**9}
-                                        for i in range(1, n + 1)])
-            c.execute(insert(Page), [{"id": i, "doc_id": i, "page_no": 1, "width": 1, "height": 1, "source": "vision",
-                                      "grid_h": 1, "grid_w": 1, "n_cells": 1, "n_vectors": 1, "segment": 0,
-                                      "offset": 0, "nbytes": 1, "generation": 1} for i in range(1, n + 1)])
+            c.execute(
+                insert(Document),
+                [
+                    {
+                        "id": i,
+                        "sha256": f"{i:064x}",
+                        "kind": "pdf" if i % 3 else "image",
+                        "status": "ok",
+                        "n_pages": 1,
+                        "size": 1,
+                    }
+                    for i in range(1, n + 1)
+                ],
+            )
+            c.execute(
+                insert(DocPath),
+                [
+                    {
+                        "path": f"/data/{'invoices' if i % 100 == 0 else 'misc'}/{i // 1000}/f{i}.pdf",
+                        "doc_id": i,
+                        "size": 1,
+                        "mtime_ns": (1_700_000_000 + i * 300) * 10**9,
+                    }
+                    for i in range(1, n + 1)
+                ],
+            )
+            c.execute(
+                insert(Page),
+                [
+                    {
+                        "id": i,
+                        "doc_id": i,
+                        "page_no": 1,
+                        "width": 1,
+                        "height": 1,
+                        "source": "vision",
+                        "grid_h": 1,
+                        "grid_w": 1,
+                        "n_cells": 1,
+                        "n_vectors": 1,
+                        "segment": 0,
+                        "offset": 0,
+                        "nbytes": 1,
+                        "generation": 1,
+                    }
+                    for i in range(1, n + 1)
+                ],
+            )
         last = 1_700_000_000 + n * 300
-        cases = [("--path 'invoices/**'", SearchFilter(path="invoices/**")),
-                 ("--path '/data/invoices/*'", SearchFilter(path="/data/invoices/*")),
-                 ("--path '*.png'", SearchFilter(path="*.png")),
-                 ("--type image", SearchFilter(type="image")),
-                 ("--modified-after (last 10 %)", SearchFilter.of(
-                     modified_after=datetime.fromtimestamp(last - n * 30, timezone.utc).isoformat())),
-                 ("--doc", SearchFilter(doc=n // 2))]
+        cases = [
+            ("--path 'invoices/**'", SearchFilter(path="invoices/**")),
+            ("--path '/data/invoices/*'", SearchFilter(path="/data/invoices/*")),
+            ("--path '*.png'", SearchFilter(path="*.png")),
+            ("--type image", SearchFilter(type="image")),
+            (
+                "--modified-after (last 10 %)",
+                SearchFilter.of(modified_after=datetime.fromtimestamp(last - n * 30, timezone.utc).isoformat()),
+            ),
+            ("--doc", SearchFilter(doc=n // 2)),
+        ]
         print(f"{n} one-page documents (SQLite)\n")
         print("| filter | pages allowed | median ms |")
         print("|---|---:|---:|")
@@ -142,7 +186,7 @@ def main() -> None:
             raise SystemExit(f"{args.home} is empty: pass --folder to index one")
         eng.index(args.folder)
     queries = [json.loads(line)["query"] for line in args.queries.read_text().splitlines() if line.strip()]
-    queries = queries[:args.limit] if args.limit else queries
+    queries = queries[: args.limit] if args.limit else queries
     cases: list[tuple[str, SearchFilter | None]] = [("none", None)]
     for spec in args.filter or DEV_FILTERS:
         name, glob = spec.split("=", 1)
@@ -170,8 +214,10 @@ def main() -> None:
         t = sorted(times[name])
         p90 = t[min(len(t) - 1, int(0.9 * len(t)))]
         res_ms = f"{statistics.median(resolve[name]):.1f}" if resolve[name] else "-"
-        print(f"| {name} | {allowed[name]} ({100 * allowed[name] / n_pages:.0f} %) | {statistics.median(t):.0f} | "
-              f"{p90:.0f} | {res_ms} | {statistics.mean(hits[name]):.2f} |")
+        print(
+            f"| {name} | {allowed[name]} ({100 * allowed[name] / n_pages:.0f} %) | {statistics.median(t):.0f} | "
+            f"{p90:.0f} | {res_ms} | {statistics.mean(hits[name]):.2f} |"
+        )
     eng.close()
 
 

@@ -41,8 +41,9 @@ def letter_page() -> Image.Image:
     except OSError:
         font = ImageFont.load_default()
     for i, y in enumerate(range(100, 1540, 30)):
-        d.text((100, y), f"Invoice {i:03d}: the quick brown fox jumps over the lazy dog, total 1,234.50", font=font,
-               fill=0)
+        d.text(
+            (100, y), f"Invoice {i:03d}: the quick brown fox jumps over the lazy dog, total 1,234.50", font=font, fill=0
+        )
     return img
 
 

@@ -79,17 +79,23 @@ TARGET_PAGES_PER_S = 20.0  # one H200, A4 pages, the default 12-tile rule (issue
 COS_GOAL = 0.999
 DPI = 150  # TokenOCREncoder.dpi: the indexer rasterises PDF pages at this resolution
 PAGE_PT = {"a4": (595.0, 842.0), "letter": (612.0, 792.0)}
-TINY_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                   patch_size=14, image_size=56)
+TINY_VISION = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14, image_size=56
+)
 TINY_D = 288  # above the store's identity limit (256): the tiny run goes through the PCA codec too
 TINY_VOCAB = 1000
 INK_DARKNESS = 0.3  # a cell is ink when a pixel is this much darker than white (antialiased strokes count)
 FAISS_K = 2048  # neighbours per query row for the raw FAISS comparison (faiss-gpu's largest k)
 SENTENCES = [  # the random checkpoint's tokenizer is trained on these
-    "Invoice total amount due 11/12/2020", "INV-2023-0042 paid in full", "Total: 42.50 EUR, tax 8.5%",
-    "The committee reviewed the quarterly maintenance schedule", "Payment within thirty days to account",
-    "Meeting minutes of the steering committee", "Container inspection and refrigerated storage",
-    "token search finds words in scanned pages", "The quick brown fox jumps over the lazy dog.",
+    "Invoice total amount due 11/12/2020",
+    "INV-2023-0042 paid in full",
+    "Total: 42.50 EUR, tax 8.5%",
+    "The committee reviewed the quarterly maintenance schedule",
+    "Payment within thirty days to account",
+    "Meeting minutes of the steering committee",
+    "Container inspection and refrigerated storage",
+    "token search finds words in scanned pages",
+    "The quick brown fox jumps over the lazy dog.",
 ]
 
 
@@ -119,13 +125,38 @@ def make_plan(a: argparse.Namespace) -> Plan:
 
     if a.tiny:
         # a table larger than the tokenizer, special tokens last: the full run's layout, in small
-        return Plan(TINY_VISION, TINY_D, TINY_VOCAB, torch.float32, pick(a.pages, 6), pick(a.pages_per_doc, 2),
-                    pick(a.sweep_pages, 2), pick(a.batch_sizes, (1, 2)), 2, pick(a.pipeline_batch_sizes, (1, 2)),
-                    ((48, 4), (8, 2)), 2, pick(a.queries, 3), pick(a.workers, 2))
-    return Plan(INTERNVIT_300M, 2048, INTERNLM2_VOCAB, torch.bfloat16, pick(a.pages, 200), pick(a.pages_per_doc, 10),
-                pick(a.sweep_pages, 32), pick(a.batch_sizes, (1, 2, 4, 8, 16, 32)), 20,
-                pick(a.pipeline_batch_sizes, (2, 4, 8, 16)), ((48, 4), (96, 8), (96, 16), (192, 16)), 2,
-                pick(a.queries, 10), pick(a.workers, min(16, os.cpu_count() or 1)))
+        return Plan(
+            TINY_VISION,
+            TINY_D,
+            TINY_VOCAB,
+            torch.float32,
+            pick(a.pages, 6),
+            pick(a.pages_per_doc, 2),
+            pick(a.sweep_pages, 2),
+            pick(a.batch_sizes, (1, 2)),
+            2,
+            pick(a.pipeline_batch_sizes, (1, 2)),
+            ((48, 4), (8, 2)),
+            2,
+            pick(a.queries, 3),
+            pick(a.workers, 2),
+        )
+    return Plan(
+        INTERNVIT_300M,
+        2048,
+        INTERNLM2_VOCAB,
+        torch.bfloat16,
+        pick(a.pages, 200),
+        pick(a.pages_per_doc, 10),
+        pick(a.sweep_pages, 32),
+        pick(a.batch_sizes, (1, 2, 4, 8, 16, 32)),
+        20,
+        pick(a.pipeline_batch_sizes, (2, 4, 8, 16)),
+        ((48, 4), (96, 8), (96, 16), (192, 16)),
+        2,
+        pick(a.queries, 10),
+        pick(a.workers, min(16, os.cpu_count() or 1)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -142,9 +173,14 @@ class Report:
         self.t0 = time.perf_counter()
         self.budget_s = budget_s
         self.data: dict[str, Any] = {
-            "script": "bench/gpu_check.py", "argv": argv, "budget_s": budget_s,
+            "script": "bench/gpu_check.py",
+            "argv": argv,
+            "budget_s": budget_s,
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "complete": False, "skipped": {}, "errors": {}, "phase_seconds": {},
+            "complete": False,
+            "skipped": {},
+            "errors": {},
+            "phase_seconds": {},
         }
 
     def elapsed(self) -> float:
@@ -213,8 +249,10 @@ def reset_peak(device: str) -> None:
 def peak_gib(device: str) -> dict | None:
     if not is_cuda(device):
         return None
-    return {"allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2)}
+    return {
+        "allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
+    }
 
 
 def free_device_memory() -> None:
@@ -234,16 +272,24 @@ def pct(values: list[float], q: float) -> float:
 
 def environment(device: str) -> dict:
     env: dict[str, Any] = {
-        "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
     }
     if is_cuda(device):
         p = torch.cuda.get_device_properties(torch.device(device))
-        env |= {"gpu": p.name, "gpu_memory_gib": round(p.total_memory / 2**30, 1),
-                "capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda,
-                "multiprocessors": p.multi_processor_count,
-                "sdpa_flash_enabled": torch.backends.cuda.flash_sdp_enabled(),
-                "sdpa_cudnn_enabled": torch.backends.cuda.cudnn_sdp_enabled()}
+        env |= {
+            "gpu": p.name,
+            "gpu_memory_gib": round(p.total_memory / 2**30, 1),
+            "capability": f"{p.major}.{p.minor}",
+            "cuda": torch.version.cuda,
+            "multiprocessors": p.multi_processor_count,
+            "sdpa_flash_enabled": torch.backends.cuda.flash_sdp_enabled(),
+            "sdpa_cudnn_enabled": torch.backends.cuda.cudnn_sdp_enabled(),
+        }
     try:
         import faiss
 
@@ -297,15 +343,17 @@ def make_document(path: str, n_pages: int, seed: int, page_pt: tuple[float, floa
     for img in images:
         buf = io.BytesIO()
         img.convert("L").save(buf, format="JPEG", quality=85)
-        scan.new_page(width=page_pt[0], height=page_pt[1]).insert_image(pymupdf.Rect(0, 0, *page_pt),
-                                                                         stream=buf.getvalue())
+        scan.new_page(width=page_pt[0], height=page_pt[1]).insert_image(
+            pymupdf.Rect(0, 0, *page_pt), stream=buf.getvalue()
+        )
     scan.save(path)
     scan.close()
     return {"path": path, "pages": n_pages, "seconds": time.perf_counter() - t}
 
 
-def start_pages(plan: Plan, folder: Path, page_pt: tuple[float, float]) -> tuple[ProcessPoolExecutor | None,
-                                                                                 list[Future]]:
+def start_pages(
+    plan: Plan, folder: Path, page_pt: tuple[float, float]
+) -> tuple[ProcessPoolExecutor | None, list[Future]]:
     """Submit the documents to worker processes (forkserver: nothing of this process's threads or CUDA
     state is inherited); ``plan.workers == 0`` makes them here, one after the other."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -323,8 +371,9 @@ def start_pages(plan: Plan, folder: Path, page_pt: tuple[float, float]) -> tuple
             f.set_result(make_document(*job))
             futures.append(f)
         return None, futures
-    pool = ProcessPoolExecutor(max_workers=min(plan.workers, len(jobs)),
-                               mp_context=multiprocessing.get_context("forkserver"))
+    pool = ProcessPoolExecutor(
+        max_workers=min(plan.workers, len(jobs)), mp_context=multiprocessing.get_context("forkserver")
+    )
     return pool, [pool.submit(make_document, *job) for job in jobs]
 
 
@@ -358,8 +407,9 @@ def ink_fraction(image: Image.Image, grid: tuple[int, int]) -> float:
     return float((dark > INK_DARKNESS).float().mean())
 
 
-def calibrate_text(sd: dict[str, torch.Tensor], raw_cfg: dict, folder: Path, page: Image.Image,
-                   device: str, cell_pool: int = 2) -> dict:
+def calibrate_text(
+    sd: dict[str, torch.Tensor], raw_cfg: dict, folder: Path, page: Image.Image, device: str, cell_pool: int = 2
+) -> dict:
     """Set the space token's row and ``ocr_mlp.3.bias`` so that the cells the model calls text are
     about the ink cells of ``page`` (a linear probe on the random features; nothing else changes).
 
@@ -385,7 +435,7 @@ def calibrate_text(sd: dict[str, torch.Tensor], raw_cfg: dict, folder: Path, pag
     with torch.inference_mode(), autocast(dev, dtype):
         h = model.vision_model(x, cfg.n_layers_used)[:, 1:]  # (B, g*g, C)
         B, N, C = h.shape
-        g = int(round(N ** 0.5))
+        g = int(round(N**0.5))
         z = model.upsample(h.transpose(1, 2).reshape(B, C, g, g)).flatten(2).transpose(1, 2)  # (B, 16 g*g, C)
         hidden = model.ocr_mlp[2](model.ocr_mlp[1](model.ocr_mlp[0](z)))  # (B, cells, D): g of the docstring
     hidden = hidden.float().flatten(0, 1).cpu().double()  # (B*cells, D)
@@ -413,11 +463,16 @@ def calibrate_text(sd: dict[str, torch.Tensor], raw_cfg: dict, folder: Path, pag
     row_norm = float(sd[table_key][:64].float().norm(dim=1).median())
     sd[table_key][space_id] = (u * row_norm).to(sd[table_key].dtype)
     kept = s_block <= tau
-    return {"cell_pool": cell_pool, "ink_fraction_cells": round(float(ink.double().mean()), 4),
-            "ink_fraction_blocks": round(frac, 4), "kept_fraction_blocks": round(float(kept.double().mean()), 4),
-            "probe_precision": round(float((kept & ink_block).sum() / max(int(kept.sum()), 1)), 4),
-            "probe_recall": round(float((kept & ink_block).sum() / max(int(ink_block.sum()), 1)), 4),
-            "tiles": B, "space_id": space_id}
+    return {
+        "cell_pool": cell_pool,
+        "ink_fraction_cells": round(float(ink.double().mean()), 4),
+        "ink_fraction_blocks": round(frac, 4),
+        "kept_fraction_blocks": round(float(kept.double().mean()), 4),
+        "probe_precision": round(float((kept & ink_block).sum() / max(int(kept.sum()), 1)), 4),
+        "probe_recall": round(float((kept & ink_block).sum() / max(int(ink_block.sum()), 1)), 4),
+        "tiles": B,
+        "space_id": space_id,
+    }
 
 
 def build_checkpoint(plan: Plan, folder: Path, first_doc: Future, device: str, calibrate: bool) -> dict:
@@ -440,11 +495,17 @@ def build_checkpoint(plan: Plan, folder: Path, first_doc: Future, device: str, c
             info["text_calibration"] = calibrate_text(sd, raw_cfg, folder, page, device)
 
     t = time.perf_counter()
-    make_checkpoint(folder, plan.vision, plan.D, SENTENCES, vocab=plan.vocab, dtype=plan.ckpt_dtype,
-                    state_dict_edit=edit)
-    info |= {"path": str(folder), "build_s": round(time.perf_counter() - t, 2),
-             "files": {f.name: f.stat().st_size for f in sorted(folder.iterdir())}, "dtype": str(plan.ckpt_dtype),
-             "vision": plan.vision, "D": plan.D}
+    make_checkpoint(
+        folder, plan.vision, plan.D, SENTENCES, vocab=plan.vocab, dtype=plan.ckpt_dtype, state_dict_edit=edit
+    )
+    info |= {
+        "path": str(folder),
+        "build_s": round(time.perf_counter() - t, 2),
+        "files": {f.name: f.stat().st_size for f in sorted(folder.iterdir())},
+        "dtype": str(plan.ckpt_dtype),
+        "vision": plan.vision,
+        "D": plan.D,
+    }
     return info
 
 
@@ -465,7 +526,7 @@ def page_tiles(enc, images: list[Image.Image]) -> list[torch.Tensor]:
 
 
 def batches_of(tiles: list[torch.Tensor], b: int, pin: bool) -> list[torch.Tensor]:
-    out = [torch.cat(tiles[i:i + b]) for i in range(0, len(tiles), b)]
+    out = [torch.cat(tiles[i : i + b]) for i in range(0, len(tiles), b)]
     return [x.pin_memory() for x in out] if pin else out
 
 
@@ -491,15 +552,17 @@ def model_phase(plan: Plan, enc, images: list[Image.Image], device: str) -> dict
         sync(device)
         t = time.perf_counter()
         for i in range(0, n, b):
-            enc.encode_pages(images[i:i + b])
+            enc.encode_pages(images[i : i + b])
         sync(device)
         pps = n / (time.perf_counter() - t)
         row = {"batch_pages": b, "encode_pages_pages_per_s": round(pps, 2)}
         row["gpu_pages_per_s"] = round(gpu_pages_per_s(enc, batches_of(tiles, b, is_cuda(device)), n, device), 2)
         row["peak"] = peak_gib(device)
         rows.append(row)
-        print(f"[gpu_check]   batch {b}: encode_pages {pps:.1f} pages/s, GPU alone {row['gpu_pages_per_s']} pages/s",
-              flush=True)
+        print(
+            f"[gpu_check]   batch {b}: encode_pages {pps:.1f} pages/s, GPU alone {row['gpu_pages_per_s']} pages/s",
+            flush=True,
+        )
     best = max(rows, key=lambda r: r["encode_pages_pages_per_s"])
     b = best["batch_pages"]
     batches = batches_of(tiles, b, is_cuda(device))
@@ -509,18 +572,29 @@ def model_phase(plan: Plan, enc, images: list[Image.Image], device: str) -> dict
         enc.vit_batch, enc.head_batch = vit, head
         try:
             reset_peak(device)
-            chunk.append({"vit_batch": vit, "head_batch": head,
-                          "gpu_pages_per_s": round(gpu_pages_per_s(enc, batches, n, device), 2),
-                          "peak": peak_gib(device)})
+            chunk.append(
+                {
+                    "vit_batch": vit,
+                    "head_batch": head,
+                    "gpu_pages_per_s": round(gpu_pages_per_s(enc, batches, n, device), 2),
+                    "peak": peak_gib(device),
+                }
+            )
         except torch.cuda.OutOfMemoryError as e:
             chunk.append({"vit_batch": vit, "head_batch": head, "error": str(e)[:200]})
             free_device_memory()
         finally:
             enc.vit_batch, enc.head_batch = default
-    return {"pages": n, "tiles_per_page": round(sum(len(t) for t in tiles) / n, 2),
-            "grid": list(enc.grid_shape(*images[0].size)), "sweep": rows, "best_batch_pages": b,
-            "chunking_at_best": chunk, "default_chunking": list(default),
-            "attention_at_best": attention_variants(enc, batches, n, device)}
+    return {
+        "pages": n,
+        "tiles_per_page": round(sum(len(t) for t in tiles) / n, 2),
+        "grid": list(enc.grid_shape(*images[0].size)),
+        "sweep": rows,
+        "best_batch_pages": b,
+        "chunking_at_best": chunk,
+        "default_chunking": list(default),
+        "attention_at_best": attention_variants(enc, batches, n, device),
+    }
 
 
 @contextlib.contextmanager
@@ -593,8 +667,9 @@ def link_folder(docs: list[Path], folder: Path) -> Path:
     return folder
 
 
-def pipeline_sweep(plan: Plan, enc, spec: str, docs: list[Path], work: Path, device: str, dtype: str,
-                   rep: Report, per_page_s: float) -> dict:
+def pipeline_sweep(
+    plan: Plan, enc, spec: str, docs: list[Path], work: Path, device: str, dtype: str, rep: Report, per_page_s: float
+) -> dict:
     """The indexer (the CLI's Engine with the loaded model) on the first documents, per batch size.
 
     Each batch size indexes into a copy of one home that already holds another document, so the
@@ -611,7 +686,7 @@ def pipeline_sweep(plan: Plan, enc, spec: str, docs: list[Path], work: Path, dev
     folder = link_folder(docs[:n_docs], work / "sweep-docs")
     primed = work / "sweep-primed"
     t = time.perf_counter()
-    index(link_folder(docs[n_docs:n_docs + 1], work / "sweep-prime-docs"), primed, plan.pipeline_batch_sizes[0])
+    index(link_folder(docs[n_docs : n_docs + 1], work / "sweep-prime-docs"), primed, plan.pipeline_batch_sizes[0])
     rows, prime_s = [], time.perf_counter() - t
     for b in plan.pipeline_batch_sizes:
         need = 5 + 2 * plan.pipeline_pages * per_page_s
@@ -622,13 +697,24 @@ def pipeline_sweep(plan: Plan, enc, spec: str, docs: list[Path], work: Path, dev
         shutil.copytree(primed, home)
         reset_peak(device)
         r = index(folder, home, b)
-        rows.append({"batch_size": b, "pages": r.pages, "seconds": round(r.seconds, 2),
-                     "pages_per_s": round(r.pages_per_s, 2), "peak": peak_gib(device)})
+        rows.append(
+            {
+                "batch_size": b,
+                "pages": r.pages,
+                "seconds": round(r.seconds, 2),
+                "pages_per_s": round(r.pages_per_s, 2),
+                "peak": peak_gib(device),
+            }
+        )
         print(f"[gpu_check]   batch {b}: {r.pages} pages, {r.pages_per_s:.2f} pages/s", flush=True)
         shutil.rmtree(home, ignore_errors=True)
     done = [r for r in rows if "pages_per_s" in r]
-    return {"documents": n_docs, "prime_s": round(prime_s, 2), "rows": rows,
-            "best_batch_size": max(done, key=lambda r: r["pages_per_s"])["batch_size"] if done else None}
+    return {
+        "documents": n_docs,
+        "prime_s": round(prime_s, 2),
+        "rows": rows,
+        "best_batch_size": max(done, key=lambda r: r["pages_per_s"])["batch_size"] if done else None,
+    }
 
 
 class StageClock:
@@ -650,8 +736,16 @@ class StageClock:
             self.seconds[stage] += dt
             self.calls[stage] += 1
 
-    def wrap(self, owner: Any, name: str, stage: str, *, sync_after: bool = False, generator: bool = False,
-             keep: Callable[[Any], None] | None = None) -> None:
+    def wrap(
+        self,
+        owner: Any,
+        name: str,
+        stage: str,
+        *,
+        sync_after: bool = False,
+        generator: bool = False,
+        keep: Callable[[Any], None] | None = None,
+    ) -> None:
         real = getattr(owner, name, None)
         if real is None:
             self.missing.append(f"{getattr(owner, '__name__', owner)}.{name}")
@@ -659,6 +753,7 @@ class StageClock:
         clock = self
 
         if generator:
+
             @functools.wraps(real)
             def wrapper(*args, **kwargs):
                 it = real(*args, **kwargs)
@@ -675,6 +770,7 @@ class StageClock:
                 finally:
                     it.close()
         else:
+
             @functools.wraps(real)
             def wrapper(*args, **kwargs):
                 t = time.perf_counter()
@@ -738,29 +834,60 @@ def stage_summary(clock: StageClock, pages: int, seconds: float, gpu_only_pps: f
     ms = lambda v: round(1000.0 * v / max(pages, 1), 1)  # noqa: E731
     ra = s["read-ahead thread"] - s["read-ahead waits (queue full)"]
     st = s["write_document"] - s["store waits (queue empty)"]
-    ra_parts = {"rasterise": s["rasterise"], "tiling": s["tiling"], "GPU": s["GPU"],
-                "copy to host + stitch": s["encode_pages"] - s["tiling"] - s["GPU"]}
+    ra_parts = {
+        "rasterise": s["rasterise"],
+        "tiling": s["tiling"],
+        "GPU": s["GPU"],
+        "copy to host + stitch": s["encode_pages"] - s["tiling"] - s["GPU"],
+    }
     ra_parts["cell selection + rest"] = ra - sum(ra_parts.values())
-    st_parts = {"projection": s["projection"], "PCA fit": s["PCA fit"], "feature blobs": s["feature blobs"],
-                "vector count": s["vector count"], "vector index update": s["vector index update"]}
+    st_parts = {
+        "projection": s["projection"],
+        "PCA fit": s["PCA fit"],
+        "feature blobs": s["feature blobs"],
+        "vector count": s["vector count"],
+        "vector index update": s["vector index update"],
+    }
     st_parts["SQL + rest"] = st - sum(st_parts.values())
     wall = ms(seconds)
-    bound, parts, busy = (("storing thread", st_parts, st) if st >= ra else ("read-ahead thread", ra_parts, ra))
+    bound, parts, busy = ("storing thread", st_parts, st) if st >= ra else ("read-ahead thread", ra_parts, ra)
     top = sorted(parts.items(), key=lambda kv: -kv[1])
-    text = (f"{pages / seconds:.3g} pages/s ({wall} ms/page): bounded by the {bound}, busy {ms(busy)} ms/page "
-            f"({', '.join(f'{k} {ms(v)}' for k, v in top if ms(v) >= 0.5)}); the other thread is busy "
-            f"{ms(ra if bound == 'storing thread' else st)} ms/page")
+    text = (
+        f"{pages / seconds:.3g} pages/s ({wall} ms/page): bounded by the {bound}, busy {ms(busy)} ms/page "
+        f"({', '.join(f'{k} {ms(v)}' for k, v in top if ms(v) >= 0.5)}); the other thread is busy "
+        f"{ms(ra if bound == 'storing thread' else st)} ms/page"
+    )
     if gpu_only_pps:
         text += f"; the GPU alone does {gpu_only_pps:.1f} pages/s ({1000 / gpu_only_pps:.1f} ms/page)"
-    return {"ms_per_page": {"wall": wall,
-                            "read-ahead thread (busy)": ms(ra), **{k: ms(v) for k, v in ra_parts.items()},
-                            "storing thread (busy)": ms(st), **{k: ms(v) for k, v in st_parts.items()}},
-            "seconds": {k: round(v, 3) for k, v in s.items()}, "calls": dict(clock.calls),
-            "bound_by": bound, "limit": text, "not_timed": clock.missing}
+    return {
+        "ms_per_page": {
+            "wall": wall,
+            "read-ahead thread (busy)": ms(ra),
+            **{k: ms(v) for k, v in ra_parts.items()},
+            "storing thread (busy)": ms(st),
+            **{k: ms(v) for k, v in st_parts.items()},
+        },
+        "seconds": {k: round(v, 3) for k, v in s.items()},
+        "calls": dict(clock.calls),
+        "bound_by": bound,
+        "limit": text,
+        "not_timed": clock.missing,
+    }
 
 
-def index_run(plan: Plan, spec: str, docs: list[Path], work: Path, device: str, dtype: str, batch: int,
-              rep: Report, per_page_s: float | None, reserve_s: float, gpu_only_pps: float | None) -> tuple[dict, Any]:
+def index_run(
+    plan: Plan,
+    spec: str,
+    docs: list[Path],
+    work: Path,
+    device: str,
+    dtype: str,
+    batch: int,
+    rep: Report,
+    per_page_s: float | None,
+    reserve_s: float,
+    gpu_only_pps: float | None,
+) -> tuple[dict, Any]:
     """``tokensearch index`` on the pages (fewer documents if the budget cannot take them all), in this
     process with stage timers; a SIGINT at the budget's end stops it as Ctrl-C would (committed pages kept)."""
     from tokensearch import cli
@@ -771,8 +898,21 @@ def index_run(plan: Plan, spec: str, docs: list[Path], work: Path, device: str, 
         n_docs = max(1, min(n_docs, fit))
     folder = link_folder(docs[:n_docs], work / "index-docs")
     home = work / "home"
-    argv = ["index", str(folder), "--home", str(home), "--model", spec, "--device", device, "--dtype", dtype,
-            "--batch-size", str(batch), "--quiet"]
+    argv = [
+        "index",
+        str(folder),
+        "--home",
+        str(home),
+        "--model",
+        spec,
+        "--device",
+        device,
+        "--dtype",
+        dtype,
+        "--batch-size",
+        str(batch),
+        "--quiet",
+    ]
     clock, captured = StageClock(device), {}
     instrument(clock, captured)
     deadline = max(5.0, rep.left() - reserve_s)
@@ -796,12 +936,21 @@ def index_run(plan: Plan, spec: str, docs: list[Path], work: Path, device: str, 
         pages = store.stats().pages
     seconds = report.seconds if report is not None else wall - clock.seconds["load model"]
     result = {
-        "command": "tokensearch " + " ".join(argv), "exit_code": code, "stdout": out.getvalue().strip(),
-        "documents": n_docs, "pages": pages, "pages_capped_by_budget": n_docs < len(docs),
-        "interrupted_at_budget": code == 130, "batch_size": batch, "seconds": round(seconds, 2),
+        "command": "tokensearch " + " ".join(argv),
+        "exit_code": code,
+        "stdout": out.getvalue().strip(),
+        "documents": n_docs,
+        "pages": pages,
+        "pages_capped_by_budget": n_docs < len(docs),
+        "interrupted_at_budget": code == 130,
+        "batch_size": batch,
+        "seconds": round(seconds, 2),
         "pages_per_s": round(pages / seconds, 2) if seconds > 0 else 0.0,
-        "model_load_s": round(clock.seconds["load model"], 2), "wall_s": round(wall, 2), "peak": peak_gib(device),
-        "stages": stage_summary(clock, pages, seconds, gpu_only_pps), "home": str(home),
+        "model_load_s": round(clock.seconds["load model"], 2),
+        "wall_s": round(wall, 2),
+        "peak": peak_gib(device),
+        "stages": stage_summary(clock, pages, seconds, gpu_only_pps),
+        "home": str(home),
     }
     result["target_pages_per_s"] = TARGET_PAGES_PER_S
     result["target_met"] = result["pages_per_s"] >= TARGET_PAGES_PER_S
@@ -834,8 +983,12 @@ def faiss_phase(plan: Plan, enc, home: Path, device: str) -> dict:
     from tokensearch.storage import Store
 
     cells_per_token = SearchOptions(threshold=0.0).cells_per_token
-    res: dict[str, Any] = {"k_faiss": FAISS_K, "k_search_path": cells_per_token,
-                           "faiss": faiss.__version__, "faiss_omp_threads": int(faiss.omp_get_max_threads())}
+    res: dict[str, Any] = {
+        "k_faiss": FAISS_K,
+        "k_search_path": cells_per_token,
+        "faiss": faiss.__version__,
+        "faiss_omp_threads": int(faiss.omp_get_max_threads()),
+    }
     with Store.open(home) as store:
         t = time.perf_counter()
         vi = store.vectors.current()
@@ -868,8 +1021,10 @@ def faiss_phase(plan: Plan, enc, home: Path, device: str) -> dict:
             except Exception as e:  # noqa: BLE001
                 gpu_note = f"faiss GPU failed: {type(e).__name__}: {e}"[:300]
         elif is_cuda(device):
-            gpu_note = (f"faiss {faiss.__version__} here has no GPU support (faiss-gpu is not installed on this "
-                        "machine): GPU FAISS not measured; see torch_gpu_scan")
+            gpu_note = (
+                f"faiss {faiss.__version__} here has no GPU support (faiss-gpu is not installed on this "
+                "machine): GPU FAISS not measured; see torch_gpu_scan"
+            )
         else:
             gpu_note = "not a CUDA device"
         res["faiss_gpu_note"] = gpu_note
@@ -878,7 +1033,9 @@ def faiss_phase(plan: Plan, enc, home: Path, device: str) -> dict:
             codes_gpu = torch.from_numpy(np.array(vi._flat_codes())).to(device)  # (n, d) float16
         rows_out = []
         for rows in (1, 4, 8):
-            qs = [store.project_queries(enc.token_vectors(rng.choice(pool, rows).tolist())) for _ in range(plan.queries)]
+            qs = [
+                store.project_queries(enc.token_vectors(rng.choice(pool, rows).tolist())) for _ in range(plan.queries)
+            ]
             it = iter(range(10**9))
 
             def nxt():
@@ -886,11 +1043,13 @@ def faiss_phase(plan: Plan, enc, home: Path, device: str) -> dict:
 
             row: dict[str, Any] = {"query_rows": rows}
             row["faiss_cpu"] = latency(timed_ms(lambda: vi.index.search(nxt(), k), plan.queries))
-            row["search_path_cpu"] = latency(timed_ms(lambda: store.search_cells_at(nxt(), cells_per_token),
-                                                      plan.queries))
+            row["search_path_cpu"] = latency(
+                timed_ms(lambda: store.search_cells_at(nxt(), cells_per_token), plan.queries)
+            )
             if gpu_index is not None:
                 row["faiss_gpu"] = latency(timed_ms(lambda: gpu_index.search(nxt(), k), plan.queries))
             if codes_gpu is not None:
+
                 def scan():
                     q = torch.from_numpy(nxt()).to(device, torch.float16)
                     s, i = torch.topk(q @ codes_gpu.T, k, dim=1)  # (rows, k)
@@ -914,11 +1073,17 @@ def storage_phase(home: Path, grid_cells: int, D: int, ink_fraction: float | Non
     per_cell = (st.feature_bytes + st.vector_bytes) / max(st.feature_cells, 1)  # the rest is per page
     fixed = (st.index_bytes - st.feature_bytes - st.vector_bytes) / pages
     out = {
-        "pages": st.pages, "bytes_per_page": round(st.bytes_per_page), "codec": st.codec, "dim": st.dim,
-        "vector_index_type": st.vector_index_type, "vectors": st.vectors,
-        "feature_bytes_per_page": round(st.feature_bytes / pages), "vector_bytes_per_page": round(st.vector_bytes / pages),
+        "pages": st.pages,
+        "bytes_per_page": round(st.bytes_per_page),
+        "codec": st.codec,
+        "dim": st.dim,
+        "vector_index_type": st.vector_index_type,
+        "vectors": st.vectors,
+        "feature_bytes_per_page": round(st.feature_bytes / pages),
+        "vector_bytes_per_page": round(st.vector_bytes / pages),
         "database_bytes_per_page": round(st.database_bytes / pages),
-        "kept_cells_per_page": round(kept), "grid_cells_per_page": grid_cells,
+        "kept_cells_per_page": round(kept),
+        "grid_cells_per_page": grid_cells,
         "kept_fraction": round(kept / grid_cells, 4) if grid_cells else None,
         "feature_and_vector_bytes_per_kept_cell": round(per_cell, 1),
         "model_output_bytes_per_page_fp16": grid_cells * D * 2,
@@ -953,13 +1118,28 @@ def precision_phase(spec: str, enc, images: list[Image.Image]) -> dict:
         cos_kept.append(c[kept])
         agree.append(((torch.from_numpy(a.text).flatten() >= 0.5) == kept).float())
     c, ck, ag = torch.cat(cos_all), torch.cat(cos_kept), torch.cat(agree)
-    summary = lambda x: {"min": round(float(x.min()), 6), "p0.1": round(float(torch.quantile(x, 0.001)), 6),  # noqa: E731
-                         "mean": round(float(x.mean()), 6), "frac_ge_goal": round(float((x >= COS_GOAL).float().mean()), 5),
-                         "cells": int(x.numel())} if x.numel() else {"cells": 0}
-    return {"pages": len(images), "device_dtype": f"{enc.device} {enc.dtype}", "goal": COS_GOAL,
-            "all_cells": summary(c), "kept_cells": summary(ck), "text_mask_agreement": round(float(ag.mean()), 5),
-            "goal_met_min": bool(c.min() >= COS_GOAL), "goal_met_mean": bool(c.mean() >= COS_GOAL),
-            "seconds": {"device": round(t_dev, 2), "cpu_load": round(t_load, 2), "cpu_fp32": round(t_cpu, 2)}}
+    summary = lambda x: (
+        {
+            "min": round(float(x.min()), 6),
+            "p0.1": round(float(torch.quantile(x, 0.001)), 6),  # noqa: E731
+            "mean": round(float(x.mean()), 6),
+            "frac_ge_goal": round(float((x >= COS_GOAL).float().mean()), 5),
+            "cells": int(x.numel()),
+        }
+        if x.numel()
+        else {"cells": 0}
+    )
+    return {
+        "pages": len(images),
+        "device_dtype": f"{enc.device} {enc.dtype}",
+        "goal": COS_GOAL,
+        "all_cells": summary(c),
+        "kept_cells": summary(ck),
+        "text_mask_agreement": round(float(ag.mean()), 5),
+        "goal_met_min": bool(c.min() >= COS_GOAL),
+        "goal_met_mean": bool(c.mean() >= COS_GOAL),
+        "seconds": {"device": round(t_dev, 2), "cpu_load": round(t_load, 2), "cpu_fp32": round(t_cpu, 2)},
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -968,64 +1148,97 @@ def precision_phase(spec: str, enc, images: list[Image.Image]) -> dict:
 
 
 def markdown(d: dict) -> str:
-    env, ck, pg, mo, pl, ix, fa, stg, pr = (d.get(k) or {} for k in (
-        "environment", "checkpoint", "pages", "model", "pipeline_sweep", "index_run", "faiss", "storage", "precision"))
+    env, ck, pg, mo, pl, ix, fa, stg, pr = (
+        d.get(k) or {}
+        for k in (
+            "environment",
+            "checkpoint",
+            "pages",
+            "model",
+            "pipeline_sweep",
+            "index_run",
+            "faiss",
+            "storage",
+            "precision",
+        )
+    )
     dash = "—"
 
     def g(x, key, fmt="{}"):
         v = x.get(key) if isinstance(x, dict) else None
         return fmt.format(v) if v is not None else dash
 
-    lines = [f"## GPU check ({d.get('started_utc', '')}): {env.get('gpu', 'no GPU')}, torch {env.get('torch')}, "
-             f"faiss {env.get('faiss')}, flash-attn {str(env.get('flash_attn'))[:40]}", ""]
-    lines += [f"Checkpoint: vision {ck.get('vision', {}).get('hidden_size', dash)} wide x "
-              f"{ck.get('vision', {}).get('num_hidden_layers', dash)} layers, D = {ck.get('D', dash)}, table "
-              f"{ck.get('table_shape', dash)}, {ck.get('dtype', dash)}; pages: {pg.get('pages', dash)} "
-              f"({pg.get('page_size', dash)}, {mo.get('tiles_per_page', dash)} tiles, grid {mo.get('grid', dash)} "
-              f"cells, ink {pg.get('ink_fraction', dash)})", ""]
+    lines = [
+        f"## GPU check ({d.get('started_utc', '')}): {env.get('gpu', 'no GPU')}, torch {env.get('torch')}, "
+        f"faiss {env.get('faiss')}, flash-attn {str(env.get('flash_attn'))[:40]}",
+        "",
+    ]
+    lines += [
+        f"Checkpoint: vision {ck.get('vision', {}).get('hidden_size', dash)} wide x "
+        f"{ck.get('vision', {}).get('num_hidden_layers', dash)} layers, D = {ck.get('D', dash)}, table "
+        f"{ck.get('table_shape', dash)}, {ck.get('dtype', dash)}; pages: {pg.get('pages', dash)} "
+        f"({pg.get('page_size', dash)}, {mo.get('tiles_per_page', dash)} tiles, grid {mo.get('grid', dash)} "
+        f"cells, ink {pg.get('ink_fraction', dash)})",
+        "",
+    ]
     best = next((r for r in mo.get("sweep", []) if r["batch_pages"] == mo.get("best_batch_pages")), {})
     cpu_faiss = gpu_faiss = scan = dash
     for r in fa.get("latency", []):
         if r["query_rows"] == 8:
             cpu_faiss = g(r.get("faiss_cpu"), "p50_ms", "{:.2f} ms")
-            gpu_faiss = g(r.get("faiss_gpu"), "p50_ms", "{:.2f} ms") if "faiss_gpu" in r else \
-                f"not measured: {str(fa.get('faiss_gpu_note', ''))[:60]}"
+            gpu_faiss = (
+                g(r.get("faiss_gpu"), "p50_ms", "{:.2f} ms")
+                if "faiss_gpu" in r
+                else f"not measured: {str(fa.get('faiss_gpu_note', ''))[:60]}"
+            )
             scan = g(r.get("torch_gpu_scan"), "p50_ms", "{:.2f} ms")
     peak = ix.get("peak") or {}
     pa, pk = pr.get("all_cells", {}), pr.get("kept_cells", {})
-    lines += ["| figure | value | goal |", "|---|---|---|",
-              f"| `tokensearch index` pages/s ({g(ix, 'pages')} pages, batch {g(ix, 'batch_size')}) | "
-              f"**{g(ix, 'pages_per_s')}** | >= {TARGET_PAGES_PER_S:g} |",
-              f"| encode_pages alone, pages/s (batch {g(mo, 'best_batch_pages')}) | "
-              f"{g(best, 'encode_pages_pages_per_s')} | |",
-              f"| GPU alone (encode_tiles), pages/s | {g(best, 'gpu_pages_per_s')} | |",
-              f"| peak GPU memory in the index run, GiB (allocated / reserved) | "
-              f"{g(peak, 'allocated_gib')} / {g(peak, 'reserved_gib')} | |",
-              f"| per-cell cosine {pr.get('device_dtype', '')} vs CPU float32, {g(pr, 'pages')} pages: "
-              f"min / mean (kept cells: min) | {g(pa, 'min')} / {g(pa, 'mean')} ({g(pk, 'min')}) | >= {COS_GOAL} |",
-              f"| stored bytes per page ({g(stg, 'codec')}, {g(stg, 'vector_index_type')}) | "
-              f"{g(stg, 'bytes_per_page', '{:,}')} | |",
-              f"| kept cells per page (fraction; ink fraction) | {g(stg, 'kept_cells_per_page')} "
-              f"({g(stg, 'kept_fraction')}; {g(stg, 'ink_fraction')}) | |",
-              f"| FAISS CPU query, 8 token rows, k = {FAISS_K}, p50 | {cpu_faiss} | |",
-              f"| FAISS GPU query, same | {gpu_faiss} | |",
-              f"| torch exact scan on the GPU, same | {scan} | |", ""]
+    lines += [
+        "| figure | value | goal |",
+        "|---|---|---|",
+        f"| `tokensearch index` pages/s ({g(ix, 'pages')} pages, batch {g(ix, 'batch_size')}) | "
+        f"**{g(ix, 'pages_per_s')}** | >= {TARGET_PAGES_PER_S:g} |",
+        f"| encode_pages alone, pages/s (batch {g(mo, 'best_batch_pages')}) | "
+        f"{g(best, 'encode_pages_pages_per_s')} | |",
+        f"| GPU alone (encode_tiles), pages/s | {g(best, 'gpu_pages_per_s')} | |",
+        f"| peak GPU memory in the index run, GiB (allocated / reserved) | "
+        f"{g(peak, 'allocated_gib')} / {g(peak, 'reserved_gib')} | |",
+        f"| per-cell cosine {pr.get('device_dtype', '')} vs CPU float32, {g(pr, 'pages')} pages: "
+        f"min / mean (kept cells: min) | {g(pa, 'min')} / {g(pa, 'mean')} ({g(pk, 'min')}) | >= {COS_GOAL} |",
+        f"| stored bytes per page ({g(stg, 'codec')}, {g(stg, 'vector_index_type')}) | "
+        f"{g(stg, 'bytes_per_page', '{:,}')} | |",
+        f"| kept cells per page (fraction; ink fraction) | {g(stg, 'kept_cells_per_page')} "
+        f"({g(stg, 'kept_fraction')}; {g(stg, 'ink_fraction')}) | |",
+        f"| FAISS CPU query, 8 token rows, k = {FAISS_K}, p50 | {cpu_faiss} | |",
+        f"| FAISS GPU query, same | {gpu_faiss} | |",
+        f"| torch exact scan on the GPU, same | {scan} | |",
+        "",
+    ]
     if ix.get("stages"):
         lines += [f"Limit: {ix['stages']['limit']}", ""]
     if mo.get("sweep"):
         pipe = {r["batch_size"]: r for r in pl.get("rows", [])}
-        lines += ["| batch (pages) | encode_pages pages/s | GPU alone pages/s | indexing pages/s | peak GiB |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| batch (pages) | encode_pages pages/s | GPU alone pages/s | indexing pages/s | peak GiB |",
+            "|---|---|---|---|---|",
+        ]
         for r in mo["sweep"]:
             p = pipe.get(r["batch_pages"], {})
-            lines.append(f"| {r['batch_pages']} | {r['encode_pages_pages_per_s']} | {r['gpu_pages_per_s']} | "
-                         f"{p.get('pages_per_s', dash)} | {(r.get('peak') or {}).get('allocated_gib', dash)} |")
+            lines.append(
+                f"| {r['batch_pages']} | {r['encode_pages_pages_per_s']} | {r['gpu_pages_per_s']} | "
+                f"{p.get('pages_per_s', dash)} | {(r.get('peak') or {}).get('allocated_gib', dash)} |"
+            )
         lines.append("")
     if mo.get("attention_at_best") or mo.get("chunking_at_best"):
-        att = "; ".join(f"{a['kernel']}: {a.get('gpu_pages_per_s', a.get('error', a.get('skipped')))}"
-                        for a in mo.get("attention_at_best", []))
-        ch = "; ".join(f"vit {c['vit_batch']}/head {c['head_batch']}: {c.get('gpu_pages_per_s', c.get('error'))}"
-                       for c in mo.get("chunking_at_best", []))
+        att = "; ".join(
+            f"{a['kernel']}: {a.get('gpu_pages_per_s', a.get('error', a.get('skipped')))}"
+            for a in mo.get("attention_at_best", [])
+        )
+        ch = "; ".join(
+            f"vit {c['vit_batch']}/head {c['head_batch']}: {c.get('gpu_pages_per_s', c.get('error'))}"
+            for c in mo.get("chunking_at_best", [])
+        )
         lines += [f"GPU pages/s by attention kernel: {att}", "", f"GPU pages/s by tile chunking: {ch}", ""]
     if d.get("skipped") or d.get("errors"):
         lines += [f"Skipped: {d.get('skipped')}; errors in: {list(d.get('errors', {}))}", ""]
@@ -1066,9 +1279,14 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rep = Report(a.out, a.budget_s, list(sys.argv[1:] if argv is None else argv))
     d = rep.data
-    d["config"] = {"tiny": a.tiny, "device": a.device, "dtype": a.dtype, "page_size": a.page_size,
-                   "plan": {k: v for k, v in plan.__dict__.items() if k != "ckpt_dtype"}
-                   | {"ckpt_dtype": str(plan.ckpt_dtype)}, "work": str(work)}
+    d["config"] = {
+        "tiny": a.tiny,
+        "device": a.device,
+        "dtype": a.dtype,
+        "page_size": a.page_size,
+        "plan": {k: v for k, v in plan.__dict__.items() if k != "ckpt_dtype"} | {"ckpt_dtype": str(plan.ckpt_dtype)},
+        "work": str(work),
+    }
     # pages first: the workers start before this process touches CUDA, and run while the checkpoint is built
     t_pages = time.perf_counter()
     pool, futures = start_pages(plan, work / "docs", PAGE_PT[a.page_size])
@@ -1081,9 +1299,14 @@ def main(argv: list[str] | None = None) -> int:
         if pool is not None:
             pool.shutdown()
     docs = [Path(m["path"]) for m in made]
-    d["pages"] = {"pages": sum(m["pages"] for m in made), "documents": len(made), "page_size": a.page_size,
-                  "dpi": DPI, "ready_after_s": round(time.perf_counter() - t_pages, 2),
-                  "worker_seconds": round(sum(m["seconds"] for m in made), 2)}
+    d["pages"] = {
+        "pages": sum(m["pages"] for m in made),
+        "documents": len(made),
+        "page_size": a.page_size,
+        "dpi": DPI,
+        "ready_after_s": round(time.perf_counter() - t_pages, 2),
+        "worker_seconds": round(sum(m["seconds"] for m in made), 2),
+    }
     rep.save()
     if d["checkpoint"] is None:
         return finish(rep, a, work)
@@ -1097,8 +1320,10 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - t
         images = read_images(docs, max(plan.sweep_pages, max(plan.batch_sizes), plan.precision_pages))
         grid = enc.grid_shape(*images[0].size)
-        d["pages"] |= {"ink_fraction": round(float(np.mean([ink_fraction(im, grid) for im in images])), 4),
-                       "grid_cells": grid[0] * grid[1]}
+        d["pages"] |= {
+            "ink_fraction": round(float(np.mean([ink_fraction(im, grid) for im in images])), 4),
+            "grid_cells": grid[0] * grid[1],
+        }
         return model_phase(plan, enc, images, a.device) | {"load_s": round(load_s, 2)}, enc, images
 
     out = rep.run("model", load_and_sweep, need_s=30)
@@ -1108,8 +1333,11 @@ def main(argv: list[str] | None = None) -> int:
     sweep = d["model"]["sweep"]
     per_page = 1.0 / max(r["encode_pages_pages_per_s"] for r in sweep)
     gpu_pps = max(r["gpu_pages_per_s"] for r in sweep)
-    rep.run("pipeline_sweep", lambda: pipeline_sweep(plan, enc, spec, docs, work, a.device, a.dtype, rep, per_page),
-            need_s=0 if a.tiny else 60)
+    rep.run(
+        "pipeline_sweep",
+        lambda: pipeline_sweep(plan, enc, spec, docs, work, a.device, a.dtype, rep, per_page),
+        need_s=0 if a.tiny else 60,
+    )
     swept = [r for r in (d["pipeline_sweep"] or {}).get("rows", []) if "pages_per_s" in r]
     batch = (d["pipeline_sweep"] or {}).get("best_batch_size") or d["model"]["best_batch_pages"]
     pipe_per_page = 1.0 / max(r["pages_per_s"] for r in swept) if swept else 3 * per_page
@@ -1117,14 +1345,18 @@ def main(argv: list[str] | None = None) -> int:
     free_device_memory()
     # what comes after the index run: the precision check's CPU float32 forward of two pages, FAISS queries
     reserve = 15.0 if a.tiny else 90.0
-    out = rep.run("index_run", lambda: index_run(plan, spec, docs, work, a.device, a.dtype, batch, rep,
-                                                 pipe_per_page, reserve, gpu_pps), need_s=0 if a.tiny else 45)
+    out = rep.run(
+        "index_run",
+        lambda: index_run(plan, spec, docs, work, a.device, a.dtype, batch, rep, pipe_per_page, reserve, gpu_pps),
+        need_s=0 if a.tiny else 45,
+    )
     enc = out[1] if out else None
     if enc is not None:
         home = Path(d["index_run"]["home"])
         rep.run("storage", lambda: storage_phase(home, d["pages"]["grid_cells"], plan.D, d["pages"]["ink_fraction"]))
-        rep.run("precision", lambda: precision_phase(spec, enc, images[:plan.precision_pages]),
-                need_s=0 if a.tiny else 40)
+        rep.run(
+            "precision", lambda: precision_phase(spec, enc, images[: plan.precision_pages]), need_s=0 if a.tiny else 40
+        )
         rep.run("faiss", lambda: faiss_phase(plan, enc, home, a.device), need_s=0 if a.tiny else 15)
     d["complete"] = not d["skipped"] and not d["errors"]
     return finish(rep, a, work)

@@ -65,12 +65,12 @@ def main() -> None:
         for name in a.sets:
             data = Path(run_eval.EXTERNAL_SETS.get(name, bench / "data"))
             folder = data / "scans" / name / "png"
-            pages = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:a.pages]
+            pages = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[: a.pages]
             rows = []
             for r, i in enumerate(range(0, len(pages), a.round)):
                 chunk = Path(tmp) / f"{name}-{r}"
                 chunk.mkdir()
-                for p in pages[i:i + a.round]:
+                for p in pages[i : i + a.round]:
                     (chunk / p.name).symlink_to(p)
                 times = {}
                 order = ("tesseract", "tokensearch") if r % 2 == 0 else ("tokensearch", "tesseract")
@@ -80,15 +80,23 @@ def main() -> None:
                         TesseractAdapter(str(Path(tmp) / f"tess-{name}-{r}"), threads=2).index(str(chunk))
                     else:
                         engine.index(chunk)
-                    times[system] = (time.perf_counter() - t0) / len(pages[i:i + a.round])
+                    times[system] = (time.perf_counter() - t0) / len(pages[i : i + a.round])
                 rows.append(times)
                 print(name, r, {k: round(v, 3) for k, v in times.items()}, flush=True)
             med = {s: statistics.median(t[s] for t in rows) for s in ("tesseract", "tokensearch")}
             ratio = statistics.median(t["tesseract"] / t["tokensearch"] for t in rows)
-            report["sets"][name] = {"pages": len(pages), "rounds": len(rows), "s_per_page": med,
-                                    "times_tesseract": round(ratio, 2), "per_round": rows}
-            print(f"{name}: tesseract {med['tesseract']:.3f} s/page, tokensearch {med['tokensearch']:.3f} s/page, "
-                  f"tokensearch {ratio:.2f}x Tesseract's pages/s (median of {len(rows)} rounds)", flush=True)
+            report["sets"][name] = {
+                "pages": len(pages),
+                "rounds": len(rows),
+                "s_per_page": med,
+                "times_tesseract": round(ratio, 2),
+                "per_round": rows,
+            }
+            print(
+                f"{name}: tesseract {med['tesseract']:.3f} s/page, tokensearch {med['tokensearch']:.3f} s/page, "
+                f"tokensearch {ratio:.2f}x Tesseract's pages/s (median of {len(rows)} rounds)",
+                flush=True,
+            )
         engine.close()
     print(report["cpu"])
     if a.out:

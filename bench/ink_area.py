@@ -30,8 +30,10 @@ def main() -> None:
         bands += sum((y1 - y0) * (x1 - x0) for y0, x0, y1, x1 in frames)
         y0, x0, y1, x1 = ink_box(x, stride)
         box += (y1 - y0) * (x1 - x0)
-    print(f"{len(files)} pages: bands {bands / page:.3f} of the page area ({n_bands / len(files):.1f} a page), "
-          f"one frame {box / page:.3f}")
+    print(
+        f"{len(files)} pages: bands {bands / page:.3f} of the page area ({n_bands / len(files):.1f} a page), "
+        f"one frame {box / page:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,13 @@ def commit() -> str:
 
 
 def tokensearch(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tokensearch", *args, "--home", str(home)], cwd=ROOT,
-                          capture_output=True, text=True, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "tokensearch", *args, "--home", str(home)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
 
 
 def ensure_index(home: Path) -> None:
@@ -110,9 +115,26 @@ class Server:
         if nice is not None:
             env["TOKENSEARCH_SEARCH_NICE"] = str(nice)
         self.log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tokensearch", "serve", "--home", str(home),
-                                      "--port", str(self.port), "--root", str(root), "--log-level", "warning"],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tokensearch",
+                "serve",
+                "--home",
+                str(home),
+                "--port",
+                str(self.port),
+                "--root",
+                str(root),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         t0 = time.monotonic()
         while True:
             try:
@@ -145,14 +167,21 @@ class Load:
         lat = sorted(self.latencies)
         q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else lat * 99
         secs = max(self.t1 - self.t0, 1e-9)
-        return {"searches": len(lat), "errors": len(self.errors), "seconds": round(secs, 1),
-                "per_s": round(len(lat) / secs, 2), "p50_s": round(q[49], 3) if lat else None,
-                "p95_s": round(q[94], 3) if lat else None, "max_s": round(lat[-1], 3) if lat else None,
-                "error_examples": self.errors[:3]}
+        return {
+            "searches": len(lat),
+            "errors": len(self.errors),
+            "seconds": round(secs, 1),
+            "per_s": round(len(lat) / secs, 2),
+            "p50_s": round(q[49], 3) if lat else None,
+            "p95_s": round(q[94], 3) if lat else None,
+            "max_s": round(lat[-1], 3) if lat else None,
+            "error_examples": self.errors[:3],
+        }
 
 
-async def searcher(client: httpx.AsyncClient, queries: list[str], start: int, stop: asyncio.Event,
-                   counting: asyncio.Event, load: Load) -> None:
+async def searcher(
+    client: httpx.AsyncClient, queries: list[str], start: int, stop: asyncio.Event, counting: asyncio.Event, load: Load
+) -> None:
     i = start
     while not stop.is_set():
         q = queries[i % len(queries)]
@@ -168,7 +197,9 @@ async def searcher(client: httpx.AsyncClient, queries: list[str], start: int, st
             (load.latencies.append(dt) if ok else load.errors.append(what))
 
 
-async def run_load(base: str, queries: list[str], n: int, warmup: float, during=None, duration: float = 0.0) -> tuple[Load, object]:
+async def run_load(
+    base: str, queries: list[str], n: int, warmup: float, during=None, duration: float = 0.0
+) -> tuple[Load, object]:
     """``n`` searchers: ``warmup`` s uncounted, then counted for ``duration`` s or until ``during(client)`` (a
     coroutine, e.g. an index job, given a client of its own: the searchers' connections are always busy)
     returns; returns the load and what ``during`` returned."""
@@ -208,8 +239,13 @@ async def index_job(client: httpx.AsyncClient, folder: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", type=Path, help="index home (built if it lacks the pages; default: a temporary one)")
-    ap.add_argument("--searchers", type=int, nargs="+", default=[50],
-                    help="searcher counts of the search-load runs; the index job runs under the first")
+    ap.add_argument(
+        "--searchers",
+        type=int,
+        nargs="+",
+        default=[50],
+        help="searcher counts of the search-load runs; the index job runs under the first",
+    )
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of counted search load")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of load before counting")
     ap.add_argument("--job-pages", type=int, default=20)
@@ -229,8 +265,10 @@ def main() -> int:
     alone: list[dict] = []
     loaded: list[tuple[dict, dict]] = []
     try:
-        print(f"server up in {server.start_s:.1f} s; search load: {args.searchers} searchers, "
-              f"{args.duration:.0f} s", file=sys.stderr)
+        print(
+            f"server up in {server.start_s:.1f} s; search load: {args.searchers} searchers, {args.duration:.0f} s",
+            file=sys.stderr,
+        )
         searches = {}
         for n in args.searchers:
             load, _ = asyncio.run(run_load(server.base, queries, n, args.warmup, duration=args.duration))
@@ -245,12 +283,12 @@ def main() -> int:
         for _ in range(args.job_repeats):
             alone.append(asyncio.run(job_alone()))
             tokensearch("remove", str(folder), home=home)
-            load, job = asyncio.run(run_load(server.base, queries, n_job, args.warmup,
-                                             during=lambda c: index_job(c, folder)))
+            load, job = asyncio.run(
+                run_load(server.base, queries, n_job, args.warmup, during=lambda c: index_job(c, folder))
+            )
             loaded.append((job, load.summary()))
             tokensearch("remove", str(folder), home=home)
-            print(json.dumps({"alone": alone[-1], "under_load": job, "search_during": loaded[-1][1]}),
-                  file=sys.stderr)
+            print(json.dumps({"alone": alone[-1], "under_load": job, "search_during": loaded[-1][1]}), file=sys.stderr)
     finally:
         server.stop()
         if args.home is None:
@@ -261,31 +299,44 @@ def main() -> int:
     t_alone = statistics.median(j["wall_s"] for j in alone)
     t_load = statistics.median(j["wall_s"] for j, _ in loaded)
     during = [s for _, s in loaded]
-    result = {"cpu": cpu_line(), "commit": commit(), "searchers": args.searchers,
-              "workers": args.workers, "nice": args.nice, "search": searches, "job_alone": alone,
-              "job_under_load": [j for j, _ in loaded], "search_during_job": during,
-              "slowdown": round(t_load / t_alone, 2),
-              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    result = {
+        "cpu": cpu_line(),
+        "commit": commit(),
+        "searchers": args.searchers,
+        "workers": args.workers,
+        "nice": args.nice,
+        "search": searches,
+        "job_alone": alone,
+        "job_under_load": [j for j, _ in loaded],
+        "search_during_job": during,
+        "slowdown": round(t_load / t_alone, 2),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 
     workers = args.workers if args.workers is not None else "one per core"
     nice = args.nice if args.nice is not None else "default"
-    print(f"\n{result['when']}, commit {result['commit']}, {result['cpu']}; search workers: {workers}, "
-          f"nice {nice}\n")
+    print(f"\n{result['when']}, commit {result['commit']}, {result['cpu']}; search workers: {workers}, nice {nice}\n")
     print("| load | searches | searches/s | p50 s | p95 s | max s | errors |")
     print("|---|---|---|---|---|---|---|")
     for n, s in searches.items():
-        print(f"| {n} searchers, {s['seconds']:.0f} s | {s['searches']} | {s['per_s']} | {s['p50_s']} | "
-              f"{s['p95_s']} | {s['max_s']} | {s['errors']} |")
-    for (job, d) in loaded:
-        print(f"| {n_job} searchers during an index job ({d['seconds']:.0f} s) | {d['searches']} | "
-              f"{d['per_s']} | {d['p50_s']} | {d['p95_s']} | {d['max_s']} | {d['errors']} |")
+        print(
+            f"| {n} searchers, {s['seconds']:.0f} s | {s['searches']} | {s['per_s']} | {s['p50_s']} | "
+            f"{s['p95_s']} | {s['max_s']} | {s['errors']} |"
+        )
+    for job, d in loaded:
+        print(
+            f"| {n_job} searchers during an index job ({d['seconds']:.0f} s) | {d['searches']} | "
+            f"{d['per_s']} | {d['p50_s']} | {d['p95_s']} | {d['max_s']} | {d['errors']} |"
+        )
     print(f"\n| index job ({args.job_pages} pages) | alone s | under {n_job} searchers s | slowdown |")
     print("|---|---|---|---|")
-    print(f"| runs: {', '.join(str(j['wall_s']) for j in alone)} / "
-          f"{', '.join(str(j['wall_s']) for j, _ in loaded)} | {t_alone:.1f} | {t_load:.1f} | "
-          f"{result['slowdown']}x |")
+    print(
+        f"| runs: {', '.join(str(j['wall_s']) for j in alone)} / "
+        f"{', '.join(str(j['wall_s']) for j, _ in loaded)} | {t_alone:.1f} | {t_load:.1f} | "
+        f"{result['slowdown']}x |"
+    )
     return 0
 
 

@@ -43,8 +43,9 @@ def run(engine, queries: list[dict], k: int = 10) -> tuple[list[list[tuple[str, 
     return ranked, lat
 
 
-def r_at_1(queries: list[dict], ranked: list[list[tuple[str, int]]], indexed: set[tuple[str, int]]
-           ) -> tuple[float, int]:
+def r_at_1(
+    queries: list[dict], ranked: list[list[tuple[str, int]]], indexed: set[tuple[str, int]]
+) -> tuple[float, int]:
     n = hit = 0
     for q, top in zip(queries, ranked):
         rel = {(r["doc"], r["page"]) for r in q.get("relevant", [])} & indexed
@@ -62,8 +63,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N queries only")
     ap.add_argument("--home", type=Path, default=None, help="index folder (kept; default a temporary one)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--keep-milvus", action="store_true",
-                    help="reuse the milvus-lite file of an earlier run on this home (else rebuilt and timed)")
+    ap.add_argument(
+        "--keep-milvus",
+        action="store_true",
+        help="reuse the milvus-lite file of an earlier run on this home (else rebuilt and timed)",
+    )
     a = ap.parse_args()
 
     import torch
@@ -74,7 +78,7 @@ def main() -> None:
 
     folder = a.bench / "data" / "scans" / a.set / "png"
     queries = [json.loads(line) for line in (a.bench / "data" / "queries.jsonl").read_text().splitlines() if line]
-    queries = queries[:a.limit] if a.limit else queries
+    queries = queries[: a.limit] if a.limit else queries
     home = a.home or Path(f"/tmp/ts-milvus-bench-{a.set}")
     indexed = {page_key(str(p), 1) for p in folder.glob("*.png")}
 
@@ -97,19 +101,30 @@ def main() -> None:
     problems = milvus_eng.store.verify()
     milvus_eng.close()
 
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    out = {"set": a.set, "queries": len(queries), "pages": len(indexed), "vectors": vectors, "commit": commit,
-           "index_s": round(index_s, 1), "milvus_problems": problems,
-           # the collection built from the feature store and checked (kept from an earlier run: checked only)
-           ("milvus_verify_s" if a.keep_milvus else "milvus_build_s"): round(build_s, 1),
-           "same_top10": sum(f == m for f, m in zip(faiss_ranked, milvus_ranked))}
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    out = {
+        "set": a.set,
+        "queries": len(queries),
+        "pages": len(indexed),
+        "vectors": vectors,
+        "commit": commit,
+        "index_s": round(index_s, 1),
+        "milvus_problems": problems,
+        # the collection built from the feature store and checked (kept from an earlier run: checked only)
+        ("milvus_verify_s" if a.keep_milvus else "milvus_build_s"): round(build_s, 1),
+        "same_top10": sum(f == m for f, m in zip(faiss_ranked, milvus_ranked)),
+    }
     for name, ranked, lat in (("faiss", faiss_ranked, faiss_lat), ("milvus", milvus_ranked, milvus_lat)):
         r1, n_pos = r_at_1(queries, ranked, indexed)
         lat_sorted = sorted(lat)
-        out[name] = {"R@1": round(r1, 4), "n_pos": n_pos,
-                     "lat_p50_ms": round(1000 * lat_sorted[len(lat) // 2], 1),
-                     "lat_p95_ms": round(1000 * lat_sorted[int(0.95 * (len(lat) - 1))], 1)}
+        out[name] = {
+            "R@1": round(r1, 4),
+            "n_pos": n_pos,
+            "lat_p50_ms": round(1000 * lat_sorted[len(lat) // 2], 1),
+            "lat_p95_ms": round(1000 * lat_sorted[int(0.95 * (len(lat) - 1))], 1),
+        }
     dest = ROOT / "bench" / "results" / f"milvus_backend_{a.set}.json"
     dest.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))

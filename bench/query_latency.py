@@ -16,8 +16,12 @@ import statistics
 import time
 from pathlib import Path
 
-DEFAULT_QUERIES = ["different", "of the and to in", '"States of America"',
-                   "the quick brown fox jumps over the lazy dog again and again"]
+DEFAULT_QUERIES = [
+    "different",
+    "of the and to in",
+    '"States of America"',
+    "the quick brown fox jumps over the lazy dog again and again",
+]
 
 
 def timed(eng, q: str) -> tuple[float, list]:
@@ -32,8 +36,10 @@ def verify_on_off(eng, queries: list[str], repeat: int) -> None:
         for w in (0.0, None):  # None: the model's calibrated weight
             eng.settings = eng.settings.model_copy(update={"verify_weight": w})
             runs = [timed(eng, q) for _ in range(repeat)]
-            print(f"{q[:62]:<62} {eng.verify_weight():>6} {len(runs[-1][1]):>5} "
-                  f"{statistics.median(r[0] for r in runs):>10.0f}")
+            print(
+                f"{q[:62]:<62} {eng.verify_weight():>6} {len(runs[-1][1]):>5} "
+                f"{statistics.median(r[0] for r in runs):>10.0f}"
+            )
 
 
 def scan_ab(eng, queries: list[str], repeat: int) -> None:

@@ -67,8 +67,14 @@ def main() -> None:
     with threadpool_limits(limits=1, user_api="blas"):
         for qi, q in enumerate(queries):
             plan = searcher.plan(q["query"], engine.settings.max_query_chars)
-            rec = {"id": q["id"], "type": q["type"], "query": q["query"],
-                   "units": [(u.text, u.phrase) for u in plan.units], "nq": plan.n_query_units, "pages": []}
+            rec = {
+                "id": q["id"],
+                "type": q["type"],
+                "query": q["query"],
+                "units": [(u.text, u.phrase) for u in plan.units],
+                "nq": plan.n_query_units,
+                "pages": [],
+            }
             if plan.vectors is None:
                 out.append(rec)
                 continue
@@ -100,12 +106,24 @@ def main() -> None:
                         other = vs.max(axis=1)
                         rank_own = (vs > mine[:, None]).sum(axis=1)
                         cell = np.array([maps[j, cy, cx] for j, (cy, cx) in enumerate(o.cells)], np.float32)
-                        occ_recs.append({
-                            "unit": sp.unit, "text": sp.text, "lens": sp.lens, "chain": o.score, "cell": cell,
-                            "own": mine.astype(np.float32), "other": other.astype(np.float32),
-                            "rank": rank_own.astype(np.int32), "end": bool(e), "start": bool(s), "box": o.box})
-                rec["pages"].append({"page_id": pid, "path": info.path, "page": info.page_no, "rank": rank,
-                                     "occ": occ_recs})
+                        occ_recs.append(
+                            {
+                                "unit": sp.unit,
+                                "text": sp.text,
+                                "lens": sp.lens,
+                                "chain": o.score,
+                                "cell": cell,
+                                "own": mine.astype(np.float32),
+                                "other": other.astype(np.float32),
+                                "rank": rank_own.astype(np.int32),
+                                "end": bool(e),
+                                "start": bool(s),
+                                "box": o.box,
+                            }
+                        )
+                rec["pages"].append(
+                    {"page_id": pid, "path": info.path, "page": info.page_no, "rank": rank, "occ": occ_recs}
+                )
             out.append(rec)
             if qi % 20 == 0:
                 print(f"{qi}/{len(queries)} {time.time() - t0:.0f}s", flush=True)

@@ -43,14 +43,14 @@ RULES: dict[str, Rule] = {
     "current": current,
     "w6": lambda o: current(o, 6.0),
     # the worst token's margin as well as the mean: a near miss differs in one token
-    "mix_min": lambda o: o["chain"] + 2.0 * _capped(o) + float(np.minimum(_margin(o), 0).min())
-    - 0.05 * (o["end"] + o["start"]),
+    "mix_min": lambda o: (
+        o["chain"] + 2.0 * _capped(o) + float(np.minimum(_margin(o), 0).min()) - 0.05 * (o["end"] + o["start"])
+    ),
     # positive margins count too: a token read clearly as itself, whatever its cosine
     "uncapped": lambda o: current(o) + float(np.clip(_margin(o), -1, 0.1).mean()),
     # the pooled cells' cosine with the token instead of the chain cells'
     "pooled": lambda o: float(o["own"].mean()) + 4.0 * _capped(o) - 0.05 * (o["end"] + o["start"]),
-    "half": lambda o: 0.5 * (o["chain"] + float(o["own"].mean())) + 4.0 * _capped(o)
-    - 0.05 * (o["end"] + o["start"]),
+    "half": lambda o: 0.5 * (o["chain"] + float(o["own"].mean())) + 4.0 * _capped(o) - 0.05 * (o["end"] + o["start"]),
 }
 
 
@@ -74,8 +74,12 @@ def rank_query(rec: dict, rule: Rule, thr: float, chain_floor: float) -> list[di
         n_occ = sum(len(u) for u in matched)
         occs = sorted((x for u in matched for x in u), key=lambda x: -x[0])
         boxes = [o["box"] for _, o in joint] + [o["box"] for _, o in occs]
-        ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, p["page_id"]),
-                       {"path": p["path"], "page": p["page"], "score": score, "boxes": boxes[:20]}))
+        ranked.append(
+            (
+                (-len(matched), -int(bool(joint)), -score, -n_occ, p["page_id"]),
+                {"path": p["path"], "page": p["page"], "score": score, "boxes": boxes[:20]},
+            )
+        )
     ranked.sort(key=lambda r: r[0])
     return [h for _, h in ranked[:10]]
 
@@ -86,8 +90,12 @@ def main() -> None:
     ap.add_argument("--dumps", type=Path, nargs="+", required=True)
     ap.add_argument("--rules", default=",".join(RULES))
     ap.add_argument("--thresholds", default="")
-    ap.add_argument("--chain-floor", type=float, default=None, help="occurrences need this chain mean "
-                    "(default: the threshold, as the searcher's locate does)")
+    ap.add_argument(
+        "--chain-floor",
+        type=float,
+        default=None,
+        help="occurrences need this chain mean (default: the threshold, as the searcher's locate does)",
+    )
     ap.add_argument("--max-fp", type=float, default=1 / 30)
     ap.add_argument("--per-type", action="store_true")
     a = ap.parse_args()
@@ -105,8 +113,9 @@ def main() -> None:
         transforms = json.loads(tf_file.read_text()).get(d["set"], {}) if tf_file.exists() else {}
         gt_pages = {(p["doc"], p["page"]): p["size_pt"] for p in run_eval.load_jsonl(data / "gt.jsonl")}
         sets[d["set"]] = (d, queries, transforms, gt_pages)
-    thresholds = ([float(t) for t in a.thresholds.split(",")] if a.thresholds else
-                  [round(0.5 + 0.01 * i, 3) for i in range(41)])
+    thresholds = (
+        [float(t) for t in a.thresholds.split(",")] if a.thresholds else [round(0.5 + 0.01 * i, 3) for i in range(41)]
+    )
     conv = TokenSearchCLI._convert
     for name in a.rules.split(","):
         rule = RULES[name]
@@ -115,8 +124,10 @@ def main() -> None:
             row = {"thr": t}
             for sname, (d, queries, transforms, gt_pages) in sets.items():
                 floor = t if a.chain_floor is None else a.chain_floor
-                results = {rec["id"]: [h for h in (conv(None, x) for x in rank_query(rec, rule, t, floor))
-                                       if h is not None] for rec in d["queries"]}
+                results = {
+                    rec["id"]: [h for h in (conv(None, x) for x in rank_query(rec, rule, t, floor)) if h is not None]
+                    for rec in d["queries"]
+                }
                 summary, per_type, _ = run_eval.score(queries, results, [], gt_pages, transforms, None, 10)
                 row[sname] = (summary["R@1"], summary["Loc@1"], summary["FP_any"], per_type)
             rows.append(row)
@@ -126,13 +137,18 @@ def main() -> None:
         print(f"== {name}")
         for r in rows:
             mark = " <=" if r is best else ""
-            print(f"{r['thr']:.3f} " + "  ".join(f"{s} {v[0]:.3f}/{v[1]:.3f}/{v[2]:.3f}" for s, v in r.items()
-                                                  if s != "thr") + mark)
+            print(
+                f"{r['thr']:.3f} "
+                + "  ".join(f"{s} {v[0]:.3f}/{v[1]:.3f}/{v[2]:.3f}" for s, v in r.items() if s != "thr")
+                + mark
+            )
         if best and a.per_type:
             for s, v in best.items():
                 if s != "thr":
-                    print(f"   {s}: " + " ".join(f"{k} {x.get('r1', x.get('fp_any', 0)):.3f}"
-                                            for k, x in sorted(v[3].items())))
+                    print(
+                        f"   {s}: "
+                        + " ".join(f"{k} {x.get('r1', x.get('fp_any', 0)):.3f}" for k, x in sorted(v[3].items()))
+                    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ class Postings:
             ids = [r[0] for r in c.execute(text("select id from ts_pages"))]
         tok, page, cell, score = [], [], [], []
         for chunk in range(0, len(ids), 16):
-            for pid, pf in store.page_features(ids[chunk:chunk + 16]).items():
+            for pid, pf in store.page_features(ids[chunk : chunk + 16]).items():
                 sims = pf.rows @ vocab.T  # (m, V): palette rows or cells
                 rows = np.arange(len(sims))
                 best = np.empty((len(sims), top), dtype=np.int64)
@@ -60,8 +60,11 @@ class Postings:
         self.cell = np.concatenate(cell)[order]
         self.score = np.concatenate(score)[order].astype(np.float32)
         self.vocab = vocab
-        print(f"postings: {len(self.tok)} for {len(ids)} pages ({6 * len(self.tok) / max(len(ids), 1):.0f} B a page "
-              f"at 6 B a posting), built in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"postings: {len(self.tok)} for {len(ids)} pages ({6 * len(self.tok) / max(len(ids), 1):.0f} B a page "
+            f"at 6 B a posting), built in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
 
     def search(self, q: np.ndarray, k: int, same: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         out = []

@@ -79,14 +79,19 @@ def main() -> None:
                 continue
             rel = {(r["doc"], r["page"]) for r in q["relevant"]}
             plan = searcher.plan(q["query"], 256)
-            u = estimate(plan)[:plan.n_query_units]
+            u = estimate(plan)[: plan.n_query_units]
             present = u >= 0.8 * thr
             order = np.lexsort((np.array(pids), -np.where(present, u, 0).sum(axis=0), -present.sum(axis=0)))
             at = [i for i, o in enumerate(order) if name[pids[o]] in rel]
             rank[q["type"]].append(at[0] if at else len(pids))
-        print(label, "relevant page within the first 32 / 64:",
-              {t: (round(float(np.mean(np.array(v) < 32)), 3), round(float(np.mean(np.array(v) < 64)), 3))
-               for t, v in rank.items()})
+        print(
+            label,
+            "relevant page within the first 32 / 64:",
+            {
+                t: (round(float(np.mean(np.array(v) < 32)), 3), round(float(np.mean(np.array(v) < 64)), 3))
+                for t, v in rank.items()
+            },
+        )
     eng.close()
 
 

@@ -26,9 +26,13 @@ def main() -> None:
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     ap.add_argument("--model", default=os.environ.get("TOKENSEARCH_MODEL", "mini"))
     ap.add_argument("--tag", default="inproc")
-    ap.add_argument("--zoom", type=float, default=None,
-                    help="experiment: enlarge every page image by this factor before the model (e.g. 1.3333 "
-                    "reads 150 dpi pages as if at 200 dpi)")
+    ap.add_argument(
+        "--zoom",
+        type=float,
+        default=None,
+        help="experiment: enlarge every page image by this factor before the model (e.g. 1.3333 "
+        "reads 150 dpi pages as if at 200 dpi)",
+    )
     a, rest = ap.parse_known_args()
 
     bench = a.bench.resolve()
@@ -62,8 +66,13 @@ def main() -> None:
             from adapters.common import dir_size
 
             self.engine.store.persist()
-            return {"index_bytes": dir_size(self.home), "pages": rep.pages, "pages_text": rep.pages_text,
-                    "pages_vision": rep.pages_vision, "failed": rep.failed}
+            return {
+                "index_bytes": dir_size(self.home),
+                "pages": rep.pages,
+                "pages_text": rep.pages_text,
+                "pages_vision": rep.pages_vision,
+                "failed": rep.failed,
+            }
 
         def search(self, query, k=10):
             self.stats["search_calls"] += 1

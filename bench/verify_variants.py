@@ -50,12 +50,13 @@ def main() -> None:
     variant = args[i + 1]
     if variant not in ("min", "pooled", "mix"):
         sys.exit(f"unknown variant {variant!r}")
-    sys.argv = [sys.argv[0], *args[:i], *args[i + 2:]]
+    sys.argv = [sys.argv[0], *args[:i], *args[i + 2 :]]
     import tokensearch.search.searcher as searcher
 
     variant_rescore = _variant_rescore(variant)
     searcher.rescore_all = lambda groups, rows, feats, competitors, weight: [
-        variant_rescore(occs, maps, rows, feats, own, ids, competitors, weight) for occs, maps, own, ids in groups]
+        variant_rescore(occs, maps, rows, feats, own, ids, competitors, weight) for occs, maps, own, ids in groups
+    ]
     import threshold_sweep
 
     threshold_sweep.main()

@@ -20,9 +20,10 @@ install torch==2.13.0 -e .
 bash scripts/smoke_runtime.sh "$VENV"
 
 install -e '.[test,lint,milvus]'
-# lint (ruff, on the package and the tests) and types (mypy, on the package), as pyproject.toml configures
+# lint and format (ruff, on the package and the tests) and types (mypy, on the package), as pyproject.toml configures
 # them: a violation fails the run before the tests start
 "$VENV/bin/ruff" check --no-cache tokensearch tests
+"$VENV/bin/ruff" format --check --no-cache tokensearch tests
 "$VENV/bin/mypy" --cache-dir "$VENV/mypy-cache"
 # Debian's chromium for the Playwright viewer test; docker-compose (v1) to check docker/compose.yaml;
 # wamerican: the dictionary the training data and the threshold calibration draw words from

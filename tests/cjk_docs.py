@@ -46,8 +46,14 @@ def text_boxes(pdf: Path, page_no: int, text: str) -> list[tuple[float, float, f
                 s = "".join(ch["c"] for ch in chars)
                 start = s.find(text)
                 while start >= 0:
-                    bb = [ch["bbox"] for ch in chars[start:start + len(text)]]
-                    out.append((min(b[0] for b in bb) / w, min(b[1] for b in bb) / h,
-                                max(b[2] for b in bb) / w, max(b[3] for b in bb) / h))
+                    bb = [ch["bbox"] for ch in chars[start : start + len(text)]]
+                    out.append(
+                        (
+                            min(b[0] for b in bb) / w,
+                            min(b[1] for b in bb) / h,
+                            max(b[2] for b in bb) / w,
+                            max(b[3] for b in bb) / h,
+                        )
+                    )
                     start = s.find(text, start + 1)
     return out

@@ -45,4 +45,3 @@ def make_engine(tmp_path, db_url, mini_encoder):
     yield _make
     for e in engines:
         e.close()
-

@@ -82,8 +82,11 @@ def need_milvus() -> None:
         import milvus_lite  # noqa: F401
         import pymilvus  # noqa: F401
     except ImportError as e:
-        pytest.fail(f"the Milvus backend tests need pymilvus and milvus-lite ({e}): pip install '.[milvus]', "
-                    "or set TOKENSEARCH_TEST_MILVUS=off to skip them", pytrace=False)
+        pytest.fail(
+            f"the Milvus backend tests need pymilvus and milvus-lite ({e}): pip install '.[milvus]', "
+            "or set TOKENSEARCH_TEST_MILVUS=off to skip them",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -112,8 +115,13 @@ def open_store(tmp_path, db_url, vector_backend):
 
 
 def random_page(
-    rng: np.random.Generator, page_no: int, n: int = 200, dim: int = 64, grid: tuple[int, int] = (40, 30),
-    source: str = "vision", basis: np.ndarray | None = None,
+    rng: np.random.Generator,
+    page_no: int,
+    n: int = 200,
+    dim: int = 64,
+    grid: tuple[int, int] = (40, 30),
+    source: str = "vision",
+    basis: np.ndarray | None = None,
 ) -> PageRecord:
     """A page of ``n`` random text cells with random unit features (optionally in the span of ``basis``)."""
     gh, gw = grid
@@ -123,9 +131,16 @@ def random_page(
     else:  # low intrinsic dimension + a little noise, like real features
         feats = rng.standard_normal((n, basis.shape[0])) @ basis + 0.05 * rng.standard_normal((n, basis.shape[1]))
     return PageRecord(
-        page_no=page_no, width=gw * 8, height=gh * 8, source=source, grid_h=gh, grid_w=gw,
-        ys=(flat // gw).astype(np.int64), xs=(flat % gw).astype(np.int64),
-        feats=l2_normalize(feats).astype(np.float32), text=f"page {page_no}",
+        page_no=page_no,
+        width=gw * 8,
+        height=gh * 8,
+        source=source,
+        grid_h=gh,
+        grid_w=gw,
+        ys=(flat // gw).astype(np.int64),
+        xs=(flat % gw).astype(np.int64),
+        feats=l2_normalize(feats).astype(np.float32),
+        text=f"page {page_no}",
     )
 
 
@@ -156,8 +171,9 @@ def top_pages(store: Store, vecs: np.ndarray, k: int = 5) -> list[set[int]]:
     return [set(ids.tolist()) for ids, _ in store.search_cells(store.project_queries(vecs), k)]
 
 
-def token_blob_page(rng: np.random.Generator, page_no: int, tokens, noise=0.02, grid=(40, 60),
-                    block=(3, 6)) -> PageRecord:
+def token_blob_page(
+    rng: np.random.Generator, page_no: int, tokens, noise=0.02, grid=(40, 60), block=(3, 6)
+) -> PageRecord:
     """Vision-like page: each token covers a block of cells holding its vector plus a little noise."""
     gh, gw = grid
     ys, xs, feats = [], [], []
@@ -167,5 +183,14 @@ def token_blob_page(rng: np.random.Generator, page_no: int, tokens, noise=0.02, 
         ys.append(yy.ravel())
         xs.append(xx.ravel())
         feats.append(vec + noise * rng.standard_normal((yy.size, len(vec))))
-    return PageRecord(page_no, gw * 8, gh * 8, "vision", gh, gw, np.concatenate(ys), np.concatenate(xs),
-                      l2_normalize(np.concatenate(feats)).astype(np.float32))
+    return PageRecord(
+        page_no,
+        gw * 8,
+        gh * 8,
+        "vision",
+        gh,
+        gw,
+        np.concatenate(ys),
+        np.concatenate(xs),
+        l2_normalize(np.concatenate(feats)).astype(np.float32),
+    )

@@ -15,7 +15,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
-    DOCS, api_env, assert_error, build_settings, iou, make_docs, wait_job, word_boxes, write_pdf,
+    DOCS,
+    api_env,
+    assert_error,
+    build_settings,
+    iou,
+    make_docs,
+    wait_job,
+    word_boxes,
+    write_pdf,
 )
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
@@ -25,8 +33,16 @@ API = "/api/v1"
 
 # -- search ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("word,name,page", [("INV-2023-0042", "invoice.pdf", 1), ("crane", "minutes.pdf", 1),
-                                            ("thirty", "invoice.pdf", 2), ("ZX-99812", "letter.pdf", 1)])
+
+@pytest.mark.parametrize(
+    "word,name,page",
+    [
+        ("INV-2023-0042", "invoice.pdf", 1),
+        ("crane", "minutes.pdf", 1),
+        ("thirty", "invoice.pdf", 2),
+        ("ZX-99812", "letter.pdf", 1),
+    ],
+)
 def test_search_finds_the_page_and_boxes_the_word(api_env, word, name, page):
     r = api_env.client.get(f"{API}/search", params={"q": word})
     assert r.status_code == 200, r.text
@@ -60,16 +76,26 @@ def test_search_pagination_with_k_and_offset(api_env):
     assert [(h["doc_id"], h["page"]) for h in first + second] == [(h["doc_id"], h["page"]) for h in everything[:2]]
 
 
-@pytest.mark.parametrize("params,fragment", [
-    ({}, "q"), ({"q": ""}, "q"), ({"q": "   "}, "q"), ({"q": "x", "k": 0}, "k"), ({"q": "x", "k": "ten"}, "k"),
-    ({"q": "x", "offset": -1}, "offset"), ({"q": "x" * 257}, "256"), ({"q": "x", "k": 101}, "100"),
-])
+@pytest.mark.parametrize(
+    "params,fragment",
+    [
+        ({}, "q"),
+        ({"q": ""}, "q"),
+        ({"q": "   "}, "q"),
+        ({"q": "x", "k": 0}, "k"),
+        ({"q": "x", "k": "ten"}, "k"),
+        ({"q": "x", "offset": -1}, "offset"),
+        ({"q": "x" * 257}, "256"),
+        ({"q": "x", "k": 101}, "100"),
+    ],
+)
 def test_search_rejects_bad_parameters_with_the_error_shape(api_env, params, fragment):
     err = assert_error(api_env.client.get(f"{API}/search", params=params), 422, "validation_error")
     assert fragment in err["message"]
 
 
 # -- documents ------------------------------------------------------------------------------------------
+
 
 def test_documents_list_get_and_pagination(api_env):
     body = api_env.client.get(f"{API}/documents").json()
@@ -108,6 +134,7 @@ def test_delete_document_removes_it_from_search_and_cache(api_env):
 
 # -- uploads --------------------------------------------------------------------------------------------
 
+
 def _pdf_bytes(lines: list[str]) -> bytes:
     doc = pymupdf.open()
     page = doc.new_page(width=612, height=792)
@@ -119,8 +146,11 @@ def _pdf_bytes(lines: list[str]) -> bytes:
 def test_upload_pdf_is_stored_indexed_and_searchable(api_env):
     c = api_env.client
     data = _pdf_bytes(["Quarterly report", "Penguin migration statistics"])
-    r = c.post(f"{API}/documents", params={"wait": "true"},
-               files={"file": ("../../evil name?.bin", data, "application/octet-stream")})
+    r = c.post(
+        f"{API}/documents",
+        params={"wait": "true"},
+        files={"file": ("../../evil name?.bin", data, "application/octet-stream")},
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     f = body["files"][0]
@@ -149,8 +179,9 @@ def test_upload_png_scan_is_accepted_by_magic_bytes(api_env, monkeypatch):
     img.save(buf, "PNG")
     calls = []
     monkeypatch.setattr(api_env.engine, "index_files", lambda paths, root, progress=None: calls.append(paths))
-    r = api_env.client.post(f"{API}/documents", params={"wait": "true"},
-                            files={"file": ("scan.pdf", buf.getvalue(), "application/pdf")})  # the name lies
+    r = api_env.client.post(
+        f"{API}/documents", params={"wait": "true"}, files={"file": ("scan.pdf", buf.getvalue(), "application/pdf")}
+    )  # the name lies
     assert r.status_code in (201, 202), r.text
     f = r.json()["files"][0]
     assert f["content_type"] == "image/png" and f["stored_path"].endswith("scan.png")
@@ -159,8 +190,9 @@ def test_upload_png_scan_is_accepted_by_magic_bytes(api_env, monkeypatch):
 
 def test_upload_errors(api_env):
     c = api_env.client
-    assert_error(c.post(f"{API}/documents", files={"file": ("x.pdf", b"MZ\x90\x00 not a pdf")}), 415,
-                 "unsupported_media_type")
+    assert_error(
+        c.post(f"{API}/documents", files={"file": ("x.pdf", b"MZ\x90\x00 not a pdf")}), 415, "unsupported_media_type"
+    )
     assert_error(c.post(f"{API}/documents", files={"file": ("x.pdf", b"")}), 415)
     assert_error(c.post(f"{API}/documents", files={"note": (None, "no file")}), 422, "validation_error")
     assert_error(c.post(f"{API}/documents", data={"note": "no file"}), 415, "unsupported_media_type")
@@ -178,7 +210,7 @@ def test_oversize_upload_is_refused_with_413_and_leaves_nothing(tmp_path, mini_e
 
         def chunks():  # no Content-Length: the limit is enforced while streaming
             boundary = b"XyZ"
-            yield b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pdf\"\r\n\r\n"
+            yield b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"\r\n\r\n'
             for _ in range(20):
                 yield b"%PDF" + b"1" * 4000
             yield b"\r\n--" + boundary + b"--\r\n"
@@ -195,6 +227,7 @@ def test_oversize_upload_is_refused_with_413_and_leaves_nothing(tmp_path, mini_e
 
 
 # -- index jobs -----------------------------------------------------------------------------------------
+
 
 def test_index_job_indexes_a_new_folder_and_reports_progress(api_env):
     c = api_env.client
@@ -238,8 +271,11 @@ def test_index_job_errors(api_env):
     assert_error(c.delete(f"{API}/index-jobs/nope"), 404, "not_found")
     assert_error(c.post(f"{API}/index-jobs", json={}), 422, "validation_error")
     assert_error(c.post(f"{API}/index-jobs", json={"path": "x", "extra": 1}), 422, "validation_error")
-    assert_error(c.post(f"{API}/index-jobs", content=b"not json", headers={"content-type": "application/json"}),
-                 422, "validation_error")
+    assert_error(
+        c.post(f"{API}/index-jobs", content=b"not json", headers={"content-type": "application/json"}),
+        422,
+        "validation_error",
+    )
     assert_error(c.post(f"{API}/index-jobs", json={"path": "does-not-exist"}), 404, "not_found")
 
 
@@ -258,6 +294,7 @@ def test_search_keeps_answering_while_an_index_job_runs(api_env):
             time.sleep(0.05)  # make the job last long enough to overlap the searches
             if progress:
                 progress(ev)
+
         return real_index(root, progress=prog, cancel=cancel)
 
     api_env.engine.index = slow_index
@@ -365,6 +402,7 @@ def test_a_job_running_at_shutdown_is_marked_interrupted(tmp_path, mini_encoder)
 
 # -- pages: images and heatmaps --------------------------------------------------------------------------
 
+
 def _first_hit(c, q="crane"):
     return c.get(f"{API}/search", params={"q": q}).json()["hits"][0]
 
@@ -434,6 +472,7 @@ def test_heatmap_json_png_and_overlay(api_env):
 
 
 # -- health, metrics, errors ------------------------------------------------------------------------------
+
 
 def test_healthz_and_metrics(api_env):
     c = api_env.client
@@ -542,8 +581,11 @@ def test_the_api_on_sqlite_and_postgresql(tmp_path, db_url, mini_encoder):
         assert (hit["name"], hit["page"]) == ("invoice.pdf", 1)
         assert c.get(f"{API}/documents").json()["total"] == len(DOCS)
         assert c.get(hit["thumbnail_url"]).status_code == 200
-        up = c.post(f"{API}/documents", params={"wait": "true"},
-                    files={"file": ("pg.pdf", _pdf_bytes(["Narwhal sightings log", "North Atlantic"]))})
+        up = c.post(
+            f"{API}/documents",
+            params={"wait": "true"},
+            files={"file": ("pg.pdf", _pdf_bytes(["Narwhal sightings log", "North Atlantic"]))},
+        )
         assert up.status_code == 201 and c.get(f"{API}/search", params={"q": "Narwhal"}).json()["hits"]
         assert c.delete(f"{API}/documents/{hit['doc_id']}").status_code == 200
         assert c.get(f"{API}/documents").json()["total"] == len(DOCS)  # -1 deleted, +1 uploaded

@@ -30,7 +30,13 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
 from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
-    api_env, assert_error, build_settings, free_port, make_docs, wait_job, write_pdf,
+    api_env,
+    assert_error,
+    build_settings,
+    free_port,
+    make_docs,
+    wait_job,
+    write_pdf,
 )
 from tokensearch.api.app import create_app
 from tokensearch.api.http_limits import max_head_bytes, max_request_line
@@ -109,8 +115,12 @@ def test_every_published_limit_is_the_enforced_one(limited):
             for label, value in (("on", on), ("past", past)):
                 path_values = {**base, name: value} if where == "path" else base
                 url = re.sub(r"\{([^}]+)\}", lambda m, pv=path_values: str(pv[m.group(1)]), path)
-                params = {"q": base["q"]} if "q" in {p["name"] for p in spec["paths"][path][method].get(
-                    "parameters", []) if p.get("required")} else {}
+                params = (
+                    {"q": base["q"]}
+                    if "q"
+                    in {p["name"] for p in spec["paths"][path][method].get("parameters", []) if p.get("required")}
+                    else {}
+                )
                 json = None
                 if where == "query":
                     params[name] = value
@@ -179,8 +189,9 @@ def test_every_documented_error_is_the_json_error_shape(api_env):
         for method, op in ops.items():
             for status, doc in op["responses"].items():
                 if status[0] in "45":
-                    assert doc["content"] == {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/ErrorResponse"}}}, (method, path, status, doc)
+                    assert doc["content"] == {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                    }, (method, path, status, doc)
                     seen += 1
     assert seen > 40
 
@@ -195,6 +206,7 @@ def test_the_api_key_is_published_as_required_only_when_the_server_has_one(tmp_p
 
 
 # -- DELETE /index-jobs/{id} -------------------------------------------------------------------------------
+
 
 def _wait_status(c: TestClient, job_id: str, status: str, timeout: float = 20.0) -> dict:
     t0 = time.monotonic()
@@ -241,14 +253,15 @@ def test_delete_of_a_running_upload_job_is_409_until_it_finishes(api_env, monkey
     c = api_env.client
     gate = threading.Event()
     real_index_files = api_env.engine.index_files
-    monkeypatch.setattr(api_env.engine, "index_files",
-                        lambda *a, **k: (gate.wait(20), real_index_files(*a, **k))[1])
+    monkeypatch.setattr(api_env.engine, "index_files", lambda *a, **k: (gate.wait(20), real_index_files(*a, **k))[1])
     pdf = write_pdf(tmp_path / "upload.pdf", [["Quokka upload"]]).read_bytes()
     try:
         job = c.post(f"{API}/documents", files={"file": ("upload.pdf", pdf, "application/pdf")}).json()["job"]
         _wait_status(c, job["id"], "running")
-        assert "cannot be cancelled" in assert_error(c.delete(f"{API}/index-jobs/{job['id']}"), 409,
-                                                     "job_running")["message"]
+        assert (
+            "cannot be cancelled"
+            in assert_error(c.delete(f"{API}/index-jobs/{job['id']}"), 409, "job_running")["message"]
+        )
     finally:
         gate.set()
     assert wait_job(c, job["id"])["status"] == "done"
@@ -268,12 +281,26 @@ def served(tmp_path_factory) -> Iterator[tuple[int, Settings]]:
     log = home.parent / "serve.log"  # a file, not a pipe nobody reads while the tests run
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSEARCH_")}
-    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-               TOKENSEARCH_MAX_QUERY_CHARS=str(SERVED_QUERY_CHARS))
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), TOKENSEARCH_MAX_QUERY_CHARS=str(SERVED_QUERY_CHARS))
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tokensearch", "serve", "--home", str(home), "--port",
-                                 str(port), "--log-level", "warning"], env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tokensearch",
+                "serve",
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         t0 = time.monotonic()
         while True:
@@ -336,7 +363,7 @@ def test_the_request_line_limit_is_exact_and_follows_the_settings(served):
 def test_every_query_the_api_accepts_fits_the_request_line(served):
     port, _ = served
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
-    widest = "".join(f"%{b:02X}" for b in ("\U0001F600" * SERVED_QUERY_CHARS).encode())  # 4 UTF-8 bytes each
+    widest = "".join(f"%{b:02X}" for b in ("\U0001f600" * SERVED_QUERY_CHARS).encode())  # 4 UTF-8 bytes each
     conn.request("GET", f"/api/v1/search?k=0&offset=0&q={widest}")
     r = conn.getresponse()
     assert r.status == 422 and "k" in json.loads(r.read())["error"]["message"]  # the app refused k, not the line
@@ -345,7 +372,7 @@ def test_every_query_the_api_accepts_fits_the_request_line(served):
 def test_an_over_long_request_line_in_pieces_or_after_a_kept_alive_request_gets_414(served):
     port, settings = served
     line = _request_line(0, max_request_line(settings) + 1)
-    pieces = [line[i:i + 1000] for i in range(0, len(line), 1000)]
+    pieces = [line[i : i + 1000] for i in range(0, len(line), 1000)]
     assert _raw(port, *pieces)[0] == 414  # no line end yet: refused on its length alone
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     conn.request("GET", "/healthz")

@@ -106,7 +106,12 @@ def test_compose_config_passes():
         pytest.skip("no compose CLI (docker compose / docker-compose) installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENSEARCH_", "POSTGRES_"))}
     for extra in ([], ["--profile", "gpu"]):
-        r = subprocess.run([*cli, "-f", str(DOCKER / "compose.yaml"), *extra, "config"], capture_output=True,
-                           text=True, env=env, cwd=DOCKER.parent)
+        r = subprocess.run(
+            [*cli, "-f", str(DOCKER / "compose.yaml"), *extra, "config"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=DOCKER.parent,
+        )
         assert r.returncode == 0, r.stderr
         assert "tokensearch" in r.stdout

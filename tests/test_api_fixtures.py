@@ -27,13 +27,22 @@ from tokensearch.settings import Settings
 # (page text lines) per document; the words the tests look for are unique to one page
 DOCS: dict[str, list[list[str]]] = {
     "invoice.pdf": [
-        ["INVOICE INV-2023-0042", "Date: 11/12/2020", "Bill to: Harbour Logistics Ltd",
-         "Container inspection 480.00", "Total due 1730.00"],
+        [
+            "INVOICE INV-2023-0042",
+            "Date: 11/12/2020",
+            "Bill to: Harbour Logistics Ltd",
+            "Container inspection 480.00",
+            "Total due 1730.00",
+        ],
         ["Terms and conditions", "Payment within thirty days", "Late fees apply after March"],
     ],
     "minutes.pdf": [
-        ["Meeting minutes of the steering committee", "The committee reviewed the maintenance schedule",
-         "and approved the replacement of the harbour crane.", "Next meeting in the blue conference room."],
+        [
+            "Meeting minutes of the steering committee",
+            "The committee reviewed the maintenance schedule",
+            "and approved the replacement of the harbour crane.",
+            "Next meeting in the blue conference room.",
+        ],
     ],
     "letter.pdf": [
         ["Dear customer,", "your parcel with tracking code ZX-99812 was delivered", "Kind regards, Aurora Shipping"],
@@ -58,8 +67,11 @@ def word_boxes(pdf: Path, page_no: int, word: str) -> list[tuple[float, float, f
     with pymupdf.open(pdf) as doc:
         page = doc[page_no - 1]
         w, h = page.rect.width, page.rect.height
-        return [(x0 / w, y0 / h, x1 / w, y1 / h)
-                for x0, y0, x1, y1, text, *_ in page.get_text("words") if text.strip(".,:") == word]
+        return [
+            (x0 / w, y0 / h, x1 / w, y1 / h)
+            for x0, y0, x1, y1, text, *_ in page.get_text("words")
+            if text.strip(".,:") == word
+        ]
 
 
 def make_docs(folder: Path) -> Path:
@@ -139,8 +151,9 @@ class LiveServer:
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, name="live-uvicorn", daemon=True)
 
     def __enter__(self) -> LiveServer:

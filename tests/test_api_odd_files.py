@@ -22,7 +22,8 @@ CAFE = os.fsdecode(b"caf\xe9")  # 'caf\udce9'
 
 
 def test_a_folder_with_a_name_that_is_not_utf8_is_indexed_listed_and_served_also_after_a_restart(
-        tmp_path, mini_encoder):
+    tmp_path, mini_encoder
+):
     settings = build_settings(tmp_path)
     folder = settings.roots[0] / "odd"
     write_pdf(folder / "named-later.pdf", [["Espresso tasting notes", "Roast profile 7"]])
@@ -61,11 +62,23 @@ def test_invalid_stored_job_records_are_listed_as_failed_jobs_not_500(tmp_path, 
     jobs = [
         {"id": "good", "kind": "folder", "path": root, "status": "done", "created_at": now},
         # what the previous version persisted for a folder with a Latin-1 name (a lone surrogate)
-        {"id": "latin1", "kind": "folder", "path": root, "status": "failed", "created_at": now,
-         "report": {"failed": [[f"{root}/{CAFE}.png", "x"]]}},
+        {
+            "id": "latin1",
+            "kind": "folder",
+            "path": root,
+            "status": "failed",
+            "created_at": now,
+            "report": {"failed": [[f"{root}/{CAFE}.png", "x"]]},
+        },
         {"id": "status", "kind": "folder", "path": root, "status": "exploded", "created_at": now},
-        {"id": "report", "kind": "folder", "path": root, "status": "done", "created_at": now,
-         "report": {"files_seen": "many"}},
+        {
+            "id": "report",
+            "kind": "folder",
+            "path": root,
+            "status": "done",
+            "created_at": now,
+            "report": {"files_seen": "many"},
+        },
         {"id": "progress", "kind": "folder", "path": root, "status": "done", "created_at": now, "progress": [1]},
         {"id": "nokind", "path": root, "status": "done", "created_at": "yesterday"},
         ["not", "a", "record"],

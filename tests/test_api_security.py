@@ -33,6 +33,7 @@ def keyed(tmp_path, mini_encoder):
 
 # -- startup ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.org"])
 def test_refuses_to_start_on_a_network_interface_without_a_key(tmp_path, host):
     with pytest.raises(InsecureConfigError, match="TOKENSEARCH_API_KEY"):
@@ -53,32 +54,69 @@ def test_serve_flags_apply_over_the_environment(tmp_path):
     add_serve_arguments(parser)
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
-    args = parser.parse_args(["--host", "0.0.0.0", "--port", "9001", "--root", str(tmp_path), "--root", "/srv",
-                              "--api-key-file", str(key_file), "--cors-origin", "https://a.example"])
+    args = parser.parse_args(
+        [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9001",
+            "--root",
+            str(tmp_path),
+            "--root",
+            "/srv",
+            "--api-key-file",
+            str(key_file),
+            "--cors-origin",
+            "https://a.example",
+        ]
+    )
     s = serve_settings(args, build_settings(tmp_path))
     assert (s.host, s.port, s.api_key) == ("0.0.0.0", 9001, KEY)
     assert s.roots == [tmp_path, Path("/srv")] and s.cors_origins == ["https://a.example"]
 
 
-@pytest.mark.parametrize("host,loop", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("[::1]", True),
-                                       ("127.0.0.5", True), ("0.0.0.0", False), ("10.0.0.1", False), ("::", False)])
+@pytest.mark.parametrize(
+    "host,loop",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.0.0.5", True),
+        ("0.0.0.0", False),
+        ("10.0.0.1", False),
+        ("::", False),
+    ],
+)
 def test_is_loopback(host, loop):
     assert is_loopback(host) is loop
 
 
 # -- API key ------------------------------------------------------------------------------------------------
 
+
 def test_loopback_without_a_key_needs_no_auth(api_env):
     assert api_env.client.get(f"{API}/search", params={"q": "crane"}).status_code == 200
     assert api_env.client.get("/healthz").json()["auth"] is False
 
 
-@pytest.mark.parametrize("method,path", [
-    ("get", f"{API}/search?q=crane"), ("get", f"{API}/documents"), ("get", f"{API}/documents/1"),
-    ("delete", f"{API}/documents/1"), ("post", f"{API}/documents"), ("get", f"{API}/index-jobs"),
-    ("post", f"{API}/index-jobs"), ("get", f"{API}/index-jobs/x"), ("delete", f"{API}/index-jobs/x"),
-    ("get", f"{API}/pages/1/1/image"), ("get", f"{API}/pages/1/1/heatmap?q=crane"), ("get", "/metrics"),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", f"{API}/search?q=crane"),
+        ("get", f"{API}/documents"),
+        ("get", f"{API}/documents/1"),
+        ("delete", f"{API}/documents/1"),
+        ("post", f"{API}/documents"),
+        ("get", f"{API}/index-jobs"),
+        ("post", f"{API}/index-jobs"),
+        ("get", f"{API}/index-jobs/x"),
+        ("delete", f"{API}/index-jobs/x"),
+        ("get", f"{API}/pages/1/1/image"),
+        ("get", f"{API}/pages/1/1/heatmap?q=crane"),
+        ("get", "/metrics"),
+    ],
+)
 def test_a_configured_key_is_required_everywhere(keyed, method, path):
     assert_error(getattr(keyed, method)(path), 401, "unauthorized")
     assert_error(getattr(keyed, method)(path, headers={"X-API-Key": "wrong"}), 403, "forbidden")
@@ -102,15 +140,32 @@ def test_health_and_viewer_stay_open_with_a_key(keyed):
 def test_openapi_documents_the_key(keyed):
     spec = keyed.get("/openapi.json").json()
     assert spec["components"]["securitySchemes"]["APIKeyHeader"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key",
-        "description": "required when the server has an API key (always off loopback)"}
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "required when the server has an API key (always off loopback)",
+    }
 
 
 # -- paths --------------------------------------------------------------------------------------------------
 
 ESCAPES = [
-    "../", "..", "../../etc", "docs/../../etc", "%2e%2e/%2e%2e/etc", "%2E%2E%2Fetc", "%252e%252e%252fetc",
-    "..%2f..%2fetc", "/etc", "/etc/passwd", "/", "~", "~/", "..\\..\\windows", "docs/..", "./../",
+    "../",
+    "..",
+    "../../etc",
+    "docs/../../etc",
+    "%2e%2e/%2e%2e/etc",
+    "%2E%2E%2Fetc",
+    "%252e%252e%252fetc",
+    "..%2f..%2fetc",
+    "/etc",
+    "/etc/passwd",
+    "/",
+    "~",
+    "~/",
+    "..\\..\\windows",
+    "docs/..",
+    "./../",
 ]
 
 
@@ -183,6 +238,7 @@ def test_pages_of_documents_outside_the_roots_are_never_served(tmp_path, mini_en
 
 # -- limits and CORS ----------------------------------------------------------------------------------------
 
+
 def test_limits_come_from_the_settings(tmp_path, mini_encoder):
     settings = build_settings(tmp_path, max_query_chars=10, max_k=3)
     engine = Engine(settings, encoder=mini_encoder)
@@ -202,8 +258,9 @@ def test_pages_above_the_pixel_limit_are_refused(api_env, monkeypatch):
 def test_cors_is_off_by_default(api_env):
     r = api_env.client.get(f"{API}/documents", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in r.headers
-    pre = api_env.client.options(f"{API}/documents", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    pre = api_env.client.options(
+        f"{API}/documents", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
     assert "access-control-allow-origin" not in pre.headers
 
 
@@ -215,9 +272,14 @@ def test_cors_allows_only_configured_origins(tmp_path, mini_encoder):
         assert ok.headers["access-control-allow-origin"] == "https://app.example"
         bad = c.get(f"{API}/documents", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in bad.headers
-        pre = c.options(f"{API}/search", headers={"Origin": "https://app.example",
-                                                  "Access-Control-Request-Method": "GET",
-                                                  "Access-Control-Request-Headers": "X-API-Key"})
+        pre = c.options(
+            f"{API}/search",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "X-API-Key",
+            },
+        )
         assert pre.status_code == 200 and "x-api-key" in pre.headers["access-control-allow-headers"].lower()
     engine.close()
 

@@ -33,8 +33,18 @@ from tokensearch.samples import make_sample_folder
 from test_api_fixtures import build_settings, free_port, make_docs, wait_job
 
 API = "/api/v1"
-QUERIES = ["INVOICE", "Harbour Logistics", "committee", '"harbour crane"', "ZX-99812", "thirty days",
-           "zeppelin", "Aurora Shipping", "Total due 1730.00", "blue conference room"]
+QUERIES = [
+    "INVOICE",
+    "Harbour Logistics",
+    "committee",
+    '"harbour crane"',
+    "ZX-99812",
+    "thirty days",
+    "zeppelin",
+    "Aurora Shipping",
+    "Total due 1730.00",
+    "blue conference room",
+]
 
 
 def _hits(body: dict) -> list[tuple]:
@@ -47,8 +57,10 @@ def test_concurrent_searches_in_workers_give_the_hits_of_serial_ones(tmp_path, m
     with Engine(settings, encoder=mini_encoder) as engine:
         engine.index(settings.roots[0])
         serial = {q: [(str(h.path), h.page, h.score, h.boxes) for h in engine.search(q, k=5).hits] for q in QUERIES}
-        narrowed = [(str(h.path), h.page, h.score, h.boxes)
-                    for h in engine.search("harbour", k=5, filter=SearchFilter(path="invoice*")).hits]
+        narrowed = [
+            (str(h.path), h.page, h.score, h.boxes)
+            for h in engine.search("harbour", k=5, filter=SearchFilter(path="invoice*")).hits
+        ]
     with TestClient(create_app(settings)) as c:
         searches = c.app.state.api.searches
         assert isinstance(searches, ProcessSearches) and searches.workers == 2
@@ -109,9 +121,26 @@ def _serve(home: Path, root: Path, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSEARCH_")}
     env.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), TOKENSEARCH_SEARCH_WORKERS="1")
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tokensearch", "serve", "--home", str(home), "--port",
-                                 str(port), "--root", str(root), "--log-level", "warning"], env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tokensearch",
+                "serve",
+                "--home",
+                str(home),
+                "--port",
+                str(port),
+                "--root",
+                str(root),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     t0 = time.monotonic()
     while True:
         try:

@@ -13,8 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
-    r = subprocess.run([sys.executable, "-m", "tokensearch", *args], capture_output=True, text=True, env=env,
-                       cwd=home.parent, timeout=600, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [sys.executable, "-m", "tokensearch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home.parent,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -45,11 +52,13 @@ def test_sample_index_search_status_remove(tmp_path):
     none = json.loads(_run("search", "zeppelin", "--json", "--threshold", "0.99", home=home).stdout)
     assert none["hits"] == []
     # over every score, the words of a phrase still count from --phrase-threshold where they stand together
-    phrase = json.loads(_run("search", "harbour crane", "--json", "--threshold", "1.5", "--phrase-threshold", "0.3",
-                             home=home).stdout)
+    phrase = json.loads(
+        _run("search", "harbour crane", "--json", "--threshold", "1.5", "--phrase-threshold", "0.3", home=home).stdout
+    )
     assert phrase["hits"] and not any(h["path"].endswith("born-digital.pdf") for h in phrase["hits"])
-    word = json.loads(_run("search", "harbour", "--json", "--threshold", "1.5", "--phrase-threshold", "0.3",
-                           home=home).stdout)
+    word = json.loads(
+        _run("search", "harbour", "--json", "--threshold", "1.5", "--phrase-threshold", "0.3", home=home).stdout
+    )
     assert word["hits"] == []
 
     status = json.loads(_run("status", "--json", home=home).stdout)
@@ -78,8 +87,14 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     _run("sample", str(docs), home=home)
     _run("index", str(docs), home=home)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
-    p = subprocess.Popen([sys.executable, "-m", "tokensearch", "search", "committee", "-k", "20"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tokensearch", "search", "committee", "-k", "20"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
     p.stdout.close()  # the reader is gone before anything is written
     err = p.stderr.read().decode()
     assert p.wait(timeout=600) == 141 and "Traceback" not in err and "BrokenPipe" not in err
@@ -103,8 +118,15 @@ def test_scans_and_a_photo_are_indexed_and_searched_with_the_network_off(tmp_pat
     env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
 
     def run(*args: str) -> str:
-        r = subprocess.run([sys.executable, "-c", _NO_NETWORK, *args], capture_output=True, text=True, env=env,
-                           cwd=tmp_path, timeout=600, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [sys.executable, "-c", _NO_NETWORK, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
         assert r.returncode == 0 and "network access attempted" not in r.stderr, r.stderr[-3000:]
         return r.stdout
 
@@ -123,8 +145,10 @@ def test_a_cli_search_does_not_import_torch(tmp_path):
     home = tmp_path / "home"
     _run("sample", str(tmp_path / "docs"), home=home)
     _run("index", str(tmp_path / "docs"), home=home)
-    probe = ("import sys; from tokensearch.cli import main; rc = main(['search', 'INV-2023-0042', '--json']); "
-             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    probe = (
+        "import sys; from tokensearch.cli import main; rc = main(['search', 'INV-2023-0042', '--json']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -34,8 +34,12 @@ def _cli_search(capsys, home: Path, *extra: str) -> tuple[dict, str]:
 
 def _start_server(home: Path, port: int, key: str) -> subprocess.Popen:
     env = dict(os.environ, TOKENSEARCH_API_KEY=key, TOKENSEARCH_SEARCH_WORKERS="0")
-    proc = subprocess.Popen([sys.executable, "-m", "tokensearch", "serve", "--home", str(home), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tokensearch", "serve", "--home", str(home), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     t0 = time.monotonic()
     while time.monotonic() - t0 < 90:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -70,8 +74,12 @@ def test_cli_search_is_answered_by_a_running_server_with_the_same_hits(tmp_path,
         assert served == here
         assert _cli_search(capsys, home, "--no-server") == (here, "")
         # filters and the added hit fields are the same through the server as here
-        for narrow in (["--path", "letter*"], ["--path", "invoice*"], ["--type", "image"],
-                       ["--modified-after", "2000-01-01", "--type", "pdf"]):
+        for narrow in (
+            ["--path", "letter*"],
+            ["--path", "invoice*"],
+            ["--type", "image"],
+            ["--modified-after", "2000-01-01", "--type", "pdf"],
+        ):
             filtered, err = _cli_search(capsys, home, *narrow)
             assert SERVED in err and (filtered, "") == _cli_search(capsys, home, "--no-server", *narrow), narrow
         assert _cli_search(capsys, home, "--path", "letter*")[0] == here and here["hits"][0]["text"] == "ZX-99812"

@@ -24,8 +24,10 @@ def test_cluster_compose_runs_api_and_indexers_on_postgres_and_milvus():
         url = env["TOKENSEARCH_DATABASE_URL"]
         assert url.startswith("postgresql+psycopg://") and "@db:5432/" in url
         assert any(v.startswith("index:/data/index") for v in svc["volumes"])  # one home: the feature store
-        assert {d: c["condition"] for d, c in svc["depends_on"].items()} == {"db": "service_healthy",
-                                                                           "milvus": "service_healthy"}
+        assert {d: c["condition"] for d, c in svc["depends_on"].items()} == {
+            "db": "service_healthy",
+            "milvus": "service_healthy",
+        }
         fields = {f"TOKENSEARCH_{f.upper()}" for f in Settings.model_fields}
         assert set(env) <= fields, set(env) - fields
     assert all(p.startswith("127.0.0.1:") for p in services["api"]["ports"])

@@ -40,8 +40,9 @@ def _docs(home: Path, url: str | None) -> int:
 
 
 @pytest.mark.parametrize("vector_backend", BACKENDS)
-def test_kill_during_indexing_then_rerun_finishes_without_loss_or_duplicates(tmp_path, db_url, make_engine,
-                                                                            vector_backend):
+def test_kill_during_indexing_then_rerun_finishes_without_loss_or_duplicates(
+    tmp_path, db_url, make_engine, vector_backend
+):
     if vector_backend == "milvus":
         need_milvus()
     docs = tmp_path / "docs"

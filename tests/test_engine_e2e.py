@@ -32,7 +32,8 @@ def right(sample, hit, word, page) -> bool:
     if hit.path == str(sample.photo):
         return page == 1 and _best_iou(hit, sample.photo_boxes(word)) >= 0.3
     return (hit.page == page or Path(hit.path).name == f"page-{page}.png") and _best_iou(
-        hit, sample.boxes(word, page)) >= 0.3
+        hit, sample.boxes(word, page)
+    ) >= 0.3
 
 
 def test_born_digital_word_ranks_its_page_first_and_boxes_it(make_engine, sample):
@@ -115,8 +116,10 @@ def test_joint_phrase_on_window_pages_only_ranks_as_on_every_page(make_engine, s
             scored[pid][nq:] = per_unit[nq:]
 
     def run() -> list:
-        return [(r.total, [(h.page_id, h.score, h.boxes) for h in r.hits])
-                for r in (eng.search(q, k=k) for q in ["harbour committee", "the crane", "of the"] for k in (1, 3))]
+        return [
+            (r.total, [(h.page_id, h.score, h.boxes) for h in r.hits])
+            for r in (eng.search(q, k=k) for q in ["harbour committee", "the crane", "of the"] for k in (1, 3))
+        ]
 
     monkeypatch.setattr(Searcher, "score_pages", counted)
     fast, fast_pages = run(), sum(phrase_pages)

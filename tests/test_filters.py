@@ -35,20 +35,24 @@ JUN = datetime(2024, 6, 15, 12, tzinfo=timezone.utc).timestamp()
 
 # -- the glob rules ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("glob,rel,hit", [
-    ("invoices/2024/*", "invoices/2024/a.pdf", True),
-    ("invoices/2024/*", "invoices/2024/q1/a.pdf", True),  # a folder's glob also covers what is below it
-    ("invoices/*/a.pdf", "invoices/2024/q1/a.pdf", False),  # * stays within one folder name
-    ("invoices/**/a.pdf", "invoices/2024/q1/a.pdf", True),
-    ("invoices/**/a.pdf", "invoices/a.pdf", True),
-    ("*.pdf", "deep/down/x.pdf", True),  # no /: the file name at any depth
-    ("*.pdf", "deep/down/x.png", False),
-    ("invoices", "invoices/2024/a.pdf", True),
-    ("invoice", "invoices/2024/a.pdf", False),
-    ("scan-?.png", "scan-7.png", True),
-    ("scan-[0-4].png", "scan-7.png", False),
-    ("scan-[!0-4].png", "scan-7.png", True),
-])
+
+@pytest.mark.parametrize(
+    "glob,rel,hit",
+    [
+        ("invoices/2024/*", "invoices/2024/a.pdf", True),
+        ("invoices/2024/*", "invoices/2024/q1/a.pdf", True),  # a folder's glob also covers what is below it
+        ("invoices/*/a.pdf", "invoices/2024/q1/a.pdf", False),  # * stays within one folder name
+        ("invoices/**/a.pdf", "invoices/2024/q1/a.pdf", True),
+        ("invoices/**/a.pdf", "invoices/a.pdf", True),
+        ("*.pdf", "deep/down/x.pdf", True),  # no /: the file name at any depth
+        ("*.pdf", "deep/down/x.png", False),
+        ("invoices", "invoices/2024/a.pdf", True),
+        ("invoice", "invoices/2024/a.pdf", False),
+        ("scan-?.png", "scan-7.png", True),
+        ("scan-[0-4].png", "scan-7.png", False),
+        ("scan-[!0-4].png", "scan-7.png", True),
+    ],
+)
 def test_relative_globs(glob, rel, hit):
     assert PathGlob(glob).matches("/data/" + rel, ["/data"]) is hit
 
@@ -70,13 +74,19 @@ def test_filter_values_are_checked():
     assert f.modified_after == datetime(2024, 2, 1, tzinfo=timezone.utc)
     assert f.params() == {"modified_after": "2024-02-01T00:00:00+00:00", "modified_before": "2024-03-01T00:00:00+01:00"}
     assert not SearchFilter.of() and not SearchFilter()
-    for bad in (dict(modified_after="yesterday"), dict(modified_before="2024-13-01"), dict(type="docx"), dict(doc=0),
-                dict(path="scan-[9-0].png")):
+    for bad in (
+        dict(modified_after="yesterday"),
+        dict(modified_before="2024-13-01"),
+        dict(type="docx"),
+        dict(doc=0),
+        dict(path="scan-[9-0].png"),
+    ):
         with pytest.raises(QueryError):
             SearchFilter.of(**bad)
 
 
 # -- the vector index searches the allowed pages only -----------------------------------------------------
+
 
 @pytest.mark.parametrize("spec", [{"type": "flat"}, {"type": "ivf-sq8", "nlist": 4}])
 @pytest.mark.parametrize("n_rows", [2, 6])  # FAISS's own search, and the blocked scan (5+ rows)
@@ -107,6 +117,7 @@ def test_vector_search_among_allowed_pages_is_the_exact_top_of_their_cells(spec,
 
 
 # -- the engine --------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def filtered_index(tmp_path_factory, mini_encoder):
@@ -151,15 +162,18 @@ def test_a_filtered_query_returns_k_hits_the_unfiltered_top_k_does_not_hold(filt
     assert len(narrowed.hits) == 2 and all(n.startswith("r") for n in _names(narrowed.hits))
 
 
-@pytest.mark.parametrize("narrow,names", [
-    (SearchFilter(type="image"), {"r0-scan.png"}),
-    (SearchFilter(type="pdf", path="rare/**"), {"r0.pdf", "r1.pdf", "r2.pdf"}),
-    (SearchFilter(path="*.png"), {"r0-scan.png"}),
-    (SearchFilter(path="invoices/2024/*"), {"inv.pdf"}),
-    (SearchFilter(modified_before=datetime(2024, 2, 1, tzinfo=timezone.utc)), {"inv.pdf"}),
-    (SearchFilter(modified_after=datetime(2024, 2, 1, tzinfo=timezone.utc), path="invoices"), set()),
-    (SearchFilter(path="nowhere/*"), set()),
-])
+@pytest.mark.parametrize(
+    "narrow,names",
+    [
+        (SearchFilter(type="image"), {"r0-scan.png"}),
+        (SearchFilter(type="pdf", path="rare/**"), {"r0.pdf", "r1.pdf", "r2.pdf"}),
+        (SearchFilter(path="*.png"), {"r0-scan.png"}),
+        (SearchFilter(path="invoices/2024/*"), {"inv.pdf"}),
+        (SearchFilter(modified_before=datetime(2024, 2, 1, tzinfo=timezone.utc)), {"inv.pdf"}),
+        (SearchFilter(modified_after=datetime(2024, 2, 1, tzinfo=timezone.utc), path="invoices"), set()),
+        (SearchFilter(path="nowhere/*"), set()),
+    ],
+)
 def test_each_filter_lets_through_only_its_documents(filtered_index, narrow, names):
     engine, _ = filtered_index
     assert set(_names(engine.search("crane", k=20, filter=narrow).hits)) == names
@@ -188,19 +202,27 @@ def test_hits_carry_what_was_read_the_date_and_the_page_count(filtered_index):
 
 # -- the API and the CLI -----------------------------------------------------------------------------------
 
+
 def test_api_filters_match_the_engine_and_hits_carry_the_new_fields(filtered_index):
     engine, root = filtered_index
     with TestClient(create_app(engine.settings, engine=engine)) as client:
-        for params, narrow in [({"path": "rare/*"}, SearchFilter(path="rare/*")),
-                               ({"type": "image"}, SearchFilter(type="image")),
-                               ({"modified_before": "2024-02-01"}, SearchFilter.of(modified_before="2024-02-01"))]:
+        for params, narrow in [
+            ({"path": "rare/*"}, SearchFilter(path="rare/*")),
+            ({"type": "image"}, SearchFilter(type="image")),
+            ({"modified_before": "2024-02-01"}, SearchFilter.of(modified_before="2024-02-01")),
+        ]:
             body = client.get(f"{API}/search", params={"q": "crane", "k": 3, **params}).json()
             want = engine.search("crane", k=3, filter=narrow)
-            assert [(h["path"], h["page"], h["score"]) for h in body["hits"]] == \
-                [(h.path, h.page, h.score) for h in want.hits], params
+            assert [(h["path"], h["page"], h["score"]) for h in body["hits"]] == [
+                (h.path, h.page, h.score) for h in want.hits
+            ], params
         hit = client.get(f"{API}/search", params={"q": "invoice", "k": 1}).json()["hits"][0]
-        assert (hit["text"], hit["modified"], hit["pages"], hit["type"]) == ("INVOICE", "2024-01-15T12:00:00+00:00",
-                                                                           1, "pdf")
+        assert (hit["text"], hit["modified"], hit["pages"], hit["type"]) == (
+            "INVOICE",
+            "2024-01-15T12:00:00+00:00",
+            1,
+            "pdf",
+        )
         assert hit["file_url"] == f"{API}/documents/{hit['doc_id']}/file#page=1"
         original = client.get(hit["file_url"].split("#")[0])
         assert original.status_code == 200 and original.headers["content-type"] == "application/pdf"
@@ -240,8 +262,23 @@ def test_cli_filters_and_json_fields(filtered_index, capsys):
     h = out["hits"][0]
     assert list(h)[:4] == ["path", "page", "score", "boxes"]  # DESIGN.md §5, then the added fields
     assert h["text"] == "crane" and h["pages"] == 2 and h["type"] == "pdf" and h["modified"].startswith("2024-06-15")
-    assert cli.main(["search", "crane", "--home", home, "--json", "--type", "image", "--modified-after", "2024-06-01",
-                     "--no-server"]) == 0
+    assert (
+        cli.main(
+            [
+                "search",
+                "crane",
+                "--home",
+                home,
+                "--json",
+                "--type",
+                "image",
+                "--modified-after",
+                "2024-06-01",
+                "--no-server",
+            ]
+        )
+        == 0
+    )
     assert [Path(h["path"]).name for h in json.loads(capsys.readouterr().out)["hits"]] == ["r0-scan.png"]
     assert cli.main(["search", "crane", "--home", home, "--modified-after", "June", "--no-server"]) == 2
     assert "modified_after" in capsys.readouterr().err
@@ -305,11 +342,18 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-@pytest.mark.parametrize("glob,rel", [
-    ("invoices/2024/*", "invoices/2024/a.pdf"), ("invoices/**/a.pdf", "invoices/a.pdf"), ("*.pdf", "x/y.pdf"),
-    ("**/a_1%.pdf", "a_1%.pdf"), ("scan-[0-4].png", "scan-3.png"), ("invoices", "invoices/2024/a.pdf"),
-    ("invoices/2024/", "invoices/2024/q1/a.pdf"),
-])
+@pytest.mark.parametrize(
+    "glob,rel",
+    [
+        ("invoices/2024/*", "invoices/2024/a.pdf"),
+        ("invoices/**/a.pdf", "invoices/a.pdf"),
+        ("*.pdf", "x/y.pdf"),
+        ("**/a_1%.pdf", "a_1%.pdf"),
+        ("scan-[0-4].png", "scan-3.png"),
+        ("invoices", "invoices/2024/a.pdf"),
+        ("invoices/2024/", "invoices/2024/q1/a.pdf"),
+    ],
+)
 def test_the_sql_prefilter_lets_every_match_through(glob, rel):
     root = "/data/in_box"
     g = PathGlob(glob)

@@ -49,8 +49,15 @@ def test_processes_opening_a_fresh_home_at_once_all_succeed(tmp_path, db_url):
     home = tmp_path / "home"
     go = tmp_path / "go"
     readies = [tmp_path / f"ready-{i}" for i in range(N_PROCESSES)]
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(home), db_url or "", str(r), str(go)],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in readies]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, str(home), db_url or "", str(r), str(go)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for r in readies
+    ]
     try:
         deadline = time.monotonic() + 120
         while not all(r.exists() for r in readies):
@@ -71,8 +78,13 @@ def test_processes_opening_a_fresh_home_at_once_all_succeed(tmp_path, db_url):
 
 def test_a_run_whose_process_was_killed_is_marked_interrupted_by_the_next_opener(tmp_path, db_url):
     home = tmp_path / "home"
-    proc = subprocess.Popen([sys.executable, "-c", RUN_THEN_HANG, str(home), db_url or ""], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_THEN_HANG, str(home), db_url or ""],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         run_id = int(proc.stdout.readline() or proc.communicate()[1][-2000:])
         with Store.open(home, db_url) as store:  # the run's process is alive: it is left running

@@ -35,8 +35,9 @@ CAFE = os.fsdecode(b"caf\xe9")  # 'caf\udce9': a Latin-1 name, not UTF-8
 
 @cache
 def pdf_bytes(word: str, n_pages: int = 1) -> bytes:
-    return born_digital_pdf([[f"Archive page {i + 1} mentions {word}", f"{word} line {i + 1}"]
-                             for i in range(n_pages)])[0]
+    return born_digital_pdf(
+        [[f"Archive page {i + 1} mentions {word}", f"{word} line {i + 1}"] for i in range(n_pages)]
+    )[0]
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -57,6 +58,7 @@ def failure_reason(eng: Engine, path: Path) -> str:
 
 
 # -- names -----------------------------------------------------------------------------------------------
+
 
 def test_file_names_are_stored_as_themselves_or_as_a_uri_of_their_bytes():
     for name in ["/docs/a.pdf", "/docs/café.pdf", f"/docs/{CAFE}.png", "file:///x", "rel/" + CAFE, "/a%20b\\c"]:
@@ -104,8 +106,9 @@ def test_the_cli_indexes_a_folder_with_a_name_that_is_not_utf8_and_status_shows_
     env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tokensearch", *args], capture_output=True, text=True,
-                              env=env, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "tokensearch", *args], capture_output=True, text=True, env=env, timeout=600
+        )
 
     r = run("index", str(docs), "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -118,6 +121,7 @@ def test_the_cli_indexes_a_folder_with_a_name_that_is_not_utf8_and_status_shows_
 
 
 # -- links, folders, special files ---------------------------------------------------------------------------
+
 
 def test_symbolic_link_loops_are_recorded_failures(tmp_path, make_engine):
     docs = tmp_path / "docs"
@@ -181,8 +185,11 @@ def test_a_folder_that_cannot_be_listed_is_recorded_and_forgotten_once_readable(
     assert statuses(eng)[str(locked / "inner.pdf")] == "ok"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="running as root: chmod 000 does not stop root from listing a "
-                    "folder (the simulated test above covers the mechanism)")
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="running as root: chmod 000 does not stop root from listing a "
+    "folder (the simulated test above covers the mechanism)",
+)
 def test_an_unreadable_folder_is_recorded(tmp_path, make_engine):
     docs = tmp_path / "docs"
     write(docs / "good.pdf", pdf_bytes("harbour"))
@@ -207,6 +214,7 @@ def test_special_files_named_like_documents_are_recorded_not_opened(tmp_path, ma
 
 
 # -- contents -------------------------------------------------------------------------------------------
+
 
 def test_a_png_named_pdf_is_indexed_by_its_content_with_a_warning(tmp_path, make_engine):
     docs = tmp_path / "docs"
@@ -267,8 +275,10 @@ _EXT = st.sampled_from([b".pdf", b".png", b".jpg", b".tiff", b".bmp", b".webp", 
 
 
 @settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(junk=st.lists(st.tuples(_NAME, _EXT, st.binary(max_size=200)), max_size=6),
-       good=st.lists(_NAME.filter(lambda b: not b.startswith(b".")), min_size=1, max_size=3, unique=True))
+@given(
+    junk=st.lists(st.tuples(_NAME, _EXT, st.binary(max_size=200)), max_size=6),
+    good=st.lists(_NAME.filter(lambda b: not b.startswith(b".")), min_size=1, max_size=3, unique=True),
+)
 def test_random_names_and_contents_never_stop_index_and_good_files_are_indexed(mini_encoder, junk, good):
     with tempfile.TemporaryDirectory() as tmp:
         docs = Path(tmp) / "docs"

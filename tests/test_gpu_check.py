@@ -22,15 +22,19 @@ def test_full_size_checkpoint_is_what_the_loader_expects(monkeypatch):
     """TokenOCR-2048's names and shapes (InternViT-300M, upsampler, ocr_mlp to 2048, 92,553-row table)."""
     monkeypatch.setattr(torch, "randn", lambda *shape, generator=None: torch.empty(*shape, device="meta"))
     monkeypatch.setattr(torch, "rand", lambda *shape, generator=None: torch.empty(*shape, device="meta"))
-    sd = rc.official_state_dict(rc.INTERNVIT_300M, 2048, rc.INTERNLM2_VOCAB, upsample=True,
-                                dtype=torch.bfloat16)
+    sd = rc.official_state_dict(rc.INTERNVIT_300M, 2048, rc.INTERNLM2_VOCAB, upsample=True, dtype=torch.bfloat16)
     cfg = TokenOCRConfig.from_json(rc.official_config(rc.INTERNVIT_300M, 2048, rc.INTERNLM2_VOCAB), upsample=True)
-    assert (cfg.vision.num_hidden_layers, cfg.vision.hidden_size, cfg.tile_size,
-            cfg.cells_per_tile) == (24, 1024, 448, 128)
+    assert (cfg.vision.num_hidden_layers, cfg.vision.hidden_size, cfg.tile_size, cfg.cells_per_tile) == (
+        24,
+        1024,
+        448,
+        128,
+    )
     table = sd.pop("tok_embeddings.weight")
     assert tuple(table.shape) == (92553, 2048)
-    ckpt.check_state_dict({k: v.shape for k, v in sd.items()}, expected_shapes(cfg), ignored=IGNORED_KEYS,
-                          optional=OPTIONAL_KEYS)
+    ckpt.check_state_dict(
+        {k: v.shape for k, v in sd.items()}, expected_shapes(cfg), ignored=IGNORED_KEYS, optional=OPTIONAL_KEYS
+    )
     vision = sum(v.numel() for k, v in sd.items() if k.startswith("vision_model."))
     assert 300e6 < vision < 310e6  # InternViT-300M
 
@@ -38,9 +42,23 @@ def test_full_size_checkpoint_is_what_the_loader_expects(monkeypatch):
 def test_tiny_run_on_cpu_writes_every_figure(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--tiny", "--device", "cpu", "--dtype", "float32",
-         "--out", str(out), "--work", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_check.py"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     d = json.loads((out / "gpu_check.json").read_text())
     assert d["complete"] and d["errors"] == {} and d["skipped"] == {}

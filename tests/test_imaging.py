@@ -118,5 +118,6 @@ def test_every_stage_reads_pages_through_it(tmp_path):
     torch.testing.assert_close(image_to_tensor(rgba)[0], torch.from_numpy(gray_levels(rgba)), atol=0, rtol=0)
     # the API's overlay: a map of zeros adds nothing but the fixed dimming, the same over both pages
     zeros = np.zeros((4, 4), np.float32)
-    np.testing.assert_array_equal(np.asarray(heatmap_over_page(zeros, rgba)),
-                                  np.asarray(heatmap_over_page(zeros, Image.fromarray(want))))
+    np.testing.assert_array_equal(
+        np.asarray(heatmap_over_page(zeros, rgba)), np.asarray(heatmap_over_page(zeros, Image.fromarray(want)))
+    )

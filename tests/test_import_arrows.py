@@ -41,7 +41,7 @@ def imports_of(name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -66,13 +66,15 @@ def test_the_model_package_imports_nothing_of_the_engine_around_it(name: str) ->
     outside = {m for m in imports_of(name) if not _in(m, MODEL)}
     assert outside <= MODEL_MAY_IMPORT, (
         f"{name} imports {sorted(outside - MODEL_MAY_IMPORT)}: a model must not know the indexer, storage, "
-        "search, API or sample documents; pass what it needs in (see docs/architecture.md)")
+        "search, API or sample documents; pass what it needs in (see docs/architecture.md)"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_MAY_IMPORT))
 def test_what_models_may_import_are_leaves(name: str) -> None:
     assert imports_of(name) <= {MODEL, INTERFACE}, (
-        f"{name} is shared with the model package, so it imports nothing of tokensearch but the interface")
+        f"{name} is shared with the model package, so it imports nothing of tokensearch but the interface"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if _in(m, "tokensearch.storage")))
@@ -81,8 +83,12 @@ def test_storage_knows_models_only_by_the_interfaces_types(name: str) -> None:
     assert not models, f"{name} imports {sorted(models)}: storage knows models only by the interface's types"
     tree = ast.parse(MODULES[INTERFACE].read_text())
     types = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-    used = {a.name for n in ast.walk(ast.parse(MODULES[name].read_text())) if isinstance(n, ast.ImportFrom)
-            and (n.module or "").endswith("tokenocr_model.interface") for a in n.names}
+    used = {
+        a.name
+        for n in ast.walk(ast.parse(MODULES[name].read_text()))
+        if isinstance(n, ast.ImportFrom) and (n.module or "").endswith("tokenocr_model.interface")
+        for a in n.names
+    }
     assert used <= types, f"{name} imports {sorted(used - types)} from the model's interface: only its types"
 
 
@@ -93,7 +99,7 @@ def test_the_model_package_has_no_import_cycle() -> None:
 
     def visit(m: str, path: list[str]) -> None:
         if m in path:
-            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m) :] + [m]))
         if m in done:
             return
         for d in sorted(graph[m]):

@@ -92,6 +92,7 @@ def test_chain_estimate_prefers_tokens_side_by_side_to_the_same_tokens_apart():
     assert est[0] == pytest.approx(0.8)  # page 1: token 1 two cells right of token 0
     assert est[1] == pytest.approx((0.8 + 0.3) / 2)  # page 2: token 1 is elsewhere, counted at the fill
     # a page without any cell of the first token still gets an estimate (the fill, then its own cell)
-    est = chain_estimate([token0, (np.array([3]), np.array([0.9], np.float32), np.array([[1, 1]]))], [3, 3],
-                         np.array([1, 2, 3]))
+    est = chain_estimate(
+        [token0, (np.array([3]), np.array([0.9], np.float32), np.array([[1, 1]]))], [3, 3], np.array([1, 2, 3])
+    )
     assert est[2] == pytest.approx((0.3 + 0.9) / 2)

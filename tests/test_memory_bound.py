@@ -38,9 +38,14 @@ def _peak_kb(tmp: Path, pages: int) -> int:
     folder = tmp / f"docs{pages}"
     folder.mkdir()
     _pdf(folder / "long.pdf", pages)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(folder), str(tmp / f"home{pages}"), str(pages)],
-                         capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""},
-                         timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(folder), str(tmp / f"home{pages}"), str(pages)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return int(out.stdout.strip().splitlines()[-1])
 

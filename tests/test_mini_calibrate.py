@@ -11,9 +11,18 @@ import numpy as np
 from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
-from tokensearch.training.calibrate import (Collection, balanced_threshold, calibrate_collection, LOOKALIKE,
-                                            make_phrases, make_queries, near_miss, synthetic_collection, threshold_for,
-                                            write_threshold)
+from tokensearch.training.calibrate import (
+    Collection,
+    balanced_threshold,
+    calibrate_collection,
+    LOOKALIKE,
+    make_phrases,
+    make_queries,
+    near_miss,
+    synthetic_collection,
+    threshold_for,
+    write_threshold,
+)
 
 
 def test_threshold_lets_through_at_most_the_target_share_of_negatives() -> None:
@@ -34,9 +43,9 @@ def test_balanced_threshold_trades_right_pages_against_false_hits() -> None:
 def _one_char_edit(miss: str, word: str) -> str | None:
     """How ``miss`` came from ``word`` by changing one interior character, or None if it did not."""
     for i in range(1, len(word) - 1):
-        if miss == word[:i] + LOOKALIKE.get(word[i], "?") + word[i + 1:]:
+        if miss == word[:i] + LOOKALIKE.get(word[i], "?") + word[i + 1 :]:
             return "look-alike"
-        if len(miss) == len(word) and miss[:i] + miss[i + 1:] == word[:i] + word[i + 1:] and miss[i] != word[i]:
+        if len(miss) == len(word) and miss[:i] + miss[i + 1 :] == word[:i] + word[i + 1 :] and miss[i] != word[i]:
             return "typo"
     return None
 
@@ -65,8 +74,7 @@ def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:
     shutil.copy(WEIGHTS_DIR / WEIGHTS_FILE, d / WEIGHTS_FILE)
     shutil.copy(WEIGHTS_DIR / TOKENIZER_FILE, d / TOKENIZER_FILE)
     col = synthetic_collection(MiniTokenizer.from_file(d / TOKENIZER_FILE), n_pages=2, seed=3)
-    res = calibrate_collection(f"mini:{d}", col, n_pos=6, n_neg=6, target_fp=0.2, rule="strict",
-                               home=tmp_path / "home")
+    res = calibrate_collection(f"mini:{d}", col, n_pos=6, n_neg=6, target_fp=0.2, rule="strict", home=tmp_path / "home")
     assert res["n_pos"] == 6 and res["n_neg"] == 6 and res["pages"] == 2
     assert res["threshold"] == res["strict_threshold"] >= 0.3 and res["fp"] <= 0.2 + 1e-9
     assert 0 <= res["r1"] <= res["r1_no_threshold"] <= 1 and res["balanced_threshold"] >= 0.3
@@ -77,8 +85,9 @@ def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:
 
 
 def test_negative_phrases_are_written_nowhere_and_positive_ones_stand_together() -> None:
-    col = Collection(images=[], words=[["Harbour", "crane", "lifts", "containers"],
-                                       ["committee", "meeting", "minutes"]])
+    col = Collection(
+        images=[], words=[["Harbour", "crane", "lifts", "containers"], ["committee", "meeting", "minutes"]]
+    )
     pos, neg = make_phrases(col, n_pos=10, n_neg=4, seed=1)
     assert pos and all(q.startswith('"') and q.endswith('"') for q, _ in pos + neg)
     printed = {f"{a} {b}".lower(): i for i, ws in enumerate(col.words) for a, b in zip(ws, ws[1:])}

@@ -64,8 +64,9 @@ def test_mask_covers_ink(page, tok) -> None:
     inside = sum(int(((p.mask > 0) & (p.image < 100)).sum()) for p in pages)
     assert inside > 0.6 * ink
     # and tokens cover ink: a token box is not blank paper
-    dark_in_tokens = [((page.image < 160) & (page.mask == i + 1)).any() for i in range(len(page.tokens))
-                      if (page.mask == i + 1).any()]
+    dark_in_tokens = [
+        ((page.image < 160) & (page.mask == i + 1)).any() for i in range(len(page.tokens)) if (page.mask == i + 1).any()
+    ]
     assert np.mean(dark_in_tokens) > 0.95
 
 

@@ -61,8 +61,11 @@ def test_unseen_strings_get_distinct_vectors(enc) -> None:
 def test_encode_shapes_match_grid_shape(enc, size) -> None:
     w, h = size
     rng = np.random.default_rng(w * 1000 + h)
-    imgs = [Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8)),
-            Image.new("RGB", (w, h), "white"), Image.new("RGBA", (w, h), (0, 0, 0, 0))]
+    imgs = [
+        Image.fromarray(rng.integers(0, 255, (h, w), dtype=np.uint8)),
+        Image.new("RGB", (w, h), "white"),
+        Image.new("RGBA", (w, h), (0, 0, 0, 0)),
+    ]
     grids = enc.encode_pages(imgs)
     gh, gw = enc.grid_shape(w, h)
     assert (gh, gw) == (-(-h // 8), -(-w // 8))
@@ -94,7 +97,7 @@ def test_grid_is_aligned_with_the_page(enc) -> None:
     g0 = enc.encode_pages([Image.fromarray(base)])[0].features
     for px, py in [(5, 5), (200, 100), (328, 200), (100, 190)]:
         a = base.copy()
-        a[max(0, py - 3):py + 3, max(0, px - 3):px + 3] = 0
+        a[max(0, py - 3) : py + 3, max(0, px - 3) : px + 3] = 0
         d = np.linalg.norm(enc.encode_pages([Image.fromarray(a)])[0].features - g0, axis=-1)
         y, x = np.unravel_index(int(d.argmax()), d.shape)
         assert abs(x - px // 8) <= 1 and abs(y - py // 8) <= 1, ((px, py), (x, y))
@@ -127,6 +130,7 @@ def test_fused_inference_matches_training_graph() -> None:
     with torch.no_grad():
         f1, t1 = m.vision(x)
         import copy
+
         f2, t2 = fuse_conv_bn(copy.deepcopy(m.vision))(x)
     torch.testing.assert_close(f1, f2, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(t1, t2, atol=1e-3, rtol=1e-4)

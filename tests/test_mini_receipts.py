@@ -21,8 +21,10 @@ from tokensearch.training.synth import SynthPage
 from tokensearch.training.train import ReceiptSource, SourceFactory, SynthSource, TrainConfig
 
 AMOUNT = re.compile(r"\d[\d.,]*[.,]\d\d(?!\d)")
-DATE = re.compile(r"\d{1,4}[/.-](\d{1,2}|[A-Za-z]{3})[/.-]\d{2,4}"  # 27/03/2018, 2018-03-27, 27-Mar-18
-                  r"|\d{1,2} ?[A-Za-z]{3} ?\d{4}|[A-Za-z]{3} \d{1,2}, \d{4}")  # 27 MAR 2018, 27Mar2018, Mar 27, 2018
+DATE = re.compile(
+    r"\d{1,4}[/.-](\d{1,2}|[A-Za-z]{3})[/.-]\d{2,4}"  # 27/03/2018, 2018-03-27, 27-Mar-18
+    r"|\d{1,2} ?[A-Za-z]{3} ?\d{4}|[A-Za-z]{3} \d{1,2}, \d{4}"
+)  # 27 MAR 2018, 27Mar2018, Mar 27, 2018
 TIME = re.compile(r"\d{1,2}[:.]\d\d")
 
 
@@ -34,8 +36,9 @@ def tok() -> MiniTokenizer:
 @pytest.fixture(scope="module")
 def pages(tok) -> dict[str, list[SynthPage]]:
     synth = ReceiptSynth(tok, seed=11)
-    return {kind: [synth.page(150, kind) for _ in range(3 if kind == "till" else 1)]
-            for kind in ("till", "invoice", "form")}
+    return {
+        kind: [synth.page(150, kind) for _ in range(3 if kind == "till" else 1)] for kind in ("till", "invoice", "form")
+    }
 
 
 def lines_of(page: SynthPage) -> list[str]:

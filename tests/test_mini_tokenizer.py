@@ -28,12 +28,12 @@ def test_spans_cover_the_words_exactly(tok: MiniTokenizer, text: str) -> None:
     assert toks, "no tokens"
     for t in toks:
         assert 0 <= t.start < t.end <= len(text)
-        assert not text[t.start:t.end].isspace()
+        assert not text[t.start : t.end].isspace()
     # ASCII tokens: the span is the piece without its leading space mark
     for t in toks:
         piece = piece_to_text(t.piece)
         if piece.isascii() and "\ufffd" not in piece:
-            assert text[t.start:t.end] == piece.lstrip(" "), (t, text[t.start:t.end])
+            assert text[t.start : t.end] == piece.lstrip(" "), (t, text[t.start : t.end])
     # spans are in order and together cover every non-space character exactly once
     covered = sorted({i for t in toks for i in range(t.start, t.end)})
     assert covered == [i for i, c in enumerate(text) if not c.isspace()]
@@ -51,7 +51,7 @@ def test_leading_space_rule(tok: MiniTokenizer) -> None:
     # page text and query cut the same word the same way
     page = tok.tokenize("Total amount INV-2023-0042")
     query = tok.tokenize("INV-2023-0042")
-    assert [t.id for t in page[-len(query):]] == [t.id for t in query]
+    assert [t.id for t in page[-len(query) :]] == [t.id for t in query]
 
 
 def test_whitespace_only(tok: MiniTokenizer) -> None:

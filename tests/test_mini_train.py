@@ -13,9 +13,22 @@ from tokensearch.training.train import TrainConfig, train
 
 
 def _cfg(out: Path, steps: int, resume: bool = False) -> TrainConfig:
-    return TrainConfig(out=str(out), steps=steps, batch_size=2, crop_height=64, crop_width=96, val_crops=2,
-                       val_every=2, log_every=1, workers=0, buffer=2, reuse=2, resume=resume, warmup=1,
-                       ckpt_minutes=0.0)
+    return TrainConfig(
+        out=str(out),
+        steps=steps,
+        batch_size=2,
+        crop_height=64,
+        crop_width=96,
+        val_crops=2,
+        val_every=2,
+        log_every=1,
+        workers=0,
+        buffer=2,
+        reuse=2,
+        resume=resume,
+        warmup=1,
+        ckpt_minutes=0.0,
+    )
 
 
 def test_train_three_steps_with_resume(tmp_path: Path) -> None:
@@ -79,8 +92,21 @@ def test_finetune_on_pdfs_starts_from_given_weights(tmp_path: Path) -> None:
         page.insert_text((20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020", fontsize=10)
     doc.save(pdfs / "a.pdf")
     out = tmp_path / "ft"
-    res = finetune(str(pdfs), out=str(out), steps=2, synth_fraction=0.0, batch_size=2, crop_height=64,
-                   crop_width=96, val_crops=2, val_every=2, log_every=1, workers=0, buffer=1, reuse=2)
+    res = finetune(
+        str(pdfs),
+        out=str(out),
+        steps=2,
+        synth_fraction=0.0,
+        batch_size=2,
+        crop_height=64,
+        crop_width=96,
+        val_crops=2,
+        val_every=2,
+        log_every=1,
+        workers=0,
+        buffer=1,
+        reuse=2,
+    )
     assert "val_token_acc" in res
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
     assert log[0]["config"]["init"] == str(WEIGHTS_DIR) and log[0]["config"]["pdf_dir"] == str(pdfs)

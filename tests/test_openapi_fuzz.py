@@ -80,8 +80,9 @@ keyed = schemathesis.pytest.from_fixture("keyed_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_no_server_errors_and_responses_match_the_spec(case):
     case.call_and_validate(checks=CHECKS)
 

@@ -26,11 +26,14 @@ def test_sniff_recognises_every_supported_kind(tmp_path):
     assert sniff_kind(b"hello") is None
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "empty"),
-    (b"this is plain text, not a PDF", "not a PDF"),
-    (b"%PDF-1.7\n garbage garbage", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty"),
+        (b"this is plain text, not a PDF", "not a PDF"),
+        (b"%PDF-1.7\n garbage garbage", "cannot read"),
+    ],
+)
 def test_bad_pdf_files_have_clear_reasons(tmp_path, content, reason):
     p = tmp_path / "bad.pdf"
     p.write_bytes(content)
@@ -74,8 +77,12 @@ def test_multipage_tiff_yields_every_frame(tmp_path):
 
 
 def test_images_are_flattened_to_rgb_or_kept_gray(tmp_path):
-    cases = {"gray.png": Image.new("L", (40, 30), 90), "bilevel.tiff": Image.new("1", (40, 30), 0),
-             "rgba.png": Image.new("RGBA", (40, 30), (0, 0, 0, 0)), "palette.png": Image.new("P", (40, 30), 3)}
+    cases = {
+        "gray.png": Image.new("L", (40, 30), 90),
+        "bilevel.tiff": Image.new("1", (40, 30), 0),
+        "rgba.png": Image.new("RGBA", (40, 30), (0, 0, 0, 0)),
+        "palette.png": Image.new("P", (40, 30), 3),
+    }
     want = {"gray.png": ("L", 90), "bilevel.tiff": ("L", 0), "rgba.png": ("RGB", (255, 255, 255))}
     for name, img in cases.items():
         img.save(tmp_path / name)

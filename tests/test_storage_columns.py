@@ -21,8 +21,9 @@ def _line_page(rng: np.random.Generator, source: str = "vision", dim: int = 32) 
             xs += list(range(20))
             feats.append(base + 0.05 * rng.standard_normal((20, dim)))
     f = l2_normalize(np.concatenate(feats)).astype(np.float32)
-    return PageRecord(page_no=1, width=160, height=80, source=source, grid_h=10, grid_w=20,
-                      ys=np.array(ys), xs=np.array(xs), feats=f)
+    return PageRecord(
+        page_no=1, width=160, height=80, source=source, grid_h=10, grid_w=20, ys=np.array(ys), xs=np.array(xs), feats=f
+    )
 
 
 def test_a_column_run_shares_one_vector_and_keeps_its_cells_in_place():

@@ -69,8 +69,13 @@ MILVUS = pytest.mark.milvus
 
 @pytest.mark.parametrize(
     "point,index",
-    [("iterator", "ivf"), ("after_fsync", "ivf"), ("after_commit", "ivf"), ("during_persist", "ivf"),
-     ("after_commit", "flat")]
+    [
+        ("iterator", "ivf"),
+        ("after_fsync", "ivf"),
+        ("after_commit", "ivf"),
+        ("during_persist", "ivf"),
+        ("after_commit", "flat"),
+    ]
     + [pytest.param(point, "milvus", marks=MILVUS) for point in ("after_commit", "milvus_add", "milvus_remove")],
 )
 def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, index):
@@ -82,8 +87,13 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     if backend == "milvus":
         need_milvus()
     script = CHILD.format(root=str(ROOT), tests=str(Path(__file__).parent))
-    proc = subprocess.run([sys.executable, "-c", script, point, str(home), db_url or "", str(flat_max), backend],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, **ONE_THREAD})
+    proc = subprocess.run(
+        [sys.executable, "-c", script, point, str(home), db_url or "", str(flat_max), backend],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **ONE_THREAD},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
     store = open_store(flat_max_vectors=flat_max, vector_backend=backend)

@@ -117,8 +117,11 @@ def test_compressed_index_is_rechosen_as_it_grows(open_store):
         types.append(store.stats().vector_index_type)
     assert types[0] == "flat-ip-fp16" and types[2].endswith(",sq8") and types[-1].endswith(",sq4")
     assert types[-1] != types[2] and store.stats().vectors == 2600
-    found = [store.doc_for_content(f"sha-{s}") in {store.pages(h.tolist())[p].doc_id for p in h.tolist()}
-             for s in range(0, 26, 5) for h, _ in store.search_cells(docs[s][0].feats[:5], 3)]
+    found = [
+        store.doc_for_content(f"sha-{s}") in {store.pages(h.tolist())[p].doc_id for p in h.tolist()}
+        for s in range(0, 26, 5)
+        for h, _ in store.search_cells(docs[s][0].feats[:5], 3)
+    ]
     assert np.mean(found) > 0.8
 
 
@@ -169,8 +172,8 @@ def test_merged_runs_keep_candidate_ranking(tmp_path):
         truth = {i + 1 for i, p in enumerate(picks) if t in p}  # page ids in write order
         if not truth:
             continue
-        (ids_f, sc_f), = full.search_cells(vocab[t : t + 1], 18 * len(truth))
-        (ids_m, sc_m), = merged.search_cells(vocab[t : t + 1], 3 * len(truth))
+        ((ids_f, sc_f),) = full.search_cells(vocab[t : t + 1], 18 * len(truth))
+        ((ids_m, sc_m),) = merged.search_cells(vocab[t : t + 1], 3 * len(truth))
         assert set(ids_f.tolist()) == set(ids_m.tolist()) == truth  # the same pages from 6x fewer vectors
         assert sc_f[0] - sc_m[0] < 0.02
     full.close()
@@ -277,8 +280,9 @@ def test_a_kept_decoded_flat_index_gives_the_same_hits_and_follows_changes(open_
     for seed in range(3):
         write(store, seed, n_pages=3, n=400, dim=32)
     vi = store.vectors.current()
-    q = store.project_queries(l2_normalize(np.random.default_rng(5).standard_normal((SCAN_MIN_QUERIES + 1, 32))
-                                           .astype(np.float32)))
+    q = store.project_queries(
+        l2_normalize(np.random.default_rng(5).standard_normal((SCAN_MIN_QUERIES + 1, 32)).astype(np.float32))
+    )
 
     def hits():
         return [(p.tolist(), np.round(s, 6).tolist(), c.tolist()) for p, s, c in store.vectors.current().search(q, 200)]

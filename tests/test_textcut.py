@@ -23,29 +23,32 @@ def encoder(tmp_path_factory) -> TokenOCREncoder:
     return load_tokenocr(make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), bilingual=True))
 
 
-@pytest.mark.parametrize("word, pieces", [
-    ("发票总金额", ["发", "票", "总", "金", "额"]),
-    ("(total),", ["(", "total", "),"]),
-    ("total", ["total"]),
-    ("11/12/2020", ["11/12/2020"]),
-    ("INV-2023-0042号", ["INV-2023-0042", "号"]),
-    ("2020年12月11日", ["2020", "年", "12", "月", "11", "日"]),
-    ("日期:2020", ["日", "期", ":", "2020"]),
-    ("《合同》第三条", ["《", "合", "同", "》", "第", "三", "条"]),
-    ("ひらがなカタカナ", list("ひらがなカタカナ")),
-    ("𠀀x", ["𠀀", "x"]),  # extension B, outside the BMP
-])
+@pytest.mark.parametrize(
+    "word, pieces",
+    [
+        ("发票总金额", ["发", "票", "总", "金", "额"]),
+        ("(total),", ["(", "total", "),"]),
+        ("total", ["total"]),
+        ("11/12/2020", ["11/12/2020"]),
+        ("INV-2023-0042号", ["INV-2023-0042", "号"]),
+        ("2020年12月11日", ["2020", "年", "12", "月", "11", "日"]),
+        ("日期:2020", ["日", "期", ":", "2020"]),
+        ("《合同》第三条", ["《", "合", "同", "》", "第", "三", "条"]),
+        ("ひらがなカタカナ", list("ひらがなカタカナ")),
+        ("𠀀x", ["𠀀", "x"]),  # extension B, outside the BMP
+    ],
+)
 def test_cjk_characters_and_edge_punctuation_are_cut_alone(word, pieces):
     got = cut_word(word)
     assert [p for _, p in got] == pieces
-    assert all(word[off:off + len(p)] == p for off, p in got)  # offsets index the word
+    assert all(word[off : off + len(p)] == p for off, p in got)  # offsets index the word
 
 
 def test_cut_offsets_index_the_whole_text():
     text = "付款 (total), 发票号\t0042"
     got = cut(text)
     assert [p for _, p in got] == ["付", "款", "(", "total", "),", "发", "票", "号", "0042"]
-    assert all(text[off:off + len(p)] == p for off, p in got)
+    assert all(text[off : off + len(p)] == p for off, p in got)
 
 
 def test_only_scripts_written_without_spaces_count_as_cjk():
@@ -60,12 +63,13 @@ def test_a_query_for_part_of_a_chinese_line_yields_the_tokens_painted_on_that_pa
             part = embed_cut(encoder, LINE[i:j])
             painted = [t.id for t in line.tokens if i <= t.start and t.end <= j]
             assert [t.id for t in part.tokens] == painted, LINE[i:j]
-            np.testing.assert_array_equal(part.vectors, line.vectors[[k for k, t in enumerate(line.tokens)
-                                                                      if i <= t.start and t.end <= j]])
+            np.testing.assert_array_equal(
+                part.vectors, line.vectors[[k for k, t in enumerate(line.tokens) if i <= t.start and t.end <= j]]
+            )
     # the official rule on the whole line cuts it otherwise: "总金额" is not a run of the line's tokens
     whole = [t.id for t in encoder.embed_query(LINE).tokens]
     query = [t.id for t in encoder.embed_query("总金额").tokens]
-    assert not any(whole[k:k + len(query)] == query for k in range(len(whole)))
+    assert not any(whole[k : k + len(query)] == query for k in range(len(whole)))
 
 
 def test_plain_words_are_cut_as_the_query_rule_cuts_them(encoder):
@@ -75,8 +79,9 @@ def test_plain_words_are_cut_as_the_query_rule_cuts_them(encoder):
 
 def test_page_text_tokens_are_the_painted_cut(encoder):
     text = "发票 (total), 2020年12月11日"
-    assert [(t.id, t.start, t.end) for t in encoder.tokenize(text)] == \
-        [(t.id, t.start, t.end) for t in embed_cut(encoder, text).tokens]
+    assert [(t.id, t.start, t.end) for t in encoder.tokenize(text)] == [
+        (t.id, t.start, t.end) for t in embed_cut(encoder, text).tokens
+    ]
 
 
 def test_byte_pieces_of_one_character_share_its_glyph_left_to_right(encoder):

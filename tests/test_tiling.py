@@ -18,26 +18,29 @@ def test_candidate_grids_cover_1_to_12_tiles_ordered_by_count():
         tiling.candidate_grids(0, 12)
 
 
-@pytest.mark.parametrize("size, grid", [
-    ((448, 448), (1, 1)),        # square, small: (2,2) ties but the area is too small to prefer it
-    ((500, 500), (1, 1)),        # 250,000 px <= half of 2x2 tiles (401,408 px)
-    ((1000, 1000), (3, 3)),      # ties (1,1),(2,2),(3,3): area 1e6 > half of 4 and of 9 tiles -> largest
-    ((896, 448), (2, 1)),
-    ((448, 1344), (1, 3)),
-    ((1275, 1650), (3, 4)),      # US letter at 150 dpi: ratio 0.773 -> 3x4 (0.75)
-    ((1240, 1754), (2, 3)),      # A4 at 150 dpi: 0.707 -> 2x3 (0.667, diff .040) beats 3x4 (0.75, .043)
-    ((5000, 100), (12, 1)),      # extreme strip
-    ((100, 5000), (1, 12)),
-    ((1600, 900), (4, 2)),       # 16:9: 2x1 and 4x2 tie (2.0); 1.44 Mpx > half of 8 tiles -> 4x2
-])
+@pytest.mark.parametrize(
+    "size, grid",
+    [
+        ((448, 448), (1, 1)),  # square, small: (2,2) ties but the area is too small to prefer it
+        ((500, 500), (1, 1)),  # 250,000 px <= half of 2x2 tiles (401,408 px)
+        ((1000, 1000), (3, 3)),  # ties (1,1),(2,2),(3,3): area 1e6 > half of 4 and of 9 tiles -> largest
+        ((896, 448), (2, 1)),
+        ((448, 1344), (1, 3)),
+        ((1275, 1650), (3, 4)),  # US letter at 150 dpi: ratio 0.773 -> 3x4 (0.75)
+        ((1240, 1754), (2, 3)),  # A4 at 150 dpi: 0.707 -> 2x3 (0.667, diff .040) beats 3x4 (0.75, .043)
+        ((5000, 100), (12, 1)),  # extreme strip
+        ((100, 5000), (1, 12)),
+        ((1600, 900), (4, 2)),  # 16:9: 2x1 and 4x2 tie (2.0); 1.44 Mpx > half of 8 tiles -> 4x2
+    ],
+)
 def test_closest_grid_known_sizes(size, grid):
     assert tiling.closest_grid(*size) == grid
 
 
 def test_closest_grid_tie_rule_prefers_later_only_for_big_images():
     # aspect exactly 1: candidates (1,1), (2,2), (3,3) all tie with diff 0
-    assert tiling.closest_grid(600, 600) == (1, 1)   # 360,000 < 401,408
-    assert tiling.closest_grid(700, 700) == (2, 2)   # 490,000 > 401,408 but < 903,168
+    assert tiling.closest_grid(600, 600) == (1, 1)  # 360,000 < 401,408
+    assert tiling.closest_grid(700, 700) == (2, 2)  # 490,000 > 401,408 but < 903,168
     assert tiling.closest_grid(700, 700, max_tiles=3) == (1, 1)
 
 
@@ -99,7 +102,7 @@ def test_stitch_tiles_row_major(lib):
     assert grid.shape == (rows * h, cols * w, 2)
     for i in range(cols * rows):
         r, c = divmod(i, cols)
-        assert (grid[r * h:(r + 1) * h, c * w:(c + 1) * w] == i).all()
+        assert (grid[r * h : (r + 1) * h, c * w : (c + 1) * w] == i).all()
     with pytest.raises(ValueError, match="thumbnail"):
         tiling.stitch_tiles(tiles[:5], cols, rows)
 

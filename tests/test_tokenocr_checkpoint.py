@@ -21,6 +21,7 @@ def test_unexpected_key_is_named(tmp_path):
     def add(sd):
         sd["vision_model.encoder.layers.0.attn.q_norm.weight"] = torch.ones(32)
         sd["mlp_mt.0.weight"] = torch.ones(4)
+
     d = make_tiny_checkpoint(tmp_path, state_dict_edit=add)
     with pytest.raises(CheckpointError) as e:
         load_model(d)
@@ -32,6 +33,7 @@ def test_unexpected_key_is_named(tmp_path):
 def test_renamed_key_lists_both_sides(tmp_path):
     def rename(sd):
         sd["ocr_mlp.2.weight"] = sd.pop("ocr_mlp.3.weight")
+
     d = make_tiny_checkpoint(tmp_path, state_dict_edit=rename)
     with pytest.raises(CheckpointError, match=r"missing keys.*ocr_mlp\.3\.weight.*unexpected keys.*ocr_mlp\.2\.weight"):
         load_model(d)
@@ -40,6 +42,7 @@ def test_renamed_key_lists_both_sides(tmp_path):
 def test_wrong_shape_is_named(tmp_path):
     def shrink(sd):
         sd["ocr_mlp.1.weight"] = torch.zeros(16, 30)
+
     d = make_tiny_checkpoint(tmp_path, state_dict_edit=shrink)
     with pytest.raises(CheckpointError, match=r"ocr_mlp\.1\.weight: checkpoint \(16, 30\) vs model \(16, 32\)"):
         load_model(d)
@@ -57,6 +60,7 @@ def test_training_only_keys_and_missing_bn_counters_are_tolerated(tmp_path):
         sd.pop("upsample.1.num_batches_tracked")
         sd["mlp1.3.bias"] = torch.zeros(3)
         sd["language_model.model.norm.weight"] = torch.ones(3)
+
     model, _, _ = load_model(make_tiny_checkpoint(tmp_path, state_dict_edit=edit))
     assert model.upsample[1].num_batches_tracked == 0
 
@@ -73,22 +77,25 @@ def test_token_table_must_match_config(tmp_path):
         load_model(d)
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda c: c["vision_config"].pop("hidden_size"), "vision_config.hidden_size"),
-    (lambda c: c["vision_config"].pop("layer_norm_eps"), "vision_config.layer_norm_eps"),
-    (lambda c: c.pop("hidden_size"), "'hidden_size'"),
-    (lambda c: c.pop("vocab_size"), "'vocab_size'"),
-    (lambda c: c["vision_config"].update(num_attention_heads=0), "vision_config.num_attention_heads"),
-    (lambda c: c["vision_config"].update(num_attention_heads=3), "vision_config.num_attention_heads"),
-    (lambda c: c["vision_config"].update(layer_norm_eps=0.5), "vision_config.layer_norm_eps"),
-    (lambda c: c["vision_config"].update(qkv_bias="yes"), "vision_config.qkv_bias"),
-    (lambda c: c["vision_config"].update(norm_type="batch_norm"), "vision_config.norm_type"),
-    (lambda c: c["vision_config"].update(hidden_act="relu"), "vision_config.hidden_act"),
-    (lambda c: c["vision_config"].update(patch_size=15), "patch_size"),
-    (lambda c: c.update(select_layer=7), "'select_layer'"),
-    (lambda c: c.update(force_image_size=-1), "'force_image_size'"),
-    (lambda c: c.pop("vision_config"), "'vision_config'"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda c: c["vision_config"].pop("hidden_size"), "vision_config.hidden_size"),
+        (lambda c: c["vision_config"].pop("layer_norm_eps"), "vision_config.layer_norm_eps"),
+        (lambda c: c.pop("hidden_size"), "'hidden_size'"),
+        (lambda c: c.pop("vocab_size"), "'vocab_size'"),
+        (lambda c: c["vision_config"].update(num_attention_heads=0), "vision_config.num_attention_heads"),
+        (lambda c: c["vision_config"].update(num_attention_heads=3), "vision_config.num_attention_heads"),
+        (lambda c: c["vision_config"].update(layer_norm_eps=0.5), "vision_config.layer_norm_eps"),
+        (lambda c: c["vision_config"].update(qkv_bias="yes"), "vision_config.qkv_bias"),
+        (lambda c: c["vision_config"].update(norm_type="batch_norm"), "vision_config.norm_type"),
+        (lambda c: c["vision_config"].update(hidden_act="relu"), "vision_config.hidden_act"),
+        (lambda c: c["vision_config"].update(patch_size=15), "patch_size"),
+        (lambda c: c.update(select_layer=7), "'select_layer'"),
+        (lambda c: c.update(force_image_size=-1), "'force_image_size'"),
+        (lambda c: c.pop("vision_config"), "'vision_config'"),
+    ],
+)
 def test_bad_config_field_is_named(tmp_path, edit, field):
     d = make_tiny_checkpoint(tmp_path, config_edit=edit)
     with pytest.raises(CheckpointError, match="config.json") as e:
@@ -99,6 +106,7 @@ def test_bad_config_field_is_named(tmp_path, edit, field):
 def test_llm_config_fallback_for_raw_configs(tmp_path):
     def move(c):
         c["llm_config"] = {"hidden_size": c.pop("hidden_size"), "vocab_size": c.pop("vocab_size")}
+
     model, table, _ = load_model(make_tiny_checkpoint(tmp_path, config_edit=move))
     assert model.cfg.hidden_size == table.shape[1]
 

@@ -30,8 +30,9 @@ def test_tiny_official_checkpoint_indexes_and_searches_a_folder(tmp_path):
     docs.mkdir()
     (docs / "born-digital.pdf").write_bytes(pdf)
     (docs / "scanned.pdf").write_bytes(image_only_pdf(rasterise_pdf(pdf)))
-    sample = SampleFolder(docs, docs / "born-digital.pdf", docs / "scanned.pdf", [], docs / "none",
-                          docs / "none.jpg", words)
+    sample = SampleFolder(
+        docs, docs / "born-digital.pdf", docs / "scanned.pdf", [], docs / "none", docs / "none.jpg", words
+    )
     ckpt = make_tiny_checkpoint(tmp_path / "TokenOCR")
     spec = f"tokenocr:{ckpt}"
     with Engine(Settings(home=tmp_path / "home", model=spec)) as eng:
@@ -52,8 +53,11 @@ def test_tiny_official_checkpoint_indexes_and_searches_a_folder(tmp_path):
     # the vocabulary check on request: the whole token table, projected to index space, is the competitor set
     with Engine(Settings(home=tmp_path / "home", model=spec, verify_weight=4.0, threshold=0.0)) as eng:
         opt = eng.searcher().opt
-        assert opt.competitors is not None and opt.competitors.shape[1] == eng.store.project_queries(
-            eng.query_encoder.embed_query("INVOICE").vectors).shape[1]
+        assert (
+            opt.competitors is not None
+            and opt.competitors.shape[1]
+            == eng.store.project_queries(eng.query_encoder.embed_query("INVOICE").vectors).shape[1]
+        )
         hits = [h for h in eng.search("INVOICE", k=10).hits if Path(h.path).name == "born-digital.pdf"]
         assert [h.page for h in hits] == [1]  # exact text-layer pages are never re-scored
     with Engine(Settings(home=tmp_path / "home", model="mini")) as other:
@@ -68,9 +72,26 @@ def test_tiny_official_checkpoint_indexes_and_searches_a_folder(tmp_path):
 def test_heatmap_command_with_the_tiny_checkpoint(tmp_path, sample):
     ckpt = make_tiny_checkpoint(tmp_path / "TokenOCR")
     out = tmp_path / "maps"
-    r = subprocess.run([sys.executable, "-m", "tokensearch", "heatmap", str(sample.image_pdf), "harbour crane",
-                        "-o", str(out), "--page", "2", "--model", f"tokenocr:{ckpt}"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokensearch",
+            "heatmap",
+            str(sample.image_pdf),
+            "harbour crane",
+            "-o",
+            str(out),
+            "--page",
+            "2",
+            "--model",
+            f"tokenocr:{ckpt}",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     files = sorted(p.name for p in out.glob("*.png"))
     assert len(files) >= 3  # one per token (at least two words) + the whole-query map
@@ -141,8 +162,15 @@ def test_chinese_query_from_the_cli_and_the_api(zh_index, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENSEARCH_HOME=str(home))
 
     def cli(*args: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "tokensearch", *args, "--model", spec], capture_output=True,
-                           text=True, encoding="utf-8", env=env, timeout=600, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [sys.executable, "-m", "tokensearch", *args, "--model", spec],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         return r.stdout
 
@@ -158,6 +186,7 @@ def test_chinese_query_from_the_cli_and_the_api(zh_index, tmp_path):
         assert body["query"] == "总金额" and [(h["name"], h["page"]) for h in body["hits"]] == [("fapiao.pdf", 1)]
         assert max(iou(b, t) for b in body["hits"][0]["boxes"] for t in truth) >= 0.5
         hit = body["hits"][0]
-        heat = client.get(f"/api/v1/pages/{hit['doc_id']}/{hit['page']}/heatmap",
-                          params={"q": "总金额", "format": "json"}).json()
+        heat = client.get(
+            f"/api/v1/pages/{hit['doc_id']}/{hit['page']}/heatmap", params={"q": "总金额", "format": "json"}
+        ).json()
         assert heat["query"] == "总金额" and [t.replace("\u2581", "") for t in heat["tokens"]] == ["总", "金", "额"]

@@ -78,8 +78,9 @@ def test_the_viewer_takes_the_same_colour_table():  # colormap.js is what highli
     from tokensearch.highlight import colormap_js
 
     static = Path(tokensearch.api.__file__).parent / "static"
-    assert (static / "colormap.js").read_text(encoding="utf-8") == colormap_js(), \
+    assert (static / "colormap.js").read_text(encoding="utf-8") == colormap_js(), (
         "regenerate: python -m tokensearch.highlight > tokensearch/api/static/colormap.js"
+    )
     numbers = colormap_js().split("[", 1)[1].split("]", 1)[0].replace("\n", "").split(",")
     assert [int(n) for n in numbers if n.strip()] == LUT.ravel().tolist()
     html = (static / "index.html").read_text(encoding="utf-8")
@@ -91,8 +92,9 @@ def test_a_chinese_query_gets_files_and_titles_in_chinese(tmp_path):
     enc = load_tokenocr(make_tiny_checkpoint(tmp_path / "ckpt", bilingual=True))
     img = Image.new("RGB", (240, 160), "white")
     paths = render_heatmaps(enc, img, "发票总金额", tmp_path / "out")
-    assert [p.name for p in paths] == [f"{i:02d}_{t.piece.strip(chr(0x2581))}.png"
-                                       for i, t in enumerate(enc.embed_query("发票总金额").tokens)] + ["query.png"]
+    assert [p.name for p in paths] == [
+        f"{i:02d}_{t.piece.strip(chr(0x2581))}.png" for i, t in enumerate(enc.embed_query("发票总金额").tokens)
+    ] + ["query.png"]
     assert any("\u53d1" in p.name for p in paths)  # 发
     # the title font draws each character (PIL's default draws the same box for every CJK character)
     font = title_font("token 0: '发票'")

@@ -264,5 +264,5 @@ def test_contrast_text_rule_marks_the_odd_cells(ckpt_up):
     unit = background.repeat(1, 8, 8, 1) + 0.01 * torch.randn(1, 8, 8, TINY_D, generator=g)
     unit[0, 2, 3] = F.normalize(torch.randn(TINY_D, generator=g), dim=0)  # one "glyph" cell
     text = enc._text_probability(F.normalize(unit, dim=-1))
-    others = torch.cat([text[0].flatten()[:2 * 8 + 3], text[0].flatten()[2 * 8 + 4:]])
+    others = torch.cat([text[0].flatten()[: 2 * 8 + 3], text[0].flatten()[2 * 8 + 4 :]])
     assert text[0, 2, 3] > 0.99 and others.mean() < 0.2

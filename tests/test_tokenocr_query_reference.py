@@ -37,20 +37,71 @@ from tokensearch.tokenocr_model.tokenocr import load_tokenocr
 transformers = pytest.importorskip("transformers")
 
 # the official quick start's first characters that get no leading space
-OFFICIAL_NO_SPACE = '!"#$%&\'()*+,-./0123456789:;<=>?@^_{|}~'
+OFFICIAL_NO_SPACE = "!\"#$%&'()*+,-./0123456789:;<=>?@^_{|}~"
 
 WORDS = ["total", "Invoice total", "TOTAL", "résumé", "café", "quick brown fox", "token-search"]
-NUMBERS_AND_DATES = ["42", "-42", "42.50", "8.5%", "0042", "11/12/2020", "2020-12-11", "11.12.2020",
-                     "INV-2023-0042", "invoice 2020"]
-PUNCTUATION = ["(total)", "total,", "total:", "[total]", "\\total", "`x`", "!", "...", "#tag", "$42", "€42",
-               "«total»", "'quoted'", '"quoted"', "total (net)", "a/b"]
+NUMBERS_AND_DATES = [
+    "42",
+    "-42",
+    "42.50",
+    "8.5%",
+    "0042",
+    "11/12/2020",
+    "2020-12-11",
+    "11.12.2020",
+    "INV-2023-0042",
+    "invoice 2020",
+]
+PUNCTUATION = [
+    "(total)",
+    "total,",
+    "total:",
+    "[total]",
+    "\\total",
+    "`x`",
+    "!",
+    "...",
+    "#tag",
+    "$42",
+    "€42",
+    "«total»",
+    "'quoted'",
+    '"quoted"',
+    "total (net)",
+    "a/b",
+]
 INNER_WHITESPACE = ["invoice  total", "invoice\ttotal", "invoice\ntotal"]
-CJK = ["发票", "总金额", "发票总金额为人民币", "2020年12月11日", "订单号 INV-2023-0042", "中", "中华人民",
-       "，", "发票。", "（发票）", "《合同》", "ｔｏｔａｌ", "发票 total", "税率 13%", "日本語のテキスト"]
+CJK = [
+    "发票",
+    "总金额",
+    "发票总金额为人民币",
+    "2020年12月11日",
+    "订单号 INV-2023-0042",
+    "中",
+    "中华人民",
+    "，",
+    "发票。",
+    "（发票）",
+    "《合同》",
+    "ｔｏｔａｌ",
+    "发票 total",
+    "税率 13%",
+    "日本語のテキスト",
+]
 SAME_AS_REFERENCE = WORDS + NUMBERS_AND_DATES + PUNCTUATION + INNER_WHITESPACE + CJK
 SURROUNDING_WHITESPACE = [" total", "total ", "  total  ", "\ttotal", "total\n", " 发票", "11/12/2020 "]
-SPECIAL_SPELLINGS = ["</s>", "<s>", "<unk>", "<img>", "</box>", "<IMG_CONTEXT>", "a</s>b", "total </s>",
-                     "<s>total", "x<ref>y</ref>"]
+SPECIAL_SPELLINGS = [
+    "</s>",
+    "<s>",
+    "<unk>",
+    "<img>",
+    "</box>",
+    "<IMG_CONTEXT>",
+    "a</s>b",
+    "total </s>",
+    "<s>total",
+    "x<ref>y</ref>",
+]
 
 
 class ReferenceInternLM2Tokenizer(transformers.PreTrainedTokenizer):
@@ -60,8 +111,14 @@ class ReferenceInternLM2Tokenizer(transformers.PreTrainedTokenizer):
 
     def __init__(self, vocab_file: str, **kwargs):
         self.sp_model = spm.SentencePieceProcessor(model_file=vocab_file)
-        super().__init__(unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>",
-                         clean_up_tokenization_spaces=False, **kwargs)
+        super().__init__(
+            unk_token="<unk>",
+            bos_token="<s>",
+            eos_token="</s>",
+            pad_token="</s>",
+            clean_up_tokenization_spaces=False,
+            **kwargs,
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -93,8 +150,10 @@ def reference_query_ids(ref: ReferenceInternLM2Tokenizer, query: str) -> list[in
 
 def _reference(folder: Path) -> ReferenceInternLM2Tokenizer:
     ref = ReferenceInternLM2Tokenizer(str(folder / "tokenizer.model"))
-    ref.add_tokens([transformers.AddedToken(t, special=True, lstrip=False, rstrip=False, normalized=False)
-                    for t in SPECIAL], special_tokens=True)
+    ref.add_tokens(
+        [transformers.AddedToken(t, special=True, lstrip=False, rstrip=False, normalized=False) for t in SPECIAL],
+        special_tokens=True,
+    )
     return ref
 
 

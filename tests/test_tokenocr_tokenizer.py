@@ -37,10 +37,20 @@ def test_space_token_is_the_visible_space(tok):
     assert tok.id_to_piece(tok.space_id) == SPACE_PIECE
 
 
-@pytest.mark.parametrize("query, spaced", [
-    ("total", True), ("Invoice total", True), ("résumé", True),
-    ("11/12/2020", False), ("2020", False), ("(total)", False), ("-42", False), ("#tag", False), (".5", False),
-])
+@pytest.mark.parametrize(
+    "query, spaced",
+    [
+        ("total", True),
+        ("Invoice total", True),
+        ("résumé", True),
+        ("11/12/2020", False),
+        ("2020", False),
+        ("(total)", False),
+        ("-42", False),
+        ("#tag", False),
+        (".5", False),
+    ],
+)
 def test_query_rule_prepends_a_space_unless_digit_or_punctuation(tok, query, spaced):
     tokens = tok.encode_query(query)
     expect = tok.sp.encode((" " if spaced else "") + query)  # what tokenizer(...)["input_ids"][1:] gives
@@ -62,7 +72,7 @@ def test_bos_is_dropped_even_if_the_model_adds_one(tmp_path):
 def test_query_spans_index_the_original_query(tok):
     q = "  total 11"
     tokens = tok.encode_query(q)
-    assert "".join(q[t.start:t.end] for t in tokens) == "total 11"  # the space before 11 is its own token
+    assert "".join(q[t.start : t.end] for t in tokens) == "total 11"  # the space before 11 is its own token
     assert all(0 <= t.start <= t.end <= len(q) for t in tokens)
     assert tok.encode_query("   ") == []
 

@@ -24,8 +24,9 @@ def _pdf(path: Path, tag: str) -> None:
         for p in range(2):
             page = doc.new_page(width=300, height=200)
             for i in range(8):
-                page.insert_text((20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020 {tag}{p}",
-                                 fontsize=10)
+                page.insert_text(
+                    (20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020 {tag}{p}", fontsize=10
+                )
         doc.save(path)
 
 
@@ -44,20 +45,61 @@ def test_train_gpu_script_tiny_on_cpu(tmp_path: Path) -> None:
     if system:  # else Base14 alone, as on a machine without fonts
         shutil.copy(system[0], fonts / "OneFont.ttf")
 
-    r = subprocess.run(["bash", str(REPO / "scripts/make_train_pack.sh"), "--pdf-dir", str(pdfs), "--out",
-                        str(pack), "--no-wheels"], env=_env(TOKENSEARCH_FONT_DIRS=str(fonts)), cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        ["bash", str(REPO / "scripts/make_train_pack.sh"), "--pdf-dir", str(pdfs), "--out", str(pack), "--no-wheels"],
+        env=_env(TOKENSEARCH_FONT_DIRS=str(fonts)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     info = json.loads((pack / "pack.json").read_text())
     assert info["pdf_files"] == 2 and info["pdf_pages"] == 4
     assert info["fonts"] == (["OneFont.ttf"] if system else [])
     assert sorted(p.name for p in (pack / "pdfs").iterdir()) == ["a.pdf", "b.pdf"]
 
-    r = subprocess.run(["bash", str(REPO / "scripts/train_gpu.sh"), "--pack", str(pack), "--out", str(out),
-                        "--device", "cpu", "--deadline-s", "400", "--workers", "1", "--batch", "2", "--receipts", "0",
-                        "--", "--steps", "3", "--crop", "64", "96", "--val-crops", "4", "--val-every", "2",
-                        "--buffer", "2", "--reuse", "2", "--threads", "1"],
-                       env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    r = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts/train_gpu.sh"),
+            "--pack",
+            str(pack),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--deadline-s",
+            "400",
+            "--workers",
+            "1",
+            "--batch",
+            "2",
+            "--receipts",
+            "0",
+            "--",
+            "--steps",
+            "3",
+            "--crop",
+            "64",
+            "96",
+            "--val-crops",
+            "4",
+            "--val-every",
+            "2",
+            "--buffer",
+            "2",
+            "--reuse",
+            "2",
+            "--threads",
+            "1",
+        ],
+        env=_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     console = (out / "console.log").read_text()
     assert r.returncode == 0, console[-4000:] + r.stderr[-2000:]
     # the data engine read the pack's assets, not this machine's fonts
@@ -104,8 +146,17 @@ def test_asset_env_points_the_data_engine_at_a_pack(tmp_path: Path, monkeypatch)
 
 # runtime dependencies that the GPU machine's image lacks and the pack does not carry (PyMuPDF travels
 # in site.tar.xz; KINDS.md of the device tool lists the image's packages)
-NOT_ON_THE_GPU_MACHINE = ("sqlalchemy", "faiss", "pydantic", "pydantic_settings", "fastapi", "uvicorn", "psycopg",
-                          "multipart", "swagger_ui_bundle")
+NOT_ON_THE_GPU_MACHINE = (
+    "sqlalchemy",
+    "faiss",
+    "pydantic",
+    "pydantic_settings",
+    "fastapi",
+    "uvicorn",
+    "psycopg",
+    "multipart",
+    "swagger_ui_bundle",
+)
 
 
 def test_training_imports_only_what_the_gpu_machine_has() -> None:

@@ -29,15 +29,22 @@ def _pdf(path: Path, pad_to: int | None = None) -> Path:
 def test_a_pdf_folder_under_shared_bench_is_refused(tmp_path: Path) -> None:
     bench = tmp_path / "shared" / "bench" / "data"
     _pdf(bench / "page.pdf")
-    for call in (lambda: find_pdfs(bench), lambda: find_pdfs(tmp_path / "shared"),
-                 lambda: PdfPages(bench, MiniTokenizer.from_file(WEIGHTS_DIR / TOKENIZER_FILE))):
+    for call in (
+        lambda: find_pdfs(bench),
+        lambda: find_pdfs(tmp_path / "shared"),
+        lambda: PdfPages(bench, MiniTokenizer.from_file(WEIGHTS_DIR / TOKENIZER_FILE)),
+    ):
         with pytest.raises(HeldOutDataError, match="shared/bench"):
             call()
 
 
 def test_pdfs_where_held_out_packages_install_them_are_refused(tmp_path: Path) -> None:
-    for rel in ("x/usr/share/doc/octave/manual.pdf", "x/usr/lib/R/site-library/zoo/doc/intro.pdf",
-                "octave-doc/whatever.pdf", "debs/r-cran-sandwich_3.0-2-1_all/a.pdf"):
+    for rel in (
+        "x/usr/share/doc/octave/manual.pdf",
+        "x/usr/lib/R/site-library/zoo/doc/intro.pdf",
+        "octave-doc/whatever.pdf",
+        "debs/r-cran-sandwich_3.0-2-1_all/a.pdf",
+    ):
         f = _pdf(tmp_path / rel)
         assert held_out_reason(f) is not None, rel
     with pytest.raises(HeldOutDataError, match="held-out Debian package"):

@@ -39,8 +39,9 @@ def test_engine_hits_are_the_same_on_faiss_and_milvus_through_index_remove_reind
     sample = make_sample_folder(tmp_path / "docs")
     for extra in (sample.tiff, sample.photo, *sample.pngs[1:]):
         extra.unlink()
-    engines = {b: Engine(Settings(home=tmp_path / b, vector_backend=b), encoder=mini_encoder)
-               for b in ("faiss", "milvus")}
+    engines = {
+        b: Engine(Settings(home=tmp_path / b, vector_backend=b), encoder=mini_encoder) for b in ("faiss", "milvus")
+    }
     queries = ["committee", "INV-2023-0042", "zeppelin"]
     try:
         for eng in engines.values():
@@ -158,14 +159,18 @@ try:
 except VectorBackendError as e:
     print("ERROR", e)
 """
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr
     assert "ERROR" in out.stdout and "pip install 'tokensearch[milvus]'" in out.stdout
 
 
-def test_a_long_running_searcher_repairs_what_a_dead_writer_left_not_what_a_live_one_is_writing(
-        tmp_path, monkeypatch):
+def test_a_long_running_searcher_repairs_what_a_dead_writer_left_not_what_a_live_one_is_writing(tmp_path, monkeypatch):
     """A writer that committed in SQL and died before Milvus (its ``committed`` never runs): a searcher
     that has been running leaves the gap alone at its next check (the writer may still be writing), and
     adds the pages at the check after, though another writer went on committing in between."""
@@ -217,8 +222,9 @@ except VectorBackendError as e:
 def test_the_backend_is_chosen_by_flag_or_environment(monkeypatch, tmp_path):
     from tokensearch.cli import build_parser, settings_from_args
 
-    args = build_parser("status").parse_args(["status", "--vector-backend", "milvus", "--milvus-uri",
-                                              str(tmp_path / "m.db")])
+    args = build_parser("status").parse_args(
+        ["status", "--vector-backend", "milvus", "--milvus-uri", str(tmp_path / "m.db")]
+    )
     s = settings_from_args(args)
     assert (s.vector_backend, s.milvus_uri) == ("milvus", str(tmp_path / "m.db"))
     monkeypatch.setenv("TOKENSEARCH_VECTOR_BACKEND", "milvus")

@@ -218,5 +218,7 @@ def test_word_bounds_take_the_start_penalty_where_a_number_goes_on_to_the_left()
     by_line = {o.cells[0][0]: o.score for o in out}
     assert by_line[0] == pytest.approx(1.0 - opt.word_start_penalty) and by_line[2] == pytest.approx(1.0)
     off = replace(opt, word_start_penalty=0.0)
-    assert all(o.score == pytest.approx(1.0) for o in Searcher(None, None, off)._word_bounds(occs, rows, feats,
-                                                                                             "27.10", "27.10"))
+    assert all(
+        o.score == pytest.approx(1.0)
+        for o in Searcher(None, None, off)._word_bounds(occs, rows, feats, "27.10", "27.10")
+    )

@@ -27,9 +27,17 @@ from tokensearch.engine import Engine
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("TOKENSEARCH_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
 
 if CHROMIUM.lower() == "off":
     pytest.skip("browser tests switched off (TOKENSEARCH_TEST_CHROMIUM=off)", allow_module_level=True)
@@ -42,11 +50,18 @@ def live(tmp_path_factory, mini_encoder):
     tmp = tmp_path_factory.mktemp("viewer")
     settings = build_settings(tmp)
     root = make_docs(settings.roots[0])
-    write_pdf(root / "harbour-report.pdf", [
-        ["Harbour authority annual report", "Cargo volumes rose by twelve percent", "The new harbour crane",
-         "entered service in May"],
-        ["Appendix: harbour tariffs", "Berth fees per metre", "Pilotage and towage"],
-    ])
+    write_pdf(
+        root / "harbour-report.pdf",
+        [
+            [
+                "Harbour authority annual report",
+                "Cargo volumes rose by twelve percent",
+                "The new harbour crane",
+                "entered service in May",
+            ],
+            ["Appendix: harbour tariffs", "Berth fees per metre", "Pilotage and towage"],
+        ],
+    )
     engine = Engine(settings, encoder=mini_encoder)
     assert not engine.index(root).failed
     with LiveServer(create_app(settings, engine=engine)) as server:
@@ -59,8 +74,9 @@ def live_with_key(live, tmp_path_factory):
     """A second server on the same index, requiring an API key."""
     server, root = live
     engine = server.server.config.app.state.api.engine
-    settings = build_settings(tmp_path_factory.mktemp("keyed"), home=engine.settings.home, roots=[root],
-                              api_key="viewer-test-key")
+    settings = build_settings(
+        tmp_path_factory.mktemp("keyed"), home=engine.settings.home, roots=[root], api_key="viewer-test-key"
+    )
     with LiveServer(create_app(settings, engine=engine)) as keyed:
         yield keyed, root
 
@@ -103,19 +119,29 @@ def page(browser):
 
 
 def _px_box(img_bb: dict, b) -> tuple[float, float, float, float]:
-    return (img_bb["x"] + b[0] * img_bb["width"], img_bb["y"] + b[1] * img_bb["height"],
-            img_bb["x"] + b[2] * img_bb["width"], img_bb["y"] + b[3] * img_bb["height"])
+    return (
+        img_bb["x"] + b[0] * img_bb["width"],
+        img_bb["y"] + b[1] * img_bb["height"],
+        img_bb["x"] + b[2] * img_bb["width"],
+        img_bb["y"] + b[3] * img_bb["height"],
+    )
 
 
 def _norm_box(img_bb: dict, bb: dict) -> tuple[float, float, float, float]:
-    return ((bb["x"] - img_bb["x"]) / img_bb["width"], (bb["y"] - img_bb["y"]) / img_bb["height"],
-            (bb["x"] + bb["width"] - img_bb["x"]) / img_bb["width"],
-            (bb["y"] + bb["height"] - img_bb["y"]) / img_bb["height"])
+    return (
+        (bb["x"] - img_bb["x"]) / img_bb["width"],
+        (bb["y"] - img_bb["y"]) / img_bb["height"],
+        (bb["x"] + bb["width"] - img_bb["x"]) / img_bb["width"],
+        (bb["y"] + bb["height"] - img_bb["y"]) / img_bb["height"],
+    )
 
 
 def _wait_image(pg, selector: str) -> None:
-    pg.wait_for_function("(s) => { const i = document.querySelector(s); "
-                         "return i && i.complete && i.naturalWidth > 0; }", arg=selector, timeout=20_000)
+    pg.wait_for_function(
+        "(s) => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+        timeout=20_000,
+    )
 
 
 def test_search_boxes_viewer_and_heatmap(live, page):
@@ -238,8 +264,9 @@ def test_page_navigation_zoom_and_shared_urls(live, page):
     src2 = pg.locator("#page-img").get_attribute("src")
     pg.keyboard.press("[")
     pg.wait_for_function("() => document.getElementById('v-page').textContent === 'page 1 of 2'")
-    pg.wait_for_function("(s) => document.getElementById('page-img').src !== s "
-                         "&& document.getElementById('page-img').complete", arg=src2)
+    pg.wait_for_function(
+        "(s) => document.getElementById('page-img').src !== s && document.getElementById('page-img').complete", arg=src2
+    )
     assert pg.locator("#v-boxes .box").count() == 0  # no hit on page 1 for this query
     assert "page=1" in pg.url
     before = pg.locator("#page-img").bounding_box()["width"]
@@ -303,8 +330,10 @@ def test_filters_narrow_the_results_and_stay_in_the_url(live, page):
 
     pg.locator("#f-path").fill("harbour*")
     pg.keyboard.press("Enter")
-    pg.wait_for_function("() => { const n = [...document.querySelectorAll('#results .card .name')]; "
-                         "return n.length > 0 && n.every(e => e.textContent === 'harbour-report.pdf'); }")
+    pg.wait_for_function(
+        "() => { const n = [...document.querySelectorAll('#results .card .name')]; "
+        "return n.length > 0 && n.every(e => e.textContent === 'harbour-report.pdf'); }"
+    )
     assert "path=harbour*" in unquote(pg.url) and "q=harbour" in pg.url
     api = pg.request.get(server.url + "/api/v1/search?q=harbour&k=24&path=harbour*").json()
     shown_pages = [int(t.split()[-1]) for t in pg.locator("#results .card .line span:first-child").all_inner_texts()]
@@ -334,8 +363,9 @@ def test_filters_narrow_the_results_and_stay_in_the_url(live, page):
     assert pg.locator("#v-file").get_attribute("href").startswith(href.split("#")[0])
     pg.keyboard.press("Escape")
     pg.locator("#f-clear").click()
-    pg.wait_for_function("() => new Set([...document.querySelectorAll('#results .card .name')]"
-                         ".map(n => n.textContent)).size >= 2")
+    pg.wait_for_function(
+        "() => new Set([...document.querySelectorAll('#results .card .name')].map(n => n.textContent)).size >= 2"
+    )
     assert "path=" not in pg.url
 
 

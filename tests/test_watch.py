@@ -151,7 +151,7 @@ def test_a_file_copied_slowly_in_chunks_is_indexed_once(tmp_path, engine):
         chunks = 10
         with target.open("wb") as f:
             for i in range(chunks):  # pauses shorter than the quiet time, like a copy over a slow link
-                f.write(data[i * len(data) // chunks:(i + 1) * len(data) // chunks])
+                f.write(data[i * len(data) // chunks : (i + 1) * len(data) // chunks])
                 f.flush()
                 time.sleep(quiet / 5)
         _wait("the copied file", lambda: _paths(engine) == {str(target)})
@@ -173,9 +173,11 @@ def test_a_pdf_read_half_written_is_read_again_when_complete_and_not_left_failed
             _wait("the half-written file read", lambda: watcher.state.passes >= 2, timeout=10)
             half = dict(watcher.state.totals)
             assert half["failed"] == 1 or half["pages"] > 0, half  # read as it was: failed, or partial
-            f.write(data[len(data) // 2:])  # the writer comes back after a stall longer than the quiet time
-        _wait("the completed file indexed whole",
-              lambda: not engine.store.stats().failures and engine.store.stats().pages == 4)
+            f.write(data[len(data) // 2 :])  # the writer comes back after a stall longer than the quiet time
+        _wait(
+            "the completed file indexed whole",
+            lambda: not engine.store.stats().failures and engine.store.stats().pages == 4,
+        )
         assert engine.documents()[0].status == "ok"
         assert _found(engine, "HALFWAY-3") == {str(target)}
 
@@ -188,7 +190,8 @@ def test_lost_events_make_the_watcher_rescan_at_once(tmp_path, engine):
         passes = watcher.state.passes
         # what watchdog logs when the kernel's inotify queue overflowed (it has no callback for it)
         logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost")
+            "Inotify queue overflowed; filesystem events were lost"
+        )
         _wait("a rescan", lambda: watcher.state.passes > passes, timeout=10)
         assert watcher.state.last_rescan_at is not None and first is not None
 
@@ -209,8 +212,13 @@ def _cli(*args: str, stderr: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSEARCH_")}
     env["PYTHONPATH"] = str(ROOT)
     with stderr.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "tokensearch", *args], env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tokensearch", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
 
 
 def test_a_second_indexer_of_a_home_waits_for_the_first_and_says_who_has_it(tmp_path):
@@ -259,8 +267,11 @@ def test_kill_9_of_the_watcher_and_a_restart_lose_nothing(tmp_path, capsys):
 
     proc = _cli(*args, stderr=log)
     try:
-        _wait("the restart caught up", lambda: (read_state(home) or {}).get("state") == "watching"
-              and read_state(home).get("passes", 0) >= 1, timeout=180)
+        _wait(
+            "the restart caught up",
+            lambda: (read_state(home) or {}).get("state") == "watching" and read_state(home).get("passes", 0) >= 1,
+            timeout=180,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
@@ -304,8 +315,11 @@ def test_the_servers_watched_folders_are_followed_and_shown_in_index_jobs_and_me
 
         _wait("the watcher's first pass", lambda: (watch_job().get("report") or {}).get("added") == 1, timeout=120)
         (docs / "two.pdf").write_bytes(_pdf("SERVED-2 added while the server runs"))
-        _wait("the new file searchable",
-              lambda: c.get("/api/v1/search", params={"q": "SERVED-2"}).json()["hits"], timeout=60)
+        _wait(
+            "the new file searchable",
+            lambda: c.get("/api/v1/search", params={"q": "SERVED-2"}).json()["hits"],
+            timeout=60,
+        )
         job = watch_job()
         assert job["kind"] == "watch" and job["status"] == "running" and job["path"] == str(docs.resolve())
         assert job["report"]["added"] == 2 and job["report"]["failed"] == [] and job["error"] is None

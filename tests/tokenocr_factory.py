@@ -39,8 +39,9 @@ CHINESE_SENTENCES = [
 ]
 SPECIAL = list(SPECIAL_TOKENS)
 
-TINY_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                   patch_size=14, image_size=56)
+TINY_VISION = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14, image_size=56
+)
 TINY_D = 16
 BILINGUAL_PIECES = 480  # every character of the training set is a piece: room for the Chinese ones
 
@@ -56,9 +57,18 @@ def tiny_config(vocab: int, D: int = TINY_D, vision: dict | None = None) -> dict
     return official_config(TINY_VISION if vision is None else vision, D, vocab)
 
 
-def make_tiny_checkpoint(dir: str | Path, upsample: bool = True, sharded: bool = False, *, seed: int = 0,
-                         dtype: torch.dtype = torch.float32, raw_training_names: bool = False,
-                         bilingual: bool = False, state_dict_edit=None, config_edit=None) -> Path:
+def make_tiny_checkpoint(
+    dir: str | Path,
+    upsample: bool = True,
+    sharded: bool = False,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    raw_training_names: bool = False,
+    bilingual: bool = False,
+    state_dict_edit=None,
+    config_edit=None,
+) -> Path:
     """Write a tiny TokenOCR checkpoint folder to ``dir`` and return it (``bilingual``: its tokenizer knows
     Chinese too).
 
@@ -66,6 +76,17 @@ def make_tiny_checkpoint(dir: str | Path, upsample: bool = True, sharded: bool =
     (for the tests of loud failures).
     """
     sentences, pieces = (SENTENCES + CHINESE_SENTENCES, BILINGUAL_PIECES) if bilingual else (SENTENCES, 320)
-    return make_checkpoint(dir, TINY_VISION, TINY_D, sentences, pieces=pieces, upsample=upsample, sharded=sharded,
-                           seed=seed, dtype=dtype, raw_training_names=raw_training_names,
-                           state_dict_edit=state_dict_edit, config_edit=config_edit)
+    return make_checkpoint(
+        dir,
+        TINY_VISION,
+        TINY_D,
+        sentences,
+        pieces=pieces,
+        upsample=upsample,
+        sharded=sharded,
+        seed=seed,
+        dtype=dtype,
+        raw_training_names=raw_training_names,
+        state_dict_edit=state_dict_edit,
+        config_edit=config_edit,
+    )

@@ -26,15 +26,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("index and model (env TOKENSEARCH_*)")
     g.add_argument("--home", type=Path, help="folder holding the index (default ./.tokensearch)")
     g.add_argument("--database-url", help="SQLAlchemy URL of the metadata DB (default SQLite under --home)")
-    g.add_argument("--vector-backend", choices=["faiss", "milvus"],
-                   help="where cell vectors live: faiss (default, in each process) or milvus (docs/scale.md)")
-    g.add_argument("--milvus-uri", help="Milvus server URI (http://host:19530) or milvus-lite file (default "
-                   "<home>/milvus.db)")
+    g.add_argument(
+        "--vector-backend",
+        choices=["faiss", "milvus"],
+        help="where cell vectors live: faiss (default, in each process) or milvus (docs/scale.md)",
+    )
+    g.add_argument(
+        "--milvus-uri", help="Milvus server URI (http://host:19530) or milvus-lite file (default <home>/milvus.db)"
+    )
     g.add_argument("--model", help="mini (default) | mini:/weights-dir | tokenocr:/path/to/checkpoint")
     g.add_argument("--device", help="cpu (default) | cuda | cuda:N")
-    g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16", "int8"],
-                   help="auto (default): for the mini model on a CPU int8 where it has VNNI, else float32 "
-                   "(Winograd convs); other models bfloat16 where the CPU/GPU computes it natively, or float32")
+    g.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16", "int8"],
+        help="auto (default): for the mini model on a CPU int8 where it has VNNI, else float32 "
+        "(Winograd convs); other models bfloat16 where the CPU/GPU computes it natively, or float32",
+    )
     g.add_argument("--threads", type=int, help="CPU threads for the model")
     g.add_argument("--cell-pool", type=int, help="TokenOCR: average k x k feature cells (default 2)")
     g.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -57,21 +64,37 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index a folder (again: only new or changed files)")
     p.add_argument("folder", type=Path)
     p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
-    p.add_argument("--image-scale", choices=["auto", "off"],
-                   help="auto (default): shrink large scans and photos so their text has the model's size")
+    p.add_argument(
+        "--image-scale",
+        choices=["auto", "off"],
+        help="auto (default): shrink large scans and photos so their text has the model's size",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
 
     p = sub.add_parser("watch", help="index folders, then keep the index in sync with them until stopped")
     p.add_argument("folders", type=Path, nargs="+", metavar="DIR", help="folders to index and follow")
-    p.add_argument("--quiet-seconds", type=float, dest="watch_quiet_s", metavar="S",
-                   help="read a file once nothing wrote to it for this long (default 2; env TOKENSEARCH_WATCH_QUIET_S)")
-    p.add_argument("--rescan-seconds", type=float, dest="watch_rescan_s", metavar="S",
-                   help="full incremental pass this often, for lost events (default 300; TOKENSEARCH_WATCH_RESCAN_S)")
+    p.add_argument(
+        "--quiet-seconds",
+        type=float,
+        dest="watch_quiet_s",
+        metavar="S",
+        help="read a file once nothing wrote to it for this long (default 2; env TOKENSEARCH_WATCH_QUIET_S)",
+    )
+    p.add_argument(
+        "--rescan-seconds",
+        type=float,
+        dest="watch_rescan_s",
+        metavar="S",
+        help="full incremental pass this often, for lost events (default 300; TOKENSEARCH_WATCH_RESCAN_S)",
+    )
     p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
-    p.add_argument("--image-scale", choices=["auto", "off"],
-                   help="auto (default): shrink large scans and photos so their text has the model's size")
+    p.add_argument(
+        "--image-scale",
+        choices=["auto", "off"],
+        help="auto (default): shrink large scans and photos so their text has the model's size",
+    )
     p.add_argument("--batch-size", type=int)
     _common(p)
 
@@ -80,21 +103,39 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10, help="pages to return (default 10)")
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--threshold", type=float, help="minimum score of a hit (default: the model's calibrated one)")
-    p.add_argument("--phrase-threshold", type=float, help="score from which a query's several words count, never "
-                   "above --threshold (default: the model's calibrated one)")
-    p.add_argument("--verify-weight", type=float, help="weight of the check that the model reads the query's "
-                   "tokens rather than others (0 = off; default: the model's calibrated one)")
+    p.add_argument(
+        "--phrase-threshold",
+        type=float,
+        help="score from which a query's several words count, never "
+        "above --threshold (default: the model's calibrated one)",
+    )
+    p.add_argument(
+        "--verify-weight",
+        type=float,
+        help="weight of the check that the model reads the query's "
+        "tokens rather than others (0 = off; default: the model's calibrated one)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output (DESIGN.md §5)")
     f = p.add_argument_group("filters (only documents matching all of them)")
-    f.add_argument("--path", metavar="GLOB", help="path glob relative to the folder a document was indexed or watched "
-                   "from ('invoices/2024/*'; ** spans folders; no / = file name at any depth; absolute: absolute path)")
+    f.add_argument(
+        "--path",
+        metavar="GLOB",
+        help="path glob relative to the folder a document was indexed or watched "
+        "from ('invoices/2024/*'; ** spans folders; no / = file name at any depth; absolute: absolute path)",
+    )
     f.add_argument("--type", choices=["pdf", "image"], help="only PDFs or only images")
-    f.add_argument("--modified-after", metavar="DATE", help="files modified at or after DATE (2024-01-31, or an ISO "
-                   "date-time; UTC without an offset)")
+    f.add_argument(
+        "--modified-after",
+        metavar="DATE",
+        help="files modified at or after DATE (2024-01-31, or an ISO date-time; UTC without an offset)",
+    )
     f.add_argument("--modified-before", metavar="DATE", help="files modified before DATE")
     f.add_argument("--doc", type=int, metavar="ID", help="only this document (id as in the API)")
-    p.add_argument("--no-server", action="store_true",
-                   help="search in this process even when a `tokensearch serve` on the same index is running")
+    p.add_argument(
+        "--no-server",
+        action="store_true",
+        help="search in this process even when a `tokensearch serve` on the same index is running",
+    )
     _common(p)
 
     p = sub.add_parser("sample", help="write a sample folder (born-digital PDF, scanned PDF, PNG and TIFF scans)")
@@ -110,8 +151,11 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
 
     # sub-commands whose options live with their code: import that code only when the command runs
     # (a `search` must not pay for importing the viewer's web framework or the training stack)
-    p = sub.add_parser("heatmap", help="per-token similarity maps of a query over a page image or PDF page "
-                       "(inferno colours, as in the viewer: dark = low, yellow = high)")
+    p = sub.add_parser(
+        "heatmap",
+        help="per-token similarity maps of a query over a page image or PDF page "
+        "(inferno colours, as in the viewer: dark = low, yellow = high)",
+    )
     if wanted == "heatmap":
         from .heatmap import add_heatmap_arguments
 
@@ -153,8 +197,9 @@ def _progress_bar(quiet: bool):
 def cmd_index(args: argparse.Namespace) -> int:
     from .engine import Engine
 
-    settings = settings_from_args(args, text_layer=args.text_layer, image_scale=args.image_scale,
-                                  batch_size=args.batch_size)
+    settings = settings_from_args(
+        args, text_layer=args.text_layer, image_scale=args.image_scale, batch_size=args.batch_size
+    )
     bar, update = _progress_bar(args.quiet)
     with Engine(settings) as eng:
         try:
@@ -166,10 +211,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"FAILED {shown(path)}: {reason}", file=sys.stderr)
     for path, message in report.warnings:
         print(f"WARNING {shown(path)}: {message}", file=sys.stderr)
-    print(f"indexed {report.pages} pages ({report.pages_text} from text layers, {report.pages_vision} by the model) "
-          f"in {report.seconds:.1f}s ({report.pages_per_s:.2f} pages/s); files: {report.added} new, "
-          f"{report.updated} changed, {report.unchanged} unchanged, {report.duplicates} duplicate, "
-          f"{report.removed} removed, {len(report.failed)} failed")
+    print(
+        f"indexed {report.pages} pages ({report.pages_text} from text layers, {report.pages_vision} by the model) "
+        f"in {report.seconds:.1f}s ({report.pages_per_s:.2f} pages/s); files: {report.added} new, "
+        f"{report.updated} changed, {report.unchanged} unchanged, {report.duplicates} duplicate, "
+        f"{report.removed} removed, {len(report.failed)} failed"
+    )
     return 0
 
 
@@ -181,35 +228,50 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from .errors import NotFound
     from .indexer.watch import FolderWatcher, WatchOptions
 
-    settings = settings_from_args(args, text_layer=args.text_layer, image_scale=args.image_scale,
-                                  batch_size=args.batch_size, watch_quiet_s=args.watch_quiet_s,
-                                  watch_rescan_s=args.watch_rescan_s)
+    settings = settings_from_args(
+        args,
+        text_layer=args.text_layer,
+        image_scale=args.image_scale,
+        batch_size=args.batch_size,
+        watch_quiet_s=args.watch_quiet_s,
+        watch_rescan_s=args.watch_rescan_s,
+    )
     missing = [shown(str(f)) for f in args.folders if not f.is_dir()]
     if missing:
-        raise NotFound(f"not a folder: {', '.join(missing)} (tokensearch watch follows folders; index a file with "
-                       "tokensearch index)")
+        raise NotFound(
+            f"not a folder: {', '.join(missing)} (tokensearch watch follows folders; index a file with "
+            "tokensearch index)"
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop between files: what was committed is kept
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("tokensearch.indexer.watch").setLevel(logging.INFO)  # one line per batch of changes
     with Engine(settings) as eng:
-        watcher = FolderWatcher(eng, list(args.folders), settings.home,
-                                WatchOptions(quiet_s=settings.watch_quiet_s, rescan_s=settings.watch_rescan_s))
+        watcher = FolderWatcher(
+            eng,
+            list(args.folders),
+            settings.home,
+            WatchOptions(quiet_s=settings.watch_quiet_s, rescan_s=settings.watch_rescan_s),
+        )
         print(f"watching {', '.join(watcher.state.roots)} into {settings.home} (Ctrl-C to stop)", file=sys.stderr)
         watcher.run(stop)
     t = watcher.state.totals
-    print(f"stopped after {watcher.state.passes} passes: {t['added']} new, {t['updated']} changed, "
-          f"{t['duplicates']} duplicate, {t['removed']} removed, {t['failed']} failed, {t['pages']} pages")
+    print(
+        f"stopped after {watcher.state.passes} passes: {t['added']} new, {t['updated']} changed, "
+        f"{t['duplicates']} duplicate, {t['removed']} removed, {t['failed']} failed, {t['pages']} pages"
+    )
     return 0
 
 
 def _watch_line(watch: dict) -> str:
     """One line on the home's watcher for ``tokensearch status``."""
     t = watch.get("totals") or {}
-    line = (f"{watch.get('state')} (pid {watch.get('pid')}, {', '.join(watch.get('roots') or [])}); "
-            f"{watch.get('pending', 0)} pending, last pass {watch.get('last_pass_at') or '-'}; since "
-            f"{watch.get('started_at')}: {t.get('added', 0)} new, {t.get('updated', 0)} changed, "
-            f"{t.get('removed', 0)} removed, {t.get('failed', 0)} failed")
+    line = (
+        f"{watch.get('state')} (pid {watch.get('pid')}, {', '.join(watch.get('roots') or [])}); "
+        f"{watch.get('pending', 0)} pending, last pass {watch.get('last_pass_at') or '-'}; since "
+        f"{watch.get('started_at')}: {t.get('added', 0)} new, {t.get('updated', 0)} changed, "
+        f"{t.get('removed', 0)} removed, {t.get('failed', 0)} failed"
+    )
     return line + (f"; error: {watch['error']}" if watch.get("error") else "")
 
 
@@ -225,13 +287,31 @@ def cmd_search(args: argparse.Namespace) -> int:
     if answer is None:
         from .engine import Engine
 
-        with Engine(settings_from_args(args, threshold=args.threshold, phrase_threshold=args.phrase_threshold,
-                                       verify_weight=args.verify_weight)) as eng:
+        with Engine(
+            settings_from_args(
+                args, threshold=args.threshold, phrase_threshold=args.phrase_threshold, verify_weight=args.verify_weight
+            )
+        ) as eng:
             res = eng.search(args.query, k=args.k, offset=args.offset, filter=narrow or None)
-        answer = {"query": res.query, "total": res.total, "took_ms": res.took_ms,
-                  "hits": [{"path": shown(h.path), "page": h.page, "score": h.score, "boxes": h.boxes,
-                            "text": h.text, "modified": h.modified, "pages": h.pages, "type": h.kind,
-                            "doc_id": h.doc_id} for h in res.hits]}
+        answer = {
+            "query": res.query,
+            "total": res.total,
+            "took_ms": res.took_ms,
+            "hits": [
+                {
+                    "path": shown(h.path),
+                    "page": h.page,
+                    "score": h.score,
+                    "boxes": h.boxes,
+                    "text": h.text,
+                    "modified": h.modified,
+                    "pages": h.pages,
+                    "type": h.kind,
+                    "doc_id": h.doc_id,
+                }
+                for h in res.hits
+            ],
+        }
     query, hits = answer["query"], answer["hits"]
     if args.json:
         print(json.dumps({"query": query, "hits": [{k: h.get(k) for k in HIT_FIELDS} for h in hits]}))
@@ -246,8 +326,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         first = " ".join(f"[{b[0]:.3f},{b[1]:.3f},{b[2]:.3f},{b[3]:.3f}]" for b in boxes[:2])
         more = f" +{len(boxes) - 2}" if len(boxes) > 2 else ""
         page = f"{h['page']}/{h.get('pages') or '?'}"
-        print(f"{i:>3}  {h['score']:>6.3f}  {page:>7}  {h['path']:<{width}}  {(h.get('modified') or '-')[:10]:<10}  "
-              f"{json.dumps(h.get('text') or '', ensure_ascii=False)}  {first}{more}")
+        print(
+            f"{i:>3}  {h['score']:>6.3f}  {page:>7}  {h['path']:<{width}}  {(h.get('modified') or '-')[:10]:<10}  "
+            f"{json.dumps(h.get('text') or '', ensure_ascii=False)}  {first}{more}"
+        )
     print(f"{answer['total']} page(s) match, {answer['took_ms']:.0f} ms")
     return 0
 
@@ -260,14 +342,19 @@ def _search_by_server(args: argparse.Namespace, narrow: SearchFilter) -> dict | 
     if any(v is not None for v in (args.threshold, args.phrase_threshold, args.verify_weight)):
         return None
     env = os.environ.get
-    note = ls.running_server(ls.home_of(args.home), args.database_url or env(ls.ENV_PREFIX + "DATABASE_URL"),
-                             args.model or env(ls.ENV_PREFIX + "MODEL"))
+    note = ls.running_server(
+        ls.home_of(args.home),
+        args.database_url or env(ls.ENV_PREFIX + "DATABASE_URL"),
+        args.model or env(ls.ENV_PREFIX + "MODEL"),
+    )
     if note is None:
         return None
     answer = ls.search(note, args.query, args.k, args.offset, env(ls.ENV_PREFIX + "API_KEY"), narrow.params())
     if answer is not None:
-        print(f"(answered by the tokensearch server at {note.url}, pid {note.pid}; --no-server searches here)",
-              file=sys.stderr)
+        print(
+            f"(answered by the tokensearch server at {note.url}, pid {note.pid}; --no-server searches here)",
+            file=sys.stderr,
+        )
     return answer
 
 
@@ -291,8 +378,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     watch = read_state(settings.home)  # the home's watcher (tokensearch watch, or the server's), if any ran
     listed = {"failures": st.failures, "warnings": st.warnings}  # (path, why) pairs, paths shown escaped
     # the stats' model printed as it always was: name, fingerprint and dim ({} before the first document)
-    fields = {**vars(st), "model": {} if st.model is None else {"name": st.model.name, "fingerprint":
-                                                                 st.model.fingerprint, "dim": st.model.dim}}
+    fields = {
+        **vars(st),
+        "model": {}
+        if st.model is None
+        else {"name": st.model.name, "fingerprint": st.model.fingerprint, "dim": st.model.dim},
+    }
     if args.json:
         out = dict(fields)
         out.update({k: [(shown(p), m) for p, m in pairs] for k, pairs in listed.items()})
@@ -348,17 +439,28 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return int(run_finetune(args) or 0)
 
 
-COMMANDS = {"sample": cmd_sample, "index": cmd_index, "watch": cmd_watch, "search": cmd_search, "status": cmd_status,
-            "remove": cmd_remove, "heatmap": cmd_heatmap, "serve": cmd_serve, "train": cmd_train,
-            "finetune": cmd_finetune}
+COMMANDS = {
+    "sample": cmd_sample,
+    "index": cmd_index,
+    "watch": cmd_watch,
+    "search": cmd_search,
+    "status": cmd_status,
+    "remove": cmd_remove,
+    "heatmap": cmd_heatmap,
+    "serve": cmd_serve,
+    "train": cmd_train,
+    "finetune": cmd_finetune,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     wanted = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(wanted).parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return COMMANDS[args.command](args)
     except TokensearchError as e:

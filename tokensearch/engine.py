@@ -64,8 +64,13 @@ class Engine:
                     import torch
 
                     torch.set_num_threads(self.settings.threads)
-                self._encoder = create_encoder(self.settings.model, self.settings.device, self.settings.dtype,
-                                               cell_pool=self.settings.cell_pool, int8_pages=calibration_pages)
+                self._encoder = create_encoder(
+                    self.settings.model,
+                    self.settings.device,
+                    self.settings.dtype,
+                    cell_pool=self.settings.cell_pool,
+                    int8_pages=calibration_pages,
+                )
             return self._encoder
 
     @property
@@ -111,8 +116,9 @@ class Engine:
             if self._store is None:
                 from .storage import Store
 
-                self._store = Store.open(self.settings.home, self.settings.database_url,
-                                         **self.settings.store_options())
+                self._store = Store.open(
+                    self.settings.home, self.settings.database_url, **self.settings.store_options()
+                )
             return self._store
 
     def close(self) -> None:
@@ -131,12 +137,17 @@ class Engine:
         from .indexer import FolderIndexer, IndexOptions
 
         s = self.settings
-        opts = IndexOptions(text_layer=s.text_layer == "auto", batch_size=s.batch_size,
-                            max_page_pixels=s.max_page_pixels, rescale_images=s.image_scale == "auto")
+        opts = IndexOptions(
+            text_layer=s.text_layer == "auto",
+            batch_size=s.batch_size,
+            max_page_pixels=s.max_page_pixels,
+            rescale_images=s.image_scale == "auto",
+        )
         return FolderIndexer(self.encoder, self.store, opts, progress, cancel)
 
-    def index(self, root: Path, progress: Callable[[ProgressEvent], None] | None = None,
-              cancel: threading.Event | None = None) -> IndexReport:
+    def index(
+        self, root: Path, progress: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None
+    ) -> IndexReport:
         """Bring the index up to date with a folder (or a single file)."""
         root = Path(root)
         if not root.exists():
@@ -145,8 +156,13 @@ class Engine:
         self._save_query_side(self.encoder)
         return report
 
-    def index_changes(self, root: Path, paths: list[Path], progress: Callable[[ProgressEvent], None] | None = None,
-                      cancel: threading.Event | None = None) -> IndexReport:
+    def index_changes(
+        self,
+        root: Path,
+        paths: list[Path],
+        progress: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> IndexReport:
         """Bring the index up to date with these files or folders below ``root`` that appeared, changed, moved
         or vanished (what a folder watcher saw), touching nothing else."""
         report = self._indexer(progress, cancel).update(Path(root), [Path(p) for p in paths])
@@ -208,11 +224,13 @@ class Engine:
                 raise ModelMismatchError(
                     f"the weights of model {info.name!r} changed since this index was built (index: "
                     f"{stored.fingerprint[:12]}, now: {info.fingerprint[:12]}): index into a new --home "
-                    "(or delete this one) to rebuild it with the current weights")
+                    "(or delete this one) to rebuild it with the current weights"
+                )
             raise ModelMismatchError(
                 f"this index was built with model {stored.name!r} (weights {stored.fingerprint[:12]}), "
                 f"but the query uses {info.name!r} (weights {info.fingerprint[:12]}): search with "
-                f"--model {stored.name} or index into a new --home")
+                f"--model {stored.name} or index into a new --home"
+            )
 
     def threshold(self) -> float:
         if self.settings.threshold is not None:
@@ -248,9 +266,17 @@ class Engine:
     def searcher(self) -> Searcher:
         weight = self.verify_weight()
         vocab = self._competitors() if weight > 0 else None
-        return Searcher(self.query_encoder, self.store, SearchOptions(
-            threshold=self.threshold(), phrase_threshold=self.phrase_threshold(), verify_weight=weight,
-            competitors=vocab[0] if vocab else None, token_classes=vocab[1] if vocab else None))
+        return Searcher(
+            self.query_encoder,
+            self.store,
+            SearchOptions(
+                threshold=self.threshold(),
+                phrase_threshold=self.phrase_threshold(),
+                verify_weight=weight,
+                competitors=vocab[0] if vocab else None,
+                token_classes=vocab[1] if vocab else None,
+            ),
+        )
 
     def search(self, query: str, k: int = 10, offset: int = 0, filter: SearchFilter | None = None) -> SearchResult:
         """Ranked pages; ``filter``: only in the documents it lets through (``tokensearch.filters``)."""

@@ -35,11 +35,15 @@ def parse_when(text: str, name: str) -> datetime:
     """An ISO 8601 date or date-time as an aware datetime (UTC when it has no offset)."""
     raw = text.strip()
     try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00")) if "T" in raw or " " in raw \
+        when = (
+            datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if "T" in raw or " " in raw
             else datetime.combine(date.fromisoformat(raw), datetime.min.time())
+        )
     except ValueError:
-        raise QueryError(f"{name}: {text!r} is not a date; write it as 2024-05-31 or 2024-05-31T18:00:00+02:00") \
-            from None
+        raise QueryError(
+            f"{name}: {text!r} is not a date; write it as 2024-05-31 or 2024-05-31T18:00:00+02:00"
+        ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
@@ -68,11 +72,11 @@ def _glob_regex(glob: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            end = glob.find("]", i + 2 if glob[i + 1:i + 2] in ("!", "]") else i + 1)
+            end = glob.find("]", i + 2 if glob[i + 1 : i + 2] in ("!", "]") else i + 1)
             if end < 0:
                 out.append(re.escape(c))
             else:
-                body = glob[i + 1:end]
+                body = glob[i + 1 : end]
                 neg = body.startswith("!")
                 body = body[1:] if neg else body
                 out.append("[" + ("^/" if neg else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
@@ -163,7 +167,7 @@ class PathGlob:
             if path == root:  # a file indexed by itself: its name
                 rel = path.rsplit("/", 1)[-1]
             elif path.startswith(root.rstrip("/") + "/"):
-                rel = path[len(root.rstrip("/")) + 1:]
+                rel = path[len(root.rstrip("/")) + 1 :]
             else:
                 continue
             if self._regex.fullmatch(rel) is not None:
@@ -198,23 +202,36 @@ class SearchFilter:
             try:
                 glob.compile()
             except re.error as e:
-                raise QueryError(f"path: {self.path!r} is not a glob this search reads ({e}); "
-                                 "a class like [a-z] needs its range in order") from None
+                raise QueryError(
+                    f"path: {self.path!r} is not a glob this search reads ({e}); "
+                    "a class like [a-z] needs its range in order"
+                ) from None
         object.__setattr__(self, "_glob", glob)
 
     @classmethod
-    def of(cls, path: str | None = None, type: str | None = None, modified_after: str | None = None,
-           modified_before: str | None = None, doc: int | None = None) -> SearchFilter:
+    def of(
+        cls,
+        path: str | None = None,
+        type: str | None = None,
+        modified_after: str | None = None,
+        modified_before: str | None = None,
+        doc: int | None = None,
+    ) -> SearchFilter:
         """A filter from text as users type it (CLI flags, query parameters); blank values are unset."""
+
         def given(v: str | None) -> str | None:
             return v if v is not None and v.strip() else None
 
         def when(v: str | None, name: str) -> datetime | None:
             return parse_when(v, name) if v is not None and v.strip() else None
 
-        return cls(path=given(path), type=given(type),  # type: ignore[arg-type]
-                   modified_after=when(modified_after, "modified_after"),
-                   modified_before=when(modified_before, "modified_before"), doc=doc)
+        return cls(
+            path=given(path),
+            type=given(type),  # type: ignore[arg-type]
+            modified_after=when(modified_after, "modified_after"),
+            modified_before=when(modified_before, "modified_before"),
+            doc=doc,
+        )
 
     @property
     def glob(self) -> PathGlob | None:
@@ -225,9 +242,13 @@ class SearchFilter:
 
     def params(self) -> dict[str, str]:
         """The API's query parameters for this filter (what a CLI search sends a running server)."""
-        out = {"path": self.path, "type": self.type, "doc": None if self.doc is None else str(self.doc),
-               "modified_after": self.modified_after.isoformat() if self.modified_after else None,
-               "modified_before": self.modified_before.isoformat() if self.modified_before else None}
+        out = {
+            "path": self.path,
+            "type": self.type,
+            "doc": None if self.doc is None else str(self.doc),
+            "modified_after": self.modified_after.isoformat() if self.modified_after else None,
+            "modified_before": self.modified_before.isoformat() if self.modified_before else None,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 

@@ -29,8 +29,7 @@ OVERLAY_ALPHA = 0.6  # weight of the colour map over the page (the official demo
 BAR_WIDTH = 24
 
 
-def similarity_maps(encoder: TokenEncoder, image: Image.Image, query: str
-                    ) -> tuple[list[str], np.ndarray]:
+def similarity_maps(encoder: TokenEncoder, image: Image.Image, query: str) -> tuple[list[str], np.ndarray]:
     """Token strings and their cosine maps ``(T, H, W)`` float32 on the encoder's grid for one page."""
     grid = encoder.encode_pages([image])[0]
     q = encoder.embed_query(query)
@@ -38,7 +37,7 @@ def similarity_maps(encoder: TokenEncoder, image: Image.Image, query: str
         raise ValueError(f"the query {query!r} has no tokens")
     feats = grid.features.astype(np.float32)  # (H, W, D) unit rows
     maps = np.einsum("hwd,td->thw", feats, q.vectors.astype(np.float32))  # (T, H, W)
-    labels = [query[t.start:t.end] if t.end > t.start else t.piece for t in q.tokens]
+    labels = [query[t.start : t.end] if t.end > t.start else t.piece for t in q.tokens]
     return labels, maps
 
 
@@ -55,8 +54,9 @@ def title_font(text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return _cjk_font() if any(ord(c) >= 0x2E80 for c in text) else ImageFont.load_default()
 
 
-def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, threshold: float | None,
-            title: str) -> Image.Image:
+def overlay(
+    page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, threshold: float | None, title: str
+) -> Image.Image:
     """One map: the cosine grid resized (bilinear) onto the page, blended, with a labelled colour bar."""
     page = flatten(page)
     W, H = page.size
@@ -72,6 +72,7 @@ def overlay(page: Image.Image, sim: np.ndarray, vmin: float, vmax: float, thresh
     x0 = W + 4
     ramp = colourise(np.linspace(1.0, 0.0, H)[:, None].repeat(BAR_WIDTH, axis=1))  # top = vmax
     canvas.paste(Image.fromarray(ramp), (x0, 20))
+
     def y_of(v: float) -> float:
         return 20 + (vmax - v) / max(vmax - vmin, 1e-6) * (H - 1)
 

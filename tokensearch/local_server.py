@@ -95,8 +95,9 @@ def running_server(home: Path, database_url: str | None, model: str | None) -> S
     return note
 
 
-def search(note: ServerNote, query: str, k: int, offset: int, api_key: str | None,
-           filters: dict[str, str] | None = None) -> dict | None:
+def search(
+    note: ServerNote, query: str, k: int, offset: int, api_key: str | None, filters: dict[str, str] | None = None
+) -> dict | None:
     """The server's ``GET /api/v1/search`` answer, or None where it gave none (the caller then searches
     in-process, which also reports a bad query the way the CLI always has). ``filters``: the search
     filter's query parameters (``SearchFilter.params``)."""

@@ -47,7 +47,7 @@ def to_db(name: str) -> str:
 def from_db(text: str) -> str:
     """Inverse of :func:`to_db`: the name as Python's file functions take it."""
     if text.startswith(URI):
-        return os.fsdecode(unquote_to_bytes(text[len(URI):]))
+        return os.fsdecode(unquote_to_bytes(text[len(URI) :]))
     return text
 
 

@@ -36,10 +36,12 @@ class IndexReport:
     removed: int = 0
     unchanged: int = 0
     duplicates: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list, metadata={
-        "description": "(path, why it could not be indexed) of files that failed"})
-    warnings: list[tuple[str, str]] = field(default_factory=list, metadata={
-        "description": "(path, message) of files indexed with a warning"})
+    failed: list[tuple[str, str]] = field(
+        default_factory=list, metadata={"description": "(path, why it could not be indexed) of files that failed"}
+    )
+    warnings: list[tuple[str, str]] = field(
+        default_factory=list, metadata={"description": "(path, message) of files indexed with a warning"}
+    )
     pages: int = 0
     pages_text: int = 0  # built from the PDF text layer
     pages_vision: int = 0  # encoded by the model

@@ -112,8 +112,7 @@ PHOTO_DPI = 240  # the page's resolution in the photo: ~2000 px across the sheet
 PHOTO_TILT_DEG = 1.5  # counter-clockwise, as a hand-held shot is never square
 
 
-def phone_photo(pdf: bytes, words: list[SampleWord], page: int = 1, seed: int = 0
-                ) -> tuple[bytes, list[SampleWord]]:
+def phone_photo(pdf: bytes, words: list[SampleWord], page: int = 1, seed: int = 0) -> tuple[bytes, list[SampleWord]]:
     """A phone photo of one page of ``pdf`` as JPEG bytes, and that page's words boxed in the upright photo.
 
     The sheet lies on a darker desk, tilted by :data:`PHOTO_TILT_DEG`, under light falling off towards
@@ -143,11 +142,12 @@ def phone_photo(pdf: bytes, words: list[SampleWord], page: int = 1, seed: int = 
         x1, y1 = margin[0] + w.box[2] * sheet.width, margin[1] + w.box[3] * sheet.height
         pts = [turn(x, y) for x in (x0, x1) for y in (y0, y1)]
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        boxed.append(SampleWord(w.text, 1, (min(xs) / size[0], min(ys) / size[1],
-                                            max(xs) / size[0], max(ys) / size[1])))
+        boxed.append(
+            SampleWord(w.text, 1, (min(xs) / size[0], min(ys) / size[1], max(xs) / size[0], max(ys) / size[1]))
+        )
 
     img = np.asarray(canvas.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32)
-    yy, xx = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float32)
     light = 1.0 - 0.35 * np.hypot(xx / size[0], yy / size[1]) / math.sqrt(2)  # darker towards bottom right
     img = img * light[..., None] * np.array([1.0, 0.97, 0.9], np.float32)  # warm indoor light
     img += rng.normal(0.0, 4.0, img.shape).astype(np.float32)
@@ -164,16 +164,27 @@ def make_sample_folder(root: Path, dpi: int = 150) -> SampleFolder:
     root.mkdir(parents=True, exist_ok=True)
     pdf, words = born_digital_pdf()
     images = rasterise_pdf(pdf, dpi)
-    s = SampleFolder(root, root / "born-digital.pdf", root / "scanned.pdf",
-                     [root / "scans" / f"page-{i}.png" for i in range(1, len(images) + 1)],
-                     root / "scans" / "fax.tiff", root / "photos" / "invoice.jpg", words)
+    s = SampleFolder(
+        root,
+        root / "born-digital.pdf",
+        root / "scanned.pdf",
+        [root / "scans" / f"page-{i}.png" for i in range(1, len(images) + 1)],
+        root / "scans" / "fax.tiff",
+        root / "photos" / "invoice.jpg",
+        words,
+    )
     s.born_digital.write_bytes(pdf)
     s.image_pdf.write_bytes(image_only_pdf(images, dpi))
     (root / "scans").mkdir(exist_ok=True)
     for img, path in zip(images, s.pngs):
         img.save(path)
-    images[0].convert("L").save(s.tiff, save_all=True, append_images=[im.convert("L") for im in images[1:]],
-                                compression="tiff_deflate", dpi=(dpi, dpi))
+    images[0].convert("L").save(
+        s.tiff,
+        save_all=True,
+        append_images=[im.convert("L") for im in images[1:]],
+        compression="tiff_deflate",
+        dpi=(dpi, dpi),
+    )
     (root / "photos").mkdir(exist_ok=True)
     photo, s.photo_words = phone_photo(pdf, words)
     s.photo.write_bytes(photo)

@@ -86,8 +86,12 @@ class Settings(BaseSettings):
 
     def store_options(self) -> dict[str, object]:
         """The vector-backend options of ``Store.open``."""
-        return {"vector_backend": self.vector_backend, "milvus_uri": self.milvus_uri,
-                "milvus_index": self.milvus_index, "milvus_token": self.milvus_token}
+        return {
+            "vector_backend": self.vector_backend,
+            "milvus_uri": self.milvus_uri,
+            "milvus_index": self.milvus_index,
+            "milvus_token": self.milvus_token,
+        }
 
 
 @lru_cache

@@ -29,8 +29,10 @@ _EDGES = re.compile(r"^(?P<lead>[^\w]*)(?P<core>.*?)(?P<trail>[^\w]*)$", re.S)
 # scripts written without spaces between words, plus their punctuation: CJK radicals, CJK symbols and
 # punctuation (。、「」), kana, bopomofo, unified ideographs (+ extension A, compatibility ideographs),
 # CJK compatibility forms, full/half-width forms (those NFKC leaves), extensions B-H (planes 2 and 3)
-_CJK = re.compile("[\u2e80-\u2fdf\u3000-\u303f\u3040-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-                  "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff]")
+_CJK = re.compile(
+    "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003ffff]"
+)
 
 
 def is_cjk(ch: str) -> bool:
@@ -52,7 +54,7 @@ def cut_word(word: str) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     pos = 0
     for m in _CJK.finditer(word):
-        out.extend(_edges(word[pos:m.start()], pos))
+        out.extend(_edges(word[pos : m.start()], pos))
         out.append((m.start(), m.group()))
         pos = m.end()
     out.extend(_edges(word[pos:], pos))
@@ -77,5 +79,6 @@ def embed_cut(encoder: QueryEmbedder, text: str) -> QueryTokens:
         tokens.extend(Token(t.id, t.piece, offset + t.start, offset + t.end) for t in q.tokens)
         vectors.append(np.asarray(q.vectors, dtype=np.float32).reshape(len(q.tokens), -1))
     dim = encoder.info.dim
-    return QueryTokens(text=text, tokens=tokens,
-                       vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+    return QueryTokens(
+        text=text, tokens=tokens, vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+    )

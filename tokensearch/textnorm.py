@@ -5,8 +5,19 @@ from __future__ import annotations
 
 import unicodedata
 
-_PUNCT = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'",
-                        "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u00a0": " "})
+_PUNCT = str.maketrans(
+    {
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u00a0": " ",
+    }
+)
 
 
 def normalise(text: str) -> str:

@@ -38,8 +38,10 @@ from .security import allowed_roots, check_startup, is_inside, resolve_client_pa
 log = logging.getLogger("tokensearch.api")
 STATIC = Path(__file__).parent / "static"
 
-VIEWER_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-              "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+VIEWER_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 def _build_state(settings: Settings, engine: Engine, metrics: Metrics, owned: bool) -> ApiState:
@@ -48,8 +50,13 @@ def _build_state(settings: Settings, engine: Engine, metrics: Metrics, owned: bo
     return ApiState(
         settings=settings,
         engine=engine,
-        jobs=JobManager(engine, home / "api", validate_path=lambda p: resolve_client_path(p, settings),
-                        confine=lambda p: is_inside(p, roots), runner=ProcessRunner(settings) if owned else None),
+        jobs=JobManager(
+            engine,
+            home / "api",
+            validate_path=lambda p: resolve_client_path(p, settings),
+            confine=lambda p: is_inside(p, roots),
+            runner=ProcessRunner(settings) if owned else None,
+        ),
         images=PageImageCache(engine, home / "cache", roots, settings.max_page_pixels),
         token_maps=TokenMapsCache(engine),
         metrics=metrics,
@@ -92,8 +99,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         state.jobs.start()
         watch.start()
         app.state.api = state
-        log.info("tokensearch API ready (home=%s, roots=%s, auth=%s, search workers=%d)", settings.home,
-                 [str(r) for r in state.roots], bool(settings.api_key), state.searches.workers)
+        log.info(
+            "tokensearch API ready (home=%s, roots=%s, auth=%s, search workers=%d)",
+            settings.home,
+            [str(r) for r in state.roots],
+            bool(settings.api_key),
+            state.searches.workers,
+        )
         try:
             yield
         finally:
@@ -113,23 +125,32 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         redoc_url=None,
     )
     install_error_handlers(app)
-    for r in (search.build_router(settings), documents.router, index_jobs.router, pages.build_router(settings),
-              health.router):
+    for r in (
+        search.build_router(settings),
+        documents.router,
+        index_jobs.router,
+        pages.build_router(settings),
+        health.router,
+    ):
         app.include_router(r)
 
     @app.get("/", include_in_schema=False)
     def viewer() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": VIEWER_CSP,
-                                                            "Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "index.html", headers={"Content-Security-Policy": VIEWER_CSP, "Cache-Control": "no-cache"}
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _offline_docs(app)
     install_openapi(app, settings)
 
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=[str(o) for o in settings.cors_origins],
-                           allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["X-API-Key", "Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[str(o) for o in settings.cors_origins],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
@@ -146,11 +167,14 @@ def _offline_docs(app: FastAPI) -> None:
     def docs() -> HTMLResponse:
         spec_url = app.openapi_url
         assert spec_url is not None  # the app publishes its spec (FastAPI's default URL)
-        return get_swagger_ui_html(openapi_url=spec_url, title=f"{app.title} API",
-                                   oauth2_redirect_url="/docs/oauth2-redirect",
-                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-static/swagger-ui.css",
-                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+        return get_swagger_ui_html(
+            openapi_url=spec_url,
+            title=f"{app.title} API",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def oauth2_redirect() -> HTMLResponse:

@@ -61,12 +61,14 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 # declared as a security scheme so /docs offers an "Authorize" button; checked by require_api_key
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="required when the server has an API key (always off loopback)")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="required when the server has an API key (always off loopback)"
+)
 
 
-def require_api_key(request: Request, state: StateDep,
-                    x_api_key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+def require_api_key(
+    request: Request, state: StateDep, x_api_key: Annotated[str | None, Security(api_key_header)] = None
+) -> None:
     check_api_key(state.settings, x_api_key, request.headers.get("authorization"))
 
 

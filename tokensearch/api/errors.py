@@ -36,10 +36,19 @@ def not_found(what: str) -> ApiError:
 
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "validation_error", 429: "too_many_requests",
-    500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -85,8 +94,14 @@ def allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
 
     allowed: set[str] = set()
     for method in HTTP_METHODS:
-        probe = {"type": "http", "method": method, "path": scope.get("path", ""),
-                 "root_path": scope.get("root_path", ""), "headers": [], "query_string": b""}
+        probe = {
+            "type": "http",
+            "method": method,
+            "path": scope.get("path", ""),
+            "root_path": scope.get("root_path", ""),
+            "headers": [],
+            "query_string": b"",
+        }
         for route in app.router.routes:
             if route.matches(dict(probe))[0] != Match.FULL:
                 continue

@@ -45,8 +45,10 @@ def max_head_bytes(settings: Settings) -> int:
 def server_options(settings: Settings) -> dict[str, Any]:
     """The ``uvicorn.run`` / ``uvicorn.Config`` arguments that apply these limits."""
     limits = {"max_request_line": max_request_line(settings), "max_head": max_head_bytes(settings)}
-    return {"http": type("LimitedH11Protocol", (LimitedH11Protocol,), limits),
-            "h11_max_incomplete_event_size": limits["max_head"]}
+    return {
+        "http": type("LimitedH11Protocol", (LimitedH11Protocol,), limits),
+        "h11_max_incomplete_event_size": limits["max_head"],
+    }
 
 
 class LimitedH11Protocol(H11Protocol):
@@ -69,11 +71,15 @@ class LimitedH11Protocol(H11Protocol):
         if self.conn.their_state is h11.IDLE:  # between requests: these bytes start a request head
             head = self.conn.trailing_data[0] + data  # what h11 holds unparsed (under max_head) and the new bytes
             line_end = head.find(b"\n")
-            line = len(head) if line_end < 0 else line_end - (head[line_end - 1:line_end] == b"\r")
+            line = len(head) if line_end < 0 else line_end - (head[line_end - 1 : line_end] == b"\r")
             if line > self.max_request_line:
-                self._refuse(414, "uri_too_long", f"the request line is longer than {self.max_request_line} bytes: "
-                             "shorten the URL (the query parameter q is limited to TOKENSEARCH_MAX_QUERY_CHARS "
-                             "characters)")
+                self._refuse(
+                    414,
+                    "uri_too_long",
+                    f"the request line is longer than {self.max_request_line} bytes: "
+                    "shorten the URL (the query parameter q is limited to TOKENSEARCH_MAX_QUERY_CHARS "
+                    "characters)",
+                )
                 return
             end = _HEAD_END.search(head)
             if (end.end() if end else len(head)) > self.max_head:
@@ -94,8 +100,10 @@ class LimitedH11Protocol(H11Protocol):
         """Answer ``status`` in the one error shape, stop sending, and drain the client for a moment."""
         self.logger.warning("refused a request from %s: %d %s", self.client, status, message)
         body = json.dumps(error_body(code, message), separators=(",", ":")).encode()
-        head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\r\n"
+        )
         self.transport.write(head.encode() + body)
         self._drained = 0
         if self.transport.can_write_eof():

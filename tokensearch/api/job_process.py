@@ -44,18 +44,28 @@ class ProcessRunner:
         self.settings_json = settings.model_dump(mode="json")
 
     def __call__(self, job: Job, cancel: threading.Event, progress: Progress) -> ReportSent:
-        proc = subprocess.Popen([sys.executable, "-m", "tokensearch.api.job_process"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=None, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokensearch.api.job_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            close_fds=True,
+        )
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {"settings": self.settings_json, "job": job.to_dict(), "parent": os.getpid(),
-                "log_level": logging.getLogger().getEffectiveLevel()}  # the server's (serve --log-level)
+        spec = {
+            "settings": self.settings_json,
+            "job": job.to_dict(),
+            "parent": os.getpid(),
+            "log_level": logging.getLogger().getEffectiveLevel(),
+        }  # the server's (serve --log-level)
         try:
             proc.stdin.write(json.dumps(spec).encode() + b"\n")
             proc.stdin.flush()
         except OSError:  # it died at start; its exit says why below
             pass
-        stopper = threading.Thread(target=_forward_cancel, args=(cancel, proc), daemon=True,
-                                   name=f"tokensearch-job-{job.id}-cancel")
+        stopper = threading.Thread(
+            target=_forward_cancel, args=(cancel, proc), daemon=True, name=f"tokensearch-job-{job.id}-cancel"
+        )
         stopper.start()
         final: dict[str, Any] | None = None
         try:
@@ -98,6 +108,7 @@ def _forward_cancel(cancel: threading.Event, proc: subprocess.Popen) -> None:
 
 # -- the child -------------------------------------------------------------------------------------------
 
+
 def die_with_parent(parent: int) -> None:
     """This process gets SIGKILL when its parent (the server, ``parent``) exits, on Linux; it exits now if
     that is already gone. (A ``kill -9`` of the server leaves no index job or search worker behind.)"""
@@ -132,8 +143,9 @@ def child_start() -> tuple[IO[str], dict[str, Any], threading.Event]:
     out = os.fdopen(os.dup(1), "w", encoding="ascii")
     os.dup2(2, 1)
     spec = json.loads(sys.stdin.readline() or "{}")
-    logging.basicConfig(level=int(spec.get("log_level", logging.INFO)),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=int(spec.get("log_level", logging.INFO)), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     die_with_parent(int(spec.get("parent", os.getppid())))
     stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
@@ -152,9 +164,14 @@ def main() -> int:
     job = Job.from_dict(spec["job"])
     engine = Engine(settings)
     try:
-        report = run_job(engine, job, cancel, lambda event: emit(out, {"progress": _plain(event)}),
-                         validate_path=lambda p: resolve_client_path(p, settings),
-                         confine=lambda p: is_inside(p, roots))
+        report = run_job(
+            engine,
+            job,
+            cancel,
+            lambda event: emit(out, {"progress": _plain(event)}),
+            validate_path=lambda p: resolve_client_path(p, settings),
+            confine=lambda p: is_inside(p, roots),
+        )
         emit(out, {"report": _plain(report)})
         return 0
     except Exception as exc:  # noqa: BLE001 - the job's error, reported as the in-server runner reports it

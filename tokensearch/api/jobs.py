@@ -70,8 +70,10 @@ def job_report(plain: Mapping[str, Any]) -> JobReport:
     """A job's report from its plain (JSON) form: ``failed`` entries as (path, why) pairs (a bare path gets
     an empty reason). Raises TypeError / ValueError when it does not fit."""
     rep = dict(plain)
-    rep["failed"] = [(str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
-                     for f in rep.get("failed") or []]
+    rep["failed"] = [
+        (str(f[0]), str(f[1])) if isinstance(f, (list, tuple)) and len(f) == 2 else (str(f), "")
+        for f in rep.get("failed") or []
+    ]
     return JobReport(**rep)
 
 
@@ -144,9 +146,19 @@ def _shown_texts(value: Any) -> Any:
 
 def job_out(job: Job) -> IndexJobOut:
     """The API's view of a job (raises ValueError if the record does not fit it; see :func:`record_problem`)."""
-    return IndexJobOut(id=job.id, kind=job.kind, path=shown(str(job.path)), status=job.status,
-                       created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-                       progress=job.progress, report=job.report, error=job.error, resumed=job.resumed)
+    return IndexJobOut(
+        id=job.id,
+        kind=job.kind,
+        path=shown(str(job.path)),
+        status=job.status,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=job.progress,
+        report=job.report,
+        error=job.error,
+        resumed=job.resumed,
+    )
 
 
 def _problem(exc: Exception) -> str:
@@ -166,10 +178,13 @@ def record_problem(job: Job) -> str | None:
 def _broken_record(d: Any, problem: str) -> Job:
     """A stored record that does not validate, kept as a failed job that says so (never a 500 when listed)."""
     d = d if isinstance(d, dict) else {}
-    job = Job(id=shown(str(d.get("id") or uuid.uuid4().hex[:12]))[:64],
-              kind=d["kind"] if d.get("kind") in ("folder", "upload") else "folder",
-              path=str(d.get("path") or ""), status="failed",
-              error=f"this job's stored record is invalid ({problem}); submit the job again")
+    job = Job(
+        id=shown(str(d.get("id") or uuid.uuid4().hex[:12]))[:64],
+        kind=d["kind"] if d.get("kind") in ("folder", "upload") else "folder",
+        path=str(d.get("path") or ""),
+        status="failed",
+        error=f"this job's stored record is invalid ({problem}); submit the job again",
+    )
     created = d.get("created_at")
     if isinstance(created, str) and record_problem(dataclasses.replace(job, created_at=created)) is None:
         job.created_at = created
@@ -189,9 +204,15 @@ Progress = Callable[[ProgressSent], None]
 Runner = Callable[[Job, threading.Event, Progress], ReportSent]
 
 
-def run_job(engine: Engine, job: Job, cancel: threading.Event, progress: Progress, *,
-            validate_path: Callable[[str], Path] | None = None,
-            confine: Callable[[Path], bool] | None = None) -> ReportSent:
+def run_job(
+    engine: Engine,
+    job: Job,
+    cancel: threading.Event,
+    progress: Progress,
+    *,
+    validate_path: Callable[[str], Path] | None = None,
+    confine: Callable[[Path], bool] | None = None,
+) -> ReportSent:
     """Index what ``job`` names with ``engine``; returns the indexer's report (in the server, or in the job's
     own process: :mod:`.job_process`)."""
     if job.kind == "upload":
@@ -221,9 +242,16 @@ class JobManager:
     ``runner`` runs one job (default: :func:`run_job` with ``engine`` on the worker thread; ``tokensearch
     serve`` passes :class:`.job_process.ProcessRunner`, which runs it in a process of its own)."""
 
-    def __init__(self, engine: Engine, state_dir: Path, *, validate_path: Callable[[str], Path] | None = None,
-                 confine: Callable[[Path], bool] | None = None, on_finish: Callable[[Job], None] | None = None,
-                 runner: Runner | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        state_dir: Path,
+        *,
+        validate_path: Callable[[str], Path] | None = None,
+        confine: Callable[[Path], bool] | None = None,
+        on_finish: Callable[[Job], None] | None = None,
+        runner: Runner | None = None,
+    ):
         self.engine = engine
         self.runner = runner
         self.state_file = Path(state_dir) / "jobs.json"
@@ -273,8 +301,11 @@ class JobManager:
 
     def _resume(self, job: Job) -> None:
         if job.resumed >= MAX_RESUMES:
-            self._finish(job, "failed", error=f"interrupted {job.resumed + 1} times by server restarts; "
-                         "giving up — submit the job again")
+            self._finish(
+                job,
+                "failed",
+                error=f"interrupted {job.resumed + 1} times by server restarts; giving up — submit the job again",
+            )
             return
         paths = job.files if job.kind == "upload" else [job.path]
         try:
@@ -298,8 +329,7 @@ class JobManager:
         return self._submit(Job(id=uuid.uuid4().hex[:12], kind="folder", path=str(path)))
 
     def submit_upload(self, files: list[Path], root: Path) -> Job:
-        return self._submit(Job(id=uuid.uuid4().hex[:12], kind="upload", path=str(root),
-                                files=[str(f) for f in files]))
+        return self._submit(Job(id=uuid.uuid4().hex[:12], kind="upload", path=str(root), files=[str(f) for f in files]))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -324,8 +354,10 @@ class JobManager:
                 self._finish(job, "cancelled")
             elif job.status == "running":
                 if job.kind != "folder":
-                    raise JobRunning(f"index job {job_id!r} is indexing uploaded files and cannot be cancelled; "
-                                     "it finishes in moments — delete it then to remove its record")
+                    raise JobRunning(
+                        f"index job {job_id!r} is indexing uploaded files and cannot be cancelled; "
+                        "it finishes in moments — delete it then to remove its record"
+                    )
                 self._cancel[job_id].set()
             else:
                 del self._jobs[job_id]
@@ -381,8 +413,11 @@ class JobManager:
             except Exception as exc:  # noqa: BLE001 - a job failure is reported on the job, never crashes the worker
                 log.exception("index job %s failed", job.id)
                 with self._lock:
-                    self._finish(job, "interrupted" if self._stopping.is_set() else "failed",
-                                 error=shown(str(exc)) or type(exc).__name__)
+                    self._finish(
+                        job,
+                        "interrupted" if self._stopping.is_set() else "failed",
+                        error=shown(str(exc)) or type(exc).__name__,
+                    )
                 continue
             with self._lock:
                 self._write(job, report=_plain(report))  # in its JSON form: texts shown escaped
@@ -416,10 +451,14 @@ class JobManager:
         if job.report is not None and status == "done":  # the progress agrees with the report at the end
             rep, prog = job.report, job.progress
             pages_done = max(prog.pages_done, rep.pages)
-            final = dataclasses.replace(prog, files_total=max(prog.files_total, rep.files_seen),
-                                        files_done=max(prog.files_done, rep.files_seen), pages_done=pages_done,
-                                        pages_total=max(prog.pages_total, pages_done),
-                                        failures=max(prog.failures, len(rep.failed)))
+            final = dataclasses.replace(
+                prog,
+                files_total=max(prog.files_total, rep.files_seen),
+                files_done=max(prog.files_done, rep.files_seen),
+                pages_done=pages_done,
+                pages_total=max(prog.pages_total, pages_done),
+                failures=max(prog.failures, len(rep.failed)),
+            )
             if rep.seconds:
                 final.pages_per_s = round(rep.pages / rep.seconds, 3)
             self._write(job, progress=final)
@@ -456,8 +495,9 @@ class JobManager:
                     problem = _problem(exc)
                 if problem is not None:
                     job = _broken_record(d, problem)
-                    log.error("index job record %s in %s is invalid (%s); listed as failed", job.id,
-                              self.state_file, problem)
+                    log.error(
+                        "index job record %s in %s is invalid (%s); listed as failed", job.id, self.state_file, problem
+                    )
                 self._jobs[job.id] = job
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             broken = self.state_file.with_suffix(".json.broken")

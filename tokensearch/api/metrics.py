@@ -44,12 +44,16 @@ class Metrics:
         """The exposition text; ``gauges`` maps name -> (help, value or {label-tuple: value})."""
         out: list[str] = []
         with self._lock:
-            out += ["# HELP tokensearch_http_requests_total HTTP requests by method, route and status.",
-                    "# TYPE tokensearch_http_requests_total counter"]
+            out += [
+                "# HELP tokensearch_http_requests_total HTTP requests by method, route and status.",
+                "# TYPE tokensearch_http_requests_total counter",
+            ]
             for (m, r, s), n in sorted(self.requests.items()):
                 out.append(f"tokensearch_http_requests_total{_labels({'method': m, 'route': r, 'status': s})} {n}")
-            out += ["# HELP tokensearch_http_request_duration_seconds Request latency by method and route.",
-                    "# TYPE tokensearch_http_request_duration_seconds histogram"]
+            out += [
+                "# HELP tokensearch_http_request_duration_seconds Request latency by method and route.",
+                "# TYPE tokensearch_http_request_duration_seconds histogram",
+            ]
             for (m, r), h in sorted(self.latency.items()):
                 acc = 0.0
                 for le, count in zip(BUCKETS, h):
@@ -61,9 +65,11 @@ class Metrics:
                 base = _labels({"method": m, "route": r})
                 out.append(f"tokensearch_http_request_duration_seconds_sum{base} {h[-2]:.6f}")
                 out.append(f"tokensearch_http_request_duration_seconds_count{base} {int(h[-1])}")
-        out += ["# HELP tokensearch_process_start_time_seconds Start time of the server.",
-                "# TYPE tokensearch_process_start_time_seconds gauge",
-                f"tokensearch_process_start_time_seconds {self.started:.3f}"]
+        out += [
+            "# HELP tokensearch_process_start_time_seconds Start time of the server.",
+            "# TYPE tokensearch_process_start_time_seconds gauge",
+            f"tokensearch_process_start_time_seconds {self.started:.3f}",
+        ]
         for name, (help_, value) in gauges.items():
             out += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
             if isinstance(value, dict):

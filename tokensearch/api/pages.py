@@ -35,8 +35,9 @@ FORMATS = {"png": "image/png", "webp": "image/webp"}
 
 def doc_version(doc: DocumentInfo) -> str:
     """Names the cache folder of a document's pictures: changes with its content (a reused id, a re-index)."""
-    basis = {k: v for k, v in (("sha256", doc.sha256), ("size", doc.size), ("indexed_at", doc.indexed_at))
-             if v is not None}
+    basis = {
+        k: v for k, v in (("sha256", doc.sha256), ("size", doc.size), ("indexed_at", doc.indexed_at)) if v is not None
+    }
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -68,8 +69,12 @@ class PageImageCache:
         if page < 1 or page > doc.pages:
             raise not_found(f"page {page} of document {doc_id} ({doc.pages} pages)")
         if doc.path is None or not is_inside(Path(doc.path).resolve(), self.roots):
-            raise ApiError(403, "forbidden", f"document {doc_id} lies outside the folders this server may read; "
-                           "start it with --root <folder> (TOKENSEARCH_ROOTS) to serve its pages")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"document {doc_id} lies outside the folders this server may read; "
+                "start it with --root <folder> (TOKENSEARCH_ROOTS) to serve its pages",
+            )
         return doc
 
     def full(self, doc_id: int, page: int, doc: DocumentInfo) -> Path:
@@ -82,8 +87,12 @@ class PageImageCache:
                 return target
             img = self.engine.page_image(doc_id, page)
             if img.width * img.height > self.max_page_pixels:
-                raise ApiError(422, "page_too_large", f"page is {img.width}x{img.height} px, above the "
-                               f"limit of {self.max_page_pixels} pixels (TOKENSEARCH_MAX_PAGE_PIXELS)")
+                raise ApiError(
+                    422,
+                    "page_too_large",
+                    f"page is {img.width}x{img.height} px, above the "
+                    f"limit of {self.max_page_pixels} pixels (TOKENSEARCH_MAX_PAGE_PIXELS)",
+                )
             folder.mkdir(parents=True, exist_ok=True)
             _save_atomic(flatten(img, keep_gray=True), target, "PNG", compress_level=1)
         return target
@@ -126,6 +135,7 @@ def _save_atomic(img: Image.Image, target: Path, fmt: str, **kw: Any) -> None:
 
 
 # -- heatmaps -----------------------------------------------------------------------------------------------
+
 
 class TokenMapsCache:
     """A few recent ``engine.token_maps`` results: the viewer asks for the same page's maps repeatedly."""

@@ -25,6 +25,7 @@ class ErrorResponse(BaseModel):
 
 # -- search -------------------------------------------------------------------------------------------------
 
+
 class HitOut(BaseModel):
     path: str
     page: int = Field(description="1-based page number")
@@ -37,9 +38,12 @@ class HitOut(BaseModel):
     name: str = Field(description="file name of the document")
     image_url: str
     thumbnail_url: str
-    text: str = Field("", description="what the engine read where the query matched: the spelling of each query "
-                      "word (or of the whole query) that matched, e.g. INVOICE for invoice; on a born-digital page "
-                      "that is its text layer's, on a scan the query's tokens as matched")
+    text: str = Field(
+        "",
+        description="what the engine read where the query matched: the spelling of each query "
+        "word (or of the whole query) that matched, e.g. INVOICE for invoice; on a born-digital page "
+        "that is its text layer's, on a scan the query's tokens as matched",
+    )
     modified: str | None = Field(None, description="the file's modification time, ISO 8601 in UTC")
     pages: int = Field(0, description="pages of the document")
     type: str = Field("", description='"pdf" or "image"')
@@ -57,24 +61,32 @@ class SearchOut(BaseModel):
 
 # -- documents ----------------------------------------------------------------------------------------------
 
+
 class DocumentOut(BaseModel):
     id: int | None = Field(description="document id; null for a file that failed to index")
     path: str
     paths: list[str] = Field(default_factory=list, description="every path with this content (duplicates)")
     name: str
     pages: int | None = None
-    status: str | None = Field(None, description='"ok", "partial" (damaged: only the pages that could be read '
-                               'are indexed; see warnings) or "failed"')
+    status: str | None = Field(
+        None,
+        description='"ok", "partial" (damaged: only the pages that could be read '
+        'are indexed; see warnings) or "failed"',
+    )
     failure: str | None = Field(None, description="why the document could not be indexed, if it failed")
-    warnings: list[str] = Field(default_factory=list, description="what to know about an indexed file: why it is "
-                                "partial, an extension that disagrees with its content")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what to know about an indexed file: why it is "
+        "partial, an extension that disagrees with its content",
+    )
     thumbnail_url: str | None = None
     sha256: str | None = Field(None, description="SHA-256 of the content (null if unknown for a failed file)")
     kind: str | None = Field(None, description='"pdf" or "image"; null for a file that failed to index')
     size: int | None = Field(None, description="bytes")
     # published as a plain string: SQLite hands back times without their UTC offset, which "date-time" requires
     indexed_at: Annotated[datetime | None, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})] = Field(
-        None, description="when it was indexed, or when it failed, ISO 8601 (no offset on SQLite: its times are UTC)")
+        None, description="when it was indexed, or when it failed, ISO 8601 (no offset on SQLite: its times are UTC)"
+    )
 
 
 class DocumentDetailOut(DocumentOut):
@@ -85,8 +97,9 @@ class DocumentList(BaseModel):
     items: list[DocumentOut]
     offset: int
     limit: int
-    total: int | None = Field(None, description="number of entries matching the filter (indexed documents, then "
-                                                "failed files), when known")
+    total: int | None = Field(
+        None, description="number of entries matching the filter (indexed documents, then failed files), when known"
+    )
 
 
 class Deleted(BaseModel):
@@ -115,8 +128,12 @@ class JobProgress(ProgressEvent):
 class JobReport(IndexReport):
     """What the job's pass did (the fields of tokensearch.reports.IndexReport), and what it skipped."""
 
-    skipped_outside_roots: list[str] | None = Field(default=None, description=(
-        "files under the folder that link outside the configured roots: not read (listed only when some were)"))
+    skipped_outside_roots: list[str] | None = Field(
+        default=None,
+        description=(
+            "files under the folder that link outside the configured roots: not read (listed only when some were)"
+        ),
+    )
 
     @model_serializer(mode="wrap")
     def _listed_when_some(self, handler: SerializerFunctionWrapHandler):  # no return annotation: one would
@@ -130,15 +147,18 @@ class JobReport(IndexReport):
 class IndexJobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(min_length=1, max_length=4096,
-                      description="folder or file to index; absolute, or relative to a configured root")
+    path: str = Field(
+        min_length=1, max_length=4096, description="folder or file to index; absolute, or relative to a configured root"
+    )
 
 
 class IndexJobOut(BaseModel):
     id: str
-    kind: Literal["folder", "upload", "watch"] = Field(description="folder or upload: one pass; watch: the "
-                                                        "home's watcher of TOKENSEARCH_WATCH folders (id 'watch'), "
-                                                        "running while it follows them")
+    kind: Literal["folder", "upload", "watch"] = Field(
+        description="folder or upload: one pass; watch: the "
+        "home's watcher of TOKENSEARCH_WATCH folders (id 'watch'), "
+        "running while it follows them"
+    )
     path: str
     status: JobStatus
     created_at: datetime
@@ -161,6 +181,7 @@ class UploadOut(BaseModel):
 
 # -- heatmaps -----------------------------------------------------------------------------------------------
 
+
 class HeatmapOut(BaseModel):
     query: str
     doc_id: int
@@ -175,6 +196,7 @@ class HeatmapOut(BaseModel):
 
 
 # -- health -------------------------------------------------------------------------------------------------
+
 
 class Health(BaseModel):
     status: Literal["ok", "starting", "error"]

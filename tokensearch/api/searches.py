@@ -86,8 +86,12 @@ class ProcessSearches:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server has threads (uvicorn's, the job manager's, torch's) by now
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(self.settings_json, os.getpid()))
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self.settings_json, os.getpid()),
+        )
 
     async def start(self) -> None:
         """Start the workers; return once they answer (each warms up before its first task, in

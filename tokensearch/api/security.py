@@ -43,7 +43,8 @@ def check_startup(settings: Settings) -> None:
     if not is_loopback(settings.host) and not settings.api_key:
         raise InsecureConfigError(
             f"refusing to serve on {settings.host!r} without an API key: set TOKENSEARCH_API_KEY "
-            "(clients then send it as the X-API-Key header) or bind to 127.0.0.1")
+            "(clients then send it as the X-API-Key header) or bind to 127.0.0.1"
+        )
 
 
 def check_api_key(settings: Settings, x_api_key: str | None, authorization: str | None) -> None:
@@ -55,8 +56,12 @@ def check_api_key(settings: Settings, x_api_key: str | None, authorization: str 
     if supplied is None and authorization and authorization.lower().startswith("bearer "):
         supplied = authorization[7:].strip()
     if not supplied:
-        raise ApiError(401, "unauthorized", "this server requires an API key: send it as the X-API-Key header",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "this server requires an API key: send it as the X-API-Key header",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not secrets.compare_digest(supplied.encode(), expected.encode()):
         raise ApiError(403, "forbidden", "wrong API key")
 
@@ -87,8 +92,12 @@ def resolve_client_path(raw: str, settings: Settings) -> Path:
     """
     roots = [Path(r).expanduser().resolve() for r in settings.roots]
     if not roots:
-        raise ApiError(403, "forbidden", "indexing from the API is disabled: start the server with --root DIR "
-                       "(or TOKENSEARCH_ROOTS='[\"/dir\"]') to allow folders")
+        raise ApiError(
+            403,
+            "forbidden",
+            "indexing from the API is disabled: start the server with --root DIR "
+            "(or TOKENSEARCH_ROOTS='[\"/dir\"]') to allow folders",
+        )
     text = raw
     for _ in range(3):  # undo single, double and triple URL-encoding
         decoded = unquote(text)

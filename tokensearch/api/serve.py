@@ -23,12 +23,27 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server (env TOKENSEARCH_*)")
     g.add_argument("--host", help="interface to bind (default 127.0.0.1; anything else requires an API key)")
     g.add_argument("--port", type=int, help="port (default 8000)")
-    g.add_argument("--root", dest="roots", type=Path, action="append", metavar="DIR",
-                   help="folder the API may index and serve pages from (repeatable; env TOKENSEARCH_ROOTS='[\"/a\"]')")
-    g.add_argument("--api-key-file", type=Path, metavar="FILE",
-                   help="read the API key from FILE (or set TOKENSEARCH_API_KEY); never pass keys on the command line")
-    g.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
-                   help="allow browser calls from ORIGIN (repeatable; CORS is off by default)")
+    g.add_argument(
+        "--root",
+        dest="roots",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="folder the API may index and serve pages from (repeatable; env TOKENSEARCH_ROOTS='[\"/a\"]')",
+    )
+    g.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="FILE",
+        help="read the API key from FILE (or set TOKENSEARCH_API_KEY); never pass keys on the command line",
+    )
+    g.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser calls from ORIGIN (repeatable; CORS is off by default)",
+    )
     g.add_argument("--max-upload-bytes", type=int, help="upload size limit (default 100 MiB)")
     g.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -62,20 +77,35 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"tokensearch serve: {exc}", file=sys.stderr)
         return 2
     if not settings.roots:
-        print("tokensearch serve: no --root given: the API can serve only uploaded documents' pages and cannot "
-              "index folders; add --root DIR for each folder you indexed", file=sys.stderr)
+        print(
+            "tokensearch serve: no --root given: the API can serve only uploaded documents' pages and cannot "
+            "index folders; add --root DIR for each folder you indexed",
+            file=sys.stderr,
+        )
     app = create_app(settings)
     where = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"tokensearch: viewer at http://{where}:{settings.port}/  API docs at /docs  "
-          f"({'API key required' if settings.api_key else 'no API key'}"
-          f"{'' if is_loopback(settings.host) else ', reachable from the network'})", file=sys.stderr)
+    print(
+        f"tokensearch: viewer at http://{where}:{settings.port}/  API docs at /docs  "
+        f"({'API key required' if settings.api_key else 'no API key'}"
+        f"{'' if is_loopback(settings.host) else ', reachable from the network'})",
+        file=sys.stderr,
+    )
     # a CLI search on this home asks this server instead of loading the index (tokensearch.local_server)
     reach = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(settings.host, where)
-    announce(settings.home, ServerNote(os.getpid(), f"http://{reach}:{settings.port}", settings.database_url,
-                                       settings.model))
+    announce(
+        settings.home, ServerNote(os.getpid(), f"http://{reach}:{settings.port}", settings.database_url, settings.model)
+    )
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=level, proxy_headers=False,
-                    server_header=False, timeout_graceful_shutdown=15, **server_options(settings))
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=level,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=15,
+            **server_options(settings),
+        )
     finally:
         withdraw(settings.home, os.getpid())
     return 0

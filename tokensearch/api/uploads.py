@@ -46,7 +46,7 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     for sig, off, ext, media in MAGIC:
         if sig == b"WEBP":
             continue
-        if head[off:off + len(sig)] == sig:
+        if head[off : off + len(sig)] == sig:
             return ext, media
     if b"%PDF-" in head[:1024]:  # PDF allows junk before the header
         return ".pdf", "application/pdf"
@@ -86,9 +86,12 @@ class _StreamingForm:
 
     def callbacks(self) -> MultipartCallbacks:
         return {
-            "on_part_begin": self.on_part_begin, "on_part_data": self.on_part_data,
-            "on_part_end": self.on_part_end, "on_header_field": self.on_header_field,
-            "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
             "on_headers_finished": self.on_headers_finished,
         }
 
@@ -129,10 +132,13 @@ class _StreamingForm:
             return
         self.total += len(chunk)
         if self.total > self.max_bytes:
-            raise ApiError(413, "payload_too_large",
-                           f"upload exceeds the limit of {self.max_bytes} bytes (TOKENSEARCH_MAX_UPLOAD_BYTES)")
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"upload exceeds the limit of {self.max_bytes} bytes (TOKENSEARCH_MAX_UPLOAD_BYTES)",
+            )
         if len(rf.head) < 1024:
-            rf.head += chunk[:1024 - len(rf.head)]
+            rf.head += chunk[: 1024 - len(rf.head)]
         rf.size += len(chunk)
         rf.sha256.update(chunk)
         assert rf.handle is not None
@@ -156,12 +162,12 @@ async def receive_files(headers, stream: AsyncIterator[bytes], tmp_dir: Path, ma
     content_type = headers.get("content-type", "")
     media, params = parse_options_header(content_type)
     if media != b"multipart/form-data" or b"boundary" not in params:
-        raise ApiError(415, "unsupported_media_type",
-                       "send the file(s) as multipart/form-data, e.g. curl -F file=@scan.pdf")
+        raise ApiError(
+            415, "unsupported_media_type", "send the file(s) as multipart/form-data, e.g. curl -F file=@scan.pdf"
+        )
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
-        raise ApiError(413, "payload_too_large",
-                       f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes")
+        raise ApiError(413, "payload_too_large", f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     form = _StreamingForm(tmp_dir, max_bytes)
     body = 0
@@ -201,8 +207,11 @@ def store_files(received: list[ReceivedFile], uploads: Path) -> list[tuple[Recei
         if kind is None or rf.size == 0:
             for r in received:
                 r.tmp_path.unlink(missing_ok=True)
-            raise ApiError(415, "unsupported_media_type",
-                           f"{rf.filename!r} is not a PDF, PNG, JPEG, TIFF, WebP or BMP file (checked by content)")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"{rf.filename!r} is not a PDF, PNG, JPEG, TIFF, WebP or BMP file (checked by content)",
+            )
         typed.append((rf, kind))
     stored = []
     for rf, (ext, media) in typed:

@@ -112,12 +112,20 @@ class WatchService:
             self._stop.wait(pause)
 
     def _run_child(self) -> int:
-        proc = subprocess.Popen([sys.executable, "-m", "tokensearch.api.watching"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=None, close_fds=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokensearch.api.watching"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            close_fds=True,
+        )
         self._proc = proc
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {"settings": self.settings.model_dump(mode="json"), "parent": os.getpid(),
-                "log_level": logging.getLogger().getEffectiveLevel()}
+        spec = {
+            "settings": self.settings.model_dump(mode="json"),
+            "parent": os.getpid(),
+            "log_level": logging.getLogger().getEffectiveLevel(),
+        }
         try:
             proc.stdin.write(json.dumps(spec).encode() + b"\n")
             proc.stdin.flush()
@@ -149,40 +157,65 @@ class WatchService:
             return None
         roots = (st or {}).get("roots") or [shown(str(r)) for r in self.settings.watch]
         if st is None or (not st.get("alive") and self.error):
-            return Job(id=JOB_ID, kind="watch", path=os.pathsep.join(roots),
-                       status="failed" if self.error else "queued", error=self.error)
+            return Job(
+                id=JOB_ID,
+                kind="watch",
+                path=os.pathsep.join(roots),
+                status="failed" if self.error else "queued",
+                error=self.error,
+            )
         status = {"died": "interrupted", "stopped": "cancelled"}.get(str(st.get("state")), "running")
         totals = st.get("totals") or {}
-        report: dict[str, Any] = {k: int(totals.get(k, 0)) for k in ("added", "updated", "removed", "duplicates",
-                                                                      "pages")}
-        report.update(failed=[list(f) for f in st.get("recent_failures") or []], state=st.get("state"),
-                      pending=int(st.get("pending", 0)), passes=int(st.get("passes", 0)),
-                      failed_total=int(totals.get("failed", 0)), last_pass_at=st.get("last_pass_at"),
-                      last_rescan_at=st.get("last_rescan_at"), pid=st.get("pid"))
+        report: dict[str, Any] = {
+            k: int(totals.get(k, 0)) for k in ("added", "updated", "removed", "duplicates", "pages")
+        }
+        report.update(
+            failed=[list(f) for f in st.get("recent_failures") or []],
+            state=st.get("state"),
+            pending=int(st.get("pending", 0)),
+            passes=int(st.get("passes", 0)),
+            failed_total=int(totals.get("failed", 0)),
+            last_pass_at=st.get("last_pass_at"),
+            last_rescan_at=st.get("last_rescan_at"),
+            pid=st.get("pid"),
+        )
         error = st.get("error") or self.error  # self.error: the server's own watcher could not start (home busy)
-        return Job(id=JOB_ID, kind="watch", path=os.pathsep.join(roots), status=status,
-                   created_at=st.get("started_at") or _now(), started_at=st.get("started_at"),
-                   progress=job_progress(st.get("progress") or {}), report=job_report(report), error=error)
+        return Job(
+            id=JOB_ID,
+            kind="watch",
+            path=os.pathsep.join(roots),
+            status=status,
+            created_at=st.get("started_at") or _now(),
+            started_at=st.get("started_at"),
+            progress=job_progress(st.get("progress") or {}),
+            report=job_report(report),
+            error=error,
+        )
 
     def gauges(self) -> dict[str, tuple[str, Any]]:
         """``tokensearch_watch_*`` gauges for ``/metrics`` (none when no watcher ever ran on the home)."""
         st = self.state()
         if st is None:
-            return {"tokensearch_watch_up": ("1 while a watcher follows folders into this index.", 0)} \
-                if self.configured else {}
+            return (
+                {"tokensearch_watch_up": ("1 while a watcher follows folders into this index.", 0)}
+                if self.configured
+                else {}
+            )
         totals = st.get("totals") or {}
         return {
             "tokensearch_watch_up": ("1 while a watcher follows folders into this index.", int(bool(st.get("alive")))),
             "tokensearch_watch_pending_paths": ("Changed paths waiting for their debounce.", st.get("pending", 0)),
-            "tokensearch_watch_files": ("Files the watcher handled since it started, by outcome.",
-                                        {(("outcome", k),): totals.get(k, 0) for k in
-                                         ("added", "updated", "duplicates", "removed", "failed")}),
+            "tokensearch_watch_files": (
+                "Files the watcher handled since it started, by outcome.",
+                {(("outcome", k),): totals.get(k, 0) for k in ("added", "updated", "duplicates", "removed", "failed")},
+            ),
             "tokensearch_watch_passes": ("Index passes the watcher ran since it started.", st.get("passes", 0)),
             "tokensearch_watch_error": ("1 while the watcher's last pass failed.", int(bool(st.get("error")))),
         }
 
 
 # -- the child ---------------------------------------------------------------------------------------------
+
 
 def main() -> int:
     from .job_process import emit, child_start

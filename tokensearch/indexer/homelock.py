@@ -86,8 +86,13 @@ def command_line() -> str:
 
 
 @contextmanager
-def indexer_lock(home: Path, what: str | None = None, cancel: threading.Event | None = None,
-                 poll_s: float = 0.2, on_wait: Callable[[str], None] | None = None) -> Iterator[bool]:
+def indexer_lock(
+    home: Path,
+    what: str | None = None,
+    cancel: threading.Event | None = None,
+    poll_s: float = 0.2,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[bool]:
     """Hold the home's indexer lock for the ``with`` block; wait for it if another indexer has it.
 
     Yields True once held, or False when ``cancel`` was set while waiting (the block must then do nothing).
@@ -95,8 +100,10 @@ def indexer_lock(home: Path, what: str | None = None, cancel: threading.Event | 
     f = _open(Path(home) / INDEXER_LOCK)
     try:
         if not _try(f):
-            message = (f"the index in {home} is being written by {_describe_holder(f)}; waiting for it to "
-                       "finish (one indexer per home at a time)")
+            message = (
+                f"the index in {home} is being written by {_describe_holder(f)}; waiting for it to "
+                "finish (one indexer per home at a time)"
+            )
             (on_wait or log.warning)(message)
             while not _try(f):
                 if cancel is not None and cancel.wait(poll_s):
@@ -128,8 +135,10 @@ class WatchLock:
         if not _try(f):
             holder = _describe_holder(f)
             f.close()
-            raise HomeBusy(f"the index in {self.path.parent} is already watched by {holder}: one watcher per "
-                           "home — stop that one, or give it these folders too (tokensearch watch DIR DIR ...)")
+            raise HomeBusy(
+                f"the index in {self.path.parent} is already watched by {holder}: one watcher per "
+                "home — stop that one, or give it these folders too (tokensearch watch DIR DIR ...)"
+            )
         _stamp(f, what)
         self._f = f
 

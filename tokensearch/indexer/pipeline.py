@@ -73,8 +73,13 @@ class FolderWalk:
     problems: list[tuple[Path, str]] = field(default_factory=list)
 
 
-_SPECIAL = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
-            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+_SPECIAL = [
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+]
 
 
 def _entry_problem(path: Path) -> str | None:
@@ -119,8 +124,12 @@ def walk_folder(root: Path) -> FolderWalk:
         return walk
 
     def unlistable(e: OSError) -> None:
-        walk.problems.append((Path(e.filename or root), f"cannot list the folder: {e.strerror or e}; the documents "
-                              "in it are not indexed"))
+        walk.problems.append(
+            (
+                Path(e.filename or root),
+                f"cannot list the folder: {e.strerror or e}; the documents in it are not indexed",
+            )
+        )
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=False):
         here = Path(dirpath)
@@ -155,9 +164,14 @@ def walk_documents(root: Path) -> list[Path]:
 class FolderIndexer:
     """Runs one index pass; the encoder and store are given, never created here."""
 
-    def __init__(self, encoder: TokenEncoder, store, options: IndexOptions,
-                 progress: Callable[[ProgressEvent], None] | None = None,
-                 cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        encoder: TokenEncoder,
+        store,
+        options: IndexOptions,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.encoder = encoder
         self.store = store
         self.opt = options
@@ -170,8 +184,9 @@ class FolderIndexer:
         """Bring the index up to date with ``root`` (or only ``files`` below it, without pruning)."""
         root = root.resolve()
         given = None if files is None else list(files)
-        return self._locked_pass(root, lambda: walk_folder(root) if given is None else FolderWalk(files=given),
-                                 [root] if prune else [])
+        return self._locked_pass(
+            root, lambda: walk_folder(root) if given is None else FolderWalk(files=given), [root] if prune else []
+        )
 
     def update(self, root: Path, paths: Iterable[Path]) -> IndexReport:
         """Bring the index up to date with these ``paths`` below ``root`` — files or folders that appeared,
@@ -270,31 +285,42 @@ class FolderIndexer:
                 seen = {str(p) for p in on_disk} | {str(p) for p, _ in problems}
                 wanted = {str(p) for p in scopes}
                 for key, rec in known.items():
-                    if (key not in seen and _under_any(key, wanted)
-                            and (rec.status == "failed" or not Path(key).exists())):
+                    if (
+                        key not in seen
+                        and _under_any(key, wanted)
+                        and (rec.status == "failed" or not Path(key).exists())
+                    ):
                         self.store.unlink_path(key)
                         report.removed += 1
             self._encode_all(todo, report, run_id)
             status = "cancelled" if self._cancelled() else "ok"
         finally:
             report.seconds = time.perf_counter() - t0
-            self.store.finish_run(run_id, status=status, files=report.files_seen, added=report.added,
-                                  updated=report.updated, removed=report.removed, failed=len(report.failed),
-                                  pages=report.pages, seconds=report.seconds)
+            self.store.finish_run(
+                run_id,
+                status=status,
+                files=report.files_seen,
+                added=report.added,
+                updated=report.updated,
+                removed=report.removed,
+                failed=len(report.failed),
+                pages=report.pages,
+                seconds=report.seconds,
+            )
         return report
 
     def _cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
 
-    def _fail(self, report: IndexReport, path: Path, size: int, mtime_ns: int, reason: str,
-              sha: str | None, run_id: int) -> None:
+    def _fail(
+        self, report: IndexReport, path: Path, size: int, mtime_ns: int, reason: str, sha: str | None, run_id: int
+    ) -> None:
         log.warning("skipped %s: %s", shown(str(path)), reason)
         report.failed.append((str(path), reason))
         self.store.record_failure(str(path), size, mtime_ns, reason, sha256=sha, run_id=run_id)
 
     # ------------------------------------------------------------------ encoding
-    def _encode_all(self, todo: list[tuple[Path, str, int, int, list[str]]], report: IndexReport,
-                    run_id: int) -> None:
+    def _encode_all(self, todo: list[tuple[Path, str, int, int, list[str]]], report: IndexReport, run_id: int) -> None:
         pages_total = 0
         for path, *_ in todo:  # cheap page counts for the progress bar (bad files count 1)
             try:
@@ -308,14 +334,24 @@ class FolderIndexer:
         def tick(current: str | None, files_done: int) -> None:
             if self.progress is not None:
                 dt = time.perf_counter() - t0
-                self.progress(ProgressEvent(files_done, len(todo), state["pages"], max(pages_total, state["pages"]),
-                                            state["pages"] / dt if dt > 0 else 0.0, current, len(report.failed)))
+                self.progress(
+                    ProgressEvent(
+                        files_done,
+                        len(todo),
+                        state["pages"],
+                        max(pages_total, state["pages"]),
+                        state["pages"] / dt if dt > 0 else 0.0,
+                        current,
+                        len(report.failed),
+                    )
+                )
 
         tick(None, 0)
 
         def read(reader: DocumentReader) -> Iterator:
-            return self._page_records(reader.pages(self.encoder.dpi, self.opt.text_layer,
-                                                   rescale=self.opt.rescale_images))
+            return self._page_records(
+                reader.pages(self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images)
+            )
 
         # the next pages are rasterised and encoded in a background thread while these are stored
         with ReadAhead([t[0] for t in todo], read, self.opt.max_page_pixels, depth=self.opt.batch_size) as ahead:
@@ -329,8 +365,16 @@ class FolderIndexer:
                     family = ahead.open()
                     # the callback runs while this document is written, within this iteration
                     counted = self._count(ahead.pages(), state, per_doc, lambda: tick(str(path), i))  # noqa: B023
-                    self.store.write_document(sha, str(path), size, mtime_ns, family,
-                                              self._noting_partial(counted, ahead, notes), run_id, notes=notes)
+                    self.store.write_document(
+                        sha,
+                        str(path),
+                        size,
+                        mtime_ns,
+                        family,
+                        self._noting_partial(counted, ahead, notes),
+                        run_id,
+                        notes=notes,
+                    )
                     report.pages_text += per_doc["text"]
                     report.pages_vision += per_doc["vision"]
                     report.warnings += [(str(path), w) for w in [*notes.warnings, notes.partial] if w]
@@ -370,15 +414,26 @@ class FolderIndexer:
                 gh, gw = self.encoder.grid_shape(p.width, p.height)
                 if p.image is None:
                     ys, xs, feats = self.painter.paint(p.words or [], gh, gw)
-                    yield PageRecord(p.page_no, p.width, p.height, "text", gh, gw, ys, xs, feats,
-                                     text=" ".join("".join(c.c for c in w) for w in p.words or []))
+                    yield PageRecord(
+                        p.page_no,
+                        p.width,
+                        p.height,
+                        "text",
+                        gh,
+                        gw,
+                        ys,
+                        xs,
+                        feats,
+                        text=" ".join("".join(c.c for c in w) for w in p.words or []),
+                    )
                 else:
                     g = next(grids)
                     gh, gw = g.shape
                     ys, xs = np.nonzero(g.text >= self.opt.text_threshold)
                     feats = np.asarray(g.features[ys, xs], dtype=np.float32)
-                    yield PageRecord(p.page_no, p.width, p.height, "vision", gh, gw,
-                                     ys.astype(np.int32), xs.astype(np.int32), feats)
+                    yield PageRecord(
+                        p.page_no, p.width, p.height, "vision", gh, gw, ys.astype(np.int32), xs.astype(np.int32), feats
+                    )
             pending.clear()
 
         for page in pages:

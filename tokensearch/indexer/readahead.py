@@ -24,6 +24,7 @@ from .sources import DocumentReader
 
 T = TypeVar("T")
 
+
 @dataclass
 class _Opened:
     family: str
@@ -51,8 +52,9 @@ class ReadAhead(Generic[T]):
     Use as a context manager; take the documents in order with :meth:`open`, and iterate each one's
     :meth:`pages` (leaving a document early is allowed: its remaining pages are skipped)."""
 
-    def __init__(self, paths: Sequence[Path], read: Callable[[DocumentReader], Iterator[T]],
-                 max_page_pixels: int, depth: int = 4) -> None:
+    def __init__(
+        self, paths: Sequence[Path], read: Callable[[DocumentReader], Iterator[T]], max_page_pixels: int, depth: int = 4
+    ) -> None:
         self._paths = list(paths)
         self._read = read
         self._max_page_pixels = max_page_pixels

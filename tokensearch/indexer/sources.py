@@ -27,12 +27,21 @@ from .scale import normalise_scale
 # extension -> kind; the content must agree (see sniff_kind)
 EXTENSIONS: dict[str, str] = {
     ".pdf": "pdf",
-    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
-    ".webp": "webp", ".bmp": "bmp",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".bmp": "bmp",
 }
 _MAGIC: list[tuple[bytes, str]] = [
-    (b"%PDF-", "pdf"), (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"),
-    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"),
+    (b"%PDF-", "pdf"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"BM", "bmp"),
 ]
 
 
@@ -65,8 +74,10 @@ def extension_warning(path: Path, head: bytes) -> str | None:
     kind, expected = sniff_kind(head), EXTENSIONS.get(path.suffix.lower())
     if kind is None or expected is None or kind == expected:
         return None
-    return (f"the extension {path.suffix!r} says {_KIND_NAMES[expected]}, the content is {_KIND_NAMES[kind]}: "
-            f"indexed as {_KIND_NAMES[kind]}")
+    return (
+        f"the extension {path.suffix!r} says {_KIND_NAMES[expected]}, the content is {_KIND_NAMES[kind]}: "
+        f"indexed as {_KIND_NAMES[kind]}"
+    )
 
 
 def _mupdf_messages() -> list[str]:
@@ -161,16 +172,20 @@ class DocumentReader:
         kind = sniff_kind(head)
         expected = EXTENSIONS.get(path.suffix.lower())
         if kind is None:
-            raise BadDocument(f"not a {expected.upper() if expected else 'document'} file: its content is "
-                              "no PDF/PNG/JPEG/TIFF/WebP/BMP (wrong extension or corrupt)")
+            raise BadDocument(
+                f"not a {expected.upper() if expected else 'document'} file: its content is "
+                "no PDF/PNG/JPEG/TIFF/WebP/BMP (wrong extension or corrupt)"
+            )
         return kind
 
     def _check_pixels(self, w: int, h: int) -> None:
         if w <= 0 or h <= 0:
             raise BadDocument(f"absurd page size {w}x{h} px")
         if w * h > self.max_page_pixels:
-            raise BadDocument(f"absurd pixel size {w}x{h} ({w * h / 1e6:.0f} MP > limit "
-                              f"{self.max_page_pixels / 1e6:.0f} MP; raise TOKENSEARCH_MAX_PAGE_PIXELS to allow it)")
+            raise BadDocument(
+                f"absurd pixel size {w}x{h} ({w * h / 1e6:.0f} MP > limit "
+                f"{self.max_page_pixels / 1e6:.0f} MP; raise TOKENSEARCH_MAX_PAGE_PIXELS to allow it)"
+            )
 
     @property
     def partial(self) -> str | None:
@@ -187,11 +202,12 @@ class DocumentReader:
 
     @property
     def family(self) -> str:
-        """"pdf" or "image" (what the store records as the document kind)."""
+        """ "pdf" or "image" (what the store records as the document kind)."""
         return "pdf" if self.kind == "pdf" else "image"
 
-    def pages(self, dpi: float, use_text_layer: bool, min_text_chars: int = 16,
-              rescale: bool = True) -> Iterator[RasterPage]:
+    def pages(
+        self, dpi: float, use_text_layer: bool, min_text_chars: int = 16, rescale: bool = True
+    ) -> Iterator[RasterPage]:
         """Yield pages in order. PDF pages with a usable text layer come without an image; a text layer
         shorter than ``min_text_chars`` on a page that is mostly one image (a scan) is not used.
         ``rescale``: images larger than a page at ``dpi`` are shrunk to the model's text size
@@ -209,8 +225,11 @@ class DocumentReader:
                     w, h = int(round(page.rect.width * zoom)), int(round(page.rect.height * zoom))
                     self._check_pixels(w, h)
                     words = pdf_text_words(page) if use_text_layer else None
-                    if (words is not None and sum(len(wd) for wd in words) < min_text_chars
-                            and image_coverage(page) > 0.5):
+                    if (
+                        words is not None
+                        and sum(len(wd) for wd in words) < min_text_chars
+                        and image_coverage(page) > 0.5
+                    ):
                         words = None  # a scan with a stamp or a page number as its only text: read the image
                     image = None if words is not None else render_pdf_page(page, dpi)
                 except _MUPDF_ERRORS as e:  # a damaged page: skip it alone

@@ -32,8 +32,7 @@ class TextLayerPainter:
         q = embed_cut(self.encoder, word)
         return tuple((t.start, t.end) for t in q.tokens), q.vectors
 
-    def paint(self, words: list[list[TextChar]], grid_h: int, grid_w: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def paint(self, words: list[list[TextChar]], grid_h: int, grid_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (ys, xs, feats) of the cells covered by glyphs; feats are the tokens' unit vectors."""
         vectors: list[np.ndarray] = []
         boxes: list[tuple[float, float, float, float]] = []
@@ -99,8 +98,9 @@ def _cells(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray
     return np.clip(lo, 0, n), np.clip(hi, 0, n)
 
 
-def _feed_starving(owner: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray,
-                   y1: np.ndarray, n_rows: int) -> None:
+def _feed_starving(
+    owner: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, y0: np.ndarray, y1: np.ndarray, n_rows: int
+) -> None:
     """Give every token that lost all its cells to neighbours (narrow glyphs of small text) one cell back:
     its middle cell, or a neighbour, taken from a token that keeps at least one other cell. A query must
     find each of its tokens somewhere on the word."""

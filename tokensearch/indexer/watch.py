@@ -65,11 +65,17 @@ _DIR_EVENTS = {"created", "moved", "deleted"}
 class Indexes(Protocol):
     """What the watcher needs of an engine (:class:`tokensearch.engine.Engine` is one)."""
 
-    def index(self, root: Path, progress: Callable[[ProgressEvent], None] | None = None,
-              cancel: threading.Event | None = None) -> IndexReport: ...
+    def index(
+        self, root: Path, progress: Callable[[ProgressEvent], None] | None = None, cancel: threading.Event | None = None
+    ) -> IndexReport: ...
 
-    def index_changes(self, root: Path, paths: list[Path], progress: Callable[[ProgressEvent], None] | None = None,
-                      cancel: threading.Event | None = None) -> IndexReport: ...
+    def index_changes(
+        self,
+        root: Path,
+        paths: list[Path],
+        progress: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> IndexReport: ...
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,9 @@ class WatchState:
     passes: int = 0
     last_pass_at: str | None = None
     last_rescan_at: str | None = None
-    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("added", "updated", "removed", "duplicates", "failed", "pages"), 0))
+    totals: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("added", "updated", "removed", "duplicates", "failed", "pages"), 0)
+    )
     recent_failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), newest last
     error: str | None = None  # the last pass that raised, until a pass succeeds
     progress: dict[str, Any] = field(default_factory=dict)  # the current (or last) pass's ProgressEvent
@@ -169,8 +176,9 @@ class FolderWatcher:
         self._followed: set[Path] = set()  # roots whose events the observer delivers
         self._lock = threading.Lock()
         self._lock_file = WatchLock(self.home)
-        self.state = WatchState(pid=os.getpid(), roots=[shown(str(r)) for r in self.roots], command=command_line(),
-                                started_at=_now_iso())
+        self.state = WatchState(
+            pid=os.getpid(), roots=[shown(str(r)) for r in self.roots], command=command_line(), started_at=_now_iso()
+        )
         self._state_lock = threading.Lock()
         self._last_write = 0.0
         self._written = ""  # the state file's text: rewritten only when it changes
@@ -221,8 +229,9 @@ class FolderWatcher:
             self._write_state(force=True)
             observer = self._start_observer()  # before the first pass: what changes during it is caught
             self._rescan(stop, observer, first=True)  # errors here (a model mismatch...) end the watch
-            next_rescan = time.monotonic() + (self.opt.rescan_s if observer is not None
-                                              else min(self.opt.rescan_s, 60.0))
+            next_rescan = time.monotonic() + (
+                self.opt.rescan_s if observer is not None else min(self.opt.rescan_s, 60.0)
+            )
             while not stop.is_set():
                 if time.monotonic() >= next_rescan or alarm.lost.is_set():
                     if alarm.lost.is_set():
@@ -252,8 +261,12 @@ class FolderWatcher:
                 self._follow(observer, root)
             observer.start()
         except OSError as e:  # e.g. the inotify watch limit (fs.inotify.max_user_watches)
-            log.warning("cannot follow events in %s (%s): rescanning every %.0f s instead", ", ".join(
-                self.state.roots), e, min(self.opt.rescan_s, 60.0))
+            log.warning(
+                "cannot follow events in %s (%s): rescanning every %.0f s instead",
+                ", ".join(self.state.roots),
+                e,
+                min(self.opt.rescan_s, 60.0),
+            )
             self._set(events=False, error=f"file events unavailable ({e}); rescans only")
             return None
         return observer
@@ -341,8 +354,15 @@ class FolderWatcher:
             st.totals["failed"] += len(report.failed)
             st.recent_failures = (st.recent_failures + [(shown(p), r) for p, r in report.failed])[-RECENT_FAILURES:]
         if report.added or report.updated or report.removed or report.duplicates or report.failed:
-            log.info("watch: %d new, %d changed, %d duplicate, %d removed, %d failed (%d pages)", report.added,
-                     report.updated, report.duplicates, report.removed, len(report.failed), report.pages)
+            log.info(
+                "watch: %d new, %d changed, %d duplicate, %d removed, %d failed (%d pages)",
+                report.added,
+                report.updated,
+                report.duplicates,
+                report.removed,
+                len(report.failed),
+                report.pages,
+            )
         self._write_state(force=True)
         return True
 

@@ -82,7 +82,7 @@ def _window_max_left(c: np.ndarray, gap: int) -> np.ndarray:
         span *= 2
     if span < gap:  # two overlapping windows of `span` cover the last `gap` columns
         shifted = np.full_like(m, -1.0)
-        shifted[:, gap - span:] = m[:, :span - gap]
+        shifted[:, gap - span :] = m[:, : span - gap]
         m = np.maximum(m, shifted)
     out = np.full_like(c, -1.0)  # the window of column x ends at x-1
     out[:, 1:] = m[:, :-1]
@@ -127,7 +127,7 @@ def _grow(m: np.ndarray, y: int, x: int, max_w: int) -> tuple[int, int, int, int
     x1 = x
     while x1 + 1 < W and (x1 + 1) - x < max_w and m[y, x1 + 1] >= thr:
         x1 += 1
-    row_band = m[:, x0:x1 + 1].max(axis=1)
+    row_band = m[:, x0 : x1 + 1].max(axis=1)
     y0 = y
     while y0 - 1 >= 0 and y - (y0 - 1) <= 3 and row_band[y0 - 1] >= thr:
         y0 -= 1
@@ -137,8 +137,9 @@ def _grow(m: np.ndarray, y: int, x: int, max_w: int) -> tuple[int, int, int, int
     return x0, y0, x1, y1
 
 
-def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurrences: int = 20,
-           frame: Frame | None = None) -> list[Occurrence]:
+def locate(
+    maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurrences: int = 20, frame: Frame | None = None
+) -> list[Occurrence]:
     """Occurrences of one unit (maps (T,H,W) of its tokens in order, covering ``frame`` of the page: the
     whole page if None) scoring >= threshold, best first. Cells and token boxes are in the maps'
     coordinates, boxes normalised to the page."""
@@ -158,27 +159,36 @@ def locate(maps: np.ndarray, piece_lens: list[int], threshold: float, max_occurr
         if taken[y, x]:
             continue
         cells = _backtrack(partial, gaps, (y, x)) if T > 1 else [(y, x)]
-        boxes = [_grow(maps[j], cy, cx, max_w=int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2)
-                 for j, (cy, cx) in enumerate(cells)]
+        boxes = [
+            _grow(maps[j], cy, cx, max_w=int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2)
+            for j, (cy, cx) in enumerate(cells)
+        ]
         bx0 = min(b[0] for b in boxes)
         by0 = min(b[1] for b in boxes)
         bx1 = max(b[2] for b in boxes)
         by1 = max(b[3] for b in boxes)
         # chains ending inside an accepted occurrence (or sharing its cells) are the same occurrence
         if any(taken[cy, cx] for cy, cx in cells):
-            taken[by0:by1 + 1, bx0:bx1 + 1] = True
+            taken[by0 : by1 + 1, bx0 : bx1 + 1] = True
             continue
-        taken[max(0, by0 - 1):by1 + 2, bx0:bx1 + 1] = True
+        taken[max(0, by0 - 1) : by1 + 2, bx0 : bx1 + 1] = True
         fx, fy, gw, gh = frame.x0, frame.y0, frame.grid_w, frame.grid_h
-        out.append(Occurrence(float(score[y, x]), ((bx0 + fx) / gw, (by0 + fy) / gh, (bx1 + 1 + fx) / gw,
-                                                   (by1 + 1 + fy) / gh), cells, boxes))
+        out.append(
+            Occurrence(
+                float(score[y, x]),
+                ((bx0 + fx) / gw, (by0 + fy) / gh, (bx1 + 1 + fx) / gw, (by1 + 1 + fy) / gh),
+                cells,
+                boxes,
+            )
+        )
         if len(out) >= max_occurrences:
             break
     return out
 
 
-def chain_estimate(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], piece_lens: list[int],
-                   pages: np.ndarray) -> np.ndarray:
+def chain_estimate(
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], piece_lens: list[int], pages: np.ndarray
+) -> np.ndarray:
     """Stage 1's estimate of a unit on each of ``pages`` (sorted ids), from the vector index's top cells of
     its tokens (``rows[j]``: page ids, scores, (n, 2) grid cells of token j's retrieved cells): the best
     chain of retrieved cells in reading order, as :func:`locate` chains (token j right of token j-1 within
@@ -192,8 +202,13 @@ def chain_estimate(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], piece_
     def cells_of(j: int):
         ids, scores, cells = rows[j]
         fill = float(scores.min()) if len(scores) else 0.0
-        return np.searchsorted(pages, ids), cells[:, 0].astype(np.int64), cells[:, 1].astype(np.int64), \
-            scores.astype(np.float32), fill
+        return (
+            np.searchsorted(pages, ids),
+            cells[:, 0].astype(np.int64),
+            cells[:, 1].astype(np.int64),
+            scores.astype(np.float32),
+            fill,
+        )
 
     pi, y, x, v, fill = cells_of(0)
     # every page starts with a virtual cell at the fill (a page without token 0's cells), real cells above

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import QueryError
 from ..textnorm import normalise
+
 _UNIT = re.compile(r'"([^"]*)"|(\S+)')
 
 
@@ -24,10 +25,11 @@ def normalise_query(text: str) -> str:
 def parse_query(text: str, max_chars: int) -> list[Unit]:
     q = normalise_query(text)
     if not q:
-        raise QueryError("the query is empty: type a word, a number or a \"quoted phrase\"")
+        raise QueryError('the query is empty: type a word, a number or a "quoted phrase"')
     if len(q) > max_chars:
-        raise QueryError(f"the query is {len(q)} characters long; the limit is {max_chars} "
-                         "(TOKENSEARCH_MAX_QUERY_CHARS)")
+        raise QueryError(
+            f"the query is {len(q)} characters long; the limit is {max_chars} (TOKENSEARCH_MAX_QUERY_CHARS)"
+        )
     units: list[Unit] = []
     for m in _UNIT.finditer(q):
         if m.group(1) is not None:

@@ -176,8 +176,15 @@ class Searcher:
                 rows = list(range(n, n + len(keep)))
                 n += len(keep)
                 vecs.append(np.asarray(q.vectors, dtype=np.float32)[keep])
-                plan.spellings.append(_Spelling(ui, rows, [q.tokens[i].end - q.tokens[i].start for i in keep],
-                                                [q.tokens[i].id for i in keep], q.text.strip()))
+                plan.spellings.append(
+                    _Spelling(
+                        ui,
+                        rows,
+                        [q.tokens[i].end - q.tokens[i].start for i in keep],
+                        [q.tokens[i].id for i in keep],
+                        q.text.strip(),
+                    )
+                )
         if vecs:
             plan.vectors = self.store.project_queries(np.concatenate(vecs))
         return plan
@@ -209,8 +216,9 @@ class Searcher:
         vector index looks for the top cells among their vectors only, so a filtered query finds its
         pages however far below the unfiltered top cells they are."""
         assert plan.vectors is not None
-        if allowed is not None and len(allowed) <= max(min(want, self.opt.max_candidate_pages),
-                                                       self.opt.min_candidate_pages):
+        if allowed is not None and len(allowed) <= max(
+            min(want, self.opt.max_candidate_pages), self.opt.min_candidate_pages
+        ):
             return allowed.tolist()
         # a token repeats across a query's words, spellings and its joint phrase: search each once
         uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
@@ -234,8 +242,8 @@ class Searcher:
             np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
         thr, phrase = self._thresholds(False)
         unit_thr = np.array([phrase if self._several(plan, u) else thr for u in range(plan.n_query_units)])
-        present = unit_score[:plan.n_query_units] >= 0.8 * unit_thr[:, None]
-        unit_score = unit_score[:plan.n_query_units]
+        present = unit_score[: plan.n_query_units] >= 0.8 * unit_thr[:, None]
+        unit_score = unit_score[: plan.n_query_units]
         n_units = present.sum(axis=0)
         total = np.where(present, unit_score, 0.0).sum(axis=0)
         order = np.lexsort((pages, -total, -n_units))
@@ -245,7 +253,7 @@ class Searcher:
             last = order[n - 1]
             tied = (n_units[order[n:]] == n_units[last]) & (total[order[n:]] >= total[last] - 1e-6)
             n += int(np.argmin(tied)) if not tied.all() else len(tied)
-        return pages[order][:min(n, self.opt.max_candidate_pages)].tolist()
+        return pages[order][: min(n, self.opt.max_candidate_pages)].tolist()
 
     def _pages(self, plan: _Plan, page_ids: list[int], cache: dict[int, _PageData | None]) -> dict[int, _PageData]:
         """Stored features, info and query similarities of pages, each read and computed once a search
@@ -261,8 +269,13 @@ class Searcher:
                 cache[pid] = _PageData(pf, infos[pid], pf.similarities(plan.vectors)) if ok else None
         return {pid: cast(_PageData, cache[pid]) for pid in page_ids if cache[pid] is not None}
 
-    def score_pages(self, plan: _Plan, page_ids: list[int], units: range | None = None,
-                    cache: dict[int, _PageData | None] | None = None) -> dict[int, list[list[Occurrence]]]:
+    def score_pages(
+        self,
+        plan: _Plan,
+        page_ids: list[int],
+        units: range | None = None,
+        cache: dict[int, _PageData | None] | None = None,
+    ) -> dict[int, list[list[Occurrence]]]:
         """Occurrences of every unit (or of ``units`` only; the others stay empty) on every page (stage 2,
         exact). ``cache``: pages read by an earlier call for the same plan."""
         assert plan.vectors is not None
@@ -290,9 +303,13 @@ class Searcher:
                 found.append((sp, maps, locate(maps, sp.lens, thr, self.opt.max_occurrences, frame)))
             if verify and found:
                 assert self.opt.competitors is not None
-                rescored = rescore_all([(occs, maps, plan.vectors[sp.rows], np.asarray(sp.ids))
-                                        for sp, maps, occs in found], cast(np.ndarray, rows), pf.feats,
-                                       self.opt.competitors, self.opt.verify_weight)
+                rescored = rescore_all(
+                    [(occs, maps, plan.vectors[sp.rows], np.asarray(sp.ids)) for sp, maps, occs in found],
+                    cast(np.ndarray, rows),
+                    pf.feats,
+                    self.opt.competitors,
+                    self.opt.verify_weight,
+                )
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:
                 thr = phrase_thr if self._several(plan, sp.unit) else word_thr
@@ -305,8 +322,9 @@ class Searcher:
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 
-    def _word_bounds(self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, first: str,
-                     last: str) -> list[Occurrence]:
+    def _word_bounds(
+        self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, first: str, last: str
+    ) -> list[Occurrence]:
         """Occurrences whose word goes on (``verify.word_continues``) lose the word-end penalty right of the
         unit's ``last`` word and the word-start penalty left of its ``first``, read best first until one
         that loses neither: the ones below it cannot become the unit's best on this page, so they are not
@@ -314,11 +332,20 @@ class Searcher:
         ranking are those of reading all)."""
         occs = sorted(occs, key=lambda o: -o.score)
         assert self.opt.competitors is not None and self.opt.token_classes is not None
-        ends = [(side, word, pen) for side, word, pen in (("end", last, self.opt.word_end_penalty),
-                                                          ("start", first, self.opt.word_start_penalty)) if pen > 0]
+        ends = [
+            (side, word, pen)
+            for side, word, pen in (
+                ("end", last, self.opt.word_end_penalty),
+                ("start", first, self.opt.word_start_penalty),
+            )
+            if pen > 0
+        ]
         for i, o in enumerate(occs):
-            loss = sum(pen for side, word, pen in ends
-                       if word_continues([o], rows, feats, self.opt.competitors, self.opt.token_classes, word, side)[0])
+            loss = sum(
+                pen
+                for side, word, pen in ends
+                if word_continues([o], rows, feats, self.opt.competitors, self.opt.token_classes, word, side)[0]
+            )
             if not loss:
                 break
             occs[i] = replace(o, score=o.score - loss)
@@ -329,11 +356,17 @@ class Searcher:
         phrase) at the phrase threshold — not only words each under the threshold."""
         assert page is not None
         word_thr, _ = self._thresholds(page.info.source == "text")
-        return any(occ and (len(plan.units[u].text.split()) > 1 or occ[0].score >= word_thr)
-                   for u, occ in enumerate(own))
+        return any(
+            occ and (len(plan.units[u].text.split()) > 1 or occ[0].score >= word_thr) for u, occ in enumerate(own)
+        )
 
-    def _score_joint(self, plan: _Plan, scored: dict[int, list[list[Occurrence]]], window_end: int,
-                     cache: dict[int, _PageData | None]) -> None:
+    def _score_joint(
+        self,
+        plan: _Plan,
+        scored: dict[int, list[list[Occurrence]]],
+        window_end: int,
+        cache: dict[int, _PageData | None],
+    ) -> None:
         """Add the occurrences of the query's words as one phrase to ``scored`` where they can change the
         result: pages rank by how many words they hold, then by the phrase, so only pages holding as
         many words as the page at ``window_end`` (or more) need it — the phrase is most of a long
@@ -344,20 +377,21 @@ class Searcher:
         if not counts:
             return
         cutoff = counts[min(len(counts), window_end) - 1]
-        joint = self.score_pages(plan, [pid for pid, n in held.items() if n >= cutoff], range(nq, len(plan.units)),
-                                 cache)
+        joint = self.score_pages(
+            plan, [pid for pid, n in held.items() if n >= cutoff], range(nq, len(plan.units)), cache
+        )
         for pid, per_unit in joint.items():
             scored[pid][nq:] = per_unit[nq:]
 
-    def search(self, query: str, k: int, offset: int, max_chars: int,
-               filter: SearchFilter | None = None) -> SearchResult:
+    def search(
+        self, query: str, k: int, offset: int, max_chars: int, filter: SearchFilter | None = None
+    ) -> SearchResult:
         """The ``k`` best pages after ``offset``; ``filter``: among the documents it lets through only."""
         # many small matrix products: BLAS threads only contend (15x slower on 2 busy cores)
         with threadpool_limits(limits=1, user_api="blas"):
             return self._search(query, k, offset, max_chars, filter)
 
-    def _search(self, query: str, k: int, offset: int, max_chars: int,
-                filter: SearchFilter | None) -> SearchResult:
+    def _search(self, query: str, k: int, offset: int, max_chars: int, filter: SearchFilter | None) -> SearchResult:
         t0 = time.perf_counter()
         plan = self.plan(query, max_chars)
         allowed = self.store.filter_pages(filter) if filter else None  # once a query, before stage 1
@@ -384,18 +418,33 @@ class Searcher:
             read = joint[0].text if joint else " ".join(occ[0].text for occ in matched)
             ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes, read))
         ranked.sort(key=lambda r: r[0])
-        window = ranked[offset:offset + k]
+        window = ranked[offset : offset + k]
         # a document with several paths is shown at the first one the filter lets through, else its first
-        shown = self.store.filter_paths(filter, sorted({cast(_PageData, cache[r[2]]).info.doc_id for r in window})) \
-            if filter and window else {}
+        shown = (
+            self.store.filter_paths(filter, sorted({cast(_PageData, cache[r[2]]).info.doc_id for r in window}))
+            if filter and window
+            else {}
+        )
         hits = []
         for _, score, pid, occs, read in window:
             info = cast(_PageData, cache[pid]).info  # every scored page was read into the cache
             path, mtime = shown.get(info.doc_id, (info.path, info.mtime_ns))
-            hits.append(Hit(path, info.page_no, round(score, 4),
-                            [[round(v, 5) for v in o.box] for o in occs[:self.opt.max_occurrences]],
-                            info.doc_id, pid, info.width, info.height, read, iso_utc(mtime), info.doc_pages,
-                            info.kind))
+            hits.append(
+                Hit(
+                    path,
+                    info.page_no,
+                    round(score, 4),
+                    [[round(v, 5) for v in o.box] for o in occs[: self.opt.max_occurrences]],
+                    info.doc_id,
+                    pid,
+                    info.width,
+                    info.height,
+                    read,
+                    iso_utc(mtime),
+                    info.doc_pages,
+                    info.kind,
+                )
+            )
         return SearchResult(query, hits, (time.perf_counter() - t0) * 1000, total=len(ranked))
 
     def token_maps(self, query: str, page_id: int, max_chars: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -405,8 +454,11 @@ class Searcher:
         (``textcut``; they differ for CJK text), so each map shows where its token is on the page."""
         text = " ".join(u.text for u in parse_query(query, max_chars))
         info = self.store.pages([page_id]).get(page_id)
-        q = (embed_cut(self.encoder, text) if info is not None and info.source == "text"
-             else self.encoder.embed_query(text))
+        q = (
+            embed_cut(self.encoder, text)
+            if info is not None and info.source == "text"
+            else self.encoder.embed_query(text)
+        )
         vecs = self.store.project_queries(np.asarray(q.vectors, dtype=np.float32))
         pf = self.store.page_features([page_id])[page_id]
         maps = dense_maps(Frame.whole(pf.grid_h, pf.grid_w), pf.ys, pf.xs, pf.similarities(vecs))

@@ -29,8 +29,8 @@ def pooled_tokens(occ: Occurrence, maps: np.ndarray, rows: np.ndarray, feats: np
     """(T, d) unit mean features of each token's cells at the occurrence (as the training pooled masks)."""
     out = np.zeros((len(occ.cells), feats.shape[1]), dtype=np.float32)
     for j, ((cy, cx), (x0, y0, x1, y1)) in enumerate(zip(occ.cells, occ.token_boxes)):
-        m = maps[j, y0:y1 + 1, x0:x1 + 1]
-        r = rows[y0:y1 + 1, x0:x1 + 1]
+        m = maps[j, y0 : y1 + 1, x0 : x1 + 1]
+        r = rows[y0 : y1 + 1, x0 : x1 + 1]
         sel = r[(m >= GROW_RATIO * maps[j, cy, cx]) & (r >= 0)]
         if len(sel) == 0:
             sel = np.asarray([rows[cy, cx]]) if rows[cy, cx] >= 0 else sel
@@ -48,14 +48,27 @@ def margins(pooled: np.ndarray, own: np.ndarray, own_ids: np.ndarray, competitor
     return mine - sims.max(axis=1)
 
 
-def rescore(occs: list[Occurrence], maps: np.ndarray, rows: np.ndarray, feats: np.ndarray, own: np.ndarray,
-            own_ids: np.ndarray, competitors: np.ndarray, weight: float) -> list[Occurrence]:
+def rescore(
+    occs: list[Occurrence],
+    maps: np.ndarray,
+    rows: np.ndarray,
+    feats: np.ndarray,
+    own: np.ndarray,
+    own_ids: np.ndarray,
+    competitors: np.ndarray,
+    weight: float,
+) -> list[Occurrence]:
     """Occurrences of one spelling re-scored by ``weight`` x mean token margin (capped at 0)."""
     return rescore_all([(occs, maps, own, own_ids)], rows, feats, competitors, weight)[0]
 
 
-def rescore_all(groups: list[tuple[list[Occurrence], np.ndarray, np.ndarray, np.ndarray]], rows: np.ndarray,
-                feats: np.ndarray, competitors: np.ndarray, weight: float) -> list[list[Occurrence]]:
+def rescore_all(
+    groups: list[tuple[list[Occurrence], np.ndarray, np.ndarray, np.ndarray]],
+    rows: np.ndarray,
+    feats: np.ndarray,
+    competitors: np.ndarray,
+    weight: float,
+) -> list[list[Occurrence]]:
     """:func:`rescore` for the spellings found on one page — (occurrences, maps, own vectors, own ids)
     each — with one product against the vocabulary for all of them (a long query's page holds dozens:
     one product per spelling cost 1 ms each)."""
@@ -70,13 +83,13 @@ def rescore_all(groups: list[tuple[list[Occurrence], np.ndarray, np.ndarray, np.
         return [list(occs) for occs, *_ in groups]
     m = np.minimum(margins(np.concatenate(pooled), np.concatenate(own), np.concatenate(ids), competitors), 0.0)
     per_occ = iter(np.split(m, np.cumsum(sizes)[:-1]))
-    return [[replace(o, score=float(o.score + weight * next(per_occ).mean())) for o in occs]
-            for occs, *_ in groups]
+    return [[replace(o, score=float(o.score + weight * next(per_occ).mean())) for o in occs] for occs, *_ in groups]
 
 
 # ------------------------------------------------------------------------------------------------------
 # word boundaries: is the matched word part of a longer one?
 # ------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TokenClasses:
@@ -90,8 +103,11 @@ class TokenClasses:
     @classmethod
     def of(cls, texts: list[str]) -> TokenClasses:
         bodies = tuple(t.lstrip(" ").lower() for t in texts)
-        return cls(np.array([t.startswith(" ") for t in texts], dtype=bool),
-                   np.array([b.isalnum() for b in bodies], dtype=bool), bodies)
+        return cls(
+            np.array([t.startswith(" ") for t in texts], dtype=bool),
+            np.array([b.isalnum() for b in bodies], dtype=bool),
+            bodies,
+        )
 
 
 WORD_END_CELLS = 3  # cells beyond the match read before the word is taken to end (or start) there
@@ -104,8 +120,15 @@ WORD_END_NEAR = 0.1
 NUMBER_JOINERS = frozenset(".,:")
 
 
-def word_continues(occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, competitors: np.ndarray,
-                   classes: TokenClasses, word: str, side: str = "end") -> np.ndarray:
+def word_continues(
+    occs: list[Occurrence],
+    rows: np.ndarray,
+    feats: np.ndarray,
+    competitors: np.ndarray,
+    classes: TokenClasses,
+    word: str,
+    side: str = "end",
+) -> np.ndarray:
     """(N,) bool: beyond each occurrence the model reads the *same* word going on, so the query word is not
     what is written there — right of it (``side="end"``): "correct" matched in "correctly", "click" in
     "clicking"; left of a number (``side="start"``): "27.10" in "127.10", "53.00" in "15:53:00".
@@ -168,8 +191,13 @@ def word_continues(occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, 
             if right and classes.starts_word[t1]:
                 continue
             near = tops[ts >= ts.max() - WORD_END_NEAR]
-            own = [t for t in near if classes.bodies[t] and classes.bodies[t] in
-                   (word[-(len(classes.bodies[t]) + 2):] if right else word[:len(classes.bodies[t]) + 2])]
+            own = [
+                t
+                for t in near
+                if classes.bodies[t]
+                and classes.bodies[t]
+                in (word[-(len(classes.bodies[t]) + 2) :] if right else word[: len(classes.bodies[t]) + 2])
+            ]
             if own:
                 pending.append(i)  # still the query word's own letters
                 continue

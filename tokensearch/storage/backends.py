@@ -78,11 +78,27 @@ def open_backend(
     if name == "faiss":
         from .keeper import VectorKeeper
 
-        return VectorKeeper(session, features, home / "vectors", codec, flat_max_vectors=flat_max_vectors,
-                            sq4_min_vectors=sq4_min_vectors, nprobe=nprobe, persist_interval=persist_interval)
+        return VectorKeeper(
+            session,
+            features,
+            home / "vectors",
+            codec,
+            flat_max_vectors=flat_max_vectors,
+            sq4_min_vectors=sq4_min_vectors,
+            nprobe=nprobe,
+            persist_interval=persist_interval,
+        )
     if name == "milvus":
         from .milvus import MilvusKeeper
 
-        return MilvusKeeper(session, features, codec, home_id, milvus_uri or str(home / "milvus.db"),
-                            index=milvus_index, nprobe=nprobe, token=milvus_token)
+        return MilvusKeeper(
+            session,
+            features,
+            codec,
+            home_id,
+            milvus_uri or str(home / "milvus.db"),
+            index=milvus_index,
+            nprobe=nprobe,
+            token=milvus_token,
+        )
     raise ValueError(f"unknown vector backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -59,8 +59,9 @@ def page_infos(s: Session, pages: Sequence[Page]) -> list[PageInfo]:
     for p in pages:
         path, mtime = paths.get(p.doc_id, ("", None))
         n_pages, kind = docs.get(p.doc_id, (0, ""))
-        out.append(PageInfo(int(p.id), int(p.doc_id), path, p.page_no, p.width, p.height, p.source, mtime, n_pages,
-                            kind))
+        out.append(
+            PageInfo(int(p.id), int(p.doc_id), path, p.page_no, p.width, p.height, p.source, mtime, n_pages, kind)
+        )
     return out
 
 
@@ -137,8 +138,11 @@ def doc_warnings(s: Session, doc_ids: Iterable[int]) -> dict[int, list[str]]:
         own = select(IndexWarning.doc_id, IndexWarning.message).where(IndexWarning.doc_id.in_(chunk))
         for doc_id, message in s.execute(own.order_by(IndexWarning.id)):
             out[cast(int, doc_id)].append(message)  # (a doc_id in the chunk, so not None)
-        of_paths = (select(DocPath.doc_id, IndexWarning.path, IndexWarning.message)
-                    .join(DocPath, DocPath.path == IndexWarning.path).where(DocPath.doc_id.in_(chunk)))
+        of_paths = (
+            select(DocPath.doc_id, IndexWarning.path, IndexWarning.message)
+            .join(DocPath, DocPath.path == IndexWarning.path)
+            .where(DocPath.doc_id.in_(chunk))
+        )
         for path_doc_id, path, message in s.execute(of_paths.order_by(IndexWarning.path, IndexWarning.id)):
             out[path_doc_id].append(f"{shown(cast(str, path))}: {message}")  # (joined on it: not None)
     return out
@@ -161,16 +165,37 @@ def doc_infos(s: Session, docs: Sequence[Document]) -> list[DocumentInfo]:
             paths[doc_id].append(path)
     warnings = doc_warnings(s, paths)
     return [
-        DocumentInfo(id=d.id, sha256=d.sha256, kind=d.kind, status=d.status, pages=d.n_pages, size=d.size,
-                     path=paths[d.id][0] if paths[d.id] else None, paths=paths[d.id], indexed_at=d.created_at,
-                     reason=None, warnings=warnings[d.id])
+        DocumentInfo(
+            id=d.id,
+            sha256=d.sha256,
+            kind=d.kind,
+            status=d.status,
+            pages=d.n_pages,
+            size=d.size,
+            path=paths[d.id][0] if paths[d.id] else None,
+            paths=paths[d.id],
+            indexed_at=d.created_at,
+            reason=None,
+            warnings=warnings[d.id],
+        )
         for d in docs
     ]
 
 
 def failure_info(f: Failure) -> DocumentInfo:
-    return DocumentInfo(id=None, sha256=f.sha256, kind=None, status="failed", pages=0, size=f.size, path=f.path,
-                        paths=[f.path], indexed_at=f.failed_at, reason=f.reason, warnings=[])
+    return DocumentInfo(
+        id=None,
+        sha256=f.sha256,
+        kind=None,
+        status="failed",
+        pages=0,
+        size=f.size,
+        path=f.path,
+        paths=[f.path],
+        indexed_at=f.failed_at,
+        reason=f.reason,
+        warnings=[],
+    )
 
 
 def list_documents(s: Session, status: str | None, offset: int, limit: int) -> list[DocumentInfo]:
@@ -194,8 +219,16 @@ def document_detail(s: Session, doc_id: int) -> DocumentDetail | None:
     if doc is None:
         return None
     pages = [
-        PageSummary(page_id=p.id, page_no=p.page_no, width=p.width, height=p.height, source=p.source,
-                    grid_h=p.grid_h, grid_w=p.grid_w, cells=p.n_cells)
+        PageSummary(
+            page_id=p.id,
+            page_no=p.page_no,
+            width=p.width,
+            height=p.height,
+            source=p.source,
+            grid_h=p.grid_h,
+            grid_w=p.grid_w,
+            cells=p.n_cells,
+        )
         for p in s.scalars(select(Page).where(Page.doc_id == doc_id).order_by(Page.page_no))
     ]
     return DocumentDetail(**vars(doc_infos(s, [doc])[0]), page_list=pages)
@@ -208,8 +241,14 @@ def failure(s: Session, path: str) -> DocumentInfo | None:
 
 def run_dicts(s: Session, limit: int) -> list[dict]:
     return [
-        {"id": r.id, "root": r.root, "started_at": r.started_at, "finished_at": r.finished_at,
-         "status": r.status, "stats": r.stats or {}}
+        {
+            "id": r.id,
+            "root": r.root,
+            "started_at": r.started_at,
+            "finished_at": r.finished_at,
+            "status": r.status,
+            "stats": r.stats or {},
+        }
         for r in s.scalars(select(IndexRun).order_by(IndexRun.id.desc()).limit(limit))
     ]
 

@@ -80,8 +80,14 @@ class Codec:
                 raise ValueError("the stored codec matrix is missing or corrupt")
             matrix = np.load(io.BytesIO(blob), allow_pickle=False)
         merge, column = value.get("merge_cos"), value.get("column_cos")
-        return cls(int(value["in_dim"]), int(value["out_dim"]), matrix, None if merge is None else float(merge),
-                   None if column is None else float(column), int(value.get("column_len", 3)))
+        return cls(
+            int(value["in_dim"]),
+            int(value["out_dim"]),
+            matrix,
+            None if merge is None else float(merge),
+            None if column is None else float(column),
+            int(value.get("column_len", 3)),
+        )
 
 
 def merge_columns(ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, min_cos: float, max_len: int) -> np.ndarray:

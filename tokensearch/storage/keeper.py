@@ -45,8 +45,9 @@ def read_spec(s: Session) -> dict | None:
     return None if row is None else row.value
 
 
-def read_page(session: sessionmaker, features: FeatureStore, page_id: int, seg: int, off: int, nbytes: int
-              ) -> PageFeatures | None:
+def read_page(
+    session: sessionmaker, features: FeatureStore, page_id: int, seg: int, off: int, nbytes: int
+) -> PageFeatures | None:
     """One page's features; if its blob moved (compaction) meanwhile, from the new place. None if the
     page is gone, or damaged (logged; ``verify`` reports it): one bad page must not stop search."""
     try:
@@ -119,8 +120,9 @@ class VectorKeeper:
     def close(self) -> None:
         """Nothing to release: the index lives in this process's memory."""
 
-    def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None
-               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    def search(
+        self, q: np.ndarray, k: int, pages: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
         """Per query row: page ids, scores and grid cells of its top-``k`` vectors (``VectorIndex.search``;
         ``pages``: among these pages' vectors only)."""
         with self.lock:
@@ -128,9 +130,7 @@ class VectorKeeper:
             if vi is None:
                 return None
             if q.shape[1] != vi.dim:
-                raise ValueError(
-                    f"query vectors have dim {q.shape[1]}, the index {vi.dim}: project_queries() first"
-                )
+                raise ValueError(f"query vectors have dim {q.shape[1]}, the index {vi.dim}: project_queries() first")
             return vi.search(q, k, pages)
 
     # --- after a commit of this process -------------------------------------------------------------

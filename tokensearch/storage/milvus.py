@@ -85,7 +85,7 @@ def _ids_expr(field: str, ids: Iterable[int]) -> str:
 
 def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
 class MilvusKeeper:
@@ -130,7 +130,8 @@ class MilvusKeeper:
         except ImportError as e:
             raise VectorBackendError(
                 "the milvus vector backend needs pymilvus (and milvus-lite for a local .db file): "
-                "pip install 'tokensearch[milvus]'") from e
+                "pip install 'tokensearch[milvus]'"
+            ) from e
         try:
             if is_lite(self.uri):
                 Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +142,12 @@ class MilvusKeeper:
             else:
                 client = MilvusClient(uri=self.uri, token=self._token or "")
         except Exception as e:  # noqa: BLE001 - pymilvus raises its own exception types for every cause
-            hint = (" milvus-lite serves one process at a time: another process may have this file open "
-                    "(use a Milvus server for several processes, see docs/scale.md)" if is_lite(self.uri) else "")
+            hint = (
+                " milvus-lite serves one process at a time: another process may have this file open "
+                "(use a Milvus server for several processes, see docs/scale.md)"
+                if is_lite(self.uri)
+                else ""
+            )
             raise VectorBackendError(f"cannot open Milvus at {self.uri} ({type(e).__name__}: {e}).{hint}") from e
         self._client = client
         return client
@@ -169,8 +174,10 @@ class MilvusKeeper:
         info = c.describe_collection(cells)
         have = next(int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vec")
         if dim is not None and have != dim:
-            raise VectorBackendError(f"Milvus collection {cells} at {self.uri} holds {have}-d vectors, this "
-                                     f"index {dim}-d; drop the collection (it is rebuilt from the feature store)")
+            raise VectorBackendError(
+                f"Milvus collection {cells} at {self.uri} holds {have}-d vectors, this "
+                f"index {dim}-d; drop the collection (it is rebuilt from the feature store)"
+            )
         self._index_type = str(c.describe_index(cells, "vec")["index_type"])
         return True
 
@@ -243,18 +250,30 @@ class MilvusKeeper:
         if len(q) == 0 or k <= 0 or (pages is not None and len(pages) == 0):
             return [empty for _ in q]
         k = min(k, MAX_TOPK)
-        search: dict[str, Any] = {"IVF_SQ8": {"nprobe": self.nprobe or 64}, "HNSW": {"ef": max(k, 64)},
-                                  "DISKANN": {"search_list": max(k, 100)}}.get(str(kind), {})
+        search: dict[str, Any] = {
+            "IVF_SQ8": {"nprobe": self.nprobe or 64},
+            "HNSW": {"ef": max(k, 64)},
+            "DISKANN": {"search_list": max(k, 100)},
+        }.get(str(kind), {})
         found = self._connect().search(
-            self._collections()[0], data=[np.ascontiguousarray(r, dtype=np.float32) for r in q], limit=k,
-            anns_field="vec", filter="" if pages is None else _ids_expr("page", pages),
-            output_fields=["page", "row", "col"], search_params={"metric_type": "IP", "params": search})
+            self._collections()[0],
+            data=[np.ascontiguousarray(r, dtype=np.float32) for r in q],
+            limit=k,
+            anns_field="vec",
+            filter="" if pages is None else _ids_expr("page", pages),
+            output_fields=["page", "row", "col"],
+            search_params={"metric_type": "IP", "params": search},
+        )
         out = []
         for hits in found:
             ents = [h["entity"] for h in hits]
-            out.append((np.array([e["page"] for e in ents], dtype=np.int64),
-                        np.array([h["distance"] for h in hits], dtype=np.float32),
-                        np.array([(e["row"], e["col"]) for e in ents], dtype=np.int64).reshape(-1, 2)))
+            out.append(
+                (
+                    np.array([e["page"] for e in ents], dtype=np.int64),
+                    np.array([h["distance"] for h in hits], dtype=np.float32),
+                    np.array([(e["row"], e["col"]) for e in ents], dtype=np.int64).reshape(-1, 2),
+                )
+            )
         return out
 
     # --- writing -------------------------------------------------------------------------------------
@@ -313,8 +332,9 @@ class MilvusKeeper:
             return gen, n_sql, 0, 0
         c = self._connect()
         marks = self._collections()[1]
-        n_all, n_done = (int(c.query(marks, filter=f, output_fields=["count(*)"])[0]["count(*)"])
-                         for f in ("", "done == true"))
+        n_all, n_done = (
+            int(c.query(marks, filter=f, output_fields=["count(*)"])[0]["count(*)"]) for f in ("", "done == true")
+        )
         return gen, n_sql, n_all, n_done
 
     def _maybe_repair(self) -> None:
@@ -346,8 +366,11 @@ class MilvusKeeper:
     def _add_lacking(self, after: int, upto: int) -> None:
         """Add the pages of SQL generations ``after`` < g <= ``upto`` that have no done marker."""
         with self._session() as s:
-            rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.generation,
-                                    Page.n_vectors).where(Page.generation > after, Page.generation <= upto)).all()
+            rows = s.execute(
+                select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.generation, Page.n_vectors).where(
+                    Page.generation > after, Page.generation <= upto
+                )
+            ).all()
         if not rows or not self._ready(None):
             return
         c, marks = self._connect(), self._collections()[1]
@@ -355,8 +378,11 @@ class MilvusKeeper:
         for part in _chunks([int(r[0]) for r in rows], EXPR_IDS):
             found = c.query(marks, filter=_ids_expr("page", part), output_fields=["page", "n", "done"])
             have.update((int(m["page"]), (int(m["n"]), bool(m["done"]))) for m in found)
-        lacking = [((int(r[0]), int(r[1]), int(r[2]), int(r[3])), int(r[4])) for r in rows
-                   if have.get(int(r[0])) != (int(r[5]), True)]
+        lacking = [
+            ((int(r[0]), int(r[1]), int(r[2]), int(r[3])), int(r[4]))
+            for r in rows
+            if have.get(int(r[0])) != (int(r[5]), True)
+        ]
         if lacking:
             self._add(lacking)
             log.warning("Milvus at %s: %d pages committed without their vectors added", self.uri, len(lacking))
@@ -370,8 +396,9 @@ class MilvusKeeper:
     def _markers(self) -> dict[int, tuple[int, int, bool]]:
         """Every marker: page id -> (vectors, generation, done)."""
         c = self._connect()
-        it = c.query_iterator(self._collections()[1], batch_size=10000, filter="page >= 0",
-                              output_fields=["page", "n", "gen", "done"])
+        it = c.query_iterator(
+            self._collections()[1], batch_size=10000, filter="page >= 0", output_fields=["page", "n", "gen", "done"]
+        )
         out: dict[int, tuple[int, int, bool]] = {}
         try:
             while batch := it.next():
@@ -389,14 +416,18 @@ class MilvusKeeper:
         with self.lock:
             with self._session() as s:
                 gen = read_generation(s)  # before the rows: a page committed later has a newer generation
-                rows = s.execute(select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.generation,
-                                        Page.n_vectors)).all()
+                rows = s.execute(
+                    select(Page.id, Page.segment, Page.offset, Page.nbytes, Page.generation, Page.n_vectors)
+                ).all()
             self._ready(codec.out_dim)
             markers = self._markers()
             in_sql = {int(r[0]) for r in rows}
             gone = [p for p, (_, g, _) in markers.items() if p not in in_sql and g <= gen]
-            lacking = [((int(r[0]), int(r[1]), int(r[2]), int(r[3])), int(r[4])) for r in rows
-                       if markers.get(int(r[0]), (-1, 0, False))[0::2] != (int(r[5]), True)]
+            lacking = [
+                ((int(r[0]), int(r[1]), int(r[2]), int(r[3])), int(r[4]))
+                for r in rows
+                if markers.get(int(r[0]), (-1, 0, False))[0::2] != (int(r[5]), True)
+            ]
             if gone:
                 self._remove(gone)
             if lacking:
@@ -454,5 +485,7 @@ def _cell_rows(page_id: int, pf: PageFeatures, kept: np.ndarray) -> list[dict]:
     ids = (np.int64(page_id) << CELL_BITS) + np.arange(len(kept), dtype=np.int64)
     feats = pf.feats[kept]
     ys, xs = pf.ys[kept].tolist(), pf.xs[kept].tolist()
-    return [{"id": int(i), "page": int(page_id), "row": y, "col": x, "vec": v}
-            for i, y, x, v in zip(ids.tolist(), ys, xs, feats)]
+    return [
+        {"id": int(i), "page": int(page_id), "row": y, "col": x, "vec": v}
+        for i, y, x, v in zip(ids.tolist(), ys, xs, feats)
+    ]

@@ -14,8 +14,19 @@ import numpy as np
 from ..errors import IndexLayoutError, ModelMismatchError
 from ..tokenocr_model.interface import ModelInfo
 
-__all__ = ["DocumentDetail", "DocumentInfo", "DocumentNotes", "FileRecord", "IndexLayoutError", "IndexStats",
-           "ModelMismatchError", "PageFeatures", "PageInfo", "PageRecord", "PageSummary"]
+__all__ = [
+    "DocumentDetail",
+    "DocumentInfo",
+    "DocumentNotes",
+    "FileRecord",
+    "IndexLayoutError",
+    "IndexStats",
+    "ModelMismatchError",
+    "PageFeatures",
+    "PageInfo",
+    "PageRecord",
+    "PageSummary",
+]
 
 
 @dataclass

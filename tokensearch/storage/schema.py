@@ -151,8 +151,9 @@ class IndexWarning(Base):
     __tablename__ = "ts_warnings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    doc_id: Mapped[int | None] = mapped_column(ForeignKey("ts_documents.id", ondelete="CASCADE"), nullable=True,
-                                               index=True)
+    doc_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ts_documents.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     path: Mapped[str | None] = mapped_column(FilePath, nullable=True, index=True)
     message: Mapped[str] = mapped_column(Message)
 

@@ -70,6 +70,7 @@ from .records import (
 from .schema import SCHEMA_VERSION, DocPath, Document, Failure, IndexRun, IndexWarning, Meta, Page, create_tables
 from .vectors import index_vectors
 
+
 def sqlite_url(home: Path) -> str:
     """The default database of ``home`` (no --database-url / TOKENSEARCH_DATABASE_URL): its SQLite file."""
     return f"sqlite:///{(Path(home) / 'index.sqlite3').resolve()}"
@@ -195,9 +196,18 @@ class Store:
         self._codec_lock = threading.RLock()
         self._codec: Codec | None = None
         self.vectors: VectorBackend = open_backend(
-            vector_backend, self._session, self.features, self.home, self._load_codec, self._home_id,
-            flat_max_vectors=flat_max_vectors, sq4_min_vectors=sq4_min_vectors, nprobe=nprobe,
-            persist_interval=persist_interval, milvus_uri=milvus_uri, milvus_index=milvus_index,
+            vector_backend,
+            self._session,
+            self.features,
+            self.home,
+            self._load_codec,
+            self._home_id,
+            flat_max_vectors=flat_max_vectors,
+            sq4_min_vectors=sq4_min_vectors,
+            nprobe=nprobe,
+            persist_interval=persist_interval,
+            milvus_uri=milvus_uri,
+            milvus_index=milvus_index,
             milvus_token=milvus_token,
         )
         self._run_locks: dict[int, tuple[BinaryIO, Path]] = {}  # run id -> (open lock file, its path)
@@ -320,8 +330,13 @@ class Store:
         """Record the model on first use; refuse another one later."""
         stored = self.stored_model()
         if stored is None:
-            value = {"name": info.name, "family": info.family, "fingerprint": info.fingerprint,
-                     "dim": int(info.dim), "extra": json.loads(json.dumps(dict(info.extra), default=str))}
+            value = {
+                "name": info.name,
+                "family": info.family,
+                "fingerprint": info.fingerprint,
+                "dim": int(info.dim),
+                "extra": json.loads(json.dumps(dict(info.extra), default=str)),
+            }
             try:
                 with self._session.begin() as s:
                     s.add(Meta(key="model", value=value))
@@ -411,9 +426,12 @@ class Store:
 
     def _delete_doc_rows(self, s: Session, doc_id: int) -> list[int]:
         page_ids = list(s.scalars(select(Page.id).where(Page.doc_id == doc_id)))
-        s.execute(delete(IndexWarning).where(
-            (IndexWarning.doc_id == doc_id)
-            | IndexWarning.path.in_(select(DocPath.path).where(DocPath.doc_id == doc_id))))
+        s.execute(
+            delete(IndexWarning).where(
+                (IndexWarning.doc_id == doc_id)
+                | IndexWarning.path.in_(select(DocPath.path).where(DocPath.doc_id == doc_id))
+            )
+        )
         s.execute(delete(Page).where(Page.doc_id == doc_id))
         s.execute(delete(DocPath).where(DocPath.doc_id == doc_id))
         s.execute(delete(Document).where(Document.id == doc_id))
@@ -479,12 +497,22 @@ class Store:
                     seg, off, nbytes = self.features.append(blob)
                     # what FAISS will hold (_encode has fitted or loaded the codec by now)
                     n_vectors = len(index_vectors(decode_page(blob), cast(Codec, self._codec).merge_cos))
-                    rows.append(dict(
-                        page_no=int(rec.page_no), width=int(rec.width), height=int(rec.height),
-                        source=str(rec.source), grid_h=int(rec.grid_h), grid_w=int(rec.grid_w),
-                        n_cells=int(len(rec.ys)), n_vectors=n_vectors, segment=seg, offset=off, nbytes=nbytes,
-                        text=rec.text,
-                    ))
+                    rows.append(
+                        dict(
+                            page_no=int(rec.page_no),
+                            width=int(rec.width),
+                            height=int(rec.height),
+                            source=str(rec.source),
+                            grid_h=int(rec.grid_h),
+                            grid_w=int(rec.grid_w),
+                            n_cells=int(len(rec.ys)),
+                            n_vectors=n_vectors,
+                            segment=seg,
+                            offset=off,
+                            nbytes=nbytes,
+                            text=rec.text,
+                        )
+                    )
                 self.features.sync()
                 with self._session.begin() as s:
                     removed = self._detach_path(s, path)
@@ -492,8 +520,14 @@ class Store:
                     gen = self._bump_generation(s)
                     if codec_before is None and self._codec is not None:
                         self._record_codec(s, self._codec)
-                    doc = Document(sha256=sha256, kind=kind, status="partial" if notes.partial else "ok",
-                                   n_pages=len(rows), size=size, run_id=run_id)
+                    doc = Document(
+                        sha256=sha256,
+                        kind=kind,
+                        status="partial" if notes.partial else "ok",
+                        n_pages=len(rows),
+                        size=size,
+                        run_id=run_id,
+                    )
                     s.add(doc)
                     s.flush()
                     s.add(DocPath(path=path, doc_id=doc.id, size=size, mtime_ns=mtime_ns))
@@ -658,8 +692,11 @@ class Store:
                 s.execute(
                     update(IndexRun)
                     .where(IndexRun.id == run_id, IndexRun.status == "running")  # not finished meanwhile
-                    .values(status="interrupted", finished_at=datetime.now(timezone.utc),
-                            stats={k: v for k, v in (stats or {}).items() if k != "lock"}),
+                    .values(
+                        status="interrupted",
+                        finished_at=datetime.now(timezone.utc),
+                        stats={k: v for k, v in (stats or {}).items() if k != "lock"},
+                    ),
                     execution_options={"synchronize_session": False},
                 )
 
@@ -765,8 +802,9 @@ class Store:
         """Per query row (already projected): page ids and scores of its top-``k`` cells (ids may repeat)."""
         return [(pages, scores) for pages, scores, _ in self.search_cells_at(qvecs, k)]
 
-    def search_cells_at(self, qvecs: np.ndarray, k: int, pages: np.ndarray | None = None
-                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def search_cells_at(
+        self, qvecs: np.ndarray, k: int, pages: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """:meth:`search_cells` with each cell's (row, column) on its page's grid (-1 if not known);
         ``pages`` (sorted ids, e.g. :meth:`filter_pages`): the top cells among those pages only."""
         qvecs = np.atleast_2d(np.asarray(qvecs, dtype=np.float32))
@@ -834,7 +872,8 @@ class Store:
             failures = [(p, r) for p, r in s.execute(select(Failure.path, Failure.reason).order_by(Failure.path))]
             warnings = catalog.all_warnings(s)
             partial = s.execute(
-                select(func.count()).select_from(Document).where(Document.status == "partial")).scalar_one()
+                select(func.count()).select_from(Document).where(Document.status == "partial")
+            ).scalar_one()
             vectors = s.execute(select(func.coalesce(func.sum(Page.n_vectors), 0))).scalar_one()
         model = self.stored_model()
         codec = self._load_codec()

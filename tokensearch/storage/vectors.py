@@ -85,11 +85,11 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
     by_torch = "torch" in sys.modules
     b0 = 0
     while b0 < n:
-        f = block[:min(len(block), n - b0)]
+        f = block[: min(len(block), n - b0)]
         if codes.dtype == np.float32:  # already decoded (keep_flat_decoded)
-            f = codes[b0:b0 + len(f)]
+            f = codes[b0 : b0 + len(f)]
         else:
-            _float16_to_32(codes[b0:b0 + len(f)], f, by_torch)
+            _float16_to_32(codes[b0 : b0 + len(f)], f, by_torch)
         s = f @ q.T  # (b, nq): in this orientation OpenBLAS is ~2x faster for few query rows
         if b0 == 0 and len(s) > k:
             floor = -np.partition(-s, k - 1, axis=0)[k - 1]
@@ -117,7 +117,7 @@ def _float16_to_32(src: np.ndarray, out: np.ndarray, by_torch: bool) -> None:
     step = max(1, 32768 // src.shape[1])
     s, o = torch.from_numpy(src), torch.from_numpy(out)
     for i in range(0, len(src), step):
-        o[i:i + step].copy_(s[i:i + step])
+        o[i : i + step].copy_(s[i : i + step])
 
 
 def _keep_best(parts: list, nq: int, k: int, floor: np.ndarray, final: bool = False) -> tuple[list, np.ndarray]:
@@ -243,8 +243,9 @@ class VectorIndex:
     def empty(cls, dim: int, spec: dict, train_sample: np.ndarray | None = None, nprobe: int | None = None):
         index: faiss.Index
         if spec["type"] == "flat":
-            index = faiss.IndexIDMap(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
-                                                                faiss.METRIC_INNER_PRODUCT))
+            index = faiss.IndexIDMap(
+                faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            )
         elif spec["type"] in ("ivf-sq8", "ivf-sq4"):
             code = spec["type"].split("-")[1].upper()
             index = faiss.index_factory(dim, f"IVF{spec['nlist']},{code}", faiss.METRIC_INNER_PRODUCT)
@@ -300,8 +301,9 @@ class VectorIndex:
             # faiss's stubs list only the IDSelector form; its Python wrapper also takes an id array
             self.index.remove_ids(ids)  # type: ignore[arg-type]
 
-    def search(self, q: np.ndarray, k: int, pages: np.ndarray | None = None
-               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def search(
+        self, q: np.ndarray, k: int, pages: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per query row: page ids, scores and (n, 2) grid cells (row, column) of its top-``k`` vectors
         (cells -1 where the page's positions are not known). ``pages``: only these pages' vectors compete
         (a search filter's allowed pages, sorted): the flat index scans just their rows; an IVF index
@@ -355,8 +357,9 @@ class VectorIndex:
         n_allowed = int(sum(counts))
         if n_allowed == 0:
             return np.full((len(q), 0), -np.inf, np.float32), np.full((len(q), 0), -1, np.int64)
-        ids = np.concatenate([(np.int64(p) << CELL_BITS) + np.arange(n, dtype=np.int64)
-                              for p, n in zip(pages.tolist(), counts) if n])
+        ids = np.concatenate(
+            [(np.int64(p) << CELL_BITS) + np.arange(n, dtype=np.int64) for p, n in zip(pages.tolist(), counts) if n]
+        )
         # probe enough lists to hold about k/2 allowed vectors, at most 4x the usual: the lists nearest a token
         # hold its best allowed cells as they hold its best cells, and the selector skips the others without
         # scoring them, so a filter costs less than the unfiltered search (BENCHMARKS.md, "Filtered search
@@ -382,7 +385,7 @@ class VectorIndex:
         at = at[(at < len(uniq)) & (uniq[np.minimum(at, len(uniq) - 1)] == pages)]
         if len(at) == 0:
             return np.zeros(0, np.int64)
-        return np.concatenate([order[bounds[i]:bounds[i + 1]] for i in at.tolist()])
+        return np.concatenate([order[bounds[i] : bounds[i + 1]] for i in at.tolist()])
 
     def _flat_codes(self) -> np.ndarray | None:
         """The flat index's float16 vectors as an (n, d) array viewing FAISS's memory (valid until the
@@ -423,8 +426,11 @@ class VectorIndex:
         _fsync_file(faiss_path)
         pages = np.array(sorted(self.page_cells.items()), dtype=np.int64).reshape(-1, 2)
         # every vector's grid cell, pages in the order above (-1 rows: a page without known cells)
-        cells = np.concatenate([self.positions.get(int(p), np.full((int(n), 2), -1, np.int16)) for p, n in pages]
-                               ) if len(pages) else np.zeros((0, 2), np.int16)
+        cells = (
+            np.concatenate([self.positions.get(int(p), np.full((int(n), 2), -1, np.int16)) for p, n in pages])
+            if len(pages)
+            else np.zeros((0, 2), np.int16)
+        )
         for path, arr in ((pages_path, pages), (folder / f"index-{token}.cells.npy", cells.astype(np.int16))):
             with open(path, "wb") as f:
                 np.save(f, arr, allow_pickle=False)
@@ -476,7 +482,7 @@ class VectorIndex:
                 ends = np.cumsum(pages[:, 1])
                 for (p, n), end in zip(pages.tolist(), ends.tolist()):
                     if n and cells[end - n, 0] >= 0:
-                        vi.positions[p] = cells[end - n:end]
+                        vi.positions[p] = cells[end - n : end]
             vi._set_nprobe()
             return vi
         return None

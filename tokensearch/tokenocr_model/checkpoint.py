@@ -34,8 +34,10 @@ def read_config(folder: str | Path) -> dict:
     """The parsed ``config.json`` of a checkpoint folder."""
     path = Path(folder) / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"{path} not found: a TokenOCR checkpoint folder needs its config.json "
-                              "(download the whole folder, e.g. `hf download TongkunGuan/TokenOCR --local-dir DIR`)")
+        raise CheckpointError(
+            f"{path} not found: a TokenOCR checkpoint folder needs its config.json "
+            "(download the whole folder, e.g. `hf download TongkunGuan/TokenOCR --local-dir DIR`)"
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -62,8 +64,10 @@ def weight_files(folder: str | Path) -> list[Path]:
     if single.is_file():
         return [single]
     if list(folder.glob("*.bin")) or list(folder.glob("*.pt")):
-        raise CheckpointError(f"{folder} has only pickle weights (*.bin/*.pt); convert them to safetensors "
-                              "(pickles can execute code and are not loaded)")
+        raise CheckpointError(
+            f"{folder} has only pickle weights (*.bin/*.pt); convert them to safetensors "
+            "(pickles can execute code and are not loaded)"
+        )
     raise CheckpointError(f"no {SINGLE_FILE} or {INDEX_FILE} in {folder}")
 
 
@@ -105,15 +109,23 @@ def matches_any(key: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def check_state_dict(found: Mapping[str, torch.Size | tuple], expected: Mapping[str, torch.Size | tuple],
-                     ignored: Iterable[str] = (), optional: Iterable[str] = (), source: str = "checkpoint") -> None:
+def check_state_dict(
+    found: Mapping[str, torch.Size | tuple],
+    expected: Mapping[str, torch.Size | tuple],
+    ignored: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    source: str = "checkpoint",
+) -> None:
     """Strict name/shape check. Raises :class:`CheckpointError` listing every missing, unexpected and
     mis-shaped tensor. ``ignored`` (glob patterns) are tolerated extras; ``optional`` may be absent."""
     ignored, optional = list(ignored), list(optional)
     missing = sorted(k for k in expected if k not in found and not matches_any(k, optional))
     unexpected = sorted(k for k in found if k not in expected and not matches_any(k, ignored))
-    shapes = sorted(f"{k}: checkpoint {tuple(found[k])} vs model {tuple(expected[k])}"
-                    for k in expected if k in found and tuple(found[k]) != tuple(expected[k]))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(found[k])} vs model {tuple(expected[k])}"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    )
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -122,5 +134,6 @@ def check_state_dict(found: Mapping[str, torch.Size | tuple], expected: Mapping[
             parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
         if shapes:
             parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes)}")
-        raise CheckpointError(f"{source} does not match the TokenOCR architecture built from its config.json — "
-                              + " | ".join(parts))
+        raise CheckpointError(
+            f"{source} does not match the TokenOCR architecture built from its config.json — " + " | ".join(parts)
+        )

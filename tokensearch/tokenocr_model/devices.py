@@ -26,9 +26,13 @@ from pathlib import Path
 import torch
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
 }
 _ALLOWED = {
     "cpu": (torch.float32, torch.bfloat16),
@@ -46,8 +50,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available here "
-                             "(torch built without CUDA or no GPU visible); use --device cpu")
+            raise ValueError(
+                f"device {device!r} requested but CUDA is not available here "
+                "(torch built without CUDA or no GPU visible); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) are visible")
     return dev
@@ -60,8 +66,9 @@ def cpu_flags() -> frozenset[str]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return frozenset()
-    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines()
-                           if line.startswith("flags")), []))
+    return frozenset(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
 
 
 def cpu_has_native_bf16() -> bool:
@@ -108,15 +115,17 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     else:
         dt = _DTYPES.get(str(dtype).lower())
         if str(dtype).lower() == "int8":
-            raise ValueError("dtype int8 is available for the mini model on the CPU only; "
-                             "use auto, float32 or bfloat16")
+            raise ValueError(
+                "dtype int8 is available for the mini model on the CPU only; use auto, float32 or bfloat16"
+            )
         if dt is None:
             raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
     allowed = _ALLOWED[device.type]
     if dt not in allowed:
         names = ", ".join(str(a).removeprefix("torch.") for a in allowed)
-        raise ValueError(f"dtype {str(dt).removeprefix('torch.')} is not supported on {device.type}; "
-                         f"use one of: {names}")
+        raise ValueError(
+            f"dtype {str(dt).removeprefix('torch.')} is not supported on {device.type}; use one of: {names}"
+        )
     return dt
 
 

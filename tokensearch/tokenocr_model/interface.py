@@ -109,4 +109,3 @@ class TokenEncoder(Protocol):
 
     def embed_query(self, text: str) -> QueryTokens:
         """Tokenise a query with the model's query rule and embed it."""
-

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..imaging import gray_levels
+
 # re-exported: training/calibrate.py (edited elsewhere this session) imports them from here
 from .mini_files import WEIGHTS_DIR, WEIGHTS_FILE  # noqa: F401
 
@@ -73,6 +74,7 @@ class MiniConfig:
 # ------------------------------------------------------------------------------------------------------
 # text side
 # ------------------------------------------------------------------------------------------------------
+
 
 def char_index(ch: str, n_chars: int) -> int:
     o = ord(ch)
@@ -107,8 +109,12 @@ class TokenComposer(nn.Module):
         self.char_emb = nn.Embedding(cfg.n_chars * self.n_slots, cfg.char_dim)
         self.len_emb = nn.Embedding(cfg.max_len + 1, cfg.char_dim)
         self.space_emb = nn.Embedding(2, cfg.char_dim)
-        self.mlp = nn.Sequential(nn.LayerNorm(cfg.char_dim), nn.Linear(cfg.char_dim, 2 * cfg.char_dim), nn.GELU(),
-                                 nn.Linear(2 * cfg.char_dim, cfg.dim))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(cfg.char_dim),
+            nn.Linear(cfg.char_dim, 2 * cfg.char_dim),
+            nn.GELU(),
+            nn.Linear(2 * cfg.char_dim, cfg.dim),
+        )
         nn.init.normal_(self.char_emb.weight, std=0.3)
         nn.init.normal_(self.len_emb.weight, std=0.1)
         nn.init.normal_(self.space_emb.weight, std=0.3)
@@ -128,8 +134,12 @@ class TokenComposer(nn.Module):
                     owner.append(row)
             lens.append(min(len(body), cfg.max_len))
             space.append(int(sp))
-        return (torch.tensor(ids, dtype=torch.long), torch.tensor(owner, dtype=torch.long),
-                torch.tensor(lens, dtype=torch.long), torch.tensor(space, dtype=torch.long))
+        return (
+            torch.tensor(ids, dtype=torch.long),
+            torch.tensor(owner, dtype=torch.long),
+            torch.tensor(lens, dtype=torch.long),
+            torch.tensor(space, dtype=torch.long),
+        )
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         ids, owner, lens, space = self.featurize(texts)
@@ -145,8 +155,10 @@ class TokenComposer(nn.Module):
 # image side
 # ------------------------------------------------------------------------------------------------------
 
-def conv_bn(cin: int, cout: int, k: int | tuple[int, int] = 1, stride: int = 1,
-            dilation: int | tuple[int, int] = 1) -> nn.Sequential:
+
+def conv_bn(
+    cin: int, cout: int, k: int | tuple[int, int] = 1, stride: int = 1, dilation: int | tuple[int, int] = 1
+) -> nn.Sequential:
     """Conv (no bias) + BatchNorm; folded into one biased conv for inference by :func:`.mini_fast.fuse_conv_bn`."""
     k2 = (k, k) if isinstance(k, int) else k
     d2 = (dilation, dilation) if isinstance(dilation, int) else dilation
@@ -225,6 +237,7 @@ class MiniModel(nn.Module):
 # input: a grey page, padded to the stride
 # ------------------------------------------------------------------------------------------------------
 
+
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image (any mode) -> (1, H, W) float32 in [0, 1], read by :func:`tokensearch.imaging.gray_levels`."""
     return torch.from_numpy(gray_levels(img))[None]
@@ -241,6 +254,7 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> torch.Tensor:
 # weight files (safetensors: tensors + the config and extra metadata as JSON)
 # ------------------------------------------------------------------------------------------------------
 
+
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Copy weights key by key; a loud error lists missing/unexpected keys and shape mismatches."""
     own = model.state_dict()
@@ -250,11 +264,14 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
     if missing or unexpected or bad_shape:
         lines = [f"mini weights {source} do not match the architecture:"]
         if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing[:20])}"
-                         + (" ..." if len(missing) > 20 else ""))
+            lines.append(
+                f"  missing keys ({len(missing)}): {', '.join(missing[:20])}" + (" ..." if len(missing) > 20 else "")
+            )
         if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}"
-                         + (" ..." if len(unexpected) > 20 else ""))
+            lines.append(
+                f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}"
+                + (" ..." if len(unexpected) > 20 else "")
+            )
         for k in bad_shape[:20]:
             lines.append(f"  shape of {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
         lines.append("  (was the file written by another version of tokensearch? retrain with `tokensearch train`)")

@@ -21,8 +21,7 @@ from PIL import Image
 from .devices import cpu_has_int8_dot, resolve_device, resolve_dtype, winograd_available
 from .interface import CalibrationPages, FeatureGrid, ModelInfo, QueryTokens, Token
 from .mini import MiniModel, TokenComposer, image_to_tensor, load_state, pad_to_stride, read_weights, split_head
-from .mini_fast import (HALO_PX, fuse_conv_bn, infer_trunk, ink_frames, int8_calibration_samples,
-                        quantize_int8)
+from .mini_fast import HALO_PX, fuse_conv_bn, infer_trunk, ink_frames, int8_calibration_samples, quantize_int8
 from .mini_files import mini_paths
 from .mini_tokenizer import MiniTokenizer, piece_to_text
 from .query_side import TableQueryEmbedder, files_stamp
@@ -34,12 +33,12 @@ def weights_fingerprint(wfile: Path, tfile: Path) -> str:
     indexes built with these weights valid."""
     raw = Path(wfile).read_bytes()
     n = int.from_bytes(raw[:8], "little")  # safetensors: header length, JSON header, tensor bytes
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     meta = header.pop("__metadata__", None) or {}
     h = hashlib.sha256()
     h.update(json.dumps(header, sort_keys=True).encode())
     h.update(meta.get("config", "").encode())
-    h.update(raw[8 + n:])
+    h.update(raw[8 + n :])
     h.update(Path(tfile).read_bytes())
     return h.hexdigest()
 
@@ -47,9 +46,18 @@ def weights_fingerprint(wfile: Path, tfile: Path) -> str:
 class MiniEncoder:
     """:class:`~tokensearch.tokenocr_model.interface.TokenEncoder` for the mini model."""
 
-    def __init__(self, model: MiniModel, tokenizer: MiniTokenizer, name: str = "mini", fingerprint: str = "",
-                 extra: dict | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 1,
-                 int8_pages: CalibrationPages | None = None):
+    def __init__(
+        self,
+        model: MiniModel,
+        tokenizer: MiniTokenizer,
+        name: str = "mini",
+        fingerprint: str = "",
+        extra: dict | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 1,
+        int8_pages: CalibrationPages | None = None,
+    ):
         self.cfg = model.cfg
         self.tokenizer = tokenizer
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
@@ -64,8 +72,10 @@ class MiniEncoder:
         if self.int8 and not cpu:
             raise ValueError("dtype int8 runs on the CPU only; use --dtype auto on a GPU")
         if self.int8 and int8_pages is None:
-            raise ValueError("dtype int8 needs pages to calibrate on: pass int8_pages (e.g. "
-                             "tokensearch.samples.calibration_pages, as the engine does)")
+            raise ValueError(
+                "dtype int8 needs pages to calibrate on: pass int8_pages (e.g. "
+                "tokensearch.samples.calibration_pages, as the engine does)"
+            )
         self._int8_pages = int8_pages
         self.dtype = torch.float32 if self.int8 else resolve_dtype(dtype, self.device)
         self.winograd = cpu and not self.int8 and self.dtype == torch.float32 and winograd_available()
@@ -88,7 +98,7 @@ class MiniEncoder:
 
     def _compose_vocab(self, composer: TokenComposer, chunk: int = 2048) -> torch.Tensor:
         texts = [piece_to_text(p) for p in self.tokenizer.pieces()]
-        return torch.cat([composer(texts[i:i + chunk]).float().cpu() for i in range(0, len(texts), chunk)])
+        return torch.cat([composer(texts[i : i + chunk]).float().cpu() for i in range(0, len(texts), chunk)])
 
     # --- geometry -----------------------------------------------------------------------------------
     def grid_shape(self, width: int, height: int) -> tuple[int, int]:
@@ -116,8 +126,8 @@ class MiniEncoder:
             for y0, x0, y1, x1 in ink_frames(batch, s):  # the net runs on the bands of text only
                 feats, text = self._run(batch[:, :, y0:y1, x0:x1])
                 gy, gx, ch, cw = y0 // s, x0 // s, feats.shape[1], feats.shape[2]
-                full[:, gy:gy + ch, gx:gx + cw] = feats
-                full_text[:, gy:gy + ch, gx:gx + cw] = text
+                full[:, gy : gy + ch, gx : gx + cw] = feats
+                full_text[:, gy : gy + ch, gx : gx + cw] = text
             for n, k in enumerate(order[i:j]):
                 results[k] = FeatureGrid(features=full[n], text=full_text[n])
             i = j
@@ -148,8 +158,9 @@ class MiniEncoder:
     def _int8(self) -> nn.Module:
         if self._int8_net is None:
             assert self._int8_pages is not None  # checked in __init__
-            self._int8_net = quantize_int8(self.vision,
-                                           int8_calibration_samples(self._int8_pages(self.dpi), self.cfg.stride))
+            self._int8_net = quantize_int8(
+                self.vision, int8_calibration_samples(self._int8_pages(self.dpi), self.cfg.stride)
+            )
         return self._int8_net
 
     # --- text ------------------------------------------------------------------------------------------
@@ -167,8 +178,9 @@ class MiniEncoder:
 
     def query_side(self) -> TableQueryEmbedder:
         """The torch-free query half (tokenizer + vocabulary vectors) the engine caches for fast searches."""
-        return TableQueryEmbedder(self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files),
-                                  tuple(self.vocabulary_texts()))
+        return TableQueryEmbedder(
+            self.info, self.tokenizer.tokenize, self._vocab, files_stamp(self.files), tuple(self.vocabulary_texts())
+        )
 
     def vocabulary_texts(self) -> list[str]:
         return [piece_to_text(p) for p in self.tokenizer.pieces()]
@@ -183,19 +195,32 @@ class MiniEncoder:
         return self.composer(list(strings)).float().cpu().numpy()
 
 
-def load_mini(path: str | Path | None = None, device: str = "cpu", dtype: str = "float32",
-              int8_pages: CalibrationPages | None = None) -> MiniEncoder:
+def load_mini(
+    path: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    int8_pages: CalibrationPages | None = None,
+) -> MiniEncoder:
     """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file).
     ``int8_pages``: what int8 inference calibrates on (see :class:`MiniEncoder`)."""
     wfile, tfile, name = mini_paths(path)
     if not wfile.is_file():
-        raise FileNotFoundError(f"mini weights not found: {wfile} (train them with `tokensearch train --out DIR`"
-                                " and use --model mini:DIR)")
+        raise FileNotFoundError(
+            f"mini weights not found: {wfile} (train them with `tokensearch train --out DIR` and use --model mini:DIR)"
+        )
     tokenizer = MiniTokenizer.from_file(tfile)
     state, cfg, extra = read_weights(wfile)
     model = MiniModel(cfg)
     load_state(model, state, str(wfile))
-    enc = MiniEncoder(model, tokenizer, name=name, fingerprint=weights_fingerprint(wfile, tfile), extra=extra,
-                      device=device, dtype=dtype, int8_pages=int8_pages)
+    enc = MiniEncoder(
+        model,
+        tokenizer,
+        name=name,
+        fingerprint=weights_fingerprint(wfile, tfile),
+        extra=extra,
+        device=device,
+        dtype=dtype,
+        int8_pages=int8_pages,
+    )
     enc.files = [wfile, tfile]
     return enc

@@ -31,16 +31,28 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 def fuse_conv_bn(model: ModuleT) -> ModuleT:
     """Fold every eval-mode ``Sequential(Conv2d(bias=False), BatchNorm2d)`` into one Conv2d (inference)."""
     for name, mod in list(model.named_children()):
-        if (isinstance(mod, nn.Sequential) and len(mod) == 2 and isinstance(mod[0], nn.Conv2d)
-                and isinstance(mod[1], nn.BatchNorm2d)):
+        if (
+            isinstance(mod, nn.Sequential)
+            and len(mod) == 2
+            and isinstance(mod[0], nn.Conv2d)
+            and isinstance(mod[1], nn.BatchNorm2d)
+        ):
             conv, bn = mod[0], mod[1]
             # conv_bn builds 2-d convs and BatchNorms with weights and running statistics; torch types
             # these as optional and of any rank
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, cast(Pair, conv.kernel_size),
-                              cast(Pair, conv.stride), cast(Pair, conv.padding), cast(Pair, conv.dilation),
-                              conv.groups, bias=True)
-            weight, bias, mean, var = cast(tuple[torch.Tensor, ...], (bn.weight, bn.bias, bn.running_mean,
-                                                                     bn.running_var))
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                cast(Pair, conv.kernel_size),
+                cast(Pair, conv.stride),
+                cast(Pair, conv.padding),
+                cast(Pair, conv.dilation),
+                conv.groups,
+                bias=True,
+            )
+            weight, bias, mean, var = cast(
+                tuple[torch.Tensor, ...], (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+            )
             scale = weight / torch.sqrt(var + bn.eps)
             fused.weight.data = conv.weight.data * scale.reshape(-1, 1, 1, 1)
             cast(torch.Tensor, fused.bias).data = bias.data - mean * scale
@@ -110,8 +122,9 @@ def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.
         warnings.simplefilter("ignore")
         try:
             torch.fx.config.do_not_emit_stack_traces = True
-            prepared = prepare_fx(_Trunk(copy.deepcopy(vision)).eval(), get_default_qconfig_mapping("x86"),
-                                  example_inputs=(samples[0],))
+            prepared = prepare_fx(
+                _Trunk(copy.deepcopy(vision)).eval(), get_default_qconfig_mapping("x86"), example_inputs=(samples[0],)
+            )
         finally:
             torch.fx.config.do_not_emit_stack_traces = emit
         with torch.no_grad():
@@ -125,8 +138,10 @@ def int8_calibration_samples(images: Sequence[Image.Image], stride: int) -> list
     rendered at the model's dpi, so every run quantizes the same way): their text areas as tensors."""
     pages = [image_to_tensor(img)[None] for img in images]
     frames = [ink_box(x, stride) for x in pages]  # the observers' cost grows with the pixels: text only
-    return [pad_to_stride(x[:, :, y0:y1, x0:x1], stride).contiguous(memory_format=torch.channels_last)
-            for x, (y0, x0, y1, x1) in zip(pages, frames)]
+    return [
+        pad_to_stride(x[:, :, y0:y1, x0:x1], stride).contiguous(memory_format=torch.channels_last)
+        for x, (y0, x0, y1, x1) in zip(pages, frames)
+    ]
 
 
 INK_LEVEL = 0.6  # a pixel darker than this (0 black .. 1 white) is ink when framing a page
@@ -160,9 +175,15 @@ def ink_frames(batch: torch.Tensor, stride: int) -> list[tuple[int, int, int, in
     runs.append((start, rows[-1]))
     boxes = []
     for r0, r1 in runs:
-        cols = torch.nonzero(darkest[r0:r1 + 1].amin(dim=0) < INK_LEVEL).flatten()
-        boxes.append((max(0, r0 - hy) // stride * stride, max(0, int(cols[0]) - hx) // stride * stride,
-                      min(H, r1 + 1 + hy), min(W, int(cols[-1]) + 1 + hx)))
+        cols = torch.nonzero(darkest[r0 : r1 + 1].amin(dim=0) < INK_LEVEL).flatten()
+        boxes.append(
+            (
+                max(0, r0 - hy) // stride * stride,
+                max(0, int(cols[0]) - hx) // stride * stride,
+                min(H, r1 + 1 + hy),
+                min(W, int(cols[-1]) + 1 + hx),
+            )
+        )
     return boxes
 
 

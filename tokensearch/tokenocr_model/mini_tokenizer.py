@@ -45,8 +45,11 @@ def piece_to_text(piece: str) -> str:
     global _BYTE_DECODER
     if _BYTE_DECODER is None:
         # invert GPT-2's bytes->unicode table (the pre-tokenizer's alphabet lists its 256 symbols)
-        bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-              + list(range(ord("®"), ord("ÿ") + 1)))
+        bs = (
+            list(range(ord("!"), ord("~") + 1))
+            + list(range(ord("¡"), ord("¬") + 1))
+            + list(range(ord("®"), ord("ÿ") + 1))
+        )
         cs = bs[:]
         n = 0
         for b in range(256):
@@ -74,8 +77,10 @@ class MiniTokenizer:
     def from_file(cls, path: str | Path) -> MiniTokenizer:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"mini tokenizer file not found: {path} (train one with "
-                                    "`python -m tokensearch.training.tokenizer --out DIR`)")
+            raise FileNotFoundError(
+                f"mini tokenizer file not found: {path} (train one with "
+                "`python -m tokensearch.training.tokenizer --out DIR`)"
+            )
         return cls(Tokenizer.from_file(str(path)))
 
     def piece(self, i: int) -> str:
@@ -102,8 +107,7 @@ class MiniTokenizer:
 
     def encode_words(self, words: list[str]) -> list[list[int]]:
         """Token ids of each word (with the space rule), batched; used by the data engine."""
-        return [enc.ids for enc in self._tok.encode_batch([prepare_word(w) for w in words],
-                                                          add_special_tokens=False)]
+        return [enc.ids for enc in self._tok.encode_batch([prepare_word(w) for w in words], add_special_tokens=False)]
 
     def save(self, path: str | Path) -> None:
         self._tok.save(str(path))
@@ -114,9 +118,14 @@ def build_bpe(vocab_size: int, texts: Iterable[str], max_token_length: int = 12)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=3, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  max_token_length=max_token_length, special_tokens=[])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=3,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=max_token_length,
+        special_tokens=[],
+    )
 
     def words() -> Iterable[str]:
         for line in texts:

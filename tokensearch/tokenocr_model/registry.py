@@ -24,15 +24,17 @@ def weight_files(spec: str) -> list[Path] | None:
     return None
 
 
-def _build_mini(arg: str | None, device: str, dtype: str, cell_pool: int | None,
-                int8_pages: CalibrationPages | None) -> TokenEncoder:
+def _build_mini(
+    arg: str | None, device: str, dtype: str, cell_pool: int | None, int8_pages: CalibrationPages | None
+) -> TokenEncoder:
     from .mini_encoder import load_mini
 
     return load_mini(arg, device=device, dtype=dtype, int8_pages=int8_pages)
 
 
-def _build_tokenocr(arg: str | None, device: str, dtype: str, cell_pool: int | None,
-                    int8_pages: CalibrationPages | None) -> TokenEncoder:
+def _build_tokenocr(
+    arg: str | None, device: str, dtype: str, cell_pool: int | None, int8_pages: CalibrationPages | None
+) -> TokenEncoder:
     if not arg:
         raise ModelLoadError("the tokenocr model needs a checkpoint folder: --model tokenocr:/path/to/TokenOCR")
     from .tokenocr import load_tokenocr
@@ -50,8 +52,13 @@ def available_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32", cell_pool: int | None = None,
-                   int8_pages: CalibrationPages | None = None) -> TokenEncoder:
+def create_encoder(
+    spec: str,
+    device: str = "cpu",
+    dtype: str = "float32",
+    cell_pool: int | None = None,
+    int8_pages: CalibrationPages | None = None,
+) -> TokenEncoder:
     """Build the encoder named by ``spec`` (``family`` or ``family:argument``). ``cell_pool`` averages
     k x k cells of models with very fine grids (TokenOCR; None = the model's default). ``int8_pages``:
     the pages int8 inference calibrates on (mini; without them ``dtype="auto"`` never picks int8 and
@@ -59,8 +66,10 @@ def create_encoder(spec: str, device: str = "cpu", dtype: str = "float32", cell_
     family, _, arg = spec.partition(":")
     builder = _BUILDERS.get(family)
     if builder is None:
-        raise ModelLoadError(f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
-                         "(e.g. --model mini, --model tokenocr:/path/to/checkpoint)")
+        raise ModelLoadError(
+            f"unknown model {spec!r}; valid models: {', '.join(available_models())} "
+            "(e.g. --model mini, --model tokenocr:/path/to/checkpoint)"
+        )
     try:
         return builder(arg or None, device, dtype, cell_pool, int8_pages)
     except ModelLoadError:

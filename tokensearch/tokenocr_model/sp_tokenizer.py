@@ -31,8 +31,17 @@ from ..textcut import cut
 from .interface import Token
 
 # InternVL's special tokens, in the order the chat model adds them after the base vocabulary.
-INTERNVL_SPECIAL_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>",
-                           "<ref>", "</ref>", "<box>", "</box>")
+INTERNVL_SPECIAL_TOKENS = (
+    "<img>",
+    "</img>",
+    "<IMG_CONTEXT>",
+    "<quad>",
+    "</quad>",
+    "<ref>",
+    "</ref>",
+    "<box>",
+    "</box>",
+)
 # first characters for which the official rule adds no leading space (its exact list)
 NO_SPACE_FIRST_CHARS = frozenset("!\"#$%&'()*+,-./0123456789:;<=>?@^_{|}~")
 SPACE_PIECE = "\u2581"  # '▁', SentencePiece's visible space
@@ -44,8 +53,10 @@ class InternLM2Tokenizer:
     def __init__(self, model_file: str | Path, added_tokens: dict[str, int] | None = None):
         model_file = Path(model_file)
         if not model_file.is_file():
-            raise FileNotFoundError(f"tokenizer model not found: {model_file} (a TokenOCR checkpoint folder "
-                                    "must contain the InternLM2 'tokenizer.model')")
+            raise FileNotFoundError(
+                f"tokenizer model not found: {model_file} (a TokenOCR checkpoint folder "
+                "must contain the InternLM2 'tokenizer.model')"
+            )
         self.sp = spm.SentencePieceProcessor(model_file=str(model_file))
         self.n_pieces = self.sp.get_piece_size()
         if added_tokens is None:
@@ -142,6 +153,7 @@ class InternLM2Tokenizer:
         """
         tokens: list[Token] = []
         for offset, piece in cut(text):
-            tokens.extend(t for t in self._encode_spans(piece, offset, self.needs_space(piece))
-                          if t.id != self.space_id)
+            tokens.extend(
+                t for t in self._encode_spans(piece, offset, self.needs_space(piece)) if t.id != self.space_id
+            )
         return tokens

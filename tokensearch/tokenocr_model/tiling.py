@@ -51,13 +51,16 @@ def candidate_grids(min_tiles: int = 1, max_tiles: int = 12) -> list[Grid]:
     if not 1 <= min_tiles <= max_tiles:
         raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles}, {max_tiles}")
     grids = set(
-        (i, j) for n in range(min_tiles, max_tiles + 1) for i in range(1, n + 1) for j in range(1, n + 1)
-        if min_tiles <= i * j <= max_tiles)
+        (i, j)
+        for n in range(min_tiles, max_tiles + 1)
+        for i in range(1, n + 1)
+        for j in range(1, n + 1)
+        if min_tiles <= i * j <= max_tiles
+    )
     return sorted(grids, key=lambda g: g[0] * g[1])
 
 
-def closest_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12,
-                 tile_size: int = TILE_SIZE) -> Grid:
+def closest_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, tile_size: int = TILE_SIZE) -> Grid:
     """The ``(cols, rows)`` tile grid the official rule picks for a ``width x height`` image."""
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
@@ -73,9 +76,9 @@ def closest_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 1
     return best
 
 
-def dynamic_preprocess(image: Image.Image, min_tiles: int = 1, max_tiles: int = 12,
-                       tile_size: int = TILE_SIZE, use_thumbnail: bool = True
-                       ) -> tuple[list[Image.Image], Grid]:
+def dynamic_preprocess(
+    image: Image.Image, min_tiles: int = 1, max_tiles: int = 12, tile_size: int = TILE_SIZE, use_thumbnail: bool = True
+) -> tuple[list[Image.Image], Grid]:
     """Cut an image into tiles (row-major) + optional thumbnail; returns ``(tiles, (cols, rows))``.
 
     The thumbnail, when present, is the last element and only exists if ``cols*rows > 1``.
@@ -111,8 +114,9 @@ def stitch_tiles(tile_grids: ArrayT, cols: int, rows: int) -> ArrayT:
     return x.reshape(rows * h, cols * w, *rest)
 
 
-def grid_shape(width: int, height: int, cells_per_tile: int, min_tiles: int = 1, max_tiles: int = 12,
-               tile_size: int = TILE_SIZE) -> tuple[int, int]:
+def grid_shape(
+    width: int, height: int, cells_per_tile: int, min_tiles: int = 1, max_tiles: int = 12, tile_size: int = TILE_SIZE
+) -> tuple[int, int]:
     """``(H, W)`` of the stitched feature grid for a ``width x height`` image."""
     cols, rows = closest_grid(width, height, min_tiles, max_tiles, tile_size)
     return rows * cells_per_tile, cols * cells_per_tile
@@ -125,8 +129,9 @@ def cell_center(x: float, y: float, grid_hw: tuple[int, int], page_wh: tuple[flo
     return (x + 0.5) * pw / gw, (y + 0.5) * ph / gh
 
 
-def cell_box(x: int, y: int, grid_hw: tuple[int, int], page_wh: tuple[float, float]
-             ) -> tuple[float, float, float, float]:
+def cell_box(
+    x: int, y: int, grid_hw: tuple[int, int], page_wh: tuple[float, float]
+) -> tuple[float, float, float, float]:
     """Page-pixel box ``(x0, y0, x1, y1)`` covered by grid cell ``(x, y)``."""
     gh, gw = grid_hw
     pw, ph = page_wh

@@ -122,7 +122,8 @@ class TokenOCRConfig:
         if v.hidden_size % v.num_attention_heads:
             raise ckpt.CheckpointError(
                 f"config.json: field 'vision_config.num_attention_heads' ({v.num_attention_heads}) must divide "
-                f"'vision_config.hidden_size' ({v.hidden_size})")
+                f"'vision_config.hidden_size' ({v.hidden_size})"
+            )
         if v.hidden_size % 2:
             raise ckpt.CheckpointError("config.json: field 'vision_config.hidden_size' must be even")
         llm_cfg = cfg.get("llm_config")
@@ -139,17 +140,23 @@ class TokenOCRConfig:
             upsample=upsample,
         )
         if c.tile_size % v.patch_size:
-            raise ckpt.CheckpointError(f"config.json: field 'force_image_size' ({c.tile_size}) must be a multiple "
-                                       f"of 'vision_config.patch_size' ({v.patch_size})")
+            raise ckpt.CheckpointError(
+                f"config.json: field 'force_image_size' ({c.tile_size}) must be a multiple "
+                f"of 'vision_config.patch_size' ({v.patch_size})"
+            )
         if v.image_size % v.patch_size:
-            raise ckpt.CheckpointError(f"config.json: field 'vision_config.image_size' ({v.image_size}) must be a "
-                                       f"multiple of 'vision_config.patch_size' ({v.patch_size})")
+            raise ckpt.CheckpointError(
+                f"config.json: field 'vision_config.image_size' ({v.image_size}) must be a "
+                f"multiple of 'vision_config.patch_size' ({v.patch_size})"
+            )
         if not -(v.num_hidden_layers + 1) <= c.select_layer <= v.num_hidden_layers:
-            raise ckpt.CheckpointError(f"config.json: field 'select_layer' ({c.select_layer}) is out of range for "
-                                       f"{v.num_hidden_layers} layers")
+            raise ckpt.CheckpointError(
+                f"config.json: field 'select_layer' ({c.select_layer}) is out of range for {v.num_hidden_layers} layers"
+            )
         if not 1 <= c.min_dynamic_patch <= c.max_dynamic_patch:
             raise ckpt.CheckpointError(
-                "config.json: fields 'min_dynamic_patch'/'max_dynamic_patch' need 1 <= min <= max")
+                "config.json: fields 'min_dynamic_patch'/'max_dynamic_patch' need 1 <= min <= max"
+            )
         return c
 
 
@@ -170,8 +177,9 @@ def _int(d: dict, name: str, where: str, default: Any = _MISSING, positive: bool
     if val is None:
         return None
     if isinstance(val, bool) or not isinstance(val, int) or (positive and val <= 0):
-        raise ckpt.CheckpointError(f"config.json: field '{where}{name}' must be a {'positive ' if positive else ''}"
-                                   f"integer, got {val!r}")
+        raise ckpt.CheckpointError(
+            f"config.json: field '{where}{name}' must be a {'positive ' if positive else ''}integer, got {val!r}"
+        )
     return val
 
 
@@ -234,7 +242,7 @@ class VisionEmbeddings(nn.Module):
         self.grid = cfg.image_size // cfg.patch_size  # position table's native grid (32 at 448 px)
         self.class_embedding = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size))
         self.patch_embedding = nn.Conv2d(3, cfg.hidden_size, kernel_size=cfg.patch_size, stride=cfg.patch_size)
-        self.position_embedding = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, cfg.hidden_size))
+        self.position_embedding = nn.Parameter(torch.zeros(1, 1 + self.grid**2, cfg.hidden_size))
 
     def positions(self, h: int, w: int) -> torch.Tensor:
         """(1, 1 + h*w, C) position table; the patch part bicubic-resized (in fp32) for other grids."""
@@ -407,8 +415,10 @@ def load_model(folder: str | Path) -> tuple[TokenOCR, torch.Tensor, dict]:
         raise ckpt.CheckpointError(f"{folder}: no token table; expected one of {', '.join(TOKEN_TABLE_KEYS)}")
     want_table = (cfg.vocab_size, cfg.hidden_size)
     if tuple(shapes[table_key]) != want_table:
-        raise ckpt.CheckpointError(f"{table_key}: checkpoint {tuple(shapes[table_key])} vs config.json "
-                                   f"(vocab_size, hidden_size) = {want_table}")
+        raise ckpt.CheckpointError(
+            f"{table_key}: checkpoint {tuple(shapes[table_key])} vs config.json "
+            f"(vocab_size, hidden_size) = {want_table}"
+        )
     found = {k: v for k, v in shapes.items() if k != table_key}
     expected = expected_shapes(cfg)
     ckpt.check_state_dict(found, expected, ignored=IGNORED_KEYS, optional=OPTIONAL_KEYS, source=str(folder))
@@ -453,21 +463,35 @@ class TokenOCREncoder:
 
     dpi = 150.0  # a letter page at 150 dpi is ~1275x1650 px, close to its 3x4-tile canvas (1344x1792)
 
-    def __init__(self, model: TokenOCR, table: torch.Tensor, tokenizer: InternLM2Tokenizer, *, name: str,
-                 fingerprint: str, device: torch.device, dtype: torch.dtype, cell_pool: int | None = None,
-                 max_tiles: int = 12, vit_batch: int = 48, head_batch: int = 4,
-                 text_reference: Literal["space", "contrast"] = "space",
-                 feature_dtype: npt.DTypeLike = np.float16):
+    def __init__(
+        self,
+        model: TokenOCR,
+        table: torch.Tensor,
+        tokenizer: InternLM2Tokenizer,
+        *,
+        name: str,
+        fingerprint: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        cell_pool: int | None = None,
+        max_tiles: int = 12,
+        vit_batch: int = 48,
+        head_batch: int = 4,
+        text_reference: Literal["space", "contrast"] = "space",
+        feature_dtype: npt.DTypeLike = np.float16,
+    ):
         cfg = model.cfg
         if tokenizer.vocab_size > table.shape[0]:
-            raise ckpt.CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens but tok_embeddings only "
-                                       f"{table.shape[0]} rows")
+            raise ckpt.CheckpointError(
+                f"tokenizer has {tokenizer.vocab_size} tokens but tok_embeddings only {table.shape[0]} rows"
+            )
         cell_pool = cell_pool if cell_pool is not None else (2 if cfg.upsample else 1)
         if cell_pool < 1 or cfg.cells_per_tile % cell_pool:
             raise ValueError(f"cell_pool={cell_pool} must divide the {cfg.cells_per_tile} cells of a tile")
         if max_tiles < 1 or vit_batch < 1 or head_batch < 1:
-            raise ValueError(f"max_tiles, vit_batch and head_batch must be >= 1, "
-                             f"got {max_tiles}, {vit_batch}, {head_batch}")
+            raise ValueError(
+                f"max_tiles, vit_batch and head_batch must be >= 1, got {max_tiles}, {vit_batch}, {head_batch}"
+            )
         if text_reference not in ("space", "contrast"):
             raise ValueError(f"text_reference must be 'space' or 'contrast', got {text_reference!r}")
         self.model = model
@@ -481,7 +505,10 @@ class TokenOCREncoder:
         self.feature_dtype = np.dtype(feature_dtype)
         self.space_vector = torch.from_numpy(self.token_vectors([tokenizer.space_id])[0]).to(device)  # (D,) fp32
         self.info = ModelInfo(
-            name=name, family="tokenocr", fingerprint=fingerprint, dim=cfg.hidden_size,
+            name=name,
+            family="tokenocr",
+            fingerprint=fingerprint,
+            dim=cfg.hidden_size,
             extra={
                 "threshold": DEFAULT_THRESHOLD,
                 "cell_px": cfg.tile_size / cfg.cells_per_tile * cell_pool,  # tile px per cell (3.5*pool)
@@ -492,12 +519,14 @@ class TokenOCREncoder:
                 "variant": "upsample" if cfg.upsample else "no-upsample",
                 "text_reference": text_reference,
                 "config": {k: v for k, v in asdict(cfg).items() if k != "vision"} | {"vision": asdict(cfg.vision)},
-            })
+            },
+        )
 
     # -- geometry ---------------------------------------------------------------------------------
     def grid_shape(self, width: int, height: int) -> tuple[int, int]:
-        return tiling.grid_shape(width, height, self.cfg.cells_per_tile // self.cell_pool,
-                                 1, self.max_tiles, self.cfg.tile_size)
+        return tiling.grid_shape(
+            width, height, self.cfg.cells_per_tile // self.cell_pool, 1, self.max_tiles, self.cfg.tile_size
+        )
 
     # -- text side --------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[Token]:
@@ -516,11 +545,13 @@ class TokenOCREncoder:
 
     def vocabulary_texts(self) -> list[str]:
         """Every row's text (``▁`` as a space); rows the tokenizer has no piece for are empty."""
+
         def text(i: int) -> str:
             try:
                 return self.tokenizer.decode_piece(i)
             except ValueError:
                 return ""
+
         return [text(i) for i in range(self.table.shape[0])]
 
     def embed_query(self, text: str) -> QueryTokens:
@@ -568,12 +599,12 @@ class TokenOCREncoder:
         """
         feats, texts = [], []
         for i in range(0, pixels.shape[0], self.vit_batch):
-            x = pixels[i:i + self.vit_batch].to(self.device, self.dtype, non_blocking=True)
+            x = pixels[i : i + self.vit_batch].to(self.device, self.dtype, non_blocking=True)
             with autocast(self.device, self.dtype):
                 h = self.model.vision_model(x, self.cfg.n_layers_used)  # (b, 1 + g*g, C)
             for j in range(0, h.shape[0], self.head_batch):
                 with autocast(self.device, self.dtype):
-                    f = self.model.head(h[j:j + self.head_batch])  # (b', c, c, D)
+                    f = self.model.head(h[j : j + self.head_batch])  # (b', c, c, D)
                 unit, text = self._postprocess(f)  # in fp32, outside autocast
                 feats.append(unit)
                 texts.append(text)
@@ -596,17 +627,29 @@ class TokenOCREncoder:
         per_page = []
         for cols, rows in grids:
             n = cols * rows
-            per_page.append((tiling.stitch_tiles(feats[start:start + n], cols, rows),
-                             tiling.stitch_tiles(text[start:start + n], cols, rows)))
+            per_page.append(
+                (
+                    tiling.stitch_tiles(feats[start : start + n], cols, rows),
+                    tiling.stitch_tiles(text[start : start + n], cols, rows),
+                )
+            )
             start += n
         for page_feats, page_text in per_page:  # the only device -> host copies
             out.append(FeatureGrid(features=page_feats.cpu().numpy(), text=page_text.float().cpu().numpy()))
         return out
 
 
-def load_tokenocr(path: str | Path, device: str = "cpu", dtype: str = "float32", *, cell_pool: int | None = None,
-                  max_tiles: int = 12, text_reference: Literal["space", "contrast"] = "space",
-                  vit_batch: int = 48, head_batch: int = 4) -> TokenOCREncoder:
+def load_tokenocr(
+    path: str | Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    *,
+    cell_pool: int | None = None,
+    max_tiles: int = 12,
+    text_reference: Literal["space", "contrast"] = "space",
+    vit_batch: int = 48,
+    head_batch: int = 4,
+) -> TokenOCREncoder:
     """Load a local TokenOCR / TokenFD checkpoint folder as a TokenEncoder (weights read on CPU, then moved)."""
     folder = Path(path).expanduser()
     dev = resolve_device(device)
@@ -614,10 +657,22 @@ def load_tokenocr(path: str | Path, device: str = "cpu", dtype: str = "float32",
     model, table, _ = load_model(folder)
     tokenizer = InternLM2Tokenizer.from_checkpoint(folder)
     files = ckpt.weight_files(folder)
-    extra = [folder / name for name in ("config.json", "tokenizer.model", "added_tokens.json")
-             if (folder / name).is_file()]
+    extra = [
+        folder / name for name in ("config.json", "tokenizer.model", "added_tokens.json") if (folder / name).is_file()
+    ]
     fp = ckpt.fingerprint(files, extra)
     model = model.to(device=dev, dtype=dt)
-    return TokenOCREncoder(model, table, tokenizer, name=f"tokenocr:{path}", fingerprint=fp, device=dev, dtype=dt,
-                           cell_pool=cell_pool, max_tiles=max_tiles, vit_batch=vit_batch, head_batch=head_batch,
-                           text_reference=text_reference)
+    return TokenOCREncoder(
+        model,
+        table,
+        tokenizer,
+        name=f"tokenocr:{path}",
+        fingerprint=fp,
+        device=dev,
+        dtype=dt,
+        cell_pool=cell_pool,
+        max_tiles=max_tiles,
+        vit_batch=vit_batch,
+        head_batch=head_batch,
+        text_reference=text_reference,
+    )

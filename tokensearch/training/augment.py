@@ -17,8 +17,9 @@ from PIL import Image, ImageFilter
 
 def rotate(img: np.ndarray, mask: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
     im = Image.fromarray(img).rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=255)
-    mk = Image.fromarray(mask.astype(np.int32), mode="I").rotate(degrees, resample=Image.Resampling.NEAREST,
-                                                                 fillcolor=0)
+    mk = Image.fromarray(mask.astype(np.int32), mode="I").rotate(
+        degrees, resample=Image.Resampling.NEAREST, fillcolor=0
+    )
     return np.asarray(im), np.asarray(mk, dtype=np.int32)
 
 
@@ -53,8 +54,9 @@ def binarize(img: np.ndarray, rng: random.Random) -> np.ndarray:
     return np.where(img > t, 255, 0).astype(np.uint8)
 
 
-def augment(img: np.ndarray, mask: np.ndarray, rng: random.Random, strength: float = 1.0
-            ) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    img: np.ndarray, mask: np.ndarray, rng: random.Random, strength: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Degrade a (H, W) uint8 crop and move its (H, W) int mask along; returns new arrays (same size)."""
     if strength <= 0:
         return img, mask

@@ -50,9 +50,31 @@ from .textgen import dictionary_words
 
 WORD_STRIP = re.compile(r"^[\(\[\"'`]+|[\)\]\"'.,;:!?`]+$")
 QUERY_WORD = re.compile(r"^(?:[A-Za-z][a-z]{3,}|[A-Z]{3,}|\d[\d.,/-]{2,}\d)$")
-LOOKALIKE = {"e": "c", "c": "e", "n": "u", "u": "n", "r": "v", "i": "l", "l": "i", "a": "o", "o": "a",
-             "m": "n", "h": "b", "b": "h", "t": "f", "f": "t", "s": "a", "d": "cl", "0": "8", "8": "0", "1": "7",
-             "7": "1", "3": "8", "5": "6", "6": "5"}
+LOOKALIKE = {
+    "e": "c",
+    "c": "e",
+    "n": "u",
+    "u": "n",
+    "r": "v",
+    "i": "l",
+    "l": "i",
+    "a": "o",
+    "o": "a",
+    "m": "n",
+    "h": "b",
+    "b": "h",
+    "t": "f",
+    "f": "t",
+    "s": "a",
+    "d": "cl",
+    "0": "8",
+    "8": "0",
+    "1": "7",
+    "7": "1",
+    "3": "8",
+    "5": "6",
+    "6": "5",
+}
 TYPO_LETTERS = "aeioutnrsl"  # a typo's letter: the most frequent ones
 ABSENT_WORD = re.compile(r"^[a-z]{6,12}$")  # a dictionary word a user might look for
 NEAR_BASE = re.compile(r"^[a-z]{7,}$")  # printed words long enough to mistype
@@ -117,8 +139,9 @@ def page_words(page) -> list[str]:
     """Whitespace words of a synthetic page, rebuilt from its tokens (tokens of one word touch)."""
     words, cur, last = [], "", None
     for t in page.tokens:
-        glued = (last is not None and t.line == last.line and t.box[0] - last.box[2] < 0.5
-                 and not t.piece.startswith("Ġ"))
+        glued = (
+            last is not None and t.line == last.line and t.box[0] - last.box[2] < 0.5 and not t.piece.startswith("Ġ")
+        )
         if glued:
             cur += t.text
         else:
@@ -139,16 +162,17 @@ def near_miss(word: str, rng: random.Random) -> str | None:
     typo = [i for i in range(1, len(word) - 1) if word[i].isalpha()]
     if look and (not typo or rng.random() < 0.5):
         i = rng.choice(look)
-        return word[:i] + LOOKALIKE[word[i]] + word[i + 1:]
+        return word[:i] + LOOKALIKE[word[i]] + word[i + 1 :]
     if not typo:
         return None
     i = rng.choice(typo)
     c = rng.choice([ch for ch in TYPO_LETTERS if ch != word[i].lower()])
-    return word[:i] + c + word[i + 1:]
+    return word[:i] + c + word[i + 1 :]
 
 
-def make_queries(col: Collection, n_pos: int, n_neg: int, seed: int, near_share: float = NEAR_SHARE
-                 ) -> tuple[list[tuple[str, set[int]]], list[tuple[str, str]]]:
+def make_queries(
+    col: Collection, n_pos: int, n_neg: int, seed: int, near_share: float = NEAR_SHARE
+) -> tuple[list[tuple[str, set[int]]], list[tuple[str, str]]]:
     """(positives with the pages that print them, negatives with their kind).
 
     Negatives are what a user types that is written nowhere: "absent", a dictionary word of 6-12
@@ -190,8 +214,9 @@ def make_queries(col: Collection, n_pos: int, n_neg: int, seed: int, near_share:
 PHRASE_WORD = re.compile(r"^(?:[A-Za-z][A-Za-z'-]+|\d[\d.,/:-]*)$")
 
 
-def make_phrases(col: Collection, n_pos: int, n_neg: int, seed: int
-                 ) -> tuple[list[tuple[str, set[int]]], list[tuple[str, str]]]:
+def make_phrases(
+    col: Collection, n_pos: int, n_neg: int, seed: int
+) -> tuple[list[tuple[str, set[int]]], list[tuple[str, str]]]:
     """Quoted two-word phrases: (printed next to each other, with their pages), and (written nowhere, with
     their kind): "near" = a printed pair with one letter of each word changed, "absent" = two dictionary
     words. A negative's words are printed nowhere either, so only the phrase itself can answer it."""
@@ -222,7 +247,7 @@ def make_phrases(col: Collection, n_pos: int, n_neg: int, seed: int
     dictionary = sorted(w for w in dictionary_words() if ABSENT_WORD.match(w) and printed_nowhere(w))
     rng.shuffle(dictionary)
     n_absent = n_neg - len(near)
-    absent = [f"{a} {b}" for a, b in zip(dictionary[:n_absent], dictionary[n_absent:2 * n_absent])]
+    absent = [f"{a} {b}" for a, b in zip(dictionary[:n_absent], dictionary[n_absent : 2 * n_absent])]
     return pos, [(f'"{p}"', "near") for p in near] + [(f'"{p}"', "absent") for p in absent]
 
 
@@ -235,9 +260,18 @@ def threshold_for(neg_top: np.ndarray, target_fp: float) -> float:
     return float(np.nextafter(np.float32(s[allowed]), np.float32(np.inf)))
 
 
-def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: int = 150, target_fp: float = 0.05,
-                         rule: str = "strict", floor: float = 0.3, seed: int = 4242, home: Path | None = None,
-                         verify_weight: float = 0.0) -> dict:
+def calibrate_collection(
+    model: str,
+    col: Collection,
+    n_pos: int = 150,
+    n_neg: int = 150,
+    target_fp: float = 0.05,
+    rule: str = "strict",
+    floor: float = 0.3,
+    seed: int = 4242,
+    home: Path | None = None,
+    verify_weight: float = 0.0,
+) -> dict:
     """Index ``col`` with the engine running ``model`` (a registry spec, searched with ``verify_weight``:
     see ``search.verify``) and measure the threshold."""
     from ..engine import Engine
@@ -252,8 +286,9 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
                 arr, _ = augment(np.asarray(img.convert("L")), np.zeros(img.size[::-1], np.int32), rng, strength=0.7)
                 img = Image.fromarray(arr)
             img.save(folder / f"p{i:04d}.png")
-        eng = Engine(Settings(home=home or Path(tmp) / "home", model=model, threshold=floor,
-                              verify_weight=verify_weight))
+        eng = Engine(
+            Settings(home=home or Path(tmp) / "home", model=model, threshold=floor, verify_weight=verify_weight)
+        )
         try:
             eng.index(folder)
             pos, neg = make_queries(col, n_pos, n_neg, seed)
@@ -270,8 +305,9 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
                 hits = eng.search(w, k=1).hits
                 ph_top.append(hits[0].score if hits else float("-inf"))
                 ph_ok.append(bool(hits) and int(Path(hits[0].path).stem[1:]) in pages)
-            ph_neg_top = np.array([(h[0].score if (h := eng.search(w, k=1).hits) else float("-inf"))
-                                   for w, _ in ph_neg])
+            ph_neg_top = np.array(
+                [(h[0].score if (h := eng.search(w, k=1).hits) else float("-inf")) for w, _ in ph_neg]
+            )
         finally:
             eng.close()
     pt, ok, nt = np.array(pos_top), np.array(pos_ok), np.array(neg_top)
@@ -284,22 +320,38 @@ def calibrate_collection(model: str, col: Collection, n_pos: int = 150, n_neg: i
     thr = strict if rule == "strict" else balanced
     pht, phok = np.array(ph_top), np.array(ph_ok, dtype=bool)
     phrase = min(max(threshold_for(ph_neg_top, target_fp), floor), thr)
-    curve = [{"threshold": round(float(t), 3), "r1": round(r1_at(t), 4), "fp": round(fp_at(t), 4)}
-             for t in np.arange(floor, 0.951, 0.025)]
-    return {"threshold": round(thr, 4), "rule": rule, "fp": round(fp_at(thr), 4), "r1": round(r1_at(thr), 4),
-            "strict_threshold": round(strict, 4), "target_fp": target_fp, "strict_fp": round(fp_at(strict), 4),
-            "strict_r1": round(r1_at(strict), 4), "balanced_threshold": round(balanced, 4),
-            "fp_absent": round(float((nt[~near] >= thr).mean()), 4),
-            "fp_near_miss": round(float((nt[near] >= thr).mean()), 4),
-            "r1_no_threshold": round(float(ok.mean()), 4), "n_pos": len(pt), "n_neg": len(nt),
-            "pages": len(col.images), "curve": curve, "verify_weight": verify_weight,
-            "phrase_threshold": round(phrase, 4), "phrase_fp": round(float((ph_neg_top >= phrase).mean()), 4),
-            "phrase_r1": round(float((phok & (pht >= phrase)).mean()), 4),
-            "phrase_r1_at_threshold": round(float((phok & (pht >= thr)).mean()), 4),
-            "phrase_r1_no_threshold": round(float(phok.mean()), 4), "n_phrase_pos": len(pht),
-            "n_phrase_neg": len(ph_neg_top),
-            "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain, "
-                     "plus verify_weight x their mean margin over the rest of the vocabulary, capped at 0)"}
+    curve = [
+        {"threshold": round(float(t), 3), "r1": round(r1_at(t), 4), "fp": round(fp_at(t), 4)}
+        for t in np.arange(floor, 0.951, 0.025)
+    ]
+    return {
+        "threshold": round(thr, 4),
+        "rule": rule,
+        "fp": round(fp_at(thr), 4),
+        "r1": round(r1_at(thr), 4),
+        "strict_threshold": round(strict, 4),
+        "target_fp": target_fp,
+        "strict_fp": round(fp_at(strict), 4),
+        "strict_r1": round(r1_at(strict), 4),
+        "balanced_threshold": round(balanced, 4),
+        "fp_absent": round(float((nt[~near] >= thr).mean()), 4),
+        "fp_near_miss": round(float((nt[near] >= thr).mean()), 4),
+        "r1_no_threshold": round(float(ok.mean()), 4),
+        "n_pos": len(pt),
+        "n_neg": len(nt),
+        "pages": len(col.images),
+        "curve": curve,
+        "verify_weight": verify_weight,
+        "phrase_threshold": round(phrase, 4),
+        "phrase_fp": round(float((ph_neg_top >= phrase).mean()), 4),
+        "phrase_r1": round(float((phok & (pht >= phrase)).mean()), 4),
+        "phrase_r1_at_threshold": round(float((phok & (pht >= thr)).mean()), 4),
+        "phrase_r1_no_threshold": round(float(phok.mean()), 4),
+        "n_phrase_pos": len(pht),
+        "n_phrase_neg": len(ph_neg_top),
+        "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain, "
+        "plus verify_weight x their mean margin over the rest of the vocabulary, capped at 0)",
+    }
 
 
 def balanced_threshold(pos_top: np.ndarray, pos_ok: np.ndarray, neg_top: np.ndarray, floor: float) -> float:
@@ -317,8 +369,7 @@ def write_threshold(weights: Path, result: dict) -> None:
     state, cfg, extra = read_weights(weights)
     model = MiniModel(cfg)
     model.load_state_dict(state)
-    extra = {**extra, "threshold": result["threshold"], "verify_weight": result["verify_weight"],
-             "calibration": result}
+    extra = {**extra, "threshold": result["threshold"], "verify_weight": result["verify_weight"], "calibration": result}
     if "phrase_threshold" in result:
         extra["phrase_threshold"] = result["phrase_threshold"]
     save_weights(model, weights, extra=extra)
@@ -330,17 +381,26 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None, help="weights dir (default: the shipped weights)")
-    ap.add_argument("--pdf-dir", default=None, help="born-digital PDFs (their validation split is used); "
-                    "default: synthetic pages")
+    ap.add_argument(
+        "--pdf-dir", default=None, help="born-digital PDFs (their validation split is used); default: synthetic pages"
+    )
     ap.add_argument("--pages", type=int, default=60)
     ap.add_argument("--queries", type=int, default=150, help="positive and negative queries each")
     ap.add_argument("--target-fp", type=float, default=0.05, help="negatives answered at the strict threshold")
-    ap.add_argument("--rule", choices=("balanced", "strict"), default="strict",
-                    help="which threshold becomes the default: the lowest with at most --target-fp false hits, "
-                    "or max(right-page share - false-hit share) (both are recorded)")
+    ap.add_argument(
+        "--rule",
+        choices=("balanced", "strict"),
+        default="strict",
+        help="which threshold becomes the default: the lowest with at most --target-fp false hits, "
+        "or max(right-page share - false-hit share) (both are recorded)",
+    )
     ap.add_argument("--seed", type=int, default=4242)
-    ap.add_argument("--verify-weight", type=float, default=0.0,
-                    help="weight of the vocabulary margin in the score (search.verify); stored with --write")
+    ap.add_argument(
+        "--verify-weight",
+        type=float,
+        default=0.0,
+        help="weight of the vocabulary margin in the score (search.verify); stored with --write",
+    )
     ap.add_argument("--write", action="store_true", help="store the threshold in the weights' metadata")
     a = ap.parse_args(argv)
     spec = f"mini:{a.weights}" if a.weights else "mini"
@@ -348,8 +408,16 @@ def main(argv: list[str] | None = None) -> None:
         col = pdf_collection(a.pdf_dir, a.pages, a.seed)
     else:
         col = synthetic_collection(MiniTokenizer.from_file(mini_paths(a.weights)[1]), a.pages, a.seed)
-    res = calibrate_collection(spec, col, n_pos=a.queries, n_neg=a.queries, target_fp=a.target_fp, rule=a.rule,
-                               seed=a.seed, verify_weight=a.verify_weight)
+    res = calibrate_collection(
+        spec,
+        col,
+        n_pos=a.queries,
+        n_neg=a.queries,
+        target_fp=a.target_fp,
+        rule=a.rule,
+        seed=a.seed,
+        verify_weight=a.verify_weight,
+    )
     res["collection"] = f"{len(col.images)} pages from {'PDFs' if a.pdf_dir else 'synthetic documents'}"
     print(json.dumps(res))
     if a.write:

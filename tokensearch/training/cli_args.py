@@ -15,8 +15,12 @@ FINETUNE_HELP = "fine-tune the mini model on a folder of born-digital PDFs (thei
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="run directory: train.log, ckpt.pt, mini.safetensors, "
-                   "tokenizer.json (use the result with --model mini:OUT)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="run directory: train.log, ckpt.pt, mini.safetensors, "
+        "tokenizer.json (use the result with --model mini:OUT)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--workers", type=int, default=1, help="data-generating worker processes (default 1)")
@@ -24,31 +28,64 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--ckpt-minutes", type=float, default=4.0, help="checkpoint interval (default 4 min)")
-    p.add_argument("--blocks", type=int, default=None, help="context blocks at 1/8 (grows --init's model: "
-                   "new blocks start as identities)")
+    p.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="context blocks at 1/8 (grows --init's model: new blocks start as identities)",
+    )
     p.add_argument("--quarter-blocks", type=int, default=None, help="residual blocks at 1/4 (grows as --blocks)")
-    p.add_argument("--widths", type=int, nargs=3, default=None, metavar=("STEM", "QUARTER", "EIGHTH"),
-                   help="channels of the vision net at 1/4 (stem, conv) and 1/8 (from scratch only)")
-    p.add_argument("--receipt-fraction", type=float, default=0.0,
-                   help="share of pages that are synthetic till receipts, invoices and forms (thermal and "
-                   "dot-matrix print; default 0: the shipped recipe's data)")
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
-                   help="vision net precision in training (auto: bf16 on a CUDA GPU and where the CPU computes "
-                   "it natively)")
-    p.add_argument("--device", default="cpu", help="where the model trains: cpu (default), cuda or cuda:N "
-                   "(pages are still rendered by the --workers processes on the CPU)")
-    p.add_argument("--budget-s", type=float, default=None, help="stop after this many seconds (the cosine "
-                   "schedule then ends with the budget, or with --steps if that comes first), validating, "
-                   "saving the best weights and a checkpoint")
-    p.add_argument("--crop", type=int, nargs=2, default=None, metavar=("H", "W"),
-                   help="page crop size in pixels (default 224 384)")
-    p.add_argument("--reuse", type=int, default=None, help="crops drawn per newly rendered page (default 12; "
-                   "more when rendering limits the step rate)")
-    p.add_argument("--buffer", type=int, default=None,
-                   help="rendered pages each worker keeps for cropping (default 16)")
+    p.add_argument(
+        "--widths",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("STEM", "QUARTER", "EIGHTH"),
+        help="channels of the vision net at 1/4 (stem, conv) and 1/8 (from scratch only)",
+    )
+    p.add_argument(
+        "--receipt-fraction",
+        type=float,
+        default=0.0,
+        help="share of pages that are synthetic till receipts, invoices and forms (thermal and "
+        "dot-matrix print; default 0: the shipped recipe's data)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="vision net precision in training (auto: bf16 on a CUDA GPU and where the CPU computes it natively)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the model trains: cpu (default), cuda or cuda:N "
+        "(pages are still rendered by the --workers processes on the CPU)",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="stop after this many seconds (the cosine "
+        "schedule then ends with the budget, or with --steps if that comes first), validating, "
+        "saving the best weights and a checkpoint",
+    )
+    p.add_argument(
+        "--crop", type=int, nargs=2, default=None, metavar=("H", "W"), help="page crop size in pixels (default 224 384)"
+    )
+    p.add_argument(
+        "--reuse",
+        type=int,
+        default=None,
+        help="crops drawn per newly rendered page (default 12; more when rendering limits the step rate)",
+    )
+    p.add_argument(
+        "--buffer", type=int, default=None, help="rendered pages each worker keeps for cropping (default 16)"
+    )
     p.add_argument("--val-crops", type=int, default=None, help="held-out validation crops (default 40)")
-    p.add_argument("--val-init", action="store_true", help="validate the starting weights first (a baseline "
-                   "line in train.log)")
+    p.add_argument(
+        "--val-init", action="store_true", help="validate the starting weights first (a baseline line in train.log)"
+    )
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,10 +93,17 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=4500, help="optimiser steps (default 4500: ~1.5-3 h on 2 cores)")
     p.add_argument("--init", default=None, help="start from these weights (dir or .safetensors) instead of random")
     p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--pdf-dir", default=None, help="also train on these born-digital PDFs (text layer = labels; "
-                   "~1 file in 10 held out for validation)")
-    p.add_argument("--synth-fraction", type=float, default=0.5,
-                   help="share of synthetic pages when --pdf-dir is given (default 0.5)")
+    p.add_argument(
+        "--pdf-dir",
+        default=None,
+        help="also train on these born-digital PDFs (text layer = labels; ~1 file in 10 held out for validation)",
+    )
+    p.add_argument(
+        "--synth-fraction",
+        type=float,
+        default=0.5,
+        help="share of synthetic pages when --pdf-dir is given (default 0.5)",
+    )
 
 
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,19 +116,44 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    kw = {"resume": args.resume, "threads": args.threads, "workers": args.workers, "seed": args.seed,
-          "ckpt_minutes": args.ckpt_minutes, "val_every": args.val_every, "precision": args.precision,
-          "val_init": args.val_init}
+    kw = {
+        "resume": args.resume,
+        "threads": args.threads,
+        "workers": args.workers,
+        "seed": args.seed,
+        "ckpt_minutes": args.ckpt_minutes,
+        "val_every": args.val_every,
+        "precision": args.precision,
+        "val_init": args.val_init,
+    }
     if args.batch_size:
         kw["batch_size"] = args.batch_size
     if args.receipt_fraction:
         kw["receipt_fraction"] = args.receipt_fraction
     if args.crop:
         kw["crop_height"], kw["crop_width"] = args.crop
-    kw.update({k: v for k, v in (("device", args.device), ("budget_s", args.budget_s), ("reuse", args.reuse),
-                                 ("buffer", args.buffer), ("val_crops", args.val_crops)) if v is not None})
-    model = {k: v for k, v in (("n_blocks", args.blocks), ("quarter_blocks", args.quarter_blocks),
-                               ("widths", tuple(args.widths) if args.widths else None)) if v is not None}
+    kw.update(
+        {
+            k: v
+            for k, v in (
+                ("device", args.device),
+                ("budget_s", args.budget_s),
+                ("reuse", args.reuse),
+                ("buffer", args.buffer),
+                ("val_crops", args.val_crops),
+            )
+            if v is not None
+        }
+    )
+    model = {
+        k: v
+        for k, v in (
+            ("n_blocks", args.blocks),
+            ("quarter_blocks", args.quarter_blocks),
+            ("widths", tuple(args.widths) if args.widths else None),
+        )
+        if v is not None
+    }
     if model:
         kw["model"] = model
     return kw

@@ -44,7 +44,7 @@ def cell_labels(mask: np.ndarray, stride: int = STRIDE) -> np.ndarray:
     """(H, W) mask (multiples of stride) -> (H/s, W/s) int64: token ordinal, -1 background, -2 ignore."""
     h, w = mask.shape[0] // stride, mask.shape[1] // stride
     m = mask[: h * stride, : w * stride]
-    centre = m[stride // 2::stride, stride // 2::stride][:h, :w].astype(np.int64) - 1  # (h, w)
+    centre = m[stride // 2 :: stride, stride // 2 :: stride][:h, :w].astype(np.int64) - 1  # (h, w)
     touched = (m.reshape(h, stride, w, stride) > 0).any(axis=(1, 3))
     labels = np.where((centre < 0) & touched, -2, centre)
     # tokens that own no cell centre: give them the cell under their centroid
@@ -66,8 +66,14 @@ def cell_labels(mask: np.ndarray, stride: int = STRIDE) -> np.ndarray:
     return labels
 
 
-def random_crop(page: PageSample, rng: random.Random, height: int, width: int, strength: float,
-                scale_range: tuple[float, float] = (0.75, 1.3)) -> dict:
+def random_crop(
+    page: PageSample,
+    rng: random.Random,
+    height: int,
+    width: int,
+    strength: float,
+    scale_range: tuple[float, float] = (0.75, 1.3),
+) -> dict:
     """One augmented crop of ``page`` (mostly centred near a token) with cell labels and token ids."""
     img, mask = page.image, page.mask
     f = rng.uniform(*scale_range) if strength > 0 else 1.0
@@ -85,9 +91,9 @@ def random_crop(page: PageSample, rng: random.Random, height: int, width: int, s
     x0 = min(max(0, cx - sw // 2), max(0, W - sw))
     ci = np.full((sh, sw), 255, np.uint8)
     cm = np.zeros((sh, sw), np.int32)
-    part = img[y0:y0 + sh, x0:x0 + sw]
+    part = img[y0 : y0 + sh, x0 : x0 + sw]
     ci[: part.shape[0], : part.shape[1]] = part
-    cm[: part.shape[0], : part.shape[1]] = mask[y0:y0 + sh, x0:x0 + sw]
+    cm[: part.shape[0], : part.shape[1]] = mask[y0 : y0 + sh, x0 : x0 + sw]
     if (sh, sw) != (height, width):
         ci, cm = rescale(ci, cm, f)
         ci = _fit(ci, height, width, 255)
@@ -113,8 +119,16 @@ def _fit(a: np.ndarray, h: int, w: int, fill: int) -> np.ndarray:
 class CropStream(IterableDataset):
     """Endless augmented crops from pages made by ``make_source(seed)()`` (one source per worker)."""
 
-    def __init__(self, make_source: Callable[[int], Callable[[], PageSample]], seed: int, height: int = 256,
-                 width: int = 448, buffer: int = 16, reuse: int = 6, strength: float = 1.0):
+    def __init__(
+        self,
+        make_source: Callable[[int], Callable[[], PageSample]],
+        seed: int,
+        height: int = 256,
+        width: int = 448,
+        buffer: int = 16,
+        reuse: int = 6,
+        strength: float = 1.0,
+    ):
         self.make_source, self.seed = make_source, seed
         self.height, self.width, self.buffer, self.reuse, self.strength = height, width, buffer, reuse, strength
 
@@ -162,5 +176,9 @@ def collate(samples: list[dict]) -> dict:
         ids.append(s["ids"])
         owner.append(np.full(len(s["ids"]), b, np.int64))
         off += len(s["ids"])
-    return {"image": imgs, "labels": torch.from_numpy(np.stack(labels)),  # (B, h, w)
-            "ids": torch.from_numpy(np.concatenate(ids)), "owner": torch.from_numpy(np.concatenate(owner))}
+    return {
+        "image": imgs,
+        "labels": torch.from_numpy(np.stack(labels)),  # (B, h, w)
+        "ids": torch.from_numpy(np.concatenate(ids)),
+        "owner": torch.from_numpy(np.concatenate(owner)),
+    }

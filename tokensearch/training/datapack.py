@@ -51,7 +51,7 @@ def cut_pdf(path: Path, pages: int, seed: int = 0) -> tuple[bytes, int] | None:
                 return None
             order = list(range(doc.page_count))
             rng.shuffle(order)
-            keep = sorted([i for i in order[:3 * pages] if usable_page(doc[i])][:pages])
+            keep = sorted([i for i in order[: 3 * pages] if usable_page(doc[i])][:pages])
             if not keep:
                 return None
             with pymupdf.open() as out:
@@ -66,8 +66,15 @@ def _cut(args: tuple[Path, int, int]) -> tuple[Path, tuple[bytes, int] | None]:
     return args[0], cut_pdf(*args)
 
 
-def pack_pdfs(pdf_dir: str | Path, out: Path, max_bytes: int, pages: int = 6, max_file_bytes: int = 160 * 1024,
-              seed: int = 0, workers: int = 2) -> list[dict]:
+def pack_pdfs(
+    pdf_dir: str | Path,
+    out: Path,
+    max_bytes: int,
+    pages: int = 6,
+    max_file_bytes: int = 160 * 1024,
+    seed: int = 0,
+    workers: int = 2,
+) -> list[dict]:
     """Cut PDFs of ``pdf_dir`` into ``out`` (seeded random order) until ``max_bytes``; returns their records.
     Files whose cut is over ``max_file_bytes`` (big figures, many embedded fonts) are skipped: with the
     TeX Live documentation, 160 KiB keeps about half of the files and doubles the files and pages that fit
@@ -117,8 +124,12 @@ def pack_assets(out: Path, preset: Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] = 9) ->
         if words is not None:
             _add_file(tar, "words", words.read_bytes())
         _add_file(tar, "prose.txt", "".join(line + "\n" for line in prose).encode())
-    return {"fonts": [os.path.relpath(f, root) for f in fonts], "fonts_from": root,
-            "words_from": str(words) if words else None, "prose_lines": len(prose)}
+    return {
+        "fonts": [os.path.relpath(f, root) for f in fonts],
+        "fonts_from": root,
+        "words_from": str(words) if words else None,
+        "prose_lines": len(prose),
+    }
 
 
 def asset_env(root: str | Path) -> dict[str, str]:
@@ -147,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-file-kib", type=float, default=160.0, help="skip files whose cut is larger (default 160)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--env", metavar="DIR", help="print the environment (`export NAME=value` lines) for assets "
-                    "unpacked in DIR, then (as a comment) what the data engine finds there, and exit")
+    ap.add_argument(
+        "--env",
+        metavar="DIR",
+        help="print the environment (`export NAME=value` lines) for assets "
+        "unpacked in DIR, then (as a comment) what the data engine finds there, and exit",
+    )
     args = ap.parse_args(argv)
     if args.env:
         env = asset_env(args.env)
@@ -162,22 +177,37 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    pdfs = pack_pdfs(args.pdf_dir, out / PDF_DIR, int(args.pdf_mib * 2**20), args.pages,
-                     int(args.max_file_kib * 1024), args.seed, args.workers)
+    pdfs = pack_pdfs(
+        args.pdf_dir,
+        out / PDF_DIR,
+        int(args.pdf_mib * 2**20),
+        args.pages,
+        int(args.max_file_kib * 1024),
+        args.seed,
+        args.workers,
+    )
     if not pdfs:
         raise SystemExit(f"no usable PDF under {args.pdf_dir}")
     assets = pack_assets(out)
-    record = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "pdf_source": str(Path(args.pdf_dir).resolve()),
-              "pdf_files": len(pdfs), "pdf_pages": sum(p["pages"] for p in pdfs),
-              "pdf_val_files": sum(p["split"] == "val" for p in pdfs), "pdf_bytes": sum(p["bytes"] for p in pdfs),
-              "assets_bytes": (out / ASSETS).stat().st_size, **assets, "pdfs": pdfs,
-              "settings": {k: getattr(args, k) for k in ("pdf_mib", "pages", "max_file_kib", "seed")}}
+    record = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "pdf_source": str(Path(args.pdf_dir).resolve()),
+        "pdf_files": len(pdfs),
+        "pdf_pages": sum(p["pages"] for p in pdfs),
+        "pdf_val_files": sum(p["split"] == "val" for p in pdfs),
+        "pdf_bytes": sum(p["bytes"] for p in pdfs),
+        "assets_bytes": (out / ASSETS).stat().st_size,
+        **assets,
+        "pdfs": pdfs,
+        "settings": {k: getattr(args, k) for k in ("pdf_mib", "pages", "max_file_kib", "seed")},
+    }
     (out / "pack.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{out}: {record['pdf_files']} PDFs ({record['pdf_val_files']} held out for validation), "
-          f"{record['pdf_pages']} pages, {record['pdf_bytes'] / 2**20:.1f} MiB; assets "
-          f"{record['assets_bytes'] / 2**20:.1f} MiB ({len(assets['fonts'])} fonts, "
-          f"{assets['prose_lines']} prose lines); {time.time() - t:.0f} s")
+    print(
+        f"{out}: {record['pdf_files']} PDFs ({record['pdf_val_files']} held out for validation), "
+        f"{record['pdf_pages']} pages, {record['pdf_bytes'] / 2**20:.1f} MiB; assets "
+        f"{record['assets_bytes'] / 2**20:.1f} MiB ({len(assets['fonts'])} fonts, "
+        f"{assets['prose_lines']} prose lines); {time.time() - t:.0f} s"
+    )
     return 0
 
 

@@ -56,8 +56,9 @@ def split_of(path: Path, val_share: int = 10) -> str:
     return "val" if zlib.crc32(path.name.encode()) % val_share == 0 else "train"
 
 
-def pdf_page_sample(page: pymupdf.Page, tokenizer: MiniTokenizer, dpi: float
-                    ) -> tuple[np.ndarray, np.ndarray, list[PageToken], float]:
+def pdf_page_sample(
+    page: pymupdf.Page, tokenizer: MiniTokenizer, dpi: float
+) -> tuple[np.ndarray, np.ndarray, list[PageToken], float]:
     """(image, mask, tokens, pixels per point) of one PDF page."""
     tokens = page_tokens(page, tokenizer)
     image = render_gray(page, dpi)
@@ -68,8 +69,14 @@ def pdf_page_sample(page: pymupdf.Page, tokenizer: MiniTokenizer, dpi: float
 class PdfPages:
     """Endless random usable pages of the PDFs under ``folder`` (a page source for training)."""
 
-    def __init__(self, folder: str | Path, tokenizer: MiniTokenizer, seed: int = 0,
-                 dpi_range: tuple[float, float] = (110, 210), split: str | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        tokenizer: MiniTokenizer,
+        seed: int = 0,
+        dpi_range: tuple[float, float] = (110, 210),
+        split: str | None = None,
+    ):
         files = find_pdfs(folder)
         if not files:
             raise FileNotFoundError(f"no PDF files under {folder}")
@@ -131,10 +138,24 @@ def main(argv: list[str] | None = None) -> None:
                 Image.fromarray(image).save(out / f"page{n:03d}.png")
                 shown_mask = ((mask * 47) % 251 + (mask > 0) * 4).astype(np.uint8)
                 Image.fromarray(shown_mask).save(out / f"page{n:03d}_mask.png")
-                (out / f"page{n:03d}.json").write_text(json.dumps({
-                    "source": str(f), "page": page.number + 1, "tokens": [
-                        {"ordinal": i, "id": t.id, "piece": t.piece, "text": t.text,
-                         "box": [round(v * scale, 1) for v in t.box]} for i, t in enumerate(tokens)]}))
+                (out / f"page{n:03d}.json").write_text(
+                    json.dumps(
+                        {
+                            "source": str(f),
+                            "page": page.number + 1,
+                            "tokens": [
+                                {
+                                    "ordinal": i,
+                                    "id": t.id,
+                                    "piece": t.piece,
+                                    "text": t.text,
+                                    "box": [round(v * scale, 1) for v in t.box],
+                                }
+                                for i, t in enumerate(tokens)
+                            ],
+                        }
+                    )
+                )
                 print(f"{f.name} p{page.number + 1}: {len(tokens)} tokens")
                 n += 1
 

@@ -20,20 +20,41 @@ from pathlib import Path
 HELD_OUT_PACKAGES = ("auto-multiple-choice-doc-pdf", "octave-doc", "camlidl-doc", "r-cran-sandwich", "r-cran-zoo")
 
 # where those packages install their PDFs
-HELD_OUT_DIRS = ("usr/share/doc/auto-multiple-choice", "usr/share/doc/octave", "usr/share/doc/camlidl",
-                 "site-library/sandwich", "site-library/zoo")
+HELD_OUT_DIRS = (
+    "usr/share/doc/auto-multiple-choice",
+    "usr/share/doc/octave",
+    "usr/share/doc/camlidl",
+    "site-library/sandwich",
+    "site-library/zoo",
+)
 
 # (file name, size in bytes) of every PDF in the Debian 12 packages (auto-multiple-choice-doc-pdf 1.6.0-1,
 # octave-doc 7.3.0-2, camlidl-doc 1.04-5, r-cran-sandwich 3.0-2-1, r-cran-zoo 1.8-11-1)
-HELD_OUT_FILES = frozenset({
-    ("auto-multiple-choice.en.pdf", 551421), ("auto-multiple-choice.fr.pdf", 561556),
-    ("auto-multiple-choice.ja.pdf", 781879), ("automultiplechoice.pdf", 700515), ("sample-amc.pdf", 168684),
-    ("sample-plain.pdf", 132167), ("sample-separate.pdf", 238167), ("camlidl-1.04.doc.pdf", 192532),
-    ("liboctave.pdf", 291131), ("octave.pdf", 4707275), ("refcard-a4.pdf", 129539), ("refcard-legal.pdf", 129649),
-    ("refcard-letter.pdf", 129777), ("sandwich-CL.pdf", 307661), ("sandwich-OOP.pdf", 128829),
-    ("sandwich.pdf", 181479), ("zoo-design.pdf", 34380), ("zoo-faq.pdf", 89878), ("zoo-quickref.pdf", 66945),
-    ("zoo-read.pdf", 65599), ("zoo.pdf", 199443),
-})
+HELD_OUT_FILES = frozenset(
+    {
+        ("auto-multiple-choice.en.pdf", 551421),
+        ("auto-multiple-choice.fr.pdf", 561556),
+        ("auto-multiple-choice.ja.pdf", 781879),
+        ("automultiplechoice.pdf", 700515),
+        ("sample-amc.pdf", 168684),
+        ("sample-plain.pdf", 132167),
+        ("sample-separate.pdf", 238167),
+        ("camlidl-1.04.doc.pdf", 192532),
+        ("liboctave.pdf", 291131),
+        ("octave.pdf", 4707275),
+        ("refcard-a4.pdf", 129539),
+        ("refcard-legal.pdf", 129649),
+        ("refcard-letter.pdf", 129777),
+        ("sandwich-CL.pdf", 307661),
+        ("sandwich-OOP.pdf", 128829),
+        ("sandwich.pdf", 181479),
+        ("zoo-design.pdf", 34380),
+        ("zoo-faq.pdf", 89878),
+        ("zoo-quickref.pdf", 66945),
+        ("zoo-read.pdf", 65599),
+        ("zoo.pdf", 199443),
+    }
+)
 
 _COPY_PREFIX = re.compile(r"^[0-9a-f]{8}_")
 
@@ -70,4 +91,5 @@ def check_not_held_out(folder: str | Path, files: list[Path] | None = None) -> N
             raise HeldOutDataError(
                 f"refusing to train or calibrate on {f}: {why}. Held out for evaluation are everything under "
                 f"shared/bench (SROIE receipts included) and the PDFs of the Debian packages "
-                f"{', '.join(HELD_OUT_PACKAGES)} (docs/training-data.md); take these files out of the PDF folder.")
+                f"{', '.join(HELD_OUT_PACKAGES)} (docs/training-data.md); take these files out of the PDF folder."
+            )

@@ -64,7 +64,7 @@ def page_tokens(page, tokenizer: MiniTokenizer) -> list[PageToken]:
     out: list[PageToken] = []
     for ln, (text, boxes) in enumerate(page_lines(page)):
         for t in tokenizer.tokenize(text):
-            bs = [b for b in boxes[t.start:t.end] if b is not None]
+            bs = [b for b in boxes[t.start : t.end] if b is not None]
             if not bs:
                 continue
             x0 = min(b[0] for b in bs)
@@ -73,7 +73,7 @@ def page_tokens(page, tokenizer: MiniTokenizer) -> list[PageToken]:
             y1 = max(b[3] for b in bs)
             if x1 - x0 < 0.3 or y1 - y0 < 0.3:
                 continue
-            out.append(PageToken(t.id, t.piece, text[t.start:t.end], (x0, y0, x1, y1), ln))
+            out.append(PageToken(t.id, t.piece, text[t.start : t.end], (x0, y0, x1, y1), ln))
     return out
 
 
@@ -97,4 +97,4 @@ def render_gray(page, dpi: float) -> np.ndarray:
 
     z = dpi / 72.0
     pix = page.get_pixmap(matrix=pymupdf.Matrix(z, z), colorspace=pymupdf.csGRAY, alpha=False)
-    return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, :pix.width].copy()
+    return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, : pix.width].copy()

@@ -26,8 +26,14 @@ def ink(layer: np.ndarray) -> np.ndarray:
     return 1.0 - layer.astype(np.float32) / 255.0
 
 
-def dot_print(amount: np.ndarray, rng: random.Random, pitch: tuple[int, int], round_dots: bool,
-              threshold: float = 0.4, dropout: float = 0.0) -> np.ndarray:
+def dot_print(
+    amount: np.ndarray,
+    rng: random.Random,
+    pitch: tuple[int, int],
+    round_dots: bool,
+    threshold: float = 0.4,
+    dropout: float = 0.0,
+) -> np.ndarray:
     """Re-sample ink on a grid of printer dots, ``pitch`` = (dy, dx) pixels between dot centres.
 
     A dot fires where the glyph covers more than ``threshold`` of its cell; ``dropout`` of the dots are
@@ -69,7 +75,7 @@ def thermal_fade(amount: np.ndarray, rng: random.Random, floor: float = 0.4) -> 
     f = gain * rows[:, None] * cols[None, :]
     for _ in range(rng.choice([0, 0, 1, 2, 3])):  # weak or dead heating elements: vertical streaks
         x0 = rng.randrange(W)
-        f[:, x0:x0 + rng.randint(1, 3)] *= rng.uniform(0.0, 0.5)
+        f[:, x0 : x0 + rng.randint(1, 3)] *= rng.uniform(0.0, 0.5)
     return amount * np.maximum(f, floor)
 
 

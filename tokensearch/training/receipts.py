@@ -81,25 +81,46 @@ class Layout:
         if s:
             self.ops.append((pre, lambda pw, sh: pw.text(x, y, s, st)))
 
-    def line(self, a: tuple[float, float], b: tuple[float, float], width: float = 0.6, dashes: str | None = None,
-             gray: float = 0.0, pre: bool = False) -> None:
+    def line(
+        self,
+        a: tuple[float, float],
+        b: tuple[float, float],
+        width: float = 0.6,
+        dashes: str | None = None,
+        gray: float = 0.0,
+        pre: bool = False,
+    ) -> None:
         def op(pw: PageWriter, sh: pymupdf.Shape) -> None:
             sh.draw_line(a, b)
             sh.finish(color=(gray,) * 3, width=width, dashes=dashes)
 
         self.ops.append((pre, op))
 
-    def rect(self, r: tuple[float, float, float, float], width: float = 0.6, fill: float | None = None,
-             gray: float = 0.0, pre: bool = False) -> None:
+    def rect(
+        self,
+        r: tuple[float, float, float, float],
+        width: float = 0.6,
+        fill: float | None = None,
+        gray: float = 0.0,
+        pre: bool = False,
+    ) -> None:
         def op(pw: PageWriter, sh: pymupdf.Shape) -> None:
             sh.draw_rect(pymupdf.Rect(*r))
-            sh.finish(color=None if width == 0 else (gray,) * 3, fill=None if fill is None else (fill,) * 3,
-                      width=width)
+            sh.finish(
+                color=None if width == 0 else (gray,) * 3, fill=None if fill is None else (fill,) * 3, width=width
+            )
 
         self.ops.append((pre, op))
 
-    def row(self, st: Style, left: str = "", right: str = "", cols: tuple[tuple[float, str], ...] = (),
-            lead: float = 1.25, pre: bool = False) -> None:
+    def row(
+        self,
+        st: Style,
+        left: str = "",
+        right: str = "",
+        cols: tuple[tuple[float, str], ...] = (),
+        lead: float = 1.25,
+        pre: bool = False,
+    ) -> None:
         """One printed line: ``left`` at x0, ``right`` right-aligned at x1, ``cols`` right-aligned at
         fractions of the width (quantities, unit prices); the left text is cut to leave room. Figures
         that would collide are printed as a till does: ``left`` alone, then the columns on the next
@@ -133,13 +154,22 @@ class Layout:
             self.center(st, ch * n, lead=1.1)
         else:
             self.y += st.size * 0.7
-            self.line((self.x0, self.y), (self.x1, self.y), width=rng.uniform(0.4, 1.0),
-                      dashes=rng.choice([None, "[2 2] 0", "[3 1] 0"]))
+            self.line(
+                (self.x0, self.y),
+                (self.x1, self.y),
+                width=rng.uniform(0.4, 1.0),
+                dashes=rng.choice([None, "[2 2] 0", "[3 1] 0"]),
+            )
             self.y += st.size * 0.2
 
 
-def render_layers(size: tuple[float, float], lay: Layout, dpi: float, paint_paper: Callable[[pymupdf.Page], None],
-                  tokenizer: MiniTokenizer) -> tuple[np.ndarray, np.ndarray, list[PageToken], float]:
+def render_layers(
+    size: tuple[float, float],
+    lay: Layout,
+    dpi: float,
+    paint_paper: Callable[[pymupdf.Page], None],
+    tokenizer: MiniTokenizer,
+) -> tuple[np.ndarray, np.ndarray, list[PageToken], float]:
     """Replay ``lay`` on a paper page and a print page -> (paper image, print image, tokens, px per pt).
 
     The tokens of both text layers, the paper's first (its lines numbered before the print's)."""
@@ -246,9 +276,12 @@ class ReceiptSynth:
         style = r.choice(["one", "one", "two", "plain"])
         q, p_col = r.uniform(0.48, 0.58), r.uniform(0.7, 0.78)
         if style == "one":
-            lay.row(bold if r.random() < 0.4 else st, r.choice(["ITEM", "DESCRIPTION", "DESC", "ITEM NAME"]),
-                    r.choice(["AMOUNT", "AMT", "TOTAL", f"AMT({cur.strip() or 'RM'})"]),
-                    ((q, r.choice(["QTY", "QTY", "Q"])), (p_col, r.choice(["PRICE", "U/P", "U.PRICE", "RATE"]))))
+            lay.row(
+                bold if r.random() < 0.4 else st,
+                r.choice(["ITEM", "DESCRIPTION", "DESC", "ITEM NAME"]),
+                r.choice(["AMOUNT", "AMT", "TOTAL", f"AMT({cur.strip() or 'RM'})"]),
+                ((q, r.choice(["QTY", "QTY", "Q"])), (p_col, r.choice(["PRICE", "U/P", "U.PRICE", "RATE"]))),
+            )
             lay.rule(st, r)
         total = 0
         tax_code = r.choice(["", "", "SR", "S", "Z", "T", "*"])
@@ -267,8 +300,11 @@ class ReceiptSynth:
             if r.random() < 0.08:
                 disc = -round(amt * r.choice([0.05, 0.1, 0.2]))
                 total += disc
-                lay.row(st, f"  {r.choice(['DISC', 'DISCOUNT', 'PROMO', 'LESS'])} {r.choice(['', '10%', 'MEMBER'])}",
-                        t.money(disc))
+                lay.row(
+                    st,
+                    f"  {r.choice(['DISC', 'DISCOUNT', 'PROMO', 'LESS'])} {r.choice(['', '10%', 'MEMBER'])}",
+                    t.money(disc),
+                )
         lay.rule(st, r)
         for label, value, emph in t.totals(total, cur):
             lay.row(big if emph and r.random() < 0.3 else bold if emph else st, label, value)
@@ -306,8 +342,14 @@ class ReceiptSynth:
         cap_px = size * 0.72 * scale
         if impact:
             pitch = max(2, round(cap_px / r.uniform(6.5, 9)))
-            amount = fx.dot_print(amount, r, (pitch, max(1, round(pitch * r.uniform(0.6, 1.0)))), round_dots=True,
-                                  threshold=r.uniform(0.3, 0.5), dropout=r.uniform(0, 0.08))
+            amount = fx.dot_print(
+                amount,
+                r,
+                (pitch, max(1, round(pitch * r.uniform(0.6, 1.0)))),
+                round_dots=True,
+                threshold=r.uniform(0.3, 0.5),
+                dropout=r.uniform(0, 0.08),
+            )
             tone = r.uniform(0.55, 0.9)
         else:
             if r.random() < 0.6 and cap_px > 8:
@@ -356,8 +398,9 @@ class ReceiptSynth:
         amount = fx.ink(printed)
         if printer == "dot":
             pitch = max(2, round(val.size * 0.72 * scale / r.uniform(7, 11)))
-            amount = fx.dot_print(amount, r, (pitch, pitch), round_dots=True, threshold=r.uniform(0.3, 0.45),
-                                  dropout=r.uniform(0, 0.05))
+            amount = fx.dot_print(
+                amount, r, (pitch, pitch), round_dots=True, threshold=r.uniform(0.3, 0.45), dropout=r.uniform(0, 0.05)
+            )
         elif printer == "faint":
             amount = fx.thermal_fade(amount, r, floor=0.5)
         return self._finish(base, amount, r.uniform(0.6, 1.0) if printer != "laser" else 1.0, tokens, scale, dpi)
@@ -383,8 +426,13 @@ class ReceiptSynth:
             lay.text(x0 + w * 0.8 + dx, y + dy, value, val)
         lay.y = top + bh + 16
         # the item table: pre-printed header and rules, printed rows
-        cols = [("NO.", 0.06), (r.choice(["DESCRIPTION", "PARTICULARS", "ITEM"]), 0.5), ("QTY", 0.62),
-                (r.choice(["UNIT PRICE", "U/PRICE", "RATE"]), 0.8), (f"AMOUNT {cur.strip()}".strip(), 1.0)]
+        cols = [
+            ("NO.", 0.06),
+            (r.choice(["DESCRIPTION", "PARTICULARS", "ITEM"]), 0.5),
+            ("QTY", 0.62),
+            (r.choice(["UNIT PRICE", "U/PRICE", "RATE"]), 0.8),
+            (f"AMOUNT {cur.strip()}".strip(), 1.0),
+        ]
         row_h = val.size * r.uniform(1.5, 2.0)
         ty = lay.y
         lay.rect((x0, ty, x1, ty + row_h), pre=True, fill=r.choice([None, 0.85, 0.92]), gray=pre.color[0])
@@ -472,8 +520,9 @@ class ReceiptSynth:
         lay.y = y
 
     # --- shared -------------------------------------------------------------------------------------
-    def _finish(self, base: np.ndarray, amount: np.ndarray, tone: float, tokens: list, scale: float,
-                dpi: float) -> SynthPage:
+    def _finish(
+        self, base: np.ndarray, amount: np.ndarray, tone: float, tokens: list, scale: float, dpi: float
+    ) -> SynthPage:
         image = fx.compose(base, amount, tone)
         mask = token_mask(tokens, image.shape[1], image.shape[0], scale)
         return SynthPage(image=image, mask=mask, tokens=tokens, scale=scale, dpi=dpi)

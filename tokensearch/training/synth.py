@@ -91,9 +91,22 @@ class SynthPage:
 
     def to_json(self) -> dict:
         s = self.scale
-        return {"dpi": self.dpi, "width": int(self.image.shape[1]), "height": int(self.image.shape[0]),
-                "tokens": [{"ordinal": i, "id": t.id, "piece": t.piece, "text": t.text, "line": t.line,
-                            "box": [round(v * s, 1) for v in t.box]} for i, t in enumerate(self.tokens)]}
+        return {
+            "dpi": self.dpi,
+            "width": int(self.image.shape[1]),
+            "height": int(self.image.shape[0]),
+            "tokens": [
+                {
+                    "ordinal": i,
+                    "id": t.id,
+                    "piece": t.piece,
+                    "text": t.text,
+                    "line": t.line,
+                    "box": [round(v * s, 1) for v in t.box],
+                }
+                for i, t in enumerate(self.tokens)
+            ],
+        }
 
 
 class PageWriter:
@@ -151,8 +164,7 @@ class DocumentSynth:
         return Style(font, round(r.uniform(lo, hi) * 2) / 2, color)
 
     # --- blocks: each writes at (x, y) within width w and returns the new y -------------------------
-    def paragraph(self, pw: PageWriter, x: float, y: float, w: float, y_max: float, st: Style,
-                  n_lines: int) -> float:
+    def paragraph(self, pw: PageWriter, x: float, y: float, w: float, y_max: float, st: Style, n_lines: int) -> float:
         lead = st.size * self.rng.uniform(1.15, 1.6)
         words = " ".join(self.src.sentence() for _ in range(n_lines)).split()
         line: list[str] = []
@@ -195,8 +207,12 @@ class DocumentSynth:
         st = self.style()
         kind = r.choice(["-", "*", "num", "alpha"])
         for i in range(r.randint(2, 6)):
-            marker = {"-": "-", "*": "\u2022" if st.font.startswith("/") else "-", "num": f"{i + 1}.",
-                      "alpha": f"{'abcdefgh'[i]})"}[kind]
+            marker = {
+                "-": "-",
+                "*": "\u2022" if st.font.startswith("/") else "-",
+                "num": f"{i + 1}.",
+                "alpha": f"{'abcdefgh'[i]})",
+            }[kind]
             if y + st.size * 1.4 > y_max:
                 break
             y += st.size * 1.4
@@ -269,8 +285,9 @@ class DocumentSynth:
                     y += h
                     continue
                 if r.random() < 0.6:
-                    page.draw_rect(pymupdf.Rect(bx, y + h * 0.1, bx + bw, y + h * 0.95), color=(0.2, 0.2, 0.2),
-                                   width=0.6)
+                    page.draw_rect(
+                        pymupdf.Rect(bx, y + h * 0.1, bx + bw, y + h * 0.95), color=(0.2, 0.2, 0.2), width=0.6
+                    )
                 else:
                     page.draw_line((bx, y + h * 0.8), (bx + bw, y + h * 0.8), color=(0.2, 0.2, 0.2), width=0.6)
                 value = self.src.entity() if r.random() < 0.7 else self.src.short()
@@ -289,9 +306,11 @@ class DocumentSynth:
         if y + h > y_max:
             return y
         g = r.uniform(0.0, 0.45) if inverted else r.uniform(0.75, 0.93)
-        pw.page.draw_rect(pymupdf.Rect(x, y, x + w, y + h), color=None,
-                          fill=(g, g, g) if r.random() < 0.6
-                          else tuple(r.uniform(g * 0.5, min(1, g * 1.5 + 0.1)) for _ in range(3)))
+        pw.page.draw_rect(
+            pymupdf.Rect(x, y, x + w, y + h),
+            color=None,
+            fill=(g, g, g) if r.random() < 0.6 else tuple(r.uniform(g * 0.5, min(1, g * 1.5 + 0.1)) for _ in range(3)),
+        )
         text = self.src.short() + ("  " + self.src.entity() if r.random() < 0.5 else "")
         while st.width(text) > w - 10 and " " in text:
             text = text.rsplit(" ", 1)[0]
@@ -305,8 +324,12 @@ class DocumentSynth:
         box_h = r.uniform(30, 120)
         if y + box_h + st.size * 2 > y_max:
             return y
-        pw.page.draw_rect(pymupdf.Rect(x + 10, y + 4, x + w - 10, y + box_h), color=(0.5, 0.5, 0.5),
-                          fill=(0.95, 0.95, 0.95) if r.random() < 0.5 else None, width=0.5)
+        pw.page.draw_rect(
+            pymupdf.Rect(x + 10, y + 4, x + w - 10, y + box_h),
+            color=(0.5, 0.5, 0.5),
+            fill=(0.95, 0.95, 0.95) if r.random() < 0.5 else None,
+            width=0.5,
+        )
         text = f"{r.choice(['Figure', 'Table', 'Fig.', 'Chart'])} {r.randint(1, 40)}: {self.src.sentence(3, 9)}"
         while st.width(text) > w and " " in text:
             text = text.rsplit(" ", 1)[0]
@@ -337,8 +360,14 @@ class DocumentSynth:
             y += 16
         if r.random() < 0.7:  # page number / footer
             st = self.style(7, 10)
-            t = r.choice([f"{r.randint(1, 300)}", f"Page {r.randint(1, 30)} of {r.randint(30, 60)}",
-                          f"- {r.randint(1, 99)} -", self.src.email()])
+            t = r.choice(
+                [
+                    f"{r.randint(1, 300)}",
+                    f"Page {r.randint(1, 30)} of {r.randint(30, 60)}",
+                    f"- {r.randint(1, 99)} -",
+                    self.src.email(),
+                ]
+            )
             writer.text(r.choice([x0, (x0 + x1 - st.width(t)) / 2, x1 - st.width(t)]), ph - m / 2, t, st)
         blocks = ["heading", "para", "para", "para", "list", "table", "form", "band", "caption", "columns"]
         weights = [2, 5, 0, 0, 1.5, 2, 1.5, 1, 1, 3]

@@ -25,30 +25,36 @@ from pathlib import Path
 DICT_PATHS = (Path("/usr/share/dict/words"), Path("/usr/share/dict/american-english"))
 PROSE_DIRS = (Path("/usr/share/common-licenses"), Path("/usr/share/doc"))
 
-FIRST_NAMES = ("James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard "
-               "Susan Joseph Jessica Thomas Sarah Charles Karen Daniel Nancy Matthew Lisa Anthony Betty Mark "
-               "Sandra Donald Ashley Steven Emily Paul Donna Andrew Michelle Joshua Carol Kenneth Amanda Kevin "
-               "Melissa Brian Deborah George Stephanie Timothy Rebecca Ronald Laura Jason Helen Edward Anna "
-               "Olga Pierre Hans Yuki Ahmed Priya Chen Mateo Sofia Lars Ingrid Kofi Amara Dmitri Elena").split()
-LAST_NAMES = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Wilson "
-              "Anderson Thomas Taylor Moore Jackson Martin Lee Thompson White Harris Clark Lewis Robinson Walker "
-              "Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera "
-              "Campbell Mitchell Carter Roberts Schmidt Muller Rossi Dubois Tanaka Kowalski Novak Petrov Okafor "
-              "Haddad Larsen Fischer Weber Moreau Silva Costa Ivanova").split()
+FIRST_NAMES = (
+    "James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara Richard "
+    "Susan Joseph Jessica Thomas Sarah Charles Karen Daniel Nancy Matthew Lisa Anthony Betty Mark "
+    "Sandra Donald Ashley Steven Emily Paul Donna Andrew Michelle Joshua Carol Kenneth Amanda Kevin "
+    "Melissa Brian Deborah George Stephanie Timothy Rebecca Ronald Laura Jason Helen Edward Anna "
+    "Olga Pierre Hans Yuki Ahmed Priya Chen Mateo Sofia Lars Ingrid Kofi Amara Dmitri Elena"
+).split()
+LAST_NAMES = (
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Wilson "
+    "Anderson Thomas Taylor Moore Jackson Martin Lee Thompson White Harris Clark Lewis Robinson Walker "
+    "Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall Rivera "
+    "Campbell Mitchell Carter Roberts Schmidt Muller Rossi Dubois Tanaka Kowalski Novak Petrov Okafor "
+    "Haddad Larsen Fischer Weber Moreau Silva Costa Ivanova"
+).split()
 MONTHS = ("January February March April May June July August September October November December").split()
 CODE_PREFIXES = ("INV PO REF ID SKU ORD CASE ACC TKT DOC CN PRJ REQ LOT SN BL").split()
 DOMAINS = ("example.com mail.org corp.net acme.io uni.edu gov.uk post.de web.fr").split()
-COMMON_WORDS = ("the of and to a in is for on that by this with from at as be are or an it not was have has "
-                "invoice total date amount page number name address phone email account payment due balance "
-                "order customer description quantity price unit tax subtotal report summary table figure "
-                "section chapter introduction results method data analysis conclusion references appendix "
-                "contract agreement party signature terms conditions company department office manager "
-                "project budget schedule meeting minutes approved received paid status notes item code "
-                "reference period year month day week time city state country street postal form yes no "
-                "please see above below following shall may must will should would could all any each "
-                "new first last other more most such only also into than then there their which when where "
-                "who what how use used using user system file version license software source program "
-                "free copyright public general permission without warranty").split()
+COMMON_WORDS = (
+    "the of and to a in is for on that by this with from at as be are or an it not was have has "
+    "invoice total date amount page number name address phone email account payment due balance "
+    "order customer description quantity price unit tax subtotal report summary table figure "
+    "section chapter introduction results method data analysis conclusion references appendix "
+    "contract agreement party signature terms conditions company department office manager "
+    "project budget schedule meeting minutes approved received paid status notes item code "
+    "reference period year month day week time city state country street postal form yes no "
+    "please see above below following shall may must will should would could all any each "
+    "new first last other more most such only also into than then there their which when where "
+    "who what how use used using user system file version license software source program "
+    "free copyright public general permission without warranty"
+).split()
 UNITS = ("kg km mm cm ml MB GB kWh USD EUR % pcs h min").split()
 
 
@@ -78,8 +84,9 @@ def prose_lines(max_chars: int = 6_000_000) -> tuple[str, ...]:
         files = sorted(p for p in d.rglob("*") if p.is_file()) if d.is_dir() else [d]
     for d in () if env else PROSE_DIRS:
         if d.is_dir():
-            files += sorted(p for p in d.rglob("*") if p.is_file() and (d.name == "common-licenses"
-                                                                       or p.name == "copyright"))
+            files += sorted(
+                p for p in d.rglob("*") if p.is_file() and (d.name == "common-licenses" or p.name == "copyright")
+            )
     seen: set[str] = set()
     lines: list[str] = []
     total = 0
@@ -90,8 +97,14 @@ def prose_lines(max_chars: int = 6_000_000) -> tuple[str, ...]:
             continue
         for line in text.splitlines():
             line = " ".join(line.split())
-            if (len(line) < 20 or line in seen or sum(c.isalpha() for c in line) < 0.7 * len(line)
-                    or line.count("/") > 1 or "_" in line or "*" in line):  # file lists, not prose
+            if (
+                len(line) < 20
+                or line in seen
+                or sum(c.isalpha() for c in line) < 0.7 * len(line)
+                or line.count("/") > 1
+                or "_" in line
+                or "*" in line
+            ):  # file lists, not prose
                 continue
             seen.add(line)
             lines.append(line)
@@ -169,15 +182,13 @@ class TextSource:
         return f"https://www.{r.choice(DOMAINS)}/{r.choice(self.words).lower()}"
 
     def entity(self) -> str:
-        return self.rng.choice([self.date, self.number, self.number, self.code, self.name, self.email,
-                                self.url])()
+        return self.rng.choice([self.date, self.number, self.number, self.code, self.name, self.email, self.url])()
 
     # --- words and prose --------------------------------------------------------------------------
     def word(self) -> str:
         r = self.rng
         k = r.random()
-        w = (r.choice(self.words) if k < 0.4 else r.choice(COMMON_WORDS) if k < 0.6
-             else r.choice(self._prose_words))
+        w = r.choice(self.words) if k < 0.4 else r.choice(COMMON_WORDS) if k < 0.6 else r.choice(self._prose_words)
         k = r.random()
         if k < 0.08:
             return w.upper()
@@ -193,7 +204,7 @@ class TextSource:
             words = line.split()
             n = r.randint(min_words, max_words)
             i = r.randint(0, max(0, len(words) - n))
-            return " ".join(words[i:i + n])
+            return " ".join(words[i : i + n])
         out = []
         for _ in range(r.randint(min_words, max_words)):
             out.append(self.entity() if r.random() < 0.15 else self.word())
@@ -217,7 +228,7 @@ def tokenizer_corpus(seed: int = 0, n_generated: int = 150_000) -> list[str]:
     lines = list(prose_lines())
     words = list(dictionary_words())
     rng.shuffle(words)
-    lines += [" ".join(words[i:i + 12]) for i in range(0, len(words), 12)]
+    lines += [" ".join(words[i : i + 12]) for i in range(0, len(words), 12)]
     lines += [src.sentence() for _ in range(n_generated)]
     return lines
 

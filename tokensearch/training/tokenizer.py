@@ -18,8 +18,10 @@ def train_tokenizer(out: str | Path, vocab_size: int = 6000, seed: int = 0) -> M
     lines = tokenizer_corpus(seed=seed)
     tok = build_bpe(vocab_size, lines)
     tok.save(str(out / "tokenizer.json"))
-    print(f"tokenizer: {tok.get_vocab_size()} tokens from {len(lines)} lines in {time.time() - t0:.1f}s "
-          f"-> {out / 'tokenizer.json'}")
+    print(
+        f"tokenizer: {tok.get_vocab_size()} tokens from {len(lines)} lines in {time.time() - t0:.1f}s "
+        f"-> {out / 'tokenizer.json'}"
+    )
     return MiniTokenizer(tok)
 
 

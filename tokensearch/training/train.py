@@ -75,6 +75,7 @@ class TrainConfig:
 # page sources (built inside each DataLoader worker)
 # ------------------------------------------------------------------------------------------------------
 
+
 class SynthSource:
     """Synthetic pages at a random resolution (text sizes vary with it)."""
 
@@ -144,6 +145,7 @@ class SourceFactory:
 # losses
 # ------------------------------------------------------------------------------------------------------
 
+
 def pool_instances(feats: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
     """Mean of the unit cell vectors of each instance: feats (B, D, h, w), labels (B, h, w) -> (n, D)."""
     D = feats.shape[1]
@@ -196,7 +198,7 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
     cells = feats.permute(0, 2, 3, 1).reshape(-1, D)[ok]  # (M, D)
     cu = cell_u.reshape(-1)[ok]  # (M,)
     lg = (cells @ vecs.T) * model.cell_scale.exp() + model.cell_bias  # (M, U)
-    tgt = (cu[:, None] == torch.arange(len(uniq), device=ids.device)[None, :])  # (M, U) bool
+    tgt = cu[:, None] == torch.arange(len(uniq), device=ids.device)[None, :]  # (M, U) bool
     bce = F.binary_cross_entropy_with_logits(lg, tgt.float(), reduction="none")
     n_pos = tgt.sum().clamp(min=1)
     n_neg = (~tgt).sum().clamp(min=1)
@@ -212,8 +214,10 @@ LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5}
 # validation
 # ------------------------------------------------------------------------------------------------------
 
-def make_val_set(tokenizer_path: str, n: int, height: int, width: int, seed: int = 987_654,
-                 pdf_dir: str | None = None) -> list[dict]:
+
+def make_val_set(
+    tokenizer_path: str, n: int, height: int, width: int, seed: int = 987_654, pdf_dir: str | None = None
+) -> list[dict]:
     """Held-out crops (own seed, mild augmentation), deterministic: synthetic pages, or when fine-tuning
     on PDFs, half of them from the held-out PDF files (the real documents the run is meant to serve)."""
     synth = SynthSource(tokenizer_path, seed)
@@ -250,12 +254,12 @@ def validate(model: MiniModel, val: list[dict], pieces: list[str], batch_size: i
     """Token retrieval over the whole vocabulary: pooled instance (and each labelled cell) -> nearest token."""
     model.eval()
     texts = [piece_to_text(p) for p in pieces]
-    vocab = torch.cat([model.composer(texts[i:i + 2048]) for i in range(0, len(texts), 2048)])  # (V, D)
+    vocab = torch.cat([model.composer(texts[i : i + 2048]) for i in range(0, len(texts), 2048)])  # (V, D)
     hit = tot = chit = ctot = 0
     pos_cos, loss_sum, nb = [], 0.0, 0
     dev = model.logit_scale.device
     for i in range(0, len(val), batch_size):
-        batch = to_device(collate(val[i:i + batch_size]), dev)
+        batch = to_device(collate(val[i : i + batch_size]), dev)
         ls = losses(model, batch, pieces)
         loss_sum += float(sum(LOSS_WEIGHTS[k] * v for k, v in ls.items()))
         nb += 1
@@ -273,8 +277,12 @@ def validate(model: MiniModel, val: list[dict], pieces: list[str], batch_size: i
         ctot += len(cid)
         pos_cos.append((pooled * vocab[batch["ids"]]).sum(-1))
     model.train()
-    return {"val_token_acc": hit / max(1, tot), "val_cell_acc": chit / max(1, ctot),
-            "val_pos_cos": float(torch.cat(pos_cos).mean()), "val_loss": loss_sum / max(1, nb)}
+    return {
+        "val_token_acc": hit / max(1, tot),
+        "val_cell_acc": chit / max(1, ctot),
+        "val_pos_cos": float(torch.cat(pos_cos).mean()),
+        "val_loss": loss_sum / max(1, nb),
+    }
 
 
 def validate_sets(model: MiniModel, vals: dict[str, list[dict]], pieces: list[str]) -> dict[str, float]:
@@ -307,8 +315,9 @@ def grow_state(model: MiniModel, state: dict[str, torch.Tensor], init_cfg: MiniC
         raise ValueError(f"cannot grow {source}: only {', '.join(GROWABLE)} may increase (changed: {sorted(changed)})")
     own = model.state_dict()
     new = sorted(set(own) - set(state))
-    new_prefixes = ([f"vision.blocks.{i}." for i in range(init_cfg.n_blocks, model.cfg.n_blocks)]
-                    + [f"vision.quarter.{i}." for i in range(init_cfg.quarter_blocks, model.cfg.quarter_blocks)])
+    new_prefixes = [f"vision.blocks.{i}." for i in range(init_cfg.n_blocks, model.cfg.n_blocks)] + [
+        f"vision.quarter.{i}." for i in range(init_cfg.quarter_blocks, model.cfg.quarter_blocks)
+    ]
     stray = [k for k in new if not k.startswith(tuple(new_prefixes))]
     if stray:
         raise ValueError(f"cannot grow {source}: keys missing from the file that are not new blocks: {stray[:10]}")
@@ -367,9 +376,18 @@ def train(cfg: TrainConfig) -> dict:
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
-    tok_path = Path(cfg.tokenizer) if cfg.tokenizer else (
-        (Path(cfg.init) if cfg.init and Path(cfg.init).is_dir() and (Path(cfg.init) / TOKENIZER_FILE).is_file()
-         else WEIGHTS_DIR) / TOKENIZER_FILE)
+    tok_path = (
+        Path(cfg.tokenizer)
+        if cfg.tokenizer
+        else (
+            (
+                Path(cfg.init)
+                if cfg.init and Path(cfg.init).is_dir() and (Path(cfg.init) / TOKENIZER_FILE).is_file()
+                else WEIGHTS_DIR
+            )
+            / TOKENIZER_FILE
+        )
+    )
     shutil.copyfile(tok_path, out / TOKENIZER_FILE)
     tok_path = out / TOKENIZER_FILE
     pieces = MiniTokenizer.from_file(tok_path).pieces()
@@ -394,8 +412,9 @@ def train(cfg: TrainConfig) -> dict:
     model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
     if cfg.resume and not ckpt_path.is_file():
         _log(log_path, {"event": "resume requested but no checkpoint yet: starting from scratch"})
     if cfg.resume and ckpt_path.is_file():
@@ -422,17 +441,31 @@ def train(cfg: TrainConfig) -> dict:
         _log(log_path, {"event": "init_val", **{k: round(v, 4) for k, v in validate_sets(model, vals, pieces).items()}})
 
     # fresh data after a resume: the stream seed depends on the start step
-    stream = CropStream(SourceFactory(cfg, str(tok_path)), seed=cfg.seed * 100_003 + step,
-                        height=cfg.crop_height, width=cfg.crop_width, strength=cfg.strength, reuse=cfg.reuse,
-                        buffer=cfg.buffer)
-    loader = DataLoader(stream, batch_size=cfg.batch_size, collate_fn=collate, num_workers=cfg.workers,
-                        persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers > 0 else None,
-                        pin_memory=device.type == "cuda")
+    stream = CropStream(
+        SourceFactory(cfg, str(tok_path)),
+        seed=cfg.seed * 100_003 + step,
+        height=cfg.crop_height,
+        width=cfg.crop_width,
+        strength=cfg.strength,
+        reuse=cfg.reuse,
+        buffer=cfg.buffer,
+    )
+    loader = DataLoader(
+        stream,
+        batch_size=cfg.batch_size,
+        collate_fn=collate,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+        pin_memory=device.type == "cuda",
+    )
 
     def save_ckpt() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                    "config": asdict(cfg)}, tmp)
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best, "config": asdict(cfg)},
+            tmp,
+        )
         tmp.replace(ckpt_path)
 
     amp = train_amp_dtype(cfg.precision, device)
@@ -465,35 +498,66 @@ def train(cfg: TrainConfig) -> dict:
         done = step >= cfg.steps or bool(cfg.budget_s and time.time() - t_start >= cfg.budget_s)
         if step % cfg.log_every == 0 or done:
             now = time.time()
-            _log(log_path, {"step": step, "lr": round(_lr(cfg, step, now - t_start), 6),
-                            **{k: round(v / n_agg, 4) for k, v in agg.items()},
-                            "s_per_step": round((now - t_log) / n_agg, 3),
-                            "data_wait": round(wait / max(1e-9, now - t_log), 3)})  # share of the time
+            _log(
+                log_path,
+                {
+                    "step": step,
+                    "lr": round(_lr(cfg, step, now - t_start), 6),
+                    **{k: round(v / n_agg, 4) for k, v in agg.items()},
+                    "s_per_step": round((now - t_log) / n_agg, 3),
+                    "data_wait": round(wait / max(1e-9, now - t_log), 3),
+                },
+            )  # share of the time
             agg, n_agg, t_log, wait = {}, 0, now, 0.0
         if step % cfg.val_every == 0 or done:
             last_val = validate_sets(model, vals, pieces)
             improved = last_val["val_score"] > best
             if improved:
                 best = last_val["val_score"]
-                extra = {**{k: v for k, v in init_extra.items() if k == "threshold"},
-                         "trained_steps": step, **{k: round(v, 4) for k, v in last_val.items()}}
+                extra = {
+                    **{k: v for k, v in init_extra.items() if k == "threshold"},
+                    "trained_steps": step,
+                    **{k: round(v, 4) for k, v in last_val.items()},
+                }
                 save_weights(model, out / WEIGHTS_FILE, extra=extra)
-            _log(log_path, {"step": step, **{k: round(v, 4) for k, v in last_val.items()}, "best": round(best, 4),
-                            "saved": improved})
+            _log(
+                log_path,
+                {
+                    "step": step,
+                    **{k: round(v, 4) for k, v in last_val.items()},
+                    "best": round(best, 4),
+                    "saved": improved,
+                },
+            )
         if time.time() - t_ckpt > cfg.ckpt_minutes * 60 or done:
             save_ckpt()
             t_ckpt = time.time()
     return last_val
 
 
-def finetune(pdf_dir: str, out: str, steps: int = 1500, init: str | None = None, lr: float = 5e-4,
-             synth_fraction: float = 0.3, **kw) -> dict:
+def finetune(
+    pdf_dir: str,
+    out: str,
+    steps: int = 1500,
+    init: str | None = None,
+    lr: float = 5e-4,
+    synth_fraction: float = 0.3,
+    **kw,
+) -> dict:
     """Adapt the model to a folder of born-digital PDFs (their text layer gives the token masks).
 
     Starts from ``init`` (a weights dir; default: the shipped weights), keeps some synthetic pages so
     the model does not forget, writes to ``out`` like :func:`train` (use it as ``--model mini:OUT``).
     """
     init = init or str(WEIGHTS_DIR)
-    cfg = TrainConfig(out=out, steps=steps, init=init, lr=lr, warmup=min(100, steps // 10 + 1), pdf_dir=pdf_dir,
-                      synth_fraction=synth_fraction, **kw)
+    cfg = TrainConfig(
+        out=out,
+        steps=steps,
+        init=init,
+        lr=lr,
+        warmup=min(100, steps // 10 + 1),
+        pdf_dir=pdf_dir,
+        synth_fraction=synth_fraction,
+        **kw,
+    )
     return train(cfg)

@@ -25,11 +25,21 @@ router = APIRouter(prefix=f"{API}/documents", tags=["documents"], dependencies=[
 
 UPLOAD_BODY = {
     "required": True,
-    "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"],
-        "properties": {"file": {"type": "string", "format": "binary",
-                                "description": "PDF, PNG, JPEG, TIFF, WebP or BMP (repeat the field for several)"}},
-    }}},
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "PDF, PNG, JPEG, TIFF, WebP or BMP (repeat the field for several)",
+                    }
+                },
+            }
+        }
+    },
 }
 
 
@@ -59,10 +69,17 @@ def get_document(state: StateDep, doc_id: DocId) -> DocumentOut:
     return document_out(doc)
 
 
-@router.get("/{doc_id}/file", response_class=FileResponse, responses={
-    200: {"content": {"application/pdf": {}, "image/*": {}},
-          "description": "the original file, shown inline (a PDF opens at page N with the URL fragment #page=N)"},
-    **errors(404)})
+@router.get(
+    "/{doc_id}/file",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/pdf": {}, "image/*": {}},
+            "description": "the original file, shown inline (a PDF opens at page N with the URL fragment #page=N)",
+        },
+        **errors(404),
+    },
+)
 def document_file(state: StateDep, doc_id: DocId) -> FileResponse:
     doc = state.engine.document(doc_id)
     if doc is None:
@@ -74,11 +91,20 @@ def document_file(state: StateDep, doc_id: DocId) -> FileResponse:
             outside = True
         elif path.is_file():
             media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            return FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline",
-                                headers={"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"})
+            return FileResponse(
+                path,
+                media_type=media,
+                filename=path.name,
+                content_disposition_type="inline",
+                headers={"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"},
+            )
     if outside:
-        raise ApiError(403, "forbidden", f"document {doc_id} lies outside the folders this server may read; start "
-                       "it with --root <folder> (TOKENSEARCH_ROOTS) to serve its files")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"document {doc_id} lies outside the folders this server may read; start "
+            "it with --root <folder> (TOKENSEARCH_ROOTS) to serve its files",
+        )
     raise not_found(f"the file of document {doc_id} (moved or deleted since it was indexed)")
 
 
@@ -106,15 +132,20 @@ def _remove_uploaded_file(state: StateDep, path: str) -> None:
             pass
 
 
-@router.post("", response_model=UploadOut, status_code=202, responses={
-    201: {"model": UploadOut, "description": "stored and indexed (wait=true)"}, **errors(400, 413, 415)},
-             openapi_extra={"requestBody": UPLOAD_BODY})
+@router.post(
+    "",
+    response_model=UploadOut,
+    status_code=202,
+    responses={201: {"model": UploadOut, "description": "stored and indexed (wait=true)"}, **errors(400, 413, 415)},
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
 async def upload_documents(
     request: Request,
     response: Response,
     state: StateDep,
-    wait: Annotated[bool, Query(
-        description="wait until the files are indexed (201) instead of returning 202 at once")] = False,
+    wait: Annotated[
+        bool, Query(description="wait until the files are indexed (201) instead of returning 202 at once")
+    ] = False,
 ) -> UploadOut:
     settings = state.settings
     uploads = uploads_dir(settings)
@@ -126,6 +157,8 @@ async def upload_documents(
         job = waited or job
         if job.status == "done":
             response.status_code = 201
-    files = [UploadedFile(filename=rf.filename, stored_path=str(p), content_type=media, bytes=rf.size)
-             for rf, p, media in stored]
+    files = [
+        UploadedFile(filename=rf.filename, stored_path=str(p), content_type=media, bytes=rf.size)
+        for rf, p, media in stored
+    ]
     return UploadOut(files=files, job=job_out(job))

@@ -28,16 +28,24 @@ def healthz(request: Request) -> Health:
         return Health(status="starting", version=_version(), auth=False)
     try:
         stats = state.engine.stats()
-        return Health(status="ok", version=_version(), documents=int(stats.documents), pages=int(stats.pages),
-                      auth=bool(state.settings.api_key))
+        return Health(
+            status="ok",
+            version=_version(),
+            documents=int(stats.documents),
+            pages=int(stats.pages),
+            auth=bool(state.settings.api_key),
+        )
     except Exception as exc:  # noqa: BLE001 - health reports, never raises
         log.exception("health check failed")
-        return Health(status="error", version=_version(), auth=bool(state.settings.api_key),
-                      detail=type(exc).__name__)
+        return Health(status="error", version=_version(), auth=bool(state.settings.api_key), detail=type(exc).__name__)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Authorized],
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}, **errors()})
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Authorized],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}, **errors()},
+)
 def metrics(state: StateDep) -> PlainTextResponse:
     gauges: dict = {}
     try:
@@ -51,9 +59,13 @@ def metrics(state: StateDep) -> PlainTextResponse:
     except Exception:  # noqa: BLE001 - request metrics stay available when the store is not
         log.exception("index stats unavailable for /metrics")
     jobs = state.jobs.counts()
-    gauges["tokensearch_index_jobs"] = ("Index jobs by status.",
-                                        {(("status", st),): jobs.get(st, 0) for st in
-                                         ("queued", "running", "done", "failed", "interrupted", "cancelled")})
+    gauges["tokensearch_index_jobs"] = (
+        "Index jobs by status.",
+        {
+            (("status", st),): jobs.get(st, 0)
+            for st in ("queued", "running", "done", "failed", "interrupted", "cancelled")
+        },
+    )
     if state.watch is not None:
         gauges.update(state.watch.gauges())
     return PlainTextResponse(state.metrics.render(gauges), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -27,17 +27,24 @@ def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix=f"{API}/pages", tags=["pages"], dependencies=[Authorized])
     Q = query_text(settings, "the query whose similarity maps to draw")
 
-    @router.get("/{doc_id}/{page}/image", response_class=FileResponse, responses={
-        200: {"content": {"image/png": {}, "image/webp": {}}, "description": "the page, scaled to the width"},
-        304: {"description": "not modified (If-None-Match matched the ETag)"},
-        **errors(404)})
+    @router.get(
+        "/{doc_id}/{page}/image",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"image/png": {}, "image/webp": {}}, "description": "the page, scaled to the width"},
+            304: {"description": "not modified (If-None-Match matched the ETag)"},
+            **errors(404),
+        },
+    )
     def page_image(
         request: Request,
         state: StateDep,
         doc_id: DocId,
         page: PageNo,
-        width: Annotated[int | None, Query(ge=16, le=10_000, description="target width in px (snapped to a few "
-                                                                          "sizes; never upscaled)")] = None,
+        width: Annotated[
+            int | None,
+            Query(ge=16, le=10_000, description="target width in px (snapped to a few sizes; never upscaled)"),
+        ] = None,
         format: Annotated[Literal["png", "webp"], Query(description="image format")] = "webp",
     ) -> Response:  # the file, or 304 when the client has it
         path = state.images.get(doc_id, page, width, format)
@@ -50,24 +57,36 @@ def build_router(settings: Settings) -> APIRouter:
             return Response(status_code=304, headers=headers)
         return FileResponse(path, media_type=FORMATS[format], headers=headers)
 
-
-    @router.get("/{doc_id}/{page}/heatmap", response_model=HeatmapOut, responses={
-        200: {"content": {"image/png": {}}, "description": "JSON grids (format=json) or a PNG overlay (format=png)"},
-        **errors(400, 404, 409)})
+    @router.get(
+        "/{doc_id}/{page}/heatmap",
+        response_model=HeatmapOut,
+        responses={
+            200: {
+                "content": {"image/png": {}},
+                "description": "JSON grids (format=json) or a PNG overlay (format=png)",
+            },
+            **errors(400, 404, 409),
+        },
+    )
     def page_heatmap(
         state: StateDep,
         doc_id: DocId,
         page: PageNo,
         q: Annotated[str, Q],
         format: Annotated[Literal["png", "json"], Query()] = "png",
-        token: Annotated[int | None, Query(ge=0, le=4096, description="PNG: map of this query token (0-based); "
-                                                                      "default the whole-query map")] = None,
-        overlay: Annotated[bool, Query(description="PNG: draw over the page image instead of a transparent "
-                                                   "overlay")] = False,
-        width: Annotated[int | None, Query(ge=16, le=4096, description="PNG width (default: the page image at "
-                                                                       "1024 px)")] = None,
-        max_side: Annotated[int, Query(ge=8, le=2048, description="JSON: grids larger than this are max-pooled "
-                                                                  "down to it")] = 256,
+        token: Annotated[
+            int | None,
+            Query(ge=0, le=4096, description="PNG: map of this query token (0-based); default the whole-query map"),
+        ] = None,
+        overlay: Annotated[
+            bool, Query(description="PNG: draw over the page image instead of a transparent overlay")
+        ] = False,
+        width: Annotated[
+            int | None, Query(ge=16, le=4096, description="PNG width (default: the page image at 1024 px)")
+        ] = None,
+        max_side: Annotated[
+            int, Query(ge=8, le=2048, description="JSON: grids larger than this are max-pooled down to it")
+        ] = 256,
     ) -> Response | HeatmapOut:
         if not q.strip():
             raise ApiError(422, "validation_error", "q: the query is empty")
@@ -79,10 +98,17 @@ def build_router(settings: Settings) -> APIRouter:
             maps, combined = max_pool(maps, max_side), max_pool(combined, max_side)
             both = np.concatenate([maps.ravel(), combined.ravel()]) if maps.size else combined.ravel()
             return HeatmapOut(
-                query=q, doc_id=doc_id, page=page, tokens=[str(t) for t in tm.tokens],
-                grid_width=int(combined.shape[1]), grid_height=int(combined.shape[0]),
-                maps=np.round(maps, 4).tolist(), combined=np.round(combined, 4).tolist(),
-                min=float(both.min(initial=0.0)), max=float(both.max(initial=0.0)))
+                query=q,
+                doc_id=doc_id,
+                page=page,
+                tokens=[str(t) for t in tm.tokens],
+                grid_width=int(combined.shape[1]),
+                grid_height=int(combined.shape[0]),
+                maps=np.round(maps, 4).tolist(),
+                combined=np.round(combined, 4).tolist(),
+                min=float(both.min(initial=0.0)),
+                max=float(both.max(initial=0.0)),
+            )
         if token is not None and token >= len(maps):
             raise ApiError(422, "validation_error", f"token: the query has {len(maps)} tokens (0..{len(maps) - 1})")
         m = combined if token is None else maps[token]
