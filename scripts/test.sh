@@ -20,8 +20,8 @@ install torch==2.13.0 -e .
 bash scripts/smoke_runtime.sh "$VENV"
 
 install -e '.[test,lint,milvus]'
-# lint and format (ruff, on the package and the tests) and types (mypy, on the package), as pyproject.toml configures
-# them: a violation fails the run before the tests start
+# lint and format (ruff, on the package and the tests) and types (mypy, on the package), as pyproject.toml
+# configures them: a violation fails the run before the tests start
 "$VENV/bin/ruff" check --no-cache tokensearch tests
 "$VENV/bin/ruff" format --check --no-cache tokensearch tests
 "$VENV/bin/mypy" --cache-dir "$VENV/mypy-cache"
