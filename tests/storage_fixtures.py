@@ -39,7 +39,8 @@ def with_search_path(url: str, schema: str) -> str:
     return u.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# the PostgreSQL half needs a server: the integration tier (`-m "not slow and not integration"` runs SQLite only)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def db_url(request):
     """None (the default SQLite file in the home) or a PostgreSQL URL bound to a fresh schema."""
     if request.param == "sqlite":
@@ -70,7 +71,7 @@ def db_url(request):
 
 # the vector backends a test runs on when it names them: @pytest.mark.parametrize("vector_backend", BACKENDS)
 # (milvus runs milvus-lite in the test's process, its files in the home)
-BACKENDS = ["faiss", pytest.param("milvus", marks=pytest.mark.milvus)]
+BACKENDS = ["faiss", pytest.param("milvus", marks=[pytest.mark.milvus, pytest.mark.integration])]
 
 
 def need_milvus() -> None:

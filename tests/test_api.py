@@ -28,6 +28,9 @@ from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
+# integration: the API over an index the vision model builds from generated PDFs
+pytestmark = pytest.mark.integration
+
 API = "/api/v1"
 
 

@@ -43,6 +43,9 @@ from tokensearch.api.http_limits import max_head_bytes, max_request_line
 from tokensearch.engine import Engine
 from tokensearch.settings import Settings
 
+# integration: a served API (uvicorn) against its OpenAPI spec
+pytestmark = pytest.mark.integration
+
 API = "/api/v1"
 KEY = "conformance-key-0123456789"
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# integration: the Docker files through docker compose
+pytestmark = pytest.mark.integration
+
 yaml = pytest.importorskip("yaml")
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"

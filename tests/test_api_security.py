@@ -15,6 +15,9 @@ from tokensearch.api.security import InsecureConfigError, is_loopback, resolve_c
 from tokensearch.api.serve import add_serve_arguments, run_serve, serve_settings
 from tokensearch.engine import Engine
 
+# integration: the API over an index the vision model builds
+pytestmark = pytest.mark.integration
+
 API = "/api/v1"
 KEY = "s3cret-key-for-tests"
 

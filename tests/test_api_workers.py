@@ -32,6 +32,9 @@ from tokensearch.samples import make_sample_folder
 
 from test_api_fixtures import build_settings, free_port, make_docs, wait_job
 
+# integration: a served API with worker processes, killed and restarted
+pytestmark = pytest.mark.integration
+
 API = "/api/v1"
 QUERIES = [
     "INVOICE",

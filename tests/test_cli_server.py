@@ -23,6 +23,9 @@ from tokensearch.engine import Engine
 
 from test_api_fixtures import build_settings, free_port, make_docs
 
+# integration: a running `tokensearch serve` and CLI subprocesses
+pytestmark = pytest.mark.integration
+
 SERVED = "answered by the tokensearch server"
 
 

@@ -15,6 +15,9 @@ from sqlalchemy import create_engine, text
 from storage_fixtures import BACKENDS, need_milvus
 from tokensearch.samples import born_digital_pdf, rasterise_pdf
 
+# integration: indexing processes killed with SIGKILL
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 INDEX_SCRIPT = """

@@ -13,6 +13,9 @@ from boxes import iou
 from tokensearch.errors import ModelMismatchError, QueryError
 from tokensearch.search import Searcher
 
+# integration: the vision model over generated documents, end to end
+pytestmark = pytest.mark.integration
+
 
 def _best_iou(hit, truths) -> float:
     return max((iou(b, t) for b in hit.boxes for t in truths), default=0.0)

@@ -13,7 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tokensearch.storage import Store
+
+# integration: several processes opening one home
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 N_PROCESSES = 6

@@ -29,6 +29,9 @@ from tokensearch.pathnames import from_db, shown, to_db
 from tokensearch.samples import born_digital_pdf, rasterise_pdf
 from tokensearch.settings import Settings
 
+# integration: the indexer and the CLI over real folders
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 CAFE = os.fsdecode(b"caf\xe9")  # 'caf\udce9': a Latin-1 name, not UTF-8
 

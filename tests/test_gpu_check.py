@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tokensearch.tokenocr_model import checkpoint as ckpt
 from tokensearch.tokenocr_model import random_checkpoint as rc
 from tokensearch.tokenocr_model.tokenocr import IGNORED_KEYS, OPTIONAL_KEYS, TokenOCRConfig, expected_shapes
+
+# integration: bench/gpu_check.py in a subprocess
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import pymupdf
 import pytest
 
+# integration: indexing long PDFs in subprocesses
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """

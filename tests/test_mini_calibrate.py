@@ -6,6 +6,7 @@ import random
 import shutil
 from pathlib import Path
 
+import pytest
 import numpy as np
 
 from tokensearch.tokenocr_model.mini_encoder import load_mini
@@ -23,6 +24,9 @@ from tokensearch.training.calibrate import (
     threshold_for,
     write_threshold,
 )
+
+# integration: calibration searching a collection through the engine
+pytestmark = pytest.mark.integration
 
 
 def test_threshold_lets_through_at_most_the_target_share_of_negatives() -> None:

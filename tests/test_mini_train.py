@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import numpy as np
 import torch
 
 from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.training.train import TrainConfig, train
+
+# integration: training steps, checkpoints and resume
+pytestmark = pytest.mark.integration
 
 
 def _cfg(out: Path, steps: int, resume: bool = False) -> TrainConfig:

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import pytest
 
+# integration: generated requests against the whole API
+pytestmark = pytest.mark.integration
+
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import checks  # noqa: E402

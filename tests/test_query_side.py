@@ -5,11 +5,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import numpy as np
 
 from tokensearch.engine import QUERY_SIDE_FILE, Engine
 from tokensearch.settings import Settings
 from tokensearch.tokenocr_model.mini_files import WEIGHTS_DIR
+
+# integration: indexing with the vision model, then searching
+pytestmark = pytest.mark.integration
 
 
 def test_search_after_index_does_not_load_the_vision_model(tmp_path, sample, mini_encoder):

@@ -14,6 +14,9 @@ import pytest
 
 from storage_fixtures import ROOT, db_url, need_milvus, one_faiss_thread, open_store, random_doc  # noqa: F401
 
+# integration: writers killed with SIGKILL
+pytestmark = pytest.mark.integration
+
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 CHILD = textwrap.dedent(

@@ -20,6 +20,9 @@ from tokensearch.engine import Engine
 from tokensearch.samples import SampleFolder, born_digital_pdf, image_only_pdf, rasterise_pdf
 from tokensearch.settings import Settings
 
+# integration: the TokenOCR format through the engine, the CLI and the API
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -11,8 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tokensearch.tokenocr_model.registry import create_encoder
 from tokensearch.training.datapack import asset_env
+
+# integration: the training shell scripts in subprocesses
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,8 @@ from tokensearch.engine import Engine
 from tokensearch.settings import Settings
 from tokensearch.storage import Store
 
-pytestmark = pytest.mark.milvus
+# integration: milvus-lite against FAISS
+pytestmark = [pytest.mark.milvus, pytest.mark.integration]
 
 
 @pytest.fixture(autouse=True)

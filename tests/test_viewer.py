@@ -25,6 +25,9 @@ from tokenocr_factory import make_tiny_checkpoint
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
+# integration: the viewer in a real browser against a live server
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("TOKENSEARCH_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

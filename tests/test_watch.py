@@ -32,6 +32,9 @@ from tokensearch.indexer.watch import FolderWatcher, WatchOptions, read_state
 from tokensearch.samples import born_digital_pdf, rasterise_pdf
 from tokensearch.settings import Settings
 
+# integration: watcher processes following real folders
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = 0.4
 FAST = WatchOptions(quiet_s=QUIET, rescan_s=3600, tick_s=0.05)
