@@ -322,7 +322,7 @@ def test_several_words_count_from_the_phrase_threshold(make_engine, sample):
     low.index(sample.root)
     scores = {q: scan_hits(low, q)[0].score for q in ['"harbour crane"', "harbour", "crane"]}
     thr = max(scores.values()) + 0.01
-    plain = make_engine(home=low.settings.home, threshold=thr)
+    plain = make_engine(home=low.settings.home, threshold=thr, phrase_threshold=thr)  # not the model's own
     assert scan_hits(plain, '"harbour crane"') == [] and scan_hits(plain, "harbour crane") == []
     phrases = make_engine(home=low.settings.home, threshold=thr, phrase_threshold=scores['"harbour crane"'] - 0.01)
     for q in ['"harbour crane"', "harbour crane"]:
