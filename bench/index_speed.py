@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -22,21 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    """The CPU's model and the SIMD flags that decide the model's fast path."""
-    model, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    return f"{model}, {os.cpu_count()} cores, " + " ".join(f for f in wanted if f in flags)
 
 
 def main() -> None:
@@ -53,6 +37,7 @@ def main() -> None:
     import run_eval
     import torch
     from adapters.tesseract import TesseractAdapter
+    from cli_latency import cpu_name  # (bench/ is the script's folder: first on sys.path)
 
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings

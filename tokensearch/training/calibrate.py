@@ -170,6 +170,11 @@ def near_miss(word: str, rng: random.Random) -> str | None:
     return word[:i] + c + word[i + 1 :]
 
 
+def _printed_nowhere(text: str, w: str) -> bool:
+    """``w`` is not printed in ``text``, not even inside a longer word nor with a plural "s" added or removed."""
+    return all(v not in text for v in {w, w + "s", w.removesuffix("s")})
+
+
 def make_queries(
     col: Collection, n_pos: int, n_neg: int, seed: int, near_share: float = NEAR_SHARE
 ) -> tuple[list[tuple[str, set[int]]], list[tuple[str, str]]]:
@@ -191,9 +196,6 @@ def make_queries(
     rng.shuffle(vocab)
     pos = [(w, where[w]) for w in vocab[:n_pos]]
 
-    def printed_nowhere(w: str) -> bool:
-        return all(v not in text for v in {w, w + "s", w.removesuffix("s")})
-
     dictionary = {w for w in dictionary_words() if ABSENT_WORD.match(w)}  # no names: lower case only
     absent = sorted(dictionary)
     rng.shuffle(absent)
@@ -204,9 +206,9 @@ def make_queries(
         if len(near) >= n_near:
             break
         changed = near_miss(rng.choice(bases), rng)
-        if changed and changed not in dictionary and changed not in near and printed_nowhere(changed):
+        if changed and changed not in dictionary and changed not in near and _printed_nowhere(text, changed):
             near.append(changed)
-    absent = list(itertools.islice((w for w in absent if printed_nowhere(w)), n_neg - len(near)))
+    absent = list(itertools.islice((w for w in absent if _printed_nowhere(text, w)), n_neg - len(near)))
     neg = [(w, "near") for w in near] + [(w, "absent") for w in absent]
     return pos, neg
 
@@ -231,9 +233,6 @@ def make_phrases(
     rng.shuffle(pairs)
     pos = [(f'"{p}"', where[p]) for p in pairs[:n_pos]]
 
-    def printed_nowhere(w: str) -> bool:
-        return all(v not in text for v in {w, w + "s", w.removesuffix("s")})
-
     near: list[str] = []
     for p in pairs:
         if len(near) >= n_neg // 2:
@@ -242,9 +241,9 @@ def make_phrases(
         if min(map(len, words)) < 4 or not all(w.isalpha() for w in words):
             continue
         changed = [near_miss(w, rng) for w in words]
-        if all(c and printed_nowhere(c) for c in changed):
+        if all(c and _printed_nowhere(text, c) for c in changed):
             near.append(" ".join(c for c in changed if c))
-    dictionary = sorted(w for w in dictionary_words() if ABSENT_WORD.match(w) and printed_nowhere(w))
+    dictionary = sorted(w for w in dictionary_words() if ABSENT_WORD.match(w) and _printed_nowhere(text, w))
     rng.shuffle(dictionary)
     n_absent = n_neg - len(near)
     absent = [f"{a} {b}" for a, b in zip(dictionary[:n_absent], dictionary[n_absent : 2 * n_absent])]
