@@ -13,9 +13,11 @@ Results land in <bench>/results/tokensearch_<set>[_<pages>]_inproc.json (run_eva
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,8 @@ def main() -> None:
 
         sources.normalise_scale = zoomed
 
+    opened: list = []  # the adapters run_eval made (one a set)
+
     class TokenSearchInProcess(TokenSearchCLI):
         def __init__(self, workdir, threads=2):
             super().__init__(workdir, threads)
@@ -60,6 +64,7 @@ def main() -> None:
 
             torch.set_num_threads(threads)
             self.engine = Engine(Settings(home=Path(self.home), model=a.model))
+            opened.append(self)
 
         def index(self, folder):
             rep = self.engine.index(Path(folder))
@@ -86,10 +91,22 @@ def main() -> None:
     import run_eval
 
     sys.argv = [str(bench / "run_eval.py"), "--system", "tokensearch", "--tag", a.tag] + rest
+    started = time.time()
     run_eval.main()
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    from adapters.common import dir_size
+
     for f in (bench / "results").glob(f"tokensearch_*_{a.tag}.json"):
+        if opened and f.stat().st_mtime >= started:  # (this run's file, not an earlier set's)
+            # B/pg above is measured right after indexing, when a CLI index ends: the vector index is built
+            # and saved by the first search. Here it has been: this is what the index holds in use.
+            opened[-1].engine.store.persist()
+            res = json.loads(f.read_text())
+            pages = max(1, res.get("n_pages") or res.get("pages") or 1)
+            res["index_bytes_per_page_after_search"] = int(dir_size(opened[-1].home) / pages)
+            f.write_text(json.dumps(res, indent=1))
+            print(f"B/pg after the searches (vector snapshot included): {res['index_bytes_per_page_after_search']}")
         shutil.copy(f, out / f.name)
 
 

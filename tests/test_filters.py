@@ -107,8 +107,8 @@ def test_vector_search_among_allowed_pages_is_the_exact_top_of_their_cells(spec,
         assert set(got_pages.tolist()) <= {3, 11, 12, 39}
         pool = [(float(vecs[p][c] @ q[r]), p, c) for p in (3, 11, 12, 39) for c in range(50)]
         want = sorted(pool, reverse=True)[:20]
-        if spec["type"] == "flat":  # exact (float16 codes)
-            np.testing.assert_allclose(scores, [s for s, _, _ in want], atol=2e-3)
+        if spec["type"] == "flat":  # exact up to the int8 codes' step (~0.01 of a unit query's cosine)
+            np.testing.assert_allclose(scores, [s for s, _, _ in want], atol=0.01 * np.linalg.norm(q[r]))
         assert len(got_pages) == 20 and (np.diff(scores) <= 1e-6).all()
         assert (cells[:, 0] >= 0).all()
     assert all(len(p) == 0 for p, _, _ in vi.search(q, 5, pages=np.array([7, 99], dtype=np.int64)))

@@ -158,7 +158,7 @@ class IndexStats:
     pages_by_source: dict[str, int]
     failures: list[tuple[str, str]]  # (path, why it could not be indexed)
     vectors: int  # cells in the vector index
-    vector_index_type: str  # e.g. "flat-ip-fp16" or "ivf1024,sq8"
+    vector_index_type: str  # e.g. "flat-ip-int8" or "ivf1024,sq8"
     index_bytes: int  # every file under home (but cache/, the API's page pictures) + the database's tables
     bytes_per_page: float
     feature_cells: int = 0  # cells in the feature store (all kept cells)

@@ -2,8 +2,10 @@
 
 Vector ids encode the page: ``id = page_id << CELL_BITS | cell``, so a hit maps to its page without a
 lookup and a page's vectors are removed by id. The index type is chosen by size (see
-:func:`choose_spec`): exhaustive inner product over float16 codes (``IndexIDMap(IndexScalarQuantizer
-fp16)``: the same top cells as float32, half the bytes, faster to scan) up to ``flat_max_vectors``,
+:func:`choose_spec`): exhaustive inner product over int8 codes (``IndexIDMap(IndexScalarQuantizer
+8bit_direct_signed)`` of the unit vectors times 127: a score off by ~0.002, which stage 2's exact scoring
+on the stored features absorbs; a quarter of float32's bytes, and decoded ~6x faster than float16, which
+indexes saved before still use) up to ``flat_max_vectors``,
 then an IVF with 8-bit scalar quantisation trained on a sample of stored features, re-chosen (more
 lists, then 4-bit codes) each time the index has grown 8-fold. The flat index answers a query of
 several token rows by one blocked scan of its codes for all rows (:func:`scan_top_k`), not FAISS's
@@ -49,14 +51,16 @@ from .records import PageFeatures
 
 CELL_BITS = 20  # up to 1M vectors per page (TokenOCR's 12-tile page has 196,608 cells)
 CELL_MASK = (1 << CELL_BITS) - 1
-SCAN_BLOCK = 16384  # float16 rows decoded at once by the blocked scan (6 MB of float32 at d=96)
+SCAN_BLOCK = 16384  # code rows decoded at once by the blocked scan (6 MB of float32 at d=96)
+# int8 flat codes: a unit vector's components times INT8_SCALE, stored by FAISS as uint8 (value + 128)
+INT8_SCALE = 127.0
 # from this many query rows the blocked scan beats FAISS's one pass per row (BENCHMARKS.md, "Engine speed")
 SCAN_MIN_QUERIES = 5
 _KEEP_DECODED = False  # see keep_flat_decoded
 
 
 def keep_flat_decoded(on: bool = True) -> None:
-    """In this process, keep a float32 copy of a flat index's float16 codes for the blocked scan.
+    """In this process, keep a float32 copy of a flat index's codes for the blocked scan.
 
     For a process that searches all day (the API's search workers): each search of 5+ token rows then
     skips decoding all n*d codes, about a quarter of its CPU time on the dev benchmark's 137 pages (762k
@@ -67,8 +71,9 @@ def keep_flat_decoded(on: bool = True) -> None:
 
 
 def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` inner products of every row of ``q`` (nq, d) with float16 (or float32) ``codes`` (n, d): scores
-    (nq, k) best first, and their row numbers in ``codes``.
+    """Exact top-``k`` inner products of every row of ``q`` (nq, d) with the flat index's ``codes`` (n, d): int8
+    (uint8 holding value + 128, scaled by ``INT8_SCALE``), float16, or float32 (decoded already); scores (nq, k)
+    best first, and their row numbers in ``codes``.
 
     FAISS's flat scalar-quantiser search decodes every code once *per query row*; this decodes a block
     once for all rows and scores it with one matrix product (one BLAS call). A row's k-th best score so
@@ -89,7 +94,7 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
         if codes.dtype == np.float32:  # already decoded (keep_flat_decoded)
             f = codes[b0 : b0 + len(f)]
         else:
-            _float16_to_32(codes[b0 : b0 + len(f)], f, by_torch)
+            decode_codes(codes[b0 : b0 + len(f)], f, by_torch)
         s = f @ q.T  # (b, nq): in this orientation OpenBLAS is ~2x faster for few query rows
         if b0 == 0 and len(s) > k:
             floor = -np.partition(-s, k - 1, axis=0)[k - 1]
@@ -101,6 +106,15 @@ def scan_top_k(codes: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np
             parts, held = _keep_best(parts, nq, k, floor, final=b0 >= n)
     r, c, v = parts[0]
     return v.reshape(nq, k), c.reshape(nq, k)
+
+
+def decode_codes(src: np.ndarray, out: np.ndarray, by_torch: bool = False) -> None:
+    """``out[:] =`` the vectors ``src`` codes (int8 as FAISS stores it, or float16), as float32."""
+    if src.dtype == np.uint8:
+        np.subtract(src, 128, out=out, dtype=np.float32)
+        out *= np.float32(1.0 / INT8_SCALE)
+    else:
+        _float16_to_32(src, out, by_torch)
 
 
 def _float16_to_32(src: np.ndarray, out: np.ndarray, by_torch: bool) -> None:
@@ -161,7 +175,7 @@ def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 64
 
 def describe_spec(spec: dict) -> str:
     if spec["type"] == "flat":
-        return "flat-ip-fp16"
+        return "flat-ip-int8"
     return f"ivf{spec['nlist']},{spec['type'].split('-')[1]}"
 
 
@@ -243,9 +257,10 @@ class VectorIndex:
     def empty(cls, dim: int, spec: dict, train_sample: np.ndarray | None = None, nprobe: int | None = None):
         index: faiss.Index
         if spec["type"] == "flat":
-            index = faiss.IndexIDMap(
-                faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+            sq = faiss.IndexScalarQuantizer(
+                dim, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
             )
+            index = faiss.IndexIDMap(sq)
         elif spec["type"] in ("ivf-sq8", "ivf-sq4"):
             code = spec["type"].split("-")[1].upper()
             index = faiss.index_factory(dim, f"IVF{spec['nlist']},{code}", faiss.METRIC_INNER_PRODUCT)
@@ -281,7 +296,10 @@ class VectorIndex:
             if n > CELL_MASK + 1:
                 raise ValueError(f"a page may have at most {CELL_MASK + 1} indexed cells, got {n}")
             ids = (np.int64(page_id) << CELL_BITS) + np.arange(n, dtype=np.int64)
-            self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32), ids)
+            x = np.ascontiguousarray(vecs, dtype=np.float32)
+            if self._int8_flat():
+                x = np.clip(np.rint(x * INT8_SCALE), -128, 127)
+            self.index.add_with_ids(x, ids)
         self.page_cells[page_id] = n
         if cells is not None:
             self.positions[page_id] = np.asarray(cells, dtype=np.int16).reshape(n, 2)
@@ -314,7 +332,10 @@ class VectorIndex:
         if pages is not None:
             scores, ids = self._search_pages(q, k, pages)
         else:
-            codes = self._flat_codes() if len(q) >= SCAN_MIN_QUERIES else None
+            # int8 codes are always scanned here: FAISS 1.15's search over 8bit_direct codes answers 0 for
+            # every vector when d is a multiple of 32 (its AVX-512 path), and their decoding is cheap anyway
+            many = len(q) >= SCAN_MIN_QUERIES or self._int8_flat()
+            codes = self._flat_codes() if many else None
             if codes is not None and _KEEP_DECODED:
                 codes = self._decoded_codes(codes)
             if codes is not None:
@@ -338,7 +359,8 @@ class VectorIndex:
 
     def _decoded_codes(self, codes: np.ndarray) -> np.ndarray:
         if self._decoded is None or len(self._decoded) != len(codes):
-            self._decoded = codes.astype(np.float32)
+            self._decoded = np.empty(codes.shape, dtype=np.float32)
+            decode_codes(codes, self._decoded)
         return self._decoded
 
     def _search_pages(self, q: np.ndarray, k: int, pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -387,16 +409,27 @@ class VectorIndex:
             return np.zeros(0, np.int64)
         return np.concatenate([order[bounds[i] : bounds[i + 1]] for i in at.tolist()])
 
-    def _flat_codes(self) -> np.ndarray | None:
-        """The flat index's float16 vectors as an (n, d) array viewing FAISS's memory (valid until the
-        index changes; callers hold the keeper's lock); None for the IVF types."""
-        if self.spec["type"] != "flat" or self.ntotal == 0:
+    def _flat_quantizer(self) -> faiss.IndexScalarQuantizer | None:
+        if self.spec["type"] != "flat":
             return None
-        # the flat type is IndexIDMap(IndexScalarQuantizer fp16) (see empty)
-        sq = cast(faiss.IndexScalarQuantizer, faiss.downcast_index(cast(faiss.IndexIDMap, self.index).index))
-        assert sq.code_size == 2 * self.dim, "flat index codes are float16"
+        # the flat type is IndexIDMap(IndexScalarQuantizer int8, or float16 in snapshots saved before)
+        return cast(faiss.IndexScalarQuantizer, faiss.downcast_index(cast(faiss.IndexIDMap, self.index).index))
+
+    def _int8_flat(self) -> bool:
+        sq = self._flat_quantizer()
+        return sq is not None and sq.code_size == self.dim
+
+    def _flat_codes(self) -> np.ndarray | None:
+        """The flat index's codes as an (n, d) array viewing FAISS's memory (uint8 for int8 codes, float16 in
+        snapshots saved before; valid until the index changes; callers hold the keeper's lock); None for the
+        IVF types."""
+        sq = self._flat_quantizer()
+        if sq is None or self.ntotal == 0:
+            return None
+        assert sq.code_size in (self.dim, 2 * self.dim), "flat index codes are int8 or float16"
         raw = faiss.rev_swig_ptr(sq.codes.data(), sq.ntotal * sq.code_size)
-        return np.frombuffer(raw, dtype=np.float16).reshape(sq.ntotal, self.dim)
+        dtype = np.uint8 if sq.code_size == self.dim else np.float16
+        return np.frombuffer(raw, dtype=dtype).reshape(sq.ntotal, self.dim)
 
     def _flat_ids(self) -> np.ndarray:
         """Vector ids of the flat index's rows, in row order (a view of FAISS's id map)."""
