@@ -1,21 +1,15 @@
-"""Shared fixtures: the package from this checkout, the embedded model loaded once, sample documents."""
+"""Shared fixtures: the embedded model loaded once, sample documents, engines on the parametrised database."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from storage_fixtures import db_url, vector_backend  # noqa: E402,F401  (sqlite + postgresql; faiss + milvus)
-
-from tokensearch.engine import Engine  # noqa: E402
-from tokensearch.samples import SampleFolder, make_sample_folder  # noqa: E402
-from tokensearch.settings import Settings  # noqa: E402
+from tests.storage_fixtures import db_url, vector_backend  # noqa: F401  (sqlite + postgresql; faiss + milvus)
+from tokensearch.engine import Engine
+from tokensearch.samples import SampleFolder, make_sample_folder
+from tokensearch.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ with a message saying so; ``TOKENSEARCH_TEST_PG_URL=off`` skips them explicitly.
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,12 +17,10 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the package is used from the checkout, installed or not
-    sys.path.insert(0, str(ROOT))
+from tokensearch.storage import PageRecord, Store
+from tokensearch.vectornorm import l2_normalize
 
-from tokensearch.storage import PageRecord, Store  # noqa: E402
-from tokensearch.vectornorm import l2_normalize  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: PYTHONPATH of child processes that import tests.*
 
 PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
+from tests.api_fixtures import (  # noqa: F401  (api_env is a fixture)
     DOCS,
     api_env,
     assert_error,

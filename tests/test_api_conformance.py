@@ -29,7 +29,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from test_api_fixtures import (  # noqa: F401  (api_env is a fixture)
+from tests.api_fixtures import (  # noqa: F401  (api_env is a fixture)
     api_env,
     assert_error,
     build_settings,

@@ -13,7 +13,7 @@ import os
 
 from fastapi.testclient import TestClient
 
-from test_api_fixtures import build_settings, wait_job, write_pdf
+from tests.api_fixtures import build_settings, wait_job, write_pdf
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 

@@ -30,7 +30,7 @@ from tokensearch.engine import Engine
 from tokensearch.filters import SearchFilter
 from tokensearch.samples import make_sample_folder
 
-from test_api_fixtures import build_settings, free_port, make_docs, wait_job
+from tests.api_fixtures import build_settings, free_port, make_docs, wait_job
 
 # integration: a served API with worker processes, killed and restarted
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from tokensearch import cli
 from tokensearch import local_server as ls
 from tokensearch.engine import Engine
 
-from test_api_fixtures import build_settings, free_port, make_docs
+from tests.api_fixtures import build_settings, free_port, make_docs
 
 # integration: a running `tokensearch serve` and CLI subprocesses
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from storage_fixtures import BACKENDS, need_milvus
+from tests.storage_fixtures import BACKENDS, need_milvus
 from tokensearch.samples import born_digital_pdf, rasterise_pdf
 
 # integration: indexing processes killed with SIGKILL

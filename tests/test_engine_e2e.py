@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from boxes import iou
+from tests.boxes import iou
 from tokensearch.errors import ModelMismatchError, QueryError
 from tokensearch.search import Searcher
 

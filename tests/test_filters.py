@@ -19,7 +19,7 @@ import pymupdf
 import pytest
 from fastapi.testclient import TestClient
 
-from test_api_fixtures import build_settings, write_pdf
+from tests.api_fixtures import build_settings, write_pdf
 from tokensearch import cli
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine

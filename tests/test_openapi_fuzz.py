@@ -25,7 +25,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import checks  # noqa: E402
 
-from test_api_fixtures import build_settings, make_docs  # noqa: E402
+from tests.api_fixtures import build_settings, make_docs  # noqa: E402
 from tokensearch.api.app import create_app  # noqa: E402
 from tokensearch.engine import Engine  # noqa: E402
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boxes import iou
+from tests.boxes import iou
 from tokensearch.indexer.scale import CHAR_HEIGHT_AT_DPI, SHRINK_TO, char_height, normalise_scale, scale_factor
 from tokensearch.samples import born_digital_pdf, rasterise_pdf
 

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from storage_fixtures import (  # noqa: F401  (fixtures)
+from tests.storage_fixtures import (  # noqa: F401  (fixtures)
     BACKENDS,
     db_url,
     one_faiss_thread,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from storage_fixtures import db_url, one_faiss_thread, open_store  # noqa: F401  (fixtures)
+from tests.storage_fixtures import db_url, one_faiss_thread, open_store  # noqa: F401  (fixtures)
 from tokensearch.storage import PageRecord
 from tokensearch.storage.codec import Codec, identity_codec, merge_columns
 from tokensearch.vectornorm import l2_normalize

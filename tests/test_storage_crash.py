@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from storage_fixtures import ROOT, db_url, need_milvus, one_faiss_thread, open_store, random_doc  # noqa: F401
+from tests.storage_fixtures import ROOT, db_url, need_milvus, one_faiss_thread, open_store, random_doc  # noqa: F401
 
 # integration: writers killed with SIGKILL
 pytestmark = pytest.mark.integration
@@ -22,9 +21,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    sys.path[:0] = [{root!r}, {tests!r}]
     from pathlib import Path
-    from storage_fixtures import random_doc
+    from tests.storage_fixtures import random_doc
     from tokensearch.storage import store as store_mod, vectors as vectors_mod
     from tokensearch.storage import Store
 
@@ -45,7 +43,7 @@ CHILD = textwrap.dedent(
             return orig_delete(name, **kw)
         client.upsert, client.delete = upsert, delete
     for seed in (1, 2, 3):
-        st.write_document(f"sha-{{seed}}", f"/{{seed}}.pdf", 1, 1, "pdf", iter(random_doc(seed, 2)))
+        st.write_document(f"sha-{seed}", f"/{seed}.pdf", 1, 1, "pdf", iter(random_doc(seed, 2)))
     st.unlink_path("/2.pdf")
     if point == "after_fsync":
         st.features.sync = (lambda orig: lambda: (orig(), die()))(st.features.sync)
@@ -89,13 +87,12 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     backend = "milvus" if index == "milvus" else "faiss"
     if backend == "milvus":
         need_milvus()
-    script = CHILD.format(root=str(ROOT), tests=str(Path(__file__).parent))
     proc = subprocess.run(
-        [sys.executable, "-c", script, point, str(home), db_url or "", str(flat_max), backend],
+        [sys.executable, "-c", CHILD, point, str(home), db_url or "", str(flat_max), backend],
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **ONE_THREAD},
+        env={**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 

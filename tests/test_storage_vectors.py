@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage_fixtures import (  # noqa: F401  (fixtures)
+from tests.storage_fixtures import (  # noqa: F401  (fixtures)
     db_url,
     one_faiss_thread,
     open_store,

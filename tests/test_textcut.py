@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tokenocr_factory import make_tiny_checkpoint
+from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.indexer.sources import TextChar
 from tokensearch.indexer.textlayer import TextLayerPainter
 from tokensearch.textcut import cut, cut_word, embed_cut, is_cjk

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tokenocr_factory import make_tiny_checkpoint
+from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.tokenocr_model.checkpoint import CheckpointError, weight_files
 from tokensearch.tokenocr_model.tokenocr import load_model, load_tokenocr
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from boxes import iou
-from cjk_docs import text_boxes, write_cjk_pdf
-from tokenocr_factory import make_tiny_checkpoint
+from tests.boxes import iou
+from tests.cjk_docs import text_boxes, write_cjk_pdf
+from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 from tokensearch.samples import SampleFolder, born_digital_pdf, image_only_pdf, rasterise_pdf

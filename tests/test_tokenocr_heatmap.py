@@ -8,7 +8,7 @@ import pytest
 from tokensearch.errors import BadDocument
 from PIL import Image, ImageDraw
 
-from tokenocr_factory import make_tiny_checkpoint
+from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.heatmap import add_heatmap_arguments, render_heatmaps, run_heatmap, similarity_maps, title_font
 from tokensearch.highlight import LUT, colourise
 from tokensearch.tokenocr_model.tokenocr import load_tokenocr

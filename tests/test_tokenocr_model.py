@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from tokenocr_factory import TINY_D, make_tiny_checkpoint
+from tests.tokenocr_factory import TINY_D, make_tiny_checkpoint
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder
 from tokensearch.tokenocr_model import devices, tiling
 from tokensearch.tokenocr_model.devices import autocast, resolve_device, resolve_dtype

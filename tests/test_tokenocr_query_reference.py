@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from tokenocr_factory import SPECIAL, make_tiny_checkpoint, train_tiny_sentencepiece
+from tests.tokenocr_factory import SPECIAL, make_tiny_checkpoint, train_tiny_sentencepiece
 from tokensearch.tokenocr_model.sp_tokenizer import InternLM2Tokenizer
 from tokensearch.tokenocr_model.tokenocr import load_tokenocr
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import sentencepiece as spm
 
-from tokenocr_factory import SPECIAL, train_tiny_sentencepiece
+from tests.tokenocr_factory import SPECIAL, train_tiny_sentencepiece
 from tokensearch.tokenocr_model.sp_tokenizer import SPACE_PIECE, InternLM2Tokenizer
 
 

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from storage_fixtures import ROOT, need_milvus, one_faiss_thread, random_doc, write  # noqa: F401
+from tests.storage_fixtures import ROOT, need_milvus, one_faiss_thread, random_doc, write  # noqa: F401
 from tokensearch.engine import Engine
 from tokensearch.settings import Settings
 from tokensearch.storage import Store
@@ -139,12 +139,10 @@ def test_a_wiped_collection_is_rebuilt_from_the_feature_store(tmp_path, dropped)
 
 
 def test_the_faiss_backend_never_imports_pymilvus_and_milvus_without_it_says_how_to_install(tmp_path):
-    code = f"""
+    code = """
 import sys
-sys.path.insert(0, {str(ROOT)!r})
-sys.path.insert(0, {str(ROOT / "tests")!r})
 from pathlib import Path
-from storage_fixtures import write
+from tests.storage_fixtures import write
 from tokensearch.engine import Engine
 from tokensearch.storage import Store
 st = Store.open(Path(sys.argv[1]) / "a")
@@ -165,7 +163,7 @@ except VectorBackendError as e:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
     )
     assert out.returncode == 0, out.stderr
     assert "ERROR" in out.stdout and "pip install 'tokensearch[milvus]'" in out.stdout
@@ -203,9 +201,7 @@ def test_a_milvus_lite_file_open_in_another_process_is_refused_with_the_fix(tmp_
     try:
         write(st, 1)
         code = f"""
-import sys
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
-from storage_fixtures import random_doc
+from tests.storage_fixtures import random_doc
 from tokensearch.storage import Store
 from tokensearch.storage.milvus import VectorBackendError
 st = Store.open({str(tmp_path / "home")!r}, vector_backend="milvus")
@@ -214,7 +210,13 @@ try:
 except VectorBackendError as e:
     print("ERROR", e)
 """
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert "ERROR cannot open Milvus" in out.stdout and "Milvus server" in out.stdout, out.stdout + out.stderr
     finally:
         st.close()

@@ -19,9 +19,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from cjk_docs import text_boxes, write_cjk_pdf
-from test_api_fixtures import LiveServer, build_settings, iou, make_docs, word_boxes, write_pdf
-from tokenocr_factory import make_tiny_checkpoint
+from tests.cjk_docs import text_boxes, write_cjk_pdf
+from tests.api_fixtures import LiveServer, build_settings, iou, make_docs, word_boxes, write_pdf
+from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
