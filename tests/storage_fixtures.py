@@ -2,13 +2,17 @@
 
 Every storage test runs on SQLite and on PostgreSQL. PostgreSQL tests get a fresh schema each (the URL
 sets ``search_path``), dropped afterwards, so tests never see each other's rows. The server is
-``TOKENSEARCH_TEST_PG_URL`` (default: the local test database); if it is unreachable those tests FAIL
-with a message saying so; ``TOKENSEARCH_TEST_PG_URL=off`` skips them explicitly.
+``TOKENSEARCH_TEST_PG_URL`` (default: the local test database). When no server answers there, those
+tests are skipped, saying so, unless the environment variable ``CI`` is set (scripts/test.sh sets it):
+in CI they must run, so they FAIL. A server that answers but refuses (login, database) always fails them;
+``TOKENSEARCH_TEST_PG_URL=off`` skips them explicitly (outside CI).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import uuid
 from pathlib import Path
 
@@ -30,6 +34,50 @@ def pg_base_url() -> str | None:
     return None if url.strip().lower() == "off" else url
 
 
+def in_ci() -> bool:
+    """The environment variable CI is set (scripts/test.sh sets it, as CI services do): tests must run."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@functools.cache
+def pg_silence(url: str) -> str | None:
+    """None when something accepts connections where ``url`` points (TCP host and port, or the Unix socket
+    of a URL without a host), else why not. Probed once per URL and run."""
+    u = make_url(url)
+    host, port = u.host or u.query.get("host"), u.port or 5432
+    try:
+        if isinstance(host, str) and host and not host.startswith("/"):
+            socket.create_connection((host, port), timeout=3).close()
+        else:  # a socket folder (?host=/path), or libpq's default one (Debian's)
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(3)
+                s.connect(f"{host or '/var/run/postgresql'}/.s.PGSQL.{port}")
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def postgres_url() -> str:
+    """The PostgreSQL server's URL for a test, or the test skipped (no server answers, outside CI) or failed
+    (no server answers in CI; tests disabled in CI)."""
+    base = pg_base_url()
+    if base is None:
+        if in_ci():
+            pytest.fail("TOKENSEARCH_TEST_PG_URL=off, but CI requires the PostgreSQL tests", pytrace=False)
+        pytest.skip("PostgreSQL storage tests disabled by TOKENSEARCH_TEST_PG_URL=off")
+    why = pg_silence(base)
+    if why is not None:
+        shown = make_url(base).render_as_string(hide_password=True)
+        if in_ci():
+            pytest.fail(
+                f"no PostgreSQL server answers at {shown} ({why}); CI requires it (CI is set): start it, or "
+                "point TOKENSEARCH_TEST_PG_URL at a reachable server",
+                pytrace=False,
+            )
+        pytest.skip(f"no PostgreSQL server answers at {shown}; CI requires it")
+    return base
+
+
 def with_search_path(url: str, schema: str) -> str:
     """The URL with libpq ``options=-csearch_path=<schema>`` (what a user would also write)."""
     u = make_url(url)
@@ -43,9 +91,7 @@ def db_url(request):
     if request.param == "sqlite":
         yield None
         return
-    base = pg_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL storage tests disabled by TOKENSEARCH_TEST_PG_URL=off")
+    base = postgres_url()
     engine = create_engine(base)
     schema = f"ts_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -53,9 +99,10 @@ def db_url(request):
             c.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as e:  # noqa: BLE001
         engine.dispose()
+        shown = make_url(base).render_as_string(hide_password=True)
         pytest.fail(
-            f"PostgreSQL is unreachable at {base} ({type(e).__name__}: {e}). Start it, point "
-            f"TOKENSEARCH_TEST_PG_URL at a reachable server, or set TOKENSEARCH_TEST_PG_URL=off to skip.",
+            f"the PostgreSQL server at {shown} answers but refuses the tests ({type(e).__name__}: {e}). Point "
+            f"TOKENSEARCH_TEST_PG_URL at a server and database they may use (CREATE SCHEMA).",
             pytrace=False,
         )
     try:
