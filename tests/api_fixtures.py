@@ -1,9 +1,9 @@
-"""Fixtures and document builders for the API, viewer and fuzz tests (no tests here).
+"""Fixtures and documents for the API, viewer and fuzz tests (no tests here).
 
-Every test gets its own home, document folder and app; the documents are generated born-digital PDFs,
-which the engine indexes exactly from their text layer, so the true word boxes are known (PyMuPDF's own
-word positions, normalised to the page). The embedded model is loaded once per session (``mini_encoder``
-from conftest.py).
+Every test gets its own home, document folder and app; the documents are born-digital PDFs written by
+tests/builders.py, which the engine indexes exactly from their text layer, so the true word boxes are
+known (``tests.builders.word_boxes``: PyMuPDF's own word positions, normalised to the page). The
+embedded model is loaded once per session (``mini_encoder`` from conftest.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
 
-import pymupdf
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.builders import write_pdf
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 from tokensearch.geometry import iou  # noqa: F401  (re-exported for the API tests)
@@ -48,30 +48,6 @@ DOCS: dict[str, list[list[str]]] = {
         ["Dear customer,", "your parcel with tracking code ZX-99812 was delivered", "Kind regards, Aurora Shipping"],
     ],
 }
-
-
-def write_pdf(path: Path, pages: list[list[str]], fontsize: float = 13) -> Path:
-    doc = pymupdf.open()
-    for lines in pages:
-        page = doc.new_page(width=612, height=792)
-        for i, line in enumerate(lines):
-            page.insert_text((60, 80 + i * 28), line, fontsize=fontsize, fontname="helv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc.save(path)
-    doc.close()
-    return path
-
-
-def word_boxes(pdf: Path, page_no: int, word: str) -> list[tuple[float, float, float, float]]:
-    """True normalised boxes of ``word`` on a page (1-based), from PyMuPDF's text extraction."""
-    with pymupdf.open(pdf) as doc:
-        page = doc[page_no - 1]
-        w, h = page.rect.width, page.rect.height
-        return [
-            (x0 / w, y0 / h, x1 / w, y1 / h)
-            for x0, y0, x1, y1, text, *_ in page.get_text("words")
-            if text.strip(".,:") == word
-        ]
 
 
 def make_docs(folder: Path) -> Path:

@@ -9,7 +9,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pymupdf
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -22,9 +21,8 @@ from tests.api_fixtures import (  # noqa: F401  (api_env is a fixture)
     iou,
     make_docs,
     wait_job,
-    word_boxes,
-    write_pdf,
 )
+from tests.builders import pdf_bytes, word_boxes, write_pdf
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 
@@ -138,17 +136,9 @@ def test_delete_document_removes_it_from_search_and_cache(api_env):
 # -- uploads --------------------------------------------------------------------------------------------
 
 
-def _pdf_bytes(lines: list[str]) -> bytes:
-    doc = pymupdf.open()
-    page = doc.new_page(width=612, height=792)
-    for i, line in enumerate(lines):
-        page.insert_text((60, 80 + i * 28), line, fontsize=13)
-    return doc.tobytes()
-
-
 def test_upload_pdf_is_stored_indexed_and_searchable(api_env):
     c = api_env.client
-    data = _pdf_bytes(["Quarterly report", "Penguin migration statistics"])
+    data = pdf_bytes([["Quarterly report", "Penguin migration statistics"]])
     r = c.post(
         f"{API}/documents",
         params={"wait": "true"},
@@ -168,7 +158,7 @@ def test_upload_pdf_is_stored_indexed_and_searchable(api_env):
 
 
 def test_upload_without_waiting_returns_a_job_to_poll(api_env):
-    pdf = _pdf_bytes(["Walrus memo", "Filed by the archive team"])
+    pdf = pdf_bytes([["Walrus memo", "Filed by the archive team"]])
     r = api_env.client.post(f"{API}/documents", files={"file": ("memo.pdf", pdf)})
     assert r.status_code == 202
     job = wait_job(api_env.client, r.json()["job"]["id"])
@@ -220,7 +210,7 @@ def test_oversize_upload_is_refused_with_413_and_leaves_nothing(tmp_path, mini_e
 
         r = c.post(f"{API}/documents", content=chunks(), headers={"content-type": "multipart/form-data; boundary=XyZ"})
         assert_error(r, 413, "payload_too_large")
-        small = _pdf_bytes(["tiny"])
+        small = pdf_bytes([["tiny"]])
         assert len(small) < 10_000
         assert c.post(f"{API}/documents", files={"file": ("ok.pdf", small)}).status_code == 202
     engine.close()
@@ -587,7 +577,7 @@ def test_the_api_on_sqlite_and_postgresql(tmp_path, db_url, mini_encoder):
         up = c.post(
             f"{API}/documents",
             params={"wait": "true"},
-            files={"file": ("pg.pdf", _pdf_bytes(["Narwhal sightings log", "North Atlantic"]))},
+            files={"file": ("pg.pdf", pdf_bytes([["Narwhal sightings log", "North Atlantic"]]))},
         )
         assert up.status_code == 201 and c.get(f"{API}/search", params={"q": "Narwhal"}).json()["hits"]
         assert c.delete(f"{API}/documents/{hit['doc_id']}").status_code == 200

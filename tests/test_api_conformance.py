@@ -36,8 +36,8 @@ from tests.api_fixtures import (  # noqa: F401  (api_env is a fixture)
     free_port,
     make_docs,
     wait_job,
-    write_pdf,
 )
+from tests.builders import write_pdf
 from tokensearch.api.app import create_app
 from tokensearch.api.http_limits import max_head_bytes, max_request_line
 from tokensearch.engine import Engine

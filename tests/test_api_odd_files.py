@@ -13,7 +13,8 @@ import os
 
 from fastapi.testclient import TestClient
 
-from tests.api_fixtures import build_settings, wait_job, write_pdf
+from tests.api_fixtures import build_settings, wait_job
+from tests.builders import write_pdf
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
 

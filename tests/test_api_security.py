@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_fixtures import api_env, assert_error, build_settings, make_docs, wait_job, write_pdf  # noqa: F401
+from tests.api_fixtures import api_env, assert_error, build_settings, make_docs, wait_job  # noqa: F401
+from tests.builders import write_pdf
 from tokensearch.api.app import create_app
 from tokensearch.api.security import InsecureConfigError, is_loopback, resolve_client_path
 from tokensearch.api.serve import add_serve_arguments, run_serve, serve_settings

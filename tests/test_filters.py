@@ -19,7 +19,8 @@ import pymupdf
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api_fixtures import build_settings, write_pdf
+from tests.api_fixtures import build_settings
+from tests.builders import write_pdf
 from tokensearch import cli
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pymupdf
 import pytest
+
+from tests.builders import write_pdf
 
 # integration: indexing long PDFs in subprocesses
 pytestmark = pytest.mark.integration
@@ -29,12 +30,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _pdf(path: Path, pages: int) -> None:
-    doc = pymupdf.open()
-    for i in range(pages):
-        page = doc.new_page(width=180, height=120)  # small pages: the test is about count, not size
-        page.insert_text((10, 40), f"page {i} of the long report", fontsize=9)
-        page.insert_text((10, 70), f"line two REF-{i:05d}", fontsize=9)
-    doc.save(path)
+    # small pages: the test is about count, not size
+    lines = ([f"page {i} of the long report", f"line two REF-{i:05d}"] for i in range(pages))
+    write_pdf(path, lines, width=180, height=120, fontsize=9, x=10, y=40, leading=30)
 
 
 def _peak_kb(tmp: Path, pages: int) -> int:

@@ -9,6 +9,8 @@ import numpy as np
 import pymupdf
 import pytest
 
+from tests.builders import Page, Text, write_pdf
+
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
 from tokensearch.training.augment import augment
@@ -111,15 +113,14 @@ def test_augment_moves_mask_with_image() -> None:
 
 
 def _write_pdf(path: Path) -> None:
-    doc = pymupdf.open()
-    page = doc.new_page(width=400, height=300)
-    page.insert_text((40, 60), "Invoice INV-2023-0042 total 1,234.56", fontname="helv", fontsize=12)
-    page.insert_text((40, 90), "Payment due 11/12/2020 to Example Corp", fontname="tiro", fontsize=11)
-    page.insert_text((40, 120), "Col A", fontname="cour", fontsize=10)
-    page.insert_text((200, 120), "Col B", fontname="cour", fontsize=10)
-    for i in range(6):
-        page.insert_text((40, 150 + 18 * i), f"line {i} of filler words for the text layer", fontsize=10)
-    doc.save(path)
+    lines = [
+        Text(40, 60, "Invoice INV-2023-0042 total 1,234.56", fontname="helv", fontsize=12),
+        Text(40, 90, "Payment due 11/12/2020 to Example Corp", fontname="tiro", fontsize=11),
+        Text(40, 120, "Col A", fontname="cour", fontsize=10),
+        Text(200, 120, "Col B", fontname="cour", fontsize=10),
+    ]
+    lines += [Text(40, 150 + 18 * i, f"line {i} of filler words for the text layer", fontsize=10) for i in range(6)]
+    write_pdf(path, [Page(lines, width=400, height=300)])
 
 
 def test_pdf_pages_give_token_masks(tmp_path: Path, tok) -> None:

@@ -83,18 +83,13 @@ def test_a_run_with_receipts_is_validated_and_chosen_on_receipts_too(tmp_path: P
 
 
 def test_finetune_on_pdfs_starts_from_given_weights(tmp_path: Path) -> None:
-    import pymupdf
-
+    from tests.builders import write_pdf
     from tokensearch.tokenocr_model.mini_files import WEIGHTS_DIR
     from tokensearch.training.train import finetune
 
     pdfs = tmp_path / "pdfs"
-    pdfs.mkdir()
-    doc = pymupdf.open()
-    page = doc.new_page(width=300, height=200)
-    for i in range(8):
-        page.insert_text((20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020", fontsize=10)
-    doc.save(pdfs / "a.pdf")
+    lines = [f"Order {i} INV-2023-00{i} shipped 11/12/2020" for i in range(8)]
+    write_pdf(pdfs / "a.pdf", [lines], width=300, height=200, fontsize=10, x=20, y=30, leading=20)
     out = tmp_path / "ft"
     res = finetune(
         str(pdfs),

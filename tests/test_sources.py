@@ -7,9 +7,13 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from tests.builders import A4, Page, Text, pdf_bytes, write_pdf
 from tokensearch.errors import BadDocument
 from tokensearch.indexer.sources import DocumentReader, pdf_text_words, sniff_kind
 from tokensearch.samples import born_digital_pdf
+
+
+SCAN = Image.new("RGB", (20, 20), (128, 128, 128))  # a tiny picture stretched over the whole page
 
 
 def _reader(path: Path, max_pixels: int = 50_000_000) -> DocumentReader:
@@ -42,10 +46,7 @@ def test_bad_pdf_files_have_clear_reasons(tmp_path, content, reason):
 
 
 def test_encrypted_pdf_is_refused(tmp_path):
-    doc = pymupdf.open()
-    doc.new_page().insert_text((50, 50), "secret")
-    p = tmp_path / "locked.pdf"
-    doc.save(p, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="pw", owner_pw="pw")
+    p = write_pdf(tmp_path / "locked.pdf", [Page([Text(50, 50, "secret", fontsize=11)], **A4)], password="pw")
     with pytest.raises(BadDocument, match="encrypted"):
         _reader(p)
 
@@ -109,20 +110,14 @@ def test_text_layer_words_match_pdf_word_boxes(tmp_path):
 
 
 def test_image_only_pdf_page_has_no_text_layer(tmp_path):
-    doc = pymupdf.open()
-    page = doc.new_page()
-    page.insert_image(page.rect, pixmap=pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), 0))
-    assert pdf_text_words(page) is None
+    with pymupdf.open(stream=pdf_bytes([Page(**A4, scan=SCAN)]), filetype="pdf") as doc:
+        assert pdf_text_words(doc[0]) is None
 
 
 def _pdf_pages(tmp_path: Path, with_scan: bool, text: str) -> list:
-    doc = pymupdf.open()
-    page = doc.new_page()
-    if with_scan:  # a full-page scanned image with a small stamp of real text on top
-        page.insert_image(page.rect, pixmap=pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), 0))
-    page.insert_text((72, 72), text, fontsize=12)
-    path = tmp_path / f"doc_{with_scan}.pdf"
-    doc.save(path)
+    # with_scan: a full-page scanned image with a small stamp of real text on top
+    page = Page([Text(72, 72, text, fontsize=12)], **A4, scan=SCAN if with_scan else None)
+    path = write_pdf(tmp_path / f"doc_{with_scan}.pdf", [page])
     with _reader(path) as r:
         return list(r.pages(150, use_text_layer=True))
 

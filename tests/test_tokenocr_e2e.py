@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.boxes import iou
-from tests.cjk_docs import text_boxes, write_cjk_pdf
+from tests.builders import text_boxes, write_pdf
+from tests.cjk_docs import CJK_PAGES
 from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
@@ -120,7 +121,7 @@ ZH_QUERIES = {
 def zh_index(tmp_path_factory):
     """A tiny bilingual checkpoint and a born-digital Chinese PDF indexed with it (module-wide, read-only)."""
     tmp = tmp_path_factory.mktemp("zh")
-    pdf = write_cjk_pdf(tmp / "docs" / "fapiao.pdf")
+    pdf = write_pdf(tmp / "docs" / "fapiao.pdf", CJK_PAGES)
     ckpt = make_tiny_checkpoint(tmp / "TokenOCR", bilingual=True)
     settings = Settings(home=tmp / "home", model=f"tokenocr:{ckpt}", roots=[pdf.parent])
     with Engine(settings) as eng:

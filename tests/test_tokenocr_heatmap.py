@@ -8,6 +8,7 @@ import pytest
 from tokensearch.errors import BadDocument
 from PIL import Image, ImageDraw
 
+from tests.builders import write_pdf
 from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.heatmap import add_heatmap_arguments, render_heatmaps, run_heatmap, similarity_maps, title_font
 from tokensearch.highlight import LUT, colourise
@@ -46,13 +47,8 @@ def test_render_writes_one_file_per_token_and_the_query(enc, tmp_path):
 
 
 def test_cli_on_a_pdf_page(enc, tmp_path):
-    import pymupdf
-
-    pdf = tmp_path / "doc.pdf"
-    with pymupdf.open() as doc:
-        for text in ("first page", "Invoice 2020"):
-            doc.new_page(width=200, height=150).insert_text((20, 40), text)
-        doc.save(pdf)
+    pages = [["first page"], ["Invoice 2020"]]
+    pdf = write_pdf(tmp_path / "doc.pdf", pages, width=200, height=150, fontsize=11, x=20, y=40)
     parser = add_heatmap_arguments(argparse.ArgumentParser())
     args = parser.parse_args([str(pdf), "Invoice", "-o", str(tmp_path / "maps"), "--page", "2"])
     assert run_heatmap(args, enc) == 0

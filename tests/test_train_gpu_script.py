@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.builders import write_pdf
 from tokensearch.tokenocr_model.registry import create_encoder
 from tokensearch.training.datapack import asset_env
 
@@ -22,16 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _pdf(path: Path, tag: str) -> None:
-    import pymupdf
-
-    with pymupdf.open() as doc:
-        for p in range(2):
-            page = doc.new_page(width=300, height=200)
-            for i in range(8):
-                page.insert_text(
-                    (20, 30 + 20 * i), f"Order {i} INV-2023-00{i} shipped 11/12/2020 {tag}{p}", fontsize=10
-                )
-        doc.save(path)
+    pages = [[f"Order {i} INV-2023-00{i} shipped 11/12/2020 {tag}{p}" for i in range(8)] for p in range(2)]
+    write_pdf(path, pages, width=300, height=200, fontsize=10, x=20, y=30, leading=20)
 
 
 def _env(**extra: str) -> dict[str, str]:

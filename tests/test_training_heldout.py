@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pymupdf
 import pytest
+
+from tests.builders import A4, Page, Text, pdf_bytes
 
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
@@ -17,9 +18,7 @@ from tokensearch.training.heldout import HELD_OUT_FILES, HeldOutDataError, held_
 
 def _pdf(path: Path, pad_to: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = pymupdf.open()
-    doc.new_page().insert_text((72, 72), "some words of a page", fontsize=11)
-    data = doc.tobytes()
+    data = pdf_bytes([Page([Text(72, 72, "some words of a page", fontsize=11)], **A4)])
     if pad_to is not None:  # a PDF reader ignores bytes after %%EOF: same file, the size we need
         data += b"\n" * (pad_to - len(data))
     path.write_bytes(data)

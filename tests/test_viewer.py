@@ -19,8 +19,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.cjk_docs import text_boxes, write_cjk_pdf
-from tests.api_fixtures import LiveServer, build_settings, iou, make_docs, word_boxes, write_pdf
+from tests.api_fixtures import LiveServer, build_settings, iou, make_docs
+from tests.builders import text_boxes, word_boxes, write_pdf
+from tests.cjk_docs import CJK_PAGES
 from tests.tokenocr_factory import make_tiny_checkpoint
 from tokensearch.api.app import create_app
 from tokensearch.engine import Engine
@@ -90,7 +91,7 @@ def live_zh(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("viewer-zh")
     ckpt = make_tiny_checkpoint(tmp / "TokenOCR", bilingual=True)
     settings = build_settings(tmp, model=f"tokenocr:{ckpt}")
-    pdf = write_cjk_pdf(settings.roots[0] / "fapiao.pdf")
+    pdf = write_pdf(settings.roots[0] / "fapiao.pdf", CJK_PAGES)
     engine = Engine(settings)
     assert not engine.index(settings.roots[0]).failed
     with LiveServer(create_app(settings, engine=engine)) as server:
