@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from tests.ci import in_ci
 from tokensearch.storage import PageRecord, Store
 from tokensearch.vectornorm import l2_normalize
 
@@ -32,11 +33,6 @@ PG_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 def pg_base_url() -> str | None:
     url = os.environ.get("TOKENSEARCH_TEST_PG_URL", PG_DEFAULT_URL)
     return None if url.strip().lower() == "off" else url
-
-
-def in_ci() -> bool:
-    """The environment variable CI is set (scripts/test.sh sets it, as CI services do): tests must run."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 @functools.cache
