@@ -120,6 +120,10 @@ def test_vector_search_among_allowed_pages_is_the_exact_top_of_their_cells(spec,
 # -- the engine --------------------------------------------------------------------------------------------
 
 
+# the tests on filtered_index: the integration tier (the vision model reads the scan among its documents)
+VISION = pytest.mark.integration
+
+
 @pytest.fixture(scope="module")
 def filtered_index(tmp_path_factory, mini_encoder):
     """'crane' three times on each of 8 PDFs under common/ (they rank first), once on 3 PDFs under rare/ and
@@ -148,6 +152,7 @@ def _names(hits) -> list[str]:
     return [Path(h.path).name for h in hits]
 
 
+@VISION
 def test_a_filtered_query_returns_k_hits_the_unfiltered_top_k_does_not_hold(filtered_index):
     engine, root = filtered_index
     top = engine.search("crane", k=3)
@@ -163,6 +168,7 @@ def test_a_filtered_query_returns_k_hits_the_unfiltered_top_k_does_not_hold(filt
     assert len(narrowed.hits) == 2 and all(n.startswith("r") for n in _names(narrowed.hits))
 
 
+@VISION
 @pytest.mark.parametrize(
     "narrow,names",
     [
@@ -180,6 +186,7 @@ def test_each_filter_lets_through_only_its_documents(filtered_index, narrow, nam
     assert set(_names(engine.search("crane", k=20, filter=narrow).hits)) == names
 
 
+@VISION
 def test_filter_by_document_and_absolute_glob(filtered_index):
     engine, root = filtered_index
     doc_id = next(h.doc_id for h in engine.search("crane", k=20).hits if h.path.endswith("r1.pdf"))
@@ -188,6 +195,7 @@ def test_filter_by_document_and_absolute_glob(filtered_index):
     assert sorted(_names(engine.search("crane", k=5, filter=absolute).hits)) == ["c1.pdf", "c2.pdf"]
 
 
+@VISION
 def test_hits_carry_what_was_read_the_date_and_the_page_count(filtered_index):
     engine, root = filtered_index
     hit = engine.search("invoice", k=1).hits[0]
@@ -204,6 +212,7 @@ def test_hits_carry_what_was_read_the_date_and_the_page_count(filtered_index):
 # -- the API and the CLI -----------------------------------------------------------------------------------
 
 
+@VISION
 def test_api_filters_match_the_engine_and_hits_carry_the_new_fields(filtered_index):
     engine, root = filtered_index
     with TestClient(create_app(engine.settings, engine=engine)) as client:
@@ -241,6 +250,7 @@ def test_api_filters_match_the_engine_and_hits_carry_the_new_fields(filtered_ind
         assert f"{API}/documents/{{doc_id}}/file" in spec["paths"]
 
 
+@VISION
 def test_the_original_file_is_served_only_inside_the_roots(filtered_index, tmp_path):
     engine, root = filtered_index
     outside = write_pdf(tmp_path / "outside.pdf", [["crane outside the roots"]])
@@ -254,6 +264,7 @@ def test_the_original_file_is_served_only_inside_the_roots(filtered_index, tmp_p
         engine.remove(outside)
 
 
+@VISION
 def test_cli_filters_and_json_fields(filtered_index, capsys):
     engine, root = filtered_index
     home = str(engine.settings.home)

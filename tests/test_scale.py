@@ -72,6 +72,7 @@ def test_a_large_image_without_text_is_brought_to_page_size() -> None:
     assert max(out.size) == pytest.approx(11 * 1.3 * 150, abs=2)
 
 
+@pytest.mark.integration  # the vision model end to end over a scan
 def test_a_300_dpi_png_is_found_and_boxed_on_the_shrunk_page(make_engine, tmp_path: Path) -> None:
     pdf, words = born_digital_pdf()
     folder = tmp_path / "scans300"
