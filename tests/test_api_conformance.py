@@ -19,10 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from collections import defaultdict
-from typing import Any
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.routing import iter_route_contexts

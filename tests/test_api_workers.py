@@ -23,14 +23,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api_fixtures import build_settings, free_port, make_docs, wait_job
 from tokensearch.api.app import create_app
 from tokensearch.api.job_process import ProcessRunner
 from tokensearch.api.searches import ProcessSearches
 from tokensearch.engine import Engine
 from tokensearch.filters import SearchFilter
 from tokensearch.samples import make_sample_folder
-
-from tests.api_fixtures import build_settings, free_port, make_docs, wait_job
 
 # integration: a served API with worker processes, killed and restarted
 pytestmark = pytest.mark.integration

@@ -17,11 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api_fixtures import build_settings, free_port, make_docs
 from tokensearch import cli
 from tokensearch import local_server as ls
 from tokensearch.engine import Engine
-
-from tests.api_fixtures import build_settings, free_port, make_docs
 
 # integration: a running `tokensearch serve` and CLI subprocesses
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tokensearch.storage import Store
 
 # integration: several processes opening one home

@@ -6,17 +6,17 @@ import random
 import shutil
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 
 from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training.calibrate import (
+    LOOKALIKE,
     Collection,
     balanced_threshold,
     calibrate_collection,
-    LOOKALIKE,
     make_phrases,
     make_queries,
     near_miss,

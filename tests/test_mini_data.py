@@ -10,7 +10,6 @@ import pymupdf
 import pytest
 
 from tests.builders import Page, Text, write_pdf
-
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
 from tokensearch.training.augment import augment

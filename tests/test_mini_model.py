@@ -13,8 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from tokensearch.samples import calibration_pages
-from tokensearch.tokenocr_model import TokenEncoder, create_encoder
-from tokensearch.tokenocr_model import mini, mini_encoder, mini_fast
+from tokensearch.tokenocr_model import TokenEncoder, create_encoder, mini, mini_encoder, mini_fast
 from tokensearch.tokenocr_model.devices import winograd_available
 from tokensearch.tokenocr_model.mini import MiniConfig, MiniModel, read_weights, save_weights
 from tokensearch.tokenocr_model.mini_encoder import load_mini

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 
 from tokensearch.engine import QUERY_SIDE_FILE, Engine
 from tokensearch.settings import Settings

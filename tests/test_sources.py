@@ -12,7 +12,6 @@ from tokensearch.errors import BadDocument
 from tokensearch.indexer.sources import DocumentReader, pdf_text_words, sniff_kind
 from tokensearch.samples import born_digital_pdf
 
-
 SCAN = Image.new("RGB", (20, 20), (128, 128, 128))  # a tiny picture stretched over the whole page
 
 

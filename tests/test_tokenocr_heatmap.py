@@ -4,12 +4,11 @@ import argparse
 
 import numpy as np
 import pytest
-
-from tokensearch.errors import BadDocument
 from PIL import Image, ImageDraw
 
 from tests.builders import write_pdf
 from tests.tokenocr_factory import make_tiny_checkpoint
+from tokensearch.errors import BadDocument
 from tokensearch.heatmap import add_heatmap_arguments, render_heatmaps, run_heatmap, similarity_maps, title_font
 from tokensearch.highlight import LUT, colourise
 from tokensearch.tokenocr_model.tokenocr import load_tokenocr

@@ -11,8 +11,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from tests.tokenocr_factory import TINY_D, make_tiny_checkpoint
-from tokensearch.tokenocr_model import TokenEncoder, create_encoder
-from tokensearch.tokenocr_model import devices, tiling
+from tokensearch.tokenocr_model import TokenEncoder, create_encoder, devices, tiling
 from tokensearch.tokenocr_model.devices import autocast, resolve_device, resolve_dtype
 from tokensearch.tokenocr_model.tokenocr import Attention, VisionConfig, load_model, load_tokenocr
 

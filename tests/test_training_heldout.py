@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.builders import A4, Page, Text, pdf_bytes
-
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training.calibrate import pdf_collection

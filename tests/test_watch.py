@@ -17,9 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import torch
 
-from tokensearch.tokenocr_model.random_checkpoint import SPECIAL_TOKENS, make_checkpoint, official_config
-from tokensearch.tokenocr_model.random_checkpoint import official_state_dict  # noqa: F401  (re-exported)
-from tokensearch.tokenocr_model.random_checkpoint import train_sentencepiece
+from tokensearch.tokenocr_model.random_checkpoint import (
+    SPECIAL_TOKENS,
+    make_checkpoint,
+    official_config,
+    official_state_dict,  # noqa: F401  (re-exported)
+    train_sentencepiece,
+)
 
 SENTENCES = [
     "Invoice total amount due 11/12/2020",

@@ -368,7 +368,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .engine import Engine
-
     from .indexer.watch import read_state
 
     settings = settings_from_args(args)

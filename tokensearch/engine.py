@@ -7,10 +7,10 @@ wires the pipeline stages together; the stages themselves never create each othe
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image

@@ -9,10 +9,10 @@ in a process each (:mod:`.searches`, :mod:`.job_process`); one handed an engine 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,8 +32,8 @@ from .openapi import install_openapi
 from .pages import PageImageCache, TokenMapsCache
 from .routes import documents, health, index_jobs, pages, search
 from .searches import make_searches
-from .watching import WatchService
 from .security import allowed_roots, check_startup, is_inside, resolve_client_path
+from .watching import WatchService
 
 log = logging.getLogger("tokensearch.api")
 STATIC = Path(__file__).parent / "static"

@@ -9,8 +9,8 @@ never leaked).
 from __future__ import annotations
 
 import logging
-from typing import Any
 from collections.abc import MutableMapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError

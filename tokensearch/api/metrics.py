@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 

@@ -12,10 +12,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from collections.abc import AsyncIterator
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header

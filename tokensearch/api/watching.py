@@ -218,7 +218,7 @@ class WatchService:
 
 
 def main() -> int:
-    from .job_process import emit, child_start
+    from .job_process import child_start, emit
 
     out, spec, stop = child_start()  # stop: the server stopped (or died)
 

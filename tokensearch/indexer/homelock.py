@@ -22,11 +22,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
-from collections.abc import Callable, Iterator
 
 from ..errors import TokensearchError
 

@@ -22,9 +22,9 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 

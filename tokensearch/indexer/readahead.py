@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar, cast
-from collections.abc import Callable, Iterator, Sequence
 
 from .sources import DocumentReader
 

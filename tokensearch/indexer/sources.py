@@ -10,9 +10,9 @@ says what is missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import pymupdf
 from PIL import Image, ImageOps, UnidentifiedImageError

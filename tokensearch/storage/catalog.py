@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-
 from sqlalchemy import Engine, Select, Text, func, or_, select, text, type_coerce
 from sqlalchemy.orm import Session
 

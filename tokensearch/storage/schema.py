@@ -22,7 +22,6 @@ from sqlalchemy.types import TypeDecorator
 
 from ..pathnames import from_db, shown, to_db
 
-
 # bump on any change to the tables or the on-disk formats that an older version cannot read or would
 # corrupt; a new table it does not know of (ts_warnings) is neither
 SCHEMA_VERSION = 1

@@ -52,9 +52,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..filters import SearchFilter
 from ..tokenocr_model.interface import ModelInfo
 from . import catalog
+from .backends import VectorBackend, open_backend
 from .codec import Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
-from .backends import VectorBackend, open_backend
 from .records import (
     DocumentDetail,
     DocumentInfo,

@@ -16,8 +16,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from pathlib import Path
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import torch
 from safetensors import safe_open

@@ -11,9 +11,9 @@ this by construction; others must pad/crop back before returning.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
-from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image

@@ -35,9 +35,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

@@ -14,8 +14,8 @@ Which path a :class:`~.mini_encoder.MiniEncoder` takes is decided by ``--dtype``
 from __future__ import annotations
 
 import warnings
-from typing import TypeVar, cast
 from collections.abc import Sequence
+from typing import TypeVar, cast
 
 import torch
 import torch.nn as nn

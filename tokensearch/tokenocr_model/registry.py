@@ -7,8 +7,8 @@ Builders are imported lazily so that choosing one model never imports another's 
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import ModelLoadError
 from .interface import CalibrationPages, TokenEncoder

@@ -24,8 +24,8 @@ black text).
 
 from __future__ import annotations
 
-from typing import TypeVar
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch

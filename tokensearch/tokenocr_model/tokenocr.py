@@ -25,10 +25,10 @@ checkpoint folder; see ``docs/tokenocr.md``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
