@@ -101,7 +101,8 @@ def main() -> None:
         if opened and f.stat().st_mtime >= started:  # (this run's file, not an earlier set's)
             # B/pg above is measured right after indexing, when a CLI index ends: the vector index is built
             # and saved by the first search. Here it has been: this is what the index holds in use.
-            opened[-1].engine.store.persist()
+            opened[-1].engine.store.vectors.current()
+            opened[-1].engine.close()  # (a store saves its vector snapshot when it closes)
             res = json.loads(f.read_text())
             pages = max(1, res.get("n_pages") or res.get("pages") or 1)
             res["index_bytes_per_page_after_search"] = int(dir_size(opened[-1].home) / pages)
