@@ -90,10 +90,10 @@ def test_cells_positions_and_filtered_search_match_faiss(tmp_path):
             got = {b: st.search_cells_at(q, 20, pages) for b, st in stores.items()}
             for (fp, fs, fc), (mp, ms, mc) in zip(got["faiss"], got["milvus"]):
                 assert len(mp) == len(fp) == 20
-                assert np.abs(ms - fs).max() < 2e-3  # float16 codes in FAISS, float32 in Milvus
+                assert np.abs(ms - fs).max() < 0.01  # int8 codes in FAISS (a unit vector x 127), float32 in Milvus
                 assert (mp[0], *mc[0]) == (fp[0], *fc[0])
                 if pages is None:
-                    assert fs[0] > 0.999  # the cell itself
+                    assert fs[0] > 0.99 and ms[0] > 0.999  # the cell itself
                 else:
                     assert set(mp) <= set(allowed.tolist())
         assert stores["milvus"].search_cells_at(q[:2], 5, np.array([10**6]))[0][0].size == 0
