@@ -47,6 +47,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("-v", "--verbose", action="store_true", help="log details")
 
 
+def _page_options(p: argparse.ArgumentParser) -> None:
+    """How pages are read and encoded: the same options for ``index`` and ``watch``."""
+    p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
+    p.add_argument(
+        "--image-scale",
+        choices=["auto", "off"],
+        help="auto (default): shrink large scans and photos so their text has the model's size",
+    )
+    p.add_argument("--batch-size", type=int)
+
+
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
     """Environment first, then every flag the user actually gave."""
     given = {k: getattr(args, k) for k in _COMMON if getattr(args, k, None) is not None}
@@ -63,13 +74,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("index", help="index a folder (again: only new or changed files)")
     p.add_argument("folder", type=Path)
-    p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
-    p.add_argument(
-        "--image-scale",
-        choices=["auto", "off"],
-        help="auto (default): shrink large scans and photos so their text has the model's size",
-    )
-    p.add_argument("--batch-size", type=int)
+    _page_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(p)
 
@@ -89,13 +94,7 @@ def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
         metavar="S",
         help="full incremental pass this often, for lost events (default 300; TOKENSEARCH_WATCH_RESCAN_S)",
     )
-    p.add_argument("--text-layer", choices=["auto", "off"], help="build born-digital PDF pages from their text")
-    p.add_argument(
-        "--image-scale",
-        choices=["auto", "off"],
-        help="auto (default): shrink large scans and photos so their text has the model's size",
-    )
-    p.add_argument("--batch-size", type=int)
+    _page_options(p)
     _common(p)
 
     p = sub.add_parser("search", help="search the index")
