@@ -10,7 +10,7 @@ through :class:`VectorBackend` only; the searcher and the engine never learn whi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -56,6 +56,27 @@ class VectorBackend(Protocol):
     def stored_bytes(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+def page_count_problems(
+    want: Mapping[int, int], have: Mapping[int, int], listed: Iterable[int] | None = None, backend: str | None = None
+) -> list[str]:
+    """What :meth:`VectorBackend.check` reports between ``want`` (page id -> vector count from SQL) and ``have``
+    (page id -> vector count the backend holds): pages without vectors, pages the backend lists (``listed``,
+    default ``have``'s) that have no row, pages with another count. ``backend`` names where the vectors are
+    in the messages (None: the vector index)."""
+    extra = (have.keys() if listed is None else set(listed)) - want.keys()
+    missing = want.keys() - have.keys()
+    wrong = [p for p in want.keys() & have.keys() if want[p] != have[p]]
+    where = f" in {backend}" if backend else ""
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} pages have no vectors{where} (e.g. {sorted(missing)[:5]})")
+    if extra:
+        problems.append(f"{len(extra)} pages in {backend or 'the vector index'} have no row (e.g. {sorted(extra)[:5]})")
+    if wrong:
+        problems.append(f"{len(wrong)} pages have a wrong vector count{where} (e.g. {sorted(wrong)[:5]})")
+    return problems
 
 
 def open_backend(

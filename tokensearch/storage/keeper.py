@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from .backends import page_count_problems
 from .codec import Codec
 from .features import FeatureStore
 from .records import PageFeatures
@@ -302,16 +303,7 @@ class VectorKeeper:
         vi = self.current()
         if vi is None:
             return ["pages are stored but no feature codec is recorded"] if want else []
-        problems = []
-        missing = want.keys() - vi.page_cells.keys()
-        extra = vi.page_cells.keys() - want.keys()
-        wrong = [p for p in want.keys() & vi.page_cells.keys() if want[p] != vi.page_cells[p]]
-        if missing:
-            problems.append(f"{len(missing)} pages have no vectors (e.g. {sorted(missing)[:5]})")
-        if extra:
-            problems.append(f"{len(extra)} pages in the vector index have no row (e.g. {sorted(extra)[:5]})")
-        if wrong:
-            problems.append(f"{len(wrong)} pages have a wrong vector count (e.g. {sorted(wrong)[:5]})")
+        problems = page_count_problems(want, vi.page_cells)
         if vi.ntotal != sum(vi.page_cells.values()):
             mapped = sum(vi.page_cells.values())
             problems.append(f"vector index holds {vi.ntotal} vectors, its page map {mapped}")

@@ -42,6 +42,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from ..errors import TokensearchError
+from .backends import page_count_problems
 from .codec import Codec
 from .features import FeatureStore
 from .keeper import read_generation, read_page
@@ -442,16 +443,7 @@ class MilvusKeeper:
             return ["pages are stored but Milvus has no collection for them"] if want else []
         markers = self._markers()
         done = {p: n for p, (n, _, ok) in markers.items() if ok}
-        problems = []
-        missing = want.keys() - done.keys()
-        extra = markers.keys() - want.keys()
-        wrong = [p for p in want.keys() & done.keys() if want[p] != done[p]]
-        if missing:
-            problems.append(f"{len(missing)} pages have no vectors in Milvus (e.g. {sorted(missing)[:5]})")
-        if extra:
-            problems.append(f"{len(extra)} pages in Milvus have no row (e.g. {sorted(extra)[:5]})")
-        if wrong:
-            problems.append(f"{len(wrong)} pages have a wrong vector count in Milvus (e.g. {sorted(wrong)[:5]})")
+        problems = page_count_problems(want, done, listed=markers.keys(), backend="Milvus")
         c = self._connect()
         # (no filter: Milvus counts from its segments' statistics; `page >= 0` made milvus-lite test every
         # row, 95 s for the 772k vectors of the dev benchmark)
