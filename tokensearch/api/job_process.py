@@ -33,6 +33,30 @@ from .jobs import Job, Progress, ReportSent, _plain, run_job
 log = logging.getLogger("tokensearch.api.job_process")
 
 
+def start_child(module: str) -> subprocess.Popen[bytes]:
+    """``python -m module``, a child of the server: the protocol on its stdin and stdout, its logs on the
+    server's stderr."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        close_fds=True,
+    )
+
+
+def send_spec(proc: subprocess.Popen[bytes], spec: dict[str, Any]) -> None:
+    """The child's first line (what :func:`child_start` reads): ``spec`` with the server's pid (the child dies
+    with it) and log level (serve --log-level). Nothing is written to a child that died at start."""
+    assert proc.stdin is not None
+    spec = {**spec, "parent": os.getpid(), "log_level": logging.getLogger().getEffectiveLevel()}
+    try:
+        proc.stdin.write(json.dumps(spec).encode() + b"\n")
+        proc.stdin.flush()
+    except OSError:
+        pass
+
+
 class JobProcessError(Exception):
     """The job failed in its process (the message is the child's), or the process ended without a word."""
 
@@ -44,25 +68,9 @@ class ProcessRunner:
         self.settings_json = settings.model_dump(mode="json")
 
     def __call__(self, job: Job, cancel: threading.Event, progress: Progress) -> ReportSent:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tokensearch.api.job_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            close_fds=True,
-        )
+        proc = start_child("tokensearch.api.job_process")
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {
-            "settings": self.settings_json,
-            "job": job.to_dict(),
-            "parent": os.getpid(),
-            "log_level": logging.getLogger().getEffectiveLevel(),
-        }  # the server's (serve --log-level)
-        try:
-            proc.stdin.write(json.dumps(spec).encode() + b"\n")
-            proc.stdin.flush()
-        except OSError:  # it died at start; its exit says why below
-            pass
+        send_spec(proc, {"settings": self.settings_json, "job": job.to_dict()})  # died at start: the exit code says why
         stopper = threading.Thread(
             target=_forward_cancel, args=(cancel, proc), daemon=True, name=f"tokensearch-job-{job.id}-cancel"
         )

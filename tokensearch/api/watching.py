@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from tokensearch.pathnames import shown
 from tokensearch.settings import Settings
 
+from .job_process import child_start, emit, send_spec, start_child
 from .jobs import Job, _now, job_progress, job_report
 
 if TYPE_CHECKING:
@@ -112,25 +112,10 @@ class WatchService:
             self._stop.wait(pause)
 
     def _run_child(self) -> int:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tokensearch.api.watching"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            close_fds=True,
-        )
+        proc = start_child("tokensearch.api.watching")
         self._proc = proc
         assert proc.stdin is not None and proc.stdout is not None
-        spec = {
-            "settings": self.settings.model_dump(mode="json"),
-            "parent": os.getpid(),
-            "log_level": logging.getLogger().getEffectiveLevel(),
-        }
-        try:
-            proc.stdin.write(json.dumps(spec).encode() + b"\n")
-            proc.stdin.flush()
-        except OSError:
-            pass
+        send_spec(proc, {"settings": self.settings.model_dump(mode="json")})
         for line in proc.stdout:  # only a fatal error comes this way; progress is in the state file
             try:
                 self.error = str(json.loads(line).get("error"))
@@ -218,8 +203,6 @@ class WatchService:
 
 
 def main() -> int:
-    from .job_process import child_start, emit
-
     out, spec, stop = child_start()  # stop: the server stopped (or died)
 
     from tokensearch.engine import Engine
