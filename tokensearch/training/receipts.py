@@ -37,7 +37,7 @@ from ..tokenocr_model.mini_tokenizer import MiniTokenizer
 from . import print_effects as fx
 from .pagetokens import PageToken, page_tokens, render_gray, token_mask
 from .receipt_text import ReceiptText
-from .synth import PageWriter, Style, SynthPage, font_files, write_sample
+from .synth import PageWriter, Style, SynthPage, font_files, sample_options, write_samples
 
 MM = 72 / 25.4  # points per millimetre
 ROLLS = ((58, 48, (32, 42)), (80, 72, (42, 48, 56)), (76, 64, (40, 42)))  # paper mm, print mm, chars a line
@@ -529,26 +529,19 @@ class ReceiptSynth:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import time
-
     from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 
-    ap = argparse.ArgumentParser(description="write synthetic receipts, invoices and forms (PNG, mask PNG, JSON)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("-n", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dpi", type=float, default=200)
+    ap = sample_options("write synthetic receipts, invoices and forms (PNG, mask PNG, JSON)", n=6, dpi=200)
     ap.add_argument("--kind", choices=[k for k, _ in ReceiptSynth.KINDS], default=None)
     a = ap.parse_args(argv)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     synth = ReceiptSynth(MiniTokenizer.from_file(WEIGHTS_DIR / TOKENIZER_FILE), seed=a.seed)
-    for i in range(a.n):
-        t0 = time.time()
-        p = synth.page(a.dpi, a.kind)
-        write_sample(p, out / f"receipt{i:03d}")
-        print(f"receipt {i}: {p.image.shape[1]}x{p.image.shape[0]} px, {len(p.tokens)} tokens, {time.time() - t0:.2f}s")
+    write_samples(
+        lambda: synth.page(a.dpi, a.kind),
+        a.n,
+        Path(a.out),
+        "receipt",
+        lambda p: f"{p.image.shape[1]}x{p.image.shape[0]} px, {len(p.tokens)} tokens",
+    )
 
 
 if __name__ == "__main__":

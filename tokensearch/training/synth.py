@@ -13,9 +13,12 @@ in colours and gray levels.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -423,26 +426,35 @@ def write_sample(p: SynthPage, stem: Path) -> None:
     stem.with_name(stem.name + ".json").write_text(json.dumps(p.to_json()))
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import time
+def sample_options(description: str, n: int, dpi: float) -> argparse.ArgumentParser:
+    """The options of a command that writes samples to look at (``--out``, ``-n``, ``--seed``, ``--dpi``)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("-n", type=int, default=n)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dpi", type=float, default=dpi)
+    return ap
 
+
+def write_samples(
+    page: Callable[[], SynthPage], n: int, out: Path, stem: str, describe: Callable[[SynthPage], str]
+) -> None:
+    """``n`` pages as samples ``OUT/STEM000`` ... (:func:`write_sample`), a line each: ``STEM i: describe(page)``
+    and the seconds it took."""
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        t0 = time.time()
+        p = page()
+        write_sample(p, out / f"{stem}{i:03d}")
+        print(f"{stem} {i}: {describe(p)}, {time.time() - t0:.2f}s")
+
+
+def main(argv: list[str] | None = None) -> None:
     from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR
 
-    ap = argparse.ArgumentParser(description="write synthetic sample pages (PNG, mask PNG, JSON)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("-n", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dpi", type=float, default=150)
-    a = ap.parse_args(argv)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    a = sample_options("write synthetic sample pages (PNG, mask PNG, JSON)", n=5, dpi=150).parse_args(argv)
     synth = DocumentSynth(MiniTokenizer.from_file(WEIGHTS_DIR / TOKENIZER_FILE), seed=a.seed)
-    for i in range(a.n):
-        t0 = time.time()
-        p = synth.page(a.dpi)
-        write_sample(p, out / f"page{i:03d}")
-        print(f"page {i}: {len(p.tokens)} tokens, {time.time() - t0:.2f}s")
+    write_samples(lambda: synth.page(a.dpi), a.n, Path(a.out), "page", lambda p: f"{len(p.tokens)} tokens")
 
 
 if __name__ == "__main__":
