@@ -20,6 +20,7 @@ Dates are ISO 8601 (``2024-05-01`` or ``2024-05-01T12:00:00+02:00``; UTC when no
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import cached_property
@@ -54,62 +55,48 @@ def iso_utc(mtime_ns: int | None) -> str | None:
     return datetime.fromtimestamp(mtime_ns / 1e9, timezone.utc).isoformat(timespec="seconds")
 
 
-def _glob_regex(glob: str) -> str:
-    """A path glob as a regular expression over '/'-separated paths (see the module's rules)."""
-    out, i = [], 0
+def _glob_pieces(glob: str) -> Iterator[tuple[str, str]]:
+    """The glob's pieces in order (see the module's rules): ``("**/", "")``, ``("**", "")``, ``("*", "")``,
+    ``("?", "")``, a class ``("[", body)`` (``body`` starts with ``!`` when negated), a literal ``("", c)``."""
+    i = 0
     while i < len(glob):
         c = glob[i]
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
         if glob.startswith("**", i):
-            out.append(".*")
-            i += 2
+            star = "**/" if glob.startswith("**/", i) else "**"
+            yield star, ""
+            i += len(star)
             continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
+        if c == "[":
             end = glob.find("]", i + 2 if glob[i + 1 : i + 2] in ("!", "]") else i + 1)
-            if end < 0:
-                out.append(re.escape(c))
-            else:
-                body = glob[i + 1 : end]
-                neg = body.startswith("!")
-                body = body[1:] if neg else body
-                out.append("[" + ("^/" if neg else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            if end >= 0:
+                yield "[", glob[i + 1 : end]
                 i = end + 1
                 continue
+        if c in "*?":
+            yield c, ""
         else:
-            out.append(re.escape(c))
+            yield "", c
         i += 1
+
+
+def _glob_regex(glob: str) -> str:
+    """A path glob as a regular expression over '/'-separated paths (see the module's rules)."""
+    out = []
+    for kind, text in _glob_pieces(glob):
+        if kind == "[":
+            neg = text.startswith("!")
+            body = text[1:] if neg else text
+            out.append("[" + ("^/" if neg else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+        else:
+            out.append({"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]", "": re.escape(text)}[kind])
     return "".join(out)
 
 
 def _glob_like(glob: str) -> str:
     """A SQL LIKE pattern (escape ``\\``) matching every path the glob matches, and maybe more: ``*``, ``**``
     and ``**/`` become ``%``, ``?`` and a class ``_``."""
-    out, i = [], 0
-    while i < len(glob):
-        c = glob[i]
-        if glob.startswith("**/", i):
-            out.append("%")
-            i += 3
-            continue
-        if c == "*":
-            out.append("%")
-        elif c == "?":
-            out.append("_")
-        elif c == "[" and glob.find("]", i + 2) >= 0:
-            out.append("_")
-            i = glob.find("]", i + 2) + 1
-            continue
-        else:
-            out.append(_like_escape(c))
-        i += 1
-    return "".join(out)
+    like = {"**/": "%", "**": "%", "*": "%", "?": "_", "[": "_"}
+    return "".join(like[kind] if kind else _like_escape(text) for kind, text in _glob_pieces(glob))
 
 
 def _like_escape(text: str) -> str:
