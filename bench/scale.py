@@ -1,0 +1,306 @@
+"""Issue 17's scale benchmark: the dev queries against an index of many pages, beside the same queries on the
+small index of their own set, in one run.
+
+    python3 bench/scale.py --bench ../shared/bench --work /tmp/scale --pages 100000 \
+        --distractor-docs DIR [--sets clean_150 degraded_150] [--source-pages 120]
+
+What the big index holds: the dev sets' image-only pages (``--sets``, 137 each), indexed by the engine as a
+user would, and distractor pages up to ``--pages``. Born-digital PDFs are not in it: a text layer matches a
+word exactly, so any PDF that prints a dev query's word (the dev set's own 12 PDFs, or any other English
+document) answers it above the scans, rightly, and R@1 would measure that instead of the index; their bytes a
+page are measured on the dev benchmark's 12 PDFs in a home of their own. Distractors are made from real pages,
+never from the dev pages: ``--source-pages`` pages of the documents in ``--distractor-docs`` (e.g. a Debian
+documentation package, ``scripts/fetch_doc_pdfs.sh``) are rendered at 150 dpi as images and encoded once by
+the model, in a separate home; each distractor takes the cell layout of one source page and fills every
+occupied 4 x 4-cell tile of it with a tile drawn at random from any source page (its cells shifted to the new
+place). A tile is ~2 characters of one line, so a distractor is print in real features with its words cut and
+shuffled (a cell's feature still names the token it was read in, so a one-token word of a source page can be
+found on a distractor). They are written straight into the big index's store (10 pages a document), which is
+what indexing does after the model.
+
+Reported (JSON to ``--out``): per set, R@1 / Loc@1 / FP of its 250 queries on its own index and on the big
+one, scored by the harness (``run_eval.score``: a hit is relevant by document and page, so the same page of
+the other image set counts as found; a distractor or born-digital page ranked first is a miss), in-process
+query latency p50/p95 on the big index, CLI latency (one ``tokensearch search`` process a query), bytes per
+page by page kind (everything under the home, split by what each kind stores), the peak RSS of a process
+searching the big index, the build time, and the time to add ``--churn`` distractor pages and to remove them
+again, beside what encoding that many pages costs (the dev pages' measured seconds a page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TILE = 4  # cells a side of a distractor tile
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) -> Path:
+    """Up to ``n_pages`` pages of ``pdfs`` as PNG images (a few pages from each document)."""
+    import pymupdf
+
+    out.mkdir(parents=True, exist_ok=True)
+    if len(list(out.glob("*.png"))) >= n_pages:
+        return out
+    per_doc = max(1, -(-n_pages // max(1, len(pdfs))))
+    made = 0
+    for pdf in pdfs:
+        try:
+            with pymupdf.open(pdf) as doc:
+                for i in range(min(per_doc, doc.page_count)):
+                    doc[i].get_pixmap(dpi=dpi).save(out / f"{pdf.stem}__p{i + 1:03d}.png")
+                    made += 1
+                    if made >= n_pages:
+                        return out
+        except Exception as e:  # a damaged PDF in the package: skip it
+            print(f"skipped {pdf.name}: {e}", file=sys.stderr)
+    return out
+
+
+class Distractors:
+    """Distractor pages from the source pages' cells (see the module's docstring)."""
+
+    def __init__(self, sources: list) -> None:
+        self.layouts = [(pf.grid_h, pf.grid_w, pf.ys.astype(np.int64), pf.xs.astype(np.int64)) for pf in sources]
+        tiles = []  # every occupied tile of every source page: (its cells' offsets in the tile, their features)
+        for pf in sources:
+            key = (pf.ys // TILE) * 100_000 + pf.xs // TILE
+            order = np.argsort(key, kind="stable")
+            bounds = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                sel = order[a:b]
+                tiles.append((pf.ys[sel] % TILE, pf.xs[sel] % TILE, pf.feats[sel]))
+        self.tiles = tiles
+
+    def page(self, rng: np.random.Generator, page_no: int):
+        from tokensearch.storage.records import PageRecord
+
+        gh, gw, ys, xs = self.layouts[int(rng.integers(len(self.layouts)))]
+        places = np.unique((ys // TILE) * 100_000 + xs // TILE)
+        out_y, out_x, out_f = [], [], []
+        for place, pick in zip(places.tolist(), rng.integers(len(self.tiles), size=len(places)).tolist()):
+            ty, tx, f = self.tiles[pick]
+            y, x = (place // 100_000) * TILE + ty, (place % 100_000) * TILE + tx
+            ok = (y < gh) & (x < gw)
+            out_y.append(y[ok])
+            out_x.append(x[ok])
+            out_f.append(f[ok])
+        return PageRecord(
+            page_no,
+            gw * 8,
+            gh * 8,
+            "vision",
+            gh,
+            gw,
+            np.concatenate(out_y),
+            np.concatenate(out_x),
+            np.concatenate(out_f).astype(np.float32),
+        )
+
+
+def write_distractors(store, maker: Distractors, first: int, count: int, seed: int) -> list[int]:
+    """``count`` distractor pages as documents of 10 pages; returns the documents' ids."""
+    rng = np.random.default_rng(seed)
+    ids = []
+    for d in range(first // 10, (first + count + 9) // 10):
+        n = min(10, first + count - d * 10)
+        pages = [maker.page(rng, i + 1) for i in range(n)]
+        ids.append(
+            store.write_document(f"distractor-{seed}-{d}", f"/distractors/{seed}/{d:07d}.pdf", 1, 1, "pdf", iter(pages))
+        )
+    return ids
+
+
+def evaluate(engine, bench: Path, set_name: str, k: int = 10) -> dict:
+    """The set's queries on ``engine`` scored by the harness (``run_eval.score``)."""
+    sys.path[:0] = [str(bench)]
+    import run_eval
+    from adapters.common import parse_page_name
+
+    data = bench / "data"
+    queries = run_eval.load_jsonl(data / "queries.jsonl")
+    gt_pages = {(p["doc"], p["page"]): p["size_pt"] for p in run_eval.load_jsonl(data / "gt.jsonl")}
+    transforms = json.loads((data / "transforms.json").read_text()).get(set_name, {})
+    results, lat = {}, []
+    for q in queries:
+        t = time.perf_counter()
+        res = engine.search(q["query"], k=k)
+        lat.append(time.perf_counter() - t)
+        hits = []
+        for h in res.hits:
+            doc, page = parse_page_name(h.path)
+            hits.append({"doc": doc, "page": page or h.page, "score": h.score, "boxes": h.boxes})
+        results[q["id"]] = hits
+    summary, per_type, _ = run_eval.score(queries, results, lat, gt_pages, transforms, None, k)
+    return summary
+
+
+def search_rss(home: Path, queries: list[str]) -> tuple[float, list[float]]:
+    """Peak RSS (MB) of a fresh process that opens the home and runs ``queries``, and its latencies."""
+    code = (
+        "import json,resource,sys,time\n"
+        "from pathlib import Path\n"
+        "from tokensearch.engine import Engine\nfrom tokensearch.settings import Settings\n"
+        f"e=Engine(Settings(home=Path({str(home)!r})))\n"
+        "lat=[]\n"
+        f"for q in {queries!r}:\n"
+        "    t=time.perf_counter(); e.search(q, k=10); lat.append(time.perf_counter()-t)\n"
+        "print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, lat]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    rss, lat = json.loads(out.stdout.strip().splitlines()[-1])
+    return rss, lat
+
+
+def cli_latency(home: Path, queries: list[str]) -> list[float]:
+    exe = [sys.executable, "-m", "tokensearch", "search", "--home", str(home), "--json", "--no-server"]
+    out = []
+    for q in queries:
+        t = time.perf_counter()
+        subprocess.run(exe + [q], capture_output=True, check=True, cwd=ROOT)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bytes_by_kind(store, home: Path) -> dict:
+    """Bytes a page of each kind: its feature blobs, its share of the vector snapshot (by vectors), and an
+    equal share of everything else under the home (SQL, query side, logs)."""
+    from sqlalchemy import func, select
+
+    from tokensearch.storage.schema import Page
+
+    with store.engine.connect() as c:
+        rows = c.execute(
+            select(Page.source, func.count(), func.sum(Page.nbytes), func.sum(Page.n_vectors)).group_by(Page.source)
+        ).all()
+    total = dir_bytes(home)
+    vec = dir_bytes(home / "vectors") if (home / "vectors").exists() else 0
+    feat = sum(int(r[2] or 0) for r in rows)
+    n_pages = sum(int(r[1]) for r in rows)
+    n_vec = max(1, sum(int(r[3] or 0) for r in rows))
+    rest = max(0, total - vec - dir_bytes(home / "features")) + (dir_bytes(home / "features") - feat)
+    out = {"total_bytes": total, "pages": n_pages}
+    for source, n, nbytes, nv in rows:
+        per = (int(nbytes or 0) + vec * int(nv or 0) / n_vec) / int(n) + rest / max(1, n_pages)
+        out[{"vision": "image-only", "text": "born-digital"}.get(source, source)] = int(per)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--pages", type=int, default=100_000, help="pages of the big index, distractors included")
+    ap.add_argument("--sets", nargs="+", default=["clean_150", "degraded_150"])
+    ap.add_argument("--distractor-docs", type=Path, required=True, help="PDFs the distractors are made from")
+    ap.add_argument("--source-pages", type=int, default=120)
+    ap.add_argument("--churn", type=int, default=1000, help="pages added to and removed from the big index")
+    ap.add_argument("--cli-queries", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    a = ap.parse_args()
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+    from cli_latency import cpu_name
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    bench, work = a.bench.resolve(), a.work.resolve()
+    scans = bench / "data" / "scans"
+    report: dict = {"pages_target": a.pages, "sets": {}, "cpu": cpu_name()}
+    queries = [json.loads(line)["query"] for line in open(bench / "data" / "queries.jsonl")]
+
+    # 1. each set on its own (the dev benchmark's index), timing the model's encoding
+    encode_s = []
+    for s in a.sets:
+        eng = Engine(Settings(home=work / f"own-{s}"))
+        t = time.perf_counter()
+        rep = eng.index(scans / s / "png")
+        if rep.pages:
+            encode_s.append((time.perf_counter() - t) / rep.pages)
+        report["sets"][s] = {"own": evaluate(eng, bench, s)}
+        eng.close()
+        print(s, "own index:", report["sets"][s]["own"], flush=True)
+
+    # born-digital pages: the dev benchmark's PDFs in a home of their own (bytes a page)
+    with Engine(Settings(home=work / "born-digital")) as eng:
+        eng.index(bench / "corpus" / "pdf")
+        eng.store.vectors.current()
+        born = bytes_by_kind(eng.store, work / "born-digital")
+
+    # 2. the big index: the dev sets, then distractors
+    t_build = time.perf_counter()
+    big = Engine(Settings(home=work / "big"))
+    for s in a.sets:
+        big.index(scans / s / "png")
+    pdfs = sorted(a.distractor_docs.glob("*.pdf"))
+    src_home = work / "distractor-source"
+    src = Engine(Settings(home=src_home))
+    src.index(render_sources(pdfs, work / "distractor-source-png", a.source_pages))
+    src_ids = [p.page_id for d in src.store.documents() for p in src.store.document_pages(d.id)]
+    maker = Distractors(list(src.store.page_features(src_ids).values()))
+    src.close()
+    have = big.store.stats().pages
+    n_distract = max(0, a.pages - have)
+    t0 = time.perf_counter()
+    for first in range(0, n_distract, 1000):
+        write_distractors(big.store, maker, first, min(1000, n_distract - first), seed=1)
+        print(
+            f"distractors: {min(first + 1000, n_distract)} of {n_distract} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+    big.store.vectors.current()  # the vector index built and saved as a search would
+    big.store.persist()
+    report["build_s"] = round(time.perf_counter() - t_build, 1)
+    report["distractor_write_s_per_page"] = round((time.perf_counter() - t0) / max(1, n_distract), 4)
+    report["index"] = big.store.stats().vector_index_type
+    report["bytes_per_page"] = bytes_by_kind(big.store, work / "big")
+    report["bytes_per_page"]["born-digital"] = born.get("born-digital")
+
+    # 3. the dev queries inside the big index
+    for s in a.sets:
+        report["sets"][s]["big"] = evaluate(big, bench, s)
+        print(s, "big index:", report["sets"][s]["big"], flush=True)
+    big.close()
+    rss, lat = search_rss(work / "big", queries[:40])
+    report["search_rss_mb"] = round(rss, 1)
+    report["fresh_process_p50_ms"] = round(1000 * float(np.median(lat[1:])), 1)
+    cli = cli_latency(work / "big", queries[: a.cli_queries])
+    report["cli_median_s"] = round(float(np.median(cli)), 3)
+
+    # 4. churn: add and remove pages
+    big = Engine(Settings(home=work / "big"))
+    t = time.perf_counter()
+    ids = write_distractors(big.store, maker, 0, a.churn, seed=2)
+    big.store.vectors.current()
+    big.store.persist()
+    add_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for d in ids:
+        big.store.delete_document(d)
+    big.store.vectors.current()
+    big.store.persist()
+    report["churn"] = {
+        "pages": a.churn,
+        "add_s": round(add_s, 1),
+        "remove_s": round(time.perf_counter() - t, 1),
+        "their_encoding_s": round(a.churn * float(np.mean(encode_s)), 1) if encode_s else None,
+    }
+    big.close()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
