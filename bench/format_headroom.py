@@ -28,18 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def row_runs(ys: np.ndarray, xs: np.ndarray, f: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Cells in raster order with each horizontal run's unit mean; the number of runs. A cell joins its
-    left neighbour's run while its cosine with the run's first cell is at least ``tau``."""
+    """Cells in raster order with each horizontal run's unit mean; the number of runs. Runs as the vector
+    index's ``merge_cos`` cuts them (``vectors._row_run_heads``): a cell joins its left neighbour's run while its
+    cosine with the run's first cell is at least ``tau``."""
+    from tokensearch.storage.vectors import _row_run_heads
+
     order = np.lexsort((xs, ys))
-    ys, xs, f = ys[order], xs[order], f[order]
-    top = np.arange(len(ys))
-    for i in range(1, len(ys)):
-        if ys[i] == ys[i - 1] and xs[i] == xs[i - 1] + 1 and f[i] @ f[top[i - 1]] >= tau:
-            top[i] = top[i - 1]
-    sums = np.zeros_like(f)
-    np.add.at(sums, top, f)
-    merged = sums[top] / np.linalg.norm(sums[top], axis=1, keepdims=True)
-    return order, merged, len(np.unique(top))
+    heads = _row_run_heads(ys, xs, f, tau)[order]
+    run = np.cumsum(heads) - 1  # in raster order a run's cells follow its head
+    f = f[order]
+    sums = np.zeros((int(heads.sum()), f.shape[1]), dtype=np.float32)
+    np.add.at(sums, run, f)
+    merged = sums[run] / np.linalg.norm(sums[run], axis=1, keepdims=True)
+    return order, merged, len(sums)
 
 
 def omp(x: np.ndarray, vocab: np.ndarray, k: int) -> np.ndarray:
