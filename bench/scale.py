@@ -42,10 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TILE = 4  # cells a side of a distractor tile
 
 
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) -> Path:
     """Up to ``n_pages`` pages of ``pdfs`` as PNG images (a few pages from each document)."""
     import pymupdf
@@ -124,7 +120,6 @@ def write_distractors(store, maker: Distractors, first: int, count: int, seed: i
 
 def evaluate(engine, bench: Path, set_name: str, k: int = 10) -> dict:
     """The set's queries on ``engine`` scored by the harness (``run_eval.score``)."""
-    sys.path[:0] = [str(bench)]
     import run_eval
     from adapters.common import parse_page_name
 
@@ -176,6 +171,7 @@ def cli_latency(home: Path, queries: list[str]) -> list[float]:
 def bytes_by_kind(store, home: Path) -> dict:
     """Bytes a page of each kind: its feature blobs, its share of the vector snapshot (by vectors), and an
     equal share of everything else under the home (SQL, query side, logs)."""
+    from adapters.common import dir_size
     from sqlalchemy import func, select
 
     from tokensearch.storage.schema import Page
@@ -184,12 +180,11 @@ def bytes_by_kind(store, home: Path) -> dict:
         rows = c.execute(
             select(Page.source, func.count(), func.sum(Page.nbytes), func.sum(Page.n_vectors)).group_by(Page.source)
         ).all()
-    total = dir_bytes(home)
-    vec = dir_bytes(home / "vectors") if (home / "vectors").exists() else 0
+    total, vec = dir_size(home), dir_size(home / "vectors")
     feat = sum(int(r[2] or 0) for r in rows)
     n_pages = sum(int(r[1]) for r in rows)
     n_vec = max(1, sum(int(r[3] or 0) for r in rows))
-    rest = max(0, total - vec - dir_bytes(home / "features")) + (dir_bytes(home / "features") - feat)
+    rest = total - vec - feat  # SQL, query side, and segment bytes no page points to any more
     out = {"total_bytes": total, "pages": n_pages}
     for source, n, nbytes, nv in rows:
         per = (int(nbytes or 0) + vec * int(nv or 0) / n_vec) / int(n) + rest / max(1, n_pages)
@@ -209,13 +204,13 @@ def main() -> None:
     ap.add_argument("--cli-queries", type=int, default=10)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     a = ap.parse_args()
-    sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+    bench, work = a.bench.resolve(), a.work.resolve()
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(bench)]  # the package, bench/ and the harness
     from cli_latency import cpu_name
 
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
 
-    bench, work = a.bench.resolve(), a.work.resolve()
     scans = bench / "data" / "scans"
     report: dict = {"pages_target": a.pages, "sets": {}, "cpu": cpu_name()}
     queries = [json.loads(line)["query"] for line in open(bench / "data" / "queries.jsonl")]
@@ -235,7 +230,8 @@ def main() -> None:
     # born-digital pages: the dev benchmark's PDFs in a home of their own (bytes a page)
     with Engine(Settings(home=work / "born-digital")) as eng:
         eng.index(bench / "corpus" / "pdf")
-        eng.store.vectors.current()
+        eng.store.vectors.current()  # built now, saved when the store closes: then it is counted
+    with Engine(Settings(home=work / "born-digital")) as eng:
         born = bytes_by_kind(eng.store, work / "born-digital")
 
     # 2. the big index: the dev sets, then distractors
