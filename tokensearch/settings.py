@@ -57,10 +57,6 @@ class Settings(BaseSettings):
     phrase_threshold: float | None = None
     verify_weight: float | None = Field(None, ge=0)  # weight of the vocabulary margin; None = the model's
     max_query_chars: int = Field(256, ge=1)
-    # decoded pages a process keeps for its later searches (storage/features.py): a page's stored int8
-    # features take more CPU to decode than the rest of scoring it, and searches keep reading the same
-    # pages (~2 MB a page of 5,500 text cells; 0: decode every read)
-    page_cache_mb: int = Field(256, ge=0)
     max_k: int = Field(100, ge=1)
 
     # API
@@ -89,9 +85,8 @@ class Settings(BaseSettings):
         return value
 
     def store_options(self) -> dict[str, object]:
-        """The vector-backend and page-cache options of ``Store.open``."""
+        """The vector-backend options of ``Store.open``."""
         return {
-            "page_cache_bytes": self.page_cache_mb * 2**20,
             "vector_backend": self.vector_backend,
             "milvus_uri": self.milvus_uri,
             "milvus_index": self.milvus_index,

@@ -17,12 +17,6 @@ score moves by 6e-4 mean, 5e-3 max (tests/test_storage_vectors.py checks the bou
 
 Bytes after the last blob a SQL row points to are garbage of an interrupted write; the next writer to
 own that segment trims them (a writer owns a segment through an exclusive flock on it).
-
-Decoding a page (int8 to unit float32 rows, the checksum) costs more than the rest of scoring it, and a
-process that searches all day reads the same pages again and again: a :class:`FeatureStore` keeps the
-pages it decoded last, up to ``cache_bytes`` of them. A cached page is found by its place *and* its
-header (which holds the payload's checksum), read again each time, so a place that now holds another
-blob (a segment trimmed after an interrupted write, then appended to) is never answered from the cache.
 """
 
 from __future__ import annotations
@@ -32,7 +26,6 @@ import os
 import struct
 import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -145,52 +138,10 @@ def decode_page(blob: bytes) -> PageFeatures:
     return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, rows=dequantize(codes))
 
 
-class PageCache:
-    """The most recently read decoded pages, up to ``max_bytes`` of their arrays (thread-safe). Cached
-    arrays are made read-only: every reader shares them."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._pages: OrderedDict[tuple, tuple[PageFeatures, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> PageFeatures | None:
-        with self._lock:
-            hit = self._pages.get(key)
-            if hit is None:
-                return None
-            self._pages.move_to_end(key)
-            return hit[0]
-
-    def put(self, key: tuple, page: PageFeatures) -> None:
-        arrays = [a for a in (page.ys, page.xs, page.rows, page.index) if a is not None]
-        size = sum(a.nbytes for a in arrays)
-        if size > self.max_bytes:
-            return
-        for a in arrays:
-            a.flags.writeable = False
-        with self._lock:
-            if key in self._pages:
-                return
-            self._pages[key] = (page, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, old) = self._pages.popitem(last=False)
-                self._bytes -= old
-
-    def drop_segment(self, segment: int) -> None:
-        with self._lock:
-            for key in [k for k in self._pages if k[0] == segment]:
-                self._bytes -= self._pages.pop(key)[1]
-
-
 class FeatureStore:
-    """Segment files under one folder: thread-safe positional reads, one appending writer at a time;
-    ``cache_bytes``: decoded pages kept for later reads (0: none)."""
+    """Segment files under one folder: thread-safe positional reads, one appending writer at a time."""
 
-    def __init__(self, folder: Path, segment_bytes: int = 1 << 30, cache_bytes: int = 0):
-        self.cache = PageCache(cache_bytes) if cache_bytes > 0 else None
+    def __init__(self, folder: Path, segment_bytes: int = 1 << 30):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
@@ -230,14 +181,7 @@ class FeatureStore:
         return blob
 
     def read(self, segment: int, offset: int, nbytes: int) -> PageFeatures:
-        if self.cache is None or nbytes < HEADER.size:
-            return decode_page(self.read_blob(segment, offset, nbytes))
-        key = (segment, offset, nbytes, os.pread(self._fd(segment), HEADER.size, offset))
-        page = self.cache.get(key)
-        if page is None:
-            page = decode_page(self.read_blob(segment, offset, nbytes))
-            self.cache.put(key, page)
-        return page
+        return decode_page(self.read_blob(segment, offset, nbytes))
 
     def forget(self, segment: int) -> None:
         """Drop a cached read handle (the segment was compacted away). It is closed only at close():
@@ -246,8 +190,6 @@ class FeatureStore:
             fd = self._fds.pop(segment, None)
             if fd is not None:
                 self._retired.append(fd)
-        if self.cache is not None:
-            self.cache.drop_segment(segment)
 
     def lock_for_compaction(self, segment: int):
         """An open file holding the segment's exclusive flock, or None if a writer owns it."""
@@ -265,8 +207,6 @@ class FeatureStore:
         return f
 
     def remove(self, segment: int) -> None:
-        if self.cache is not None:
-            self.cache.drop_segment(segment)
         self.forget(segment)
         try:
             self.path(segment).unlink()

@@ -154,7 +154,6 @@ class Store:
       nprobe             IVF lists probed per query (default max(16, nlist/32))
       persist_interval   seconds between snapshots of a trained FAISS index while writing (30; also at close)
       segment_bytes      feature segment size before rolling to a new file (1 GiB)
-      page_cache_bytes   decoded pages kept in memory for later searches (0: none; ``FeatureStore``)
       vector_backend     "faiss" (default: in each process, snapshots under <home>/vectors) or "milvus"
                          (one collection for every process of the index; :mod:`.milvus`)
       milvus_uri         a Milvus server's URI, or a milvus-lite file (default <home>/milvus.db)
@@ -178,7 +177,6 @@ class Store:
         nprobe: int | None = None,
         persist_interval: float = 30.0,
         segment_bytes: int = 1 << 30,
-        page_cache_bytes: int = 0,
         vector_backend: str = "faiss",
         milvus_uri: str | None = None,
         milvus_index: str = "auto",
@@ -192,7 +190,7 @@ class Store:
         self.pca_fit_cells = pca_fit_cells
         self.merge_cos = merge_cos
         self.column_cos = column_cos
-        self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes, cache_bytes=page_cache_bytes)
+        self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
         self.vector_dir = self.home / "vectors"
         self._write_mutex = threading.RLock()  # one writing call at a time
         self._codec_lock = threading.RLock()
