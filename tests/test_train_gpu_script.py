@@ -142,6 +142,25 @@ def test_asset_env_points_the_data_engine_at_a_pack(tmp_path: Path, monkeypatch)
             f.cache_clear()
 
 
+def test_font_files_leave_out_faces_without_latin_letters(tmp_path: Path, monkeypatch) -> None:
+    import pymupdf
+
+    from tokensearch.training import synth
+
+    # MuPDF's built-in Symbol face draws Greek where ASCII letters would be; a broken file draws nothing
+    (tmp_path / "Greekish.otf").write_bytes(pymupdf.Font("symb").buffer)
+    (tmp_path / "broken.ttf").write_bytes(b"not a font at all")
+    src = sorted(Path("/usr/share/fonts/truetype").rglob("*.ttf"))
+    if src:
+        shutil.copy(src[0], tmp_path / "Latin.ttf")
+    monkeypatch.setenv("TOKENSEARCH_FONT_DIRS", str(tmp_path))
+    synth.font_files.cache_clear()
+    try:
+        assert synth.font_files() == ((str(tmp_path / "Latin.ttf"),) if src else ())
+    finally:
+        synth.font_files.cache_clear()
+
+
 # runtime dependencies that the GPU machine's image lacks and the pack does not carry (PyMuPDF travels
 # in site.tar.xz; KINDS.md of the device tool lists the image's packages)
 NOT_ON_THE_GPU_MACHINE = (

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +49,17 @@ def font_files() -> tuple[str, ...]:
         if p.is_dir():
             files += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in (".ttf", ".otf")]
     skip = ("math", "symbol", "dingbat", "d050000l", "z003")  # symbol fonts
-    return tuple(f for f in files if not any(s in f.lower() for s in skip))
+    return tuple(f for f in files if not any(s in f.lower() for s in skip) and _writes_latin(f))
+
+
+def _writes_latin(path: str) -> bool:
+    """Does the font draw every ASCII letter and digit? A machine's font folders also hold CJK-, Arabic-
+    or symbol-only faces; a page set in one would show missing-glyph boxes where its labels say letters."""
+    try:
+        font = pymupdf.Font(fontfile=path)
+    except Exception:  # an unreadable or unsupported file is no font to train on
+        return False
+    return all(font.has_glyph(ord(c)) for c in string.ascii_letters + string.digits)
 
 
 @lru_cache(maxsize=256)
