@@ -24,6 +24,13 @@
 #     --receipt-fraction 0.35 --steps 30000 --budget-s 5400 --lr 4e-4 --seed 3 --val-every 500 --val-init \
 #     --resume --threads 1        (then stage 4's calibration on RUN_DIR/stage5)
 # Better validation (receipt crops 0.695 -> 0.784), but after calibration R@1 fell on every dev set.
+# Also tried (BENCHMARKS.md, the same paragraph: receipts and degraded scans up, clean scans down 3.2 points, FP on
+# receipts 2 of 30): more typefaces, with 17 font packages installed (fonts-{dejavu-core,dejavu-extra,liberation2,
+# freefont-ttf,urw-base35,noto-mono,inconsolata,roboto-unhinted,open-sans,cmu,crosextra-carlito,crosextra-caladea,
+# hack,jetbrains-mono,courier-prime,lato,cantarell}) and
+#   bash scripts/fetch_doc_pdfs.sh RUN_DIR/pdfs-fonts texlive-fonts-extra-doc   (both PDF folders under one)
+#   tokensearch train --out RUN_DIR/fonts --init RUN_DIR/receipts --pdf-dir PDFS_ALL --synth-fraction 0.5 \
+#     --receipt-fraction 0.25 --steps 40000 --budget-s 6000 --lr 3e-4 --seed 4 --val-every 1000 --val-init --resume
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/mini-shipped}
