@@ -56,7 +56,7 @@ def _writes_latin(path: str) -> bool:
     """Does the font draw every ASCII letter and digit? A machine's font folders also hold CJK-, Arabic-
     or symbol-only faces; a page set in one would show missing-glyph boxes where its labels say letters."""
     try:
-        font = pymupdf.Font(fontfile=path)
+        font = _font(path)  # the cached face the renderer uses later
     except Exception:  # an unreadable or unsupported file is no font to train on
         return False
     return all(font.has_glyph(ord(c)) for c in string.ascii_letters + string.digits)
