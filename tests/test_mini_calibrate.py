@@ -13,17 +13,16 @@ from tokensearch.tokenocr_model.mini_encoder import load_mini
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from tokensearch.tokenocr_model.mini_tokenizer import MiniTokenizer
 from tokensearch.training.calibrate import (
-    LOOKALIKE,
     Collection,
     balanced_threshold,
     calibrate_collection,
     make_phrases,
     make_queries,
-    near_miss,
     synthetic_collection,
     threshold_for,
     write_threshold,
 )
+from tokensearch.training.lookalikes import LOOKALIKE, near_miss
 
 # integration: calibration searching a collection through the engine
 pytestmark = pytest.mark.integration

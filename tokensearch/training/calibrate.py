@@ -46,36 +46,11 @@ from PIL import Image
 
 from ..tokenocr_model.mini import WEIGHTS_DIR, WEIGHTS_FILE, MiniModel, read_weights, save_weights
 from .augment import augment
+from .lookalikes import near_miss
 from .textgen import dictionary_words
 
 WORD_STRIP = re.compile(r"^[\(\[\"'`]+|[\)\]\"'.,;:!?`]+$")
 QUERY_WORD = re.compile(r"^(?:[A-Za-z][a-z]{3,}|[A-Z]{3,}|\d[\d.,/-]{2,}\d)$")
-LOOKALIKE = {
-    "e": "c",
-    "c": "e",
-    "n": "u",
-    "u": "n",
-    "r": "v",
-    "i": "l",
-    "l": "i",
-    "a": "o",
-    "o": "a",
-    "m": "n",
-    "h": "b",
-    "b": "h",
-    "t": "f",
-    "f": "t",
-    "s": "a",
-    "d": "cl",
-    "0": "8",
-    "8": "0",
-    "1": "7",
-    "7": "1",
-    "3": "8",
-    "5": "6",
-    "6": "5",
-}
-TYPO_LETTERS = "aeioutnrsl"  # a typo's letter: the most frequent ones
 ABSENT_WORD = re.compile(r"^[a-z]{6,12}$")  # a dictionary word a user might look for
 NEAR_BASE = re.compile(r"^[a-z]{7,}$")  # printed words long enough to mistype
 NEAR_SHARE = 1 / 3  # typos and OCR-like confusions: a third of the words written nowhere
@@ -152,22 +127,6 @@ def page_words(page) -> list[str]:
     if cur:
         words.append(cur)
     return words
-
-
-def near_miss(word: str, rng: random.Random) -> str | None:
-    """``word`` with one interior character changed (None if it has none to change): half the time to
-    a look-alike ("differences" -> "diffcrences", the classic OCR confusion), otherwise to another
-    frequent letter ("variuus"), the typo a user makes."""
-    look = [i for i in range(1, len(word) - 1) if word[i] in LOOKALIKE]
-    typo = [i for i in range(1, len(word) - 1) if word[i].isalpha()]
-    if look and (not typo or rng.random() < 0.5):
-        i = rng.choice(look)
-        return word[:i] + LOOKALIKE[word[i]] + word[i + 1 :]
-    if not typo:
-        return None
-    i = rng.choice(typo)
-    c = rng.choice([ch for ch in TYPO_LETTERS if ch != word[i].lower()])
-    return word[:i] + c + word[i + 1 :]
 
 
 def _printed_nowhere(text: str, w: str) -> bool:

@@ -84,6 +84,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--val-crops", type=int, default=None, help="held-out validation crops (default 40)")
     p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        help="per token of a batch, strings its cells must read worse than it: its pieces, other case, one "
+        "letter or digit changed (default 0: off, the shipped recipe)",
+    )
+    p.add_argument(
         "--val-init", action="store_true", help="validate the starting weights first (a baseline line in train.log)"
     )
 
@@ -130,6 +137,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         kw["batch_size"] = args.batch_size
     if args.receipt_fraction:
         kw["receipt_fraction"] = args.receipt_fraction
+    if args.hard_negatives:
+        kw["hard_negatives"] = args.hard_negatives
     if args.crop:
         kw["crop_height"], kw["crop_width"] = args.crop
     kw.update(

@@ -6,7 +6,11 @@ Objective, in TokenOCR's spirit, for a batch of page crops with per-cell token l
 - ``cell``: per-cell BCE of ``s * cos(cell, token) + b`` against "this cell shows that token", over the
   tokens of the crop plus tokens of other crops as negatives (positives and negatives averaged apart);
 - ``siglip``: sigmoid contrastive loss between pooled instances and the batch's token vectors;
-- ``text``: BCE of the text logit against "cell shows some token".
+- ``text``: BCE of the text logit against "cell shows some token";
+- ``hard`` (``hard_negatives`` > 0): each pooled instance and each of its cells must read its token better than
+  that token's hard negatives (``lookalikes.hard_negatives``: its pieces, other case, one letter or digit
+  changed) — the in-batch negatives are other words, rarely these, and the search's vocabulary check
+  loses a printed word whose cells read a piece of it (" Sign" for " Signature") about as well.
 
 Token vectors come from the character composer (trained jointly), so the model never needs a table.
 Everything lives under ``out``: ``train.log`` (one JSON line per log/validation), ``ckpt.pt``
@@ -34,6 +38,7 @@ from ..tokenocr_model.devices import resolve_device, resolve_dtype
 from ..tokenocr_model.mini import MiniConfig, MiniModel, load_state, read_weights, save_weights
 from ..tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 from ..tokenocr_model.mini_tokenizer import MiniTokenizer, piece_to_text
+from . import lookalikes
 from .data import CropStream, PageMix, PageSample, collate, random_crop
 
 
@@ -69,6 +74,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda[:N]: where the model trains (pages are rendered by the data workers on the CPU)
     budget_s: float | None = None  # wall-clock limit of the run; the cosine schedule then ends with it (see _lr)
     val_init: bool = False  # validate the starting weights first: the baseline the run must beat (logged only)
+    hard_negatives: int = 0  # hard negatives per token of a batch (the ``hard`` loss; 0: off, the shipped recipe)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -157,8 +163,11 @@ def pool_instances(feats: torch.Tensor, labels: torch.Tensor, n: int) -> torch.T
     return sums / cnt  # (n, D)
 
 
-def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """TokenOCR-style losses of one batch; ``amp`` runs the vision net (nearly all the FLOPs) in that dtype."""
+def losses(
+    model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | None = None, hard_negatives: int = 0
+) -> dict[str, torch.Tensor]:
+    """TokenOCR-style losses of one batch; ``amp`` runs the vision net (nearly all the FLOPs) in that dtype;
+    ``hard_negatives``: that many per token for the ``hard`` loss (0: no ``hard`` term)."""
     x = batch["image"].float() / 255.0  # (B, 1, H, W)
     labels, ids = batch["labels"], batch["ids"]  # (B, h, w), (N,)
     with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
@@ -175,10 +184,13 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
     if len(ids) == 0:
         zero = feats.sum() * 0
         out.update(pool=zero, siglip=zero, cell=zero)
+        if hard_negatives:
+            out["hard"] = zero
         return out
 
     uniq, inst_u = torch.unique(ids, return_inverse=True)  # (U,), (N,)
-    vecs = model.composer([piece_to_text(pieces[i]) for i in uniq.tolist()])  # (U, D) unit (one copy off a GPU)
+    texts = [piece_to_text(pieces[i]) for i in uniq.tolist()]
+    vecs = model.composer(texts)  # (U, D) unit (one copy off a GPU)
 
     # pooled instance vs its token
     pooled = F.normalize(pool_instances(feats, labels, len(ids)), dim=-1)  # (N, D)
@@ -204,10 +216,54 @@ def losses(model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | 
     n_neg = (~tgt).sum().clamp(min=1)
     pos_sum = (bce * tgt).sum()
     out["cell"] = pos_sum / n_pos + (bce.sum() - pos_sum) / n_neg
+    if hard_negatives:
+        out["hard"] = hard_loss(model, texts, vecs, pooled, inst_u, cells, cu, hard_negatives, int(ids.sum()))
     return out
 
 
-LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5}
+HARD_SCALE = 16.0  # logistic loss on cos(token) - cos(hard negative) - margin, a soft hinge ~0.1 wide
+HARD_MARGIN = 0.05
+HARD_MAX = 256  # negatives a batch: the composer runs on each, and a batch holds ~300-600 distinct tokens
+
+
+def hard_loss(
+    model: MiniModel,
+    texts: list[str],
+    vecs: torch.Tensor,
+    pooled: torch.Tensor,
+    inst_u: torch.Tensor,
+    cells: torch.Tensor,
+    cu: torch.Tensor,
+    n: int,
+    seed: int,
+) -> torch.Tensor:
+    """Pooled instances (N, D) and labelled cells (M, D; ``cu`` -1 where background) against their token's
+    hard negatives (strings equal to a token of the batch are left out: the other losses have them)."""
+    rng = random.Random(seed)  # the batch's own draw: a resumed run sees the same negatives
+    known = set(texts)
+    neg_texts: list[str] = []
+    owner: list[int] = []
+    for u in rng.sample(range(len(texts)), len(texts)):
+        for h in lookalikes.hard_negatives(texts[u], rng, n):
+            if h not in known and len(neg_texts) < HARD_MAX:
+                neg_texts.append(h)
+                owner.append(u)
+    if not neg_texts:
+        return vecs.sum() * 0
+    hv = model.composer(neg_texts)  # (H, D)
+    own = torch.tensor(owner, device=vecs.device)
+
+    def ranked(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        pos = (x * vecs[u]).sum(-1, keepdim=True)  # (n, 1)
+        mine = u[:, None] == own[None, :]  # (n, H): the negatives of each row's own token
+        gap = x @ hv.T - pos + HARD_MARGIN
+        return (F.softplus(HARD_SCALE * gap) * mine).sum() / mine.sum().clamp(min=1)
+
+    lab = cu >= 0
+    return 0.5 * ranked(pooled, inst_u) + 0.5 * ranked(cells[lab], cu[lab])
+
+
+LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5, "hard": 1.0}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -483,7 +539,7 @@ def train(cfg: TrainConfig) -> dict:
         wait += time.time() - t_wait
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step, time.time() - t_start)
-        ls = losses(model, batch, pieces, amp)
+        ls = losses(model, batch, pieces, amp, cfg.hard_negatives)
         loss = cast(torch.Tensor, sum(LOSS_WEIGHTS[k] * v for k, v in ls.items()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
