@@ -223,7 +223,7 @@ def losses(
 
 HARD_SCALE = 16.0  # logistic loss on cos(token) - cos(hard negative) - margin, a soft hinge ~0.1 wide
 HARD_MARGIN = 0.05
-HARD_MAX = 256  # negatives a batch: the composer runs on each, and a batch holds ~300-600 distinct tokens
+HARD_MAX = 256  # negatives a batch: the composer runs (forward and backward) on each
 
 
 def hard_loss(
@@ -244,6 +244,8 @@ def hard_loss(
     neg_texts: list[str] = []
     owner: list[int] = []
     for u in rng.sample(range(len(texts)), len(texts)):
+        if len(neg_texts) >= HARD_MAX:
+            break
         for h in lookalikes.hard_negatives(texts[u], rng, n):
             if h not in known and len(neg_texts) < HARD_MAX:
                 neg_texts.append(h)
