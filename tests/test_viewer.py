@@ -113,6 +113,8 @@ def browser():
 def page(browser):
     ctx = browser.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
     pg = ctx.new_page()
+    # a CI machine busy with other work (training on both cores) answered a first search after 30 s
+    pg.set_default_timeout(90_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     expected = "Failed to load resource: the server responded with a status of 4"  # error states under test
