@@ -31,8 +31,9 @@
 #   bash scripts/fetch_doc_pdfs.sh RUN_DIR/pdfs-fonts texlive-fonts-extra-doc   (both PDF folders under one)
 #   tokensearch train --out RUN_DIR/fonts --init RUN_DIR/receipts --pdf-dir PDFS_ALL --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 6000 --lr 3e-4 --seed 4 --val-every 1000 --val-init --resume
-# Also tried (BENCHMARKS.md, the same paragraph: validation up, every dev set's negatives answered more often, clean
-# scans and receipts down; the mean with the shipped weights too): hard negatives, from the shipped weights,
+# Also tried (BENCHMARKS.md, the same paragraph: validation up, but clean scans and receipts down and 2 of 30 of their
+# negatives answered; its mean with the shipped weights, bench/average_weights.py, answered 2-3 of 30 on every set):
+# hard negatives, from the shipped weights,
 #   tokensearch train --out RUN_DIR/hard --init RUN_DIR/receipts --pdf-dir PDFS --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 4500 --lr 3e-4 --seed 5 --val-every 1000 --val-init --resume \
 #     --hard-negatives 2        (then stage 4's calibration on RUN_DIR/hard)
