@@ -243,7 +243,7 @@ def main() -> None:
     src_home = work / "distractor-source"
     src = Engine(Settings(home=src_home))
     src.index(render_sources(pdfs, work / "distractor-source-png", a.source_pages))
-    src_ids = [p.page_id for d in src.store.documents() for p in src.store.document_pages(d.id)]
+    src_ids = [p.page_id for d in src.store.documents(limit=a.source_pages) for p in src.store.document_pages(d.id)]
     maker = Distractors(list(src.store.page_features(src_ids).values()))
     src.close()
     have = big.store.stats().pages

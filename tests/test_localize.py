@@ -96,3 +96,58 @@ def test_chain_estimate_prefers_tokens_side_by_side_to_the_same_tokens_apart():
         [token0, (np.array([3]), np.array([0.9], np.float32), np.array([[1, 1]]))], [3, 3], np.array([1, 2, 3])
     )
     assert est[2] == pytest.approx((0.3 + 0.9) / 2)
+
+
+def _chain_estimate_by_hand(rows, lens, pages):
+    """chain_estimate's rule, cell by cell: chain ends (page, y, x, value), a page's best end carried on at
+    the fill of a token it lacks there."""
+    from tokensearch.search.localize import CELLS_PER_CHAR
+
+    ends = {}  # (page, y, x) -> best value of a chain ending there
+    ids, scores, cells = rows[0]
+    fill = float(scores.min()) if len(scores) else 0.0
+    for p, v, (y, x) in zip(ids.tolist(), scores.tolist(), cells.tolist()):
+        ends[(p, y, x)] = max(ends.get((p, y, x), -np.inf), v)
+    for p in pages.tolist():
+        ends[(p, -99, -99)] = max(ends.get((p, -99, -99), -np.inf), fill)
+    for j in range(1, len(rows)):
+        gap = max(2, int(np.ceil(CELLS_PER_CHAR * (lens[j - 1] + lens[j] + 1))))
+        best = {}  # page -> (value, y, x) of its best chain so far (first in key order among equals)
+        for (p, y, x), v in sorted(ends.items()):
+            if p not in best or v > best[p][0]:
+                best[p] = (v, y, x)
+        ids, scores, cells = rows[j]
+        fill = float(scores.min()) if len(scores) else 0.0
+        new = {}
+        for p, v, (y, x) in zip(ids.tolist(), scores.tolist(), cells.tolist()):
+            pred = max(
+                (ends.get((p, y + dy, x - dx), -np.inf) for dy in (-1, 0, 1) for dx in range(1, gap + 1)),
+                default=-np.inf,
+            )
+            new[(p, y, x)] = max(new.get((p, y, x), -np.inf), v + pred, best[p][0] + fill)
+        for p, (v, y, x) in best.items():
+            new[(p, y, x)] = max(new.get((p, y, x), -np.inf), v + fill)
+        ends = new
+    est = np.full(len(pages), -np.inf)
+    for (p, _, _), v in ends.items():
+        i = int(np.searchsorted(pages, p))
+        est[i] = max(est[i], v)
+    return est / len(rows)
+
+
+def test_chain_estimate_is_the_best_chain_of_retrieved_cells_on_random_pages():
+    from tokensearch.search.localize import chain_estimate
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        pages = np.sort(rng.choice(50, int(rng.integers(1, 6)), replace=False))
+        lens = [int(rng.integers(1, 7)) for _ in range(int(rng.integers(1, 5)))]
+        rows = []
+        for _ in lens:
+            n = int(rng.integers(0, 60))
+            ids, cells = rng.choice(pages, n), rng.integers(0, [6, 25], size=(n, 2))
+            _, first = np.unique(ids * 1000 + cells[:, 0] * 100 + cells[:, 1], return_index=True)
+            # scores on a 1/64 grid: sums are exact in float32, so both sides agree to the bit
+            rows.append((ids[first], (rng.integers(0, 64, len(first)) / 64).astype(np.float32), cells[first]))
+        got = chain_estimate(rows, lens, pages)
+        assert got.tolist() == pytest.approx(_chain_estimate_by_hand(rows, lens, pages).tolist(), abs=1e-6)

@@ -86,6 +86,44 @@ def test_hits_carry_their_grid_cells_across_a_snapshot(open_store):
     assert found(open_store()) == want
 
 
+def test_hit_cells_follow_pages_removed_and_added_in_one_process(open_store):
+    """Each hit's cell is its own page's, also after the index changed since the last search."""
+    store = open_store()
+    pages = {seed: random_doc(seed, 1, n=120)[0] for seed in (11, 12, 13)}
+    ids = {seed: write(store, seed, n_pages=1, n=120) for seed in (11, 12)}
+
+    def found(seed):
+        page = pages[seed]
+        hits = store.search_cells_at(store.project_queries(page.feats[:8]), 1)
+        return [(int(p[0]), tuple(c[0])) for p, _, c in hits]
+
+    def want(seed):
+        page_id = store.document_pages(ids[seed])[0].page_id
+        return [(page_id, (int(y), int(x))) for y, x in zip(pages[seed].ys[:8], pages[seed].xs[:8])]
+
+    assert found(11) == want(11) and found(12) == want(12)
+    store.delete_document(ids[11])
+    ids[13] = write(store, 13, n_pages=1, n=120)
+    assert found(12) == want(12) and found(13) == want(13)
+
+
+def test_searches_ask_more_cells_a_token_as_the_index_grows(open_store):
+    """A fixed number of top cells fills with the pages that hold a common piece most: past ``crowd_pages``
+    pages, a token's cells grow with the square root of the pages competing (a filter's, or the index's)."""
+    from tokensearch.search.searcher import Searcher, SearchOptions
+
+    store = open_store()
+    opt = SearchOptions(threshold=0.5, cells_per_token=1000, crowd_pages=16, max_cells_per_token=1900)
+    searcher = Searcher(None, store, opt)
+    write(store, 1, n_pages=10, n=4)
+    assert searcher._cells_per_token(None) == 1000
+    write(store, 2, n_pages=26, n=4)
+    assert searcher._cells_per_token(None) == 1500  # 36 pages: 1000 x sqrt(36 / 16)
+    assert searcher._cells_per_token(np.arange(16)) == 1000  # a filter's pages compete, not the index's
+    write(store, 3, n_pages=30, n=4)
+    assert searcher._cells_per_token(None) == 1900  # 66 pages: at most max_cells_per_token
+
+
 def test_flat_index_becomes_compressed_past_threshold(open_store):
     store = open_store(flat_max_vectors=3000)
     docs = [random_doc(s, 2, n=400) for s in range(5)]

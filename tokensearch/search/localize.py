@@ -186,6 +186,18 @@ def locate(
     return out
 
 
+def _span_maxima(v: np.ndarray, longest: int) -> np.ndarray:
+    """(L, n) table: row j holds max(v[i : i + 2**j]) (cut at the end), for every 2**j <= ``longest``."""
+    rows = [v]
+    span = 1
+    while 2 * span <= longest:
+        nxt = rows[-1].copy()
+        nxt[:-span] = np.maximum(rows[-1][:-span], rows[-1][span:])
+        rows.append(nxt)
+        span *= 2
+    return np.stack(rows)
+
+
 def chain_estimate(
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], piece_lens: list[int], pages: np.ndarray
 ) -> np.ndarray:
@@ -229,17 +241,21 @@ def chain_estimate(
         keep = ko[np.r_[True, keys[ko][1:] != keys[ko][:-1]]]
         ks, vs = keys[keep], sv[keep]
         pj, yj, xj, vj, fj = cells_of(j)
-        # the cells in key order, so that every shifted lookup below is a sorted one (3.5x faster)
-        own = pj * wide * wide + (yj + off) * wide + (xj + off)
-        perm = np.argsort(own, kind="stable")
-        own = own[perm]
+        # the best chain end in each cell's step window: per row dy, the keys x-gap..x-1 are one run of the
+        # sorted keys, whose maximum a table of maxima over power-of-two spans gives in two lookups
+        # (the cells in key order: sorted lookups are ~2x faster)
+        spans = _span_maxima(vs, gap)
+        perm = np.argsort(pj * wide * wide + (yj + off) * wide + xj, kind="stable")
+        py, px = pj[perm] * wide * wide + (yj[perm] + off) * wide, xj[perm] + off
         best = np.full(len(pj), -np.inf, np.float32)
         for dy in (-1, 0, 1):
-            for dx in range(1, gap + 1):
-                target = own + (dy * wide - dx)
-                at = np.minimum(np.searchsorted(ks, target), len(ks) - 1)
-                hit = ks[at] == target
-                best[hit] = np.maximum(best[hit], vs[at[hit]])
+            lo = np.searchsorted(ks, py + dy * wide + np.maximum(px - gap, 0))
+            hi = np.searchsorted(ks, py + dy * wide + px)
+            has = hi > lo
+            lo, hi = lo[has], hi[has]
+            level = np.frexp((hi - lo).astype(np.float64))[1] - 1  # floor(log2(run length))
+            run_max = np.maximum(spans[level, lo], spans[level, hi - (1 << level)])
+            best[has] = np.maximum(best[has], run_max)
         pred = np.empty_like(best)
         pred[perm] = best
         # a real cell continues a chain next to it, or takes the page's best chain with this token missing

@@ -94,7 +94,14 @@ class SearchOptions:
     # pages built from a text layer carry the tokens' exact vectors: a true match scores ~1 there (int8
     # storage keeps cos > 0.999), while a neighbouring spelling's composed vector can reach 0.98
     text_layer_threshold: float = 0.99
-    cells_per_token: int = 4096  # vector-index neighbours per query token
+    # vector-index neighbours per query token: ``cells_per_token`` up to ``crowd_pages`` pages, then growing with
+    # the square root of the pages up to ``max_cells_per_token``. A common piece ("ical", "0") fills a fixed
+    # number of top cells with the pages that hold it most, so in a big index the page holding the rare word
+    # loses its other pieces and falls out of the candidates: at 2,500 pages 4,096 cells kept a relevant page
+    # among the candidates for 169 of 220 dev queries, 16,384 for 192 (BENCHMARKS.md, "Index format and scale")
+    cells_per_token: int = 4096
+    crowd_pages: int = 256
+    max_cells_per_token: int = 16384
     # pages scored exactly (stage 2). Stage 1 orders pages by each unit's best chain of retrieved cells
     # (``chain_estimate``), which puts nearly every rare word's and phrase's page within the first 32. The
     # mean of each token's best cell anywhere on the page (a bag of tokens, used before and still where cell
@@ -206,6 +213,14 @@ class Searcher:
                     out.append(q)
         return out
 
+    def _cells_per_token(self, allowed: np.ndarray | None) -> int:
+        """Top cells asked per query token: more as the pages competing for them grow (``SearchOptions``)."""
+        base = self.opt.cells_per_token
+        pages = len(allowed) if allowed is not None else self.store.page_count()
+        if pages <= self.opt.crowd_pages:
+            return base
+        return max(base, int(min(self.opt.max_cells_per_token, round(base * (pages / self.opt.crowd_pages) ** 0.5))))
+
     def _candidates(self, plan: _Plan, want: int, allowed: np.ndarray | None = None) -> list[int]:
         """Pages likely to hold the units, best first (stage 1): a unit's estimate on a page is its best
         chain of retrieved cells (``chain_estimate``), or, where the index has no cell positions (a
@@ -222,7 +237,7 @@ class Searcher:
             return allowed.tolist()
         # a token repeats across a query's words, spellings and its joint phrase: search each once
         uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
-        found_rows = self.store.search_cells_at(uniq, self.opt.cells_per_token, allowed)
+        found_rows = self.store.search_cells_at(uniq, self._cells_per_token(allowed), allowed)
         per_row = [found_rows[i] for i in inverse.reshape(-1)]
         found = [ids for ids, _, _ in per_row]
         pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)

@@ -864,6 +864,11 @@ class Store:
         with self._session() as s:
             return catalog.failure(s, path)
 
+    def page_count(self) -> int:
+        """Pages in the index (a count, cheap enough for every search)."""
+        with self._session() as s:
+            return int(s.execute(select(func.count()).select_from(Page)).scalar_one())
+
     def stats(self) -> IndexStats:
         with self._session() as s:
             n_docs = s.execute(select(func.count()).select_from(Document)).scalar_one()

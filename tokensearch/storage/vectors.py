@@ -251,6 +251,11 @@ class VectorIndex:
     _decoded: np.ndarray | None = field(default=None, repr=False, compare=False)  # keep_flat_decoded's copy
     # flat index: its rows grouped by page (row numbers in page order, the pages, where each one starts)
     _by_page: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # ``positions`` as arrays (pages with positions, sorted; where each starts in the table; its vectors; the
+    # table): a search looks up every hit's cell at once, not page by page (thousands of pages a token)
+    _cells: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
@@ -290,7 +295,7 @@ class VectorIndex:
         """Index a page's vectors; ``cells``: their (n, 2) grid cells (row, column), if known."""
         if page_id in self.page_cells:
             self.remove_pages([page_id])
-        self._decoded = self._by_page = None
+        self._decoded = self._by_page = self._cells = None
         n = len(vecs)
         if n:
             if n > CELL_MASK + 1:
@@ -310,7 +315,7 @@ class VectorIndex:
             for p in page_ids
             if p in self.page_cells
         ]
-        self._decoded = self._by_page = None
+        self._decoded = self._by_page = self._cells = None
         for p in page_ids:
             self.page_cells.pop(p, None)
             self.positions.pop(p, None)
@@ -343,19 +348,28 @@ class VectorIndex:
                 ids = self._flat_ids()[rows]
             else:
                 scores, ids = self.index.search(q, min(k, self.ntotal))
+        known, starts, counts, table = self._cell_table()
         out = []
         for s, i in zip(scores, ids):
             ok = i >= 0
             pages, cell = i[ok] >> CELL_BITS, i[ok] & CELL_MASK
             where = np.full((len(pages), 2), -1, np.int64)
-            order = np.argsort(pages, kind="stable")  # hits grouped by page: one lookup per page
-            uniq, starts = np.unique(pages[order], return_index=True)
-            for p, sel in zip(uniq.tolist(), np.split(order, starts[1:])):
-                pos = self.positions.get(p)
-                if pos is not None:
-                    where[sel] = pos[cell[sel]]
+            if len(known):
+                at = np.minimum(np.searchsorted(known, pages), len(known) - 1)
+                placed = (known[at] == pages) & (cell < counts[at])
+                where[placed] = table[starts[at[placed]] + cell[placed]]
             out.append((pages.astype(np.int64), s[ok].astype(np.float32), where))
         return out
+
+    def _cell_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self._cells is None:
+            known = np.sort(np.fromiter(self.positions.keys(), np.int64, len(self.positions)))
+            parts = [self.positions[p] for p in known.tolist()]
+            counts = np.array([len(a) for a in parts], dtype=np.int64)
+            starts = np.cumsum(counts) - counts
+            table = np.concatenate(parts) if parts else np.zeros((0, 2), np.int16)
+            self._cells = (known, starts, counts, table)
+        return self._cells
 
     def _decoded_codes(self, codes: np.ndarray) -> np.ndarray:
         if self._decoded is None or len(self._decoded) != len(codes):
