@@ -34,6 +34,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,12 @@ def main() -> None:
     ap.add_argument("--source-pages", type=int, default=120)
     ap.add_argument("--churn", type=int, default=1000, help="pages added to and removed from the big index")
     ap.add_argument("--cli-queries", type=int, default=10)
+    ap.add_argument(
+        "--fixed-cells",
+        action="store_true",
+        help="also run the first set's queries on the big index with stage 1's cells a token fixed at "
+        "SearchOptions.cells_per_token (as before they grew with the index)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     a = ap.parse_args()
     bench, work = a.bench.resolve(), a.work.resolve()
@@ -209,6 +216,7 @@ def main() -> None:
     from cli_latency import cpu_name
 
     from tokensearch.engine import Engine
+    from tokensearch.search.searcher import Searcher
     from tokensearch.settings import Settings
 
     scans = bench / "data" / "scans"
@@ -267,6 +275,18 @@ def main() -> None:
     for s in a.sets:
         report["sets"][s]["big"] = evaluate(big, bench, s)
         print(s, "big index:", report["sets"][s]["big"], flush=True)
+    if a.fixed_cells:
+        make = big.searcher
+
+        def fixed() -> Searcher:
+            searcher = make()
+            searcher.opt = replace(searcher.opt, crowd_pages=sys.maxsize)
+            return searcher
+
+        big.searcher = fixed  # type: ignore[method-assign]
+        report["sets"][a.sets[0]]["big_fixed_cells"] = evaluate(big, bench, a.sets[0])
+        big.searcher = make  # type: ignore[method-assign]
+        print(a.sets[0], "big index, cells fixed:", report["sets"][a.sets[0]]["big_fixed_cells"], flush=True)
     big.close()
     rss, lat = search_rss(work / "big", queries[:40])
     report["search_rss_mb"] = round(rss, 1)

@@ -1,0 +1,93 @@
+"""Why the dev queries miss in a big index: stage 1's candidates, or stage 2's ranking.
+
+    python3 bench/stage1_scale.py --home W/big [--cells 4096 8192 16384] [--bench ../shared/bench]
+
+W/big: the index ``bench/scale.py --work W`` builds (the dev sets' scans among distractor pages). For each
+number of top cells a query token asks of the vector index (``--cells``, and the engine's own rule, which grows
+it with the index: ``SearchOptions.crowd_pages``), the positive dev queries whose relevant page (either
+rendition) is among stage 1's candidate pages. Then each query the engine answers wrongly is put in one class:
+stage 2 would rank the relevant page above the engine's first page had stage 1 offered it (a stage-1 miss); stage
+2 prefers the page it answered (a distractor or another dev page); stage 2 answers none of the relevant pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--cells", type=int, nargs="*", default=[4096, 8192, 16384])
+    ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    a = ap.parse_args()
+    sys.path[:0] = [str(ROOT), str(a.bench)]
+    from adapters.common import parse_page_name
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    eng = Engine(Settings(home=a.home))
+    searcher = eng.searcher()
+    store = searcher.store
+    n_docs = store.stats().documents
+    where = {}  # page id -> (document, page) of a dev page; distractors are left out
+    for d in store.documents(limit=n_docs):
+        for p in store.document_pages(d.id):
+            if not p.path.startswith("/distractors/"):
+                doc, page = parse_page_name(p.path)
+                where[p.page_id] = (doc, page or p.page_no)
+    queries = [json.loads(line) for line in open(a.bench / "data" / "queries.jsonl")]
+    queries = [q for q in queries if q.get("relevant")]
+
+    def relevant(q) -> set[int]:
+        want = {(r["doc"], r["page"]) for r in q["relevant"]}
+        return {pid for pid, key in where.items() if key in want}
+
+    rel = {q["id"]: relevant(q) for q in queries}
+    base = searcher.opt
+    print(f"{len(queries)} positive queries, {store.stats().pages} pages; relevant page among stage 1's candidates:")
+    for cells in [*a.cells, None]:
+        searcher.opt = base if cells is None else replace(base, cells_per_token=cells, crowd_pages=sys.maxsize)
+        found = sum(bool(rel[q["id"]] & set(searcher._candidates(searcher.plan(q["query"], 256), 30))) for q in queries)
+        label = f"{cells} cells a token" if cells else f"the engine's rule ({searcher._cells_per_token(None)})"
+        print(f"  {label}: {found}")
+    searcher.opt = base
+
+    def rank_key(per_unit, nq: int) -> tuple:
+        own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
+        return (sum(bool(o) for o in own), bool(joint), sum(o[0].score if o else 0.0 for o in own) / nq)
+
+    classes: Counter = Counter()
+    for q in queries:
+        hits = eng.search(q["query"], k=10).hits
+        if hits and hits[0].page_id in rel[q["id"]]:
+            classes["answered first"] += 1
+            continue
+        plan = searcher.plan(q["query"], 256)
+        top = [hits[0].page_id] if hits else []
+        scored = searcher.score_pages(plan, sorted(rel[q["id"]]) + top)
+        nq = plan.n_query_units
+        best = max((rank_key(scored[p], nq) for p in rel[q["id"]] if p in scored), default=(0, False, 0.0))
+        first = rank_key(scored[top[0]], nq) if top and top[0] in scored else (0, False, 0.0)
+        if best[0] == 0:
+            classes["missed: stage 2 answers no relevant page"] += 1
+        elif best > first:
+            classes["missed: stage 2 would rank the relevant page first (stage 1)"] += 1
+        else:
+            kind = "a distractor" if top and top[0] not in where else "another dev page"
+            classes[f"missed: stage 2 prefers {kind}"] += 1
+    for label, n in classes.most_common():
+        print(f"  {label}: {n}")
+    eng.close()
+
+
+if __name__ == "__main__":
+    main()
