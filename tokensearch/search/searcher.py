@@ -96,9 +96,9 @@ class SearchOptions:
     text_layer_threshold: float = 0.99
     # vector-index neighbours per query token: ``cells_per_token`` up to ``crowd_pages`` pages, then growing with
     # the square root of the pages up to ``max_cells_per_token``. A common piece ("ical", "0") fills a fixed
-    # number of top cells with the pages that hold it most, so in a big index the page holding the rare word
-    # loses its other pieces and falls out of the candidates: at 2,500 pages 4,096 cells kept a relevant page
-    # among the candidates for 169 of 220 dev queries, 16,384 for 192 (BENCHMARKS.md, "Index format and scale")
+    # number of top cells with the pages that hold it most, so in a big index the page holding a rare word
+    # loses its other pieces and falls out of the candidates; asking for cells in proportion to the pages
+    # would cost stage 1 as much as the index grows (BENCHMARKS.md, "Index format and scale")
     cells_per_token: int = 4096
     crowd_pages: int = 256
     max_cells_per_token: int = 16384
