@@ -16,7 +16,6 @@ size.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,8 +32,8 @@ def main() -> None:
     ap.add_argument("--fill", type=float, default=0.5, help="score of a token a page has no posting of")
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     a = ap.parse_args()
-    sys.path[:0] = [str(ROOT), str(a.bench)]
-    from adapters.common import parse_page_name
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(a.bench)]
+    from stage1_scale import dev_pages, positive_queries
 
     from tokensearch.engine import Engine
     from tokensearch.search.localize import chain_estimate
@@ -44,15 +43,7 @@ def main() -> None:
     searcher = eng.searcher()
     store, vocab = searcher.store, searcher.opt.competitors
     assert vocab is not None, "the model's vocabulary (verification) is needed"
-    n_docs = store.stats().documents
-    page_ids, where = [], {}
-    for d in store.documents(limit=n_docs):
-        for p in store.document_pages(d.id):
-            page_ids.append(p.page_id)
-            if not p.path.startswith("/distractors/"):
-                doc, page = parse_page_name(p.path)
-                where[p.page_id] = (doc, page or p.page_no)
-    page_ids.sort()
+    page_ids, where = dev_pages(store)
 
     # the postings: (token, page, row, column, cosine) of each cell's best tokens
     t0 = time.perf_counter()
@@ -84,14 +75,11 @@ def main() -> None:
         s, e = starts[t], starts[t + 1]
         return pg_a[s:e], sc_a[s:e], np.stack([ys_a[s:e], xs_a[s:e]], axis=1).astype(np.int64)
 
-    queries = [json.loads(line) for line in open(a.bench / "data" / "queries.jsonl")]
-    queries = [q for q in queries if q.get("relevant")]
+    queries = positive_queries(a.bench, where)
     thr, phrase = searcher._thresholds(False)
     found = {"postings": 0, "engine": 0, "both": 0}
     lat = []
-    for q in queries:
-        want = {(r["doc"], r["page"]) for r in q["relevant"]}
-        rel = {pid for pid, key in where.items() if key in want}
+    for q, rel in queries:
         plan = searcher.plan(q["query"], 256)
         cand = searcher._candidates(plan, 30)
         found["engine"] += bool(rel & set(cand))

@@ -22,6 +22,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def dev_pages(store) -> tuple[list[int], dict[int, tuple[str, int]]]:
+    """Every page id of the index (sorted), and the (document, page) of each dev page (not the distractors)."""
+    from adapters.common import parse_page_name
+
+    ids, where = [], {}
+    for d in store.documents(limit=store.stats().documents):
+        for p in store.document_pages(d.id):
+            ids.append(p.page_id)
+            if not p.path.startswith("/distractors/"):
+                doc, page = parse_page_name(p.path)
+                where[p.page_id] = (doc, page or p.page_no)
+    return sorted(ids), where
+
+
+def positive_queries(bench: Path, where: dict[int, tuple[str, int]]) -> list[tuple[dict, set[int]]]:
+    """The dev queries with a relevant page, each with the ids of its relevant pages (either rendition)."""
+    out = []
+    for line in open(bench / "data" / "queries.jsonl"):
+        q = json.loads(line)
+        if q.get("relevant"):
+            want = {(r["doc"], r["page"]) for r in q["relevant"]}
+            out.append((q, {pid for pid, key in where.items() if key in want}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, required=True)
@@ -29,29 +54,16 @@ def main() -> None:
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(a.bench)]
-    from adapters.common import parse_page_name
-
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
 
     eng = Engine(Settings(home=a.home))
     searcher = eng.searcher()
     store = searcher.store
-    n_docs = store.stats().documents
-    where = {}  # page id -> (document, page) of a dev page; distractors are left out
-    for d in store.documents(limit=n_docs):
-        for p in store.document_pages(d.id):
-            if not p.path.startswith("/distractors/"):
-                doc, page = parse_page_name(p.path)
-                where[p.page_id] = (doc, page or p.page_no)
-    queries = [json.loads(line) for line in open(a.bench / "data" / "queries.jsonl")]
-    queries = [q for q in queries if q.get("relevant")]
-
-    def relevant(q) -> set[int]:
-        want = {(r["doc"], r["page"]) for r in q["relevant"]}
-        return {pid for pid, key in where.items() if key in want}
-
-    rel = {q["id"]: relevant(q) for q in queries}
+    _, where = dev_pages(store)
+    positives = positive_queries(a.bench, where)
+    queries = [q for q, _ in positives]
+    rel = {q["id"]: pages for q, pages in positives}
     base = searcher.opt
     print(f"{len(queries)} positive queries, {store.stats().pages} pages; relevant page among stage 1's candidates:")
     for cells in [*a.cells, None]:
