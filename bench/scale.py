@@ -14,9 +14,12 @@ documentation package, ``scripts/fetch_doc_pdfs.sh``) are rendered at 150 dpi as
 the model, in a separate home; each distractor takes the cell layout of one source page and fills every
 occupied 4 x 4-cell tile of it with a tile drawn at random from any source page (its cells shifted to the new
 place). A tile is ~2 characters of one line, so a distractor is print in real features with its words cut and
-shuffled (a cell's feature still names the token it was read in, so a one-token word of a source page can be
-found on a distractor). They are written straight into the big index's store (10 pages a document), which is
-what indexing does after the model.
+shuffled. A cell's feature still names the token it was read in, so a one-token word of a source page can be
+found on a distractor: tiles touching a word of any dev query (the same word, or for words of 4 or more
+characters any word holding it, case ignored: "Notes", "wondering" for the near miss "ondering"), placed from
+the source PDF's text layer, are left out, so that a distractor never holds what a query asks for and one
+answered first is a true miss. They are written straight into the big index's store (10 pages a document),
+which is what indexing does after the model.
 
 Reported (JSON to ``--out``): per set, R@1 / Loc@1 / FP of its 250 queries on its own index and on the big
 one, scored by the harness (``run_eval.score``: a hit is relevant by document and page, so the same page of
@@ -68,15 +71,23 @@ def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) ->
 class Distractors:
     """Distractor pages from the source pages' cells (see the module's docstring)."""
 
-    def __init__(self, sources: list) -> None:
+    def __init__(self, sources: list, banned: list[np.ndarray | None] | None = None) -> None:
+        """``banned[i]``: (grid_h, grid_w) cells of source page i whose tiles are left out (a query's word)."""
         self.layouts = [(pf.grid_h, pf.grid_w, pf.ys.astype(np.int64), pf.xs.astype(np.int64)) for pf in sources]
-        tiles = []  # every occupied tile of every source page: (its cells' offsets in the tile, their features)
-        for pf in sources:
+        tiles = []  # every kept occupied tile of every source page: (its cells' offsets in the tile, their features)
+        self.dropped = 0
+        for i, pf in enumerate(sources):
+            ban = banned[i] if banned else None
             key = (pf.ys // TILE) * 100_000 + pf.xs // TILE
             order = np.argsort(key, kind="stable")
             bounds = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
             for a, b in zip(bounds[:-1], bounds[1:]):
                 sel = order[a:b]
+                if ban is not None:
+                    ty, tx = int(pf.ys[sel[0]]) // TILE * TILE, int(pf.xs[sel[0]]) // TILE * TILE
+                    if ban[ty : ty + TILE, tx : tx + TILE].any():
+                        self.dropped += 1
+                        continue
                 tiles.append((pf.ys[sel] % TILE, pf.xs[sel] % TILE, pf.feats[sel]))
         self.tiles = tiles
 
@@ -106,9 +117,40 @@ class Distractors:
         )
 
 
+def query_words(queries: list[str]) -> tuple[set[str], set[str]]:
+    """The dev queries' words, lower case, without surrounding punctuation: (queries of one word shorter than 4
+    characters, words of 4 or more). A phrase's short words ("of", "the") stay: the phrase needs its long word
+    too, and leaving every "the" out would empty the distractors of the commonest pieces, which crowd stage 1."""
+
+    def bare(w: str) -> str:
+        return w.strip("\"'.,;:()[]").lower()
+
+    short = {bare(q) for q in queries if len(q.split()) == 1 and len(bare(q)) < 4}
+    long = {bare(w) for q in queries for w in q.split() if len(bare(w)) >= 4}
+    return short - {""}, long
+
+
+def banned_cells(pdf: Path, page_no: int, grid_h: int, grid_w: int, words: tuple[set[str], set[str]]) -> np.ndarray:
+    """(grid_h, grid_w) cells of a source page that a query's word covers (its text layer's box, a cell around)."""
+    import pymupdf
+
+    short, long = words
+    ban = np.zeros((grid_h, grid_w), dtype=bool)
+    with pymupdf.open(pdf) as doc:
+        page = doc[page_no - 1]
+        sy, sx = grid_h / page.rect.height, grid_w / page.rect.width
+        for x0, y0, x1, y1, text, *_ in page.get_text("words"):
+            w = text.strip("\"'.,;:()[]").lower()
+            if w in short or any(q in w for q in long):
+                r0, c0 = max(0, int(y0 * sy) - 1), max(0, int(x0 * sx) - 1)
+                ban[r0 : int(np.ceil(y1 * sy)) + 1, c0 : int(np.ceil(x1 * sx)) + 1] = True
+    return ban
+
+
 def write_distractors(store, maker: Distractors, first: int, count: int, seed: int) -> list[int]:
-    """``count`` distractor pages as documents of 10 pages; returns the documents' ids."""
-    rng = np.random.default_rng(seed)
+    """``count`` distractor pages as documents of 10 pages; returns the documents' ids. Seeded by ``seed`` and
+    ``first``: the index is written in chunks, and one seed for each would repeat the same pages."""
+    rng = np.random.default_rng([seed, first])
     ids = []
     for d in range(first // 10, (first + count + 9) // 10):
         n = min(10, first + count - d * 10)
@@ -251,8 +293,21 @@ def main() -> None:
     src_home = work / "distractor-source"
     src = Engine(Settings(home=src_home))
     src.index(render_sources(pdfs, work / "distractor-source-png", a.source_pages))
-    src_ids = [p.page_id for d in src.store.documents(limit=a.source_pages) for p in src.store.document_pages(d.id)]
-    maker = Distractors(list(src.store.page_features(src_ids).values()))
+    src_pages = [p for d in src.store.documents(limit=a.source_pages) for p in src.store.document_pages(d.id)]
+    src_feats = src.store.page_features([p.page_id for p in src_pages])
+    by_stem = {pdf.stem: pdf for pdf in pdfs}
+    words = query_words(queries)
+    sources, banned = [], []
+    for p in src_pages:
+        pf = src_feats.get(p.page_id)
+        if pf is None:
+            continue
+        stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
+        sources.append(pf)
+        banned.append(banned_cells(by_stem[stem], int(no), pf.grid_h, pf.grid_w, words))
+    maker = Distractors(sources, banned)
+    report["distractor_tiles"] = {"kept": len(maker.tiles), "left_out_query_words": maker.dropped}
+    print(f"distractor tiles: {len(maker.tiles)} kept, {maker.dropped} left out (a query's word)", flush=True)
     src.close()
     have = big.store.stats().pages
     n_distract = max(0, a.pages - have)
