@@ -8,6 +8,8 @@ it with the index: ``SearchOptions.crowd_pages``), the positive dev queries whos
 rendition) is among stage 1's candidate pages. Then each query the engine answers wrongly is put in one class:
 stage 2 would rank the relevant page above the engine's first page had stage 1 offered it (a stage-1 miss); stage
 2 prefers the page it answered (a distractor or another dev page); stage 2 answers none of the relevant pages.
+``--within N``: stage 1 asked again among its own first N pages only, as a small index would be (does crowding
+or the estimate's order lose the page?).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +56,13 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--cells", type=int, nargs="*", default=[4096, 8192, 16384])
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    ap.add_argument(
+        "--within",
+        type=int,
+        nargs="*",
+        default=[256],
+        help="also stage 1 again among the engine's first N pages only (as in an index of N pages: no crowding)",
+    )
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(a.bench)]
     from tokensearch.engine import Engine
@@ -72,6 +83,16 @@ def main() -> None:
         label = f"{cells} cells a token" if cells else f"the engine's rule ({searcher._cells_per_token(None)})"
         print(f"  {label}: {found}")
     searcher.opt = base
+    every = replace(base, min_candidate_pages=sys.maxsize, max_candidate_pages=sys.maxsize)
+    for n in a.within:
+        found = 0
+        for q in queries:
+            plan = searcher.plan(q["query"], 256)
+            searcher.opt = every
+            first = np.array(sorted(searcher._candidates(plan, 30)[:n]), dtype=np.int64)
+            searcher.opt = base
+            found += bool(rel[q["id"]] & set(searcher._candidates(plan, 30, first) if len(first) else []))
+        print(f"  stage 1 again among its first {n} pages: {found}")
 
     def rank_key(per_unit, nq: int) -> tuple:
         own, joint = per_unit[:nq], [o for occ in per_unit[nq:] for o in occ]
