@@ -213,10 +213,13 @@ def cli_latency(home: Path, queries: list[str]) -> list[float]:
 
 def bytes_by_kind(store, home: Path) -> dict:
     """Bytes a page of each kind: its feature blobs, its share of the vector snapshot (by vectors), and an
-    equal share of everything else under the home (SQL, query side, logs)."""
+    equal share of everything else under the home (SQL, logs) but the model's query side, which a home holds
+    once whatever its pages (``home_fixed_bytes``: 2.5 MB, 25 B a page at 100k pages, but 18 kB a page of a
+    137-page home)."""
     from adapters.common import dir_size
     from sqlalchemy import func, select
 
+    from tokensearch.engine import QUERY_SIDE_FILE
     from tokensearch.storage.schema import Page
 
     with store.engine.connect() as c:
@@ -227,8 +230,9 @@ def bytes_by_kind(store, home: Path) -> dict:
     feat = sum(int(r[2] or 0) for r in rows)
     n_pages = sum(int(r[1]) for r in rows)
     n_vec = max(1, sum(int(r[3] or 0) for r in rows))
-    rest = total - vec - feat  # SQL, query side, and segment bytes no page points to any more
-    out = {"total_bytes": total, "pages": n_pages}
+    fixed = (home / QUERY_SIDE_FILE).stat().st_size if (home / QUERY_SIDE_FILE).exists() else 0
+    rest = total - vec - feat - fixed  # SQL, logs, and segment bytes no page points to any more
+    out = {"total_bytes": total, "pages": n_pages, "home_fixed_bytes": fixed}
     for source, n, nbytes, nv in rows:
         per = (int(nbytes or 0) + vec * int(nv or 0) / n_vec) / int(n) + rest / max(1, n_pages)
         out[{"vision": "image-only", "text": "born-digital"}.get(source, source)] = int(per)
