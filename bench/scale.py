@@ -71,23 +71,21 @@ def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) ->
 class Distractors:
     """Distractor pages from the source pages' cells (see the module's docstring)."""
 
-    def __init__(self, sources: list, banned: list[np.ndarray | None] | None = None) -> None:
+    def __init__(self, sources: list, banned: list[np.ndarray]) -> None:
         """``banned[i]``: (grid_h, grid_w) cells of source page i whose tiles are left out (a query's word)."""
         self.layouts = [(pf.grid_h, pf.grid_w, pf.ys.astype(np.int64), pf.xs.astype(np.int64)) for pf in sources]
         tiles = []  # every kept occupied tile of every source page: (its cells' offsets in the tile, their features)
         self.dropped = 0
-        for i, pf in enumerate(sources):
-            ban = banned[i] if banned else None
+        for pf, ban in zip(sources, banned):
             key = (pf.ys // TILE) * 100_000 + pf.xs // TILE
             order = np.argsort(key, kind="stable")
             bounds = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
             for a, b in zip(bounds[:-1], bounds[1:]):
                 sel = order[a:b]
-                if ban is not None:
-                    ty, tx = int(pf.ys[sel[0]]) // TILE * TILE, int(pf.xs[sel[0]]) // TILE * TILE
-                    if ban[ty : ty + TILE, tx : tx + TILE].any():
-                        self.dropped += 1
-                        continue
+                ty, tx = int(pf.ys[sel[0]]) // TILE * TILE, int(pf.xs[sel[0]]) // TILE * TILE
+                if ban[ty : ty + TILE, tx : tx + TILE].any():
+                    self.dropped += 1
+                    continue
                 tiles.append((pf.ys[sel] % TILE, pf.xs[sel] % TILE, pf.feats[sel]))
         self.tiles = tiles
 
@@ -117,14 +115,15 @@ class Distractors:
         )
 
 
+def bare(word: str) -> str:
+    """A word as queries and text layers are compared: lower case, without surrounding punctuation."""
+    return word.strip("\"'.,;:()[]").lower()
+
+
 def query_words(queries: list[str]) -> tuple[set[str], set[str]]:
-    """The dev queries' words, lower case, without surrounding punctuation: (queries of one word shorter than 4
-    characters, words of 4 or more). A phrase's short words ("of", "the") stay: the phrase needs its long word
-    too, and leaving every "the" out would empty the distractors of the commonest pieces, which crowd stage 1."""
-
-    def bare(w: str) -> str:
-        return w.strip("\"'.,;:()[]").lower()
-
+    """The dev queries' words (``bare``): (queries of one word shorter than 4 characters, words of 4 or more).
+    A phrase's short words ("of", "the") stay: the phrase needs its long word too, and leaving every "the" out
+    would empty the distractors of the commonest pieces, which crowd stage 1."""
     short = {bare(q) for q in queries if len(q.split()) == 1 and len(bare(q)) < 4}
     long = {bare(w) for q in queries for w in q.split() if len(bare(w)) >= 4}
     return short - {""}, long
@@ -140,7 +139,7 @@ def banned_cells(pdf: Path, page_no: int, grid_h: int, grid_w: int, words: tuple
         page = doc[page_no - 1]
         sy, sx = grid_h / page.rect.height, grid_w / page.rect.width
         for x0, y0, x1, y1, text, *_ in page.get_text("words"):
-            w = text.strip("\"'.,;:()[]").lower()
+            w = bare(text)
             if w in short or any(q in w for q in long):
                 r0, c0 = max(0, int(y0 * sy) - 1), max(0, int(x0 * sx) - 1)
                 ban[r0 : int(np.ceil(y1 * sy)) + 1, c0 : int(np.ceil(x1 * sx)) + 1] = True
@@ -213,9 +212,8 @@ def cli_latency(home: Path, queries: list[str]) -> list[float]:
 
 def bytes_by_kind(store, home: Path) -> dict:
     """Bytes a page of each kind: its feature blobs, its share of the vector snapshot (by vectors), and an
-    equal share of everything else under the home (SQL, logs) but the model's query side, which a home holds
-    once whatever its pages (``home_fixed_bytes``: 2.5 MB, 25 B a page at 100k pages, but 18 kB a page of a
-    137-page home)."""
+    equal share of everything else under the home (SQL, logs) but the model's query side (``home_fixed_bytes``):
+    a home holds it once whatever its pages, so a small home's share would not say what a page costs at scale."""
     from adapters.common import dir_size
     from sqlalchemy import func, select
 
