@@ -6,10 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from tests.boxes import iou
-from tokensearch.indexer.scale import CHAR_HEIGHT_AT_DPI, SHRINK_TO, char_height, normalise_scale, scale_factor
+from tokensearch.indexer.scale import (
+    CHAR_HEIGHT_AT_DPI,
+    JPEG_DRAFT_ABOVE,
+    SHRINK_TO,
+    char_height,
+    normalise_scale,
+    scale_factor,
+)
+from tokensearch.indexer.sources import DocumentReader
 from tokensearch.samples import born_digital_pdf, rasterise_pdf
 
 
@@ -70,6 +78,75 @@ def test_a_large_image_without_text_is_brought_to_page_size() -> None:
     blank = Image.new("RGB", (4000, 3000), "white")
     out = normalise_scale(blank, 150)
     assert max(out.size) == pytest.approx(11 * 1.3 * 150, abs=2)
+
+
+def _reader_page(path: Path) -> Image.Image:
+    reader = DocumentReader(path, max_page_pixels=200_000_000)
+    try:
+        page = next(reader.pages(150, use_text_layer=False))
+        assert page.image is not None and page.image.size == (page.width, page.height)
+        return page.image
+    finally:
+        reader.close()
+
+
+@pytest.fixture(scope="module")
+def photo_jpeg(tmp_path_factory) -> tuple[Path, Image.Image]:
+    """A 400 dpi page as a 14 MP JPEG (a phone photo's size), and its full decode brought to scale."""
+    pdf, _ = born_digital_pdf(fontsize=11)
+    path = tmp_path_factory.mktemp("photo") / "photo.jpg"
+    rasterise_pdf(pdf, 400)[0].save(path, quality=90)
+    assert max(Image.open(path).size) >= JPEG_DRAFT_ABOVE
+    with Image.open(path) as full:
+        return path, normalise_scale(full.convert("RGB"), 150)
+
+
+def test_a_large_jpeg_is_read_at_the_size_its_full_decode_would_be_shrunk_to(photo_jpeg) -> None:
+    path, expected = photo_jpeg
+    got = _reader_page(path)
+    assert abs(got.width / expected.width - 1) < 0.05 and abs(got.height / expected.height - 1) < 0.05
+    h = char_height(got)
+    assert h is not None and abs(h / (SHRINK_TO * CHAR_HEIGHT_AT_DPI * 150) - 1) < 0.25
+    # the same page, not merely the same size: a reduced decode shows what the full one shows
+    same = np.asarray(expected.convert("L").resize(got.size, Image.Resampling.BOX), dtype=np.float32)
+    assert np.abs(np.asarray(got.convert("L"), dtype=np.float32) - same).mean() < 6
+
+
+def test_a_large_jpeg_is_never_decoded_whole(photo_jpeg, monkeypatch) -> None:
+    # a 14 MP decode costs more than the model reading the page; libjpeg decodes 1/2 to 1/8 directly
+    path, _ = photo_jpeg
+    decoded: list[tuple[int, int]] = []
+    load = JpegImagePlugin.JpegImageFile.load
+
+    def recording_load(self):
+        decoded.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)
+    _reader_page(path)
+    full = Image.open(path).size
+    assert decoded and all(w * 2 <= full[0] + 1 for w, _ in decoded)
+
+
+def test_a_large_jpeg_turned_by_its_exif_orientation_is_read_upright_at_scale(photo_jpeg, tmp_path: Path) -> None:
+    path, expected = photo_jpeg
+    sideways = tmp_path / "sideways.jpg"
+    with Image.open(path) as im:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # stored turned a quarter: viewers (and the reader) turn it back 90 degrees clockwise
+        im.transpose(Image.Transpose.ROTATE_90).save(sideways, quality=90, exif=exif)
+    got = _reader_page(sideways)
+    assert got.height > got.width  # upright: a portrait page
+    assert abs(got.width / expected.width - 1) < 0.05 and abs(got.height / expected.height - 1) < 0.05
+
+
+def test_a_measured_reduced_decode_gives_the_full_images_text_height(renders) -> None:
+    big = renders[300]
+    full = char_height(big)
+    for k in (2, 4):  # what a decoder's 1/k decode looks like, near enough
+        reduced = char_height(big.reduce(k), full=big.size)
+        # within the estimate's own precision (a pixel of a 7 px blob on the working copy)
+        assert full is not None and reduced is not None and abs(reduced / full - 1) < 0.15
 
 
 @pytest.mark.integration  # the vision model end to end over a scan

@@ -14,6 +14,9 @@ images"). Boxes are stored relative to the page, so nothing downstream sees the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -27,7 +30,9 @@ MIN_BLOBS = 30  # fewer character-like blobs: no estimate (a picture, an empty p
 WORK_LONG_SIDE = 800  # the estimate runs on a copy this long (about 10 ms)
 
 
-def char_height(image: Image.Image, work_long_side: int = WORK_LONG_SIDE) -> float | None:
+def char_height(
+    image: Image.Image, work_long_side: int = WORK_LONG_SIDE, full: tuple[int, int] | None = None
+) -> float | None:
     """Typical height in px (of ``image``) of its character-like ink blobs, or None if it shows too few.
 
     The mean of the middle half of the blob heights: x-height letters and ascender letters form two
@@ -39,11 +44,17 @@ def char_height(image: Image.Image, work_long_side: int = WORK_LONG_SIDE) -> flo
     separate dots of dot-matrix print fall apart into fragments that read as tiny text (a receipt
     with 25 px capitals measured 9-13 px). Blobs taller than a tenth of the page or much wider than
     tall (rules, underlines, merged words) are ignored.
+
+    ``full``: the size of the image ``image`` is a reduced decode of (:func:`load_jpeg_scaled`); the
+    working copy and the height returned are then those of the full image.
     """
     gray = image.convert("L")
-    f = max(1, int(np.ceil(max(gray.size) / work_long_side)))
-    if f > 1:
+    full = full or gray.size
+    f = max(1, int(np.ceil(max(full) / work_long_side)))
+    if gray.size == full and f > 1:
         gray = gray.reduce(f)
+    elif gray.size != full:  # a reduced decode: the same working copy as the full image's, area-averaged
+        gray = gray.resize((-(-full[0] // f), -(-full[1] // f)), Image.Resampling.BOX)
     a = np.asarray(gray, dtype=np.float32)
     paper = ndimage.maximum_filter(a[::4, ::4], size=9)
     paper = np.repeat(np.repeat(paper, 4, 0), 4, 1)[: a.shape[0], : a.shape[1]]
@@ -67,19 +78,59 @@ def scale_factor(image: Image.Image, dpi: float) -> float:
     Every image is measured, whatever its size: a small receipt photo can show larger print than a
     300 dpi scan. An image with no measurable text is left alone, or brought to page size if larger.
     """
-    long_side = max(image.size)
+    return factor_for(image.size, char_height(image), dpi)
+
+
+def factor_for(size: tuple[int, int], text_height: float | None, dpi: float) -> float:
+    """:func:`scale_factor`'s rule for an image of ``size`` px whose text measured ``text_height`` px."""
     page_px = PAGE_LONG_SIDE_IN * dpi
-    h = char_height(image)
-    if h is None:
-        return min(1.0, page_px / long_side)
+    if text_height is None:
+        return min(1.0, page_px / max(size))
     ref = CHAR_HEIGHT_AT_DPI * dpi
-    return SHRINK_TO * ref / h if h > SHRINK_ABOVE * ref else 1.0
+    return SHRINK_TO * ref / text_height if text_height > SHRINK_ABOVE * ref else 1.0
 
 
 def normalise_scale(image: Image.Image, dpi: float) -> Image.Image:
     """``image`` resized (area-averaged) by :func:`scale_factor`, or itself when no change is needed."""
-    f = scale_factor(image, dpi)
-    if f >= 1.0:
+    return resized(image, scale_factor(image, dpi), image.size)
+
+
+def resized(image: Image.Image, f: float, full: tuple[int, int]) -> Image.Image:
+    """``image`` (an image of ``full`` px, perhaps already decoded smaller) at ``f`` x ``full``."""
+    if f >= 1.0 and image.size == full:
         return image
-    size = (max(1, round(image.width * f)), max(1, round(image.height * f)))
-    return image.resize(size, Image.Resampling.BOX)
+    f = min(f, 1.0)
+    size = (max(1, round(full[0] * f)), max(1, round(full[1] * f)))
+    return image if image.size == size else image.resize(size, Image.Resampling.BOX)
+
+
+JPEG_SCALES = (8, 4, 2)  # the reductions libjpeg decodes directly (from the DCT, at a fraction of the cost)
+# smaller JPEGs decode whole in a few ms, less than measuring them on a reduced decode first saves
+JPEG_DRAFT_ABOVE = 4 * WORK_LONG_SIDE
+
+
+def load_jpeg_scaled(path: Path, dpi: float, prepare: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """A JPEG page decoded straight at a reduced size where :func:`normalise_scale` would shrink it anyway.
+
+    A phone photo or a 300 dpi receipt scan is a 12-35 MP JPEG that ends up a third of its size or less;
+    decoding all of it and then shrinking cost more than the model reading the page. libjpeg can decode
+    at 1/2, 1/4 or 1/8 of the size, so the text is measured on a small decode (as :func:`char_height`
+    measures a small copy) and the page decoded at the least reduction still at least the target size,
+    then area-averaged to it, as :func:`normalise_scale` would. ``prepare`` turns a decoded frame into
+    the upright page (EXIF orientation, flattened), the same for both decodes.
+    """
+    with Image.open(path) as frame:
+        full = frame.size
+        k = next((k for k in JPEG_SCALES if max(full) / k >= WORK_LONG_SIDE), 1)
+        frame.draft(frame.mode, (max(1, full[0] // k), max(1, full[1] // k)))  # (Pillow takes floor sizes)
+        decoded = frame.size  # the reduction the decoder took (it may take less than asked)
+        small = prepare(frame)
+    k = round(full[0] / decoded[0])
+    upright = full if small.size == decoded else (full[1], full[0])  # EXIF turned it a quarter
+    f = factor_for(upright, char_height(small, full=upright), dpi)
+    need = next((k2 for k2 in JPEG_SCALES if f <= 1 / k2), 1)
+    if need < k:  # the small decode is smaller than the page the model reads: decode larger
+        with Image.open(path) as frame:
+            frame.draft(frame.mode, (max(1, full[0] // need), max(1, full[1] // need)))
+            small = prepare(frame)
+    return resized(small, f, upright)

@@ -22,7 +22,7 @@ from ..imaging import flatten
 from ..pathnames import is_utf8
 from ..pdfpages import image_coverage
 from ..textnorm import normalise
-from .scale import normalise_scale
+from .scale import JPEG_DRAFT_ABOVE, load_jpeg_scaled, normalise_scale
 
 # extension -> kind; the content must agree (see sniff_kind)
 EXTENSIONS: dict[str, str] = {
@@ -251,15 +251,18 @@ class DocumentReader:
                 try:
                     self._img.seek(i)
                     self._check_pixels(*self._img.size)
-                    img = _to_rgb(self._img, keep_gray=True)
+                    if rescale and self._img.format == "JPEG" and max(self._img.size) >= JPEG_DRAFT_ABOVE:
+                        img = load_jpeg_scaled(self.path, dpi, lambda frame: _to_rgb(frame, keep_gray=True))
+                    else:
+                        img = _to_rgb(self._img, keep_gray=True)
+                        if rescale:
+                            img = normalise_scale(img, dpi)
                 except (OSError, EOFError) as e:
                     if i == 0:
                         raise BadDocument(f"image data is corrupt (frame {i + 1}): {e}") from e
                     # a truncated multi-page TIFF: the frames before are kept
                     self.missing.update({j + 1: f"unreadable: {e}" for j in range(i, self.page_count)})
                     return
-                if rescale:
-                    img = normalise_scale(img, dpi)
                 yield RasterPage(i + 1, img, img.width, img.height, None)
 
     def render(self, page_no: int, dpi: float) -> Image.Image:
