@@ -37,6 +37,11 @@
 #   tokensearch train --out RUN_DIR/hard --init RUN_DIR/receipts --pdf-dir PDFS --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 4500 --lr 3e-4 --seed 5 --val-every 1000 --val-init --resume \
 #     --hard-negatives 2        (then stage 4's calibration on RUN_DIR/hard)
+# Also tried (BENCHMARKS.md, the same paragraph: receipts and degraded scans up, clean scans down 2.3 points, FP on
+# receipts 2 of 30): more typefaces without the font-showcase PDFs, the 17 font packages above installed, then
+#   tokensearch train --out RUN_DIR/fonts2 --init tokensearch/tokenocr_model/weights --pdf-dir PDFS --synth-fraction 0.5 \
+#     --receipt-fraction 0.25 --steps 40000 --budget-s 5100 --lr 3e-4 --seed 6 --val-every 1000 --val-init --resume
+#   (then stage 4's calibration on RUN_DIR/fonts2; and on its mean with the shipped weights, bench/average_weights.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/mini-shipped}
