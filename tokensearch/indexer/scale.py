@@ -97,8 +97,6 @@ def normalise_scale(image: Image.Image, dpi: float) -> Image.Image:
 
 def resized(image: Image.Image, f: float, full: tuple[int, int]) -> Image.Image:
     """``image`` (an image of ``full`` px, perhaps already decoded smaller) at ``f`` x ``full``."""
-    if f >= 1.0 and image.size == full:
-        return image
     f = min(f, 1.0)
     size = (max(1, round(full[0] * f)), max(1, round(full[1] * f)))
     return image if image.size == size else image.resize(size, Image.Resampling.BOX)
