@@ -82,6 +82,10 @@ def test_calibrate_through_the_engine_and_write(tmp_path: Path) -> None:
     assert res["threshold"] == res["strict_threshold"] >= 0.3 and res["fp"] <= 0.2 + 1e-9
     assert 0 <= res["r1"] <= res["r1_no_threshold"] <= 1 and res["balanced_threshold"] >= 0.3
     assert 0.3 <= res["phrase_threshold"] <= res["threshold"] and res["n_phrase_pos"] > 0
+    by = {row["target_fp"]: row for row in res["strict_by_target"]}
+    assert by[0.2]["threshold"] == res["strict_threshold"] and by[0.2]["phrase_threshold"] == res["phrase_threshold"]
+    assert by[0.02]["threshold"] >= by[0.03]["threshold"] >= by[0.2]["threshold"]  # stricter targets, higher bars
+    assert all(row["fp"] <= row["target_fp"] + 1e-9 for row in by.values())
     write_threshold(d / WEIGHTS_FILE, {**res, "threshold": 0.4321, "phrase_threshold": 0.4123})
     assert load_mini(d).info.extra["threshold"] == 0.4321
     assert load_mini(d).info.extra["phrase_threshold"] == 0.4123
