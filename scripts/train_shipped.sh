@@ -14,7 +14,7 @@
 #      --receipt-fraction 0.25), warm-started from stage 2, lr 6e-4, seed 2 (the shipped run: 2856 steps
 #      with its cosine schedule tied to a 3600 s wall-clock budget on a busy machine; best validation at
 #      step 2000 -- a re-run on a quiet machine takes more steps in that hour) -> RUN/receipts
-#   4. more typefaces: with the 17 font packages below installed (the synthetic pages draw every installed
+#   4. more typefaces: with the 18 font packages below installed (the synthetic pages draw every installed
 #      face), the same data, warm-started from stage 3, lr 3e-4, seed 6, a 5100 s budget (the shipped run:
 #      27467 steps on a quiet 2-core EPYC, best validation at step 26000) -> RUN_DIR/fonts
 #   5. the element-wise mean of stages 4 and 3 (bench/average_weights.py) -> RUN_DIR/shipped
@@ -70,13 +70,13 @@ if [ ! -f "$RUN/receipts/.done" ]; then  # a wall-clock budget, not a step count
   touch "$RUN/receipts/.done"
 fi
 
-FONTS="fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-urw-base35 fonts-noto-mono
+FONTS="fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-liberation2 fonts-freefont-ttf fonts-urw-base35 fonts-noto-mono
   fonts-inconsolata fonts-roboto-unhinted fonts-open-sans fonts-cmu fonts-crosextra-carlito fonts-crosextra-caladea
   fonts-hack fonts-jetbrains-mono fonts-courier-prime fonts-lato fonts-cantarell"
 if [ ! -f "$RUN/fonts/.done" ]; then  # a wall-clock budget ends this stage too
   missing=$(for f in $FONTS; do dpkg -s "$f" >/dev/null 2>&1 || echo "$f"; done)
   if [ -n "$missing" ]; then
-    echo "stage 4 draws the faces of 17 font packages; install them first: apt-get install -y" $missing >&2
+    echo "stage 4 draws the faces of 18 font packages; install them first: apt-get install -y" $missing >&2
     exit 1
   fi
   tokensearch train --out "$RUN/fonts" --init "$RUN/receipts" --pdf-dir "$PDFS" --synth-fraction 0.5 \
