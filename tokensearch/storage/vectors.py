@@ -54,7 +54,7 @@ CELL_MASK = (1 << CELL_BITS) - 1
 SCAN_BLOCK = 16384  # code rows decoded at once by the blocked scan (6 MB of float32 at d=96)
 # int8 flat codes: a unit vector's components times INT8_SCALE, stored by FAISS as uint8 (value + 128)
 INT8_SCALE = 127.0
-# from this many query rows the blocked scan beats FAISS's one pass per row (BENCHMARKS.md, "Engine speed")
+# from this many query rows the blocked scan beats FAISS's one pass per row (`bench/query_latency.py --scan-ab`)
 SCAN_MIN_QUERIES = 5
 _KEEP_DECODED = False  # see keep_flat_decoded
 
