@@ -40,7 +40,8 @@
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 4500 --lr 3e-4 --seed 5 --val-every 1000 --val-init --resume \
 #     --hard-negatives 2        (then stage 6's calibration on RUN_DIR/hard)
 # Also tried (BENCHMARKS.md, the same paragraph: R@1 up 1-2 points on the same CPU, but 2 of 30 receipt negatives
-# answered): stage 4 again with another seed, meaned with stages 4 and 3 or with the shipped weights (bench/average_weights.py),
+# answered): stage 4 again with another seed, meaned with stages 4 and 3 or with the shipped weights
+# (bench/average_weights.py),
 #   tokensearch train --out RUN_DIR/fonts7 --init RUN_DIR/receipts --pdf-dir PDFS --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 4200 --lr 3e-4 --seed 7 --val-every 1000 --val-init --resume
 set -euo pipefail
@@ -80,7 +81,7 @@ FONTS="fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-liberation2 f
 if [ ! -f "$RUN/fonts/.done" ]; then  # a wall-clock budget ends this stage too
   missing=$(for f in $FONTS; do dpkg -s "$f" >/dev/null 2>&1 || echo "$f"; done)
   if [ -n "$missing" ]; then
-    echo "stage 4 draws the faces of 18 font packages; install them first: apt-get install -y" $missing >&2
+    echo "stage 4 draws the faces of $(echo $FONTS | wc -w) font packages; install them first: apt-get install -y" $missing >&2
     exit 1
   fi
   tokensearch train --out "$RUN/fonts" --init "$RUN/receipts" --pdf-dir "$PDFS" --synth-fraction 0.5 \
