@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.sample_copies import copy_sample
 from tests.storage_fixtures import db_url, vector_backend  # noqa: F401  (sqlite + postgresql; faiss + milvus)
 from tokensearch.engine import Engine
-from tokensearch.samples import SampleFolder, make_sample_folder
+from tokensearch.samples import SampleFolder
 from tokensearch.settings import Settings
 
 
@@ -22,7 +23,7 @@ def mini_encoder():
 
 @pytest.fixture
 def sample(tmp_path) -> SampleFolder:
-    return make_sample_folder(tmp_path / "docs")
+    return copy_sample(tmp_path / "docs")
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api_fixtures import build_settings, free_port, make_docs, wait_job
+from tests.sample_copies import copy_sample
 from tokensearch.api.app import create_app
 from tokensearch.api.job_process import ProcessRunner
 from tokensearch.api.searches import ProcessSearches
 from tokensearch.engine import Engine
 from tokensearch.filters import SearchFilter
-from tokensearch.samples import make_sample_folder
 
 # integration: a served API with worker processes, killed and restarted
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def test_searches_answer_while_an_index_job_runs_in_its_own_process(tmp_path):
         first = wait_job(c, c.post(f"{API}/index-jobs", json={"path": "."}).json()["id"], timeout=120)
         assert first["status"] == "done" and first["report"]["added"] == 3
         assert _hits(c.get(f"{API}/search", params={"q": "ZX-99812"}).json())  # the workers see the job's pages
-        make_sample_folder(settings.roots[0] / "sample")  # 8 pages, 6 of them scans: the model reads them
+        copy_sample(settings.roots[0] / "sample")  # 8 pages, 6 of them scans: the model reads them
         job = c.post(f"{API}/index-jobs", json={"path": "sample"}).json()
         answered_while_running = 0
         while (status := c.get(f"{API}/index-jobs/{job['id']}").json()["status"]) in ("queued", "running"):
@@ -163,7 +163,7 @@ def _serve(home: Path, root: Path, port: int, log: Path) -> subprocess.Popen:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 def test_kill_9_of_the_server_mid_job_stops_the_job_process_and_the_restart_finishes_it(tmp_path):
     home, root = tmp_path / "home", tmp_path / "docs"
-    sample = make_sample_folder(root / "sample")
+    sample = copy_sample(root / "sample")
     files = sorted(p for p in (root / "sample").rglob("*") if p.is_file())
     port, log = free_port(), tmp_path / "serve.log"
     base = f"http://127.0.0.1:{port}"

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.sample_copies import copy_sample
 from tests.storage_fixtures import ROOT, need_milvus, one_faiss_thread, random_doc, write  # noqa: F401
 from tokensearch.engine import Engine
 from tokensearch.settings import Settings
@@ -35,9 +36,7 @@ def test_engine_hits_are_the_same_on_faiss_and_milvus_through_index_remove_reind
     backend: every query finds the same pages with the same scores and boxes; after removing a file and
     after indexing it again too. (A search on milvus-lite costs ~2 s of Python per 40k cells found: few
     queries.)"""
-    from tokensearch.samples import make_sample_folder
-
-    sample = make_sample_folder(tmp_path / "docs")
+    sample = copy_sample(tmp_path / "docs")
     for extra in (sample.tiff, sample.photo, *sample.pngs[1:]):
         extra.unlink()
     engines = {
