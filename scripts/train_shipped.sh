@@ -44,6 +44,10 @@
 # (bench/average_weights.py),
 #   tokensearch train --out RUN_DIR/fonts7 --init RUN_DIR/receipts --pdf-dir PDFS --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 4200 --lr 3e-4 --seed 7 --val-every 1000 --val-init --resume
+# Also tried (BENCHMARKS.md, the same paragraph: R@1 down 0.4-2.3 points, 2 of 30 receipt negatives answered): the
+# shipped weights trained further from themselves, then meaned with them (bench/average_weights.py),
+#   tokensearch train --out RUN_DIR/cont8 --init RUN_DIR/shipped --pdf-dir PDFS --synth-fraction 0.5 \
+#     --receipt-fraction 0.25 --steps 40000 --budget-s 2600 --lr 2e-4 --seed 8 --val-every 1000 --val-init --resume
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/mini-shipped}
