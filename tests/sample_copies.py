@@ -1,8 +1,8 @@
 """The sample folder (``tokensearch.samples``) built once a test run and copied where a test wants one.
 
-Building it renders and rasterises PDFs and draws a phone photo: ~3 s on a fast core, twice that on a
-slow one, and some forty tests each want a fresh folder they may change. The build is seeded: a copy
-holds the bytes a new build would write, but for the PDFs' trailer ID, which PyMuPDF draws at random."""
+Building it renders and rasterises PDFs and draws a phone photo, ~3 s each time, and some forty tests
+each want a fresh folder they may change. The build is seeded: a copy holds the bytes a new build
+would write, but for the PDFs' trailer ID, which PyMuPDF draws at random."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _built() -> SampleFolder:
 
 
 def copy_sample(root: Path) -> SampleFolder:
-    """A sample folder at ``root`` (created; its parent must exist or is made): the files and the true boxes."""
+    """A sample folder at ``root`` (created, with its parents): the files and the true boxes."""
     src = _built()
 
     def moved(p: Path) -> Path:
