@@ -3,8 +3,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tokensearch.search.localize import Frame, dense_maps, locate
-from tokensearch.search.verify import TokenClasses, cell_rows, margins, rescore, rescore_all, word_continues
+from tokensearch.search.localize import GROW_RATIO, Frame, dense_maps, locate
+from tokensearch.search.verify import (
+    TokenClasses,
+    cell_rows,
+    margins,
+    pooled_all,
+    rescore,
+    rescore_all,
+    word_continues,
+)
 
 D = 6
 VOCAB = np.eye(D, dtype=np.float32)  # token i's vector is e_i
@@ -70,6 +78,58 @@ def test_rescoring_the_spellings_of_a_page_together_equals_one_by_one():
     assert [o.score for g in together for o in g] == pytest.approx([o.score for g in alone for o in g], abs=1e-6)
     assert [len(g) for g in together] == [len(g) for g in alone]
     assert [[o.box for o in g] for g in together] == [[o.box for o in g] for g in alone]
+
+
+def _pooled_one_token_at_a_time(occ, maps, rows, feats):
+    """The definition, read literally: each token's box, its cells at GROW_RATIO of the chain cell."""
+    out = np.zeros((len(occ.cells), feats.shape[1]), dtype=np.float32)
+    for j, ((cy, cx), (x0, y0, x1, y1)) in enumerate(zip(occ.cells, occ.token_boxes)):
+        m, r = maps[j, y0 : y1 + 1, x0 : x1 + 1], rows[y0 : y1 + 1, x0 : x1 + 1]
+        sel = r[(m >= GROW_RATIO * maps[j, cy, cx]) & (r >= 0)]
+        if len(sel) == 0 and rows[cy, cx] >= 0:
+            sel = np.asarray([rows[cy, cx]])
+        if len(sel):
+            v = feats[sel].mean(axis=0)
+            out[j] = v / np.linalg.norm(v)
+    return out
+
+
+def test_pooling_every_occurrence_at_once_equals_each_token_alone():
+    """Lines of runs of 1-4 cells, each leaning to one of 3 tokens by a random amount: boxes of several
+    cells with neighbours either side of GROW_RATIO, gaps (cells not kept), and chain cells scoring below
+    0 (no cell of their box is kept: the chain cell alone)."""
+    rng = np.random.default_rng(3)
+    H, W, d = 24, 64, 8
+    vecs = np.linalg.qr(rng.standard_normal((d, d)))[0][:3].astype(np.float32)  # 3 orthonormal tokens
+    ys, xs, feats = [], [], []
+    for y in range(H):
+        x = 0
+        while x < W:
+            run, tok = int(rng.integers(1, 5)), int(rng.integers(0, 3))
+            for xx in range(x, min(W, x + run)):
+                if rng.random() < 0.9:
+                    v = rng.uniform(-0.3, 1.5) * vecs[tok] + 0.4 * rng.standard_normal(d).astype(np.float32)
+                    ys.append(y), xs.append(xx), feats.append(v / np.linalg.norm(v))
+            x += run
+    ys_a, xs_a, f = np.asarray(ys), np.asarray(xs), np.asarray(feats, dtype=np.float32)
+    rows = cell_rows(H, W, ys_a, xs_a)
+    maps = dense_maps(Frame.whole(H, W), ys_a, xs_a, f @ vecs.T)
+    occs = locate(maps, [2, 1, 3], threshold=-0.5, max_occurrences=200)
+    widths = [b[2] - b[0] for o in occs for b in o.token_boxes]
+    assert len(occs) >= 30 and max(widths) >= 3
+    assert any(maps[j, cy, cx] < 0 for o in occs for j, (cy, cx) in enumerate(o.cells))
+    # and a token box of one cell reading below 0: the chain cell alone
+    y, x = int(ys_a[0]), int(xs_a[0])
+    occs.append(replace(occs[0], cells=[(y, x)], token_boxes=[(x, y, x, y)]))
+    single = maps[:1].copy()
+    single[0, y, x] = -0.2
+    got = np.concatenate([pooled_all(occs[:-1], maps, rows, f), pooled_all(occs[-1:], single, rows, f)])
+    want = np.concatenate(
+        [_pooled_one_token_at_a_time(o, maps, rows, f) for o in occs[:-1]]
+        + [_pooled_one_token_at_a_time(occs[-1], single, rows, f)]
+    )
+    assert got.shape == want.shape and np.abs(want[-1]).max() > 0
+    assert np.allclose(got, want, atol=1e-6)
 
 
 # word end: a vocabulary of 7 tokens, each text's vector e_i; the query word is "correct" = " cor" + "rect"

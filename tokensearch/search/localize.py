@@ -127,12 +127,13 @@ def _grow(m: np.ndarray, y: int, x: int, max_w: int) -> tuple[int, int, int, int
     x1 = x
     while x1 + 1 < W and (x1 + 1) - x < max_w and m[y, x1 + 1] >= thr:
         x1 += 1
-    row_band = m[:, x0 : x1 + 1].max(axis=1)
+    top = max(0, y - 3)  # the box grows at most 3 rows either way: only those rows are read
+    row_band = m[top : y + 4, x0 : x1 + 1].max(axis=1)
     y0 = y
-    while y0 - 1 >= 0 and y - (y0 - 1) <= 3 and row_band[y0 - 1] >= thr:
+    while y0 - 1 >= 0 and y - (y0 - 1) <= 3 and row_band[y0 - 1 - top] >= thr:
         y0 -= 1
     y1 = y
-    while y1 + 1 < H and (y1 + 1) - y <= 3 and row_band[y1 + 1] >= thr:
+    while y1 + 1 < H and (y1 + 1) - y <= 3 and row_band[y1 + 1 - top] >= thr:
         y1 += 1
     return x0, y0, x1, y1
 

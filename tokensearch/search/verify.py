@@ -27,16 +27,48 @@ def cell_rows(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray) -> np.nd
 
 def pooled_tokens(occ: Occurrence, maps: np.ndarray, rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
     """(T, d) unit mean features of each token's cells at the occurrence (as the training pooled masks)."""
-    out = np.zeros((len(occ.cells), feats.shape[1]), dtype=np.float32)
-    for j, ((cy, cx), (x0, y0, x1, y1)) in enumerate(zip(occ.cells, occ.token_boxes)):
-        m = maps[j, y0 : y1 + 1, x0 : x1 + 1]
-        r = rows[y0 : y1 + 1, x0 : x1 + 1]
-        sel = r[(m >= GROW_RATIO * maps[j, cy, cx]) & (r >= 0)]
-        if len(sel) == 0:
-            sel = np.asarray([rows[cy, cx]]) if rows[cy, cx] >= 0 else sel
-        if len(sel):
-            v = feats[sel].mean(axis=0)
-            out[j] = v / max(float(np.linalg.norm(v)), 1e-8)
+    return pooled_all([occ], maps, rows, feats)
+
+
+def pooled_all(occs: list[Occurrence], maps: np.ndarray, rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """(len(occs) * T, d): :func:`pooled_tokens` of every occurrence of one spelling, occurrence-major."""
+    return _pooled([(occs, maps)], rows, feats)
+
+
+def _pooled(groups: list[tuple[list[Occurrence], np.ndarray]], rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Pooled tokens of the occurrences of several spellings on one page, each with its (T, H, W) maps,
+    in order. A token's cells are those of its grown box still at ``GROW_RATIO`` of its chain cell's
+    cosine (the chain cell alone if none is). All boxes of a page are read at once, padded to the
+    largest: a query of common words verifies thousands of occurrences, and one numpy call per token
+    cost a long query more than its exact scoring (BENCHMARKS.md, "Serving under load")."""
+    d = feats.shape[1]
+    groups = [(occs, maps) for occs, maps in groups if occs]
+    if not groups:
+        return np.zeros((0, d), dtype=np.float32)
+    maps = groups[0][1] if len(groups) == 1 else np.concatenate([m for _, m in groups])
+    first = np.cumsum([0] + [m.shape[0] for _, m in groups])
+    tok = np.concatenate([np.tile(np.arange(m.shape[0]) + f, len(o)) for (o, m), f in zip(groups, first)])
+    cy, cx = np.asarray([c for o, _ in groups for occ in o for c in occ.cells], dtype=np.int64).reshape(-1, 2).T
+    boxes = [b for o, _ in groups for occ in o for b in occ.token_boxes]
+    x0, y0, x1, y1 = np.asarray(boxes, dtype=np.int64).reshape(-1, 4).T
+    dy = np.arange(int((y1 - y0).max()) + 1)
+    dx = np.arange(int((x1 - x0).max()) + 1)
+    inside = (dy[None, :, None] <= (y1 - y0)[:, None, None]) & (dx[None, None, :] <= (x1 - x0)[:, None, None])
+    ys = np.minimum(y0[:, None, None] + dy[None, :, None], maps.shape[1] - 1)
+    xs = np.minimum(x0[:, None, None] + dx[None, None, :], maps.shape[2] - 1)
+    r = rows[ys, xs]
+    peak = maps[tok, cy, cx]
+    keep = inside & (r >= 0) & (maps[tok[:, None, None], ys, xs] >= (GROW_RATIO * peak)[:, None, None])
+    alone = ~keep.any(axis=(1, 2)) & (rows[cy, cx] >= 0)
+    keep[alone, cy[alone] - y0[alone], cx[alone] - x0[alone]] = True
+    n = keep.sum(axis=(1, 2))
+    out = np.zeros((len(tok), d), dtype=np.float32)
+    has = n > 0
+    if has.any():
+        sel = r[keep]  # pair-major, each box's cells in raster order
+        starts = np.concatenate([[0], np.cumsum(n[has])[:-1]])
+        v = np.add.reduceat(feats[sel], starts, axis=0) / n[has, None].astype(np.float32)
+        out[has] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-8)
     return out
 
 
@@ -72,16 +104,14 @@ def rescore_all(
     """:func:`rescore` for the spellings found on one page — (occurrences, maps, own vectors, own ids)
     each — with one product against the vocabulary for all of them (a long query's page holds dozens:
     one product per spelling cost 1 ms each)."""
-    pooled, own, ids, sizes = [], [], [], []
-    for occs, maps, vecs, tok_ids in groups:
-        for o in occs:
-            pooled.append(pooled_tokens(o, maps, rows, feats))
-            own.append(vecs)
-            ids.append(tok_ids)
-            sizes.append(len(tok_ids))
-    if not pooled:
+    found = [(occs, vecs, tok_ids) for occs, _, vecs, tok_ids in groups if occs]
+    if not found:
         return [list(occs) for occs, *_ in groups]
-    m = np.minimum(margins(np.concatenate(pooled), np.concatenate(own), np.concatenate(ids), competitors), 0.0)
+    pooled = _pooled([(occs, maps) for occs, maps, _, _ in groups], rows, feats)
+    own = np.concatenate([np.tile(vecs, (len(occs), 1)) for occs, vecs, _ in found])
+    ids = np.concatenate([np.tile(tok_ids, len(occs)) for occs, _, tok_ids in found])
+    sizes = [len(tok_ids) for occs, _, tok_ids in found for _ in occs]
+    m = np.minimum(margins(pooled, own, ids, competitors), 0.0)
     per_occ = iter(np.split(m, np.cumsum(sizes)[:-1]))
     return [[replace(o, score=float(o.score + weight * next(per_occ).mean())) for o in occs] for occs, *_ in groups]
 
