@@ -1,0 +1,61 @@
+"""The dev queries' hits on an index, in one thread as a server's search worker runs them, and whether a
+change to the search kept them: a speed-up that claims the same results is checked here.
+
+    python3 bench/dev_hits.py --home H --out hits.json [--against before.json] [--data ../shared/bench/data]
+
+Writes every query's hits (path, page, score to 4 decimals, boxes) and the CPU seconds a search (median,
+mean, p95);
+with ``--against``, prints how many queries' hits differ from that file's. For two commits, run it from
+each checkout (``PYTHONPATH`` = that checkout) on the same home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--against", type=Path)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "bench" / "data")
+    a = ap.parse_args()
+
+    from threadpoolctl import threadpool_limits
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+    from tokensearch.storage.vectors import keep_flat_decoded
+
+    queries = [json.loads(line)["query"] for line in (a.data / "queries.jsonl").open()]
+    eng = Engine(Settings(home=a.home, threads=1))
+    threadpool_limits(1)
+    keep_flat_decoded()  # as the API's search workers
+    for q in queries[:5]:  # warm: the decoded index, the model's tables
+        eng.search(q, k=10)
+    hits, cpu = {}, []
+    for q in queries:
+        t = time.process_time()
+        found = eng.search(q, k=10).hits
+        cpu.append(time.process_time() - t)
+        hits[q] = [[h.path, h.page, round(h.score, 4), h.boxes] for h in found]
+    med, mean = statistics.median(cpu), statistics.fmean(cpu)
+    p95 = sorted(cpu)[int(0.95 * (len(cpu) - 1))]
+    a.out.write_text(json.dumps({"cpu_s_median": med, "cpu_s_mean": mean, "cpu_s_p95": p95, "hits": hits}))
+    ms = [round(x * 1000) for x in (med, mean, p95)]
+    print(f"{len(queries)} queries, CPU a search: median {ms[0]} ms, mean {ms[1]}, p95 {ms[2]}")
+    if a.against:
+        before = json.loads(a.against.read_text())["hits"]
+        differ = [q for q in queries if before.get(q) != hits[q]]
+        print(f"hits differ from {a.against} on {len(differ)} of {len(queries)} queries: {differ[:5]}")
+
+
+if __name__ == "__main__":
+    main()
