@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -25,11 +26,15 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--against", type=Path)
+    ap.add_argument(
+        "--system-allocator", action="store_true", help="leave glibc's allocator as it is (tokensearch.allocator)"
+    )
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "bench" / "data")
     a = ap.parse_args()
 
     from threadpoolctl import threadpool_limits
 
+    from tokensearch.allocator import reuse_freed_memory
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
     from tokensearch.storage.vectors import keep_flat_decoded
@@ -38,6 +43,8 @@ def main() -> None:
     eng = Engine(Settings(home=a.home, threads=1))
     threadpool_limits(1)
     keep_flat_decoded()  # as the API's search workers
+    if not a.system_allocator:
+        reuse_freed_memory()
     for q in queries[:5]:  # warm: the decoded index, the model's tables
         eng.search(q, k=10)
     hits, cpu = {}, []
@@ -50,7 +57,8 @@ def main() -> None:
     p95 = sorted(cpu)[int(0.95 * (len(cpu) - 1))]
     a.out.write_text(json.dumps({"cpu_s_median": med, "cpu_s_mean": mean, "cpu_s_p95": p95, "hits": hits}))
     ms = [round(x * 1000) for x in (med, mean, p95)]
-    print(f"{len(queries)} queries, CPU a search: median {ms[0]} ms, mean {ms[1]}, p95 {ms[2]}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{len(queries)} queries, CPU a search: median {ms[0]} ms, mean {ms[1]}, p95 {ms[2]}; peak RSS {rss:.0f} MB")
     if a.against:
         before = json.loads(a.against.read_text())["hits"]
         differ = [q for q in queries if before.get(q) != hits[q]]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .allocator import reuse_freed_memory
 from .errors import TokensearchError
 from .pathnames import shown
 
@@ -453,6 +454,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    reuse_freed_memory()  # indexing and searching allocate page-sized arrays by the hundred
     wanted = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(wanted).parse_args(argv)
     logging.basicConfig(

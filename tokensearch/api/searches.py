@@ -148,10 +148,12 @@ def _start_worker(settings_json: str, server: int) -> None:
         faiss.omp_set_num_threads(1)
     except ImportError:
         pass
+    from tokensearch.allocator import reuse_freed_memory
     from tokensearch.engine import Engine
     from tokensearch.storage.vectors import keep_flat_decoded
 
     keep_flat_decoded()  # a third less CPU a search, for memory (see there)
+    reuse_freed_memory()  # the same results for less CPU, for memory (see there)
     _engine = Engine(settings.model_copy(update={"threads": 1}))
     try:  # the index, its vectors (decoded), the query side, the vocabulary check: one search loads them
         _engine.search("warming up the search worker", k=1)
