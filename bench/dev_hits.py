@@ -4,9 +4,9 @@ change to the search kept them: a speed-up that claims the same results is check
     python3 bench/dev_hits.py --home H --out hits.json [--against before.json] [--data ../shared/bench/data]
 
 Writes every query's hits (path, page, score to 4 decimals, boxes) and the CPU seconds a search (median,
-mean, p95);
-with ``--against``, prints how many queries' hits differ from that file's. For two commits, run it from
-each checkout (``PYTHONPATH`` = that checkout) on the same home.
+mean, p95); with ``--against``, prints how many queries' hits differ from that file's. For two commits,
+run it from each checkout (``PYTHONPATH`` = that checkout) on the same home. The process is set up as
+``api/searches.py`` sets up a search worker (one thread, the flat index kept decoded, freed memory reused).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def test_pooling_every_occurrence_at_once_equals_each_token_alone():
     occs.append(replace(occs[0], cells=[(y, x)], token_boxes=[(x, y, x, y)]))
     single = maps[:1].copy()
     single[0, y, x] = -0.2
-    got = np.concatenate([pooled_all(occs[:-1], maps, rows, f), pooled_all(occs[-1:], single, rows, f)])
+    got = pooled_all([(occs[:-1], maps), (occs[-1:], single)], rows, f)
     want = np.concatenate(
         [_pooled_one_token_at_a_time(o, maps, rows, f) for o in occs[:-1]]
         + [_pooled_one_token_at_a_time(occs[-1], single, rows, f)]

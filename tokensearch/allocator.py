@@ -3,10 +3,10 @@
 A search allocates and frees arrays of 1-10 MB by the hundred: every candidate page decoded to float32
 (5,500 cells x 96), its similarity maps, stage 1's score blocks. glibc serves such sizes by ``mmap``
 and returns them at ``free``, so each new array starts as untouched pages the kernel must fault in and
-zero: converting a page's int8 codes to float32 took 1.1 ms that way against 0.14 ms in reused memory.
-Serving them from the heap, and trimming the heap only past ``TRIM_THRESHOLD`` of free memory at its
-top, gives a search the same results for less CPU (BENCHMARKS.md, "Serving under load"). The cost is
-memory a process keeps after its largest search, up to that threshold.
+zero, which costs more than filling them (a page's int8 codes converted to float32). Serving them from
+the heap, and trimming the heap only past ``TRIM_THRESHOLD`` of free memory at its top, gives a search
+the same results for less CPU (BENCHMARKS.md, "Serving under load"). The cost is memory a process keeps
+after its largest search, up to that threshold.
 """
 
 from __future__ import annotations

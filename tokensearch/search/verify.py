@@ -27,20 +27,15 @@ def cell_rows(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray) -> np.nd
 
 def pooled_tokens(occ: Occurrence, maps: np.ndarray, rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
     """(T, d) unit mean features of each token's cells at the occurrence (as the training pooled masks)."""
-    return pooled_all([occ], maps, rows, feats)
+    return pooled_all([([occ], maps)], rows, feats)
 
 
-def pooled_all(occs: list[Occurrence], maps: np.ndarray, rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
-    """(len(occs) * T, d): :func:`pooled_tokens` of every occurrence of one spelling, occurrence-major."""
-    return _pooled([(occs, maps)], rows, feats)
-
-
-def _pooled(groups: list[tuple[list[Occurrence], np.ndarray]], rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
-    """Pooled tokens of the occurrences of several spellings on one page, each with its (T, H, W) maps,
-    in order. A token's cells are those of its grown box still at ``GROW_RATIO`` of its chain cell's
-    cosine (the chain cell alone if none is). All boxes of a page are read at once, padded to the
-    largest: a query of common words verifies thousands of occurrences, and one numpy call per token
-    cost a long query more than its exact scoring (BENCHMARKS.md, "Serving under load")."""
+def pooled_all(groups: list[tuple[list[Occurrence], np.ndarray]], rows: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """:func:`pooled_tokens` of the occurrences of several spellings on one page, each with its (T, H, W)
+    maps, occurrence-major in order. A token's cells are those of its grown box still at ``GROW_RATIO``
+    of its chain cell's cosine (the chain cell alone if none is). All boxes of a page are read at once,
+    padded to the largest: a query of common words verifies thousands of occurrences, and one numpy call
+    per token cost a long query more than its exact scoring (BENCHMARKS.md, "Serving under load")."""
     d = feats.shape[1]
     groups = [(occs, maps) for occs, maps in groups if occs]
     if not groups:
@@ -107,7 +102,7 @@ def rescore_all(
     found = [(occs, vecs, tok_ids) for occs, _, vecs, tok_ids in groups if occs]
     if not found:
         return [list(occs) for occs, *_ in groups]
-    pooled = _pooled([(occs, maps) for occs, maps, _, _ in groups], rows, feats)
+    pooled = pooled_all([(occs, maps) for occs, maps, _, _ in groups], rows, feats)
     own = np.concatenate([np.tile(vecs, (len(occs), 1)) for occs, vecs, _ in found])
     ids = np.concatenate([np.tile(tok_ids, len(occs)) for occs, _, tok_ids in found])
     sizes = [len(tok_ids) for occs, _, tok_ids in found for _ in occs]
