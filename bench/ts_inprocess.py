@@ -35,6 +35,13 @@ def main() -> None:
         help="experiment: enlarge every page image by this factor before the model (e.g. 1.3333 "
         "reads 150 dpi pages as if at 200 dpi)",
     )
+    ap.add_argument(
+        "--shrink-to",
+        type=float,
+        default=None,
+        help="experiment: the text size (x the 150 dpi reference) large images are shrunk to "
+        "(indexer/scale.py SHRINK_TO, 4/3 shipped)",
+    )
     a, rest = ap.parse_known_args()
 
     bench = a.bench.resolve()
@@ -44,6 +51,11 @@ def main() -> None:
 
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
+
+    if a.shrink_to:
+        import tokensearch.indexer.scale as scale
+
+        scale.SHRINK_TO = a.shrink_to
 
     if a.zoom:
         from PIL import Image
