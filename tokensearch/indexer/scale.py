@@ -8,8 +8,9 @@ print can be twice the size of body text at 150 dpi. So every image is measured 
 the character-like ink blobs (:func:`char_height`), estimated on a small copy — and, when its text is far
 larger than the reference height (:data:`CHAR_HEIGHT_AT_DPI` x dpi: the median measured on the dev
 benchmark's 150 dpi scans), shrunk so that it lands at :data:`SHRINK_TO` x the reference (the size of
-200 dpi renditions, which the mini model reads better than 150 dpi ones: BENCHMARKS.md, "Large
-images"). Boxes are stored relative to the page, so nothing downstream sees the change.
+200 dpi renditions: the mini model reads rare words there better than at the reference size, and 300 dpi
+scans shrunk to it better than shrunk to the reference: BENCHMARKS.md, "Large images"). Boxes are stored
+relative to the page, so nothing downstream sees the change.
 """
 
 from __future__ import annotations
