@@ -54,7 +54,8 @@ def _page_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image-scale",
         choices=["auto", "off"],
-        help="auto (default): shrink large scans and photos so their text has the model's size",
+        help="auto (default): shrink large scans and photos so their text has the model's size, and straighten "
+        "pages whose lines lean by a degree or more; off: read images as they are",
     )
     p.add_argument("--batch-size", type=int)
 

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
 
     # indexing
     text_layer: Literal["auto", "off"] = "auto"
-    image_scale: Literal["auto", "off"] = "auto"  # auto: shrink large scans/photos to the model's text size
+    # auto: shrink large scans/photos to the model's text size, straighten leaning ones (indexer/scale.py, skew.py)
+    image_scale: Literal["auto", "off"] = "auto"
     batch_size: int = Field(4, ge=1, le=256)  # pages per encoder batch
     max_page_pixels: int = Field(60_000_000, ge=1)  # larger rasters are refused as "absurd pixel size"
     max_image_bytes: int = Field(512 * 2**20, ge=1)

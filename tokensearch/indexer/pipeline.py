@@ -34,6 +34,7 @@ from ..reports import IndexReport, ProgressEvent
 from ..storage.records import DocumentNotes
 from ..tokenocr_model.interface import TokenEncoder
 from .readahead import ReadAhead
+from .skew import unrotate_grid
 from .sources import DocumentReader, RasterPage, extension_warning, is_candidate
 from .textlayer import TextLayerPainter
 
@@ -428,6 +429,8 @@ class FolderIndexer:
                     )
                 else:
                     g = next(grids)
+                    if p.skew:  # encoded straightened: the features go back onto the page as it is
+                        g = unrotate_grid(g, p.skew, (p.width, p.height), p.image.size, (gh, gw))
                     gh, gw = g.shape
                     ys, xs = np.nonzero(g.text >= self.opt.text_threshold)
                     feats = np.asarray(g.features[ys, xs], dtype=np.float32)

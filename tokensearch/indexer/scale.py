@@ -49,6 +49,26 @@ def char_height(
     ``full``: the size of the image ``image`` is a reduced decode of (:func:`load_jpeg_scaled`); the
     working copy and the height returned are then those of the full image.
     """
+    ink, f = ink_mask(image, work_long_side, full)
+    labels, n = ndimage.label(ink)
+    if n < MIN_BLOBS:
+        return None
+    boxes = ndimage.find_objects(labels)
+    h = np.fromiter((b[0].stop - b[0].start for b in boxes), dtype=np.int32, count=n)
+    w = np.fromiter((b[1].stop - b[1].start for b in boxes), dtype=np.int32, count=n)
+    ok = (h >= 3) & (h <= 0.1 * ink.shape[0]) & (w <= 2.5 * h)
+    if int(ok.sum()) < MIN_BLOBS:
+        return None
+    h = h[ok]
+    lo, hi = np.percentile(h, [25, 75])
+    return float(h[(h >= lo) & (h <= hi)].mean()) * f
+
+
+def ink_mask(
+    image: Image.Image, work_long_side: int = WORK_LONG_SIDE, full: tuple[int, int] | None = None
+) -> tuple[np.ndarray, int]:
+    """The ink of a small grey copy of ``image`` (long side at most ``work_long_side`` px of the ``full``
+    image, see :func:`char_height`), and the reduction ``f`` it was made at."""
     gray = image.convert("L")
     full = full or gray.size
     f = max(1, int(np.ceil(max(full) / work_long_side)))
@@ -59,18 +79,7 @@ def char_height(
     a = np.asarray(gray, dtype=np.float32)
     paper = ndimage.maximum_filter(a[::4, ::4], size=9)
     paper = np.repeat(np.repeat(paper, 4, 0), 4, 1)[: a.shape[0], : a.shape[1]]
-    labels, n = ndimage.label(a < INK_RATIO * paper)
-    if n < MIN_BLOBS:
-        return None
-    boxes = ndimage.find_objects(labels)
-    h = np.fromiter((b[0].stop - b[0].start for b in boxes), dtype=np.int32, count=n)
-    w = np.fromiter((b[1].stop - b[1].start for b in boxes), dtype=np.int32, count=n)
-    ok = (h >= 3) & (h <= 0.1 * a.shape[0]) & (w <= 2.5 * h)
-    if int(ok.sum()) < MIN_BLOBS:
-        return None
-    h = h[ok]
-    lo, hi = np.percentile(h, [25, 75])
-    return float(h[(h >= lo) & (h <= hi)].mean()) * f
+    return a < INK_RATIO * paper, f
 
 
 def scale_factor(image: Image.Image, dpi: float) -> float:

@@ -23,6 +23,7 @@ from ..pathnames import is_utf8
 from ..pdfpages import image_coverage
 from ..textnorm import normalise
 from .scale import JPEG_DRAFT_ABOVE, load_jpeg_scaled, normalise_scale
+from .skew import straighten
 
 # extension -> kind; the content must agree (see sniff_kind)
 EXTENSIONS: dict[str, str] = {
@@ -121,6 +122,9 @@ class RasterPage:
     width: int  # raster size in px at the model's dpi (also for text-layer pages)
     height: int
     words: list[list[TextChar]] | None  # text layer as words in reading order, or None
+    # degrees ``image`` was turned by to straighten its lines (:mod:`.skew`); it is then larger than
+    # width x height, which stay the page's own size, as the features must be put back onto it
+    skew: float = 0.0
 
 
 class DocumentReader:
@@ -211,7 +215,8 @@ class DocumentReader:
         """Yield pages in order. PDF pages with a usable text layer come without an image; a text layer
         shorter than ``min_text_chars`` on a page that is mostly one image (a scan) is not used.
         ``rescale``: images larger than a page at ``dpi`` are shrunk to the model's text size
-        (:mod:`.scale`); the page's width/height are those of the image the model sees."""
+        (:mod:`.scale`), and images whose lines lean are straightened (:mod:`.skew`); the page's
+        width/height are those of the (shrunk) page, before it is straightened."""
         if self._pdf is not None:
             n_read = 0
             for i in range(self.page_count):
@@ -238,11 +243,13 @@ class DocumentReader:
                 messages = _mupdf_messages()
                 if messages:
                     self.incomplete[i + 1] = messages[-1]
+                skew = 0.0
                 if image is not None and rescale:
                     image = normalise_scale(image, dpi)
                     w, h = image.size
+                    image, skew = straighten(image)
                 n_read += 1
-                yield RasterPage(i + 1, image, w, h, words)
+                yield RasterPage(i + 1, image, w, h, words, skew)
             if n_read == 0:
                 raise BadDocument(f"no page of the PDF can be read ({self.partial})")
         else:
@@ -263,7 +270,9 @@ class DocumentReader:
                     # a truncated multi-page TIFF: the frames before are kept
                     self.missing.update({j + 1: f"unreadable: {e}" for j in range(i, self.page_count)})
                     return
-                yield RasterPage(i + 1, img, img.width, img.height, None)
+                w, h = img.size
+                img, skew = straighten(img) if rescale else (img, 0.0)
+                yield RasterPage(i + 1, img, w, h, None, skew)
 
     def render(self, page_no: int, dpi: float) -> Image.Image:
         """One page (1-based) as an RGB image, PDF pages rasterised at ``dpi`` (for display)."""
