@@ -283,26 +283,28 @@ def test_int8_features_stay_close_to_float32(enc) -> None:
     np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-4)
 
 
-def test_auto_dtype_takes_int8_only_on_cpus_with_int8_dot_products(monkeypatch) -> None:
-    """int8 is the fastest mini inference where the CPU has VNNI; without, native bf16 where the CPU has
-    it, else float32 by Winograd (BENCHMARKS.md)."""
+def test_auto_dtype_takes_int8_on_every_cpu_given_pages_to_calibrate_on(monkeypatch) -> None:
+    """int8 is what the shipped thresholds were calibrated in, so auto takes it on any CPU; without pages to
+    measure activation ranges on, native bf16 where the CPU has it, else float32 (Winograd where NNPACK
+    runs) (BENCHMARKS.md, "Precision and dtype")."""
     from tokensearch.tokenocr_model import devices
 
-    monkeypatch.setattr(mini_encoder, "cpu_has_int8_dot", lambda: True)
-    assert load_mini(dtype="auto", int8_pages=calibration_pages).int8
+    for native_bf16 in (True, False):
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native_bf16=native_bf16: native_bf16)
+        enc = load_mini(dtype="auto", int8_pages=calibration_pages)
+        assert enc.int8 and enc.dtype == torch.float32 and not enc.winograd
     # int8 calibrates on pages the caller gives (the model renders no documents): without them auto takes
     # the float path and int8 is refused with the fix
-    assert not load_mini(dtype="auto").int8
     with pytest.raises(ValueError, match="int8_pages"):
         load_mini(dtype="int8")
-    monkeypatch.setattr(mini_encoder, "cpu_has_int8_dot", lambda: False)
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     plain = load_mini(dtype="auto")
     assert not plain.int8 and plain.dtype == torch.float32 and plain.winograd == winograd_available()
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     bf16 = load_mini(dtype="auto")
     assert not bf16.int8 and bf16.dtype == torch.bfloat16 and not bf16.winograd
-    assert not load_mini(dtype="bfloat16").int8 and not load_mini(dtype="float32").int8
+    assert not load_mini(dtype="bfloat16", int8_pages=calibration_pages).int8
+    assert not load_mini(dtype="float32", int8_pages=calibration_pages).int8
     assert not load_mini(dtype="bfloat16").winograd
 
 

@@ -40,8 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16", "float16", "int8"],
-        help="auto (default): for the mini model on a CPU int8 where it has VNNI, else float32 "
-        "(Winograd convs); other models bfloat16 where the CPU/GPU computes it natively, or float32",
+        help="auto (default): for the mini model on a CPU int8 (what its thresholds are calibrated in); "
+        "other models bfloat16 where the CPU/GPU computes it natively, or float32",
     )
     g.add_argument("--threads", type=int, help="CPU threads for the model")
     g.add_argument("--cell-pool", type=int, help="TokenOCR: average k x k feature cells (default 2)")

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # model
     model: str = "mini"  # registry spec: mini | mini:/dir | tokenocr:/path/to/checkpoint
     device: str = "cpu"  # cpu | cuda | cuda:N
-    # auto: mini on a CPU int8 with VNNI, else fp32 (Winograd); other models bf16 where native, or fp32
+    # auto: mini on a CPU int8 (its thresholds' numerics); other models bf16 where native, or fp32
     dtype: Literal["auto", "float32", "bfloat16", "float16", "int8"] = "auto"
     threads: int | None = None  # torch/BLAS threads; None = library default
     cell_pool: int | None = Field(None, ge=1, le=8)  # TokenOCR: average k x k cells (None = its default, 2)

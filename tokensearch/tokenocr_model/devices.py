@@ -11,8 +11,9 @@ Supported combinations (anything else is refused with a message saying what to u
 ``auto`` (the settings' default) means bfloat16 where the hardware computes it natively — CUDA GPUs
 with bf16 support, and CPUs with AVX512-BF16 or AMX (there oneDNN convolutions and matmuls run 2-2.5x
 faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower. The mini
-model's convolutions take int8 on CPUs with int8 dot products (VNNI, :func:`cpu_has_int8_dot`) and
-float32 with Winograd 3x3 convolutions (:func:`winograd_available`) on the others.
+model's convolutions take int8 on every CPU (``MiniEncoder``: the numerics its thresholds were calibrated
+in; fastest with int8 dot products, VNNI, and as fast as float32 on plain AVX2); in float32 they take
+Winograd 3x3 convolutions where NNPACK runs (:func:`winograd_available`).
 
 Nothing here defaults to CUDA: the caller's settings decide.
 """
@@ -74,13 +75,6 @@ def cpu_flags() -> frozenset[str]:
 def cpu_has_native_bf16() -> bool:
     """True when this CPU executes bf16 dot products in hardware (x86 AVX512-BF16 / AMX-BF16)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) and torch.backends.mkldnn.is_available()
-
-
-def cpu_has_int8_dot() -> bool:
-    """True when this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI, AMX-INT8): there int8
-    convolutions run several times faster than float32. Without them (plain AVX2) int8 gains little or
-    nothing (BENCHMARKS.md, "Precision and dtype")."""
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
 
 
 @functools.lru_cache(maxsize=1)
