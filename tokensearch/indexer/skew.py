@@ -1,16 +1,15 @@
 """Straighten skewed page images for the model, and put its features back where the page has them.
 
 A page fed crooked — a scan laid a few degrees off, a phone photo — shows the model slanted letters it
-was trained on only up to +/-2 degrees, and it reads fewer of them (BENCHMARKS.md, "Skewed pages": the
-dev benchmark's clean scans turned by 2-5 degrees). So an image page whose text lines lean by
-:data:`MIN_SKEW_DEG` or more is turned
+was trained on only up to +/-2 degrees, and it reads fewer of them (BENCHMARKS.md, "Large images":
+skewed pages). So an image page whose text lines lean by :data:`MIN_SKEW_DEG` or more is turned
 straight (:func:`straighten`) before it is encoded, and its feature grid is turned back onto the page as
 the file has it (:func:`unrotate_grid`): the index, the boxes of hits and the viewer all keep the file's
 own geometry, and nothing after the indexer knows a page was turned.
 
 The angle (:func:`skew_angle`) is the one that makes the rows of ink most uneven: projected at it, ink
 piles up on text lines and leaves the gaps between them empty (the projection-profile method), measured
-on the small ink mask that :func:`~tokensearch.indexer.scale.char_height` also reads (about 10 ms).
+on the small ink mask that :func:`~tokensearch.indexer.scale.char_height` also reads (~6 ms a page).
 """
 
 from __future__ import annotations
