@@ -4,10 +4,11 @@
 
 Inference: one letter page at 150 dpi (1275x1650 px, 48 lines of text), float32 (oneDNN's direct
 convolutions) vs bfloat16 weights vs int8 (the `--dtype` setting) vs float32 with the 3x3 convs by
-Winograd (`winograd`, what `auto` takes on CPUs without VNNI), median of ``repeats`` timed passes after
-a warm-up, and how far the others' features are from float32's (cosine per text cell). Training: forward + backward of the vision net on a batch
-of 8 crops of 224x384 px, float32 vs bf16 autocast (`tokensearch train --precision`). Runs on the
-CPU with 2 threads; whether bf16 is native here is printed (without AVX512-BF16/AMX it is emulated).
+Winograd (`winograd`, the float path `auto` takes without int8 calibration pages), median of ``repeats``
+timed passes after a warm-up, and how far the others' features are from float32's (cosine per text cell).
+Training: forward + backward of the vision net on a batch of 8 crops of 224x384 px, float32 vs bf16
+autocast (`tokensearch train --precision`). Runs on the CPU with 2 threads; whether bf16 is native here is
+printed (without AVX512-BF16/AMX it is emulated).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> None:
     encoders = {dt: load_mini(path, dtype=dt, int8_pages=calibration_pages) for dt in ("float32", "bfloat16", "int8")}
     encoders["float32"].winograd = False  # the reference: oneDNN's direct convolutions
     res["winograd_available"] = winograd_available()
-    if res["winograd_available"]:  # float32, the 3x3 convs at 1/8 by Winograd (what auto takes without VNNI)
+    if res["winograd_available"]:  # float32, the 3x3 convs at 1/8 by Winograd (the float path)
         encoders["winograd"] = load_mini(path, dtype="float32")
     t = time.perf_counter()
     encoders["int8"].encode_pages([page])  # the first page also quantizes the net
