@@ -12,7 +12,7 @@ Supported combinations (anything else is refused with a message saying what to u
 with bf16 support, and CPUs with AVX512-BF16 or AMX (there oneDNN convolutions and matmuls run 2-2.5x
 faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower. The mini
 model's convolutions take int8 on every CPU (``MiniEncoder``: the numerics its thresholds were calibrated
-in; fastest with int8 dot products, VNNI, and as fast as float32 on plain AVX2); in float32 they take
+in; fastest with int8 dot products, VNNI, a little slower than float32 on plain AVX2); in float32 they take
 Winograd 3x3 convolutions where NNPACK runs (:func:`winograd_available`).
 
 Nothing here defaults to CUDA: the caller's settings decide.

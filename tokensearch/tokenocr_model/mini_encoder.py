@@ -63,11 +63,11 @@ class MiniEncoder:
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = resolve_device(device)
         # int8: asked for, or "auto" on any CPU. It is the numerics the shipped thresholds were calibrated in,
-        # and the float paths read fewer words at them (on a Zen 2 EPYC, degraded scans R@1 0.823 in float32
-        # against 0.855 in int8); it is also the fastest where the CPU has int8 dot products (VNNI: 1.7x
-        # bf16) and as fast as float32 on plain AVX2 (BENCHMARKS.md, "Precision and dtype"). int8 measures
-        # activation ranges on ``int8_pages`` (the engine passes the built-in sample pages): without them
-        # "auto" takes bf16 where native, else float32 with its 3x3 convs by Winograd.
+        # and the float paths read fewer words at them; that is worth more than the float path's speed on
+        # CPUs without int8 dot products (where int8 indexes a little slower), and with them (VNNI) int8 is
+        # also the fastest (BENCHMARKS.md, "Precision and dtype"). int8 measures activation ranges on
+        # ``int8_pages`` (the engine passes the built-in sample pages): without them "auto" takes bf16 where
+        # native, else float32 with its 3x3 convs by Winograd.
         wanted = str(dtype).lower()
         cpu = self.device.type == "cpu"
         self.int8 = wanted == "int8" or (wanted == "auto" and cpu and int8_pages is not None)
