@@ -258,6 +258,25 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     assert pg.url.endswith("/?q=crane")
 
 
+def test_a_query_typed_before_the_app_has_started_is_searched(live, page):
+    """Enter pressed while the app still waits for /healthz (held here): the app's search answers it, with
+    the query in the URL, rather than the form's native submit reloading the page."""
+    server, _ = live
+    pg = page
+    held: list = []
+    pg.route("**/healthz", lambda route: held.append(route))
+    pg.goto(server.url + "/")
+    pg.wait_for_function("() => document.readyState === 'complete'")
+    pg.locator("#q").fill("crane")
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#results .card", timeout=30_000)
+    assert pg.url.endswith("/?q=crane") and held
+    for route in held:
+        route.continue_()
+    pg.wait_for_timeout(500)
+    assert pg.locator("#results .card").count() >= 1 and pg.url.endswith("/?q=crane")  # start-up kept the answer
+
+
 def test_page_navigation_zoom_and_shared_urls(live, page):
     server, root = live
     pg = page

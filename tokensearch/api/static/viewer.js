@@ -629,12 +629,8 @@ async function route({ push = false } = {}) {
 }
 
 async function init() {
-  try {
-    const h = await (await fetch("/healthz")).json();
-    state.auth = !!h.auth;
-  } catch (_) { /* reported by the first API call */ }
-  $("key-button").hidden = !state.auth;
-  if (state.auth && !state.key) askKey();
+  // every handler is in place before the first await: a query typed while /healthz is on its way is the
+  // app's search, not the form's native submit (a reload that dropped what was typed after it)
   setupKey();
   setupStage();
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search($("q").value); });
@@ -662,7 +658,13 @@ async function init() {
   window.addEventListener("drop", (e) => { e.preventDefault(); depth = 0; $("drop").hidden = true; upload(e.dataTransfer.files); });
   document.addEventListener("keydown", onKey);
   window.addEventListener("popstate", () => route({ push: false }));
-  await route({ push: false });
+  try {
+    const h = await (await fetch("/healthz")).json();
+    state.auth = !!h.auth;
+  } catch (_) { /* reported by the first API call */ }
+  $("key-button").hidden = !state.auth;
+  if (state.auth && !state.key) askKey();
+  if (!state.searchSeq) await route({ push: false });  // else a search typed meanwhile is the state
   if (!state.q) $("q").focus();
 }
 
