@@ -315,6 +315,31 @@ def test_word_end_check_demotes_a_prefix_of_a_longer_printed_word(make_engine, s
 
 
 @pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_another_cut_of_the_query_letters_does_not_count_against_a_printed_word(make_engine, sample):
+    """The vocabulary check leaves out tokens that spell the query's own letters cut elsewhere (" in"+"spection"
+    read as " ins"+"pection"): printed words score at least as high as with every other token competing, some
+    higher, and the near misses of printed words stay below them."""
+    eng = make_engine(threshold=0.5, verify_weight=4.0)
+    eng.index(sample.root)
+    on = eng.searcher()
+    off = Searcher(on.encoder, on.store, replace(on.opt, alike_cuts=False))
+    texts = on.encoder.vocabulary_texts()
+    for sp in on.plan("inspection", 200).spellings:
+        for tok, alike in zip(sp.ids, sp.alike):
+            assert alike[0] == tok and all(texts[t].strip(" ") in sp.text for t in alike), (sp.text, alike)
+
+    def best_scan(searcher, word):
+        hits = [h for h in searcher.search(word, 10, 0, 200).hits if h.path.endswith(".png")]
+        return hits[0].score if hits else 0.0
+
+    printed = {w: (best_scan(off, w), best_scan(on, w)) for w in ["committee", "inspection", "INVOICE", "harbour"]}
+    assert all(after >= before > 0.5 for before, after in printed.values()), printed
+    assert any(after > before + 0.01 for before, after in printed.values()), printed
+    for near, word in [("cornmittee", "committee"), ("INVOIGE", "INVOICE")]:
+        assert best_scan(on, near) < printed[word][1] - 0.05, near
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
 def test_several_words_count_from_the_phrase_threshold(make_engine, sample):
     """With every score under the threshold, a phrase whose words stand together on a scan is answered from
     the phrase threshold (quoted, or as plain words), while each of its words alone still is not."""

@@ -182,6 +182,29 @@ def test_word_end_classes_come_from_the_token_texts():
     assert c.bodies == ("the", "ly", ",", "", "7")
 
 
+CUT_TEXTS = [" to", "wards", " tow", "ards", "ward", "ords", " wards", "o", " To"]
+
+
+def test_alike_tokens_are_longer_cuts_of_the_query_text_at_the_token():
+    c = TokenClasses.of(CUT_TEXTS)
+    to = [CUT_TEXTS[i] for i in c.alike("towards", 0, 2, own=0)]  # " to" of " to" + "wards"
+    assert to[0] == " to" and set(to) == {" to", " tow"}  # "o" leaves the "t" out, " To" is another case
+    # "ards", "ward": a letter of "wards" left out; "ords": other text; " wards": no word starts there
+    assert [CUT_TEXTS[i] for i in c.alike("towards", 2, 7, own=1)] == ["wards"]
+    assert {CUT_TEXTS[i] for i in c.alike("go wards", 3, 8, own=1)} == {"wards", " wards"}  # a word starts there
+
+
+def test_a_longer_cut_of_the_same_letters_does_not_demote_a_match():
+    """The cells of " to" read a bit more like " tow" (the query's letters cut one later): no margin is lost
+    against it, while a read as "o" (a piece leaving the "t" out) or " To" (another case) still costs."""
+    vocab = np.eye(len(CUT_TEXTS), dtype=np.float32)
+    alike = [TokenClasses.of(CUT_TEXTS).alike("towards", 0, 2, own=0)]
+    for other, demoted in ((2, False), (7, True), (8, True)):
+        pooled = _unit(0.7 * vocab[0] + 0.72 * vocab[other])[None]
+        assert (margins(pooled, vocab[[0]], alike, vocab)[0] < 0) == demoted, CUT_TEXTS[other]
+        assert margins(pooled, vocab[[0]], np.asarray([0]), vocab)[0] < 0  # each counts with the own id alone
+
+
 def test_word_end_reads_best_first_and_stops_at_the_first_whole_word():
     """Two equal matches: "correct|ly" on line 0, "correct an" on line 2. The first read goes on and loses
     the penalty; the second does not, so reading stops there and it is the unit's best."""

@@ -69,6 +69,9 @@ class _Spelling:
     lens: list[int]
     ids: list[int]  # the tokens' vocabulary ids
     text: str = ""  # the spelling (a case variant of the unit)
+    # per token, the ids the vocabulary check does not count against it (``TokenClasses.alike``); empty:
+    # its own id only
+    alike: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -123,6 +126,8 @@ class SearchOptions:
     # the word-start check (the same reading, left of a number's match: "27.10" in "127.10", "53.00" in
     # "15:53:00"), with the same penalty
     word_start_penalty: float = 0.05
+    # the vocabulary check leaves out other cuts of the query's letters (``TokenClasses.alike``)
+    alike_cuts: bool = True
 
 
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
@@ -183,6 +188,7 @@ class Searcher:
                 rows = list(range(n, n + len(keep)))
                 n += len(keep)
                 vecs.append(np.asarray(q.vectors, dtype=np.float32)[keep])
+                classes = self.opt.token_classes if self.opt.alike_cuts else None
                 plan.spellings.append(
                     _Spelling(
                         ui,
@@ -190,6 +196,9 @@ class Searcher:
                         [q.tokens[i].end - q.tokens[i].start for i in keep],
                         [q.tokens[i].id for i in keep],
                         q.text.strip(),
+                        [classes.alike(q.text, q.tokens[i].start, q.tokens[i].end, q.tokens[i].id) for i in keep]
+                        if classes is not None
+                        else [],
                     )
                 )
         if vecs:
@@ -319,7 +328,7 @@ class Searcher:
             if verify and found:
                 assert self.opt.competitors is not None
                 rescored = rescore_all(
-                    [(occs, maps, plan.vectors[sp.rows], np.asarray(sp.ids)) for sp, maps, occs in found],
+                    [(occs, maps, plan.vectors[sp.rows], sp.alike or np.asarray(sp.ids)) for sp, maps, occs in found],
                     cast(np.ndarray, rows),
                     pf.feats,
                     self.opt.competitors,

@@ -11,7 +11,8 @@ occurrence's score: only a token that reads better as something else costs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -67,11 +68,24 @@ def pooled_all(groups: list[tuple[list[Occurrence], np.ndarray]], rows: np.ndarr
     return out
 
 
-def margins(pooled: np.ndarray, own: np.ndarray, own_ids: np.ndarray, competitors: np.ndarray) -> np.ndarray:
-    """(N,) cos(pooled, own token) - max cos(pooled, any other vocabulary token)."""
+def _exclusions(own_ids: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, vocabulary ids) left out of each row's competitors: a token's own id, or per token an array
+    of ids (its own and those spelling the query's text at its place, ``TokenClasses.alike``)."""
+    if isinstance(own_ids, np.ndarray) and own_ids.ndim == 1 and own_ids.dtype != object:
+        return np.arange(len(own_ids)), own_ids.astype(np.int64)
+    sizes = [len(a) for a in own_ids]
+    return np.repeat(np.arange(len(sizes)), sizes), np.concatenate([np.asarray(a, np.int64) for a in own_ids])
+
+
+def margins(
+    pooled: np.ndarray, own: np.ndarray, own_ids: np.ndarray | Sequence[np.ndarray], competitors: np.ndarray
+) -> np.ndarray:
+    """(N,) cos(pooled, own token) - max cos(pooled, any other vocabulary token); ``own_ids``: each row's
+    own token id, or an array of ids per row that do not compete (see :func:`_exclusions`)."""
     sims = pooled @ competitors.T  # (N, V)
     mine = np.einsum("nd,nd->n", pooled, own)
-    sims[np.arange(len(own_ids)), own_ids] = -np.inf
+    rows, ids = _exclusions(own_ids)
+    sims[rows, ids] = -np.inf
     return mine - sims.max(axis=1)
 
 
@@ -81,7 +95,7 @@ def rescore(
     rows: np.ndarray,
     feats: np.ndarray,
     own: np.ndarray,
-    own_ids: np.ndarray,
+    own_ids: np.ndarray | Sequence[np.ndarray],
     competitors: np.ndarray,
     weight: float,
 ) -> list[Occurrence]:
@@ -90,7 +104,7 @@ def rescore(
 
 
 def rescore_all(
-    groups: list[tuple[list[Occurrence], np.ndarray, np.ndarray, np.ndarray]],
+    groups: list[tuple[list[Occurrence], np.ndarray, np.ndarray, np.ndarray | Sequence[np.ndarray]]],
     rows: np.ndarray,
     feats: np.ndarray,
     competitors: np.ndarray,
@@ -104,7 +118,7 @@ def rescore_all(
         return [list(occs) for occs, *_ in groups]
     pooled = pooled_all([(occs, maps) for occs, maps, _, _ in groups], rows, feats)
     own = np.concatenate([np.tile(vecs, (len(occs), 1)) for occs, vecs, _ in found])
-    ids = np.concatenate([np.tile(tok_ids, len(occs)) for occs, _, tok_ids in found])
+    ids = [np.atleast_1d(np.asarray(t, np.int64)) for occs, _, tok_ids in found for _ in occs for t in tok_ids]
     sizes = [len(tok_ids) for occs, _, tok_ids in found for _ in occs]
     m = np.minimum(margins(pooled, own, ids, competitors), 0.0)
     per_occ = iter(np.split(m, np.cumsum(sizes)[:-1]))
@@ -116,6 +130,9 @@ def rescore_all(
 # ------------------------------------------------------------------------------------------------------
 
 
+ALIKE_MAX_CHARS = 16  # the longest token text :meth:`TokenClasses.alike` looks up
+
+
 @dataclass(frozen=True)
 class TokenClasses:
     """What each vocabulary token says about word boundaries, from its text (a leading space = it starts a
@@ -124,15 +141,40 @@ class TokenClasses:
     starts_word: np.ndarray  # (V,) bool
     alnum: np.ndarray  # (V,) bool: letters and digits only (not punctuation, not a byte piece)
     bodies: tuple[str, ...]  # lower-case text without the leading space
+    # text without the leading space, case kept -> the ids spelling it (with and without the space)
+    spelled: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, texts: list[str]) -> TokenClasses:
         bodies = tuple(t.lstrip(" ").lower() for t in texts)
+        spelled: dict[str, list[int]] = {}
+        for i, t in enumerate(texts):
+            if t.strip(" "):
+                spelled.setdefault(t.lstrip(" "), []).append(i)
         return cls(
             np.array([t.startswith(" ") for t in texts], dtype=bool),
             np.array([b.isalnum() for b in bodies], dtype=bool),
             bodies,
+            {k: tuple(v) for k, v in spelled.items()},
         )
+
+    def alike(self, text: str, start: int, end: int, own: int) -> np.ndarray:
+        """Ids that do not compete with the query token ``own`` cut from ``text[start:end]``: itself and the
+        tokens spelling ``text`` from its start (or a character before it) through at least its end —
+        the same letters and more, cut elsewhere ("towards" cut " to" + "wards" reads as " tow" + "ards").
+        The vocabulary check asks whether the model reads *other text* at a match, and counting a longer
+        cut of the query's own letters as other text lost plainly printed words. A piece that leaves one of
+        the token's letters out still competes: the left-out letter is where a near miss differs ("ap" of
+        "app" is also in "Zapf"; "re" of "cre" also in "differences" for "diffcrences"). A token that
+        starts a word is alike only where a word starts in ``text``; case counts (each case variant is a
+        spelling of its own)."""
+        out = [own]
+        for p in range(max(0, start - 1), start + 1):
+            for q in range(max(p + 1, end), min(len(text), p + ALIKE_MAX_CHARS) + 1):
+                for t in self.spelled.get(text[p:q], ()):
+                    if t != own and (not self.starts_word[t] or p == 0 or text[p - 1] == " "):
+                        out.append(t)
+        return np.asarray(out, dtype=np.int64)
 
 
 WORD_END_CELLS = 3  # cells beyond the match read before the word is taken to end (or start) there
