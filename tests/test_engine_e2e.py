@@ -316,8 +316,8 @@ def test_word_end_check_demotes_a_prefix_of_a_longer_printed_word(make_engine, s
 
 @pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
 def test_another_cut_of_the_query_letters_does_not_count_against_a_printed_word(make_engine, sample):
-    """The vocabulary check leaves out tokens that spell the query's own letters cut elsewhere (" in"+"spection"
-    read as " ins"+"pection"): printed words score at least as high as with every other token competing, some
+    """The vocabulary check leaves out tokens that spell the query's own letters cut elsewhere (" in" of
+    " in"+"spection" read as " ins"): printed words score at least as high as with every other token competing, some
     higher, and the near misses of printed words stay below them."""
     eng = make_engine(threshold=0.5, verify_weight=4.0)
     eng.index(sample.root)

@@ -161,7 +161,7 @@ class TokenClasses:
     def alike(self, text: str, start: int, end: int, own: int) -> np.ndarray:
         """Ids that do not compete with the query token ``own`` cut from ``text[start:end]``: itself and the
         tokens spelling ``text`` from its start (or a character before it) through at least its end —
-        the same letters and more, cut elsewhere ("towards" cut " to" + "wards" reads as " tow" + "ards").
+        the same letters and more, cut elsewhere (" to" of "towards" cut " to" + "wards" read as " tow").
         The vocabulary check asks whether the model reads *other text* at a match, and counting a longer
         cut of the query's own letters as other text lost plainly printed words. A piece that leaves one of
         the token's letters out still competes: the left-out letter is where a near miss differs ("ap" of
