@@ -179,6 +179,7 @@ class Searcher:
             plan.units.append(Unit(" ".join(u.text for u in units), True))
         vecs: list[np.ndarray] = []
         n = 0
+        classes = self.opt.token_classes if self.opt.alike_cuts else None
         for ui, unit in enumerate(plan.units):
             for q in self._embeddings(case_variants(unit.text)):
                 # a token covering no character (a lone leading-space piece) is written nowhere
@@ -188,7 +189,6 @@ class Searcher:
                 rows = list(range(n, n + len(keep)))
                 n += len(keep)
                 vecs.append(np.asarray(q.vectors, dtype=np.float32)[keep])
-                classes = self.opt.token_classes if self.opt.alike_cuts else None
                 plan.spellings.append(
                     _Spelling(
                         ui,

@@ -68,25 +68,28 @@ def pooled_all(groups: list[tuple[list[Occurrence], np.ndarray]], rows: np.ndarr
     return out
 
 
-def _exclusions(own_ids: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, vocabulary ids) left out of each row's competitors: a token's own id, or per token an array
-    of ids (its own and those spelling the query's text at its place, ``TokenClasses.alike``)."""
-    if isinstance(own_ids, np.ndarray) and own_ids.ndim == 1 and own_ids.dtype != object:
-        return np.arange(len(own_ids)), own_ids.astype(np.int64)
-    sizes = [len(a) for a in own_ids]
-    return np.repeat(np.arange(len(sizes)), sizes), np.concatenate([np.asarray(a, np.int64) for a in own_ids])
+def _excluded(per_token: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(token index, vocabulary id) pairs left out of the tokens' competitors: an id per token (its own), or
+    an array of ids per token (its own and the other cuts of the query's letters, ``TokenClasses.alike``)."""
+    ids = [np.atleast_1d(np.asarray(a, np.int64)) for a in per_token]
+    return np.repeat(np.arange(len(ids)), [len(a) for a in ids]), np.concatenate(ids)
+
+
+def _margins(
+    pooled: np.ndarray, own: np.ndarray, rows: np.ndarray, ids: np.ndarray, competitors: np.ndarray
+) -> np.ndarray:
+    sims = pooled @ competitors.T  # (N, V)
+    mine = np.einsum("nd,nd->n", pooled, own)
+    sims[rows, ids] = -np.inf
+    return mine - sims.max(axis=1)
 
 
 def margins(
     pooled: np.ndarray, own: np.ndarray, own_ids: np.ndarray | Sequence[np.ndarray], competitors: np.ndarray
 ) -> np.ndarray:
     """(N,) cos(pooled, own token) - max cos(pooled, any other vocabulary token); ``own_ids``: each row's
-    own token id, or an array of ids per row that do not compete (see :func:`_exclusions`)."""
-    sims = pooled @ competitors.T  # (N, V)
-    mine = np.einsum("nd,nd->n", pooled, own)
-    rows, ids = _exclusions(own_ids)
-    sims[rows, ids] = -np.inf
-    return mine - sims.max(axis=1)
+    own token id, or an array of ids per row that do not compete (see :func:`_excluded`)."""
+    return _margins(pooled, own, *_excluded(own_ids), competitors)
 
 
 def rescore(
@@ -118,9 +121,17 @@ def rescore_all(
         return [list(occs) for occs, *_ in groups]
     pooled = pooled_all([(occs, maps) for occs, maps, _, _ in groups], rows, feats)
     own = np.concatenate([np.tile(vecs, (len(occs), 1)) for occs, vecs, _ in found])
-    ids = [np.atleast_1d(np.asarray(t, np.int64)) for occs, _, tok_ids in found for _ in occs for t in tok_ids]
+    # the exclusions of each spelling's tokens, repeated for its occurrences without a Python loop over them
+    # (a common word's page holds hundreds)
+    ex_rows, ex_ids, base = [], [], 0
+    for occs, _, tok_ids in found:
+        rows_t, ids_t = _excluded(tok_ids)
+        n_tok = len(tok_ids)
+        ex_rows.append((base + n_tok * np.arange(len(occs))[:, None] + rows_t[None, :]).ravel())
+        ex_ids.append(np.tile(ids_t, len(occs)))
+        base += n_tok * len(occs)
     sizes = [len(tok_ids) for occs, _, tok_ids in found for _ in occs]
-    m = np.minimum(margins(pooled, own, ids, competitors), 0.0)
+    m = np.minimum(_margins(pooled, own, np.concatenate(ex_rows), np.concatenate(ex_ids), competitors), 0.0)
     per_occ = iter(np.split(m, np.cumsum(sizes)[:-1]))
     return [[replace(o, score=float(o.score + weight * next(per_occ).mean())) for o in occs] for occs, *_ in groups]
 
