@@ -74,6 +74,16 @@ def _check_units(x: np.ndarray, what: str) -> None:
     assert np.abs(norms - 1).max() <= tol, f"{what}: norms in [{norms.min()}, {norms.max()}]"
 
 
+def test_a_model_that_reads_grey_reads_a_colour_page_as_its_grey_copy(encoder):
+    # the indexer hands a model announcing ``grey`` its pages as one channel: it must read them alike
+    assert isinstance(encoder.grey, bool)
+    page = Image.new("RGB", (160, 90), (250, 240, 200))
+    ImageDraw.Draw(page).text((6, 6), "Invoice 2020", fill=(150, 20, 40))
+    if encoder.grey:
+        colour, grey = encoder.encode_pages([page, page.convert("L")])
+        assert _close(colour.features, grey.features)
+
+
 def test_grids_have_the_announced_shape_and_finite_unit_features(encoder):
     grids = encoder.encode_pages(PAGES)
     assert len(grids) == len(PAGES) and all(isinstance(g, FeatureGrid) for g in grids)

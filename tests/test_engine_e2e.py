@@ -80,6 +80,24 @@ def test_all_words_rank_above_some_words(make_engine, sample):
     assert hits[0].score > hits[1].score
 
 
+def test_a_grey_model_is_handed_every_scan_and_photo_as_one_grey_channel(make_engine, sample, monkeypatch):
+    """The sample's colour photo, scanned PDF pages and PNG/TIFF scans reach the mini model (which reads grey)
+    as "L" pages: decoded, shrunk and straightened in one channel, not three."""
+    eng = make_engine()
+    encoder = eng.encoder
+    assert encoder.grey
+    modes: list[str] = []
+    encode_pages = type(encoder).encode_pages
+
+    def recording(self, images):
+        modes.extend(im.mode for im in images)
+        return encode_pages(self, images)
+
+    monkeypatch.setattr(type(encoder), "encode_pages", recording)
+    eng.index(sample.root)
+    assert len(modes) >= 3 and set(modes) == {"L"}
+
+
 def test_a_search_reads_each_page_once(make_engine, sample, monkeypatch):
     """The joint phrase is chained on pages its words were already scored on: their features are read
     and compared with the query once a search."""

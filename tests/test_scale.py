@@ -80,10 +80,10 @@ def test_a_large_image_without_text_is_brought_to_page_size() -> None:
     assert max(out.size) == pytest.approx(11 * 1.3 * 150, abs=2)
 
 
-def _reader_page(path: Path) -> Image.Image:
+def _reader_page(path: Path, grey: bool = False) -> Image.Image:
     reader = DocumentReader(path, max_page_pixels=200_000_000)
     try:
-        page = next(reader.pages(150, use_text_layer=False))
+        page = next(reader.pages(150, use_text_layer=False, grey=grey))
         assert page.image is not None and page.image.size == (page.width, page.height)
         return page.image
     finally:
@@ -126,6 +126,25 @@ def test_a_large_jpeg_is_never_decoded_whole(photo_jpeg, monkeypatch) -> None:
     _reader_page(path)
     full = Image.open(path).size
     assert decoded and all(w * 2 <= full[0] + 1 for w, _ in decoded)
+
+
+def test_a_large_colour_jpeg_for_a_grey_model_is_decoded_as_its_luma_at_scale(photo_jpeg, monkeypatch) -> None:
+    # libjpeg skips the chroma planes and the colour conversion: the page is one channel from the decoder on
+    path, _ = photo_jpeg
+    colour = _reader_page(path)
+    decoded: list[str] = []
+    load = JpegImagePlugin.JpegImageFile.load
+
+    def recording_load(self):
+        decoded.append(self.mode)
+        return load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)
+    grey = _reader_page(path, grey=True)
+    assert decoded and set(decoded) == {"L"}
+    assert grey.mode == "L" and grey.size == colour.size
+    diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
+    assert diff.mean() < 1.0 and diff.max() <= 8  # the luma libjpeg keeps is the grey Pillow computes
 
 
 def test_a_large_jpeg_turned_by_its_exif_orientation_is_read_upright_at_scale(photo_jpeg, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 from tests.builders import A4, Page, Text, pdf_bytes, write_pdf
 from tokensearch.errors import BadDocument
 from tokensearch.indexer.sources import DocumentReader, pdf_text_words, sniff_kind
-from tokensearch.samples import born_digital_pdf
+from tokensearch.samples import born_digital_pdf, rasterise_pdf
 
 SCAN = Image.new("RGB", (20, 20), (128, 128, 128))  # a tiny picture stretched over the whole page
 
@@ -94,6 +94,34 @@ def test_images_are_flattened_to_rgb_or_kept_gray(tmp_path):
             assert (pg.image.mode, pg.image.getpixel((5, 5))) == want[name]
         else:
             assert pg.image.mode == "RGB"
+
+
+def test_a_grey_model_gets_every_page_as_the_grey_of_its_colour_page(tmp_path):
+    # a model that reads grey (TokenEncoder.grey) is handed one channel from the start: a colour JPEG's luma,
+    # a PDF page rendered grey; the same levels as the colour page turned grey afterwards
+    pdf, _ = born_digital_pdf(fontsize=11)
+    page = np.asarray(rasterise_pdf(pdf, 100)[0].convert("RGB"), np.float32)
+    art = Image.fromarray((page * [1.0, 0.93, 0.8]).astype(np.uint8))  # yellowed paper, brown ink
+    rgba = art.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(art.size))
+    art.save(tmp_path / "photo.jpg", quality=95)
+    rgba.save(tmp_path / "clear.png")
+    art.quantize(64).save(tmp_path / "palette.png")
+    doc = pymupdf.open()
+    page_pdf = doc.new_page(**A4)
+    page_pdf.insert_image(page_pdf.rect, filename=str(tmp_path / "photo.jpg"))
+    doc.save(tmp_path / "scan.pdf")
+    for name in ["photo.jpg", "clear.png", "palette.png", "scan.pdf"]:
+        pages = []
+        for grey in (False, True):
+            with _reader(tmp_path / name) as r:
+                (pg,) = list(r.pages(150, False, grey=grey))
+                pages.append(pg.image)
+        colour, grey_page = pages
+        assert colour.mode == "RGB" and grey_page.mode == "L", name
+        assert grey_page.size == colour.size, name
+        diff = np.abs(np.asarray(grey_page, np.float32) - np.asarray(colour.convert("L"), np.float32))
+        assert diff.mean() < 1.0 and diff.max() <= 8, (name, diff.mean(), diff.max())
 
 
 def test_text_layer_words_match_pdf_word_boxes(tmp_path):

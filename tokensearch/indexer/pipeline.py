@@ -351,7 +351,9 @@ class FolderIndexer:
 
         def read(reader: DocumentReader) -> Iterator:
             return self._page_records(
-                reader.pages(self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images)
+                reader.pages(
+                    self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images, grey=self.encoder.grey
+                )
             )
 
         # the next pages are rasterised and encoded in a background thread while these are stored

@@ -117,7 +117,9 @@ JPEG_SCALES = (8, 4, 2)  # the reductions libjpeg decodes directly (from the DCT
 JPEG_DRAFT_ABOVE = 4 * WORK_LONG_SIDE
 
 
-def load_jpeg_scaled(path: Path, dpi: float, prepare: Callable[[Image.Image], Image.Image]) -> Image.Image:
+def load_jpeg_scaled(
+    path: Path, dpi: float, prepare: Callable[[Image.Image], Image.Image], grey: bool = False
+) -> Image.Image:
     """A JPEG page decoded straight at a reduced size where :func:`normalise_scale` would shrink it anyway.
 
     A phone photo or a 300 dpi receipt scan is a 12-35 MP JPEG that ends up a third of its size or less;
@@ -125,12 +127,14 @@ def load_jpeg_scaled(path: Path, dpi: float, prepare: Callable[[Image.Image], Im
     at 1/2, 1/4 or 1/8 of the size, so the text is measured on a small decode (as :func:`char_height`
     measures a small copy) and the page decoded at the least reduction still at least the target size,
     then area-averaged to it, as :func:`normalise_scale` would. ``prepare`` turns a decoded frame into
-    the upright page (EXIF orientation, flattened), the same for both decodes.
+    the upright page (EXIF orientation, flattened), the same for both decodes; ``grey``: the luma alone
+    (a colour JPEG; other JPEGs decode as they are).
     """
     with Image.open(path) as frame:
         full = frame.size
         k = next((k for k in JPEG_SCALES if max(full) / k >= WORK_LONG_SIDE), 1)
-        frame.draft(frame.mode, (max(1, full[0] // k), max(1, full[1] // k)))  # (Pillow takes floor sizes)
+        mode = "L" if grey else frame.mode
+        frame.draft(mode, (max(1, full[0] // k), max(1, full[1] // k)))  # (Pillow takes floor sizes)
         decoded = frame.size  # the reduction the decoder took (it may take less than asked)
         small = prepare(frame)
     k = round(full[0] / decoded[0])
@@ -139,6 +143,6 @@ def load_jpeg_scaled(path: Path, dpi: float, prepare: Callable[[Image.Image], Im
     need = next((k2 for k2 in JPEG_SCALES if f <= 1 / k2), 1)
     if need < k:  # the small decode is smaller than the page the model reads: decode larger
         with Image.open(path) as frame:
-            frame.draft(frame.mode, (max(1, full[0] // need), max(1, full[1] // need)))
+            frame.draft(mode, (max(1, full[0] // need), max(1, full[1] // need)))
             small = prepare(frame)
     return resized(small, f, upright)

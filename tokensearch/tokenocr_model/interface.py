@@ -94,6 +94,9 @@ class TokenEncoder(Protocol):
 
     info: ModelInfo
     dpi: float  # resolution the engine rasterises PDF pages at for this model
+    # the model reads grey levels only: the indexer decodes pages to one channel from the start (a JPEG's
+    # luma alone, a PDF page rendered grey), so scaling and straightening move a third of the bytes
+    grey: bool
 
     def grid_shape(self, width: int, height: int) -> tuple[int, int]:
         """(H, W) of the feature grid this model produces for a ``width x height`` px page image."""

@@ -85,6 +85,7 @@ class MiniEncoder:
         self._paper_cell: tuple[np.ndarray, float] | None = None
         self.batch_size = batch_size
         self.dpi = float(self.cfg.dpi)
+        self.grey = True  # the vision net reads one grey channel (mini.image_to_tensor)
         model.eval()
         with torch.no_grad():
             self._vocab = self._compose_vocab(model.composer).numpy()  # (V, D) cached token vectors

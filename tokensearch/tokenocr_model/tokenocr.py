@@ -461,6 +461,7 @@ class TokenOCREncoder:
     (background) direction by more than 3 robust standard deviations.
     """
 
+    grey = False  # InternViT reads RGB tiles
     dpi = 150.0  # a letter page at 150 dpi is ~1275x1650 px, close to its 3x4-tile canvas (1344x1792)
 
     def __init__(
