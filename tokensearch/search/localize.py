@@ -60,9 +60,15 @@ class Frame:
 def dense_maps(frame: Frame, ys: np.ndarray, xs: np.ndarray, sims: np.ndarray) -> np.ndarray:
     """(n, T) similarities at kept cells (page grid coordinates) → (T, h, w) maps over ``frame``, 0 where
     nothing is written."""
-    maps = np.zeros((sims.shape[1], frame.h, frame.w), dtype=np.float32)
-    maps[:, ys - frame.y0, xs - frame.x0] = sims.T
-    return maps
+    T = sims.shape[1]
+    maps = np.zeros((T, frame.h * frame.w), dtype=np.float32)
+    # one flat index and one contiguous row per token: 3-4x faster than a (T, ys, xs) fancy assignment, and
+    # this runs for every spelling of every page scored
+    flat = (ys - frame.y0) * frame.w + (xs - frame.x0)
+    cols = np.ascontiguousarray(sims.T, dtype=np.float32)
+    for t in range(T):
+        maps[t][flat] = cols[t]
+    return maps.reshape(T, frame.h, frame.w)
 
 
 def _window_max_left(c: np.ndarray, gap: int) -> np.ndarray:

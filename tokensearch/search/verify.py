@@ -130,10 +130,11 @@ def rescore_all(
         ex_rows.append((base + n_tok * np.arange(len(occs))[:, None] + rows_t[None, :]).ravel())
         ex_ids.append(np.tile(ids_t, len(occs)))
         base += n_tok * len(occs)
-    sizes = [len(tok_ids) for occs, _, tok_ids in found for _ in occs]
+    sizes = np.asarray([len(tok_ids) for occs, _, tok_ids in found for _ in occs])
     m = np.minimum(_margins(pooled, own, np.concatenate(ex_rows), np.concatenate(ex_ids), competitors), 0.0)
-    per_occ = iter(np.split(m, np.cumsum(sizes)[:-1]))
-    return [[replace(o, score=float(o.score + weight * next(per_occ).mean())) for o in occs] for occs, *_ in groups]
+    # each occurrence's mean margin in one call (a numpy mean per occurrence cost more than the margins)
+    per_occ = iter((np.add.reduceat(m, np.cumsum(sizes) - sizes) / sizes * weight).tolist())
+    return [[replace(o, score=o.score + next(per_occ)) for o in occs] for occs, *_ in groups]
 
 
 # ------------------------------------------------------------------------------------------------------
