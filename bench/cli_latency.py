@@ -33,8 +33,14 @@ def cpu_name() -> str:
         return platform.processor()
     model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
     flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
-    wanted = ["avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8"]
-    return f"{model}, {os.cpu_count()} cores, " + "/".join(f for f in wanted if f in flags)
+    # family and model tell AMD's generations apart where the model name is only "AMD EPYC"
+    fam = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("cpu family")), "?")
+    num = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model\t")), "?")
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8"]
+    have = "/".join(f for f in wanted if f in flags)
+    return f"{model} (family {fam} model {num}), {os.cpu_count()} cores, {have}" + (
+        "" if "avx512_vnni" in flags or "avx_vnni" in flags else ", no VNNI"
+    )
 
 
 def run(cmd: list[str]) -> float:
