@@ -60,8 +60,8 @@ def test_at_most_one_batch_of_page_images_is_alive(tmp_path, mini_encoder, monke
     peak = [0]
     real_render = sources.render_pdf_page
 
-    def tracked_render(page, dpi):
-        img = real_render(page, dpi)
+    def tracked_render(page, dpi, grey=False):
+        img = real_render(page, dpi, grey)
         key = id(img)
         alive.add(key)
         peak[0] = max(peak[0], len(alive))
