@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
+import tokensearch.indexer.sources as sources
 from tests.boxes import iou
 from tokensearch.indexer.scale import (
     CHAR_HEIGHT_AT_DPI,
@@ -145,6 +146,40 @@ def test_a_large_colour_jpeg_for_a_grey_model_is_decoded_as_its_luma_at_scale(ph
     assert grey.mode == "L" and grey.size == colour.size
     diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
     assert diff.mean() < 1.0 and diff.max() <= 8  # the luma libjpeg keeps is the grey Pillow computes
+
+
+def test_a_large_colour_png_for_a_grey_model_is_shrunk_as_one_channel(photo_jpeg, tmp_path: Path, monkeypatch) -> None:
+    # shrinking resamples every channel: a grey model's page turns grey first, and comes out as colour's grey
+    path, _ = photo_jpeg
+    png = tmp_path / "photo.png"
+    with Image.open(path) as im:
+        im.save(png)
+    colour = _reader_page(png)
+    shrunk: list[str] = []
+
+    def recording_scale(img: Image.Image, dpi: float) -> Image.Image:
+        shrunk.append(img.mode)
+        return normalise_scale(img, dpi)
+
+    monkeypatch.setattr(sources, "normalise_scale", recording_scale)
+    grey = _reader_page(png, grey=True)
+    assert shrunk == ["L"]
+    assert grey.mode == "L" and grey.size == colour.size
+    diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
+    assert diff.mean() < 1.0
+
+
+def test_a_large_cmyk_jpeg_for_a_grey_model_comes_as_one_grey_channel(photo_jpeg, tmp_path: Path) -> None:
+    # libjpeg has no luma-only decode of CMYK: the page is turned grey after decoding
+    path, _ = photo_jpeg
+    cmyk = tmp_path / "cmyk.jpg"
+    with Image.open(path) as im:
+        im.convert("CMYK").save(cmyk, quality=90)
+    colour = _reader_page(cmyk)
+    grey = _reader_page(cmyk, grey=True)
+    assert grey.mode == "L" and grey.size == colour.size
+    diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
+    assert diff.mean() < 1.0
 
 
 def test_a_large_jpeg_turned_by_its_exif_orientation_is_read_upright_at_scale(photo_jpeg, tmp_path: Path) -> None:

@@ -263,15 +263,13 @@ class DocumentReader:
                     self._check_pixels(*self._img.size)
                     jpeg = self._img.format == "JPEG"
                     if rescale and jpeg and max(self._img.size) >= JPEG_DRAFT_ABOVE:
-                        img = load_jpeg_scaled(self.path, dpi, lambda frame: _to_rgb(frame, keep_gray=True), grey)
+                        img = load_jpeg_scaled(self.path, dpi, lambda frame: _page_image(frame, grey), grey)
                     else:
                         if grey and jpeg:  # libjpeg then skips the chroma planes and the colour conversion
                             self._img.draft("L", self._img.size)
-                        img = _to_rgb(self._img, keep_gray=True)
+                        img = _page_image(self._img, grey)
                         if rescale:
                             img = normalise_scale(img, dpi)
-                    if grey and img.mode != "L":
-                        img = img.convert("L")
                 except (OSError, EOFError) as e:
                     if i == 0:
                         raise BadDocument(f"image data is corrupt (frame {i + 1}): {e}") from e
@@ -313,6 +311,14 @@ def _to_rgb(frame: Image.Image, keep_gray: bool = False) -> Image.Image:
     the pixels now, so the page outlives the file."""
     frame.load()
     return flatten(ImageOps.exif_transpose(frame), keep_gray=keep_gray)
+
+
+def _page_image(frame: Image.Image, grey: bool) -> Image.Image:
+    """A decoded frame as the model reads it: flattened, a grey scan kept one channel, and every page one grey
+    channel for a model that reads grey (a CMYK JPEG has no luma-only decode) -- before shrinking, so one
+    channel is resampled rather than three."""
+    img = _to_rgb(frame, keep_gray=True)
+    return img.convert("L") if grey and img.mode != "L" else img
 
 
 def render_pdf_page(page: pymupdf.Page, dpi: float, grey: bool = False) -> Image.Image:
