@@ -91,6 +91,12 @@ def _reader_page(path: Path, grey: bool = False) -> Image.Image:
         reader.close()
 
 
+def _grey_difference(grey: Image.Image, colour: Image.Image) -> np.ndarray:
+    """|grey page - the colour page turned grey| per pixel, for a grey page of the colour page's size."""
+    assert grey.mode == "L" and grey.size == colour.size
+    return np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
+
+
 @pytest.fixture(scope="module")
 def photo_jpeg(tmp_path_factory) -> tuple[Path, Image.Image]:
     """A 400 dpi page as a 14 MP JPEG (a phone photo's size), and its full decode brought to scale."""
@@ -143,8 +149,7 @@ def test_a_large_colour_jpeg_for_a_grey_model_is_decoded_as_its_luma_at_scale(ph
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", recording_load)
     grey = _reader_page(path, grey=True)
     assert decoded and set(decoded) == {"L"}
-    assert grey.mode == "L" and grey.size == colour.size
-    diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
+    diff = _grey_difference(grey, colour)
     assert diff.mean() < 1.0 and diff.max() <= 8  # the luma libjpeg keeps is the grey Pillow computes
 
 
@@ -164,9 +169,7 @@ def test_a_large_colour_png_for_a_grey_model_is_shrunk_as_one_channel(photo_jpeg
     monkeypatch.setattr(sources, "normalise_scale", recording_scale)
     grey = _reader_page(png, grey=True)
     assert shrunk == ["L"]
-    assert grey.mode == "L" and grey.size == colour.size
-    diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
-    assert diff.mean() < 1.0
+    assert _grey_difference(grey, colour).mean() < 1.0
 
 
 def test_a_large_cmyk_jpeg_for_a_grey_model_comes_as_one_grey_channel(photo_jpeg, tmp_path: Path) -> None:
@@ -177,9 +180,7 @@ def test_a_large_cmyk_jpeg_for_a_grey_model_comes_as_one_grey_channel(photo_jpeg
         im.convert("CMYK").save(cmyk, quality=90)
     colour = _reader_page(cmyk)
     grey = _reader_page(cmyk, grey=True)
-    assert grey.mode == "L" and grey.size == colour.size
-    diff = np.abs(np.asarray(grey, dtype=np.float32) - np.asarray(colour.convert("L"), dtype=np.float32))
-    assert diff.mean() < 1.0
+    assert _grey_difference(grey, colour).mean() < 1.0
 
 
 def test_a_large_jpeg_turned_by_its_exif_orientation_is_read_upright_at_scale(photo_jpeg, tmp_path: Path) -> None:
