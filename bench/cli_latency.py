@@ -27,18 +27,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_name() -> str:
+    """The CPU, its cores (this process may use) and the flags that decide the model's speed."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return platform.processor()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
-    # family and model tell AMD's generations apart where the model name is only "AMD EPYC"
-    fam = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("cpu family")), "?")
-    num = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model\t")), "?")
+
+    def field(key: str) -> str:  # the first processor's value
+        return next((ln.split(":", 1)[1].strip() for ln in info if ln.split(":", 1)[0].strip() == key), "?")
+
+    flags = set(field("flags").split())
     wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8"]
     have = "/".join(f for f in wanted if f in flags)
-    return f"{model} (family {fam} model {num}), {os.cpu_count()} cores, {have}" + (
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # family and model tell AMD's generations apart where the model name is only "AMD EPYC"
+    return f"{field('model name')} (family {field('cpu family')} model {field('model')}), {cores} cores, {have}" + (
         "" if "avx512_vnni" in flags or "avx_vnni" in flags else ", no VNNI"
     )
 

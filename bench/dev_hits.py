@@ -83,7 +83,7 @@ def main() -> None:
         print(f"hits differ from {a.against} on {len(differ)} of {len(queries)} queries: {differ[:5]}")
 
 
-# (label, function) of the search path: cumulative time of each, as a share of all searches' time. The rows
+# (label, file, function) of the search path: cumulative time of each, as a share of all searches' time. The rows
 # overlap where one stage calls another (the features' reading includes their decoding).
 STAGES = [
     ("stage 1: top cells of every query token (exact scan)", "vectors.py", "scan_top_k"),

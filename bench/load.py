@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from cli_latency import cpu_name  # (bench/ is the script's folder: first on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TOKENSEARCH_BENCH_DATA", "/work/shared/bench/data"))
@@ -43,21 +44,6 @@ PAGES = DATA / "scans" / "clean_150" / "png"
 JOB_PAGES = DATA / "scans" / "degraded_150" / "png"
 QUERIES = DATA / "queries.jsonl"
 API = "/api/v1"
-
-
-def cpu_line() -> str:
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model == "unknown CPU":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ["avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16"]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores, flags: {' '.join(f for f in wanted if f in flags) or 'none of AVX-512/VNNI/AMX'}"
 
 
 def commit() -> str:
@@ -300,7 +286,7 @@ def main() -> int:
     t_load = statistics.median(j["wall_s"] for j, _ in loaded)
     during = [s for _, s in loaded]
     result = {
-        "cpu": cpu_line(),
+        "cpu": cpu_name(),
         "commit": commit(),
         "searchers": args.searchers,
         "workers": args.workers,
