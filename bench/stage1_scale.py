@@ -40,10 +40,13 @@ def dev_pages(store) -> tuple[list[int], dict[int, tuple[str, int]]]:
     return sorted(ids), where
 
 
-def positive_queries(bench: Path, where: dict[int, tuple[str, int]]) -> list[tuple[dict, set[int]]]:
-    """The dev queries with a relevant page, each with the ids of its relevant pages (either rendition)."""
+def positive_queries(
+    bench: Path, where: dict[int, tuple[str, int]], queries: Path | None = None
+) -> list[tuple[dict, set[int]]]:
+    """The dev queries (``queries``: another set's file, e.g. real/data/queries.jsonl) with a relevant page, each
+    with the ids of its relevant pages (either rendition)."""
     out = []
-    for line in open(bench / "data" / "queries.jsonl"):
+    for line in open(queries or bench / "data" / "queries.jsonl"):
         q = json.loads(line)
         if q.get("relevant"):
             want = {(r["doc"], r["page"]) for r in q["relevant"]}

@@ -64,6 +64,11 @@ STEPS2=22000
 VERIFY_WEIGHT=4
 mkdir -p "$RUN"
 
+calibrate() {  # the threshold of the weights in $1, written into them (stages 6 and 8)
+  python3 -m tokensearch.training.calibrate --weights "$1" --pdf-dir "$PDFS" --pages 60 --queries 250 \
+    --verify-weight "$VERIFY_WEIGHT" --write
+}
+
 done_steps() {  # steps recorded in a run's checkpoint (0 if none)
   python3 -c "import sys,torch; print(torch.load(sys.argv[1], weights_only=False)['step'])" "$1/ckpt.pt" 2>/dev/null || echo 0
 }
@@ -102,8 +107,7 @@ fi
 
 if [ ! -f "$RUN/shipped/.done" ]; then
   python3 bench/average_weights.py "$RUN/shipped" "$RUN/fonts" "$RUN/receipts"
-  python3 -m tokensearch.training.calibrate --weights "$RUN/shipped" --pdf-dir "$PDFS" --pages 60 --queries 250 \
-    --verify-weight "$VERIFY_WEIGHT" --write
+  calibrate "$RUN/shipped"
   touch "$RUN/shipped/.done"
 fi
 
@@ -113,6 +117,7 @@ bash scripts/fetch_doc_pdfs.sh "$RUN/pdfs-varied" r-doc-pdf pari-doc gnuplot-doc
   r-cran-lme4 r-cran-matrix r-cran-mvtnorm r-cran-quantreg r-cran-rcpp r-cran-xtable texlive-metapost-doc \
   texlive-formats-extra
 if [ ! -d "$RUN/pdfs-mix" ]; then
+  rm -rf "$RUN/pdfs-mix.part"  # an interrupted build's links
   mkdir -p "$RUN/pdfs-mix.part/varied" "$RUN/pdfs-mix.part/tex"
   for f in "$RUN/pdfs-varied"/*.pdf; do ln -s "$(realpath "$f")" "$RUN/pdfs-mix.part/varied/"; done
   find "$PDFS" -name '*.pdf' -printf '%f\n' | LC_ALL=C sort | head -300 | while read -r f; do
@@ -128,5 +133,4 @@ fi
 
 # stage 8
 python3 bench/average_weights.py "$RUN/final" "$RUN/varied" "$RUN/shipped"
-python3 -m tokensearch.training.calibrate --weights "$RUN/final" --pdf-dir "$PDFS" --pages 60 --queries 250 \
-  --verify-weight "$VERIFY_WEIGHT" --write
+calibrate "$RUN/final"
