@@ -4,7 +4,8 @@
 
 Inference: one letter page at 150 dpi (1275x1650 px, 48 lines of text), float32 (oneDNN's direct
 convolutions) vs bfloat16 weights vs int8 (the `--dtype` setting) vs float32 with the 3x3 convs by
-Winograd (`winograd`, the float path `auto` takes without int8 calibration pages), median of ``repeats``
+Winograd (`winograd`, the float path `auto` takes without int8 calibration pages), and int8 by the other
+quantized engine than the one the CPU gets (``devices.int8_engine``: x86 or onednn), median of ``repeats``
 timed passes after a warm-up, and how far the others' features are from float32's (cosine per text cell).
 Training: forward + backward of the vision net on a batch of 8 crops of 224x384 px, float32 vs bf16
 autocast (`tokensearch train --precision`). Runs on the CPU with 2 threads; whether bf16 is native here is
@@ -71,6 +72,11 @@ def main() -> None:
 
     encoders = {dt: load_mini(path, dtype=dt, int8_pages=calibration_pages) for dt in ("float32", "bfloat16", "int8")}
     encoders["float32"].winograd = False  # the reference: oneDNN's direct convolutions
+    res["int8_engine"] = encoders["int8"].int8_engine  # what --dtype int8 runs on here; the other one beside it
+    other = "x86" if res["int8_engine"] == "onednn" else "onednn"
+    if other in torch.backends.quantized.supported_engines:
+        encoders[f"int8_{other}"] = load_mini(path, dtype="int8", int8_pages=calibration_pages)
+        encoders[f"int8_{other}"].int8_engine = other
     res["winograd_available"] = winograd_available()
     if res["winograd_available"]:  # float32, the 3x3 convs at 1/8 by Winograd (the float path)
         encoders["winograd"] = load_mini(path, dtype="float32")
@@ -82,7 +88,12 @@ def main() -> None:
         res[f"infer_s_{dt}"] = round(timed(lambda enc=enc: enc.encode_pages([page]), a.repeats), 4)
         grids[dt] = enc.encode_pages([page])[0]
     text = grids["float32"].text > 0.5  # the cells an index keeps
-    for dt, short in (("bfloat16", "bf16"), ("int8", "int8"), ("winograd", "winograd")):
+    for dt, short in (
+        ("bfloat16", "bf16"),
+        ("int8", "int8"),
+        (f"int8_{other}", f"int8_{other}"),
+        ("winograd", "winograd"),
+    ):
         if dt not in grids:
             continue
         cos = (grids["float32"].features * grids[dt].features).sum(-1)[text]

@@ -283,6 +283,38 @@ def test_int8_features_stay_close_to_float32(enc) -> None:
     np.testing.assert_allclose(np.linalg.norm(g.features, axis=-1), 1.0, atol=1e-4)
 
 
+def test_int8_engine_is_onednn_only_on_cpus_without_int8_dot_products(monkeypatch) -> None:
+    from tokensearch.tokenocr_model import devices
+
+    for flags, engine in (
+        ({"avx2", "fma"}, "onednn"),
+        ({"avx2", "avx512f", "avx512_vnni"}, "x86"),
+        ({"avx2", "avx_vnni"}, "x86"),
+        ({"avx2", "amx_int8"}, "x86"),
+    ):
+        monkeypatch.setattr(devices, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert devices.int8_engine() == engine
+
+
+@pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines, reason="torch built without oneDNN")
+def test_int8_engines_give_the_same_features_and_leave_the_process_setting_alone(monkeypatch) -> None:
+    """The engine only picks whose kernels run the net: the activation ranges, hence the features the
+    thresholds were calibrated on, are the same on each."""
+    img = _text_page()
+    before = torch.backends.quantized.engine
+    grids = {}
+    for engine in ("x86", "onednn"):
+        q = load_mini(dtype="int8", int8_pages=calibration_pages)
+        q.int8_engine = engine
+        grids[engine] = q.encode_pages([img])[0]
+        assert torch.backends.quantized.engine == before
+    text = grids["x86"].text > 0.5
+    assert text.sum() > 50
+    cos = (grids["x86"].features[text] * grids["onednn"].features[text]).sum(-1)
+    assert float(np.percentile(cos, 1)) > 0.995
+    assert ((grids["onednn"].text > 0.5) != text).sum() <= 0.01 * text.sum()
+
+
 def test_auto_dtype_takes_int8_on_every_cpu_given_pages_to_calibrate_on(monkeypatch) -> None:
     """int8 is what the shipped thresholds were calibrated in, so auto takes it on any CPU; without pages to
     measure activation ranges on, native bf16 where the CPU has it, else float32 (Winograd where NNPACK

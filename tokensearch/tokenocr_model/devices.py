@@ -12,8 +12,8 @@ Supported combinations (anything else is refused with a message saying what to u
 with bf16 support, and CPUs with AVX512-BF16 or AMX (there oneDNN convolutions and matmuls run 2-2.5x
 faster than in float32) — and float32 everywhere else, where bf16 would be emulated and slower. The mini
 model's convolutions take int8 on every CPU (``MiniEncoder``: the numerics its thresholds were calibrated
-in; fastest with int8 dot products, VNNI, a little slower than float32 on plain AVX2); in float32 they take
-Winograd 3x3 convolutions where NNPACK runs (:func:`winograd_available`).
+in; fastest with int8 dot products, VNNI, and on plain AVX2 by oneDNN's int8 kernels, :func:`int8_engine`);
+in float32 they take Winograd 3x3 convolutions where NNPACK runs (:func:`winograd_available`).
 
 Nothing here defaults to CUDA: the caller's settings decide.
 """
@@ -70,6 +70,22 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(
         next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     )
+
+
+def cpu_has_int8_dot() -> bool:
+    """True when this CPU has int8 dot-product instructions (x86 VNNI, AVX512 or AVX, or AMX-INT8)."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
+
+
+def int8_engine() -> str:
+    """torch's quantized engine for the mini model's int8 convolutions: oneDNN on CPUs without int8 dot
+    products, where it runs the net ~1.3x faster than fbgemm's (which torch's default ``x86`` engine
+    picks for these convolutions) with the same features (cosine 1.0, the same activation ranges);
+    ``x86`` where the CPU has VNNI, the engine the shipped thresholds and speed figures were measured with
+    there (BENCHMARKS.md, "Precision and dtype")."""
+    if not cpu_has_int8_dot() and "onednn" in torch.backends.quantized.supported_engines:
+        return "onednn"
+    return "x86"
 
 
 def cpu_has_native_bf16() -> bool:

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .devices import resolve_device, resolve_dtype, winograd_available
+from .devices import int8_engine, resolve_device, resolve_dtype, winograd_available
 from .interface import CalibrationPages, FeatureGrid, ModelInfo, QueryTokens, Token
 from .mini import MiniModel, TokenComposer, image_to_tensor, load_state, pad_to_stride, read_weights, split_head
 from .mini_fast import HALO_PX, fuse_conv_bn, infer_trunk, ink_frames, int8_calibration_samples, quantize_int8
@@ -63,11 +63,11 @@ class MiniEncoder:
         self.files: list[Path] = []  # weight + tokenizer files (set by load_mini)
         self.device = resolve_device(device)
         # int8: asked for, or "auto" on any CPU. It is the numerics the shipped thresholds were calibrated in,
-        # and the float paths read fewer words at them; that is worth more than the float path's speed on
-        # CPUs without int8 dot products (where int8 indexes a little slower), and with them (VNNI) int8 is
-        # also the fastest (BENCHMARKS.md, "Precision and dtype"). int8 measures activation ranges on
-        # ``int8_pages`` (the engine passes the built-in sample pages): without them "auto" takes bf16 where
-        # native, else float32 with its 3x3 convs by Winograd.
+        # and the float paths read fewer words at them; it is also the fastest, with int8 dot products (VNNI)
+        # and without them on oneDNN's kernels (``int8_engine``; BENCHMARKS.md, "Precision and dtype"),
+        # though on older CPUs measured only with fbgemm's it indexed a little slower. int8 measures activation
+        # ranges on ``int8_pages`` (the engine passes the built-in sample pages): without them "auto" takes
+        # bf16 where native, else float32 with its 3x3 convs by Winograd.
         wanted = str(dtype).lower()
         cpu = self.device.type == "cpu"
         self.int8 = wanted == "int8" or (wanted == "auto" and cpu and int8_pages is not None)
@@ -82,6 +82,7 @@ class MiniEncoder:
         self.dtype = torch.float32 if self.int8 else resolve_dtype(dtype, self.device)
         self.winograd = cpu and not self.int8 and self.dtype == torch.float32 and winograd_available()
         self._int8_net: nn.Module | None = None  # built at the first page encoded (~1-2 s)
+        self.int8_engine = int8_engine()  # whose int8 kernels run it (a benchmark may set another first)
         self._paper_cell: tuple[np.ndarray, float] | None = None
         self.batch_size = batch_size
         self.dpi = float(self.cfg.dpi)
@@ -162,7 +163,7 @@ class MiniEncoder:
         if self._int8_net is None:
             assert self._int8_pages is not None  # checked in __init__
             self._int8_net = quantize_int8(
-                self.vision, int8_calibration_samples(self._int8_pages(self.dpi), self.cfg.stride)
+                self.vision, int8_calibration_samples(self._int8_pages(self.dpi), self.cfg.stride), self.int8_engine
             )
         return self._int8_net
 

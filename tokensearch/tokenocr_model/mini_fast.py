@@ -101,14 +101,16 @@ class _Trunk(nn.Module):
         return self.vision.trunk(x)
 
 
-def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.Module:
+def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor], engine: str = "x86") -> nn.Module:
     """Static int8 copy of a (conv-BN-fused, float32) vision net for CPUs without native bf16.
 
     There float32 convolutions already run at the CPU's peak FLOP rate, so only fewer bits go faster:
     int8 weights (per channel) and activations (ranges from histogram observers run on ``samples``,
     (1, 1, H, W) page tensors) make the net faster where the CPU has int8 dot products, with features
     close to float32's (BENCHMARKS.md, "Precision and dtype"). The output is dequantized float.
-    About 1 s once per process."""
+    ``engine``: torch's quantized engine whose kernels the convolutions are packed for (and then run by,
+    whatever the process-wide setting is later; :func:`.devices.int8_engine`); the activation ranges are
+    the same for every engine. About 1 s once per process."""
     import copy
 
     import torch.fx.config
@@ -118,19 +120,23 @@ def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor]) -> nn.
     # FX records a symbolized stack trace per node by default; symbolizing imports half of torch's
     # compiler stack (~2.5 s of the ~3.5 s this took). The flag is read when the tracer is created.
     emit = torch.fx.config.do_not_emit_stack_traces
+    before = torch.backends.quantized.engine
     with warnings.catch_warnings():  # torch.ao's FX API warns that it moves to torchao
         warnings.simplefilter("ignore")
         try:
             torch.fx.config.do_not_emit_stack_traces = True
+            torch.backends.quantized.engine = engine  # convert_fx packs the weights for this engine's kernels
+            # the x86 recipe on every engine: 7-bit activations, which CPUs without VNNI need to not saturate
             prepared = prepare_fx(
                 _Trunk(copy.deepcopy(vision)).eval(), get_default_qconfig_mapping("x86"), example_inputs=(samples[0],)
             )
+            with torch.no_grad():
+                for x in samples:
+                    prepared(x)
+            return convert_fx(prepared).eval()
         finally:
             torch.fx.config.do_not_emit_stack_traces = emit
-        with torch.no_grad():
-            for x in samples:
-                prepared(x)
-        return convert_fx(prepared).eval()
+            torch.backends.quantized.engine = before
 
 
 def int8_calibration_samples(images: Sequence[Image.Image], stride: int) -> list[torch.Tensor]:
