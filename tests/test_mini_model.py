@@ -286,6 +286,8 @@ def test_int8_features_stay_close_to_float32(enc) -> None:
 def test_int8_engine_is_onednn_only_on_cpus_without_int8_dot_products(monkeypatch) -> None:
     from tokensearch.tokenocr_model import devices
 
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.quantized, "engine", "x86")
     for flags, engine in (
         ({"avx2", "fma"}, "onednn"),
         ({"avx2", "avx512f", "avx512_vnni"}, "x86"),
@@ -294,9 +296,13 @@ def test_int8_engine_is_onednn_only_on_cpus_without_int8_dot_products(monkeypatc
     ):
         monkeypatch.setattr(devices, "cpu_flags", lambda flags=flags: frozenset(flags))
         assert devices.int8_engine() == engine
+    monkeypatch.setattr(devices.platform, "machine", lambda: "aarch64")  # Arm keeps torch's own engine
+    assert devices.int8_engine() == torch.backends.quantized.engine
 
 
-@pytest.mark.skipif("onednn" not in torch.backends.quantized.supported_engines, reason="torch built without oneDNN")
+@pytest.mark.skipif(
+    not {"onednn", "x86"} <= set(torch.backends.quantized.supported_engines), reason="not an x86 build with oneDNN"
+)
 def test_int8_engines_give_the_same_features_and_leave_the_process_setting_alone(monkeypatch) -> None:
     """The engine only picks whose kernels run the net: the activation ranges, hence the features the
     thresholds were calibrated on, are the same on each."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 from pathlib import Path
 
 import torch
@@ -81,11 +82,15 @@ def int8_engine() -> str:
     """torch's quantized engine for the mini model's int8 convolutions: oneDNN on CPUs without int8 dot
     products, where it runs the net ~1.3x faster than fbgemm's (which torch's default ``x86`` engine
     picks for these convolutions) with the same features (cosine 1.0, the same activation ranges);
-    ``x86`` where the CPU has VNNI, the engine the shipped thresholds and speed figures were measured with
-    there (BENCHMARKS.md, "Precision and dtype")."""
-    if not cpu_has_int8_dot() and "onednn" in torch.backends.quantized.supported_engines:
+    elsewhere torch's default (``x86``, with which the speed figures of VNNI CPUs were measured; BENCHMARKS.md,
+    "Precision and dtype")."""
+    if (
+        platform.machine().lower() in ("x86_64", "amd64")  # measured on x86 only; Arm keeps torch's choice
+        and not cpu_has_int8_dot()
+        and "onednn" in torch.backends.quantized.supported_engines
+    ):
         return "onednn"
-    return "x86"
+    return torch.backends.quantized.engine  # torch's own choice: x86 on x86 builds, qnnpack on Arm
 
 
 def cpu_has_native_bf16() -> bool:
