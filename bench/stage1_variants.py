@@ -29,42 +29,43 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["4096,32", "16384,32", "4096,64", "16384,64"])
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(a.bench)]
-    from stage1_scale import dev_pages
+    from stage1_scale import dev_pages, positive_queries
 
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
 
     searcher = Engine(Settings(home=a.home)).searcher()
     _, where = dev_pages(searcher.store)
-    queries = [json.loads(line) for line in open(a.queries or a.bench / "data" / "queries.jsonl")]
+    positives = [(q, rel) for q, rel in positive_queries(a.bench, where, a.queries) if rel]
+    negatives = [
+        q for q in map(json.loads, open(a.queries or a.bench / "data" / "queries.jsonl")) if not q.get("relevant")
+    ]
     shipped = searcher.opt
+
+    def pages_found(q: dict, lat: list[float]) -> list[int]:
+        t0 = time.perf_counter()
+        found = searcher.search(q["query"], 10, 0, 256).hits
+        lat.append(time.perf_counter() - t0)
+        return [h.page_id for h in found]
+
     for v in a.variants:
         cells, pages = (int(x) for x in v.split(","))
         searcher.opt = replace(shipped, cells_per_token=cells, min_candidate_pages=pages)
-        first, within, answered, negatives = 0, 0, 0, 0
         lat: list[float] = []
+        first, within = 0, 0
         by_type: dict[str, list[bool]] = {}
-        for q in queries:
-            t0 = time.perf_counter()
-            hits = searcher.search(q["query"], 10, 0, 256).hits
-            lat.append(time.perf_counter() - t0)
-            if not q.get("relevant"):
-                negatives += 1
-                answered += bool(hits)
-                continue
-            want = {(r["doc"], r["page"]) for r in q["relevant"]}
-            rel = {pid for pid, key in where.items() if key in want}
-            if not rel:
-                continue
-            ok = bool(hits) and hits[0].page_id in rel
+        for q, rel in positives:
+            found = pages_found(q, lat)
+            ok = bool(found) and found[0] in rel
             first += ok
-            within += bool(rel & {h.page_id for h in hits})
+            within += bool(rel & set(found))
             by_type.setdefault(q["type"], []).append(ok)
-        n = sum(len(v) for v in by_type.values())
+        answered = sum(bool(pages_found(q, lat)) for q in negatives)
+        n = len(positives)
         lat.sort()
         print(
             f"cells {cells}, pages {pages}: R@1 {first / n:.3f}, relevant within 10 {within / n:.3f}, "
-            f"negatives answered {answered}/{negatives}, p50 {1000 * statistics.median(lat):.0f} ms, "
+            f"negatives answered {answered}/{len(negatives)}, p50 {1000 * statistics.median(lat):.0f} ms, "
             f"p95 {1000 * lat[int(0.95 * (len(lat) - 1))]:.0f} ms | "
             + " ".join(f"{t} {sum(v) / len(v):.3f}" for t, v in by_type.items()),
             flush=True,

@@ -101,7 +101,7 @@ class _Trunk(nn.Module):
         return self.vision.trunk(x)
 
 
-def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor], engine: str = "x86") -> nn.Module:
+def quantize_int8(vision: VisionEncoder, samples: Sequence[torch.Tensor], engine: str) -> nn.Module:
     """Static int8 copy of a (conv-BN-fused, float32) vision net for CPUs without native bf16.
 
     There float32 convolutions already run at the CPU's peak FLOP rate, so only fewer bits go faster:
