@@ -21,7 +21,7 @@ def main() -> None:
     a = ap.parse_args()
     stride = MiniConfig().stride
     page = bands = box = n_bands = 0
-    files = sorted(a.folder.glob("*.png"))
+    files = sorted(f for f in a.folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
     for f in files:
         x = image_to_tensor(Image.open(f))[None]
         page += x.shape[-2] * x.shape[-1]
