@@ -55,6 +55,13 @@
 # shipped weights trained further from themselves, then meaned with them (bench/average_weights.py),
 #   tokensearch train --out RUN_DIR/cont8 --init RUN_DIR/shipped --pdf-dir PDFS --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 2600 --lr 2e-4 --seed 8 --val-every 1000 --val-init --resume
+# Also tried (BENCHMARKS.md, the same paragraph: clean scans -2.3 R@1 points, degraded +1.4, receipts unchanged, 2 of 30
+# degraded-scan negatives answered): a stage 9 of 709 more TeX-made PDFs beside stage 7's folder, meaned with stage 8,
+#   bash scripts/fetch_doc_pdfs.sh RUN_DIR/pdfs-s9 texlive-latex-base-doc texlive-pictures-doc gap-doc why3-doc-pdf
+#   (RUN_DIR/pdfs-mix9: links to pdfs-s9, pdfs-varied and the first 300 TeX Live PDFs, as pdfs-mix below)
+#   tokensearch train --out RUN_DIR/s9 --init RUN_DIR/final --pdf-dir RUN_DIR/pdfs-mix9 --synth-fraction 0.5 \
+#     --receipt-fraction 0.25 --steps 40000 --budget-s 4200 --lr 3e-4 --seed 10 --val-every 1000 --val-init --resume
+#   python3 bench/average_weights.py RUN_DIR/final9 RUN_DIR/s9 RUN_DIR/final   (then stage 6's calibration on it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/mini-shipped}
