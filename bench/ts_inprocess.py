@@ -42,6 +42,13 @@ def main() -> None:
         help="experiment: the text size (x the 150 dpi reference) large images are shrunk to "
         "(indexer/scale.py SHRINK_TO, 4/3 shipped)",
     )
+    ap.add_argument(
+        "--shrink-above",
+        type=float,
+        default=None,
+        help="experiment: the text size (x the reference) above which images are shrunk "
+        "(indexer/scale.py SHRINK_ABOVE)",
+    )
     a, rest = ap.parse_known_args()
 
     bench = a.bench.resolve()
@@ -56,6 +63,10 @@ def main() -> None:
         import tokensearch.indexer.scale as scale
 
         scale.SHRINK_TO = a.shrink_to
+    if a.shrink_above:
+        import tokensearch.indexer.scale as scale
+
+        scale.SHRINK_ABOVE = a.shrink_above
 
     if a.zoom:
         from PIL import Image
