@@ -56,17 +56,12 @@ def main() -> None:
     from adapters import ADAPTERS  # the harness's registry
     from adapters.tokensearch_cli import TokenSearchCLI
 
+    import tokensearch.indexer.scale as scale
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
 
-    if a.shrink_to:
-        import tokensearch.indexer.scale as scale
-
-        scale.SHRINK_TO = a.shrink_to
-    if a.shrink_above:
-        import tokensearch.indexer.scale as scale
-
-        scale.SHRINK_ABOVE = a.shrink_above
+    scale.SHRINK_TO = a.shrink_to or scale.SHRINK_TO
+    scale.SHRINK_ABOVE = a.shrink_above or scale.SHRINK_ABOVE
 
     if a.zoom:
         from PIL import Image
