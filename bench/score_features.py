@@ -45,7 +45,7 @@ def main() -> None:
 
     from tokensearch.engine import Engine
     from tokensearch.search.localize import Frame, dense_maps, locate
-    from tokensearch.search.verify import cell_rows, pooled_tokens, word_continues
+    from tokensearch.search.verify import _excluded, cell_rows, pooled_tokens, word_continues
     from tokensearch.settings import Settings
 
     data = Path(run_eval.EXTERNAL_SETS.get(a.set, bench / "data"))
@@ -102,7 +102,8 @@ def main() -> None:
                         pooled = pooled_tokens(o, maps, rows, pf.feats)
                         vs = pooled @ comp.T  # (T, V)
                         mine = np.einsum("td,td->t", pooled, own)
-                        vs[np.arange(len(ids)), ids] = -np.inf
+                        # as the searcher: the other cuts of the query's letters do not compete either
+                        vs[_excluded(sp.alike or ids)] = -np.inf
                         other = vs.max(axis=1)
                         rank_own = (vs > mine[:, None]).sum(axis=1)
                         cell = np.array([maps[j, cy, cx] for j, (cy, cx) in enumerate(o.cells)], np.float32)

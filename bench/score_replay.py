@@ -39,6 +39,11 @@ def _capped(o: dict) -> float:
     return float(np.minimum(_margin(o), 0).mean())
 
 
+def _shared(o: dict, share: float) -> float:
+    read = (1.0 - share) * o["chain"] + share * float(o["own"].mean())
+    return read + 4.0 * _capped(o) - 0.05 * (o["end"] + o["start"])
+
+
 RULES: dict[str, Rule] = {
     "current": current,
     "w6": lambda o: current(o, 6.0),
@@ -48,9 +53,12 @@ RULES: dict[str, Rule] = {
     ),
     # positive margins count too: a token read clearly as itself, whatever its cosine
     "uncapped": lambda o: current(o) + float(np.clip(_margin(o), -1, 0.1).mean()),
-    # the pooled cells' cosine with the token instead of the chain cells'
-    "pooled": lambda o: float(o["own"].mean()) + 4.0 * _capped(o) - 0.05 * (o["end"] + o["start"]),
-    "half": lambda o: 0.5 * (o["chain"] + float(o["own"].mean())) + 4.0 * _capped(o) - 0.05 * (o["end"] + o["start"]),
+    # a share of the score from the tokens' pooled cells, the rest from the chain's (``pooled_share``);
+    # replayed with --floor-below: located at the threshold, a chain the pooled cells would lift is lost
+    "pooled": lambda o: _shared(o, 1.0),
+    "share30": lambda o: _shared(o, 0.3),
+    "half": lambda o: _shared(o, 0.5),
+    "share70": lambda o: _shared(o, 0.7),
 }
 
 
@@ -96,6 +104,12 @@ def main() -> None:
         default=None,
         help="occurrences need this chain mean (default: the threshold, as the searcher's locate does)",
     )
+    ap.add_argument(
+        "--floor-below",
+        type=float,
+        default=None,
+        help="occurrences need a chain mean this far under the threshold (instead of --chain-floor)",
+    )
     ap.add_argument("--max-fp", type=float, default=1 / 30)
     ap.add_argument("--per-type", action="store_true")
     a = ap.parse_args()
@@ -124,6 +138,8 @@ def main() -> None:
             row = {"thr": t}
             for sname, (d, queries, transforms, gt_pages) in sets.items():
                 floor = t if a.chain_floor is None else a.chain_floor
+                if a.floor_below is not None:
+                    floor = t - a.floor_below
                 results = {
                     rec["id"]: [h for h in (conv(None, x) for x in rank_query(rec, rule, t, floor)) if h is not None]
                     for rec in d["queries"]

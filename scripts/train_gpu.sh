@@ -26,7 +26,7 @@
 # 4. After, on the CPU machine: copy files_at/run to runs/gpu-<date>; run the dev benchmark
 #    (BENCHMARKS.md's commands) with --model mini:runs/gpu-<date> beside the shipped weights; only if it
 #    improves: python -m tokensearch.training.calibrate --weights runs/gpu-<date> --pdf-dir
-#    runs/mini-shipped/pdfs --pages 60 --queries 250 --verify-weight 4 --write, copy mini.safetensors and
+#    runs/mini-shipped/pdfs --pages 60 --queries 250 --verify-weight 4 --pooled-share 0.5 --write, copy mini.safetensors and
 #    tokenizer.json into tokensearch/tokenocr_model/weights/, and record the pack (its pack.json) and the
 #    run in docs/training-data.md.
 #

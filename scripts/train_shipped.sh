@@ -27,7 +27,9 @@
 #      first 300 of the 999 TeX Live PDFs by name, the synthetic pages as in stage 4 (same fonts), warm-started
 #      from stage 6, lr 3e-4, seed 9, a 4200 s budget (the shipped run: 17134 steps on a quiet 2-core Xeon
 #      with AMX, best validation at step 15000) -> RUN_DIR/varied
-#   8. the element-wise mean of stages 7 and 6, calibrated as in stage 6 -> RUN_DIR/final
+#   8. the element-wise mean of stages 7 and 6, calibrated as in stage 6 but with half of each verified
+#      occurrence's score read from its tokens' pooled cells (--pooled-share 0.5; BENCHMARKS.md, "The pooled
+#      share"; the weights' tensors as shipped on 2026-12-05, recalibrated) -> RUN_DIR/final
 # The result is RUN_DIR/final (use it as --model mini:RUN_DIR/final, or copy its two files into
 # tokensearch/tokenocr_model/weights/ to ship it).
 # Tried after stage 3 and not shipped (BENCHMARKS.md, "Tried and not kept: a stage 5 of more receipts"):
@@ -71,9 +73,9 @@ STEPS2=22000
 VERIFY_WEIGHT=4
 mkdir -p "$RUN"
 
-calibrate() {  # the threshold of the weights in $1, written into them (stages 6 and 8)
+calibrate() {  # the threshold of the weights in $1, written into them (stages 6 and 8; $2: the pooled share)
   python3 -m tokensearch.training.calibrate --weights "$1" --pdf-dir "$PDFS" --pages 60 --queries 250 \
-    --verify-weight "$VERIFY_WEIGHT" --write
+    --verify-weight "$VERIFY_WEIGHT" --pooled-share "${2:-0}" --write
 }
 
 done_steps() {  # steps recorded in a run's checkpoint (0 if none)
@@ -140,4 +142,4 @@ fi
 
 # stage 8
 python3 bench/average_weights.py "$RUN/final" "$RUN/varied" "$RUN/shipped"
-calibrate "$RUN/final"
+calibrate "$RUN/final" 0.5

@@ -65,6 +65,39 @@ def test_rescore_with_zero_weight_changes_nothing():
     assert [o.score for o in out] == [o.score for o in occs]
 
 
+def _noisy_word():
+    """Token 1 written over cells 1-4, each cell reading it at cosine 0.70 with noise of its own that
+    pooling averages away (a long token: no single cell shows all of it)."""
+    feats = np.tile(VOCAB[0], (8, 1))
+    for i, extra in zip(range(1, 5), (2, 3, 4, 5)):
+        feats[i] = _unit(0.70 * VOCAB[1] + 0.714 * VOCAB[extra])
+    return feats, np.zeros(8, np.int64), np.arange(8)
+
+
+def test_pooled_share_scores_a_token_by_its_pooled_cells_as_well_as_its_chain_cell():
+    feats, ys, xs = _noisy_word()
+    maps = dense_maps(Frame.whole(1, 8), ys, xs, feats @ VOCAB[[1]].T)
+    occs = locate(maps, [4], threshold=0.5)
+    assert occs and occs[0].score == pytest.approx(0.70, abs=0.01)
+    rows = cell_rows(1, 8, ys, xs)
+    pooled = pooled_all([(occs[:1], maps)], rows, feats) @ VOCAB[1]
+    assert pooled[0] > 0.85  # the four cells' noise partly cancels out (0.89)
+    alone = rescore(occs, maps, rows, feats, VOCAB[[1]], np.asarray([1]), VOCAB, 1.0)
+    half = rescore(occs, maps, rows, feats, VOCAB[[1]], np.asarray([1]), VOCAB, 1.0, pooled_share=0.5)
+    assert alone[0].score == pytest.approx(occs[0].score)  # read as itself: no margin to pay
+    assert half[0].score == pytest.approx(0.5 * occs[0].score + 0.5 * pooled[0], abs=1e-5)
+
+
+def test_pooled_share_does_not_lift_a_lookalike_over_its_margin():
+    feats, ys, xs = _page()
+    maps = dense_maps(Frame.whole(1, 12), ys, xs, feats @ VOCAB[[1]].T)
+    occs = locate(maps, [3], threshold=0.5)
+    rows = cell_rows(1, 12, ys, xs)
+    out = rescore(occs, maps, rows, feats, VOCAB[[1]], np.asarray([1]), VOCAB, 4.0, pooled_share=0.5)
+    assert out[0].score == pytest.approx(1.0)
+    assert out[1].score < 0.5  # pooled, it still reads as token 2 better than as token 1
+
+
 def test_rescoring_the_spellings_of_a_page_together_equals_one_by_one():
     feats, ys, xs = _page()
     rows = cell_rows(1, 12, ys, xs)
@@ -73,8 +106,8 @@ def test_rescoring_the_spellings_of_a_page_together_equals_one_by_one():
         maps = dense_maps(Frame.whole(1, 12), ys, xs, feats @ VOCAB[tok].T)
         groups.append((locate(maps, [3] * len(tok), threshold=0.5), maps, VOCAB[tok], np.asarray(tok)))
     assert sum(len(g[0]) for g in groups) >= 4 and not groups[-1][0]
-    together = rescore_all(groups, rows, feats, VOCAB, weight=1.0)
-    alone = [rescore(occs, maps, rows, feats, own, ids, VOCAB, 1.0) for occs, maps, own, ids in groups]
+    together = rescore_all(groups, rows, feats, VOCAB, weight=1.0, pooled_share=0.3)
+    alone = [rescore(occs, maps, rows, feats, own, ids, VOCAB, 1.0, 0.3) for occs, maps, own, ids in groups]
     assert [o.score for g in together for o in g] == pytest.approx([o.score for g in alone for o in g], abs=1e-6)
     assert [len(g) for g in together] == [len(g) for g in alone]
     assert [[o.box for o in g] for g in together] == [[o.box for o in g] for g in alone]

@@ -248,6 +248,11 @@ class Engine:
             return self.settings.verify_weight
         return float(self.query_encoder.info.extra.get("verify_weight", 0.0))
 
+    def pooled_share(self) -> float:
+        if self.settings.pooled_share is not None:
+            return self.settings.pooled_share
+        return float(self.query_encoder.info.extra.get("pooled_share", 0.0))
+
     def _competitors(self) -> tuple[np.ndarray, TokenClasses | None] | None:
         """The model's vocabulary in index space, for verification, and its tokens' word-boundary classes
         when the model tells its tokens' texts (computed once per model and index)."""
@@ -273,6 +278,7 @@ class Engine:
                 threshold=self.threshold(),
                 phrase_threshold=self.phrase_threshold(),
                 verify_weight=weight,
+                pooled_share=self.pooled_share(),
                 competitors=vocab[0] if vocab else None,
                 token_classes=vocab[1] if vocab else None,
             ),

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # or the threshold when the model has none; never above the threshold
     phrase_threshold: float | None = None
     verify_weight: float | None = Field(None, ge=0)  # weight of the vocabulary margin; None = the model's
+    # share of a verified occurrence's score read from its tokens' pooled cells; None = the model's
+    pooled_share: float | None = Field(None, ge=0, le=1)
     max_query_chars: int = Field(256, ge=1)
     max_k: int = Field(100, ge=1)
 

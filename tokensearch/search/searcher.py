@@ -128,6 +128,11 @@ class SearchOptions:
     word_start_penalty: float = 0.05
     # the vocabulary check leaves out other cuts of the query's letters (``TokenClasses.alike``)
     alike_cuts: bool = True
+    # with verification: the share of an occurrence's score read from its tokens' pooled cells rather than
+    # its chain's single cells (``verify.rescore_all``); chains are then located from ``pooled_reach`` under
+    # the threshold, since the pooled cosines can lift them over it (BENCHMARKS.md, "The pooled share")
+    pooled_share: float = 0.0
+    pooled_reach: float = 0.05
 
 
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
@@ -165,6 +170,11 @@ class Searcher:
         if exact:
             thr = phrase = max(thr, self.opt.text_layer_threshold)
         return thr, phrase
+
+    def _reach(self) -> float:
+        """How far under the threshold image pages' chains are located: their pooled cells can lift them."""
+        verified = self.opt.competitors is not None and self.opt.verify_weight > 0
+        return self.opt.pooled_reach if verified and self.opt.pooled_share > 0 else 0.0
 
     @staticmethod
     def _several(plan: _Plan, unit: int) -> bool:
@@ -265,6 +275,7 @@ class Searcher:
                 est = best[sp.rows].mean(axis=0)
             np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
         thr, phrase = self._thresholds(False)
+        thr, phrase = thr - self._reach(), phrase - self._reach()  # where stage 2 starts locating chains
         unit_thr = np.array([phrase if self._several(plan, u) else thr for u in range(plan.n_query_units)])
         present = unit_score[: plan.n_query_units] >= 0.8 * unit_thr[:, None]
         unit_score = unit_score[: plan.n_query_units]
@@ -315,16 +326,17 @@ class Searcher:
             rows = cell_rows(frame.h, frame.w, pf.ys - frame.y0, pf.xs - frame.x0) if verify else None
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             found: list[tuple[_Spelling, np.ndarray, list[Occurrence]]] = []
+            reach = self._reach() if verify else 0.0
             for sp in plan.spellings:
                 thr = phrase_thr if self._several(plan, sp.unit) else word_thr
-                if peak[sp.rows].mean() < thr:
+                if peak[sp.rows].mean() < thr - reach:
                     continue
                 if units is not None and sp.unit not in units:
                     continue
                 maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
-                found.append((sp, maps, locate(maps, sp.lens, thr, self.opt.max_occurrences, frame)))
+                found.append((sp, maps, locate(maps, sp.lens, thr - reach, self.opt.max_occurrences, frame)))
             if verify and found:
                 assert self.opt.competitors is not None
                 rescored = rescore_all(
@@ -333,6 +345,7 @@ class Searcher:
                     pf.feats,
                     self.opt.competitors,
                     self.opt.verify_weight,
+                    self.opt.pooled_share,
                 )
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:
@@ -341,7 +354,7 @@ class Searcher:
                     if self.opt.token_classes is not None:
                         words = plan.units[sp.unit].text.split()
                         occs = self._word_bounds(occs, cast(np.ndarray, rows), pf.feats, words[0], words[-1])
-                    occs = [o for o in occs if o.score >= thr]  # a margin only lowers a score
+                    occs = [o for o in occs if o.score >= thr]  # located under it, or lowered by a margin
                 per_unit[sp.unit].extend(replace(o, text=sp.text) for o in occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out

@@ -7,6 +7,11 @@ test here is the same one: pool each token's cells (its grown box, cells still l
 compare the query token's cosine with the best cosine of any *other* vocabulary token. The margin
 (own - best other, per token, capped at 0 and averaged over the unit) is added, weighted, to the
 occurrence's score: only a token that reads better as something else costs.
+
+The pooled cells also say how well the token reads, better than its one chain cell: a token spanning
+several characters is trained as the mean of its cells, and one cell of "English" can read 0.72 where
+the pooled word reads 0.94. So a share of the occurrence's score can come from the pooled cosines
+(``pooled_share``), the rest from the chain's cells (BENCHMARKS.md, "The pooled share").
 """
 
 from __future__ import annotations
@@ -75,13 +80,20 @@ def _excluded(per_token: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray,
     return np.repeat(np.arange(len(ids)), [len(a) for a in ids]), np.concatenate(ids)
 
 
-def _margins(
+def _readings(
     pooled: np.ndarray, own: np.ndarray, rows: np.ndarray, ids: np.ndarray, competitors: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) cosine of each pooled token with its own vector, and (N,) its margin over the best other."""
     sims = pooled @ competitors.T  # (N, V)
     mine = np.einsum("nd,nd->n", pooled, own)
     sims[rows, ids] = -np.inf
-    return mine - sims.max(axis=1)
+    return mine, mine - sims.max(axis=1)
+
+
+def _margins(
+    pooled: np.ndarray, own: np.ndarray, rows: np.ndarray, ids: np.ndarray, competitors: np.ndarray
+) -> np.ndarray:
+    return _readings(pooled, own, rows, ids, competitors)[1]
 
 
 def margins(
@@ -101,9 +113,11 @@ def rescore(
     own_ids: np.ndarray | Sequence[np.ndarray],
     competitors: np.ndarray,
     weight: float,
+    pooled_share: float = 0.0,
 ) -> list[Occurrence]:
-    """Occurrences of one spelling re-scored by ``weight`` x mean token margin (capped at 0)."""
-    return rescore_all([(occs, maps, own, own_ids)], rows, feats, competitors, weight)[0]
+    """Occurrences of one spelling re-scored: ``pooled_share`` of the score from the pooled tokens' cosines,
+    the rest from the chain's, plus ``weight`` x mean token margin (capped at 0)."""
+    return rescore_all([(occs, maps, own, own_ids)], rows, feats, competitors, weight, pooled_share)[0]
 
 
 def rescore_all(
@@ -112,6 +126,7 @@ def rescore_all(
     feats: np.ndarray,
     competitors: np.ndarray,
     weight: float,
+    pooled_share: float = 0.0,
 ) -> list[list[Occurrence]]:
     """:func:`rescore` for the spellings found on one page — (occurrences, maps, own vectors, own ids)
     each — with one product against the vocabulary for all of them (a long query's page holds dozens:
@@ -131,10 +146,19 @@ def rescore_all(
         ex_ids.append(np.tile(ids_t, len(occs)))
         base += n_tok * len(occs)
     sizes = np.asarray([len(tok_ids) for occs, _, tok_ids in found for _ in occs])
-    m = np.minimum(_margins(pooled, own, np.concatenate(ex_rows), np.concatenate(ex_ids), competitors), 0.0)
-    # each occurrence's mean margin in one call (a numpy mean per occurrence cost more than the margins)
-    per_occ = iter((np.add.reduceat(m, np.cumsum(sizes) - sizes) / sizes * weight).tolist())
-    return [[replace(o, score=o.score + next(per_occ)) for o in occs] for occs, *_ in groups]
+    mine, m = _readings(pooled, own, np.concatenate(ex_rows), np.concatenate(ex_ids), competitors)
+    # each occurrence's means in one call (a numpy mean per occurrence cost more than the margins)
+    starts = np.cumsum(sizes) - sizes
+    gain = np.add.reduceat(np.minimum(m, 0.0), starts) / sizes * weight
+    read = (np.add.reduceat(mine, starts) / sizes).tolist()
+    per_occ = iter(zip(gain.tolist(), read))
+    return [
+        [
+            replace(o, score=(1.0 - pooled_share) * o.score + pooled_share * r + g)
+            for o, (g, r) in ((o, next(per_occ)) for o in occs)
+        ]
+        for occs, *_ in groups
+    ]
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -229,9 +229,10 @@ def calibrate_collection(
     seed: int = 4242,
     home: Path | None = None,
     verify_weight: float = 0.0,
+    pooled_share: float = 0.0,
 ) -> dict:
-    """Index ``col`` with the engine running ``model`` (a registry spec, searched with ``verify_weight``:
-    see ``search.verify``) and measure the threshold."""
+    """Index ``col`` with the engine running ``model`` (a registry spec, searched with ``verify_weight`` and
+    ``pooled_share``: see ``search.verify``) and measure the threshold."""
     from ..engine import Engine
     from ..settings import Settings
 
@@ -245,7 +246,13 @@ def calibrate_collection(
                 img = Image.fromarray(arr)
             img.save(folder / f"p{i:04d}.png")
         eng = Engine(
-            Settings(home=home or Path(tmp) / "home", model=model, threshold=floor, verify_weight=verify_weight)
+            Settings(
+                home=home or Path(tmp) / "home",
+                model=model,
+                threshold=floor,
+                verify_weight=verify_weight,
+                pooled_share=pooled_share,
+            )
         )
         try:
             eng.index(folder)
@@ -318,6 +325,7 @@ def calibrate_collection(
         "curve": curve,
         "strict_by_target": by_target,
         "verify_weight": verify_weight,
+        "pooled_share": pooled_share,
         "phrase_threshold": round(phrase, 4),
         "phrase_fp": round(float((ph_neg_top >= phrase).mean()), 4),
         "phrase_r1": round(float((phok & (pht >= phrase)).mean()), 4),
@@ -326,7 +334,8 @@ def calibrate_collection(
         "n_phrase_pos": len(pht),
         "n_phrase_neg": len(ph_neg_top),
         "score": "engine top-hit score (mean cosine of the query's tokens along its best reading-order chain, "
-        "plus verify_weight x their mean margin over the rest of the vocabulary, capped at 0)",
+        "pooled_share of it from each token's pooled cells instead, plus verify_weight x their mean margin "
+        "over the rest of the vocabulary, capped at 0)",
     }
 
 
@@ -345,7 +354,13 @@ def write_threshold(weights: Path, result: dict) -> None:
     state, cfg, extra = read_weights(weights)
     model = MiniModel(cfg)
     model.load_state_dict(state)
-    extra = {**extra, "threshold": result["threshold"], "verify_weight": result["verify_weight"], "calibration": result}
+    extra = {
+        **extra,
+        "threshold": result["threshold"],
+        "verify_weight": result["verify_weight"],
+        "pooled_share": result.get("pooled_share", 0.0),
+        "calibration": result,
+    }
     if "phrase_threshold" in result:
         extra["phrase_threshold"] = result["phrase_threshold"]
     save_weights(model, weights, extra=extra)
@@ -377,6 +392,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="weight of the vocabulary margin in the score (search.verify); stored with --write",
     )
+    ap.add_argument(
+        "--pooled-share",
+        type=float,
+        default=0.0,
+        help="share of the score read from each token's pooled cells (search.verify); stored with --write",
+    )
     ap.add_argument("--write", action="store_true", help="store the threshold in the weights' metadata")
     a = ap.parse_args(argv)
     spec = f"mini:{a.weights}" if a.weights else "mini"
@@ -393,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
         rule=a.rule,
         seed=a.seed,
         verify_weight=a.verify_weight,
+        pooled_share=a.pooled_share,
     )
     res["collection"] = f"{len(col.images)} pages from {'PDFs' if a.pdf_dir else 'synthetic documents'}"
     print(json.dumps(res))
