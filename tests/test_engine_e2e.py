@@ -293,6 +293,16 @@ def test_a_phone_photo_is_read_upright_and_its_words_are_boxed(make_engine, samp
         assert _best_iou(hits[0], sample.photo_boxes(word)) >= 0.5, (word, hits[0].boxes)
 
 
+def test_a_raised_threshold_keeps_exact_born_digital_matches(make_engine, sample):
+    """A text-layer match scores ~1, so no threshold a user sets under that may lose it, whatever stage 1's
+    estimate from the retrieved cells (codes of repeated pieces, "-" twice in INV-2023-0042, fell under it)."""
+    eng = make_engine(text_layer="auto", threshold=0.85)
+    eng.index(sample.born_digital)
+    for word, page in [("INV-2023-0042", 1), ("11/12/2020", 1), ("committee", 2)]:
+        hits = eng.search(word, k=5).hits
+        assert hits and (_name(hits[0]), hits[0].page) == ("born-digital.pdf", page), (word, hits[:1])
+
+
 def test_verification_keeps_printed_words_and_demotes_near_misses(make_engine, sample, tmp_path):
     """With the vocabulary check on, printed words are still found and boxed on their scans, while a
     look-alike spelling (one letter swapped) scores lower than without the check, or is not answered."""

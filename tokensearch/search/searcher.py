@@ -263,14 +263,19 @@ class Searcher:
         if len(pages) == 0:
             return []
         placed = all(bool((cells >= 0).all()) for _, _, cells in per_row)
-        if not placed:  # (R, P) best cell score per page, for the bag-of-tokens estimate
-            best = np.zeros((len(per_row), len(pages)), dtype=np.float32)
-            for r, (ids, scores, _) in enumerate(per_row):
-                np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
+        # (R, P) best cell score per page: the bag-of-tokens estimate, and exact text-layer tokens
+        best = np.zeros((len(per_row), len(pages)), dtype=np.float32)
+        for r, (ids, scores, _) in enumerate(per_row):
+            np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
         unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
         for sp in plan.spellings:
             if placed:
                 est = chain_estimate([per_row[r] for r in sp.rows], sp.lens, pages)
+                # every token written exactly on the page (a text layer): its retrieved cells can miss a
+                # code's repeated piece where it stands ("-" of INV-2023-0042), and then the chain estimate
+                # fell under a raised threshold's floor and lost the exact match
+                exact = best[sp.rows].min(axis=0) >= self.opt.text_layer_threshold
+                est = np.where(exact, np.maximum(est, best[sp.rows].mean(axis=0)), est)
             else:
                 est = best[sp.rows].mean(axis=0)
             np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
