@@ -135,6 +135,20 @@ class SearchOptions:
     pooled_reach: float = 0.05
 
 
+def _best_per_page(
+    per_row: list[tuple[np.ndarray, np.ndarray, np.ndarray]], pages: np.ndarray, floor: float | None
+) -> np.ndarray:
+    """(R, P) each row's best retrieved cell score on each of ``pages`` (sorted ids); 0 where it has none, or
+    none at ``floor`` or above when one is given."""
+    best = np.zeros((len(per_row), len(pages)), dtype=np.float32)
+    for r, (ids, scores, _) in enumerate(per_row):
+        if floor is not None:
+            keep = scores >= floor
+            ids, scores = ids[keep], scores[keep]
+        np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
+    return best
+
+
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
     """Occurrences of one unit found by several spellings: best first, one per place."""
     kept: list[Occurrence] = []
@@ -263,10 +277,9 @@ class Searcher:
         if len(pages) == 0:
             return []
         placed = all(bool((cells >= 0).all()) for _, _, cells in per_row)
-        # (R, P) best cell score per page: the bag-of-tokens estimate, and exact text-layer tokens
-        best = np.zeros((len(per_row), len(pages)), dtype=np.float32)
-        for r, (ids, scores, _) in enumerate(per_row):
-            np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
+        # (R, P) best cell score per page: with cell positions, only exact (text-layer) cells, which an image
+        # page has none of, so a search pays for this pass only over them; without, the bag-of-tokens estimate
+        best = _best_per_page(per_row, pages, self.opt.text_layer_threshold if placed else None)
         unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
         for sp in plan.spellings:
             if placed:

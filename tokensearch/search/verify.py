@@ -90,18 +90,12 @@ def _readings(
     return mine, mine - sims.max(axis=1)
 
 
-def _margins(
-    pooled: np.ndarray, own: np.ndarray, rows: np.ndarray, ids: np.ndarray, competitors: np.ndarray
-) -> np.ndarray:
-    return _readings(pooled, own, rows, ids, competitors)[1]
-
-
 def margins(
     pooled: np.ndarray, own: np.ndarray, own_ids: np.ndarray | Sequence[np.ndarray], competitors: np.ndarray
 ) -> np.ndarray:
     """(N,) cos(pooled, own token) - max cos(pooled, any other vocabulary token); ``own_ids``: each row's
     own token id, or an array of ids per row that do not compete (see :func:`_excluded`)."""
-    return _margins(pooled, own, *_excluded(own_ids), competitors)
+    return _readings(pooled, own, *_excluded(own_ids), competitors)[1]
 
 
 def rescore(
@@ -151,12 +145,9 @@ def rescore_all(
     starts = np.cumsum(sizes) - sizes
     gain = np.add.reduceat(np.minimum(m, 0.0), starts) / sizes * weight
     read = (np.add.reduceat(mine, starts) / sizes).tolist()
-    per_occ = iter(zip(gain.tolist(), read))
+    per_occ = zip(gain.tolist(), read)  # zip(occs, per_occ) takes exactly len(occs) of them, in order
     return [
-        [
-            replace(o, score=(1.0 - pooled_share) * o.score + pooled_share * r + g)
-            for o, (g, r) in ((o, next(per_occ)) for o in occs)
-        ]
+        [replace(o, score=(1.0 - pooled_share) * o.score + pooled_share * r + g) for o, (g, r) in zip(occs, per_occ)]
         for occs, *_ in groups
     ]
 
