@@ -113,6 +113,25 @@ def test_rescoring_the_spellings_of_a_page_together_equals_one_by_one():
     assert [[o.box for o in g] for g in together] == [[o.box for o in g] for g in alone]
 
 
+def test_floors_drop_only_occurrences_that_cannot_reach_them_and_keep_the_others_scores():
+    feats, ys, xs = _page()
+    rows = cell_rows(1, 12, ys, xs)
+    groups = []
+    for tok in ([1], [2], [1, 2]):
+        maps = dense_maps(Frame.whole(1, 12), ys, xs, feats @ VOCAB[tok].T)
+        groups.append((locate(maps, [3] * len(tok), threshold=0.3), maps, VOCAB[tok], np.asarray(tok)))
+    full = rescore_all(groups, rows, feats, VOCAB, weight=4.0, pooled_share=0.5)
+    floors = [0.9, 0.5, 0.6]
+    pruned = rescore_all(groups, rows, feats, VOCAB, 4.0, 0.5, floors)
+    for (occs, maps, own, _), f, every, kept in zip(groups, floors, full, pruned):
+        # the margins only lower a score: what reaches the floor is kept, with the same score
+        assert [o.score for o in every if o.score >= f] == [o.score for o in kept if o.score >= f]
+        # and what is dropped could not reach it even without them
+        read = [float(np.einsum("td,td->t", pooled_all([([o], maps)], rows, feats), own).mean()) for o in occs]
+        assert len(kept) == sum(0.5 * o.score + 0.5 * r >= f for o, r in zip(occs, read))
+    assert sum(map(len, pruned)) < sum(map(len, full))  # something was dropped
+
+
 def _pooled_one_token_at_a_time(occ, maps, rows, feats):
     """The definition, read literally: each token's box, its cells at GROW_RATIO of the chain cell."""
     out = np.zeros((len(occ.cells), feats.shape[1]), dtype=np.float32)

@@ -104,22 +104,30 @@ def chain_scores(maps: np.ndarray, gaps: list[int]) -> list[np.ndarray]:
     return partial
 
 
-def _backtrack(partial: list[np.ndarray], gaps: list[int], end: tuple[int, int]) -> list[tuple[int, int]]:
+def _backtrack(
+    partial: list[np.ndarray], gaps: list[int], end: tuple[int, int], steps: dict | None = None
+) -> list[tuple[int, int]]:
     """Chain cells ending at ``end``: each predecessor is the best cell of the previous partial chain
-    inside the step window."""
+    inside the step window. ``steps``: predecessors found by earlier calls on the same chains (neighbouring
+    ends share most of theirs), filled in as they are found."""
     cells = [end]
     y, x = end
     H, W = partial[0].shape
+    steps = {} if steps is None else steps
     for j in range(len(partial) - 1, 0, -1):
-        g = gaps[j - 1]
-        y0, y1, x0, x1 = max(0, y - 1), min(H, y + 2), max(0, x - g), x
-        if x1 <= x0:
-            cells.append((y, x))
-            continue
-        win = partial[j - 1][y0:y1, x0:x1]
-        dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
-        y, x = y0 + int(dy), x0 + int(dx)
-        cells.append((y, x))
+        known = steps.get((j, y, x))
+        if known is None:
+            g = gaps[j - 1]
+            y0, y1, x0, x1 = max(0, y - 1), min(H, y + 2), max(0, x - g), x
+            if x1 <= x0:
+                known = (y, x)
+            else:
+                win = partial[j - 1][y0:y1, x0:x1]
+                dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
+                known = (y0 + int(dy), x0 + int(dx))
+            steps[(j, y, x)] = known
+        y, x = known
+        cells.append(known)
     return cells[::-1]
 
 
@@ -161,15 +169,21 @@ def locate(
     order = np.argsort(-score[cand[:, 0], cand[:, 1]], kind="stable")
     taken = np.zeros((H, W), dtype=bool)
     out: list[Occurrence] = []
+    # chains ending side by side share cells: each predecessor and each token box is found once (located
+    # from under the threshold, a page's candidate ends are many; BENCHMARKS.md, "The pooled share")
+    steps: dict = {}
+    grown: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
     for idx in order:
         y, x = int(cand[idx, 0]), int(cand[idx, 1])
         if taken[y, x]:
             continue
-        cells = _backtrack(partial, gaps, (y, x)) if T > 1 else [(y, x)]
-        boxes = [
-            _grow(maps[j], cy, cx, max_w=int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2)
-            for j, (cy, cx) in enumerate(cells)
-        ]
+        cells = _backtrack(partial, gaps, (y, x), steps) if T > 1 else [(y, x)]
+        boxes = []
+        for j, (cy, cx) in enumerate(cells):
+            box = grown.get((j, cy, cx))
+            if box is None:
+                box = grown[(j, cy, cx)] = _grow(maps[j], cy, cx, max_w=int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2)
+            boxes.append(box)
         bx0 = min(b[0] for b in boxes)
         by0 = min(b[1] for b in boxes)
         bx1 = max(b[2] for b in boxes)

@@ -364,6 +364,7 @@ class Searcher:
                     self.opt.competitors,
                     self.opt.verify_weight,
                     self.opt.pooled_share,
+                    [phrase_thr if self._several(plan, sp.unit) else word_thr for sp, _, _ in found],
                 )
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:

@@ -121,35 +121,62 @@ def rescore_all(
     competitors: np.ndarray,
     weight: float,
     pooled_share: float = 0.0,
+    floors: Sequence[float] | None = None,
 ) -> list[list[Occurrence]]:
     """:func:`rescore` for the spellings found on one page — (occurrences, maps, own vectors, own ids)
     each — with one product against the vocabulary for all of them (a long query's page holds dozens:
-    one product per spelling cost 1 ms each)."""
+    one product per spelling cost 1 ms each).
+
+    ``floors`` (one per group): occurrences that cannot score that much are dropped before the product
+    against the vocabulary, the costly part. The margins only lower a score (capped at 0), so the score
+    without them bounds it: chains located under the threshold for the pooled cells to lift
+    (``SearchOptions.pooled_reach``) cost one dot product per token unless they can reach it."""
     found = [(occs, vecs, tok_ids) for occs, _, vecs, tok_ids in groups if occs]
     if not found:
         return [list(occs) for occs, *_ in groups]
     pooled = pooled_all([(occs, maps) for occs, maps, _, _ in groups], rows, feats)
     own = np.concatenate([np.tile(vecs, (len(occs), 1)) for occs, vecs, _ in found])
-    # the exclusions of each spelling's tokens, repeated for its occurrences without a Python loop over them
-    # (a common word's page holds hundreds)
-    ex_rows, ex_ids, base = [], [], 0
-    for occs, _, tok_ids in found:
-        rows_t, ids_t = _excluded(tok_ids)
-        n_tok = len(tok_ids)
-        ex_rows.append((base + n_tok * np.arange(len(occs))[:, None] + rows_t[None, :]).ravel())
-        ex_ids.append(np.tile(ids_t, len(occs)))
-        base += n_tok * len(occs)
     sizes = np.asarray([len(tok_ids) for occs, _, tok_ids in found for _ in occs])
-    mine, m = _readings(pooled, own, np.concatenate(ex_rows), np.concatenate(ex_ids), competitors)
-    # each occurrence's means in one call (a numpy mean per occurrence cost more than the margins)
     starts = np.cumsum(sizes) - sizes
-    gain = np.add.reduceat(np.minimum(m, 0.0), starts) / sizes * weight
-    read = (np.add.reduceat(mine, starts) / sizes).tolist()
-    per_occ = zip(gain.tolist(), read)  # zip(occs, per_occ) takes exactly len(occs) of them, in order
-    return [
-        [replace(o, score=(1.0 - pooled_share) * o.score + pooled_share * r + g) for o, (g, r) in zip(occs, per_occ)]
-        for occs, *_ in groups
-    ]
+    mine = np.einsum("nd,nd->n", pooled, own)
+    # each occurrence's means in one call (a numpy mean per occurrence cost more than the margins)
+    read = np.add.reduceat(mine, starts) / sizes
+    chain = np.asarray([o.score for occs, _, _ in found for o in occs])
+    bound = (1.0 - pooled_share) * chain + pooled_share * read
+    live = np.ones(len(chain), dtype=bool)
+    if floors is not None:
+        live = bound >= np.repeat([f for (occs, *_), f in zip(groups, floors) if occs], [len(o) for o, _, _ in found])
+    gain = np.zeros(len(chain))
+    if live.any():
+        tok_live = np.repeat(live, sizes)
+        # the exclusions of each spelling's tokens, repeated for its occurrences without a Python loop over
+        # them (a common word's page holds hundreds); rows renumbered to the live tokens
+        ex_rows, ex_ids, base = [], [], 0
+        for occs, _, tok_ids in found:
+            rows_t, ids_t = _excluded(tok_ids)
+            n_tok = len(tok_ids)
+            ex_rows.append((base + n_tok * np.arange(len(occs))[:, None] + rows_t[None, :]).ravel())
+            ex_ids.append(np.tile(ids_t, len(occs)))
+            base += n_tok * len(occs)
+        all_rows, all_ids = np.concatenate(ex_rows), np.concatenate(ex_ids)
+        renum = np.cumsum(tok_live) - 1
+        ex = tok_live[all_rows]
+        sims = pooled[tok_live] @ competitors.T  # (N live tokens, V)
+        sims[renum[all_rows[ex]], all_ids[ex]] = -np.inf
+        m = mine[tok_live] - sims.max(axis=1)
+        live_sizes = sizes[live]
+        gain[live] = np.add.reduceat(np.minimum(m, 0.0), np.cumsum(live_sizes) - live_sizes) / live_sizes * weight
+    scores = (bound + gain).tolist()
+    keep = live.tolist()
+    out, i = [], 0
+    for occs, *_ in groups:
+        kept = []
+        for o in occs:
+            if keep[i]:
+                kept.append(replace(o, score=scores[i]))
+            i += 1
+        out.append(kept)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------
