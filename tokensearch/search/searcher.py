@@ -130,9 +130,9 @@ class SearchOptions:
     alike_cuts: bool = True
     # with verification: the share of an occurrence's score read from its tokens' pooled cells rather than
     # its chain's single cells (``verify.rescore_all``); chains are then located from ``pooled_reach`` under
-    # the threshold, since the pooled cosines can lift them over it; 0.1 reaches what 0.3 reaches on the dev
-    # benchmark (the calibration locates from 0.3), and chains that cannot reach the threshold cost little
-    # (BENCHMARKS.md, "The pooled share")
+    # the threshold, since the pooled cosines can lift them over it: on the dev benchmark's clean scans 0.1
+    # finds what 0.3 finds (the calibration locates from 0.3), and chains that cannot reach the threshold
+    # skip the costly part of verification (BENCHMARKS.md, "The pooled share")
     pooled_share: float = 0.0
     pooled_reach: float = 0.1
 

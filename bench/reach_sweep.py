@@ -1,0 +1,89 @@
+"""How far under the threshold stage 2 locates chains (``SearchOptions.pooled_reach``): what each reach finds and
+what it costs, on one indexed dev set, all its queries.
+
+    python3 bench/reach_sweep.py --home H --queries B/data/queries.jsonl --reaches 0.05 0.1 --out F.json
+
+H: the set indexed (``tokensearch index .../scans/clean_150/png --home H``). For each reach, every query is
+searched as a user would (k = 10, one BLAS thread, as the engine searches): R@1 of the positives (the first
+hit on a relevant page, either rendition), the negatives answered (a hit at all), the CPU seconds a search
+(median, mean, p95), the queries missed or answered, and each query's first three pages, so two runs can be
+compared (``--against``: how many queries' first pages differ, reach by reach). For two commits, run it from
+each checkout (``PYTHONPATH`` = that checkout) on the same home, side by side on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--queries", type=Path, required=True, help="the set's queries.jsonl")
+    ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    ap.add_argument("--reaches", type=float, nargs="+", default=[0.05, 0.1])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--against", type=Path, help="an earlier --out: queries whose first pages differ")
+    a = ap.parse_args()
+    sys.path[:0] = [str(ROOT / "bench"), str(a.bench)]
+    from stage1_scale import dev_pages
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    eng = Engine(Settings(home=a.home))
+    searcher = eng.searcher()
+    shipped = searcher.opt
+    _, where = dev_pages(searcher.store)
+    records = [json.loads(line) for line in a.queries.open()]
+    searcher.search(records[0]["query"], 10, 0, 256)  # warm: the decoded index, the model's tables
+    report: dict = {"home": str(a.home), "queries": str(a.queries), "reaches": {}}
+    for reach in a.reaches:
+        searcher.opt = replace(shipped, pooled_reach=reach)
+        right, answered, cpu, missed, first = 0, 0, [], [], {}
+        for q in records:
+            t = time.process_time()
+            hits = searcher.search(q["query"], 10, 0, 256).hits
+            cpu.append(time.process_time() - t)
+            first[q["id"]] = [h.page_id for h in hits[:3]]
+            want = {(r["doc"], r["page"]) for r in q.get("relevant") or []}
+            if want:
+                ok = bool(hits) and where.get(hits[0].page_id) in want
+                right += ok
+                if not ok:
+                    missed.append(q["query"])
+            elif hits:
+                answered += 1
+                missed.append(f"negative {q['query']!r} {hits[0].score}")
+        n_pos = sum(1 for q in records if q.get("relevant"))
+        cpu.sort()
+        row = {
+            "r1_positives": round(right / n_pos, 4),
+            "negatives_answered": answered,
+            "cpu_ms_median": round(1000 * statistics.median(cpu)),
+            "cpu_ms_mean": round(1000 * statistics.mean(cpu)),
+            "cpu_ms_p95": round(1000 * cpu[int(0.95 * len(cpu))]),
+        }
+        print(f"reach {reach}: {row}", flush=True)
+        report["reaches"][str(reach)] = {**row, "missed": missed, "first_pages": first}
+    if a.against:
+        before = json.loads(a.against.read_text())["reaches"]
+        for reach, now in report["reaches"].items():
+            if reach in before:
+                old = before[reach]["first_pages"]
+                differ = [q for q, pages in now["first_pages"].items() if old.get(q) != pages]
+                print(f"reach {reach}: {len(differ)} queries' first pages differ from {a.against} {differ[:10]}")
+    a.out.write_text(json.dumps(report, indent=1))
+    eng.close()
+
+
+if __name__ == "__main__":
+    main()
