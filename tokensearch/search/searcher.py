@@ -347,8 +347,9 @@ class Searcher:
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             found: list[tuple[_Spelling, np.ndarray, list[Occurrence]]] = []
             reach = self._reach() if verify else 0.0
+            unit_thr = [phrase_thr if self._several(plan, u) else word_thr for u in range(len(plan.units))]
             for sp in plan.spellings:
-                thr = phrase_thr if self._several(plan, sp.unit) else word_thr
+                thr = unit_thr[sp.unit]
                 if peak[sp.rows].mean() < thr - reach:
                     continue
                 if units is not None and sp.unit not in units:
@@ -366,11 +367,11 @@ class Searcher:
                     self.opt.competitors,
                     self.opt.verify_weight,
                     self.opt.pooled_share,
-                    [phrase_thr if self._several(plan, sp.unit) else word_thr for sp, _, _ in found],
+                    [unit_thr[sp.unit] for sp, _, _ in found],
                 )
                 found = [(sp, maps, occs) for (sp, maps, _), occs in zip(found, rescored)]
             for sp, _, occs in found:
-                thr = phrase_thr if self._several(plan, sp.unit) else word_thr
+                thr = unit_thr[sp.unit]
                 if verify:
                     if self.opt.token_classes is not None:
                         words = plan.units[sp.unit].text.split()

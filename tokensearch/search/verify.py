@@ -80,14 +80,13 @@ def _excluded(per_token: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray,
     return np.repeat(np.arange(len(ids)), [len(a) for a in ids]), np.concatenate(ids)
 
 
-def _readings(
-    pooled: np.ndarray, own: np.ndarray, rows: np.ndarray, ids: np.ndarray, competitors: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) cosine of each pooled token with its own vector, and (N,) its margin over the best other."""
+def _margins(
+    pooled: np.ndarray, mine: np.ndarray, rows: np.ndarray, ids: np.ndarray, competitors: np.ndarray
+) -> np.ndarray:
+    """(N,) each pooled token's cosine with its own vector (``mine``) less its best with any other."""
     sims = pooled @ competitors.T  # (N, V)
-    mine = np.einsum("nd,nd->n", pooled, own)
     sims[rows, ids] = -np.inf
-    return mine, mine - sims.max(axis=1)
+    return mine - sims.max(axis=1)
 
 
 def margins(
@@ -95,7 +94,7 @@ def margins(
 ) -> np.ndarray:
     """(N,) cos(pooled, own token) - max cos(pooled, any other vocabulary token); ``own_ids``: each row's
     own token id, or an array of ids per row that do not compete (see :func:`_excluded`)."""
-    return _readings(pooled, own, *_excluded(own_ids), competitors)[1]
+    return _margins(pooled, np.einsum("nd,nd->n", pooled, own), *_excluded(own_ids), competitors)
 
 
 def rescore(
@@ -161,9 +160,7 @@ def rescore_all(
         all_rows, all_ids = np.concatenate(ex_rows), np.concatenate(ex_ids)
         renum = np.cumsum(tok_live) - 1
         ex = tok_live[all_rows]
-        sims = pooled[tok_live] @ competitors.T  # (N live tokens, V)
-        sims[renum[all_rows[ex]], all_ids[ex]] = -np.inf
-        m = mine[tok_live] - sims.max(axis=1)
+        m = _margins(pooled[tok_live], mine[tok_live], renum[all_rows[ex]], all_ids[ex], competitors)
         live_sizes = sizes[live]
         gain[live] = np.add.reduceat(np.minimum(m, 0.0), np.cumsum(live_sizes) - live_sizes) / live_sizes * weight
     scores = (bound + gain).tolist()
