@@ -172,3 +172,37 @@ def test_the_same_seed_trains_the_same_weights(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].dtype.is_floating_point)
+
+
+def test_the_vocab_loss_falls_as_a_pooled_instance_reads_its_own_token_over_the_whole_vocabulary() -> None:
+    """The ``vocab`` term is a cross-entropy over every token: lowest where the instance points at its own
+    token, high where it points at another vocabulary token, and its own (stale) bank row is replaced by the
+    vector that carries the composer's gradient."""
+    import torch.nn.functional as F
+
+    from tokensearch.training.train import vocab_loss
+
+    torch.manual_seed(0)
+    bank = F.normalize(torch.randn(50, 16), dim=-1)
+    ids = torch.tensor([3, 7])
+    own = bank[ids].clone().requires_grad_(True)
+    right = vocab_loss(bank, bank[ids], own, ids)
+    wrong = vocab_loss(bank, bank[torch.tensor([4, 9])], own, ids)
+    assert right.item() < 0.5 < wrong.item()
+    stale = bank.clone()
+    stale[ids] = -stale[ids]  # the bank's own rows are never read
+    assert torch.allclose(vocab_loss(stale, bank[ids], own, ids), right)
+    right.backward()
+    assert own.grad is not None and own.grad.abs().sum() > 0
+
+
+def test_a_run_with_the_vocab_loss_logs_it_and_trains(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    out = tmp_path / "run"
+    res = train(replace(_cfg(out, 2), vocab_loss=0.5))
+    assert np.isfinite(res["val_token_acc"])
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r]
+    assert len(steps) == 2 and all(np.isfinite(r["vocab"]) and r["vocab"] > 0 for r in steps)
+    assert log[0]["config"]["vocab_loss"] == 0.5

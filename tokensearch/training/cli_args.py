@@ -91,6 +91,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "letter or digit changed (default 0: off, the shipped recipe)",
     )
     p.add_argument(
+        "--vocab-loss",
+        type=float,
+        default=0.0,
+        help="weight of a cross-entropy of each token's pooled cells over the whole vocabulary, the search's "
+        "vocabulary check as a loss (default 0: off)",
+    )
+    p.add_argument(
         "--val-init", action="store_true", help="validate the starting weights first (a baseline line in train.log)"
     )
 
@@ -139,6 +146,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         kw["receipt_fraction"] = args.receipt_fraction
     if args.hard_negatives:
         kw["hard_negatives"] = args.hard_negatives
+    if args.vocab_loss:
+        kw["vocab_loss"] = args.vocab_loss
     if args.crop:
         kw["crop_height"], kw["crop_width"] = args.crop
     kw.update(

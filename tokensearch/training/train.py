@@ -11,6 +11,11 @@ Objective, in TokenOCR's spirit, for a batch of page crops with per-cell token l
   that token's hard negatives (``lookalikes.hard_negatives``: its pieces, other case, one letter or digit
   changed) — the in-batch negatives are other words, rarely these, and the search's vocabulary check
   loses a printed word whose cells read a piece of it (" Sign" for " Signature") about as well.
+- ``vocab`` (``vocab_loss`` > 0): softmax cross-entropy of each pooled instance over the *whole* vocabulary
+  (scale ``VOCAB_SCALE``) — the search's vocabulary check compares a word's pooled cells with all 6,000
+  tokens, the other losses only with the batch's few hundred. The other tokens' vectors are a bank computed
+  without gradient every ``VOCAB_REFRESH`` steps (all 6,000 through the composer cost twice a step); the
+  composer learns from the positives only here, as in ``pool``.
 
 Token vectors come from the character composer (trained jointly), so the model never needs a table.
 Everything lives under ``out``: ``train.log`` (one JSON line per log/validation), ``ckpt.pt``
@@ -75,6 +80,7 @@ class TrainConfig:
     budget_s: float | None = None  # wall-clock limit of the run; the cosine schedule then ends with it (see _lr)
     val_init: bool = False  # validate the starting weights first: the baseline the run must beat (logged only)
     hard_negatives: int = 0  # hard negatives per token of a batch (the ``hard`` loss; 0: off, the shipped recipe)
+    vocab_loss: float = 0.0  # weight of the whole-vocabulary ``vocab`` loss (0: off)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -164,10 +170,16 @@ def pool_instances(feats: torch.Tensor, labels: torch.Tensor, n: int) -> torch.T
 
 
 def losses(
-    model: MiniModel, batch: dict, pieces: list[str], amp: torch.dtype | None = None, hard_negatives: int = 0
+    model: MiniModel,
+    batch: dict,
+    pieces: list[str],
+    amp: torch.dtype | None = None,
+    hard_negatives: int = 0,
+    vocab: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """TokenOCR-style losses of one batch; ``amp`` runs the vision net (nearly all the FLOPs) in that dtype;
-    ``hard_negatives``: that many per token for the ``hard`` loss (0: no ``hard`` term)."""
+    ``hard_negatives``: that many per token for the ``hard`` loss (0: no ``hard`` term); ``vocab``: the
+    vocabulary's vectors (V, D), for the ``vocab`` term (None: no such term)."""
     x = batch["image"].float() / 255.0  # (B, 1, H, W)
     labels, ids = batch["labels"], batch["ids"]  # (B, h, w), (N,)
     with torch.autocast(x.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
@@ -186,6 +198,8 @@ def losses(
         out.update(pool=zero, siglip=zero, cell=zero)
         if hard_negatives:
             out["hard"] = zero
+        if vocab is not None:
+            out["vocab"] = zero
         return out
 
     uniq, inst_u = torch.unique(ids, return_inverse=True)  # (U,), (N,)
@@ -218,7 +232,28 @@ def losses(
     out["cell"] = pos_sum / n_pos + (bce.sum() - pos_sum) / n_neg
     if hard_negatives:
         out["hard"] = hard_loss(model, texts, vecs, pooled, inst_u, cells, cu, hard_negatives, int(ids.sum()))
+    if vocab is not None:
+        out["vocab"] = vocab_loss(vocab, pooled, vecs[inst_u], ids)
     return out
+
+
+VOCAB_SCALE = 20.0  # softmax temperature 0.05 on cosines: a margin of ~0.1 over the runner-up costs little
+VOCAB_REFRESH = 20  # steps between recomputing the vocabulary bank (the composer moves slowly)
+
+
+def vocab_bank(model: MiniModel, pieces: list[str]) -> torch.Tensor:
+    """Every vocabulary token's vector (V, D), without gradient: the ``vocab`` loss's negatives."""
+    with torch.no_grad():
+        return model.composer([piece_to_text(p) for p in pieces]).detach()
+
+
+def vocab_loss(vocab: torch.Tensor, pooled: torch.Tensor, own: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of pooled instances (N, D) over the vocabulary bank (V, D); ``own`` (N, D) are their
+    tokens' vectors with gradient, ``ids`` (N,) their vocabulary ids (their own, stale, rows are replaced)."""
+    logits = pooled @ vocab.T  # (N, V)
+    pos = (pooled * own).sum(-1)  # (N,): the own token's cosine, through the composer too
+    logits = logits.scatter(1, ids[:, None], pos[:, None])
+    return F.cross_entropy(VOCAB_SCALE * logits, ids)
 
 
 HARD_SCALE = 16.0  # logistic loss on cos(token) - cos(hard negative) - margin, a soft hinge ~0.1 wide
@@ -265,7 +300,7 @@ def hard_loss(
     return 0.5 * ranked(pooled, inst_u) + 0.5 * ranked(cells[lab], cu[lab])
 
 
-LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5, "hard": 1.0}
+LOSS_WEIGHTS = {"pool": 1.0, "siglip": 0.5, "cell": 1.0, "text": 0.5, "hard": 1.0}  # ``vocab``: the run's vocab_loss
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -527,6 +562,8 @@ def train(cfg: TrainConfig) -> dict:
         tmp.replace(ckpt_path)
 
     amp = train_amp_dtype(cfg.precision, device)
+    weights = {**LOSS_WEIGHTS, "vocab": cfg.vocab_loss}
+    bank: torch.Tensor | None = None
     model.train()
     t_ckpt = t_log = time.time()
     agg: dict[str, float] = {}
@@ -541,8 +578,10 @@ def train(cfg: TrainConfig) -> dict:
         wait += time.time() - t_wait
         for g in opt.param_groups:
             g["lr"] = _lr(cfg, step, time.time() - t_start)
-        ls = losses(model, batch, pieces, amp, cfg.hard_negatives)
-        loss = cast(torch.Tensor, sum(LOSS_WEIGHTS[k] * v for k, v in ls.items()))
+        if cfg.vocab_loss > 0 and (bank is None or step % VOCAB_REFRESH == 0):
+            bank = vocab_bank(model, pieces)
+        ls = losses(model, batch, pieces, amp, cfg.hard_negatives, vocab=bank)
+        loss = cast(torch.Tensor, sum(weights[k] * v for k, v in ls.items()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
