@@ -382,3 +382,46 @@ def test_several_words_count_from_the_phrase_threshold(make_engine, sample):
         hits = scan_hits(phrases, q)
         assert hits and right(sample, hits[0], "harbour", 2), (q, hits[:1])
     assert scan_hits(phrases, "harbour") == [] and scan_hits(phrases, "crane") == []
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_a_word_printed_right_after_punctuation_is_found_and_one_inside_a_longer_word_is_not(make_engine, tmp_path):
+    """ "(harbour)", "{quarterly}", "\\Swarrow" carry no leading space on the page; the word's glued spelling
+    finds them well above the spaced one alone, boxed on the word, while "serve", printed only inside
+    "observe" and "preserve", scores no higher than without the glued spelling."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=400)
+    lines = [
+        ("The ferry leaves from the (harbour) at noon.", "helv"),
+        ("Options: \\Swarrow and {quarterly} reports.", "cour"),
+        ("The observe line and preserve it.", "helv"),
+    ]
+    for i, (line, font) in enumerate(lines):
+        page.insert_text((60, 60 + 40 * i), line, fontsize=13, fontname=font)
+    words = {w[4]: (w[0] / 612, w[1] / 400, w[2] / 612, w[3] / 400) for w in page.get_text("words")}
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    page.get_pixmap(dpi=150).save(folder / "page.png")
+    eng = make_engine(threshold=0.45, verify_weight=4.0)
+    eng.index(folder)
+    glued = eng.searcher()
+    assert glued.opt.glued
+    spaced = Searcher(glued.encoder, glued.store, replace(glued.opt, glued=False))
+
+    def best(searcher, word):
+        hits = searcher.search(word, 1, 0, 200).hits
+        return hits[0] if hits else None
+
+    for word, printed in [("harbour", "(harbour)"), ("quarterly", "{quarterly}"), ("Swarrow", "\\Swarrow")]:
+        g, s = best(glued, word), best(spaced, word)
+        assert g is not None and g.score >= 0.78 and g.score > (s.score if s else 0) + 0.1, (word, g, s)
+        assert max(iou(b, words[printed]) for b in g.boxes) >= 0.3, (word, g.boxes)
+    g, s = best(glued, "serve"), best(spaced, "serve")
+    assert (g.score if g else 0) <= (s.score if s else 0) + 1e-6, (g, s)
+
+    texts = glued.encoder.vocabulary_texts()
+    sp = [x for x in glued.plan("harbour", 200).spellings if x.glued]
+    assert sp and all(not texts[x.ids[0]].startswith(" ") and "".join(texts[i] for i in x.ids) == x.text for x in sp)
+    assert not any(x.glued for q in ('"the harbour"', "2017", "-5") for x in glued.plan(q, 200).spellings)

@@ -227,6 +227,31 @@ def test_word_end_takes_a_switch_between_letters_and_digits_as_a_boundary():
     assert not _continues([5, 5])  # "correct7" reads as the word and a number set too close
 
 
+def _left(before: list[int | None], letters: bool) -> bool:
+    """A line of cells: one per entry of ``before`` (a token id, None for background), then "rect" (3 cells),
+    the unspaced query word "rect" located on it; does the word go on left of it?"""
+    ids = [*before, 1, 1, 1]
+    keep = [i for i, t in enumerate(ids) if t is not None]
+    feats = WORDS[[ids[i] for i in keep]]
+    ys, xs = np.zeros(len(keep), np.int64), np.asarray(keep)
+    maps = dense_maps(Frame.whole(1, len(ids)), ys, xs, feats @ WORDS[[1]].T)
+    occs = locate(maps, [4], threshold=0.9)
+    assert len(occs) == 1 and occs[0].token_boxes[0][0] == len(before)
+    rows = cell_rows(1, len(ids), ys, xs)
+    return bool(word_continues(occs, rows, feats, WORDS, TokenClasses.of(WORD_TEXTS), "rect", "start", letters)[0])
+
+
+def test_word_start_of_a_glued_spelling_reads_letters_left_of_it():
+    """A spelling cut as printed after punctuation ("(rect") is bounded by punctuation or background on its
+    left and goes on past letters ("cor|rect"); a spaced word's left is never read."""
+    assert _left([0, 0], letters=True)  # " cor" left: "correct", the word began earlier
+    assert _left([2], letters=True)
+    assert not _left([4], letters=True)  # "," then the word
+    assert not _left([0, None], letters=True)  # background right before it: another word ends there
+    assert not _left([], letters=True)  # the line starts with it
+    assert not _left([0, 0], letters=False)
+
+
 def test_word_end_classes_come_from_the_token_texts():
     c = TokenClasses.of([" The", "ly", ",", "", "7"])
     assert c.starts_word.tolist() == [True, False, False, False, False]

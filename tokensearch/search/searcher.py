@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from ..filters import SearchFilter, iso_utc
 from ..geometry import mostly_inside
 from ..textcut import cut, embed_cut
-from ..tokenocr_model.interface import QueryEmbedder, QueryTokens
+from ..tokenocr_model.interface import QueryEmbedder, QueryTokens, Token
 from .localize import Frame, Occurrence, chain_estimate, dense_maps, locate
 from .query import Unit, case_variants, parse_query
 from .verify import TokenClasses, cell_rows, rescore_all, word_continues
@@ -72,6 +72,7 @@ class _Spelling:
     # per token, the ids the vocabulary check does not count against it (``TokenClasses.alike``); empty:
     # its own id only
     alike: list[np.ndarray] = field(default_factory=list)
+    glued: bool = False  # cut as printed right after punctuation ("(see", "\\Swarrow"): no leading space
 
 
 @dataclass
@@ -128,6 +129,13 @@ class SearchOptions:
     word_start_penalty: float = 0.05
     # the vocabulary check leaves out other cuts of the query's letters (``TokenClasses.alike``)
     alike_cuts: bool = True
+    # a word is also searched as printed right after punctuation: "(see", "\\Swarrow", ".PDF_TITLE", "{n,n+1"
+    # carry no leading space (the query rule gives one to every word starting with a letter), so the spaced
+    # spelling's first token reads lower there. Such a match counts only where no letter or digit is read
+    # left of it: inside a longer word it reads well ("serve" in "observe", 0.81), so there it loses
+    # ``glued_inside_penalty``, enough to drop it (the spaced spelling still scores a word that starts there)
+    glued: bool = True
+    glued_inside_penalty: float = 1.0
     # with verification: the share of an occurrence's score read from its tokens' pooled cells rather than
     # its chain's single cells (``verify.rescore_all``); chains are then located from ``pooled_reach`` under
     # the threshold, since the pooled cosines can lift them over it: on the dev benchmark's clean scans 0.1
@@ -207,7 +215,9 @@ class Searcher:
         n = 0
         classes = self.opt.token_classes if self.opt.alike_cuts else None
         for ui, unit in enumerate(plan.units):
-            for q in self._embeddings(case_variants(unit.text)):
+            variants = case_variants(unit.text)
+            glued = self._glued(variants) if self.opt.glued and not unit.phrase and " " not in unit.text else []
+            for q in self._embeddings(variants) + glued:
                 # a token covering no character (a lone leading-space piece) is written nowhere
                 keep = [i for i, t in enumerate(q.tokens) if t.end > t.start]
                 if not keep:
@@ -225,6 +235,7 @@ class Searcher:
                         [classes.alike(q.text, q.tokens[i].start, q.tokens[i].end, q.tokens[i].id) for i in keep]
                         if classes is not None
                         else [],
+                        any(q is g for g in glued),
                     )
                 )
         if vecs:
@@ -246,6 +257,22 @@ class Searcher:
                 if ids not in seen:
                     seen.add(ids)
                     out.append(q)
+        return out
+
+    def _glued(self, spellings: list[str]) -> list[QueryTokens]:
+        """The spellings that start with a letter as the tokenizer cuts them right after an opening
+        bracket, that bracket's tokens dropped; only where the bracket is a token of its own."""
+        out: list[QueryTokens] = []
+        for spelling in spellings:
+            if not spelling[:1].isalpha():
+                continue  # no leading space anyway
+            q = self.encoder.embed_query("(" + spelling)
+            first = next((i for i, t in enumerate(q.tokens) if t.end > 1), len(q.tokens))
+            if first == len(q.tokens) or q.tokens[first].start < 1:
+                continue
+            tokens = [Token(t.id, t.piece, t.start - 1, t.end - 1) for t in q.tokens[first:]]
+            vectors = np.asarray(q.vectors, dtype=np.float32)[first:]
+            out.append(QueryTokens(text=spelling, tokens=tokens, vectors=vectors))
         return out
 
     def _cells_per_token(self, allowed: np.ndarray | None) -> int:
@@ -375,17 +402,18 @@ class Searcher:
                 if verify:
                     if self.opt.token_classes is not None:
                         words = plan.units[sp.unit].text.split()
-                        occs = self._word_bounds(occs, cast(np.ndarray, rows), pf.feats, words[0], words[-1])
+                        occs = self._word_bounds(occs, cast(np.ndarray, rows), pf.feats, words[0], words[-1], sp.glued)
                     occs = [o for o in occs if o.score >= thr]  # located under it, or lowered by a margin
                 per_unit[sp.unit].extend(replace(o, text=sp.text) for o in occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 
     def _word_bounds(
-        self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, first: str, last: str
+        self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, first: str, last: str, glued: bool = False
     ) -> list[Occurrence]:
         """Occurrences whose word goes on (``verify.word_continues``) lose the word-end penalty right of the
-        unit's ``last`` word and the word-start penalty left of its ``first``, read best first until one
+        unit's ``last`` word and the word-start penalty left of its ``first`` (read left of letters too for a
+        ``glued`` spelling), read best first until one
         that loses neither: the ones below it cannot become the unit's best on this page, so they are not
         read (a common word's 20 occurrences a page cost one or two reads, not 20; the page scores and
         ranking are those of reading all)."""
@@ -395,7 +423,7 @@ class Searcher:
             (side, word, pen)
             for side, word, pen in (
                 ("end", last, self.opt.word_end_penalty),
-                ("start", first, self.opt.word_start_penalty),
+                ("start", first, self.opt.glued_inside_penalty if glued else self.opt.word_start_penalty),
             )
             if pen > 0
         ]
@@ -403,7 +431,9 @@ class Searcher:
             loss = sum(
                 pen
                 for side, word, pen in ends
-                if word_continues([o], rows, feats, self.opt.competitors, self.opt.token_classes, word, side)[0]
+                if word_continues(
+                    [o], rows, feats, self.opt.competitors, self.opt.token_classes, word, side, letters=glued
+                )[0]
             )
             if not loss:
                 break

@@ -246,6 +246,7 @@ def word_continues(
     classes: TokenClasses,
     word: str,
     side: str = "end",
+    letters: bool = False,
 ) -> np.ndarray:
     """(N,) bool: beyond each occurrence the model reads the *same* word going on, so the query word is not
     what is written there — right of it (``side="end"``): "correct" matched in "correctly", "click" in
@@ -267,14 +268,15 @@ def word_continues(
     'ER'), so a tight space looks like a glued prefix ("WHOLESALE") there; reading it lost right answers
     on the dev benchmark, phrases most (BENCHMARKS.md, "The word-start check, for numbers"). Such a
     word's first query token carries the leading space (" SALE") that letters inside a longer word lack,
-    which the vocabulary check weighs already.
+    which the vocabulary check weighs already. A spelling cut as printed after punctuation ("(see") lacks
+    that space too, so with ``letters`` the left of a letter is read as the left of a number is.
     """
     assert side in ("end", "start"), side
     right = side == "end"
     word = word.lower()
     edge = word[-1:] if right else word[:1]  # the query's character next to the cells read
     out = np.zeros(len(occs), dtype=bool)
-    if not right and not edge.isdigit():
+    if not right and not edge.isdigit() and not letters:
         return out
     W = rows.shape[1]
     pending = list(range(len(occs)))
