@@ -146,12 +146,12 @@ class SearchOptions:
 
 
 def _best_per_page(
-    per_row: list[tuple[np.ndarray, np.ndarray, np.ndarray]], pages: np.ndarray, floor: float | None
+    per_row: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int, pages: np.ndarray, floor: float | None
 ) -> np.ndarray:
-    """(R, P) each row's best retrieved cell score on each of ``pages`` (sorted ids); 0 where it has none, or
-    none at ``floor`` or above when one is given."""
-    best = np.zeros((len(per_row), len(pages)), dtype=np.float32)
-    for r, (ids, scores, _) in enumerate(per_row):
+    """(R, P) each row's best retrieved cell score on each of ``pages`` (sorted ids); 0 where it has none (or
+    was not searched), or none at ``floor`` or above when one is given."""
+    best = np.zeros((n_rows, len(pages)), dtype=np.float32)
+    for r, (ids, scores, _) in per_row.items():
         if floor is not None:
             keep = scores >= floor
             ids, scores = ids[keep], scores[keep]
@@ -297,20 +297,25 @@ class Searcher:
             min(want, self.opt.max_candidate_pages), self.opt.min_candidate_pages
         ):
             return allowed.tolist()
+        # glued spellings (``SearchOptions.glued``) take no part: their top cells are mostly inside longer
+        # words, which only stage 2 reads, and they crowded pages out ("material" lost its page)
+        spellings = [sp for sp in plan.spellings if not sp.glued]
+        used = sorted({r for sp in spellings for r in sp.rows})
         # a token repeats across a query's words, spellings and its joint phrase: search each once
-        uniq, inverse = np.unique(plan.vectors, axis=0, return_inverse=True)
+        uniq, inverse = np.unique(plan.vectors[used], axis=0, return_inverse=True)
         found_rows = self.store.search_cells_at(uniq, self._cells_per_token(allowed), allowed)
-        per_row = [found_rows[i] for i in inverse.reshape(-1)]
-        found = [ids for ids, _, _ in per_row]
+        at = dict(zip(used, inverse.reshape(-1).tolist()))
+        per_row = {r: found_rows[at[r]] for r in used}
+        found = [ids for ids, _, _ in per_row.values()]
         pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if len(pages) == 0:
             return []
-        placed = all(bool((cells >= 0).all()) for _, _, cells in per_row)
+        placed = all(bool((cells >= 0).all()) for _, _, cells in per_row.values())
         # (R, P) best cell score per page: with cell positions, only exact (text-layer) cells, which an image
         # page has none of, so a search pays for this pass only over them; without, the bag-of-tokens estimate
-        best = _best_per_page(per_row, pages, self.opt.text_layer_threshold if placed else None)
+        best = _best_per_page(per_row, len(plan.vectors), pages, self.opt.text_layer_threshold if placed else None)
         unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
-        for sp in plan.spellings:
+        for sp in spellings:
             if placed:
                 est = chain_estimate([per_row[r] for r in sp.rows], sp.lens, pages)
                 # every token written exactly on the page (a text layer): its retrieved cells can miss a
