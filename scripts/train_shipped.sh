@@ -64,6 +64,11 @@
 #   tokensearch train --out RUN_DIR/s9 --init RUN_DIR/final --pdf-dir RUN_DIR/pdfs-mix9 --synth-fraction 0.5 \
 #     --receipt-fraction 0.25 --steps 40000 --budget-s 4200 --lr 3e-4 --seed 10 --val-every 1000 --val-init --resume
 #   python3 bench/average_weights.py RUN_DIR/final9 RUN_DIR/s9 RUN_DIR/final   (then stage 6's calibration on it)
+# Also tried (BENCHMARKS.md, "Training": validation flat, 0.608 -> best 0.613 at step 2000, 0.590-0.613 after; not
+# carried to the dev benchmark): the whole-vocabulary loss, from the shipped weights, stopped at step 4500 of its budget
+#   tokensearch train --out RUN_DIR/vocab --init RUN_DIR/final --pdf-dir RUN_DIR/pdfs-mix --synth-fraction 0.5 \
+#     --receipt-fraction 0.25 --steps 40000 --budget-s 4800 --lr 3e-4 --seed 11 --val-every 1000 --val-init --resume \
+#     --vocab-loss 0.5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/mini-shipped}
