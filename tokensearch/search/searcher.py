@@ -220,7 +220,8 @@ class Searcher:
             # CPU a search 0.70 -> 1.18 s) for words that count from the phrase threshold anyway
             one_word = plan.n_query_units == 1 and not unit.phrase and " " not in unit.text
             glued = self._glued(variants) if self.opt.glued and one_word else []
-            for q in self._embeddings(variants) + glued:
+            cuts = [(q, False) for q in self._embeddings(variants)] + [(q, True) for q in glued]
+            for q, is_glued in cuts:
                 # a token covering no character (a lone leading-space piece) is written nowhere
                 keep = [i for i, t in enumerate(q.tokens) if t.end > t.start]
                 if not keep:
@@ -238,7 +239,7 @@ class Searcher:
                         [classes.alike(q.text, q.tokens[i].start, q.tokens[i].end, q.tokens[i].id) for i in keep]
                         if classes is not None
                         else [],
-                        any(q is g for g in glued),
+                        is_glued,
                     )
                 )
         if vecs:

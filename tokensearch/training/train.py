@@ -242,9 +242,11 @@ VOCAB_REFRESH = 20  # steps between recomputing the vocabulary bank (the compose
 
 
 def vocab_bank(model: MiniModel, pieces: list[str]) -> torch.Tensor:
-    """Every vocabulary token's vector (V, D), without gradient: the ``vocab`` loss's negatives."""
+    """Every vocabulary token's vector (V, D), without gradient: the ``vocab`` loss's negatives, and what
+    validation retrieves tokens from."""
+    texts = [piece_to_text(p) for p in pieces]
     with torch.no_grad():
-        return model.composer([piece_to_text(p) for p in pieces]).detach()
+        return torch.cat([model.composer(texts[i : i + 2048]) for i in range(0, len(texts), 2048)])
 
 
 def vocab_loss(vocab: torch.Tensor, pooled: torch.Tensor, own: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -346,8 +348,7 @@ def _val_crops(next_page, n: int, height: int, width: int, seed: int) -> list[di
 def validate(model: MiniModel, val: list[dict], pieces: list[str], batch_size: int = 8) -> dict[str, float]:
     """Token retrieval over the whole vocabulary: pooled instance (and each labelled cell) -> nearest token."""
     model.eval()
-    texts = [piece_to_text(p) for p in pieces]
-    vocab = torch.cat([model.composer(texts[i : i + 2048]) for i in range(0, len(texts), 2048)])  # (V, D)
+    vocab = vocab_bank(model, pieces)  # (V, D)
     hit = tot = chit = ctot = 0
     pos_cos, loss_sum, nb = [], 0.0, 0
     dev = model.logit_scale.device
