@@ -36,6 +36,12 @@ def main() -> None:
         "reads 150 dpi pages as if at 200 dpi)",
     )
     ap.add_argument(
+        "--zoom-x",
+        type=float,
+        default=None,
+        help="experiment: stretch every page image by this factor in width only before the model",
+    )
+    ap.add_argument(
         "--shrink-to",
         type=float,
         default=None,
@@ -48,6 +54,19 @@ def main() -> None:
         default=None,
         help="experiment: the text size (x the reference) above which images are shrunk "
         "(indexer/scale.py SHRINK_ABOVE)",
+    )
+    ap.add_argument(
+        "--grow-below",
+        type=float,
+        default=None,
+        help="experiment: the text size (x the reference) under which images are enlarged (bicubic)",
+    )
+    ap.add_argument("--grow-to", type=float, default=4.0 / 3.0, help="experiment: ... to this size")
+    ap.add_argument(
+        "--read-grown",
+        action="store_true",
+        help="experiment: with --grow-below, the model reads the enlarged image but its features are pooled "
+        "back (area-weighted) onto the grid of the image as it was, so the index keeps its cells",
     )
     a, rest = ap.parse_known_args()
 
@@ -62,14 +81,20 @@ def main() -> None:
 
     scale.SHRINK_TO = a.shrink_to or scale.SHRINK_TO
     scale.SHRINK_ABOVE = a.shrink_above or scale.SHRINK_ABOVE
+    if a.grow_below and not a.read_grown:
+        from grow_experiment import grow  # (bench/ is the script's folder: first on sys.path)
 
-    if a.zoom:
+        grow(a.grow_below, a.grow_to)
+
+    if a.zoom or a.zoom_x:
         from PIL import Image
 
         import tokensearch.indexer.sources as sources
 
+        fx, fy = (a.zoom_x, 1.0) if a.zoom_x else (a.zoom, a.zoom)
+
         def zoomed(image, dpi):
-            return image.resize((round(image.width * a.zoom), round(image.height * a.zoom)), Image.Resampling.BICUBIC)
+            return image.resize((round(image.width * fx), round(image.height * fy)), Image.Resampling.BICUBIC)
 
         sources.normalise_scale = zoomed
 
@@ -82,6 +107,10 @@ def main() -> None:
 
             torch.set_num_threads(threads)
             self.engine = Engine(Settings(home=Path(self.home), model=a.model))
+            if a.read_grown:
+                from grow_experiment import read_grown
+
+                read_grown(self.engine.encoder, a.grow_below, a.grow_to)
             opened.append(self)
 
         def index(self, folder):
