@@ -2,6 +2,7 @@
 what it costs, on one indexed dev set, all its queries.
 
     python3 bench/reach_sweep.py --home H --queries B/data/queries.jsonl --reaches 0.05 0.1 --out F.json
+    python3 bench/reach_sweep.py --home H --queries Q --option word_break_penalty --values 0 1 --out F.json
 
 H: the set indexed (``tokensearch index .../scans/clean_150/png --home H``). For each reach, every query is
 searched as a user would (k = 10, one BLAS thread, as the engine searches): R@1 of the positives (the first
@@ -29,7 +30,12 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--queries", type=Path, required=True, help="the set's queries.jsonl")
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
-    ap.add_argument("--reaches", type=float, nargs="+", default=[0.05, 0.1])
+    ap.add_argument("--reaches", "--values", dest="reaches", type=float, nargs="+", default=[0.05, 0.1])
+    ap.add_argument(
+        "--option",
+        default="pooled_reach",
+        help="the SearchOptions field the values are given to (e.g. word_break_penalty; 0 turns a check off)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--against", type=Path, help="an earlier --out: queries whose first pages differ")
     a = ap.parse_args()
@@ -47,7 +53,7 @@ def main() -> None:
     searcher.search(records[0]["query"], 10, 0, 256)  # warm: the decoded index, the model's tables
     report: dict = {"home": str(a.home), "queries": str(a.queries), "reaches": {}}
     for reach in a.reaches:
-        searcher.opt = replace(shipped, pooled_reach=reach)
+        searcher.opt = replace(shipped, **{a.option: reach})
         right, answered, cpu, missed, first = 0, 0, [], [], {}
         for q in records:
             t = time.process_time()
@@ -72,7 +78,7 @@ def main() -> None:
             "cpu_ms_mean": round(1000 * statistics.mean(cpu)),
             "cpu_ms_p95": round(1000 * cpu[int(0.95 * len(cpu))]),
         }
-        print(f"reach {reach}: {row}", flush=True)
+        print(f"{a.option} {reach}: {row}", flush=True)
         report["reaches"][str(reach)] = {**row, "missed": missed, "first_pages": first}
     if a.against:
         before = json.loads(a.against.read_text())["reaches"]

@@ -11,6 +11,7 @@ from tokensearch.search.verify import (
     pooled_all,
     rescore,
     rescore_all,
+    word_breaks,
     word_continues,
 )
 
@@ -252,6 +253,29 @@ def test_word_start_of_a_glued_spelling_reads_letters_left_of_it():
     assert not _left([0, 0], letters=False)
 
 
+def _breaks(between: list[int | None]) -> bool:
+    """A line of cells: " cor" (0-1), one cell per entry of ``between`` (a token id, None for background),
+    then "rect" (3 cells); the query word "correct" located across them: does another word start inside it?"""
+    ids = [0, 0, *between, 1, 1, 1]
+    keep = [i for i, t in enumerate(ids) if t is not None]
+    feats = WORDS[[ids[i] for i in keep]]
+    ys, xs = np.zeros(len(keep), np.int64), np.asarray(keep)
+    maps = dense_maps(Frame.whole(1, len(ids)), ys, xs, feats @ WORDS[[0, 1]].T)
+    occs = locate(maps, [3, 4], threshold=0.9)
+    assert len(occs) == 1
+    rows = cell_rows(1, len(ids), ys, xs)
+    classes = TokenClasses.of(WORD_TEXTS)
+    return bool(word_breaks(occs, rows, feats, WORDS, classes, "correct", [False, True])[0])
+
+
+def test_a_word_chained_over_another_word_breaks_and_a_word_read_whole_does_not():
+    assert _breaks([3, 3])  # " cor an rect": " an" starts a word between the pieces of "correct"
+    assert not _breaks([])  # "correct" printed whole
+    assert not _breaks([2, 2])  # letter pieces between them: a misreading inside the word, not a new word
+    assert not _breaks([3])  # one cell reading a word start: a stray reading, no word
+    assert not _breaks([3, None, 3])  # background (not kept) is not read
+
+
 def test_word_end_classes_come_from_the_token_texts():
     c = TokenClasses.of([" The", "ly", ",", "", "7"])
     assert c.starts_word.tolist() == [True, False, False, False, False]
@@ -297,6 +321,26 @@ def test_word_end_reads_best_first_and_stops_at_the_first_whole_word():
     out = Searcher(None, None, opt)._word_bounds(occs, cell_rows(3, 7, ys, xs), feats, "correct", "correct")
     by_line = {o.cells[-1][0]: o.score for o in out}
     assert by_line[0] == pytest.approx(1.0 - opt.word_end_penalty) and by_line[2] == pytest.approx(1.0)
+
+
+def test_word_bounds_drop_a_word_read_over_another_word():
+    """ " cor an rect" on line 0, "correct" printed whole on line 2: the chain over " an" loses the word-break
+    penalty, enough to fall under any threshold; the whole word keeps its score."""
+    from tokensearch.search.searcher import Searcher, SearchOptions
+
+    ids = {0: [0, 0, 3, 3, 1, 1, 1], 2: [0, 0, 1, 1, 1, 4, 4]}
+    ys, xs = np.repeat([0, 2], 7), np.tile(np.arange(7), 2)
+    feats = WORDS[[ids[y][x] for y, x in zip(ys, xs)]]
+    maps = dense_maps(Frame.whole(3, 7), ys, xs, feats @ WORDS[[0, 1]].T)
+    occs = locate(maps, [3, 4], threshold=0.9)
+    opt = SearchOptions(threshold=0.5, competitors=WORDS, token_classes=TokenClasses.of(WORD_TEXTS))
+    rows = cell_rows(3, 7, ys, xs)
+    out = Searcher(None, None, opt)._word_bounds(occs, rows, feats, "correct", "correct", ids=[0, 1], text="correct")
+    by_line = {o.cells[-1][0]: o.score for o in out}
+    assert by_line[2] == pytest.approx(1.0) and by_line[0] == pytest.approx(1.0 - opt.word_break_penalty)
+    off = replace(opt, word_break_penalty=0.0)
+    kept = Searcher(None, None, off)._word_bounds(occs, rows, feats, "correct", "correct", ids=[0, 1], text="correct")
+    assert {o.cells[-1][0]: o.score for o in kept}[0] == pytest.approx(1.0)
 
 
 # word start: the same reading left of the match. A vocabulary of 8 tokens, each text's vector e_i; the query

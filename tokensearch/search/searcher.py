@@ -15,6 +15,7 @@ threshold, or the query's words stand together at the phrase threshold (``Search
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple, cast
 
@@ -27,7 +28,7 @@ from ..textcut import cut, embed_cut
 from ..tokenocr_model.interface import QueryEmbedder, QueryTokens, Token
 from .localize import Frame, Occurrence, chain_estimate, dense_maps, locate
 from .query import Unit, case_variants, parse_query
-from .verify import TokenClasses, cell_rows, rescore_all, word_continues
+from .verify import TokenClasses, cell_rows, rescore_all, word_breaks, word_continues
 
 if TYPE_CHECKING:
     from ..storage.records import PageFeatures, PageInfo
@@ -136,6 +137,9 @@ class SearchOptions:
     # ``glued_inside_penalty``, enough to drop it (the spaced spelling still scores a word that starts there)
     glued: bool = True
     glued_inside_penalty: float = 1.0
+    # the score a match loses where another word starts between two tokens of one of its words
+    # (``verify.word_breaks``)
+    word_break_penalty: float = 1.0
     # with verification: the share of an occurrence's score read from its tokens' pooled cells rather than
     # its chain's single cells (``verify.rescore_all``); chains are then located from ``pooled_reach`` under
     # the threshold, since the pooled cosines can lift them over it: on the dev benchmark's clean scans 0.1
@@ -411,18 +415,30 @@ class Searcher:
                 if verify:
                     if self.opt.token_classes is not None:
                         words = plan.units[sp.unit].text.split()
-                        occs = self._word_bounds(occs, cast(np.ndarray, rows), pf.feats, words[0], words[-1], sp.glued)
+                        occs = self._word_bounds(
+                            occs, cast(np.ndarray, rows), pf.feats, words[0], words[-1], sp.glued, sp.ids, sp.text
+                        )
                     occs = [o for o in occs if o.score >= thr]  # located under it, or lowered by a margin
                 per_unit[sp.unit].extend(replace(o, text=sp.text) for o in occs)
             out[pid] = [_merge(occ, self.opt.max_occurrences) for occ in per_unit]
         return out
 
     def _word_bounds(
-        self, occs: list[Occurrence], rows: np.ndarray, feats: np.ndarray, first: str, last: str, glued: bool = False
+        self,
+        occs: list[Occurrence],
+        rows: np.ndarray,
+        feats: np.ndarray,
+        first: str,
+        last: str,
+        glued: bool = False,
+        ids: Sequence[int] = (),
+        text: str = "",
     ) -> list[Occurrence]:
         """Occurrences whose word goes on (``verify.word_continues``) lose the word-end penalty right of the
         unit's ``last`` word and the word-start penalty left of its ``first`` (read left of letters too for a
-        ``glued`` spelling), read best first until one
+        ``glued`` spelling), and those read as another word between two pieces of one of the spelling's words
+        (``verify.word_breaks``; ``ids``: the spelling's tokens, ``text``: the spelling) lose the word-break
+        penalty; read best first until one
         that loses neither: the ones below it cannot become the unit's best on this page, so they are not
         read (a common word's 20 occurrences a page cost one or two reads, not 20; the page scores and
         ranking are those of reading all)."""
@@ -436,14 +452,17 @@ class Searcher:
             )
             if pen > 0
         ]
+        classes = self.opt.token_classes
+        inside = [j > 0 and not classes.starts_word[t] for j, t in enumerate(ids)]
+        breaks = self.opt.word_break_penalty > 0 and any(inside)
         for i, o in enumerate(occs):
             loss = sum(
                 pen
                 for side, word, pen in ends
-                if word_continues(
-                    [o], rows, feats, self.opt.competitors, self.opt.token_classes, word, side, letters=glued
-                )[0]
+                if word_continues([o], rows, feats, self.opt.competitors, classes, word, side, letters=glued)[0]
             )
+            if breaks and word_breaks([o], rows, feats, self.opt.competitors, classes, text or first, inside)[0]:
+                loss += self.opt.word_break_penalty
             if not loss:
                 break
             occs[i] = replace(o, score=o.score - loss)

@@ -325,3 +325,45 @@ def word_continues(
                 continue
             out[i] = True
     return out
+
+
+def word_breaks(
+    occs: list[Occurrence],
+    rows: np.ndarray,
+    feats: np.ndarray,
+    competitors: np.ndarray,
+    classes: TokenClasses,
+    word: str,
+    inside: Sequence[bool],
+) -> np.ndarray:
+    """(N,) bool: between two tokens of one word (``inside[j]``: token j continues the word token j-1 is
+    in) the model reads another word — the chain borrowed its pieces from neighbouring words
+    ("inundation" read over "In this situation": " in" at "In", "ation" at the end of "situation").
+
+    The cells between token j-1's box and token j's box on the row of j-1's chain cell are read: two
+    neighbouring cells whose best tokens both start a word with the same letter, and are no piece of the
+    query word, read one word there (" t", " th", " this"). One such cell alone is no evidence: between
+    the wide-set capitals of a receipt single cells read stray word starts (" sil", " pin" in "RIMBUNAN")."""
+    word = word.lower()
+    out = np.zeros(len(occs), dtype=bool)
+    gaps: list[tuple[int, list[int]]] = []
+    for i, o in enumerate(occs):
+        for j in range(1, len(o.cells)):
+            if inside[j]:
+                cy = o.cells[j - 1][0]
+                xs = range(max(0, o.token_boxes[j - 1][2] + 1), min(rows.shape[1], o.token_boxes[j][0]))
+                gaps.append((i, [int(rows[cy, x]) for x in xs]))
+    read = sorted({r for _, g in gaps for r in g if r >= 0})
+    if not read:
+        return out
+    best = dict(zip(read, np.argmax(feats[np.asarray(read)] @ competitors.T, axis=1).tolist()))
+
+    def starts(r: int) -> str:
+        t = best.get(r, -1)
+        ok = t >= 0 and classes.starts_word[t] and classes.alnum[t] and classes.bodies[t] not in word
+        return classes.bodies[t][:1] if ok else ""
+
+    for i, g in gaps:
+        firsts = [starts(r) for r in g]
+        out[i] |= any(a and a == b for a, b in zip(firsts, firsts[1:]))
+    return out
