@@ -461,7 +461,7 @@ class Searcher:
                 for side, word, pen in ends
                 if word_continues([o], rows, feats, self.opt.competitors, classes, word, side, letters=glued)[0]
             )
-            if breaks and word_breaks([o], rows, feats, self.opt.competitors, classes, text or first, inside)[0]:
+            if breaks and word_breaks([o], rows, feats, self.opt.competitors, classes, text, inside)[0]:
                 loss += self.opt.word_break_penalty
             if not loss:
                 break
