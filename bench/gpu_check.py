@@ -30,9 +30,9 @@ summary is printed and written to ``OUT/gpu_check.md``. The phases:
    backends; flash-attn if it imports).
 4. **pipeline**: the indexer with the loaded model on a few pages per batch size, then
    ``tokensearch index DOCS --model tokenocr:CKPT --device cuda --dtype bfloat16 --batch-size BEST``
-   in this process on all pages, with the seconds of each stage (rasterise, tiling, GPU, copy to host
-   in the read-ahead thread; projection, feature blobs, vector count, SQL in the storing thread),
-   which say what limits pages/s.
+   in this process on all pages, with the seconds of each stage (rasterise in the reading thread;
+   tiling, GPU, copy to host in the encoding thread; projection, feature blobs, vector count, SQL in
+   the storing thread), which say what limits pages/s.
 5. **storage**: bytes per page after the index codec.
 6. **precision**: the per-cell cosine of the bf16 GPU features against float32 on the CPU, two pages.
 7. **faiss**: query latency on the resulting index, FAISS on the CPU, FAISS on the GPU where faiss has
@@ -740,7 +740,7 @@ class StageClock:
         self,
         owner: Any,
         name: str,
-        stage: str,
+        stage: str | Callable[..., str],
         *,
         sync_after: bool = False,
         generator: bool = False,
@@ -756,6 +756,7 @@ class StageClock:
 
             @functools.wraps(real)
             def wrapper(*args, **kwargs):
+                at = stage(*args, **kwargs) if callable(stage) else stage
                 it = real(*args, **kwargs)
                 try:
                     while True:
@@ -763,9 +764,9 @@ class StageClock:
                         try:
                             item = next(it)
                         except StopIteration:
-                            clock.add(stage, time.perf_counter() - t)
+                            clock.add(at, time.perf_counter() - t)
                             return
-                        clock.add(stage, time.perf_counter() - t)
+                        clock.add(at, time.perf_counter() - t)
                         yield item
                 finally:
                     it.close()
@@ -773,6 +774,7 @@ class StageClock:
 
             @functools.wraps(real)
             def wrapper(*args, **kwargs):
+                at = stage(*args, **kwargs) if callable(stage) else stage
                 t = time.perf_counter()
                 try:
                     result = real(*args, **kwargs)
@@ -782,7 +784,7 @@ class StageClock:
                         keep(result)
                     return result
                 finally:
-                    clock.add(stage, time.perf_counter() - t)
+                    clock.add(at, time.perf_counter() - t)
 
         setattr(owner, name, wrapper)
         self._undo.append((owner, name, real))
@@ -808,10 +810,16 @@ def instrument(clock: StageClock, captured: dict) -> None:
 
     clock.wrap(model_pkg, "create_encoder", "load model", keep=lambda enc: captured.__setitem__("encoder", enc))
     clock.wrap(FolderIndexer, "index", "index pass", keep=lambda r: captured.__setitem__("report", r))
-    # read-ahead thread
-    clock.wrap(ReadAhead, "_produce", "read-ahead thread")
-    clock.wrap(ReadAhead, "_put", "read-ahead waits (queue full)")
+    # reading thread, then the encoding thread (ReadAhead's two)
+    clock.wrap(ReadAhead, "_read_all", "reading thread")
     clock.wrap(DocumentReader, "pages", "rasterise", generator=True)
+    clock.wrap(
+        ReadAhead,
+        "_put",
+        lambda ahead, q, item: f"{'reading' if q is ahead._read_queue else 'encoding'} waits (queue full)",
+    )
+    clock.wrap(ReadAhead, "_take", "encoding waits (no page read)")
+    clock.wrap(ReadAhead, "_produce", "encoding thread")
     clock.wrap(TokenOCREncoder, "encode_pages", "encode_pages")
     clock.wrap(tiling, "dynamic_preprocess", "tiling")
     clock.wrap(tiling, "normalize_tiles", "tiling")
@@ -832,10 +840,11 @@ def stage_summary(clock: StageClock, pages: int, seconds: float, gpu_only_pps: f
     """Per-page milliseconds of each thread and stage, and which thread bounds the pass."""
     s = clock.seconds
     ms = lambda v: round(1000.0 * v / max(pages, 1), 1)  # noqa: E731
-    ra = s["read-ahead thread"] - s["read-ahead waits (queue full)"]
+    rd = s["reading thread"] - s["reading waits (queue full)"]
+    ra = s["encoding thread"] - s["encoding waits (queue full)"] - s["encoding waits (no page read)"]
     st = s["write_document"] - s["store waits (queue empty)"]
+    rd_parts = {"rasterise": s["rasterise"], "open + rest": rd - s["rasterise"]}
     ra_parts = {
-        "rasterise": s["rasterise"],
         "tiling": s["tiling"],
         "GPU": s["GPU"],
         "copy to host + stitch": s["encode_pages"] - s["tiling"] - s["GPU"],
@@ -850,19 +859,23 @@ def stage_summary(clock: StageClock, pages: int, seconds: float, gpu_only_pps: f
     }
     st_parts["SQL + rest"] = st - sum(st_parts.values())
     wall = ms(seconds)
-    bound, parts, busy = ("storing thread", st_parts, st) if st >= ra else ("read-ahead thread", ra_parts, ra)
+    threads = {"reading thread": (rd_parts, rd), "encoding thread": (ra_parts, ra), "storing thread": (st_parts, st)}
+    bound = max(threads, key=lambda k: threads[k][1])
+    parts, busy = threads[bound]
     top = sorted(parts.items(), key=lambda kv: -kv[1])
+    others = ", ".join(f"the {k} {ms(v[1])}" for k, v in threads.items() if k != bound)
     text = (
         f"{pages / seconds:.3g} pages/s ({wall} ms/page): bounded by the {bound}, busy {ms(busy)} ms/page "
-        f"({', '.join(f'{k} {ms(v)}' for k, v in top if ms(v) >= 0.5)}); the other thread is busy "
-        f"{ms(ra if bound == 'storing thread' else st)} ms/page"
+        f"({', '.join(f'{k} {ms(v)}' for k, v in top if ms(v) >= 0.5)}); busy ms/page: {others}"
     )
     if gpu_only_pps:
         text += f"; the GPU alone does {gpu_only_pps:.1f} pages/s ({1000 / gpu_only_pps:.1f} ms/page)"
     return {
         "ms_per_page": {
             "wall": wall,
-            "read-ahead thread (busy)": ms(ra),
+            "reading thread (busy)": ms(rd),
+            **{k: ms(v) for k, v in rd_parts.items()},
+            "encoding thread (busy)": ms(ra),
             **{k: ms(v) for k, v in ra_parts.items()},
             "storing thread (busy)": ms(st),
             **{k: ms(v) for k, v in st_parts.items()},

@@ -1,4 +1,4 @@
-"""The read-ahead thread hands each document over as if the consumer had read it itself."""
+"""The read-ahead threads hand each document over as if the consumer had read it itself."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def test_documents_come_in_order_with_their_pages_and_their_errors(tmp_path) -> 
             ahead.open()
 
 
-def test_a_failure_mid_document_reaches_the_consumer_after_the_pages_before_it(tmp_path) -> None:
+@pytest.mark.parametrize("then", [None, lambda pages: (p for p in pages)], ids=["pages", "made"])
+def test_a_failure_mid_document_reaches_the_consumer_after_the_pages_before_it(tmp_path, then) -> None:
     def read_two_then_fail(reader: DocumentReader):
         for page in _read(reader):
             if page.page_no == 3:
@@ -48,7 +49,7 @@ def test_a_failure_mid_document_reaches_the_consumer_after_the_pages_before_it(t
             yield page
 
     docs = [_tiff(tmp_path / "a.tif", 4), _tiff(tmp_path / "b.tif", 1)]
-    with ReadAhead(docs, read_two_then_fail, 10**8, depth=2) as ahead:
+    with ReadAhead(docs, read_two_then_fail, 10**8, depth=2, then=then) as ahead:
         ahead.open()
         seen = []
         with pytest.raises(BadDocument, match="frame 3"):
@@ -74,4 +75,42 @@ def test_stopping_early_ends_the_thread_even_when_the_queue_is_full(tmp_path) ->
     with ReadAhead(docs, _read, 10**8, depth=1) as ahead:
         ahead.open()
         time.sleep(0.2)  # the producer fills the queue and waits
-    assert not any(t.name == "tokensearch-readahead" and t.is_alive() for t in threading.enumerate())
+    names = ("tokensearch-read", "tokensearch-readahead")
+    assert not any(t.name in names and t.is_alive() for t in threading.enumerate())
+
+
+def _numbers(pages):
+    """A second stage as the indexer's encoder is one: it consumes the pages and makes its own items."""
+    for page in pages:
+        if page.page_no == 2 and page.image.getpixel((0, 0)) == 235:
+            raise ValueError("the encoder failed on page 2")
+        yield page.page_no * 10
+
+
+def test_items_are_made_from_the_pages_read_ahead_and_a_making_failure_stays_with_its_document(tmp_path) -> None:
+    docs = [_tiff(tmp_path / "a.tif", 4), _tiff(tmp_path / "b.tif", 1), _tiff(tmp_path / "c.tif", 2)]
+    with ReadAhead(docs, _read, 10**8, depth=1, then=_numbers) as ahead:
+        assert ahead.open() == "image"
+        seen = []
+        with pytest.raises(ValueError, match="page 2"):
+            for n in ahead.pages():
+                seen.append(n)
+        assert seen == [10]
+        ahead.open()
+        assert list(ahead.pages()) == [10]
+        ahead.open()
+        with pytest.raises(ValueError, match="page 2"):
+            list(ahead.pages())
+        with pytest.raises(IndexError):
+            ahead.open()
+
+
+def test_a_read_failure_reaches_the_consumer_through_the_making_stage(tmp_path) -> None:
+    empty = tmp_path / "a.png"
+    empty.write_bytes(b"")
+    docs = [empty, _tiff(tmp_path / "b.tif", 1)]
+    with ReadAhead(docs, _read, 10**8, depth=1, then=_numbers) as ahead:
+        with pytest.raises(BadDocument, match="empty"):
+            ahead.open()
+        assert ahead.open() == "image"
+        assert list(ahead.pages()) == [10]

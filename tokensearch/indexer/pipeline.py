@@ -349,15 +349,15 @@ class FolderIndexer:
 
         tick(None, 0)
 
-        def read(reader: DocumentReader) -> Iterator:
-            return self._page_records(
-                reader.pages(
-                    self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images, grey=self.encoder.grey
-                )
+        def read(reader: DocumentReader) -> Iterator[RasterPage]:
+            return reader.pages(
+                self.encoder.dpi, self.opt.text_layer, rescale=self.opt.rescale_images, grey=self.encoder.grey
             )
 
-        # the next pages are rasterised and encoded in a background thread while these are stored
-        with ReadAhead([t[0] for t in todo], read, self.opt.max_page_pixels, depth=self.opt.batch_size) as ahead:
+        # the next pages are read in one background thread and encoded in another while these are stored
+        paths = [t[0] for t in todo]
+        depth = self.opt.batch_size
+        with ReadAhead(paths, read, self.opt.max_page_pixels, depth=depth, then=self._page_records) as ahead:
             for i, (path, sha, size, mtime_ns, warnings) in enumerate(todo):
                 if self._cancelled():
                     break
