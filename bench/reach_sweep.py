@@ -3,6 +3,7 @@ what it costs, on one indexed dev set, all its queries.
 
     python3 bench/reach_sweep.py --home H --queries B/data/queries.jsonl --reaches 0.05 0.1 --out F.json
     python3 bench/reach_sweep.py --home H --queries Q --option word_break_penalty --values 0 1 --out F.json
+    python3 bench/reach_sweep.py --home H --queries Q --settings rank_by_phrase=0 rank_by_phrase=1 --out F.json
 
 H: the set indexed (``tokensearch index .../scans/clean_150/png --home H``). For each reach, every query is
 searched as a user would (k = 10, one BLAS thread, as the engine searches): R@1 of the positives (the first
@@ -36,6 +37,11 @@ def main() -> None:
         default="pooled_reach",
         help="the SearchOptions field the values are given to (e.g. word_break_penalty; 0 turns a check off)",
     )
+    ap.add_argument(
+        "--settings",
+        nargs="+",
+        help="instead of --option/--values: each a comma-separated list of NAME=VALUE SearchOptions fields",
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--against", type=Path, help="an earlier --out: queries whose first pages differ")
     a = ap.parse_args()
@@ -52,9 +58,15 @@ def main() -> None:
     records = [json.loads(line) for line in a.queries.open()]
     searcher.search(records[0]["query"], 10, 0, 256)  # warm: the decoded index, the model's tables
     report: dict = {"home": str(a.home), "queries": str(a.queries), "reaches": {}}
-    for reach in a.reaches:
-        searcher.opt = replace(shipped, **{a.option: reach})
+    variants: list[tuple[str, dict]] = (
+        [(v, {k: float(x) for k, x in (kv.split("=") for kv in v.split(","))}) for v in a.settings]
+        if a.settings
+        else [(str(r), {a.option: r}) for r in a.reaches]
+    )
+    for reach, fields in variants:
+        searcher.opt = replace(shipped, **fields)
         right, answered, cpu, missed, first = 0, 0, [], [], {}
+        by_type: dict[str, list[int]] = {}
         for q in records:
             t = time.process_time()
             hits = searcher.search(q["query"], 10, 0, 256).hits
@@ -64,6 +76,7 @@ def main() -> None:
             if want:
                 ok = bool(hits) and where.get(hits[0].page_id) in want
                 right += ok
+                by_type.setdefault(q["type"], []).append(int(ok))
                 if not ok:
                     missed.append(q["query"])
             elif hits:
@@ -74,11 +87,12 @@ def main() -> None:
         row = {
             "r1_positives": round(right / n_pos, 4),
             "negatives_answered": answered,
+            "r1_by_type": {t: round(sum(v) / len(v), 4) for t, v in sorted(by_type.items())},
             "cpu_ms_median": round(1000 * statistics.median(cpu)),
             "cpu_ms_mean": round(1000 * statistics.mean(cpu)),
             "cpu_ms_p95": round(1000 * cpu[int(0.95 * len(cpu))]),
         }
-        print(f"{a.option} {reach}: {row}", flush=True)
+        print(f"{a.option if not a.settings else 'settings'} {reach}: {row}", flush=True)
         report["reaches"][str(reach)] = {**row, "missed": missed, "first_pages": first}
     if a.against:
         before = json.loads(a.against.read_text())["reaches"]

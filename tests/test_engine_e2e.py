@@ -426,3 +426,53 @@ def test_a_word_printed_right_after_punctuation_is_found_and_one_inside_a_longer
     assert sp and all(not texts[x.ids[0]].startswith(" ") and "".join(texts[i] for i in x.ids) == x.text for x in sp)
     for q in ('"the harbour"', "harbour noon", "2017", "-5"):  # phrases, words of several, numbers: spaced only
         assert not any(x.glued for x in glued.plan(q, 200).spellings), q
+
+
+@pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")
+def test_the_page_printing_the_words_together_best_ranks_first_not_the_one_reading_them_best_apart(
+    make_engine, tmp_path
+):
+    """Page a prints "harbour crane" once in small type; page b prints both words large, apart, and the
+    phrase together only in tiny type. Each word reads better on b, the phrase better on a: pages where the
+    words stand together rank as the phrase reads there (the mean of each word's best reading anywhere put b
+    first), and a page's score is its phrase's best reading."""
+    import pymupdf
+
+    folder = tmp_path / "scan"
+    folder.mkdir()
+
+    def page(name: str, lines: list[tuple[float, float, str, float]]) -> None:
+        doc = pymupdf.open()
+        p = doc.new_page(width=612, height=500)
+        for x, y, text, size in lines:
+            p.insert_text((x, y), text, fontsize=size, fontname="helv")
+        p.get_pixmap(dpi=150).save(folder / name)
+
+    page(
+        "a.png",
+        [(60, 80, "The harbour crane lifts the boxes.", 9), (60, 160, "Nothing else is written here today.", 12)],
+    )
+    page(
+        "b.png",
+        [
+            (60, 80, "harbour", 16),
+            (300, 200, "crane", 16),
+            (60, 300, "the harbour", 16),
+            (300, 400, "a crane", 16),
+            (60, 450, "Small: harbour crane here.", 6),
+        ],
+    )
+    eng = make_engine(threshold=0.5)
+    eng.index(folder)
+    by_phrase = eng.searcher()
+    assert by_phrase.opt.rank_by_phrase
+    by_words = Searcher(by_phrase.encoder, by_phrase.store, replace(by_phrase.opt, rank_by_phrase=False))
+    before = by_words.search("harbour crane", 5, 0, 200).hits
+    after = by_phrase.search("harbour crane", 5, 0, 200).hits
+    assert [Path(h.path).name for h in before] == ["b.png", "a.png"], before
+    assert [Path(h.path).name for h in after] == ["a.png", "b.png"], after
+    plan = by_phrase.plan("harbour crane", 200)
+    joint = range(plan.n_query_units, len(plan.units))
+    for hit in after:
+        per_unit = by_phrase.score_pages(plan, [hit.page_id], joint)[hit.page_id]
+        assert hit.score == round(max(o.score for occ in per_unit[joint.start :] for o in occ), 4), hit

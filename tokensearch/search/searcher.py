@@ -147,6 +147,12 @@ class SearchOptions:
     # skip the costly part of verification (BENCHMARKS.md, "The pooled share")
     pooled_share: float = 0.0
     pooled_reach: float = 0.1
+    # a page where the query's words stand together holds them all (even one not read well enough on its
+    # own) and scores as they read there, their best joint occurrence: not as the mean of each word's best
+    # occurrence anywhere on the page, which let pages that hold the words apart, or read one of them well
+    # elsewhere, outrank the page that prints them together (BENCHMARKS.md, "Pages where the words stand
+    # together"). False: the ranking before
+    rank_by_phrase: bool = True
 
 
 def _best_per_page(
@@ -485,15 +491,16 @@ class Searcher:
         cache: dict[int, _PageData | None],
     ) -> None:
         """Add the occurrences of the query's words as one phrase to ``scored`` where they can change the
-        result: pages rank by how many words they hold, then by the phrase, so only pages holding as
-        many words as the page at ``window_end`` (or more) need it — the phrase is most of a long
-        query's chaining, and the ranking is the same as with it looked for everywhere."""
+        result: pages rank by how many words they hold, then by the phrase, and a page where the words stand
+        together holds them all (``SearchOptions.rank_by_phrase``), so only pages holding one of them (or,
+        without that, as many as the page at ``window_end``) need it — the phrase is most of a long query's
+        chaining, and the ranking is the same as with it looked for everywhere."""
         nq = plan.n_query_units
         held = {pid: sum(bool(occ) for occ in per_unit[:nq]) for pid, per_unit in scored.items()}
         counts = sorted((n for n in held.values() if n > 0), reverse=True)
         if not counts:
             return
-        cutoff = counts[min(len(counts), window_end) - 1]
+        cutoff = 1 if self.opt.rank_by_phrase else counts[min(len(counts), window_end) - 1]
         joint = self.score_pages(
             plan, [pid for pid, n in held.items() if n >= cutoff], range(nq, len(plan.units)), cache
         )
@@ -526,14 +533,18 @@ class Searcher:
             matched = [occ for occ in own if occ]
             if not matched or not (joint or self._answers(plan, own, cache[pid])):
                 continue
-            score = float(np.mean([occ[0].score if occ else 0.0 for occ in own]))
+            by_phrase = bool(joint) and self.opt.rank_by_phrase
+            if by_phrase:
+                score, held = max(o.score for o in joint), nq
+            else:
+                score, held = float(np.mean([occ[0].score if occ else 0.0 for occ in own])), len(matched)
             n_occ = sum(len(occ) for occ in matched)
             # boxes: the whole query where it stands together, then each word's occurrences
             boxes = joint + sorted((o for occ in matched for o in occ), key=lambda o: -o.score)
             if joint:
                 boxes = _merge_keep_order(boxes)
             read = joint[0].text if joint else " ".join(occ[0].text for occ in matched)
-            ranked.append(((-len(matched), -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes, read))
+            ranked.append(((-held, -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes, read))
         ranked.sort(key=lambda r: r[0])
         window = ranked[offset : offset + k]
         # a document with several paths is shown at the first one the filter lets through, else its first
