@@ -140,6 +140,9 @@ class SearchOptions:
     # the score a match loses where another word starts between two tokens of one of its words
     # (``verify.word_breaks``)
     word_break_penalty: float = 1.0
+    # the same reading between the words of a phrase: its chain may skip a word ("at time" read over "at the
+    # time", "at this time"), and then loses the same penalty
+    phrase_breaks: bool = True
     # with verification: the share of an occurrence's score read from its tokens' pooled cells rather than
     # its chain's single cells (``verify.rescore_all``); chains are then located from ``pooled_reach`` under
     # the threshold, since the pooled cosines can lift them over it: on the dev benchmark's clean scans 0.1
@@ -459,7 +462,8 @@ class Searcher:
             if pen > 0
         ]
         classes = self.opt.token_classes
-        inside = [j > 0 and not classes.starts_word[t] for j, t in enumerate(ids)]
+        several = self.opt.phrase_breaks and " " in text.strip()
+        inside = [j > 0 and (several or not classes.starts_word[t]) for j, t in enumerate(ids)]
         breaks = self.opt.word_break_penalty > 0 and any(inside)
         for i, o in enumerate(occs):
             loss = sum(
