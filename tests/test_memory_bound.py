@@ -77,7 +77,8 @@ def test_at_most_one_batch_of_page_images_is_alive(tmp_path, mini_encoder, monke
     with Engine(Settings(home=tmp_path / "home", text_layer="off", batch_size=4), encoder=mini_encoder) as eng:
         rep = eng.index(tmp_path / "docs")
     assert rep.pages_vision == 40
-    assert peak[0] <= 4 + 1, peak[0]
+    # the batch being encoded, the one page the reading thread hands ahead, the one it is rendering
+    assert peak[0] <= 4 + 2, peak[0]
 
 
 @pytest.mark.slow

@@ -53,8 +53,8 @@ class _Stopped(Exception):
 
 class ReadAhead(Generic[T]):
     """Documents of ``paths`` with their items made ahead by two threads: ``read(reader)`` gives a document's
-    pages, ``then(pages)`` (default: the pages themselves) its items, at most ``depth`` pages and ``depth``
-    items early.
+    pages, ``then(pages)`` (default: the pages themselves) its items, at most one page and ``depth`` items
+    early.
 
     Use as a context manager; take the documents in order with :meth:`open`, and iterate each one's
     :meth:`pages` (leaving a document early is allowed: its remaining pages are skipped)."""
@@ -71,7 +71,9 @@ class ReadAhead(Generic[T]):
         self._read = read
         self._then = then
         self._max_page_pixels = max_page_pixels
-        self._read_queue: queue.Queue = queue.Queue(maxsize=max(1, depth))  # reading -> making items
+        # one page read ahead is enough to overlap the next decode with this encoding; each more is a page
+        # image held in memory beside the batch being encoded
+        self._read_queue: queue.Queue = queue.Queue(maxsize=1)  # reading -> making items
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))  # making items -> the consumer
         self._stop = threading.Event()
         self._threads = [
