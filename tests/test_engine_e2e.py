@@ -39,6 +39,16 @@ def right(sample, hit, word, page) -> bool:
     ) >= 0.3
 
 
+def _scan(path: Path, lines: list[tuple[float, float, str, float]], height: float = 500) -> None:
+    """A letter-wide scan at 150 dpi of ``lines`` (x, y, text, font size) in Helvetica."""
+    import pymupdf
+
+    page = pymupdf.open().new_page(width=612, height=height)
+    for x, y, text, size in lines:
+        page.insert_text((x, y), text, fontsize=size, fontname="helv")
+    page.get_pixmap(dpi=150).save(path)
+
+
 def test_born_digital_word_ranks_its_page_first_and_boxes_it(make_engine, sample):
     eng = make_engine(text_layer="auto")
     report = eng.index(sample.born_digital)
@@ -436,24 +446,14 @@ def test_the_page_printing_the_words_together_best_ranks_first_not_the_one_readi
     phrase together only in tiny type. Each word reads better on b, the phrase better on a: pages where the
     words stand together rank as the phrase reads there (the mean of each word's best reading anywhere put b
     first), and a page's score is its phrase's best reading."""
-    import pymupdf
-
     folder = tmp_path / "scan"
     folder.mkdir()
-
-    def page(name: str, lines: list[tuple[float, float, str, float]]) -> None:
-        doc = pymupdf.open()
-        p = doc.new_page(width=612, height=500)
-        for x, y, text, size in lines:
-            p.insert_text((x, y), text, fontsize=size, fontname="helv")
-        p.get_pixmap(dpi=150).save(folder / name)
-
-    page(
-        "a.png",
+    _scan(
+        folder / "a.png",
         [(60, 80, "The harbour crane lifts the boxes.", 9), (60, 160, "Nothing else is written here today.", 12)],
     )
-    page(
-        "b.png",
+    _scan(
+        folder / "b.png",
         [
             (60, 80, "harbour", 16),
             (300, 200, "crane", 16),
@@ -483,17 +483,10 @@ def test_a_phrase_chained_over_a_word_between_its_words_is_not_read_and_printed_
     """ "at time" is printed nowhere on the scan, only "at the time" and "at this time": a chain that skips the
     word between reads it well, and the word-break check between a phrase's words drops it, while the phrases
     printed keep their scores."""
-    import pymupdf
-
     folder = tmp_path / "scan"
     folder.mkdir()
-    doc = pymupdf.open()
-    page = doc.new_page(width=612, height=300)
-    for i, line in enumerate(
-        ["The outline is established at the time when the", "document opens, and at this time it is final."]
-    ):
-        page.insert_text((60, 60 + 30 * i), line, fontsize=11, fontname="helv")
-    page.get_pixmap(dpi=150).save(folder / "page.png")
+    lines = ["The outline is established at the time when the", "document opens, and at this time it is final."]
+    _scan(folder / "page.png", [(60, 60 + 30 * i, line, 11) for i, line in enumerate(lines)], height=300)
     eng = make_engine(threshold=0.5)
     eng.index(folder)
     checked = eng.searcher()

@@ -336,9 +336,11 @@ def word_breaks(
     word: str,
     inside: Sequence[bool],
 ) -> np.ndarray:
-    """(N,) bool: between two tokens of one word (``inside[j]``: token j continues the word token j-1 is
-    in) the model reads another word — the chain borrowed its pieces from neighbouring words
-    ("inundation" read over "In this situation": " in" at "In", "ation" at the end of "situation").
+    """(N,) bool: between two tokens (``inside[j]``: the gap before token j is read — token j continues the
+    word token j-1 is in, or, for a phrase, any token after the first) the model reads another word — the
+    chain borrowed its pieces from neighbouring words ("inundation" read over "In this situation": " in" at
+    "In", "ation" at the end of "situation"), or skipped a word between a phrase's words ("at time" over
+    "at the time").
 
     The cells between token j-1's box and token j's box on the row of j-1's chain cell are read: two
     neighbouring cells whose best tokens both start a word with the same letter, and are no piece of the
