@@ -6,7 +6,9 @@ vectors passed through a lossy code before the store writes them.
 
 --code int8 (what the store writes today: 8 bits a value) | intB (B bits a value, each row scaled to its
 largest value) | pca:D (uncentred PCA to D dims fitted on the first page's cells, as the store fits a
-projection for large models, then int8). The stored blob stays int8: the quality is the code's, the bytes
+projection for large models, then int8) | pq:M (product quantisation: M sub-vectors of d/M values, each
+replaced by the nearest of 256 centroids, M bytes a cell; the codebooks fitted with FAISS on the first page
+of at least 2,000 cells written, as a home would fit them on its first pages). The stored blob stays int8: the quality is the code's, the bytes
 on disk are not (bytes a page = kept cells x bytes a cell + what the page's header, coordinates and the
 database take). --columns COS:LEN merges column runs as the store's ``column_cos`` option does
 (``codec.merge_columns``): that one is stored, so its bytes per page are measured on disk.
@@ -32,9 +34,19 @@ from tokensearch.storage.codec import merge_columns  # noqa: E402
 def lossy_code(spec: str):
     """A function (n, d) float -> (n, d) float that applies the code ``spec`` and returns what it keeps."""
     basis: list[np.ndarray] = []
+    pqs: list = []
 
     def code(x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if spec.startswith("pq:"):
+            import faiss
+
+            if not pqs:
+                if len(x) < 2000:
+                    return x * 127  # pages before the codebook keep int8
+                pqs.append(faiss.ProductQuantizer(x.shape[1], int(spec[3:]), 8))
+                pqs[0].train(x)
+            return pqs[0].decode(pqs[0].compute_codes(x))
         if spec.startswith("int"):
             top = 2 ** (int(spec[3:]) - 1) - 1
             return np.clip(np.rint(x * top / np.maximum(np.abs(x).max(1, keepdims=True), 1e-12)), -top, top)
@@ -60,11 +72,11 @@ def main() -> None:
     def coded(x: np.ndarray) -> np.ndarray:  # (for the image-only sets: a text-layer page would be coded too)
         return quantize(x) if len(x) < 50 or a.code == "int8" else quantize(code(x))
 
-    def encoded(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray) -> bytes:
+    def encoded(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, cells=None) -> bytes:
         if a.columns and len(feats) >= 50:
             cos, length = a.columns.split(":")
             feats = merge_columns(ys, xs, feats, float(cos), int(length))
-        return encode_page(grid_h, grid_w, ys, xs, feats)
+        return encode_page(grid_h, grid_w, ys, xs, feats, cells)
 
     features.quantize = coded
     store_module.encode_page = encoded

@@ -30,7 +30,12 @@
 #   8. the element-wise mean of stages 7 and 6, calibrated as in stage 6 but with half of each verified
 #      occurrence's score read from its tokens' pooled cells (--pooled-share 0.5; BENCHMARKS.md, "The pooled
 #      share"; the weights' tensors as shipped on 2026-12-05, recalibrated) -> RUN_DIR/final
-# The result is RUN_DIR/final (use it as --model mini:RUN_DIR/final, or copy its two files into
+#   9. the cell codebook an index made with --cell-code pq stores the model's cells with (storage.codec.CellCode,
+#      48 bytes a cell): a rotation, then k-means
+#      of the final weights' text cells on 48 pages of the TeX Live PDFs' training files (every other one through
+#      the training's scan degradations) and 24 synthetic receipts, invoices and forms (training/codebook.py)
+#      -> RUN_DIR/final/cells.pq.npz
+# The result is RUN_DIR/final (use it as --model mini:RUN_DIR/final, or copy its three files into
 # tokensearch/tokenocr_model/weights/ to ship it).
 # Tried after stage 3 and not shipped (BENCHMARKS.md, "Tried and not kept: a stage 5 of more receipts"):
 #   tokensearch train --out RUN_DIR/stage5 --init RUN_DIR/receipts --pdf-dir PDFS --synth-fraction 0.5 \
@@ -148,3 +153,4 @@ fi
 # stage 8
 python3 bench/average_weights.py "$RUN/final" "$RUN/varied" "$RUN/shipped"
 calibrate "$RUN/final" 0.5
+python3 -m tokensearch.training.codebook --weights "$RUN/final" --pdf-dir "$PDFS"

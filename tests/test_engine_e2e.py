@@ -62,6 +62,34 @@ def test_born_digital_word_ranks_its_page_first_and_boxes_it(make_engine, sample
         assert eng.search(word).hits == [], word
 
 
+def _memo(tmp_path: Path) -> Path:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _scan(
+        folder / "memo.png", [(72, 100, "Quarterly inventory reconciliation", 14), (72, 140, "Warehouse delayed", 14)]
+    )
+    return folder
+
+
+def test_a_scan_indexed_with_the_models_cell_code_takes_half_the_bytes_and_is_found(make_engine, tmp_path):
+    eng = make_engine(cell_code="pq")
+    assert eng.index(_memo(tmp_path)).pages_vision == 1
+    assert "cells opq48x8" in eng.store.stats().codec
+    (page,) = eng.store.page_features(list(eng.store.pages(range(1, 5)))).values()
+    assert eng.store.stats().feature_bytes < 0.6 * page.feats.size  # int8 is a byte a value
+    for word in ("inventory", "Warehouse"):
+        hits = eng.search(word).hits
+        assert hits and _name(hits[0]) == "memo.png", word
+
+
+def test_by_default_a_scan_is_stored_in_int8_though_the_model_ships_a_codebook(make_engine, tmp_path):
+    eng = make_engine()
+    eng.index(_memo(tmp_path))
+    assert "cells" not in eng.store.stats().codec
+    (page,) = eng.store.page_features(list(eng.store.pages(range(1, 5)))).values()
+    assert eng.store.stats().feature_bytes > page.feats.size
+
+
 def test_search_is_case_insensitive(make_engine, sample):
     eng = make_engine()
     eng.index(sample.born_digital)

@@ -16,7 +16,7 @@ from tokensearch.samples import calibration_pages
 from tokensearch.tokenocr_model import TokenEncoder, create_encoder, mini, mini_encoder, mini_fast
 from tokensearch.tokenocr_model.devices import winograd_available
 from tokensearch.tokenocr_model.mini import MiniConfig, MiniModel, read_weights, save_weights
-from tokensearch.tokenocr_model.mini_encoder import load_mini
+from tokensearch.tokenocr_model.mini_encoder import CODEBOOK_FILE, load_mini
 from tokensearch.tokenocr_model.mini_fast import HALO_PX, fuse_conv_bn, ink_box, ink_frames
 from tokensearch.tokenocr_model.mini_files import TOKENIZER_FILE, WEIGHTS_DIR, WEIGHTS_FILE
 
@@ -192,8 +192,8 @@ def test_missing_files_say_how_to_fix(tmp_path: Path) -> None:
 
 
 def test_shipped_files_fit_the_size_budget() -> None:
-    total = (WEIGHTS_DIR / WEIGHTS_FILE).stat().st_size + (WEIGHTS_DIR / TOKENIZER_FILE).stat().st_size
-    assert total <= 20 * 1024 * 1024
+    files = (WEIGHTS_FILE, TOKENIZER_FILE, CODEBOOK_FILE)
+    assert sum((WEIGHTS_DIR / f).stat().st_size for f in files) <= 20 * 1024 * 1024
 
 
 def test_bfloat16_features_are_unit_vectors_close_to_float32(enc) -> None:
@@ -359,3 +359,27 @@ def test_winograd_inference_matches_the_training_net(enc) -> None:
             out = mini_fast.infer_trunk(enc.vision, x.clone().contiguous(memory_format=layout), winograd=True)
             assert out.shape == ref.shape
             torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+
+
+def test_the_shipped_codebook_is_the_shipped_weights_and_reads_their_cells_closely(enc) -> None:
+    """The codebook new indexes store cells with is fitted for these weights (refit with them:
+    training/codebook.py); on a page it was not fitted on it keeps each text cell's direction."""
+    from tokensearch.storage.codec import CellCode
+
+    shipped = load_mini()
+    assert shipped.cell_codebook is not None
+    code = CellCode(**shipped.cell_codebook)
+    (grid,) = enc.encode_pages([calibration_pages(enc.dpi)[0]])
+    cells = grid.features[grid.text >= 0.5].astype(np.float32)
+    assert len(cells) > 500
+    assert np.einsum("nd,nd->n", code.decode(code.encode(cells)), cells).mean() > 0.97
+
+
+def test_a_codebook_fitted_for_other_weights_is_left_out(tmp_path: Path, caplog) -> None:
+    d = _copy_weights(tmp_path)
+    shutil.copy(WEIGHTS_DIR / CODEBOOK_FILE, d / CODEBOOK_FILE)
+    assert load_mini(d).cell_codebook is not None  # the same weights in another folder
+    with open(d / TOKENIZER_FILE, "a") as f:
+        f.write("\n")  # other files: another fingerprint
+    assert load_mini(d).cell_codebook is None
+    assert "fitted for other weights" in caplog.text

@@ -58,6 +58,12 @@ def _page_options(p: argparse.ArgumentParser) -> None:
         "pages whose lines lean by a degree or more; off: read images as they are",
     )
     p.add_argument("--batch-size", type=int)
+    p.add_argument(
+        "--cell-code",
+        choices=["int8", "pq"],
+        help="how a new index stores the cells the model reads: int8 (default, 96 bytes a cell) or pq, the "
+        "model's product quantiser (48 bytes, R@1 up to a point lower; BENCHMARKS.md)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace, **extra: object) -> Settings:
@@ -199,7 +205,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .engine import Engine
 
     settings = settings_from_args(
-        args, text_layer=args.text_layer, image_scale=args.image_scale, batch_size=args.batch_size
+        args,
+        text_layer=args.text_layer,
+        image_scale=args.image_scale,
+        batch_size=args.batch_size,
+        cell_code=args.cell_code,
     )
     bar, update = _progress_bar(args.quiet)
     with Engine(settings) as eng:
@@ -234,6 +244,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         text_layer=args.text_layer,
         image_scale=args.image_scale,
         batch_size=args.batch_size,
+        cell_code=args.cell_code,
         watch_quiet_s=args.watch_quiet_s,
         watch_rescan_s=args.watch_rescan_s,
     )

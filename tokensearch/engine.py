@@ -142,6 +142,7 @@ class Engine:
             batch_size=s.batch_size,
             max_page_pixels=s.max_page_pixels,
             rescale_images=s.image_scale == "auto",
+            product_quantise=s.cell_code == "pq",
         )
         return FolderIndexer(self.encoder, self.store, opts, progress, cancel)
 

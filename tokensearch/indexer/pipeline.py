@@ -48,6 +48,8 @@ class IndexOptions:
     max_page_pixels: int = 60_000_000
     text_threshold: float = 0.5  # cells whose text probability is below are not indexed
     rescale_images: bool = True  # shrink large images (300 dpi scans, photos) to the model's text size
+    # a new index stores model-read cells with the model's product quantiser (its ``cell_codebook``), not int8
+    product_quantise: bool = False
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -226,7 +228,8 @@ class FolderIndexer:
         """Index what ``walk`` found below ``root``; forget recorded paths at or under ``scopes`` it did not
         see (gone, or failures it no longer reports)."""
         t0 = time.perf_counter()
-        self.store.ensure_model(self.encoder.info)
+        codebook = getattr(self.encoder, "cell_codebook", None) if self.opt.product_quantise else None
+        self.store.ensure_model(self.encoder.info, codebook)
         report = IndexReport()
         on_disk: list[Path] = []
         for p in walk.files:  # a link is indexed under its target's path

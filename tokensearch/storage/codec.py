@@ -6,6 +6,11 @@ fitted on the first cells written: ``x -> normalise(W x)``. Uncentred, because r
 products: the top-d eigenvectors of the second-moment matrix keep most of every unit vector's energy,
 so ``<Wq, Wx> ~ <q, x>``. The matrix is stored in the database (meta ``codec``) in the same
 transaction as the first pages that use it.
+
+A codec may also carry a :class:`CellCode`, the product quantiser the feature store packs model-read
+cells with (``d/3`` bytes a cell instead of ``d``). It comes with the model (fitted on its features of
+training pages) and is recorded with the codec, so a home reads its pages with the codebook it wrote
+them with whatever the model ships later.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -34,6 +40,8 @@ class Codec:
     # None: every cell keeps its own vector
     column_cos: float | None = None
     column_len: int = 3
+    # model-read cells stored as product-quantised codes (None: int8, as indexes written before keep)
+    cells: CellCode | None = None
 
     @property
     def kind(self) -> str:
@@ -43,6 +51,8 @@ class Codec:
         name = "identity" if self.matrix is None else f"pca {self.in_dim}->{self.out_dim}"
         if self.column_cos is not None:
             name += f", column runs of <={self.column_len} cells at cos>={self.column_cos:g}"
+        if self.cells is not None:
+            name += f", cells {self.cells.describe()}"
         return name if self.merge_cos is None else f"{name}, runs merged at cos>={self.merge_cos:g}"
 
     def apply(self, x: np.ndarray) -> np.ndarray:
@@ -64,21 +74,34 @@ class Codec:
         value = {"kind": self.kind, "in_dim": self.in_dim, "out_dim": self.out_dim, "merge_cos": self.merge_cos}
         if self.column_cos is not None:  # (absent from indexes written before: they keep every cell's vector)
             value.update(column_cos=self.column_cos, column_len=self.column_len)
-        if self.matrix is None:
+        if self.cells is not None:  # (absent from indexes written before: their cells are int8)
+            value["cells"] = self.cells.describe()
+        if self.matrix is None and self.cells is None:
             return value, None
         buf = io.BytesIO()
-        np.save(buf, self.matrix.astype(np.float32), allow_pickle=False)
+        if self.cells is None:  # the blob indexes written before hold: the matrix alone
+            np.save(buf, cast(np.ndarray, self.matrix).astype(np.float32), allow_pickle=False)
+        else:
+            arrays = {f"pq_{k}": v for k, v in self.cells.arrays().items()}
+            if self.matrix is not None:
+                arrays["matrix"] = self.matrix.astype(np.float32)
+            np.savez(buf, allow_pickle=False, **arrays)
         blob = buf.getvalue()
         value["sha256"] = hashlib.sha256(blob).hexdigest()
         return value, blob
 
     @classmethod
     def from_meta(cls, value: dict, blob: bytes | None) -> Codec:
-        matrix = None
-        if value["kind"] == "pca":
+        matrix, cells = None, None
+        if value["kind"] == "pca" or "cells" in value:
             if blob is None or hashlib.sha256(blob).hexdigest() != value.get("sha256"):
                 raise ValueError("the stored codec matrix is missing or corrupt")
-            matrix = np.load(io.BytesIO(blob), allow_pickle=False)
+            if "cells" in value:
+                with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+                    cells = CellCode(**{k[3:]: arrays[k] for k in arrays.files if k.startswith("pq_")})
+                    matrix = arrays["matrix"] if "matrix" in arrays.files else None
+            else:
+                matrix = np.load(io.BytesIO(blob), allow_pickle=False)
         merge, column = value.get("merge_cos"), value.get("column_cos")
         return cls(
             int(value["in_dim"]),
@@ -87,7 +110,166 @@ class Codec:
             None if merge is None else float(merge),
             None if column is None else float(column),
             int(value.get("column_len", 3)),
+            cells,
         )
+
+
+LUT_BITS = 15  # grid points of a part in CellCode's encoding table: 2^15 (32 KiB a part)
+_TABLES: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}  # codebook sha256 -> its tables
+
+
+class CellCode:
+    """Product quantisation of unit rows: each row turned by an orthonormal ``rotation``, cut into ``m``
+    sub-vectors of ``d/m`` values, each stored as the index (one byte) of the nearest of 256 centroids of
+    its part.
+
+    Why: a scanned page keeps ~5,500 text cells, and at 96 int8 values a cell they are most of its bytes in
+    the feature store; at 2 values a part (48 bytes a cell at d = 96) they take half. The rotation (the
+    principal directions, dealt out so each part's variances multiply to about the same; Ge et al.,
+    "Optimized product quantization", the non-parametric solution) spreads the rows' energy evenly over
+    the parts: at 3 values a part a cell's cosine with what is stored goes from ~0.983 without it to ~0.996
+    (BENCHMARKS.md, "Index format and scale").
+    """
+
+    def __init__(self, centroids: np.ndarray, rotation: np.ndarray | None = None):
+        c = np.ascontiguousarray(centroids, dtype=np.float32)
+        if c.ndim != 3 or c.shape[1] != 256:
+            raise ValueError(f"a cell codebook is (m, 256, d/m) centroids, got shape {c.shape}")
+        if c.shape[2] > 3:
+            raise ValueError(f"a cell codebook's parts hold at most 3 values (its lookup table), got {c.shape[2]}")
+        d = c.shape[0] * c.shape[2]
+        if rotation is not None and np.shape(rotation) != (d, d):
+            raise ValueError(f"a cell codebook's rotation is ({d}, {d}), got shape {np.shape(rotation)}")
+        self.centroids = c
+        self.rotation = None if rotation is None else np.ascontiguousarray(rotation, dtype=np.float32)
+        # the centroids as one flat table of items of a part's values: decoding gathers a cell's m at once
+        self._items = np.ascontiguousarray(c.reshape(-1, c.shape[2])).view(np.dtype((np.void, 4 * c.shape[2])))
+        self._offsets = (np.arange(c.shape[0]) * 256).astype(np.intp)
+        self._back = None if self.rotation is None else np.ascontiguousarray(self.rotation.T)
+        self._lut: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def m(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[0] * self.centroids.shape[2])
+
+    def describe(self) -> str:
+        return f"{'opq' if self.rotation is not None else 'pq'}{self.m}x8"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What to save (``CellCode(**arrays)`` reads it back)."""
+        return {"centroids": self.centroids} | ({} if self.rotation is None else {"rotation": self.rotation})
+
+    @classmethod
+    def fit(cls, sample: np.ndarray, m: int, seed: int = 0, rotate: bool = True) -> CellCode:
+        """k-means (FAISS's) of each part of ``sample``'s (n, d) unit rows into 256 centroids (n >= 256),
+        after the balancing rotation if ``rotate``."""
+        import faiss
+
+        x = l2_normalize(np.asarray(sample, dtype=np.float32)).astype(np.float32, copy=False)
+        n, d = x.shape
+        if d % m or n < 256:
+            raise ValueError(f"{m} parts of {d} values need d divisible by m and >= 256 rows, got {n} x {d}")
+        sub = d // m
+        rotation = balanced_rotation(x, m) if rotate else None
+        if rotation is not None:
+            x = x @ rotation
+        parts = []
+        for i in range(m):
+            km = faiss.Clustering(sub, 256)
+            km.niter, km.seed, km.max_points_per_centroid = 25, seed + i, n
+            centroids = faiss.IndexFlatL2(sub)  # (training leaves the centroids in it)
+            km.train(np.ascontiguousarray(x[:, i * sub : (i + 1) * sub]), centroids)
+            # read back through the index: once PyMuPDF is loaded, its SWIG module owns std::vector<float>'s
+            # Python type, and FAISS's own vector_to_array (faiss.Kmeans) fails on the clustering's vector
+            parts.append(centroids.reconstruct_n(0, 256))
+        return cls(np.stack(parts), rotation)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """(n, d) rows -> (n, m) uint8: each part's centroid, the nearest one to the part's point on a grid.
+
+        The exact search of 256 centroids costs ~0.2 s of CPU for a scanned page's 5,500 cells on two busy
+        cores, as much as the model's reading of the page. A table of the nearest centroid of every point
+        of a grid over the centroids' range (``LUT_BITS`` bits a part, dealt to its values by their spread;
+        built once, ~1 s) answers a cell with one lookup a part; where a point lies nearer another centroid
+        than its grid point does, the one taken is a neighbour, a little farther away."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected rows of dim {self.dim}, got shape {x.shape}")
+        if self.rotation is not None:
+            x = x @ self.rotation
+        lut, lo, step, levels = self._table()
+        parts = x.reshape(len(x), self.m, -1)
+        level = np.clip(((parts - lo) / step).astype(np.int64), 0, levels - 1)
+        flat = level[..., 0]
+        for j in range(1, parts.shape[2]):
+            flat = flat * levels[..., j] + level[..., j]
+        return np.take_along_axis(lut, flat.T, axis=1).T.copy()
+
+    def _table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(m, 2^LUT_BITS) nearest centroids of the grid's points; the grid's low corner, step and number of
+        steps per value (built once per codebook in a process: every store a process opens on one model
+        shares it)."""
+        if self._lut is None:
+            key = hashlib.sha256(self.centroids.tobytes()).hexdigest()
+            if key not in _TABLES:
+                _TABLES[key] = self._build_table()
+            self._lut = _TABLES[key]
+        return self._lut
+
+    def _build_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        c = self.centroids
+        m, _, sub = c.shape
+        lo, hi = c.min(axis=1), c.max(axis=1)  # (m, sub): values outside are clipped to the grid's edge
+        span = np.maximum(hi - lo, 1e-6)
+        # bits per value: an even share, plus log2 of how much wider than the part's typical value it spreads
+        bits = np.full((m, sub), LUT_BITS // sub, dtype=np.int64)
+        for i in range(m):
+            want = LUT_BITS / sub + np.log2(span[i] / np.exp(np.log(span[i]).mean()))
+            b = np.maximum(np.floor(want), 1).astype(np.int64)
+            while b.sum() > LUT_BITS:
+                b[np.argmax(b)] -= 1
+            while b.sum() < LUT_BITS:
+                b[np.argmax(want - b)] += 1
+            bits[i] = b
+        levels = (1 << bits).astype(np.int64)
+        step = span / levels
+        lut = np.empty((m, 1 << LUT_BITS), dtype=np.uint8)
+        norms = np.einsum("mkd,mkd->mk", c, c)
+        for i in range(m):
+            grid = np.indices(tuple(levels[i])).reshape(sub, -1).T.astype(np.float32) + 0.5  # cell centres
+            lut[i] = np.argmax(2.0 * (lo[i] + grid * step[i]) @ c[i].T - norms[i], axis=1)
+        return lut, lo[None], step[None], levels[None]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """(n, m) uint8 -> (n, d) float32 unit rows (the centroids side by side, turned back)."""
+        codes = np.asarray(codes)
+        rows = np.take(self._items, codes.astype(np.intp) + self._offsets).view(np.float32).reshape(len(codes), -1)
+        if self._back is not None:
+            rows = rows @ self._back
+        rows /= np.maximum(np.sqrt(np.einsum("nd,nd->n", rows, rows)), 1e-12)[:, None]
+        return rows
+
+
+def balanced_rotation(x: np.ndarray, m: int) -> np.ndarray:
+    """(d, d) orthonormal: ``x``'s principal directions as columns, grouped into ``m`` parts so each part's
+    variances multiply to about the same (largest first, each to the open part of smallest product)."""
+    n, d = x.shape
+    with threadpool_limits(limits=1, user_api="blas"):
+        evals, evecs = np.linalg.eigh(np.cov(np.asarray(x, dtype=np.float64), rowvar=False))
+    order = np.argsort(evals)[::-1]
+    sub = d // m
+    parts: list[list[int]] = [[] for _ in range(m)]
+    log_product = np.zeros(m)
+    for j in order.tolist():  # (variances are < 1: an empty part, product 1, must be served first)
+        open_parts = [i for i in range(m) if len(parts[i]) < sub]
+        i = min(open_parts, key=lambda i: (len(parts[i]) > 0, log_product[i], i))
+        parts[i].append(j)
+        log_product[i] += np.log(max(float(evals[j]), 1e-12))
+    return np.ascontiguousarray(evecs[:, [j for p in parts for j in p]], dtype=np.float32)
 
 
 def merge_columns(ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, min_cos: float, max_len: int) -> np.ndarray:

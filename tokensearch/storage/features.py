@@ -1,4 +1,5 @@
-"""The feature store: every kept cell of every page, int8-quantised, in append-only segment files.
+"""The feature store: every kept cell of every page, int8-quantised (or product-quantised where the index's codec
+has a cell codebook), in append-only segment files.
 
 Layout: ``<home>/features/seg-000001.bin``, ``seg-000002.bin``, ... Each page is one contiguous blob
 (the SQL page row holds ``segment``, ``offset``, ``nbytes``), so reading a page is one seek + read::
@@ -10,6 +11,8 @@ Layout: ``<home>/features/seg-000001.bin``, ``seg-000002.bin``, ... Each page is
             flags & 2 (palette): m (u32), m*d B int8 distinct rows, then a row index per cell
             (u8 if m <= 256 else u16) — pages built from a text layer repeat a few hundred token
             vectors over thousands of cells, so they shrink ~15x
+            flags & 4 (product-quantised, model-read pages of a codec with a ``CellCode``): m (u16),
+            then n*m B, each cell's centroid numbers (the codebook is the codec's, in the database)
 
 A row's scale is not stored: rows are unit vectors and are re-normalised on decode, so only the
 direction matters. Measured at d=64: 1 - cos(stored, original) 1.8e-5 mean, 5e-5 max; a query's
@@ -32,12 +35,14 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .codec import CellCode
 from .records import PageFeatures
 
 MAGIC = b"TSF1"
 HEADER = struct.Struct("<4sIHHHHI")
 FLAG_MASK = 1
 FLAG_PALETTE = 2
+FLAG_PQ = 4
 SEGMENT_NAME = "seg-{:06d}.bin"
 
 
@@ -69,8 +74,10 @@ def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return palette, index.reshape(-1)
 
 
-def encode_page(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray) -> bytes:
-    """Sort cells into raster order, quantise, and pack one page blob."""
+def encode_page(
+    grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, cells: CellCode | None = None
+) -> bytes:
+    """Sort cells into raster order, quantise (int8, or ``cells``' codes), and pack one page blob."""
     ys = np.asarray(ys, dtype=np.int64).reshape(-1)
     xs = np.asarray(xs, dtype=np.int64).reshape(-1)
     n = len(ys)
@@ -86,18 +93,17 @@ def encode_page(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats:
     if n > 1 and np.any(flat[1:] == flat[:-1]):
         raise ValueError("duplicate cells in a page record")
     d = feats.shape[1]
-    codes = quantize(feats[order])
-    body = codes.tobytes()
-    if n > 1:
+    if cells is not None:
+        body, flags_pal = struct.pack("<H", cells.m) + cells.encode(feats[order]).tobytes(), FLAG_PQ
+    else:
+        codes = quantize(feats[order])
+        body, flags_pal = codes.tobytes(), 0
+    if n > 1 and cells is None:
         palette, index = _distinct_rows(codes)
         m = len(palette)
         idx = index.reshape(-1).astype("<u1" if m <= 256 else "<u2")
         if m < 65536 and 4 + m * d + idx.nbytes < n * d:
             body, flags_pal = struct.pack("<I", m) + palette.tobytes() + idx.tobytes(), FLAG_PALETTE
-        else:
-            flags_pal = 0
-    else:
-        flags_pal = 0
     mask_bytes = (grid_h * grid_w + 7) // 8
     if mask_bytes < 4 * n:
         mask = np.zeros(grid_h * grid_w, dtype=bool)
@@ -110,7 +116,8 @@ def encode_page(grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats:
     return HEADER.pack(MAGIC, n, d, flags, grid_h, grid_w, zlib.crc32(payload)) + payload
 
 
-def decode_page(blob: bytes) -> PageFeatures:
+def decode_page(blob: bytes, cells: CellCode | None = None) -> PageFeatures:
+    """A page blob's cells; ``cells``: the codec's codebook, which a product-quantised blob needs."""
     magic, n, d, flags, grid_h, grid_w, crc = HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise ValueError("not a feature blob (bad magic)")
@@ -127,6 +134,12 @@ def decode_page(blob: bytes) -> PageFeatures:
         ys = np.frombuffer(payload[: 2 * n], dtype="<u2").astype(np.int32)
         xs = np.frombuffer(payload[2 * n : 4 * n], dtype="<u2").astype(np.int32)
         pos = 4 * n
+    if flags & FLAG_PQ:
+        (m,) = struct.unpack_from("<H", payload, pos)
+        if cells is None or cells.m != m or cells.dim != d:
+            raise ValueError(f"a product-quantised page ({m} parts, dim {d}) needs the index's cell codebook")
+        parts = np.frombuffer(payload[pos + 2 : pos + 2 + n * m], dtype=np.uint8).reshape(n, m)
+        return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, rows=cells.decode(parts))
     if flags & FLAG_PALETTE:
         (m,) = struct.unpack_from("<I", payload, pos)
         pos += 4
@@ -141,8 +154,9 @@ def decode_page(blob: bytes) -> PageFeatures:
 class FeatureStore:
     """Segment files under one folder: thread-safe positional reads, one appending writer at a time."""
 
-    def __init__(self, folder: Path, segment_bytes: int = 1 << 30):
+    def __init__(self, folder: Path, segment_bytes: int = 1 << 30, cells: Callable[[], CellCode | None] = lambda: None):
         self.folder = Path(folder)
+        self._cells = cells  # the codec's cell codebook, once there is a codec
         self.folder.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._fds: dict[int, int] = {}
@@ -181,7 +195,7 @@ class FeatureStore:
         return blob
 
     def read(self, segment: int, offset: int, nbytes: int) -> PageFeatures:
-        return decode_page(self.read_blob(segment, offset, nbytes))
+        return decode_page(self.read_blob(segment, offset, nbytes), self._cells())
 
     def forget(self, segment: int) -> None:
         """Drop a cached read handle (the segment was compacted away). It is closed only at close():

@@ -39,7 +39,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -53,7 +53,7 @@ from ..filters import SearchFilter
 from ..tokenocr_model.interface import ModelInfo
 from . import catalog
 from .backends import VectorBackend, open_backend
-from .codec import Codec, fit_pca, identity_codec
+from .codec import CellCode, Codec, fit_pca, identity_codec
 from .features import FeatureStore, decode_page, encode_page
 from .records import (
     DocumentDetail,
@@ -136,6 +136,13 @@ def _index_space(codec: Codec, rec: PageRecord) -> np.ndarray:
     return codec.apply_cells(rec.ys, rec.xs, rec.feats)
 
 
+def _pack(codec: Codec, rec: PageRecord) -> bytes:
+    """A page's blob: model-read cells in the codec's cell code if it has one; a text layer's exact token
+    vectors stay int8 (a few hundred distinct rows, which the blob's palette stores once)."""
+    cells = codec.cells if rec.source != "text" else None
+    return encode_page(rec.grid_h, rec.grid_w, rec.ys, rec.xs, _index_space(codec, rec), cells)
+
+
 class Store:
     """One index: open with :meth:`open`, close with :meth:`close` (or use as a context manager).
 
@@ -190,7 +197,8 @@ class Store:
         self.pca_fit_cells = pca_fit_cells
         self.merge_cos = merge_cos
         self.column_cos = column_cos
-        self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes)
+        self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes, cells=self._cell_code)
+        self._offered_cells: CellCode | None = None  # the model's codebook, for a codec not written yet
         self.vector_dir = self.home / "vectors"
         self._write_mutex = threading.RLock()  # one writing call at a time
         self._codec_lock = threading.RLock()
@@ -326,8 +334,12 @@ class Store:
             v = row.value
             return ModelInfo(v["name"], v["family"], v["fingerprint"], int(v["dim"]), v.get("extra") or {})
 
-    def ensure_model(self, info: ModelInfo) -> None:
-        """Record the model on first use; refuse another one later."""
+    def ensure_model(self, info: ModelInfo, cell_codebook: Mapping[str, np.ndarray] | None = None) -> None:
+        """Record the model on first use; refuse another one later. ``cell_codebook``: the model's
+        product quantiser for its cells (:class:`CellCode`'s arrays), used if this index has no codec
+        yet and stores the model's features as they come."""
+        if cell_codebook is not None:
+            self._offered_cells = CellCode(**cell_codebook)
         stored = self.stored_model()
         if stored is None:
             value = {
@@ -356,6 +368,10 @@ class Store:
         stmt = update(Meta).where(Meta.key == "generation").values(number=Meta.number + 1).returning(Meta.number)
         number = s.execute(stmt, execution_options={"synchronize_session": False}).scalar_one()
         return int(cast(int, number))  # (the schema writes the generation row with a number)
+
+    def _cell_code(self) -> CellCode | None:
+        codec = self._load_codec()
+        return None if codec is None else codec.cells
 
     def _load_codec(self) -> Codec | None:
         with self._codec_lock:
@@ -496,7 +512,8 @@ class Store:
                 for rec, blob in self._encode(pages):
                     seg, off, nbytes = self.features.append(blob)
                     # what FAISS will hold (_encode has fitted or loaded the codec by now)
-                    n_vectors = len(index_vectors(decode_page(blob), cast(Codec, self._codec).merge_cos))
+                    codec = cast(Codec, self._codec)
+                    n_vectors = len(index_vectors(decode_page(blob, codec.cells), codec.merge_cos))
                     rows.append(
                         dict(
                             page_no=int(rec.page_no),
@@ -588,7 +605,10 @@ class Store:
                 raise ValueError(f"page {rec.page_no}: features have dim {dim}, the index stores dim {codec.in_dim}")
             rec.feats = feats
             if codec is None and dim <= self.max_identity_dim:
-                codec = self._set_codec(identity_codec(dim))
+                codec = identity_codec(dim)
+                if self._offered_cells is not None and self._offered_cells.dim == dim:
+                    codec.cells = self._offered_cells
+                codec = self._set_codec(codec)
             if codec is None:  # large D: buffer until there are enough cells to fit the projection
                 buffered.append(rec)
                 n_buffered += len(feats)
@@ -596,12 +616,12 @@ class Store:
                     continue
                 codec = self._fit_codec(buffered, dim)
             for r in buffered or [rec]:
-                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, _index_space(codec, r))
+                yield r, _pack(codec, r)
             buffered = []
         if buffered:
             codec = self._fit_codec(buffered, buffered[0].feats.shape[1])
             for r in buffered:
-                yield r, encode_page(r.grid_h, r.grid_w, r.ys, r.xs, _index_space(codec, r))
+                yield r, _pack(codec, r)
 
     def _fit_codec(self, recs: list[PageRecord], dim: int) -> Codec:
         sample = np.concatenate([r.feats for r in recs]) if recs else np.zeros((0, dim), np.float32)

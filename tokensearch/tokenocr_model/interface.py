@@ -90,7 +90,12 @@ class QueryEmbedder(Protocol):
 
 @runtime_checkable
 class TokenEncoder(Protocol):
-    """A token-level text-image model, as the engine uses it."""
+    """A token-level text-image model, as the engine uses it.
+
+    Optionally also ``cell_codebook``: a product quantiser fitted on the model's cells, as arrays ("centroids"
+    (m, 256, D/m), optionally "rotation" (D, D)), which a new index then stores them with (m bytes a cell
+    instead of D); None or absent: int8.
+    """
 
     info: ModelInfo
     dpi: float  # resolution the engine rasterises PDF pages at for this model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,10 @@ from .mini_fast import HALO_PX, fuse_conv_bn, infer_trunk, ink_frames, int8_cali
 from .mini_files import mini_paths
 from .mini_tokenizer import MiniTokenizer, piece_to_text
 from .query_side import TableQueryEmbedder, files_stamp
+
+log = logging.getLogger(__name__)
+
+CODEBOOK_FILE = "cells.pq.npz"  # beside the weights: their cell codebook and the weights' fingerprint
 
 
 def weights_fingerprint(wfile: Path, tfile: Path) -> str:
@@ -84,6 +89,9 @@ class MiniEncoder:
         self._int8_net: nn.Module | None = None  # built at the first page encoded (~1-2 s)
         self.int8_engine = int8_engine()  # whose int8 kernels run it (a benchmark may set another first)
         self._paper_cell: tuple[np.ndarray, float] | None = None
+        # the product quantiser an index packs this model's cells with ("centroids" (m, 256, D/m), "rotation"
+        # (D, D)); None: int8. load_mini sets it from the file fitted for these weights (training/codebook.py)
+        self.cell_codebook: dict[str, np.ndarray] | None = None
         self.batch_size = batch_size
         self.dpi = float(self.cfg.dpi)
         self.grey = True  # the vision net reads one grey channel (mini.image_to_tensor)
@@ -204,9 +212,12 @@ def load_mini(
     device: str = "cpu",
     dtype: str = "float32",
     int8_pages: CalibrationPages | None = None,
+    codebook: bool = True,
 ) -> MiniEncoder:
     """Load the mini model: shipped weights when ``path`` is None, else a directory (or .safetensors file).
-    ``int8_pages``: what int8 inference calibrates on (see :class:`MiniEncoder`)."""
+    ``int8_pages``: what int8 inference calibrates on (see :class:`MiniEncoder`). ``codebook``: read the
+    cell codebook beside the weights if there is one (:data:`CODEBOOK_FILE`; one fitted for other weights is
+    left out, with a warning)."""
     wfile, tfile, name = mini_paths(path)
     if not wfile.is_file():
         raise FileNotFoundError(
@@ -227,4 +238,17 @@ def load_mini(
         int8_pages=int8_pages,
     )
     enc.files = [wfile, tfile]
+    cfile = wfile.parent / CODEBOOK_FILE
+    if codebook and cfile.is_file():
+        with np.load(cfile, allow_pickle=False) as f:
+            if str(f["weights"]) == enc.info.fingerprint:
+                enc.cell_codebook = {k: np.asarray(f[k], dtype=np.float32) for k in f.files if k != "weights"}
+            else:  # another model's cells: new indexes store these weights' cells as int8 (larger, not worse)
+                log.warning(
+                    "%s was fitted for other weights than %s and is not used: refit it "
+                    "(python3 -m tokensearch.training.codebook --weights %s --pdf-dir DIR) or remove it",
+                    cfile,
+                    wfile,
+                    wfile.parent,
+                )
     return enc
