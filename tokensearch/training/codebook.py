@@ -51,7 +51,7 @@ def sample_images(pdf_dir: Path, tokenizer, dpi: float, pages: int, receipts: in
 
 
 def fit_codebook(
-    encoder, images: list[Image.Image], text_threshold: float, seed: int, parts: int = CELL_PARTS
+    encoder, images: list[Image.Image], text_threshold: float, seed: int, parts: int = CELL_PARTS, rotate: bool = True
 ) -> dict[str, np.ndarray]:
     """The arrays of a :class:`CellCode` of ``parts`` parts fitted on the text cells ``encoder`` reads on
     ``images``."""
@@ -66,7 +66,7 @@ def fit_codebook(
     if len(sample) > SAMPLE_CELLS:
         sample = sample[np.random.default_rng(seed).choice(len(sample), SAMPLE_CELLS, replace=False)]
     print(f"{sum(len(c) for c in cells)} text cells on {len(images)} pages; fitting on {len(sample)}")
-    return CellCode.fit(sample, parts, seed=seed).arrays()
+    return CellCode.fit(sample, parts, seed=seed, rotate=rotate).arrays()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,17 +84,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--parts", type=int, default=CELL_PARTS, help="bytes a cell (d divisible by it, <= 3 values a part)"
     )
+    ap.add_argument("--no-rotation", action="store_true", help="plain product quantisation (for comparison)")
     ap.add_argument("--out", type=Path, default=None, help=f"default: {CODEBOOK_FILE} beside the weights")
     a = ap.parse_args(argv)
     wfile, tfile, _ = mini_paths(a.weights)
     encoder = load_mini(a.weights, dtype="auto", int8_pages=calibration_pages, codebook=False)
     images = sample_images(a.pdf_dir, encoder.tokenizer, encoder.dpi, a.pages, a.receipts, a.seed)
-    arrays = fit_codebook(encoder, images, IndexOptions.text_threshold, a.seed, a.parts)
+    arrays = fit_codebook(encoder, images, IndexOptions.text_threshold, a.seed, a.parts, not a.no_rotation)
     out = a.out or wfile.parent / CODEBOOK_FILE
     fingerprint = np.array(weights_fingerprint(wfile, tfile))
-    np.savez(out, centroids=arrays["centroids"], rotation=arrays["rotation"], weights=fingerprint)
+    if "rotation" in arrays:
+        np.savez(out, centroids=arrays["centroids"], rotation=arrays["rotation"], weights=fingerprint)
+    else:
+        np.savez(out, centroids=arrays["centroids"], weights=fingerprint)
     c = arrays["centroids"]
-    print(f"wrote {out}: a rotation, then {c.shape[0]} parts x 256 centroids of {c.shape[2]} values")
+    print(f"wrote {out}: {c.shape[0]} parts x 256 centroids of {c.shape[2]} values ({', '.join(arrays)})")
 
 
 if __name__ == "__main__":
