@@ -338,8 +338,7 @@ class Store:
         """Record the model on first use; refuse another one later. ``cell_codebook``: the model's
         product quantiser for its cells (:class:`CellCode`'s arrays), used if this index has no codec
         yet and stores the model's features as they come."""
-        if cell_codebook is not None:
-            self._offered_cells = CellCode(**cell_codebook)
+        self._offered_cells = None if cell_codebook is None else CellCode(**cell_codebook)
         stored = self.stored_model()
         if stored is None:
             value = {
