@@ -6,12 +6,16 @@ vectors passed through a lossy code before the store writes them.
 
 --code int8 (what the store writes today: 8 bits a value) | intB (B bits a value, each row scaled to its
 largest value) | pca:D (uncentred PCA to D dims fitted on the first page's cells, as the store fits a
-projection for large models, then int8) | pq:M (product quantisation: M sub-vectors of d/M values, each
-replaced by the nearest of 256 centroids, M bytes a cell; the codebooks fitted with FAISS on the first page
-of at least 2,000 cells written, as a home would fit them on its first pages). The stored blob stays int8: the quality is the code's, the bytes
+projection for large models, then int8) | pq:M (FAISS's product quantiser, no rotation: M sub-vectors of d/M
+values, each replaced by the nearest of 256 centroids, M bytes a cell; the codebook fitted on the first page of
+at least 2,000 cells written, as a home would fit one on its first pages).
+The stored blob stays int8: the quality is the code's, the bytes
 on disk are not (bytes a page = kept cells x bytes a cell + what the page's header, coordinates and the
 database take). --columns COS:LEN merges column runs as the store's ``column_cos`` option does
-(``codec.merge_columns``): that one is stored, so its bytes per page are measured on disk.
+(``codec.merge_columns``): that one is stored, so its bytes per page are measured on disk. --stage1-bits B codes
+only what stage 1 searches (the vectors the FAISS index is given) in B bits a value, each dimension over the 0.1-99.9
+percentile range of the first page's vectors (as FAISS's 4-bit scalar quantiser trains a range per dimension); the
+feature store, which stage 2 scores, keeps int8.
 """
 
 from __future__ import annotations
@@ -61,11 +65,35 @@ def lossy_code(spec: str):
     return code
 
 
+def stage1_code(bits: int) -> None:
+    """Pass the vectors the FAISS index is given through ``bits``-bit uniform codes per dimension."""
+    import tokensearch.storage.vectors as vectors
+
+    add_page = vectors.VectorIndex.add_page
+    ranges: list[tuple[np.ndarray, np.ndarray]] = []
+    top = 2**bits - 1
+
+    def coded_add(self, page_id, vecs, cells=None):
+        x = np.asarray(vecs, dtype=np.float32)
+        if len(x):
+            if not ranges:
+                ranges.append((np.percentile(x, 0.1, axis=0), np.percentile(x, 99.9, axis=0)))
+            lo, hi = ranges[0]
+            x = lo + np.clip(np.rint((x - lo) / (hi - lo) * top), 0, top) * (hi - lo) / top
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return add_page(self, page_id, x, cells)
+
+    vectors.VectorIndex.add_page = coded_add
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--code", default="int8")
     ap.add_argument("--columns", help="COS:LEN: merge column runs (codec.merge_columns) before the code")
+    ap.add_argument("--stage1-bits", type=int, help="code stage 1's vectors alone in this many bits a value")
     a, rest = ap.parse_known_args()
+    if a.stage1_bits:
+        stage1_code(a.stage1_bits)
     code = lossy_code(a.code)
     quantize, encode_page = features.quantize, features.encode_page
 
