@@ -254,6 +254,11 @@ def main() -> None:
         "SearchOptions.cells_per_token (as before they grew with the index)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
+    ap.add_argument(
+        "--sq4-min-vectors",
+        type=int,
+        help="the store's sq4_min_vectors: IVF indexes past this many vectors take 4-bit codes (default 64M)",
+    )
     a = ap.parse_args()
     bench, work = a.bench.resolve(), a.work.resolve()
     sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(bench)]  # the package, bench/ and the harness
@@ -263,8 +268,12 @@ def main() -> None:
     from tokensearch.search.searcher import Searcher
     from tokensearch.settings import Settings
 
+    if a.sq4_min_vectors is not None:  # every store this run opens (Settings names the vector backend only)
+        store_options = Settings.store_options
+        Settings.store_options = lambda self: {**store_options(self), "sq4_min_vectors": a.sq4_min_vectors}  # type: ignore[method-assign]
+
     scans = bench / "data" / "scans"
-    report: dict = {"pages_target": a.pages, "sets": {}, "cpu": cpu_name()}
+    report: dict = {"pages_target": a.pages, "sets": {}, "cpu": cpu_name(), "sq4_min_vectors": a.sq4_min_vectors}
     queries = [json.loads(line)["query"] for line in open(bench / "data" / "queries.jsonl")]
 
     # 1. each set on its own (the dev benchmark's index), timing the model's encoding
