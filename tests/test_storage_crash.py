@@ -99,7 +99,7 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     store = open_store(flat_max_vectors=flat_max, vector_backend=backend)
     committed = {1, 3} | ({4} if point in ("after_commit", "during_persist", "milvus_add") else set())
     st = store.stats()
-    assert st.vector_index_type == {"flat": "flat-ip-int8", "ivf": "ivf20,sq8", "milvus": "milvus:flat"}[index]
+    assert st.vector_index_type == {"flat": "flat-ip-int8", "ivf": "ivf20,sq4", "milvus": "milvus:flat"}[index]
     assert store.verify(read_all=True) == []
     assert st.documents == len(committed)
     assert st.pages == 2 * len(committed) + (1 if 4 in committed else 0)

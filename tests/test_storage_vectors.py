@@ -131,7 +131,7 @@ def test_flat_index_becomes_compressed_past_threshold(open_store):
     assert store.stats().vector_index_type == "flat-ip-int8"  # 2400 vectors
     ids += [store.write_document(f"sha-{s}", f"/{s}.pdf", 1, 1, "pdf", iter(d)) for s, d in enumerate(docs[3:], 3)]
     st = store.stats()
-    assert st.vector_index_type.startswith("ivf") and st.vector_index_type.endswith("sq8") and st.vectors == 4000
+    assert st.vector_index_type.startswith("ivf") and st.vector_index_type.endswith("sq4") and st.vectors == 4000
     # candidate recall: a page's own cells find it among the top hits
     for s, doc_id in enumerate(ids):
         page_id = store.document_pages(doc_id)[0].page_id

@@ -147,8 +147,8 @@ class Store:
     """One index: open with :meth:`open`, close with :meth:`close` (or use as a context manager).
 
     Options (keyword arguments of :meth:`open`):
-      flat_max_vectors   exact FAISS search up to this many vectors, IVF+SQ8 beyond (default 2M)
-      sq4_min_vectors    past this many, IVF+SQ4 (d/2 bytes a vector) instead of SQ8 (default 64M)
+      flat_max_vectors   exact FAISS search up to this many vectors, IVF beyond (default 2M)
+      sq4_min_vectors    past this many, IVF+SQ4 (d/2 bytes a vector) instead of SQ8 (default 0: always SQ4)
       max_identity_dim   model dims up to this are stored as they come; larger are PCA-projected (256)
       pca_dim            d of the PCA projection (128)
       pca_fit_cells      cells the PCA is fitted on (buffered from the first pages written; 4096)
@@ -175,7 +175,7 @@ class Store:
         engine: Engine,
         *,
         flat_max_vectors: int = 2_000_000,
-        sq4_min_vectors: int = 64_000_000,
+        sq4_min_vectors: int = 0,
         max_identity_dim: int = 256,
         pca_dim: int = 128,
         pca_fit_cells: int = 4096,

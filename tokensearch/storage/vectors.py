@@ -6,8 +6,8 @@ lookup and a page's vectors are removed by id. The index type is chosen by size 
 8bit_direct_signed)`` of the unit vectors times 127: a score off by ~0.002, which stage 2's exact scoring
 on the stored features absorbs; a quarter of float32's bytes, and decoded ~6x faster than float16, which
 indexes saved before still use) up to ``flat_max_vectors``,
-then an IVF with 8-bit scalar quantisation trained on a sample of stored features, re-chosen (more
-lists, then 4-bit codes) each time the index has grown 8-fold. The flat index answers a query of
+then an IVF with 4-bit scalar quantisation (8-bit up to the store's ``sq4_min_vectors``) trained on a sample
+of stored features, re-chosen (more lists) each time the index has grown 8-fold. The flat index answers a query of
 several token rows by one blocked scan of its codes for all rows (:func:`scan_top_k`), not FAISS's
 pass per row. Exact duplicate cells of a page
 are indexed once, and optionally runs of near-identical cells too (:func:`index_vectors`); the
@@ -161,10 +161,12 @@ def _keep_best(parts: list, nq: int, k: int, floor: np.ndarray, final: bool = Fa
     return [(np.repeat(np.arange(nq), held), np.concatenate(cs), np.concatenate(vs))], held
 
 
-def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 64_000_000) -> dict:
-    """The index type for ``n_vectors``: exact while affordable, then IVF with 8-bit scalar quantisation
-    (d bytes a vector, near-exact scores), then 4-bit (d/2 bytes) for hundreds of millions of cells.
-    (Not PQ: its training takes minutes on two cores where SQ trains in a second, for 2x less size.)"""
+def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 0) -> dict:
+    """The index type for ``n_vectors``: exact while affordable, then IVF with 4-bit scalar quantisation (d/2
+    bytes a vector: stage 1 only picks candidate pages, which stage 2 scores on the stored features; at 2,500
+    pages the dev queries read as well as with 8-bit codes, BENCHMARKS.md "Index format and scale"), or 8-bit
+    (d bytes) up to ``sq4_min_vectors``. (Not PQ: its training takes minutes on two cores where SQ trains in a
+    second.)"""
     if n_vectors <= flat_max_vectors:
         return {"type": "flat"}
     # 2 sqrt(n) lists (not the usual 4-16 sqrt(n)): search asks for thousands of neighbours per token,
