@@ -62,30 +62,27 @@ def main() -> None:
     from tokensearch.samples import calibration_pages
     from tokensearch.storage.codec import CellCode
     from tokensearch.tokenocr_model.mini_encoder import load_mini
-    from tokensearch.training.codebook import SAMPLE_CELLS, sample_images
+    from tokensearch.training.codebook import sample_images, text_cells
 
     encoder = load_mini(None, dtype="auto", int8_pages=calibration_pages, codebook=False)
     images = sample_images(a.pdf_dir, encoder.tokenizer, encoder.dpi, 48, 24, 7)
-    cells = []
-    for image in images:
-        (grid,) = encoder.encode_pages([image])
-        cells.append(np.asarray(grid.features[grid.text >= IndexOptions.text_threshold], dtype=np.float32))
-    sample = np.concatenate(cells)
-    sample = sample[np.random.default_rng(7).choice(len(sample), min(SAMPLE_CELLS, len(sample)), replace=False)]
+    sample = text_cells(encoder, images, IndexOptions.text_threshold, 7)
     vocab = np.asarray(encoder.token_vectors(range(len(encoder.tokenizer.pieces()))), dtype=np.float32)
     homes = {h.name: home_cells(h) for h in a.home}
     page = next(iter(homes.values()))[:5500]
 
-    print("| code | bytes a cell | home | cos mean / p1 | best token's cosine moved, mean / p95 | best token kept | "
-          "encode / decode ms a page |")
+    print(
+        "| code | bytes a cell | home | cos mean / p1 | best token's cosine moved, mean / p95 | best token kept | "
+        "encode / decode ms a page |"
+    )
     print("|---|---|---|---|---|---|---|")
     for spec in a.codes:
         rotate, parts = spec.startswith("opq"), int(spec.lstrip("opq"))
         code = CellCode.fit(sample, parts, seed=7, rotate=rotate)
         with threadpool_limits(limits=1):
-            enc_ms = median_ms(lambda: code.encode(page))
+            enc_ms = median_ms(lambda c=code: c.encode(page))
             codes = code.encode(page)
-            dec_ms = median_ms(lambda: code.decode(codes))
+            dec_ms = median_ms(lambda c=code, k=codes: c.decode(k))
         for name, x in homes.items():
             back = code.decode(code.encode(x))
             cos = np.einsum("nd,nd->n", back, x)

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     image_scale: Literal["auto", "off"] = "auto"
     batch_size: int = Field(4, ge=1, le=256)  # pages per encoder batch
     # how a new index stores the cells the model reads: int8 (96 bytes a cell), or pq, the model's product
-    # quantiser where it ships one (48 bytes; R@1 up to a point lower, searches ~10 % more CPU: BENCHMARKS.md,
+    # quantiser where it ships one (48 bytes; R@1 up to a point lower, searches 10-30 % more CPU: BENCHMARKS.md,
     # "Index format and scale"); recorded with the index on its first pages
     cell_code: Literal["int8", "pq"] = "int8"
     max_page_pixels: int = Field(60_000_000, ge=1)  # larger rasters are refused as "absurd pixel size"

@@ -8,7 +8,7 @@ so ``<Wq, Wx> ~ <q, x>``. The matrix is stored in the database (meta ``codec``) 
 transaction as the first pages that use it.
 
 A codec may also carry a :class:`CellCode`, the product quantiser the feature store packs model-read
-cells with (``d/3`` bytes a cell instead of ``d``). It comes with the model (fitted on its features of
+cells with (``m`` bytes a cell instead of ``d``). It comes with the model (fitted on its features of
 training pages) and is recorded with the codec, so a home reads its pages with the codebook it wrote
 them with whatever the model ships later.
 """
@@ -145,7 +145,6 @@ class CellCode:
         # the centroids as one flat table of items of a part's values: decoding gathers a cell's m at once
         self._items = np.ascontiguousarray(c.reshape(-1, c.shape[2])).view(np.dtype((np.void, 4 * c.shape[2])))
         self._offsets = (np.arange(c.shape[0]) * 256).astype(np.intp)
-        self._back = None if self.rotation is None else np.ascontiguousarray(self.rotation.T)
         self._lut: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
@@ -226,7 +225,7 @@ class CellCode:
         lo, hi = c.min(axis=1), c.max(axis=1)  # (m, sub): values outside are clipped to the grid's edge
         span = np.maximum(hi - lo, 1e-6)
         # bits per value: an even share, plus log2 of how much wider than the part's typical value it spreads
-        bits = np.full((m, sub), LUT_BITS // sub, dtype=np.int64)
+        bits = np.empty((m, sub), dtype=np.int64)
         for i in range(m):
             want = LUT_BITS / sub + np.log2(span[i] / np.exp(np.log(span[i]).mean()))
             b = np.maximum(np.floor(want), 1).astype(np.int64)
@@ -248,8 +247,8 @@ class CellCode:
         """(n, m) uint8 -> (n, d) float32 unit rows (the centroids side by side, turned back)."""
         codes = np.asarray(codes)
         rows = np.take(self._items, codes.astype(np.intp) + self._offsets).view(np.float32).reshape(len(codes), -1)
-        if self._back is not None:
-            rows = rows @ self._back
+        if self.rotation is not None:
+            rows = rows @ self.rotation.T
         rows /= np.maximum(np.sqrt(np.einsum("nd,nd->n", rows, rows)), 1e-12)[:, None]
         return rows
 
@@ -257,7 +256,7 @@ class CellCode:
 def balanced_rotation(x: np.ndarray, m: int) -> np.ndarray:
     """(d, d) orthonormal: ``x``'s principal directions as columns, grouped into ``m`` parts so each part's
     variances multiply to about the same (largest first, each to the open part of smallest product)."""
-    n, d = x.shape
+    d = x.shape[1]
     with threadpool_limits(limits=1, user_api="blas"):
         evals, evecs = np.linalg.eigh(np.cov(np.asarray(x, dtype=np.float64), rowvar=False))
     order = np.argsort(evals)[::-1]

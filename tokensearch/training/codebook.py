@@ -8,7 +8,7 @@ born-digital PDFs under ``--pdf-dir`` (the data card's, rendered grey at the mod
 through the training's scan degradations) and synthetic receipts, invoices and forms, each scaled as the
 indexer scales an image, encoded with the weights' own int8 inference and cut to the text cells. Its
 k-means per part is seeded, so a re-run on the same files gives the same codebook. It must be refitted
-whenever the weights change: the file records the weights' fingerprint and loading refuses another's.
+whenever the weights change: the file records the weights' fingerprint, and loading other weights leaves it out.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# 2 values a part at d = 96: 48 bytes a cell, R@1 as int8's; 3 values a part (32 bytes) lost 1-2 points of it
+# 2 values a part at d = 96: 48 bytes a cell, R@1 as int8's on scans and 1.2 points lower on receipts; 3 values a
+# part (32 bytes) lost up to 2 points
 CELL_PARTS = 48
 SAMPLE_CELLS = 200_000  # k-means of 256 centroids per part has ~780 cells a centroid
 
@@ -50,6 +51,19 @@ def sample_images(pdf_dir: Path, tokenizer, dpi: float, pages: int, receipts: in
     return out
 
 
+def text_cells(encoder, images: list[Image.Image], text_threshold: float, seed: int) -> np.ndarray:
+    """The text cells ``encoder`` reads on ``images``, at most ``SAMPLE_CELLS`` of them drawn at random."""
+    cells = []
+    for image in images:
+        (grid,) = encoder.encode_pages([image])
+        cells.append(np.asarray(grid.features[grid.text >= text_threshold], dtype=np.float32))
+    sample = np.concatenate(cells)
+    if len(sample) > SAMPLE_CELLS:
+        sample = sample[np.random.default_rng(seed).choice(len(sample), SAMPLE_CELLS, replace=False)]
+    print(f"{sum(len(c) for c in cells)} text cells on {len(images)} pages; {len(sample)} kept")
+    return sample
+
+
 def fit_codebook(
     encoder, images: list[Image.Image], text_threshold: float, seed: int, parts: int = CELL_PARTS, rotate: bool = True
 ) -> dict[str, np.ndarray]:
@@ -57,16 +71,7 @@ def fit_codebook(
     ``images``."""
     from ..storage.codec import CellCode
 
-    cells = []
-    for image in images:
-        (grid,) = encoder.encode_pages([image])
-        ys, xs = np.nonzero(grid.text >= text_threshold)
-        cells.append(np.asarray(grid.features[ys, xs], dtype=np.float32))
-    sample = np.concatenate(cells)
-    if len(sample) > SAMPLE_CELLS:
-        sample = sample[np.random.default_rng(seed).choice(len(sample), SAMPLE_CELLS, replace=False)]
-    print(f"{sum(len(c) for c in cells)} text cells on {len(images)} pages; fitting on {len(sample)}")
-    return CellCode.fit(sample, parts, seed=seed, rotate=rotate).arrays()
+    return CellCode.fit(text_cells(encoder, images, text_threshold, seed), parts, seed=seed, rotate=rotate).arrays()
 
 
 def main(argv: list[str] | None = None) -> None:
