@@ -2,7 +2,7 @@
 small index of their own set, in one run.
 
     python3 bench/scale.py --bench ../shared/bench --work /tmp/scale --pages 100000 \
-        --distractor-docs DIR [--sets clean_150 degraded_150] [--source-pages 120]
+        --distractor-docs DIR [--sets clean_150 degraded_150] [--source-pages 120] [--stage1 postings|ivf]
 
 What the big index holds: the dev sets' image-only pages (``--sets``, 137 each), indexed by the engine as a
 user would, and distractor pages up to ``--pages``. Born-digital PDFs are not in it: a text layer matches a
@@ -257,7 +257,13 @@ def main() -> None:
     ap.add_argument(
         "--sq4-min-vectors",
         type=int,
-        help="the store's sq4_min_vectors: IVF indexes past this many vectors take 4-bit codes (default 64M)",
+        help="the store's sq4_min_vectors: IVF indexes past this many vectors take 4-bit codes (default 0)",
+    )
+    ap.add_argument(
+        "--stage1",
+        choices=("postings", "ivf"),
+        default="postings",
+        help="past the flat index: token postings (the default) or an IVF index (the store's postings option)",
     )
     a = ap.parse_args()
     bench, work = a.bench.resolve(), a.work.resolve()
@@ -268,12 +274,21 @@ def main() -> None:
     from tokensearch.search.searcher import Searcher
     from tokensearch.settings import Settings
 
-    if a.sq4_min_vectors is not None:  # every store this run opens (Settings names the vector backend only)
-        store_options = Settings.store_options
-        Settings.store_options = lambda self: {**store_options(self), "sq4_min_vectors": a.sq4_min_vectors}  # type: ignore[method-assign]
+    # every store this run opens (Settings names the vector backend only)
+    extra: dict = {"postings": a.stage1 == "postings"}
+    if a.sq4_min_vectors is not None:
+        extra["sq4_min_vectors"] = a.sq4_min_vectors
+    store_options = Settings.store_options
+    Settings.store_options = lambda self: {**store_options(self), **extra}  # type: ignore[method-assign]
 
     scans = bench / "data" / "scans"
-    report: dict = {"pages_target": a.pages, "sets": {}, "cpu": cpu_name(), "sq4_min_vectors": a.sq4_min_vectors}
+    report: dict = {
+        "pages_target": a.pages,
+        "sets": {},
+        "cpu": cpu_name(),
+        "sq4_min_vectors": a.sq4_min_vectors,
+        "stage1": a.stage1,
+    }
     queries = [json.loads(line)["query"] for line in open(bench / "data" / "queries.jsonl")]
 
     # 1. each set on its own (the dev benchmark's index), timing the model's encoding

@@ -1,5 +1,5 @@
 """Crash safety: a writer killed with SIGKILL at any point leaves a consistent index (SQLite and
-PostgreSQL, FAISS flat and IVF indexes, Milvus), and the next run finishes the job."""
+PostgreSQL, FAISS flat and IVF indexes, token postings, Milvus), and the next run finishes the job."""
 
 from __future__ import annotations
 
@@ -22,14 +22,19 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
+    import numpy as np
     from tests.storage_fixtures import random_doc
-    from tokensearch.storage import store as store_mod, vectors as vectors_mod
+    from tokensearch.storage import postings as postings_mod, store as store_mod, vectors as vectors_mod
     from tokensearch.storage import Store
+    from tokensearch.storage.records import ModelInfo
 
     point, home, url, flat_max = sys.argv[1], Path(sys.argv[2]), sys.argv[3] or None, int(sys.argv[4])
     backend = sys.argv[5]
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     st = Store.open(home, url, persist_interval=0, flat_max_vectors=flat_max, vector_backend=backend)
+    if len(sys.argv) > 6:  # postings: a vocabulary whose tokens are every cell of the four documents
+        vocab = np.concatenate([p.feats for s in (1, 2, 3, 4) for p in random_doc(s, 3)])
+        st.ensure_model(ModelInfo("test", "test", "c" * 64, 64), vocabulary=vocab)
     if point in ("milvus_add", "milvus_remove"):  # die as the page markers are written / deleted
         client = st.vectors._connect()
         orig_upsert, orig_delete = client.upsert, client.delete
@@ -50,7 +55,7 @@ CHILD = textwrap.dedent(
     elif point == "after_commit":
         st.vectors.committed = die
     elif point == "during_persist":
-        vectors_mod._atomic_write = die
+        vectors_mod._atomic_write = postings_mod._atomic_write = die
     def pages():
         doc = random_doc(4, 3)
         yield doc[0]
@@ -76,6 +81,9 @@ MILVUS = pytest.mark.milvus
         ("after_commit", "ivf"),
         ("during_persist", "ivf"),
         ("after_commit", "flat"),
+        ("iterator", "postings"),
+        ("after_commit", "postings"),
+        ("during_persist", "postings"),
     ]
     + [pytest.param(point, "milvus", marks=MILVUS) for point in ("after_commit", "milvus_add", "milvus_remove")],
 )
@@ -83,12 +91,14 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     """The writer dies (SIGKILL) at a point of its 4th document (after 3 written and 1 unlinked), or for
     Milvus between a page's vectors and its marker (milvus_add: doc 4; milvus_remove: doc 2's unlink)."""
     home = tmp_path / "home"
-    flat_max = 500 if index == "ivf" else 10**6  # ivf: 800 vectors after doc 2 -> IVF-SQ8, snapshots
+    # ivf, postings: 800 vectors after doc 2 -> IVF-SQ4 or postings, snapshots
+    flat_max = 500 if index in ("ivf", "postings") else 10**6
     backend = "milvus" if index == "milvus" else "faiss"
     if backend == "milvus":
         need_milvus()
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, point, str(home), db_url or "", str(flat_max), backend],
+        [sys.executable, "-c", CHILD, point, str(home), db_url or "", str(flat_max), backend]
+        + (["postings"] if index == "postings" else []),
         capture_output=True,
         text=True,
         timeout=120,
@@ -99,7 +109,8 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     store = open_store(flat_max_vectors=flat_max, vector_backend=backend)
     committed = {1, 3} | ({4} if point in ("after_commit", "during_persist", "milvus_add") else set())
     st = store.stats()
-    assert st.vector_index_type == {"flat": "flat-ip-int8", "ivf": "ivf20,sq4", "milvus": "milvus:flat"}[index]
+    types = {"flat": "flat-ip-int8", "ivf": "ivf20,sq4", "postings": "postings2", "milvus": "milvus:flat"}
+    assert st.vector_index_type == types[index]
     assert store.verify(read_all=True) == []
     assert st.documents == len(committed)
     assert st.pages == 2 * len(committed) + (1 if 4 in committed else 0)
@@ -110,7 +121,7 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
         page_ids = {p.page_id for p in store.document_pages(doc)} if doc else set()
         for page in random_doc(seed, 2):
             hits = store.search_cells(store.project_queries(page.feats[:3]), 1)
-            found = {int(ids[0]) for ids, scores in hits if scores[0] > 0.99}
+            found = {int(ids[0]) for ids, scores in hits if len(scores) and scores[0] > 0.99}
             assert bool(found) == (seed in committed) and found <= page_ids
     # the next run finishes the job, and drops what the killed writer left in its segment
     if 4 not in committed:

@@ -107,6 +107,11 @@ class SearchOptions:
     cells_per_token: int = 4096
     crowd_pages: int = 256
     max_cells_per_token: int = 16384
+    # an index of token postings (a big one, ``storage.postings``) reads a token's cells best first from the start
+    # of its list, at little cost however many: asked this many whatever the pages, the relevant page of a dev
+    # query was among the candidates at 2,500 pages for 201 of 220 queries, against 187 at the rule above
+    # (BENCHMARKS.md, "Index format and scale")
+    listed_cells_per_token: int = 65536
     # pages scored exactly (stage 2). Stage 1 orders pages by each unit's best chain of retrieved cells
     # (``chain_estimate``), which puts nearly every rare word's and phrase's page within the first 32. The
     # mean of each token's best cell anywhere on the page (a bag of tokens, used before and still where cell
@@ -294,6 +299,8 @@ class Searcher:
 
     def _cells_per_token(self, allowed: np.ndarray | None) -> int:
         """Top cells asked per query token: more as the pages competing for them grow (``SearchOptions``)."""
+        if self.store.token_lists():
+            return self.opt.listed_cells_per_token
         base = self.opt.cells_per_token
         pages = len(allowed) if allowed is not None else self.store.page_count()
         if pages <= self.opt.crowd_pages:

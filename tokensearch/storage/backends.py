@@ -43,6 +43,10 @@ class VectorBackend(Protocol):
 
     def sync(self) -> None: ...
 
+    def token_lists(self) -> bool:
+        """Are the vectors filed under vocabulary tokens (:mod:`.postings`): top cells read from a list's start."""
+        ...
+
     def check(self, want: dict[int, int]) -> list[str]:
         """Problems between the vectors and ``want`` (page id -> vector count from SQL)."""
         ...
@@ -91,6 +95,8 @@ def open_backend(
     sq4_min_vectors: int,
     nprobe: int | None,
     persist_interval: float,
+    postings: bool = True,
+    vocabulary: Callable[[], np.ndarray | None] = lambda: None,
     milvus_uri: str | None = None,
     milvus_index: str = "auto",
     milvus_token: str | None = None,
@@ -108,6 +114,8 @@ def open_backend(
             sq4_min_vectors=sq4_min_vectors,
             nprobe=nprobe,
             persist_interval=persist_interval,
+            vocabulary=vocabulary,
+            postings=postings,
         )
     if name == "milvus":
         from .milvus import MilvusKeeper

@@ -5,13 +5,15 @@ compares that with the DB: pages committed since (``Page.generation`` greater) a
 feature store and added; if the page count still differs, pages were deleted and a full id diff drops
 them. The index is loaded from its snapshot (``vectors.py``; built from the feature store if there is
 none) when first needed, and saved every ``persist_interval`` seconds by a writer, and at close: a
-searcher that had to add pages leaves the next one a current snapshot. Past ``flat_max_vectors`` (and
-whenever a compressed index has grown 8-fold) the writer trains a new index outside the lock and swaps
-it in.
+searcher that had to add pages leaves the next one a current snapshot. Past ``flat_max_vectors`` the
+writer builds token postings (:mod:`.postings`) where the model offers its vocabulary, else trains an IVF
+index (again whenever it has grown 8-fold), outside the lock, and swaps it in. The vocabulary postings
+are built with is recorded beside the choice, so any process can rebuild them from the feature store.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -26,9 +28,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from .backends import page_count_problems
 from .codec import Codec
 from .features import FeatureStore
+from .postings import MAX_VOCAB, PostingsIndex
 from .records import PageFeatures
 from .schema import Meta, Page
 from .vectors import VectorIndex, choose_spec, describe_spec, index_cells, index_vectors, snapshot_bytes
+
+Index = VectorIndex | PostingsIndex
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,14 @@ def read_spec(s: Session) -> dict | None:
     """The recorded vector-index choice (None: flat, nothing recorded yet)."""
     row = s.get(Meta, "vector_index")
     return None if row is None else row.value
+
+
+def read_postings_vocabulary(s: Session) -> np.ndarray | None:
+    """The vocabulary token postings were chosen with (recorded with the choice), or None."""
+    row = s.get(Meta, "vector_index")
+    if row is None or row.blob is None:
+        return None
+    return np.load(io.BytesIO(row.blob), allow_pickle=False)
 
 
 def read_page(
@@ -80,6 +93,8 @@ class VectorKeeper:
         sq4_min_vectors: int,
         nprobe: int | None,
         persist_interval: float,
+        vocabulary: Callable[[], np.ndarray | None] = lambda: None,
+        postings: bool = True,
     ):
         self._session = session
         self.features = features
@@ -89,8 +104,12 @@ class VectorKeeper:
         self.sq4_min_vectors = sq4_min_vectors
         self.nprobe = nprobe
         self.persist_interval = persist_interval
+        # the model's vocabulary in index space, where it offers one (the indexer's model); ``postings``: a
+        # big index files its cells under their best tokens rather than in an IVF index
+        self._vocabulary = vocabulary
+        self.postings = postings
         self.lock = threading.RLock()  # the FAISS index: searches, adds, removals, swaps
-        self._vi: VectorIndex | None = None
+        self._vi: Index | None = None
         self._switch_due: dict | None = None  # index type a writer builds after its commit
         self._last_persist = time.monotonic()
         self._persist_cost = 0.0
@@ -99,7 +118,7 @@ class VectorKeeper:
     def read_page(self, page_id: int, seg: int, off: int, nbytes: int) -> PageFeatures | None:
         return read_page(self._session, self.features, page_id, seg, off, nbytes)
 
-    def current(self) -> VectorIndex | None:
+    def current(self) -> Index | None:
         """The index, in step with the database (None before anything was written)."""
         with self.lock:
             self._sync_locked(may_switch=False)
@@ -108,6 +127,9 @@ class VectorKeeper:
     def sync(self) -> None:
         """Bring the index in step with the database now (``Store.verify`` checks it right after)."""
         self.current()
+
+    def token_lists(self) -> bool:
+        return isinstance(self.current(), PostingsIndex)
 
     def describe(self) -> str:
         """The index type, as ``tokensearch status`` shows it."""
@@ -167,7 +189,7 @@ class VectorKeeper:
         """The codec, where pages exist to read (their first commit recorded it)."""
         return cast(Codec, self._codec())
 
-    def _add_pages(self, vi: VectorIndex, rows: Iterable[PageRef]) -> None:
+    def _add_pages(self, vi: Index, rows: Iterable[PageRef]) -> None:
         merge_cos = self._known_codec().merge_cos
         for page_id, seg, off, nbytes in rows:
             pf = self.read_page(page_id, seg, off, nbytes)
@@ -186,7 +208,7 @@ class VectorKeeper:
             return  # nothing has ever been written
         if self._vi is None or (spec is not None and spec != self._vi.spec):
             want = spec or {"type": "flat"}
-            vi = VectorIndex.load(self.folder, nprobe=self.nprobe)
+            vi = self._load(want)
             if vi is not None and (vi.dim != codec.out_dim or vi.spec != want):
                 vi = None
             if vi is None:  # no snapshot yet, or lost
@@ -195,7 +217,15 @@ class VectorKeeper:
         self._reconcile(self._vi)
         self._note_switch(may_switch)
 
-    def _reconcile(self, vi: VectorIndex) -> None:
+    def _load(self, spec: dict) -> Index | None:
+        """The snapshot on disk, if it is of type ``spec``."""
+        if spec["type"] != "postings":
+            return VectorIndex.load(self.folder, nprobe=self.nprobe)
+        with self._session() as s:
+            vocab = read_postings_vocabulary(s)
+        return None if vocab is None else PostingsIndex.load(self.folder, vocab)
+
+    def _reconcile(self, vi: Index) -> None:
         """Add the pages committed since ``vi.generation``; drop pages that are gone."""
         with self._session() as s:
             gen = read_generation(s)
@@ -211,15 +241,24 @@ class VectorKeeper:
                 self._add_pages(vi, [r for r in rows if r[0] not in vi.page_cells])
         vi.generation = max(vi.generation, gen)
 
-    def _build(self, spec: dict, dim: int) -> VectorIndex:
-        """A fresh index of type ``spec`` holding every stored page (needs no lock)."""
+    def _build(self, spec: dict, dim: int, vocab: np.ndarray | None = None) -> Index:
+        """A fresh index of type ``spec`` holding every stored page (needs no lock); postings file the
+        cells under ``vocab``'s tokens, or else the recorded vocabulary's."""
         with self._session() as s:
             gen = read_generation(s)
             rows = s.execute(
                 select(Page.id, Page.segment, Page.offset, Page.nbytes).order_by(Page.segment, Page.offset)
             ).all()
-        sample = self._training_sample(rows, spec) if spec["type"] != "flat" else None
-        vi = VectorIndex.empty(dim, spec, train_sample=sample, nprobe=self.nprobe)
+            if spec["type"] == "postings" and vocab is None:
+                vocab = read_postings_vocabulary(s)
+        vi: Index
+        if spec["type"] == "postings":
+            if vocab is None:
+                raise RuntimeError("the index's token postings have no recorded vocabulary; rebuild the index")
+            vi = PostingsIndex.empty(dim, spec, vocab)
+        else:
+            sample = self._training_sample(rows, spec) if spec["type"] != "flat" else None
+            vi = VectorIndex.empty(dim, spec, train_sample=sample, nprobe=self.nprobe)
         self._add_pages(vi, rows)
         vi.generation = gen
         return vi
@@ -244,9 +283,15 @@ class VectorKeeper:
             x = x[rng.choice(len(x), want, replace=False)]
         return x
 
+    def _offered_vocabulary(self) -> np.ndarray | None:
+        """The model's vocabulary in index space, where postings are wanted and the model offers one."""
+        vocab = self._vocabulary() if self.postings else None
+        return vocab if vocab is not None and len(vocab) <= MAX_VOCAB else None
+
     def _note_switch(self, may_switch: bool) -> None:
-        """Past ``flat_max_vectors`` the exact index is to be replaced by a trained compressed one, and a
-        compressed one re-chosen whenever it has grown 8-fold (lists ~ 2 sqrt(n), then 4-bit codes)."""
+        """Past ``flat_max_vectors`` the exact index is to be replaced by token postings or a trained
+        compressed one, and a compressed one re-chosen whenever it has grown 8-fold (lists ~ 2 sqrt(n));
+        postings grow as they are."""
         if not may_switch:
             return  # only a writer switches; readers follow the recorded choice
         if self._vi is not None:
@@ -258,24 +303,32 @@ class VectorKeeper:
         if spec["type"] == "flat":
             if n <= self.flat_max_vectors:
                 return
-        elif n <= 8 * spec["chosen_at"]:
+        elif spec["type"] == "postings" or n <= 8 * spec["chosen_at"]:
             return
-        self._switch_due = choose_spec(n, self.flat_max_vectors, self.sq4_min_vectors)
+        # (an IVF index built before postings existed becomes postings at its next re-choice)
+        postings = self._offered_vocabulary() is not None
+        self._switch_due = choose_spec(n, self.flat_max_vectors, self.sq4_min_vectors, postings)
 
     def _switch(self) -> None:
         """Build the noted index type without holding the lock (searches go on), then swap it in."""
         spec, self._switch_due = cast(dict, self._switch_due), None  # (called once one is noted)
-        vi = self._build(spec, self._known_codec().out_dim)
+        vocab = self._offered_vocabulary() if spec["type"] == "postings" else None
+        vi = self._build(spec, self._known_codec().out_dim, vocab)
         with self.lock:
             self._reconcile(vi)  # pages committed meanwhile
             self._vi = vi
             self._save()  # snapshot first, then record the choice (readers load it rather than retrain)
+        blob = None
+        if vocab is not None:
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(vocab, np.float32), allow_pickle=False)
+            blob = buf.getvalue()
         with self._session.begin() as s:
             row = s.get(Meta, "vector_index")
             if row is None:
-                s.add(Meta(key="vector_index", value=spec))
+                s.add(Meta(key="vector_index", value=spec, blob=blob))
             else:
-                row.value = spec
+                row.value, row.blob = spec, blob
 
     # --- persistence ---------------------------------------------------------------------------------
     def _save(self) -> None:

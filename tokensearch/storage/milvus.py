@@ -452,6 +452,9 @@ class MilvusKeeper:
             problems.append(f"Milvus holds {n} vectors, its page markers {sum(done.values())}")
         return problems
 
+    def token_lists(self) -> bool:
+        return False
+
     def describe(self) -> str:
         with self.lock:
             kind = self._index_type if self._ready(None) else None

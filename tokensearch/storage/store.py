@@ -147,7 +147,10 @@ class Store:
     """One index: open with :meth:`open`, close with :meth:`close` (or use as a context manager).
 
     Options (keyword arguments of :meth:`open`):
-      flat_max_vectors   exact FAISS search up to this many vectors, IVF beyond (default 2M)
+      flat_max_vectors   exact FAISS search up to this many vectors; beyond, token postings (where the
+                         indexing model offers its vocabulary, see ``postings``) or IVF (default 2M)
+      postings           past flat_max_vectors, file each cell under its best vocabulary tokens
+                         (:mod:`.postings`) rather than in an IVF index (True)
       sq4_min_vectors    past this many, IVF+SQ4 (d/2 bytes a vector) instead of SQ8 (default 0: always SQ4)
       max_identity_dim   model dims up to this are stored as they come; larger are PCA-projected (256)
       pca_dim            d of the PCA projection (128)
@@ -176,6 +179,7 @@ class Store:
         *,
         flat_max_vectors: int = 2_000_000,
         sq4_min_vectors: int = 0,
+        postings: bool = True,
         max_identity_dim: int = 256,
         pca_dim: int = 128,
         pca_fit_cells: int = 4096,
@@ -199,6 +203,7 @@ class Store:
         self.column_cos = column_cos
         self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes, cells=self._cell_code)
         self._offered_cells: CellCode | None = None  # the model's codebook, for a codec not written yet
+        self._offered_vocab: np.ndarray | None = None  # the model's vocabulary (model space), for postings
         self.vector_dir = self.home / "vectors"
         self._write_mutex = threading.RLock()  # one writing call at a time
         self._codec_lock = threading.RLock()
@@ -212,6 +217,8 @@ class Store:
             self._home_id,
             flat_max_vectors=flat_max_vectors,
             sq4_min_vectors=sq4_min_vectors,
+            postings=postings,
+            vocabulary=self._vocabulary,
             nprobe=nprobe,
             persist_interval=persist_interval,
             milvus_uri=milvus_uri,
@@ -334,11 +341,18 @@ class Store:
             v = row.value
             return ModelInfo(v["name"], v["family"], v["fingerprint"], int(v["dim"]), v.get("extra") or {})
 
-    def ensure_model(self, info: ModelInfo, cell_codebook: Mapping[str, np.ndarray] | None = None) -> None:
+    def ensure_model(
+        self,
+        info: ModelInfo,
+        cell_codebook: Mapping[str, np.ndarray] | None = None,
+        vocabulary: np.ndarray | None = None,
+    ) -> None:
         """Record the model on first use; refuse another one later. ``cell_codebook``: the model's
         product quantiser for its cells (:class:`CellCode`'s arrays), used if this index has no codec
-        yet and stores the model's features as they come."""
+        yet and stores the model's features as they come. ``vocabulary``: its tokens' vectors (model
+        space), which a big index files cells under (``postings``)."""
         self._offered_cells = None if cell_codebook is None else CellCode(**cell_codebook)
+        self._offered_vocab = None if vocabulary is None else np.asarray(vocabulary, np.float32)
         stored = self.stored_model()
         if stored is None:
             value = {
@@ -367,6 +381,13 @@ class Store:
         stmt = update(Meta).where(Meta.key == "generation").values(number=Meta.number + 1).returning(Meta.number)
         number = s.execute(stmt, execution_options={"synchronize_session": False}).scalar_one()
         return int(cast(int, number))  # (the schema writes the generation row with a number)
+
+    def _vocabulary(self) -> np.ndarray | None:
+        """The offered vocabulary in index space (None: none offered, or index space not fixed yet)."""
+        codec = self._load_codec()
+        if self._offered_vocab is None or codec is None:
+            return None
+        return self.project_queries(self._offered_vocab)
 
     def _cell_code(self) -> CellCode | None:
         codec = self._load_codec()
@@ -831,6 +852,10 @@ class Store:
         if hits is None:  # nothing indexed yet
             return [(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64)) for _ in qvecs]
         return hits
+
+    def token_lists(self) -> bool:
+        """Does stage 1 read token postings (:mod:`.postings`), whose top cells cost little however many?"""
+        return self.vectors.token_lists()
 
     def filter_pages(self, f: SearchFilter) -> np.ndarray:
         """Sorted ids of the pages a search filter lets through."""

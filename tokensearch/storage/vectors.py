@@ -6,8 +6,9 @@ lookup and a page's vectors are removed by id. The index type is chosen by size 
 8bit_direct_signed)`` of the unit vectors times 127: a score off by ~0.002, which stage 2's exact scoring
 on the stored features absorbs; a quarter of float32's bytes, and decoded ~6x faster than float16, which
 indexes saved before still use) up to ``flat_max_vectors``,
-then an IVF with 4-bit scalar quantisation (8-bit up to the store's ``sq4_min_vectors``) trained on a sample
-of stored features, re-chosen (more lists) each time the index has grown 8-fold. The flat index answers a query of
+then token postings (:mod:`.postings`) where the indexing model offers its vocabulary, else an IVF with 4-bit
+scalar quantisation (8-bit up to the store's ``sq4_min_vectors``) trained on a sample of stored features,
+re-chosen (more lists) each time the index has grown 8-fold. The flat index answers a query of
 several token rows by one blocked scan of its codes for all rows (:func:`scan_top_k`), not FAISS's
 pass per row. Exact duplicate cells of a page
 are indexed once, and optionally runs of near-identical cells too (:func:`index_vectors`); the
@@ -161,14 +162,17 @@ def _keep_best(parts: list, nq: int, k: int, floor: np.ndarray, final: bool = Fa
     return [(np.repeat(np.arange(nq), held), np.concatenate(cs), np.concatenate(vs))], held
 
 
-def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 0) -> dict:
-    """The index type for ``n_vectors``: exact while affordable, then IVF with 4-bit scalar quantisation (d/2
+def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 0, postings: bool = False) -> dict:
+    """The index type for ``n_vectors``: exact while affordable, then token postings where the model's
+    vocabulary is known (``postings``; :mod:`.postings`), else IVF with 4-bit scalar quantisation (d/2
     bytes a vector: stage 1 only picks candidate pages, which stage 2 scores on the stored features; at 2,500
     pages the dev queries read as well as with 8-bit codes, BENCHMARKS.md "Index format and scale"), or 8-bit
     (d bytes) up to ``sq4_min_vectors``. (Not PQ: its training takes minutes on two cores where SQ trains in a
     second.)"""
     if n_vectors <= flat_max_vectors:
         return {"type": "flat"}
+    if postings:
+        return {"type": "postings", "best": 2, "chosen_at": int(n_vectors)}
     # 2 sqrt(n) lists (not the usual 4-16 sqrt(n)): search asks for thousands of neighbours per token,
     # which fewer, larger lists serve as well, and training (k-means, ~n_lists^2) stays in seconds
     # (2.2M vectors: 2939 lists, ~15 s on one core; 4 sqrt(n) took 2 minutes)
@@ -180,6 +184,8 @@ def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 0)
 def describe_spec(spec: dict) -> str:
     if spec["type"] == "flat":
         return "flat-ip-int8"
+    if spec["type"] == "postings":
+        return f"postings{spec['best']}"
     return f"ivf{spec['nlist']},{spec['type'].split('-')[1]}"
 
 

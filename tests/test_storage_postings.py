@@ -1,0 +1,163 @@
+"""Token postings, stage 1 of a big index: each cell filed under its best vocabulary tokens (``postings``);
+chosen past the flat index where the indexing model offers its vocabulary; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.storage_fixtures import db_url, one_faiss_thread, open_store, token_blob_page  # noqa: F401
+from tokensearch.storage.postings import MAX_VOCAB, PostingsIndex, best_tokens
+from tokensearch.storage.records import ModelInfo
+from tokensearch.vectornorm import l2_normalize
+
+DIM = 64
+MODEL = ModelInfo(name="mini", family="mini", fingerprint="b" * 64, dim=DIM)
+
+
+def vocabulary(n: int = 60, seed: int = 7) -> np.ndarray:
+    return l2_normalize(np.random.default_rng(seed).standard_normal((n, DIM))).astype(np.float32)
+
+
+def token_pages(vocab: np.ndarray, n_pages: int, seed: int) -> list:
+    """Pages of 16 token blocks each (3 x 6 cells, a little noise), tokens drawn from ``vocab``."""
+    rng = np.random.default_rng(seed)
+    return [token_blob_page(rng, i + 1, vocab[rng.choice(len(vocab), 16, replace=False)]) for i in range(n_pages)]
+
+
+def write_pages(store, vocab: np.ndarray, seed: int, n_pages: int = 2) -> tuple[int, list]:
+    pages = token_pages(vocab, n_pages, seed)
+    doc = store.write_document(f"sha-{seed}", f"/docs/{seed}.pdf", 100 + seed, 10**9 + seed, "pdf", iter(pages))
+    return doc, pages
+
+
+def pages_holding(pages_by_doc: dict[int, list], store, vocab: np.ndarray, token: int) -> set[int]:
+    """Page ids whose page shows ``token`` (the vocabulary row its block was drawn from)."""
+    out = set()
+    for doc, pages in pages_by_doc.items():
+        for info, rec in zip(store.document_pages(doc), pages):
+            if (np.abs(rec.feats @ vocab[token]) > 0.9).any():
+                out.add(info.page_id)
+    return out
+
+
+def test_best_tokens_are_each_cells_nearest_vocabulary_rows():
+    rng = np.random.default_rng(0)
+    vocab = vocabulary(1200)
+    cells = l2_normalize(rng.standard_normal((700, DIM))).astype(np.float32)
+    ids, scores = best_tokens(cells, vocab, 3)
+    full = cells @ vocab.T
+    want = np.argsort(-full, axis=1)[:, :3]
+    assert (ids == want).all()
+    assert np.allclose(scores, np.take_along_axis(full, want, axis=1), atol=1e-6)
+
+
+def test_a_token_lists_its_best_cells_first_across_fresh_dead_and_rebuilt_pages(tmp_path):
+    vocab = vocabulary()
+    rng = np.random.default_rng(1)
+    idx = PostingsIndex.empty(DIM, {"type": "postings", "best": 2, "chosen_at": 0}, vocab)
+    pages = {}
+    for p in range(1, 9):
+        n = 120
+        feats = l2_normalize(vocab[rng.integers(0, len(vocab), n)] + 0.3 * rng.standard_normal((n, DIM)))
+        cells = np.stack([rng.integers(0, 40, n), rng.integers(0, 60, n)], axis=1)
+        pages[p] = (feats.astype(np.float32), cells)
+        idx.add_page(p, feats, cells)
+        if p == 4:
+            idx.compact()  # pages 1-4 in the base, 5-8 fresh
+
+    def brute(token: int, k: int, allowed: set[int] | None) -> list[float]:
+        scores = []
+        for p, (feats, _) in pages.items():
+            if p in idx.page_cells and (allowed is None or p in allowed):
+                ids, sc = best_tokens(feats, vocab, 2)
+                scores += sc[ids == token].tolist()
+        return sorted(scores, reverse=True)[:k]
+
+    idx.remove_pages([2, 6])  # one in the base (dead), one fresh
+    for state in ("mixed", "rebuilt", "reloaded"):
+        if state == "rebuilt":
+            idx.compact()
+            assert not idx.dead and not idx.fresh
+        if state == "reloaded":
+            idx.generation = 3
+            idx.save(tmp_path)
+            loaded = PostingsIndex.load(tmp_path, vocab)
+            assert loaded is not None and loaded.page_cells == idx.page_cells
+            idx = loaded
+        for token in (0, 5, 17):
+            for allowed in (None, {1, 3, 7}):
+                pages_arg = None if allowed is None else np.array(sorted(allowed))
+                ((pg, sc, ce),) = idx.search(vocab[token : token + 1], 25, pages_arg)
+                assert np.allclose(sc, brute(token, 25, allowed), atol=2e-3), (state, token, allowed)
+                assert np.all(np.diff(sc) <= 1e-6)
+                assert not ({2, 6} & set(pg.tolist()))
+                for p, (y, x) in zip(pg.tolist(), ce.tolist()):
+                    assert any((c == (y, x)).all() for c in pages[p][1])
+
+
+def test_a_big_index_files_cells_under_the_model_vocabulary_and_finds_a_token_page(open_store):
+    vocab = vocabulary()
+    store = open_store(flat_max_vectors=3000)
+    store.ensure_model(MODEL, vocabulary=vocab)
+    docs = dict(write_pages(store, vocab, s) for s in range(4))
+    assert store.stats().vector_index_type == "flat-ip-int8"  # 4 x 2 x 288 cells
+    docs.update(write_pages(store, vocab, s) for s in range(4, 8))
+    assert store.stats().vector_index_type == "postings2"
+    for token in (3, 11, 42):
+        want = pages_holding(docs, store, vocab, token)
+        ((ids, scores),) = store.search_cells(store.project_queries(vocab[token : token + 1]), 2000)
+        # its blocks' cells first, then cells of other tokens filing it second best
+        assert want and set(ids[scores > 0.9].tolist()) == want and np.all(np.diff(scores) <= 1e-6)
+    gone = next(iter(docs))
+    store.delete_document(gone)
+    assert store.verify() == []
+    store.close()
+
+    # another process, offered no vocabulary: the recorded one files its new pages; its snapshot loads
+    again = open_store(flat_max_vectors=3000)
+    doc, pages = write_pages(again, vocab, 99)
+    docs[doc] = pages
+    del docs[gone]
+    assert again.stats().vector_index_type == "postings2" and again.verify() == []
+    for token in (3, 11, 42):
+        ((ids, scores),) = again.search_cells(again.project_queries(vocab[token : token + 1]), 2000)
+        assert set(ids[scores > 0.9].tolist()) == pages_holding(docs, again, vocab, token)
+    again.close()
+
+    # the snapshot lost: rebuilt from the feature store and the recorded vocabulary
+    shutil.rmtree(again.vector_dir)
+    third = open_store(flat_max_vectors=3000)
+    assert third.verify() == []
+    ((ids, scores),) = third.search_cells(third.project_queries(vocab[11:12]), 2000)
+    assert set(ids[scores > 0.9].tolist()) == pages_holding(docs, third, vocab, 11)
+
+
+@pytest.mark.parametrize("offered", ["none", "too large", "declined"])
+def test_a_big_index_takes_ivf_without_a_usable_vocabulary(open_store, offered):
+    vocab = vocabulary(MAX_VOCAB + 1 if offered == "too large" else 60)
+    store = open_store(flat_max_vectors=3000, postings=offered != "declined")
+    store.ensure_model(MODEL, vocabulary=None if offered == "none" else vocab)
+    for s in range(8):
+        write_pages(store, vocab[:60], s)
+    assert store.stats().vector_index_type.startswith("ivf")
+
+
+def test_stage_1_asks_token_postings_for_their_listed_cells_whatever_the_pages(open_store):
+    """A token's list is read best first from its start: the search asks postings for
+    ``listed_cells_per_token`` cells a token, where a vector index's cells grow with the pages."""
+    from tokensearch.search.searcher import Searcher, SearchOptions
+
+    vocab = vocabulary()
+    store = open_store(flat_max_vectors=3000)
+    store.ensure_model(MODEL, vocabulary=vocab)
+    opt = SearchOptions(threshold=0.5, cells_per_token=1000, crowd_pages=4, listed_cells_per_token=777)
+    searcher = Searcher(None, store, opt)
+    for s in range(4):
+        write_pages(store, vocab, s)
+    assert not store.token_lists() and searcher._cells_per_token(None) == 1414  # 8 pages: 1000 x sqrt(8 / 4)
+    for s in range(4, 8):
+        write_pages(store, vocab, s)
+    assert store.token_lists() and searcher._cells_per_token(None) == 777

@@ -1,0 +1,330 @@
+"""Stage 1 from token postings: each indexed cell filed under its best vocabulary tokens, not as a vector.
+
+A query is made of the model's tokens, and stage 1 only has to say which cells of which pages read like
+each of them. Past the flat index's size, an IVF index answers that with a token's top cells over
+compressed vectors, which a common piece ("ing", "0") fills with the pages that hold it most, so in a
+big index the page holding a rare word loses its other pieces and falls out of the candidates; and it
+keeps ~60 bytes a cell in memory. Postings file every cell under its ``best`` vocabulary tokens (the
+model's vocabulary in index space, as the search's vocabulary check reads it) with the cell's cosine:
+a token's cells are those that read as that token rather than as anything else, which a look-alike's
+raw cosine does not crowd, and one token's list, kept best first, is read from its start. On the dev
+queries at 2,500 pages this put the relevant page among stage 1's candidates more often than the IVF
+index did (BENCHMARKS.md, "Index format and scale").
+
+Layout: a *base* sorted by token, then score (best first), with each token's start (``starts``); pages
+added since the base was built are *fresh* (sorted lazily at the first search after a change), pages
+removed from the base are *dead* until the base is rebuilt (:meth:`compact`, at every snapshot). A
+search reads a token's base list from its start, skipping dead pages, and merges the fresh list.
+
+On disk (``<home>/vectors/``, the same commit protocol as :mod:`.vectors`)::
+
+    index.json                        {"token", "generation", "spec", "ntotal", ...}  <- the commit point
+    index-<token>.postings.npz        starts (V+1,) int64; page (N,) int32; cell (N, 2) int16; score (N,) float16
+    index-<token>.pages.npy           (n, 2) int64: page id, cells of that page indexed
+
+The arrays are memory-mapped when a snapshot is loaded: a search touches only the starts of its tokens'
+lists, so a searcher's memory does not grow with the index.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .vectors import _atomic_write, _read_header, remove_stale_snapshots
+
+BEST = 2  # tokens a cell is filed under
+# filing a cell reads its cosine with every token: a vocabulary much larger than the mini model's 6,000 (an
+# LLM's ~92k) would cost more than encoding the page, and its indexes take IVF instead
+MAX_VOCAB = 16384
+_EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64))
+_PAGE_CHUNK = 512  # cells scored against the vocabulary at once (512 x 6,000 float32: 12 MB)
+
+
+def best_tokens(vecs: np.ndarray, vocab: np.ndarray, best: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, best) the vocabulary rows each of ``vecs`` reads most like, best first, and their cosines."""
+    n = len(vecs)
+    ids = np.zeros((n, best), np.int32)
+    scores = np.zeros((n, best), np.float32)
+    vt = np.ascontiguousarray(vocab.T, dtype=np.float32)
+    for i in range(0, n, _PAGE_CHUNK):
+        s = np.ascontiguousarray(vecs[i : i + _PAGE_CHUNK], dtype=np.float32) @ vt
+        rows = np.arange(len(s))
+        for b in range(best):  # ``best`` passes of argmax: cheaper than a partition of every row
+            j = s.argmax(axis=1)
+            ids[i : i + len(s), b] = j
+            scores[i : i + len(s), b] = s[rows, j]
+            s[rows, j] = -np.inf
+    return ids, scores
+
+
+@dataclass
+class _Lists:
+    """Postings sorted by token, then score (best first); ``starts[t]:starts[t + 1]`` is token t's list."""
+
+    starts: np.ndarray
+    page: np.ndarray
+    cell: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def build(cls, tok: np.ndarray, page: np.ndarray, cell: np.ndarray, score: np.ndarray, n_tokens: int) -> _Lists:
+        order = np.lexsort((page, -score.astype(np.float32), tok))
+        starts = np.searchsorted(tok[order], np.arange(n_tokens + 1)).astype(np.int64)
+        return cls(starts, page[order], cell[order], score[order])
+
+    @classmethod
+    def empty(cls, n_tokens: int) -> _Lists:
+        return cls(
+            np.zeros(n_tokens + 1, np.int64), np.zeros(0, np.int32), np.zeros((0, 2), np.int16), np.zeros(0, np.float16)
+        )
+
+    def __len__(self) -> int:
+        return len(self.page)
+
+    def top(self, token: int, k: int, dead: np.ndarray | None, allowed: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Token's first ``k`` postings, skipping ``dead`` pages and keeping ``allowed`` ones only (sorted
+        ids, or None), read from the list's start in growing spans."""
+        s, e = int(self.starts[token]), int(self.starts[token + 1])
+        if dead is None and allowed is None:
+            e = min(e, s + k)
+            return self.page[s:e], self.score[s:e], self.cell[s:e]
+        parts: list[np.ndarray] = []
+        have, span = 0, max(k, 1024)
+        while s < e and have < k:
+            stop = min(e, s + span)
+            pg = self.page[s:stop]
+            keep = np.ones(len(pg), bool)
+            if dead is not None:
+                keep &= ~np.isin(pg, dead, assume_unique=False)
+            if allowed is not None:
+                keep &= np.isin(pg, allowed)
+            at = np.flatnonzero(keep) + s
+            parts.append(at[: k - have])
+            have += len(parts[-1])
+            s, span = stop, span * 4
+        at = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return self.page[at], self.score[at], self.cell[at]
+
+
+@dataclass
+class PostingsIndex:
+    """Cells filed under their best vocabulary tokens; the same use as :class:`.vectors.VectorIndex`."""
+
+    dim: int
+    spec: dict
+    vocab: np.ndarray  # (V, dim) the model's vocabulary in index space, unit rows
+    page_cells: dict[int, int] = field(default_factory=dict)  # page id -> cells of it indexed
+    generation: int = 0
+    saved_generation: int = -1
+    base: _Lists | None = None
+    base_pages: set[int] = field(default_factory=set)  # pages whose postings are in ``base`` (dead or not)
+    dead: set[int] = field(default_factory=set)  # pages removed since ``base`` was built
+    # pages added since: page id -> (token, cell, score) of its postings
+    fresh: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _fresh_lists: _Lists | None = field(default=None, repr=False, compare=False)
+    _dead_sorted: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def empty(cls, dim: int, spec: dict, vocab: np.ndarray) -> PostingsIndex:
+        if vocab.ndim != 2 or vocab.shape[1] != dim:
+            raise ValueError(f"postings need the vocabulary in index space (V, {dim}), got {vocab.shape}")
+        return cls(dim=dim, spec=dict(spec), vocab=np.ascontiguousarray(vocab, dtype=np.float32))
+
+    def describe(self) -> str:
+        return f"postings{self.spec.get('best', BEST)}"
+
+    @property
+    def ntotal(self) -> int:
+        return int(sum(self.page_cells.values()))
+
+    @property
+    def n_postings(self) -> int:
+        base = 0 if self.base is None else len(self.base)
+        return base + sum(len(t) for t, _, _ in self.fresh.values())
+
+    # --- content -----------------------------------------------------------------------------------
+    def add_page(self, page_id: int, vecs: np.ndarray, cells: np.ndarray | None = None) -> None:
+        """File a page's cells under their best tokens; ``cells``: their (n, 2) grid cells (row, column),
+        which postings need (a hit without its place cannot be chained)."""
+        if page_id in self.page_cells:
+            self.remove_pages([page_id])
+        n = len(vecs)
+        if n and cells is None:
+            raise ValueError("postings need each cell's place on the grid")
+        best = int(self.spec.get("best", BEST))
+        if n:
+            ids, scores = best_tokens(vecs, self.vocab, best)
+            cell = np.repeat(np.asarray(cells, dtype=np.int16).reshape(n, 2), best, axis=0)
+            self.fresh[page_id] = (ids.reshape(-1), cell, scores.reshape(-1).astype(np.float16))
+        self.page_cells[page_id] = n
+        self._fresh_lists = None
+
+    def remove_pages(self, page_ids) -> None:
+        for p in page_ids:
+            p = int(p)
+            if self.page_cells.pop(p, None) is None:
+                continue
+            if self.fresh.pop(p, None) is not None:
+                self._fresh_lists = None
+            if p in self.base_pages:
+                self.dead.add(p)
+                self._dead_sorted = None
+
+    def compact(self) -> None:
+        """Rebuild the base from the live pages' postings (dead ones dropped, fresh ones filed)."""
+        if not self.fresh and not self.dead:
+            return
+        V = len(self.vocab)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # token, page, cell, score
+        if self.base is not None and len(self.base):
+            b = self.base
+            tok = np.repeat(np.arange(V, dtype=np.int32), np.diff(b.starts))
+            keep = ~np.isin(b.page, np.fromiter(self.dead, np.int64, len(self.dead))) if self.dead else slice(None)
+            parts.append((tok[keep], np.asarray(b.page[keep]), np.asarray(b.cell[keep]), np.asarray(b.score[keep])))
+        if self.fresh:
+            parts.append(self._fresh_parts())
+        if parts:
+            tok_a, page_a, cell_a, score_a = (np.concatenate(col) for col in zip(*parts))
+            self.base = _Lists.build(tok_a, page_a, cell_a, score_a, V)
+        else:
+            self.base = _Lists.empty(V)
+        self.base_pages = set(self.page_cells)
+        self.fresh, self.dead = {}, set()
+        self._fresh_lists = self._dead_sorted = None
+
+    # --- search ------------------------------------------------------------------------------------
+    def tokens_of(self, q: np.ndarray) -> np.ndarray:
+        """The vocabulary row each query row is (its nearest)."""
+        return np.asarray((np.asarray(q, np.float32) @ self.vocab.T).argmax(axis=1), np.int64)
+
+    def search(
+        self, q: np.ndarray, k: int, pages: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per query row: page ids, cosines and (n, 2) grid cells of the ``k`` best cells filed under its
+        token, among ``pages`` only if given (sorted ids)."""
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if not self.page_cells or len(q) == 0 or k <= 0 or (pages is not None and len(pages) == 0):
+            return [_EMPTY for _ in q]
+        allowed = None if pages is None else np.asarray(pages, np.int64)
+        dead = self._dead()
+        fresh = self._fresh()
+        out = []
+        for t in self.tokens_of(q).tolist():
+            got = [lst.top(t, k, d, allowed) for lst, d in ((self.base, dead), (fresh, None)) if lst is not None]
+            pg = np.concatenate([g[0] for g in got]).astype(np.int64)
+            sc = np.concatenate([g[1] for g in got]).astype(np.float32)
+            ce = np.concatenate([g[2] for g in got]).astype(np.int64).reshape(-1, 2)
+            if len(got) > 1:  # the base's and the fresh pages' lists, each best first
+                sel = np.argsort(-sc, kind="stable")[:k]
+                pg, sc, ce = pg[sel], sc[sel], ce[sel]
+            out.append((pg, sc, ce))
+        return out
+
+    def _dead(self) -> np.ndarray | None:
+        if not self.dead:
+            return None
+        if self._dead_sorted is None:
+            self._dead_sorted = np.sort(np.fromiter(self.dead, np.int64, len(self.dead)))
+        return self._dead_sorted
+
+    def _fresh(self) -> _Lists | None:
+        if not self.fresh:
+            return None
+        if self._fresh_lists is None:
+            self._fresh_lists = _Lists.build(*self._fresh_parts(), len(self.vocab))
+        return self._fresh_lists
+
+    def _fresh_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The fresh pages' postings as four arrays: token, page, cell, score."""
+        fresh = list(self.fresh.items())
+        return (
+            np.concatenate([t for _, (t, _, _) in fresh]),
+            np.concatenate([np.full(len(t), p, np.int32) for p, (t, _, _) in fresh]),
+            np.concatenate([c for _, (_, c, _) in fresh]),
+            np.concatenate([sc for _, (_, _, sc) in fresh]),
+        )
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self, folder: Path) -> float:
+        """Rebuild the base, write it as a snapshot and make that current atomically (the protocol of
+        :meth:`.vectors.VectorIndex.save`); returns the seconds it took."""
+        t0 = time.perf_counter()
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "snapshot.lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            newest = _read_header(folder)
+            newer = newest is not None and newest.get("generation", -1) >= self.generation
+            if newer and newest is not None and newest.get("spec") == self.spec:
+                self.saved_generation = self.generation
+            else:
+                self._save_locked(folder)
+        return time.perf_counter() - t0
+
+    def _save_locked(self, folder: Path) -> None:
+        self.compact()
+        assert self.base is not None
+        token = f"{self.generation:012d}-{secrets.token_hex(4)}"
+        base = self.base
+        pages = np.array(sorted(self.page_cells.items()), dtype=np.int64).reshape(-1, 2)
+        arrays = {
+            "starts": np.asarray(base.starts),
+            "page": np.asarray(base.page),
+            "cell": np.asarray(base.cell),
+            "score": np.asarray(base.score),
+            "pages": pages,
+        }
+        for name, arr in arrays.items():  # one .npy a part: np.load memory-maps each
+            with open(folder / f"index-{token}.{name}.npy", "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+        header = {
+            "token": token,
+            "generation": self.generation,
+            "spec": self.spec,
+            "dim": self.dim,
+            "ntotal": self.ntotal,
+            "pages": len(pages),
+            "postings": len(base),
+            "faiss_bytes": int(sum(a.nbytes for a in arrays.values())),
+        }
+        _atomic_write(folder / "index.json", json.dumps(header).encode())
+        self.saved_generation = self.generation
+        remove_stale_snapshots(folder, keep=token)
+
+    @classmethod
+    def load(cls, folder: Path, vocab: np.ndarray) -> PostingsIndex | None:
+        """The current snapshot, memory-mapped, or None if there is none (or it is not postings)."""
+        for _ in range(3):  # a writer may swap snapshots between reading the header and the files
+            header = _read_header(folder)
+            if header is None or header.get("spec", {}).get("type") != "postings":
+                return None
+            token = header["token"]
+            try:
+                parts = {
+                    name: np.load(folder / f"index-{token}.{name}.npy", mmap_mode="r", allow_pickle=False)
+                    for name in ("starts", "page", "cell", "score")
+                }
+                pages = np.load(folder / f"index-{token}.pages.npy", allow_pickle=False)
+            except (FileNotFoundError, ValueError):
+                time.sleep(0.05)
+                continue
+            if len(parts["starts"]) != len(vocab) + 1 or int(header["dim"]) != vocab.shape[1]:
+                return None
+            pi = cls.empty(int(header["dim"]), header["spec"], vocab)
+            pi.base = _Lists(parts["starts"], parts["page"], parts["cell"], parts["score"])
+            pi.page_cells = {int(p): int(n) for p, n in pages}
+            pi.base_pages = set(pi.page_cells)
+            pi.generation = pi.saved_generation = int(header["generation"])
+            if pi.ntotal != int(header["ntotal"]):
+                return None
+            return pi
+        return None
