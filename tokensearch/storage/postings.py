@@ -76,9 +76,15 @@ class _Lists:
 
     @classmethod
     def build(cls, tok: np.ndarray, page: np.ndarray, cell: np.ndarray, score: np.ndarray, n_tokens: int) -> _Lists:
-        order = np.lexsort((page, -score.astype(np.float32), tok))
-        starts = np.searchsorted(tok[order], np.arange(n_tokens + 1)).astype(np.int64)
-        return cls(starts, page[order], cell[order], score[order])
+        """Sorted by one integer key (token, then score descending) with a stable sort: a rebuild hands it the
+        sorted base followed by the few fresh postings, which it merges in about linear time (a lexsort of
+        20M postings took 18 s)."""
+        bits = np.asarray(score, np.float16).view(np.uint16).astype(np.int64)
+        ordered = np.where(bits & 0x8000, 0xFFFF - bits, bits | 0x8000)  # float16 order as integers
+        key = (np.asarray(tok, np.int64) << 16) | (0xFFFF - ordered)
+        order = np.argsort(key, kind="stable")
+        starts = np.searchsorted(key[order] >> 16, np.arange(n_tokens + 1)).astype(np.int64)
+        return cls(starts, page[order], cell[order], np.asarray(score, np.float16)[order])
 
     @classmethod
     def empty(cls, n_tokens: int) -> _Lists:
