@@ -4,12 +4,12 @@
 
 W/big: the index ``bench/scale.py --work W`` builds (the dev sets' scans among distractor pages). For each
 number of top cells a query token asks of the vector index (``--cells``, and the engine's own rule, which grows
-it with the index: ``SearchOptions.crowd_pages``), the positive dev queries whose relevant page (either
-rendition) is among stage 1's candidate pages. Then each query the engine answers wrongly is put in one class:
-stage 2 would rank the relevant page above the engine's first page had stage 1 offered it (a stage-1 miss); stage
-2 prefers the page it answered (a distractor or another dev page); stage 2 answers none of the relevant pages.
-``--within N``: stage 1 asked again among its own first N pages only, as a small index would be (does crowding
-or the estimate's order lose the page?).
+it with the index: ``SearchOptions.crowd_pages``, or asks token postings for ``listed_cells_per_token``), the
+positive dev queries whose relevant page (either rendition) is among stage 1's candidate pages. Then each query
+the engine answers wrongly is put in one class: stage 2 would rank the relevant page above the engine's first
+page had stage 1 offered it (a stage-1 miss); stage 2 prefers the page it answered (a distractor or another dev
+page); stage 2 answers none of the relevant pages. ``--within N``: stage 1 asked again among its own first N
+pages only, as a small index would be (does crowding or the estimate's order lose the page?).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def main() -> None:
     base = searcher.opt
     print(f"{len(queries)} positive queries, {store.stats().pages} pages; relevant page among stage 1's candidates:")
     for cells in [*a.cells, None]:
-        searcher.opt = base if cells is None else replace(base, cells_per_token=cells, crowd_pages=sys.maxsize)
+        fixed = {"cells_per_token": cells, "crowd_pages": sys.maxsize, "listed_cells_per_token": cells}
+        searcher.opt = base if cells is None else replace(base, **fixed)
         found = sum(bool(rel[q["id"]] & set(searcher._candidates(searcher.plan(q["query"], 256), 30))) for q in queries)
         label = f"{cells} cells a token" if cells else f"the engine's rule ({searcher._cells_per_token(None)})"
         print(f"  {label}: {found}")
