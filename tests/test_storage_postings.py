@@ -146,18 +146,33 @@ def test_a_big_index_takes_ivf_without_a_usable_vocabulary(open_store, offered):
 
 
 def test_stage_1_asks_token_postings_for_their_listed_cells_whatever_the_pages(open_store):
-    """A token's list is read best first from its start: the search asks postings for
-    ``listed_cells_per_token`` cells a token, where a vector index's cells grow with the pages."""
+    """A token's list is read best first from its start: the search asks postings for ``listed_cells_per_token``
+    cells a token up to ``listed_pages`` pages, then in proportion to the pages (a vector index's cells grow with
+    their square root)."""
     from tokensearch.search.searcher import Searcher, SearchOptions
 
     vocab = vocabulary()
     store = open_store(flat_max_vectors=3000)
     store.ensure_model(MODEL, vocabulary=vocab)
-    opt = SearchOptions(threshold=0.5, cells_per_token=1000, crowd_pages=4, listed_cells_per_token=777)
+    opt = SearchOptions(
+        threshold=0.5,
+        cells_per_token=1000,
+        crowd_pages=4,
+        listed_cells_per_token=777,
+        listed_pages=16,
+        max_listed_cells_per_token=1500,
+    )
     searcher = Searcher(None, store, opt)
     for s in range(4):
         write_pages(store, vocab, s)
     assert not store.token_lists() and searcher._cells_per_token(None) == 1414  # 8 pages: 1000 x sqrt(8 / 4)
     for s in range(4, 8):
         write_pages(store, vocab, s)
-    assert store.token_lists() and searcher._cells_per_token(None) == 777
+    assert store.token_lists() and searcher._cells_per_token(None) == 777  # 16 pages
+    for s in range(8, 12):
+        write_pages(store, vocab, s)
+    assert searcher._cells_per_token(None) == 1166  # 24 pages: 777 x 24 / 16
+    for s in range(12, 24):
+        write_pages(store, vocab, s)
+    assert searcher._cells_per_token(None) == 1500  # 48 pages: at most max_listed_cells_per_token
+    assert searcher._cells_per_token(np.arange(4)) == 777  # a filter's pages compete, not the index's

@@ -108,10 +108,13 @@ class SearchOptions:
     crowd_pages: int = 256
     max_cells_per_token: int = 16384
     # an index of token postings (a big one, ``storage.postings``) reads a token's cells best first from the start
-    # of its list, at little cost however many: asked this many whatever the pages, the relevant page of a dev
-    # query was among the candidates at 2,500 pages for 201 of 220 queries, against 187 at the rule above
-    # (BENCHMARKS.md, "Index format and scale")
+    # of its list, at little cost however many: ``listed_cells_per_token`` up to ``listed_pages`` pages, then in
+    # proportion to the pages up to ``max_listed_cells_per_token``. The relevant page of a dev query was among the
+    # candidates at 2,500 pages for 201 of 220 queries, against 187 at the rule above; at 10,000 pages for 183 at
+    # 65,536 cells and 195 at 262,144, for 30 ms more of stage 1 (BENCHMARKS.md, "Index format and scale")
     listed_cells_per_token: int = 65536
+    listed_pages: int = 2500
+    max_listed_cells_per_token: int = 262144
     # pages scored exactly (stage 2). Stage 1 orders pages by each unit's best chain of retrieved cells
     # (``chain_estimate``), which puts nearly every rare word's and phrase's page within the first 32. The
     # mean of each token's best cell anywhere on the page (a bag of tokens, used before and still where cell
@@ -299,10 +302,12 @@ class Searcher:
 
     def _cells_per_token(self, allowed: np.ndarray | None) -> int:
         """Top cells asked per query token: more as the pages competing for them grow (``SearchOptions``)."""
-        if self.store.token_lists():
-            return self.opt.listed_cells_per_token
-        base = self.opt.cells_per_token
         pages = len(allowed) if allowed is not None else self.store.page_count()
+        if self.store.token_lists():
+            listed = self.opt.listed_cells_per_token
+            grown = round(listed * pages / self.opt.listed_pages)
+            return max(listed, min(self.opt.max_listed_cells_per_token, grown))
+        base = self.opt.cells_per_token
         if pages <= self.opt.crowd_pages:
             return base
         return max(base, int(min(self.opt.max_cells_per_token, round(base * (pages / self.opt.crowd_pages) ** 0.5))))
