@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
     st = Store.open(home, url, persist_interval=0, flat_max_vectors=flat_max, vector_backend=backend)
     if len(sys.argv) > 6:  # postings: a vocabulary whose tokens are every cell of the four documents
         vocab = np.concatenate([p.feats for s in (1, 2, 3, 4) for p in random_doc(s, 3)])
-        st.ensure_model(ModelInfo("test", "test", "c" * 64, 64), vocabulary=vocab)
+        st.ensure_model(ModelInfo("test", "test", "c" * 64, 64), vocabulary=lambda: vocab)
     if point in ("milvus_add", "milvus_remove"):  # die as the page markers are written / deleted
         client = st.vectors._connect()
         orig_upsert, orig_delete = client.upsert, client.delete

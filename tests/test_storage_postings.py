@@ -101,7 +101,7 @@ def test_a_token_lists_its_best_cells_first_across_fresh_dead_and_rebuilt_pages(
 def test_a_big_index_files_cells_under_the_model_vocabulary_and_finds_a_token_page(open_store):
     vocab = vocabulary()
     store = open_store(flat_max_vectors=3000)
-    store.ensure_model(MODEL, vocabulary=vocab)
+    store.ensure_model(MODEL, vocabulary=lambda: vocab)
     docs = dict(write_pages(store, vocab, s) for s in range(4))
     assert store.stats().vector_index_type == "flat-ip-int8"  # 4 x 2 x 288 cells
     docs.update(write_pages(store, vocab, s) for s in range(4, 8))
@@ -139,7 +139,7 @@ def test_a_big_index_files_cells_under_the_model_vocabulary_and_finds_a_token_pa
 def test_a_big_index_takes_ivf_without_a_usable_vocabulary(open_store, offered):
     vocab = vocabulary(MAX_VOCAB + 1 if offered == "too large" else 60)
     store = open_store(flat_max_vectors=3000, postings=offered != "declined")
-    store.ensure_model(MODEL, vocabulary=None if offered == "none" else vocab)
+    store.ensure_model(MODEL, vocabulary=None if offered == "none" else lambda: vocab)
     for s in range(8):
         write_pages(store, vocab[:60], s)
     assert store.stats().vector_index_type.startswith("ivf")
@@ -153,7 +153,7 @@ def test_stage_1_asks_token_postings_for_their_listed_cells_whatever_the_pages(o
 
     vocab = vocabulary()
     store = open_store(flat_max_vectors=3000)
-    store.ensure_model(MODEL, vocabulary=vocab)
+    store.ensure_model(MODEL, vocabulary=lambda: vocab)
     opt = SearchOptions(
         threshold=0.5,
         cells_per_token=1000,

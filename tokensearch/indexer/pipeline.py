@@ -229,8 +229,7 @@ class FolderIndexer:
         see (gone, or failures it no longer reports)."""
         t0 = time.perf_counter()
         codebook = getattr(self.encoder, "cell_codebook", None) if self.opt.product_quantise else None
-        vocabulary = getattr(self.encoder, "vocabulary", None)
-        self.store.ensure_model(self.encoder.info, codebook, vocabulary() if vocabulary is not None else None)
+        self.store.ensure_model(self.encoder.info, codebook, getattr(self.encoder, "vocabulary", None))
         report = IndexReport()
         on_disk: list[Path] = []
         for p in walk.files:  # a link is indexed under its target's path

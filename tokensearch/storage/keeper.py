@@ -129,7 +129,9 @@ class VectorKeeper:
         self.current()
 
     def token_lists(self) -> bool:
-        return isinstance(self.current(), PostingsIndex)
+        # the loaded index as it stands: the search that asks syncs it right after (a type switched meanwhile
+        # by another process is followed from that search on)
+        return isinstance(self._vi if self._vi is not None else self.current(), PostingsIndex)
 
     def describe(self) -> str:
         """The index type, as ``tokensearch status`` shows it."""

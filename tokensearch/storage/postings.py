@@ -28,9 +28,7 @@ lists, so a searcher's memory does not grow with the index.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import _atomic_write, _read_header, remove_stale_snapshots
+from .vectors import _atomic_write, _read_header, remove_stale_snapshots, save_npy, save_snapshot
 
 BEST = 2  # tokens a cell is filed under
 # filing a cell reads its cosine with every token: a vocabulary much larger than the mini model's 6,000 (an
@@ -144,17 +142,9 @@ class PostingsIndex:
             raise ValueError(f"postings need the vocabulary in index space (V, {dim}), got {vocab.shape}")
         return cls(dim=dim, spec=dict(spec), vocab=np.ascontiguousarray(vocab, dtype=np.float32))
 
-    def describe(self) -> str:
-        return f"postings{self.spec.get('best', BEST)}"
-
     @property
     def ntotal(self) -> int:
         return int(sum(self.page_cells.values()))
-
-    @property
-    def n_postings(self) -> int:
-        base = 0 if self.base is None else len(self.base)
-        return base + sum(len(t) for t, _, _ in self.fresh.values())
 
     # --- content -----------------------------------------------------------------------------------
     def add_page(self, page_id: int, vecs: np.ndarray, cells: np.ndarray | None = None) -> None:
@@ -260,21 +250,12 @@ class PostingsIndex:
 
     # --- persistence -------------------------------------------------------------------------------
     def save(self, folder: Path) -> float:
-        """Rebuild the base, write it as a snapshot and make that current atomically (the protocol of
-        :meth:`.vectors.VectorIndex.save`); returns the seconds it took."""
-        t0 = time.perf_counter()
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "snapshot.lock", "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            newest = _read_header(folder)
-            newer = newest is not None and newest.get("generation", -1) >= self.generation
-            if newer and newest is not None and newest.get("spec") == self.spec:
-                self.saved_generation = self.generation
-            else:
-                self._save_locked(folder)
-        return time.perf_counter() - t0
+        """Rebuild the base, write it as a snapshot and make that current atomically (:func:`.vectors.save_snapshot`);
+        returns the seconds it took."""
+        return save_snapshot(self, folder)
 
-    def _save_locked(self, folder: Path) -> None:
+    def write_snapshot(self, folder: Path) -> None:
+        """Rebuild the base and write it with its header (under the snapshot lock)."""
         self.compact()
         assert self.base is not None
         token = f"{self.generation:012d}-{secrets.token_hex(4)}"
@@ -288,10 +269,7 @@ class PostingsIndex:
             "pages": pages,
         }
         for name, arr in arrays.items():  # one .npy a part: np.load memory-maps each
-            with open(folder / f"index-{token}.{name}.npy", "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
+            save_npy(folder / f"index-{token}.{name}.npy", arr)
         header = {
             "token": token,
             "generation": self.generation,

@@ -39,7 +39,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -203,7 +203,9 @@ class Store:
         self.column_cos = column_cos
         self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes, cells=self._cell_code)
         self._offered_cells: CellCode | None = None  # the model's codebook, for a codec not written yet
-        self._offered_vocab: np.ndarray | None = None  # the model's vocabulary (model space), for postings
+        # the model's vocabulary (model space), for postings: read only when a big index chooses them (an LLM's
+        # vocabulary as float32 is most of a GB)
+        self._offered_vocab: Callable[[], np.ndarray] | None = None
         self.vector_dir = self.home / "vectors"
         self._write_mutex = threading.RLock()  # one writing call at a time
         self._codec_lock = threading.RLock()
@@ -345,14 +347,14 @@ class Store:
         self,
         info: ModelInfo,
         cell_codebook: Mapping[str, np.ndarray] | None = None,
-        vocabulary: np.ndarray | None = None,
+        vocabulary: Callable[[], np.ndarray] | None = None,
     ) -> None:
         """Record the model on first use; refuse another one later. ``cell_codebook``: the model's
         product quantiser for its cells (:class:`CellCode`'s arrays), used if this index has no codec
-        yet and stores the model's features as they come. ``vocabulary``: its tokens' vectors (model
+        yet and stores the model's features as they come. ``vocabulary``: what gives its tokens' vectors (model
         space), which a big index files cells under (``postings``)."""
         self._offered_cells = None if cell_codebook is None else CellCode(**cell_codebook)
-        self._offered_vocab = None if vocabulary is None else np.asarray(vocabulary, np.float32)
+        self._offered_vocab = vocabulary
         stored = self.stored_model()
         if stored is None:
             value = {
@@ -387,7 +389,7 @@ class Store:
         codec = self._load_codec()
         if self._offered_vocab is None or codec is None:
             return None
-        return self.project_queries(self._offered_vocab)
+        return self.project_queries(self._offered_vocab())
 
     def _cell_code(self) -> CellCode | None:
         codec = self._load_codec()

@@ -43,7 +43,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import faiss
 import numpy as np
@@ -463,19 +463,10 @@ class VectorIndex:
     # --- persistence -------------------------------------------------------------------------------
     def save(self, folder: Path) -> float:
         """Write a snapshot and make it current atomically; returns the seconds it took."""
-        t0 = time.perf_counter()
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "snapshot.lock", "a+b") as lock:  # one process writes snapshots at a time
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            newest = _read_header(folder)
-            newer = newest is not None and newest.get("generation", -1) >= self.generation
-            if newer and newest is not None and newest.get("spec") == self.spec:
-                self.saved_generation = self.generation  # another process saved this state (or a newer one)
-            else:
-                self._save_locked(folder)
-        return time.perf_counter() - t0
+        return save_snapshot(self, folder)
 
-    def _save_locked(self, folder: Path) -> None:
+    def write_snapshot(self, folder: Path) -> None:
+        """Write this state's files and header (under the snapshot lock: :func:`save_snapshot`)."""
         token = f"{self.generation:012d}-{secrets.token_hex(4)}"
         faiss_path = folder / f"index-{token}.faiss"
         pages_path = folder / f"index-{token}.pages.npy"
@@ -489,10 +480,7 @@ class VectorIndex:
             else np.zeros((0, 2), np.int16)
         )
         for path, arr in ((pages_path, pages), (folder / f"index-{token}.cells.npy", cells.astype(np.int16))):
-            with open(path, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
+            save_npy(path, arr)
         header = {
             "token": token,
             "generation": self.generation,
@@ -543,6 +531,40 @@ class VectorIndex:
             vi._set_nprobe()
             return vi
         return None
+
+
+class Snapshotted(Protocol):
+    """An index saved by :func:`save_snapshot` (:class:`VectorIndex`, :class:`.postings.PostingsIndex`)."""
+
+    spec: dict
+    generation: int
+    saved_generation: int
+
+    def write_snapshot(self, folder: Path) -> None: ...
+
+
+def save_snapshot(index: Snapshotted, folder: Path) -> float:
+    """Write ``index``'s snapshot and make it current atomically, unless one of the same type at its generation or
+    a newer one is current already (another process saved it); returns the seconds it took."""
+    t0 = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "snapshot.lock", "a+b") as lock:  # one process writes snapshots at a time
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        newest = _read_header(folder)
+        newer = newest is not None and newest.get("generation", -1) >= index.generation
+        if newer and newest is not None and newest.get("spec") == index.spec:
+            index.saved_generation = index.generation  # another process saved this state (or a newer one)
+        else:
+            index.write_snapshot(folder)
+    return time.perf_counter() - t0
+
+
+def save_npy(path: Path, arr: np.ndarray) -> None:
+    """``arr`` as a .npy file, on disk before the header that names it is written."""
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _read_header(folder: Path) -> dict | None:
