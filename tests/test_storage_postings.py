@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.storage_fixtures import db_url, one_faiss_thread, open_store, token_blob_page  # noqa: F401
+from tokensearch.storage import postings
 from tokensearch.storage.postings import MAX_VOCAB, PostingsIndex, best_tokens
 from tokensearch.storage.records import ModelInfo
 from tokensearch.vectornorm import l2_normalize
@@ -96,6 +97,51 @@ def test_a_token_lists_its_best_cells_first_across_fresh_dead_and_rebuilt_pages(
                 assert not ({2, 6} & set(pg.tolist()))
                 for p, (y, x) in zip(pg.tolist(), ce.tolist()):
                     assert any((c == (y, x)).all() for c in pages[p][1])
+
+
+@pytest.mark.parametrize("merge_postings", [37, 1 << 24])
+def test_a_snapshot_rebuilds_the_lists_range_by_range_into_its_files(tmp_path, monkeypatch, merge_postings):
+    """A rebuild merges a few tokens' postings at a time straight into the snapshot's files (a big index's table
+    does not fit in memory): the lists read back are those of one in-memory sort of the live postings."""
+    monkeypatch.setattr(postings, "_MERGE_POSTINGS", merge_postings)
+    vocab = vocabulary()
+    rng = np.random.default_rng(5)
+    idx = PostingsIndex.empty(DIM, {"type": "postings", "best": 2, "chosen_at": 0}, vocab)
+    live: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for p in range(1, 13):
+        n = int(rng.integers(1, 90))
+        feats = l2_normalize(vocab[rng.integers(0, len(vocab), n)] + 0.3 * rng.standard_normal((n, DIM)))
+        cells = np.stack([rng.integers(0, 40, n), rng.integers(0, 60, n)], axis=1)
+        idx.add_page(p, feats, cells)
+        live[p] = (feats, cells)
+        if p == 6:
+            idx.generation = 1
+            idx.save(tmp_path)  # pages 1-6 the base, 7-12 fresh
+    idx.remove_pages([3, 9])  # one dead in the base, one fresh dropped
+    for p in (3, 9):
+        del live[p]
+    idx.generation = 2
+    idx.save(tmp_path)
+    loaded = PostingsIndex.load(tmp_path, vocab)
+    assert loaded is not None and not idx.fresh and not idx.dead
+    want = []  # (token, -score, page, y, x) of every live posting, sorted as the lists are
+    for p, (feats, cells) in live.items():
+        ids, sc = best_tokens(feats, vocab, 2)
+        for i in range(len(feats)):
+            want += [(int(t), -float(np.float16(s)), p, *map(int, cells[i])) for t, s in zip(ids[i], sc[i])]
+    for lists in (idx.base, loaded.base):
+        assert lists is not None and len(lists) == len(want) and int(lists.starts[-1]) == len(want)
+        tok = np.repeat(np.arange(len(vocab)), np.diff(lists.starts))
+        got = list(
+            zip(
+                tok.tolist(),
+                (-lists.score.astype(np.float64)).tolist(),
+                lists.page.tolist(),
+                *np.asarray(lists.cell, np.int64).T.tolist(),
+            )
+        )
+        assert [g[:2] for g in got] == [w[:2] for w in sorted(want)]  # token, then best first
+        assert sorted(got) == sorted(want)
 
 
 def test_a_big_index_files_cells_under_the_model_vocabulary_and_finds_a_token_page(open_store):

@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .vectors import _atomic_write, _read_header, remove_stale_snapshots, save_npy, save_snapshot
+from .vectors import _atomic_write, _fsync_file, _read_header, remove_stale_snapshots, save_npy, save_snapshot
 
 BEST = 2  # tokens a cell is filed under
 # filing a cell reads its cosine with every token: a vocabulary much larger than the mini model's 6,000 (an
@@ -44,6 +44,8 @@ BEST = 2  # tokens a cell is filed under
 MAX_VOCAB = 16384
 _EMPTY = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64))
 _PAGE_CHUNK = 512  # cells scored against the vocabulary at once (512 x 6,000 float32: 12 MB)
+_MERGE_POSTINGS = 1 << 24  # postings a rebuild sorts at once (~0.5 GB with its sort keys)
+_NO_POSTINGS = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 2), np.int16), np.zeros(0, np.float16))
 
 
 def best_tokens(vecs: np.ndarray, vocab: np.ndarray, best: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,26 +177,68 @@ class PostingsIndex:
                 self._dead_sorted = None
 
     def compact(self) -> None:
-        """Rebuild the base from the live pages' postings (dead ones dropped, fresh ones filed)."""
+        """Rebuild the base in memory from the live pages' postings (dead ones dropped, fresh ones filed)."""
         if not self.fresh and not self.dead:
             return
-        V = len(self.vocab)
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # token, page, cell, score
-        if self.base is not None and len(self.base):
-            b = self.base
-            tok = np.repeat(np.arange(V, dtype=np.int32), np.diff(b.starts))
-            keep = ~np.isin(b.page, np.fromiter(self.dead, np.int64, len(self.dead))) if self.dead else slice(None)
-            parts.append((tok[keep], np.asarray(b.page[keep]), np.asarray(b.cell[keep]), np.asarray(b.score[keep])))
-        if self.fresh:
-            parts.append(self._fresh_parts())
-        if parts:
-            tok_a, page_a, cell_a, score_a = (np.concatenate(col) for col in zip(*parts))
-            self.base = _Lists.build(tok_a, page_a, cell_a, score_a, V)
-        else:
-            self.base = _Lists.empty(V)
+        n = self._live_postings()
+        out = _Lists(
+            np.zeros(len(self.vocab) + 1, np.int64),
+            np.empty(n, np.int32),
+            np.empty((n, 2), np.int16),
+            np.empty(n, np.float16),
+        )
+        self._merge_into(out)
+        self._rebuilt(out)
+
+    def _live_postings(self) -> int:
+        return int(self.spec.get("best", BEST)) * self.ntotal
+
+    def _rebuilt(self, base: _Lists) -> None:
+        self.base = base
         self.base_pages = set(self.page_cells)
         self.fresh, self.dead = {}, set()
         self._fresh_lists = self._dead_sorted = None
+
+    def _merge_into(self, out: _Lists) -> None:
+        """Write the live postings, sorted, into ``out`` (its arrays of the live length, ``starts`` filled here):
+        the base (already sorted) and the fresh pages' postings merged one range of tokens at a time, so a
+        rebuild holds ~``_MERGE_POSTINGS`` postings in memory, not the whole table (20 GB at 10^5 scanned
+        pages), and ``out`` can be the memory-mapped files of the next snapshot."""
+        V = len(self.vocab)
+        dead = self._dead()
+        f_tok, f_page, f_cell, f_score = self._fresh_parts() if self.fresh else _NO_POSTINGS
+        f_order = np.argsort(f_tok, kind="stable")
+        f_starts = np.searchsorted(f_tok[f_order], np.arange(V + 1))
+        b = self.base
+        b_starts = np.asarray(b.starts) if b is not None and len(b) else np.zeros(V + 1, np.int64)
+        per_token = np.diff(b_starts) + np.diff(f_starts)
+        at, t0 = 0, 0
+        while t0 < V:
+            # the next range of tokens: ~_MERGE_POSTINGS postings, at least one token
+            t1 = max(t0 + 1, int(np.searchsorted(np.cumsum(per_token[t0:]), _MERGE_POSTINGS, side="right")) + t0)
+            t1 = min(V, t1)
+            parts: list[tuple[np.ndarray, ...]] = []
+            if b is not None and b_starts[t1] > b_starts[t0]:
+                s, e = int(b_starts[t0]), int(b_starts[t1])
+                page = np.asarray(b.page[s:e])
+                keep = ~np.isin(page, dead) if dead is not None else slice(None)
+                tok = np.repeat(np.arange(t0, t1, dtype=np.int32), np.diff(b_starts[t0 : t1 + 1]))
+                parts.append((tok[keep], page[keep], np.asarray(b.cell[s:e])[keep], np.asarray(b.score[s:e])[keep]))
+            if f_starts[t1] > f_starts[t0]:
+                sel = f_order[f_starts[t0] : f_starts[t1]]
+                parts.append((f_tok[sel], f_page[sel], f_cell[sel], f_score[sel]))
+            if parts:
+                tok, page, cell, score = (np.concatenate(col) for col in zip(*parts))
+                part = _Lists.build(tok - t0, page, cell, score, t1 - t0)
+                m = len(part)
+                out.page[at : at + m], out.cell[at : at + m], out.score[at : at + m] = part.page, part.cell, part.score
+                out.starts[t0 : t1 + 1] = part.starts + at
+                at += m
+            else:
+                out.starts[t0 : t1 + 1] = at
+            t0 = t1
+        if at != len(out.page):
+            raise RuntimeError(f"postings rebuild wrote {at} postings, the live pages hold {len(out.page)}")
 
     # --- search ------------------------------------------------------------------------------------
     def tokens_of(self, q: np.ndarray) -> np.ndarray:
@@ -255,21 +299,33 @@ class PostingsIndex:
         return save_snapshot(self, folder)
 
     def write_snapshot(self, folder: Path) -> None:
-        """Rebuild the base and write it with its header (under the snapshot lock)."""
-        self.compact()
-        assert self.base is not None
+        """Rebuild the base straight into the snapshot's files and write its header (under the snapshot lock);
+        the new base is then read from those files, memory-mapped."""
         token = f"{self.generation:012d}-{secrets.token_hex(4)}"
-        base = self.base
+        path = {name: folder / f"index-{token}.{name}.npy" for name in ("starts", "page", "cell", "score")}
+        if self.fresh or self.dead or self.base is None:
+            n = self._live_postings()
+            if n:  # the rebuild written into the files themselves (an empty file cannot be memory-mapped)
+                out = _Lists(
+                    np.zeros(len(self.vocab) + 1, np.int64),
+                    np.lib.format.open_memmap(path["page"], "w+", np.int32, (n,)),
+                    np.lib.format.open_memmap(path["cell"], "w+", np.int16, (n, 2)),
+                    np.lib.format.open_memmap(path["score"], "w+", np.float16, (n,)),
+                )
+                self._merge_into(out)
+                for name in ("page", "cell", "score"):
+                    getattr(out, name).flush()
+                    _fsync_file(path[name])
+                save_npy(path["starts"], out.starts)
+            else:
+                for name, arr in zip(("starts", "page", "cell", "score"), astuple(_Lists.empty(len(self.vocab)))):
+                    save_npy(path[name], arr)
+        else:  # nothing changed since the base was built (an index saved again as it was loaded): copied as it is
+            for name in ("starts", "page", "cell", "score"):
+                save_npy(path[name], np.asarray(getattr(self.base, name)))
         pages = np.array(sorted(self.page_cells.items()), dtype=np.int64).reshape(-1, 2)
-        arrays = {
-            "starts": np.asarray(base.starts),
-            "page": np.asarray(base.page),
-            "cell": np.asarray(base.cell),
-            "score": np.asarray(base.score),
-            "pages": pages,
-        }
-        for name, arr in arrays.items():  # one .npy a part: np.load memory-maps each
-            save_npy(folder / f"index-{token}.{name}.npy", arr)
+        save_npy(folder / f"index-{token}.pages.npy", pages)
+        base = _load_lists(folder, token)
         header = {
             "token": token,
             "generation": self.generation,
@@ -278,9 +334,10 @@ class PostingsIndex:
             "ntotal": self.ntotal,
             "pages": len(pages),
             "postings": len(base),
-            "faiss_bytes": int(sum(a.nbytes for a in arrays.values())),
+            "faiss_bytes": int(sum(a.nbytes for a in (base.starts, base.page, base.cell, base.score, pages))),
         }
         _atomic_write(folder / "index.json", json.dumps(header).encode())
+        self._rebuilt(base)
         self.saved_generation = self.generation
         remove_stale_snapshots(folder, keep=token)
 
@@ -293,18 +350,15 @@ class PostingsIndex:
                 return None
             token = header["token"]
             try:
-                parts = {
-                    name: np.load(folder / f"index-{token}.{name}.npy", mmap_mode="r", allow_pickle=False)
-                    for name in ("starts", "page", "cell", "score")
-                }
+                lists = _load_lists(folder, token)
                 pages = np.load(folder / f"index-{token}.pages.npy", allow_pickle=False)
             except (FileNotFoundError, ValueError):
                 time.sleep(0.05)
                 continue
-            if len(parts["starts"]) != len(vocab) + 1 or int(header["dim"]) != vocab.shape[1]:
+            if len(lists.starts) != len(vocab) + 1 or int(header["dim"]) != vocab.shape[1]:
                 return None
             pi = cls.empty(int(header["dim"]), header["spec"], vocab)
-            pi.base = _Lists(parts["starts"], parts["page"], parts["cell"], parts["score"])
+            pi.base = lists
             pi.page_cells = {int(p): int(n) for p, n in pages}
             pi.base_pages = set(pi.page_cells)
             pi.generation = pi.saved_generation = int(header["generation"])
@@ -312,3 +366,12 @@ class PostingsIndex:
                 return None
             return pi
         return None
+
+
+def _load_lists(folder: Path, token: str) -> _Lists:
+    """A snapshot's lists, memory-mapped."""
+    parts = {
+        name: np.load(folder / f"index-{token}.{name}.npy", mmap_mode="r", allow_pickle=False)
+        for name in ("starts", "page", "cell", "score")
+    }
+    return _Lists(parts["starts"], parts["page"], parts["cell"], parts["score"])
