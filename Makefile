@@ -17,7 +17,7 @@ unit:  ## the fast tier (no model end to end, no servers, no PostgreSQL): about 
 	$(PYTHON) -m pytest -q -m "not slow and not integration"
 
 test:  ## the default suite (unit and integration; needs PostgreSQL on 127.0.0.1:5432)
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
 bench:  ## the dev benchmark beside Tesseract (BENCHMARKS.md, "Image-only pages beside Tesseract")
 	TOKENSEARCH_BENCH=$(BENCH) bash bench/run_dev_bench.sh clean_150 degraded_150 real_dev

@@ -37,4 +37,8 @@ fi
 # CI=1: the PostgreSQL tests must run here (a plain `pytest` skips them, saying so, when no server answers);
 # Hypothesis then takes its `ci` profile too (derandomised, no deadline, no example database)
 export CI=1
-PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# two workers (pytest-xdist), each test file in one of them: on two cores the suite takes about half the time it
+# takes in one process (BENCHMARKS.md, "Test suite"); every PostgreSQL test takes a schema of its own, every
+# server a free port. TOKENSEARCH_TEST_WORKERS=0: one process
+PATH="$VENV/bin:$PATH" "$VENV/bin/python" -m pytest -q -p no:cacheprovider -n "${TOKENSEARCH_TEST_WORKERS:-2}" \
+  --dist loadfile "$@"
