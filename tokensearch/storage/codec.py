@@ -1,6 +1,7 @@
 """The codec: the map from model space (dim D) to index space (dim d) applied to cells and queries alike.
 
-Small models (D <= ``max_identity_dim``) are stored as they come (identity). Large ones (the official
+Small models (D <= ``max_identity_dim``) are stored as they come (identity), or, where the model's vocabulary
+spans fewer dimensions than D (:func:`vocabulary_subspace`), in that subspace. Large ones (the official
 TokenOCR, D = 2048/4096) are projected with an *uncentred* PCA matrix ``W`` (d x D, orthonormal rows)
 fitted on the first cells written: ``x -> normalise(W x)``. Uncentred, because ranking uses inner
 products: the top-d eigenvectors of the second-moment matrix keep most of every unit vector's energy,
@@ -316,6 +317,33 @@ def merge_columns(ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, min_cos: fl
 
 def identity_codec(dim: int) -> Codec:
     return Codec(in_dim=dim, out_dim=dim)
+
+
+SUBSPACE_MULTIPLE = 8  # a subspace's dimension is rounded up to this (whole SIMD lanes for the int8 scans)
+
+
+def vocabulary_subspace(vocab: np.ndarray, max_energy: float, seed: int = 0) -> Codec | None:
+    """The subspace the model's token vectors span, as a codec: None where it is the whole space.
+
+    A query is made of vocabulary vectors, and the model is trained to put each cell next to the token written
+    there, so a cell's part outside the vocabulary's span is noise no query can score: the mini model's 6,000
+    token vectors (D = 96) hold all but 2e-4 of their energy in 48 directions, and its cells' scores with every
+    token move by 0.0008 (std) stored in them, as int8 (BENCHMARKS.md, "Index format and scale"). The
+    smallest ``d`` leaving at most ``max_energy`` of the vocabulary's energy out, rounded up to
+    ``SUBSPACE_MULTIPLE``; the directions turned by a seeded rotation, so the variance is spread over the ``d``
+    values and the int8 code's per-row scale is not set by the first principal direction alone."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        v = np.asarray(vocab, dtype=np.float64)
+        _, sv, vt = np.linalg.svd(v, full_matrices=False)
+        energy = sv**2
+        tail = np.concatenate([np.cumsum(energy[::-1])[::-1], [0.0]]) / max(float(energy.sum()), 1e-30)
+        d = int(np.argmax(tail <= max_energy))  # tail[d]: the energy outside the first d directions
+        d = -(-max(d, 1) // SUBSPACE_MULTIPLE) * SUBSPACE_MULTIPLE
+        dim = v.shape[1]
+        if d >= dim or d > len(sv):
+            return None
+        q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
+        return Codec(in_dim=dim, out_dim=d, matrix=np.ascontiguousarray(q @ vt[:d], dtype=np.float32))
 
 
 def fit_pca(sample: np.ndarray, out_dim: int, seed: int = 0) -> Codec:

@@ -53,7 +53,7 @@ from ..filters import SearchFilter
 from ..tokenocr_model.interface import ModelInfo
 from . import catalog
 from .backends import VectorBackend, open_backend
-from .codec import CellCode, Codec, fit_pca, identity_codec
+from .codec import CellCode, Codec, fit_pca, identity_codec, vocabulary_subspace
 from .features import FeatureStore, decode_page, encode_page
 from .records import (
     DocumentDetail,
@@ -152,7 +152,11 @@ class Store:
       postings           past flat_max_vectors, file each cell under its best vocabulary tokens
                          (:mod:`.postings`) rather than in an IVF index (True)
       sq4_min_vectors    past this many, IVF+SQ4 (d/2 bytes a vector) instead of SQ8 (default 0: always SQ4)
-      max_identity_dim   model dims up to this are stored as they come; larger are PCA-projected (256)
+      max_identity_dim   model dims up to this are stored as they come (or in their vocabulary's subspace);
+                         larger are PCA-projected (256)
+      subspace_energy    a new index of such a model stores cells in the subspace its vocabulary spans where
+                         that leaves at most this share of the vocabulary's energy out (codec.vocabulary_subspace;
+                         1e-3; None: as they come). Not with the model's cell code (PQ), fitted in model space
       pca_dim            d of the PCA projection (128)
       pca_fit_cells      cells the PCA is fitted on (buffered from the first pages written; 4096)
       merge_cos          index only the first cell of a row run of cells within this cosine of it
@@ -181,6 +185,7 @@ class Store:
         sq4_min_vectors: int = 0,
         postings: bool = True,
         max_identity_dim: int = 256,
+        subspace_energy: float | None = 1e-3,
         pca_dim: int = 128,
         pca_fit_cells: int = 4096,
         merge_cos: float | None = None,
@@ -197,6 +202,7 @@ class Store:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
         self.max_identity_dim = max_identity_dim
+        self.subspace_energy = subspace_energy
         self.pca_dim = pca_dim
         self.pca_fit_cells = pca_fit_cells
         self.merge_cos = merge_cos
@@ -627,10 +633,7 @@ class Store:
                 raise ValueError(f"page {rec.page_no}: features have dim {dim}, the index stores dim {codec.in_dim}")
             rec.feats = feats
             if codec is None and dim <= self.max_identity_dim:
-                codec = identity_codec(dim)
-                if self._offered_cells is not None and self._offered_cells.dim == dim:
-                    codec.cells = self._offered_cells
-                codec = self._set_codec(codec)
+                codec = self._model_codec(dim)
             if codec is None:  # large D: buffer until there are enough cells to fit the projection
                 buffered.append(rec)
                 n_buffered += len(feats)
@@ -644,6 +647,20 @@ class Store:
             codec = self._fit_codec(buffered, buffered[0].feats.shape[1])
             for r in buffered:
                 yield r, _pack(codec, r)
+
+    def _model_codec(self, dim: int) -> Codec:
+        """A new index's codec for a model stored without a fitted projection: with the model's cell code, as the
+        features come; else in its vocabulary's subspace where that is smaller; else as they come."""
+        if self._offered_cells is not None and self._offered_cells.dim == dim:
+            codec = identity_codec(dim)
+            codec.cells = self._offered_cells
+        else:
+            vocab = self._offered_vocab() if self._offered_vocab is not None else None
+            sub = None
+            if self.subspace_energy is not None and vocab is not None and vocab.ndim == 2 and vocab.shape[1] == dim:
+                sub = vocabulary_subspace(vocab, self.subspace_energy)
+            codec = sub if sub is not None else identity_codec(dim)
+        return self._set_codec(codec)
 
     def _fit_codec(self, recs: list[PageRecord], dim: int) -> Codec:
         sample = np.concatenate([r.feats for r in recs]) if recs else np.zeros((0, dim), np.float32)
