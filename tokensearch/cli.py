@@ -61,8 +61,9 @@ def _page_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cell-code",
         choices=["int8", "pq"],
-        help="how a new index stores the cells the model reads: int8 (default, 96 bytes a cell) or pq, the "
-        "model's product quantiser (48 bytes, R@1 up to a point lower; BENCHMARKS.md)",
+        help="how a new index stores the cells the model reads: int8 (default; the mini model's in the 48 "
+        "dimensions its vocabulary spans, 48 bytes a cell) or pq, the model's product quantiser of all 96 "
+        "(48 bytes, R@1 up to a point lower; BENCHMARKS.md)",
     )
 
 
