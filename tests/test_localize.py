@@ -151,3 +151,80 @@ def test_chain_estimate_is_the_best_chain_of_retrieved_cells_on_random_pages():
             rows.append((ids[first], (rng.integers(0, 64, len(first)) / 64).astype(np.float32), cells[first]))
         got = chain_estimate(rows, lens, pages)
         assert got.tolist() == pytest.approx(_chain_estimate_by_hand(rows, lens, pages).tolist(), abs=1e-6)
+
+
+def _one_chain_at_a_time(maps: np.ndarray, piece_lens: list[int], threshold: float, limit: int) -> list[tuple]:
+    """The occurrences as the definition reads: chain ends best first, each backtracked through the best cell of
+    its step window and its tokens' boxes grown one cell at a time; an end inside a taken occurrence is skipped.
+    (score, cells, token boxes) each."""
+    from tokensearch.search.localize import BOX_CELLS_PER_CHAR, CELLS_PER_CHAR, GROW_RATIO
+
+    T, H, W = maps.shape
+    gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (piece_lens[j] + piece_lens[j + 1] + 1)))) for j in range(T - 1)]
+    partial = chain_scores(maps, gaps)
+    score = partial[-1] / T
+
+    def grow(m, y, x, max_w):
+        thr = GROW_RATIO * float(m[y, x])
+        x0 = x
+        while x0 - 1 >= 0 and x - (x0 - 1) < max_w and m[y, x0 - 1] >= thr:
+            x0 -= 1
+        x1 = x
+        while x1 + 1 < W and (x1 + 1) - x < max_w and m[y, x1 + 1] >= thr:
+            x1 += 1
+        y0 = y
+        while y0 - 1 >= 0 and y - (y0 - 1) <= 3 and m[y0 - 1, x0 : x1 + 1].max() >= thr:
+            y0 -= 1
+        y1 = y
+        while y1 + 1 < H and (y1 + 1) - y <= 3 and m[y1 + 1, x0 : x1 + 1].max() >= thr:
+            y1 += 1
+        return x0, y0, x1, y1
+
+    cand = np.argwhere(score >= threshold)
+    order = np.argsort(-score[cand[:, 0], cand[:, 1]], kind="stable")
+    taken = np.zeros((H, W), dtype=bool)
+    out = []
+    for y, x in cand[order].tolist():
+        if taken[y, x]:
+            continue
+        cells = [(y, x)]
+        for j in range(T - 1, 0, -1):
+            cy, cx = cells[0]
+            g = gaps[j - 1]
+            r0, c0 = max(0, cy - 1), max(0, cx - g)
+            if cx > c0:
+                win = partial[j - 1][r0 : min(H, cy + 2), c0:cx]
+                dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
+                cells.insert(0, (r0 + int(dy), c0 + int(dx)))
+            else:
+                cells.insert(0, (cy, cx))
+        boxes = [grow(maps[j], cy, cx, int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2) for j, (cy, cx) in enumerate(cells)]
+        bx0, by0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        bx1, by1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        if any(taken[cy, cx] for cy, cx in cells):
+            taken[by0 : by1 + 1, bx0 : bx1 + 1] = True
+            continue
+        taken[max(0, by0 - 1) : by1 + 2, bx0 : bx1 + 1] = True
+        out.append((float(score[y, x]), cells, boxes))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def test_occurrences_found_a_block_of_chains_at_a_time_are_those_of_one_chain_at_a_time():
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        T = int(rng.integers(1, 5))
+        H, W = int(rng.integers(3, 30)), int(rng.integers(3, 60))
+        # blotches of high cosine on a low background, some of them side by side in reading order
+        maps = (0.3 * rng.random((T, H, W))).astype(np.float32)
+        for _ in range(int(rng.integers(1, 12))):
+            y, x = int(rng.integers(0, H)), int(rng.integers(0, W))
+            for j in range(T):
+                xj = min(W - 1, x + 2 * j)
+                maps[j, max(0, y - 1) : y + 2, max(0, xj - 1) : xj + 2] += rng.uniform(0.4, 0.7)
+        lens = [int(n) for n in rng.integers(1, 5, T)]
+        threshold, limit = float(rng.uniform(0.3, 0.7)), int(rng.integers(1, 25))
+        want = _one_chain_at_a_time(maps, lens, threshold, limit)
+        got = locate(maps, lens, threshold, limit)
+        assert [(o.score, o.cells, o.token_boxes) for o in got] == want, trial
