@@ -360,7 +360,8 @@ def main() -> None:
         if pf is None:
             continue
         stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
-        sources.append(pf)
+        # the source home stores its features in index space; the big index is handed them in model space
+        sources.append(replace(pf, rows=src.store.lift_features(pf.feats), index=None))
         banned.append(banned_cells(by_stem[stem], int(no), pf.grid_h, pf.grid_w, words))
     maker = Distractors(sources, banned)
     report["distractor_tiles"] = {"kept": len(maker.tiles), "left_out_query_words": maker.dropped}

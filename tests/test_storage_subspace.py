@@ -67,3 +67,19 @@ def test_a_new_index_stores_cells_in_the_vocabulary_subspace_unless_told_otherwi
         ((ids, scores),) = store.search_cells(store.project_queries(vocab[token : token + 1]), 5)
         assert ids[0] == info.page_id and scores[0] > (0.8 if codebook else 0.95)
     store.close()
+
+
+def test_features_read_from_a_subspace_index_lift_to_model_vectors_that_store_as_they_were(open_store):
+    """What a tool copying pages from one index into another hands it (bench/scale.py's distractors)."""
+    vocab = spanned_vocabulary()
+    source = open_store()
+    source.ensure_model(MODEL, vocabulary=lambda: vocab)
+    rng = np.random.default_rng(8)
+    page = token_blob_page(rng, 1, vocab[rng.choice(len(vocab), 16, replace=False)])
+    doc = source.write_document("sha-a", "/docs/a.pdf", 1, 1, "pdf", iter([page]))
+    (info,) = source.document_pages(doc)
+    stored = source.page_features([info.page_id])[info.page_id].feats
+    lifted = source.lift_features(stored)
+    assert lifted.shape == (len(stored), DIM) and np.allclose(np.linalg.norm(lifted, axis=1), 1, atol=1e-5)
+    assert np.allclose(source.project_queries(lifted), stored, atol=1e-5)
+    source.close()

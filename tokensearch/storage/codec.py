@@ -65,6 +65,14 @@ class Codec:
             x = x @ self.matrix.T
         return l2_normalize(x).astype(np.float32, copy=False)
 
+    def lift(self, x: np.ndarray) -> np.ndarray:
+        """(n, d) index space -> (n, D) model-space unit rows whose projection is ``x`` (what lies outside the
+        projection's subspace is not stored, and does not come back): ``apply(lift(x))`` is ``x``."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.out_dim:
+            raise ValueError(f"expected vectors of dim {self.out_dim}, got shape {x.shape}")
+        return x if self.matrix is None else l2_normalize(x @ self.matrix).astype(np.float32, copy=False)
+
     def apply_cells(self, ys: np.ndarray, xs: np.ndarray, x: np.ndarray) -> np.ndarray:
         """A page's cells (grid rows, columns, (n, D) features) in index space, column runs merged."""
         x = self.apply(x)

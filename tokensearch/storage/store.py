@@ -853,6 +853,14 @@ class Store:
             return np.zeros((len(vecs), min(self.pca_dim, dim)), np.float32)
         return codec.apply(vecs)
 
+    def lift_features(self, vecs: np.ndarray) -> np.ndarray:
+        """(n, d) stored (index-space) features -> (n, D) model-space unit rows that project to them: how a tool
+        writes features read from one index into another (``bench/scale.py``'s distractor pages)."""
+        codec = self._load_codec()
+        if codec is None:
+            raise ValueError("nothing is indexed yet: the index space is not known")
+        return codec.lift(vecs)
+
     def projection_known(self) -> bool:
         """Whether index space is fixed yet (the codec is written with the first features)."""
         return self._load_codec() is not None
