@@ -154,7 +154,8 @@ def test_chain_estimate_is_the_best_chain_of_retrieved_cells_on_random_pages():
 
 
 def _one_chain_at_a_time(maps: np.ndarray, piece_lens: list[int], threshold: float, limit: int) -> list[tuple]:
-    """The occurrences as the definition reads: chain ends best first, each backtracked through the best cell of
+    """The occurrences as the definition reads, with none of ``locate``'s shortcuts (no shared predecessors or
+    boxes, a box's rows read whole): chain ends best first, each backtracked through the best cell of
     its step window and its tokens' boxes grown one cell at a time; an end inside a taken occurrence is skipped.
     (score, cells, token boxes) each."""
     from tokensearch.search.localize import BOX_CELLS_PER_CHAR, CELLS_PER_CHAR, GROW_RATIO
@@ -211,7 +212,7 @@ def _one_chain_at_a_time(maps: np.ndarray, piece_lens: list[int], threshold: flo
     return out
 
 
-def test_occurrences_found_a_block_of_chains_at_a_time_are_those_of_one_chain_at_a_time():
+def test_occurrences_are_those_of_the_definition_on_random_maps():
     rng = np.random.default_rng(11)
     for trial in range(40):
         T = int(rng.integers(1, 5))

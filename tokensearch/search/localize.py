@@ -104,64 +104,52 @@ def chain_scores(maps: np.ndarray, gaps: list[int]) -> list[np.ndarray]:
     return partial
 
 
-def _backtrack(partial: list[np.ndarray], gaps: list[int], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """(n, T, 2) chain cells ending at each (ys[i], xs[i]): each predecessor is the best cell of the previous
-    partial chain inside the step window (rows y-1..y+1, columns x-gap..x-1; the first of equal ones in row-major
-    order), all chains at once: one chain at a time in Python cost a page's search more than its chaining."""
-    n, T = len(ys), len(partial)
+def _backtrack(
+    partial: list[np.ndarray], gaps: list[int], end: tuple[int, int], steps: dict | None = None
+) -> list[tuple[int, int]]:
+    """Chain cells ending at ``end``: each predecessor is the best cell of the previous partial chain
+    inside the step window. ``steps``: predecessors found by earlier calls on the same chains (neighbouring
+    ends share most of theirs), filled in as they are found."""
+    cells = [end]
+    y, x = end
     H, W = partial[0].shape
-    out = np.empty((n, T, 2), dtype=np.int64)
-    y, x = ys.astype(np.int64), xs.astype(np.int64)
-    out[:, T - 1, 0], out[:, T - 1, 1] = y, x
-    for j in range(T - 1, 0, -1):
-        g = gaps[j - 1]
-        wy = y[:, None, None] + np.arange(-1, 2)[None, :, None]  # (n, 3, 1)
-        wx = x[:, None, None] + np.arange(-g, 0)[None, None, :]  # (n, 1, g)
-        ok = (wy >= 0) & (wy < H) & (wx >= 0)
-        vals = np.where(ok, partial[j - 1][np.clip(wy, 0, H - 1), np.clip(wx, 0, W - 1)], -np.inf).reshape(n, -1)
-        best = vals.argmax(axis=1)
-        moved = ok.reshape(n, -1).any(axis=1)  # no window left of the first column: the chain stays put
-        y = np.where(moved, y + best // g - 1, y)
-        x = np.where(moved, x + best % g - g, x)
-        out[:, j - 1, 0], out[:, j - 1, 1] = y, x
-    return out
+    steps = {} if steps is None else steps
+    for j in range(len(partial) - 1, 0, -1):
+        known = steps.get((j, y, x))
+        if known is None:
+            g = gaps[j - 1]
+            y0, y1, x0, x1 = max(0, y - 1), min(H, y + 2), max(0, x - g), x
+            if x1 <= x0:
+                known = (y, x)
+            else:
+                win = partial[j - 1][y0:y1, x0:x1]
+                dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
+                known = (y0 + int(dy), x0 + int(dx))
+            steps[(j, y, x)] = known
+        y, x = known
+        cells.append(known)
+    return cells[::-1]
 
 
-def _grow(m: np.ndarray, ys: np.ndarray, xs: np.ndarray, max_w: int) -> np.ndarray:
-    """(n, 4) cell extent (x0, y0, x1, y1 inclusive) of the token at each (ys[i], xs[i]) of its map ``m``: the
-    cells of its row either side while they stay at GROW_RATIO of the peak (under ``max_w`` cells from it), then
-    up to 3 rows either way while some cell of that row over the extent does."""
+def _grow(m: np.ndarray, y: int, x: int, max_w: int) -> tuple[int, int, int, int]:
+    """Cell extent (x0, y0, x1, y1 inclusive) of the token at (y, x): neighbours above GROW_RATIO·peak."""
     H, W = m.shape
-    y, x = ys.astype(np.int64), xs.astype(np.int64)
-    thr = GROW_RATIO * m[y, x].astype(np.float64)
-    d = np.arange(1, max(max_w, 1))  # steps away from the peak's column: 1 .. max_w - 1
-
-    def run(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Cells in a row from the start of ``cols`` (n, k) that all reach the threshold."""
-        inside = (cols >= 0) & (cols < W)
-        ok = inside & (m[rows[:, None], np.clip(cols, 0, W - 1)] >= thr[:, None])
-        return np.cumprod(ok, axis=1).sum(axis=1)
-
-    x0 = x - run(x[:, None] - d[None, :], y)
-    x1 = x + run(x[:, None] + d[None, :], y)
-    # each row's maximum over the columns x0..x1, for the 3 rows above and below
-    span = np.arange(-(max_w - 1), max_w) if max_w > 1 else np.zeros(1, np.int64)
-    cols = x[:, None] + span[None, :]
-    within = (cols >= x0[:, None]) & (cols <= x1[:, None])
-    cols = np.clip(cols, 0, W - 1)
-
-    def reach(step: int) -> np.ndarray:
-        n_rows = np.zeros(len(y), np.int64)
-        going = np.ones(len(y), bool)
-        for k in range(1, 4):
-            r = y + step * k
-            inside = (r >= 0) & (r < H)
-            band = np.where(within, m[np.clip(r, 0, H - 1)[:, None], cols], -np.inf).max(axis=1)
-            going &= inside & (band >= thr)
-            n_rows += going
-        return n_rows
-
-    return np.stack([x0, y - reach(-1), x1, y + reach(1)], axis=1)
+    thr = GROW_RATIO * float(m[y, x])
+    x0 = x
+    while x0 - 1 >= 0 and x - (x0 - 1) < max_w and m[y, x0 - 1] >= thr:
+        x0 -= 1
+    x1 = x
+    while x1 + 1 < W and (x1 + 1) - x < max_w and m[y, x1 + 1] >= thr:
+        x1 += 1
+    top = max(0, y - 3)  # the box grows at most 3 rows either way: only those rows are read
+    row_band = m[top : y + 4, x0 : x1 + 1].max(axis=1)
+    y0 = y
+    while y0 - 1 >= 0 and y - (y0 - 1) <= 3 and row_band[y0 - 1 - top] >= thr:
+        y0 -= 1
+    y1 = y
+    while y1 + 1 < H and (y1 + 1) - y <= 3 and row_band[y1 + 1 - top] >= thr:
+        y1 += 1
+    return x0, y0, x1, y1
 
 
 def locate(
@@ -173,50 +161,49 @@ def locate(
     T, H, W = maps.shape
     frame = frame or Frame.whole(H, W)
     gaps = [max(2, int(np.ceil(CELLS_PER_CHAR * (piece_lens[j] + piece_lens[j + 1] + 1)))) for j in range(T - 1)]
-    widths = [int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2 for j in range(T)]
     partial = chain_scores(maps, gaps)
     score = partial[-1] / T
     cand = np.argwhere(score >= threshold)
     if len(cand) == 0:
         return []
     order = np.argsort(-score[cand[:, 0], cand[:, 1]], kind="stable")
-    ends = cand[order]
     taken = np.zeros((H, W), dtype=bool)
     out: list[Occurrence] = []
-    fx, fy, gw, gh = frame.x0, frame.y0, frame.grid_w, frame.grid_h
-    # chain ends best first, a block at a time: each block's chains and their tokens' boxes are found at once
-    # (located from under the threshold, a page's candidate ends are many, most of them inside an occurrence
-    # already taken), then taken or skipped one by one as before
-    start, block = 0, 16
-    while start < len(ends) and len(out) < max_occurrences:
-        part = ends[start : start + block]
-        start, block = start + block, block * 4
-        part = part[~taken[part[:, 0], part[:, 1]]]
-        if not len(part):
+    # chains ending side by side share cells: each predecessor and each token box is found once (located
+    # from under the threshold, a page's candidate ends are many; BENCHMARKS.md, "The pooled share")
+    steps: dict = {}
+    grown: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
+    for idx in order:
+        y, x = int(cand[idx, 0]), int(cand[idx, 1])
+        if taken[y, x]:
             continue
-        chains = _backtrack(partial, gaps, part[:, 0], part[:, 1]) if T > 1 else part[:, None, :].astype(np.int64)
-        boxes = np.stack([_grow(maps[j], chains[:, j, 0], chains[:, j, 1], widths[j]) for j in range(T)], axis=1)
-        lo, hi = boxes[:, :, :2].min(axis=1), boxes[:, :, 2:].max(axis=1)  # (n, 2) x0, y0 and x1, y1
-        for i, (y, x) in enumerate(part.tolist()):
-            if taken[y, x]:
-                continue
-            cells = chains[i]
-            (bx0, by0), (bx1, by1) = lo[i].tolist(), hi[i].tolist()
-            # chains ending inside an accepted occurrence (or sharing its cells) are the same occurrence
-            if taken[cells[:, 0], cells[:, 1]].any():
-                taken[by0 : by1 + 1, bx0 : bx1 + 1] = True
-                continue
-            taken[max(0, by0 - 1) : by1 + 2, bx0 : bx1 + 1] = True
-            out.append(
-                Occurrence(
-                    float(score[y, x]),
-                    ((bx0 + fx) / gw, (by0 + fy) / gh, (bx1 + 1 + fx) / gw, (by1 + 1 + fy) / gh),
-                    [(int(cy), int(cx)) for cy, cx in cells.tolist()],
-                    [tuple(b) for b in boxes[i].tolist()],
-                )
+        cells = _backtrack(partial, gaps, (y, x), steps) if T > 1 else [(y, x)]
+        boxes = []
+        for j, (cy, cx) in enumerate(cells):
+            box = grown.get((j, cy, cx))
+            if box is None:
+                box = grown[(j, cy, cx)] = _grow(maps[j], cy, cx, max_w=int(BOX_CELLS_PER_CHAR * piece_lens[j]) + 2)
+            boxes.append(box)
+        bx0 = min(b[0] for b in boxes)
+        by0 = min(b[1] for b in boxes)
+        bx1 = max(b[2] for b in boxes)
+        by1 = max(b[3] for b in boxes)
+        # chains ending inside an accepted occurrence (or sharing its cells) are the same occurrence
+        if any(taken[cy, cx] for cy, cx in cells):
+            taken[by0 : by1 + 1, bx0 : bx1 + 1] = True
+            continue
+        taken[max(0, by0 - 1) : by1 + 2, bx0 : bx1 + 1] = True
+        fx, fy, gw, gh = frame.x0, frame.y0, frame.grid_w, frame.grid_h
+        out.append(
+            Occurrence(
+                float(score[y, x]),
+                ((bx0 + fx) / gw, (by0 + fy) / gh, (bx1 + 1 + fx) / gw, (by1 + 1 + fy) / gh),
+                cells,
+                boxes,
             )
-            if len(out) >= max_occurrences:
-                break
+        )
+        if len(out) >= max_occurrences:
+            break
     return out
 
 
