@@ -560,7 +560,10 @@ class Searcher:
             if joint:
                 boxes = _merge_keep_order(boxes)
             read = joint[0].text if joint else " ".join(occ[0].text for occ in matched)
-            ranked.append(((-held, -int(bool(joint)), -score, -n_occ, pid), score, pid, boxes, read))
+            # scores equal to the 4 decimals a hit shows rank by their occurrences: a text layer's exact matches
+            # read 1 within float rounding, which differs by the token vector quantised (1e-7), not by the page
+            key = (-held, -int(bool(joint)), -round(score, 4), -n_occ, pid)
+            ranked.append((key, score, pid, boxes, read))
         ranked.sort(key=lambda r: r[0])
         window = ranked[offset : offset + k]
         # a document with several paths is shown at the first one the filter lets through, else its first
