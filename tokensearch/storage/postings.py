@@ -211,12 +211,11 @@ class PostingsIndex:
         f_starts = np.searchsorted(f_tok[f_order], np.arange(V + 1))
         b = self.base
         b_starts = np.asarray(b.starts) if b is not None and len(b) else np.zeros(V + 1, np.int64)
-        per_token = np.diff(b_starts) + np.diff(f_starts)
+        upto = b_starts + f_starts  # postings of the tokens before each token, base and fresh
         at, t0 = 0, 0
         while t0 < V:
             # the next range of tokens: ~_MERGE_POSTINGS postings, at least one token
-            t1 = max(t0 + 1, int(np.searchsorted(np.cumsum(per_token[t0:]), _MERGE_POSTINGS, side="right")) + t0)
-            t1 = min(V, t1)
+            t1 = min(V, max(t0 + 1, int(np.searchsorted(upto, upto[t0] + _MERGE_POSTINGS, side="right")) - 1))
             parts: list[tuple[np.ndarray, ...]] = []
             if b is not None and b_starts[t1] > b_starts[t0]:
                 s, e = int(b_starts[t0]), int(b_starts[t1])
