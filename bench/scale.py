@@ -322,6 +322,11 @@ def main() -> None:
     }
     queries = [json.loads(line)["query"] for line in open(bench / "data" / "queries.jsonl")]
 
+    def save() -> None:
+        """The report as far as it got: a 100,000-page run takes hours, and a session may end inside it."""
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(report, indent=1))
+
     # 1. each set on its own (the dev benchmark's index), timing the model's encoding
     encode_s = []
     for s in a.sets:
@@ -383,11 +388,13 @@ def main() -> None:
     report["index"] = big.store.stats().vector_index_type
     report["bytes_per_page"] = bytes_by_kind(big.store, work / "big")
     report["bytes_per_page"]["born-digital"] = born.get("born-digital")
+    save()
 
     # 3. the dev queries inside the big index
     for s in a.sets:
         report["sets"][s]["big"] = evaluate(big, bench, s)
         print(s, "big index:", report["sets"][s]["big"], flush=True)
+        save()
     if a.fixed_cells:
         make = big.searcher
 
@@ -406,6 +413,7 @@ def main() -> None:
     report["fresh_process_p50_ms"] = round(1000 * float(np.median(lat[1:])), 1)
     cli = cli_latency(work / "big", queries[: a.cli_queries])
     report["cli_median_s"] = round(float(np.median(cli)), 3)
+    save()
 
     # 4. churn: add and remove pages
     big = Engine(Settings(home=work / "big"))
@@ -426,8 +434,7 @@ def main() -> None:
         "their_encoding_s": round(a.churn * float(np.mean(encode_s)), 1) if encode_s else None,
     }
     big.close()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=1))
+    save()
     print(json.dumps(report, indent=1))
 
 
