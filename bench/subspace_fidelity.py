@@ -27,9 +27,9 @@ def main() -> None:
 
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
+    from tokensearch.storage.codec import subspace_codec
     from tokensearch.storage.features import dequantize, quantize
     from tokensearch.storage.vectors import index_cells
-    from tokensearch.vectornorm import l2_normalize
 
     eng = Engine(Settings(home=a.home))
     if eng.store.stats().codec.split(",")[0] != "identity":
@@ -43,13 +43,12 @@ def main() -> None:
     before = x @ vocab.T
     best = before.argmax(axis=1)
     rows = np.arange(len(x))
-    _, sv, vt = np.linalg.svd(vocab.astype(np.float64), full_matrices=False)
+    sv = np.linalg.svd(vocab.astype(np.float64), compute_uv=False)
     energy = sv**2 / np.sum(sv**2)
     out = []
     for d in a.dims:
-        q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((d, d)))
-        w = (q @ vt[:d]).astype(np.float32)
-        after = dequantize(quantize(l2_normalize(x @ w.T))) @ l2_normalize(vocab @ w.T).T
+        codec = subspace_codec(vocab, d)  # as a new index of d values would store cells and project queries
+        after = dequantize(quantize(codec.apply(x))) @ codec.apply(vocab).T
         moved = after - before
         best_moved = after[rows, best] - before[rows, best]
         out.append(

@@ -347,11 +347,25 @@ def vocabulary_subspace(vocab: np.ndarray, max_energy: float, seed: int = 0) -> 
         tail = np.concatenate([np.cumsum(energy[::-1])[::-1], [0.0]]) / max(float(energy.sum()), 1e-30)
         d = int(np.argmax(tail <= max_energy))  # tail[d]: the energy outside the first d directions
         d = -(-max(d, 1) // SUBSPACE_MULTIPLE) * SUBSPACE_MULTIPLE
-        dim = v.shape[1]
-        if d >= dim or d > len(sv):
-            return None
+    if d >= v.shape[1] or d > len(sv):
+        return None
+    return _rotated(vt, d, seed)
+
+
+def subspace_codec(vocab: np.ndarray, d: int, seed: int = 0) -> Codec:
+    """The codec of the vocabulary's first ``d`` principal directions, rotated as :func:`vocabulary_subspace`
+    rotates them (``bench/subspace_fidelity.py`` measures each ``d``)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        _, _, vt = np.linalg.svd(np.asarray(vocab, dtype=np.float64), full_matrices=False)
+    return _rotated(vt, d, seed)
+
+
+def _rotated(vt: np.ndarray, d: int, seed: int) -> Codec:
+    """The first ``d`` rows of ``vt`` turned by a seeded rotation (one BLAS thread, as the SVD: the same matrix
+    whatever the machine's thread count)."""
+    with threadpool_limits(limits=1, user_api="blas"):
         q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
-        return Codec(in_dim=dim, out_dim=d, matrix=np.ascontiguousarray(q @ vt[:d], dtype=np.float32))
+    return Codec(in_dim=vt.shape[1], out_dim=d, matrix=np.ascontiguousarray(q @ vt[:d], dtype=np.float32))
 
 
 def fit_pca(sample: np.ndarray, out_dim: int, seed: int = 0) -> Codec:
