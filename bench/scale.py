@@ -2,24 +2,26 @@
 small index of their own set, in one run.
 
     python3 bench/scale.py --bench ../shared/bench --work /tmp/scale --pages 100000 \
-        --distractor-docs DIR [--sets clean_150 degraded_150] [--source-pages 120] [--stage1 postings|ivf]
+        --distractor-docs DIR [DIR ...] [--sets clean_150 degraded_150] [--source-pages 2500] [--stage1 postings|ivf]
 
 What the big index holds: the dev sets' image-only pages (``--sets``, 137 each), indexed by the engine as a
 user would, and distractor pages up to ``--pages``. Born-digital PDFs are not in it: a text layer matches a
 word exactly, so any PDF that prints a dev query's word (the dev set's own 12 PDFs, or any other English
 document) answers it above the scans, rightly, and R@1 would measure that instead of the index; their bytes a
 page are measured on the dev benchmark's 12 PDFs in a home of their own. Distractors are made from real pages,
-never from the dev pages: ``--source-pages`` pages of the documents in ``--distractor-docs`` (e.g. a Debian
-documentation package, ``scripts/fetch_doc_pdfs.sh``) are rendered at 150 dpi as images and encoded once by
+never from the dev pages: ``--source-pages`` pages of the documents in ``--distractor-docs`` (e.g. Debian
+documentation packages, ``scripts/fetch_doc_pdfs.sh``) are rendered at 150 dpi as images and encoded once by
 the model, in a separate home; each distractor takes the cell layout of one source page and fills every
 occupied 4 x 4-cell tile of it with a tile drawn at random from any source page (its cells shifted to the new
 place). A tile is ~2 characters of one line, so a distractor is print in real features with its words cut and
-shuffled. A cell's feature still names the token it was read in, so a one-token word of a source page can be
-found on a distractor: tiles touching a word of any dev query (the same word, or for words of 4 or more
-characters any word holding it, case ignored: "Notes", "wondering" for the near miss "ondering"), placed from
-the source PDF's text layer, are left out, so that a distractor never holds what a query asks for and one
-answered first is a true miss. They are written straight into the big index's store (10 pages a document),
-which is what indexing does after the model.
+shuffled. A real archive repeats no tile, while 120 source pages (~36,000 tiles) put each tile on ~1,000 of
+100,000 distractors, so one tile that reads like a query's word stood on hundreds of pages: thousands of
+source pages keep the repeats to tens. A cell's feature still names the token it was read in, so a one-token
+word of a source page can be found on a distractor: tiles touching a word of any dev query (the same word, or
+for words of 4 or more characters any word holding it, case ignored: "Notes", "wondering" for the near miss
+"ondering"), placed from the source PDF's text layer, are left out, so that a distractor never holds what a
+query asks for and one answered first is a true miss. They are written straight into the big index's store
+(10 pages a document), which is what indexing does after the model.
 
 Reported (JSON to ``--out``): per set, R@1 / Loc@1 / FP of its 250 queries on its own index and on the big
 one, scored by the harness (``run_eval.score``: a hit is relevant by document and page, so the same page of
@@ -86,7 +88,8 @@ class Distractors:
                 if ban[ty : ty + TILE, tx : tx + TILE].any():
                     self.dropped += 1
                     continue
-                tiles.append((pf.ys[sel] % TILE, pf.xs[sel] % TILE, pf.feats[sel]))
+                # float16: thousands of source pages' cells in float32 would take several GB
+                tiles.append((pf.ys[sel] % TILE, pf.xs[sel] % TILE, pf.feats[sel].astype(np.float16)))
         self.tiles = tiles
 
     def page(self, rng: np.random.Generator, page_no: int):
@@ -246,8 +249,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--pages", type=int, default=100_000, help="pages of the big index, distractors included")
     ap.add_argument("--sets", nargs="+", default=["clean_150", "degraded_150"])
-    ap.add_argument("--distractor-docs", type=Path, required=True, help="PDFs the distractors are made from")
-    ap.add_argument("--source-pages", type=int, default=120)
+    ap.add_argument(
+        "--distractor-docs", type=Path, nargs="+", required=True, help="folders of PDFs the distractors are made from"
+    )
+    ap.add_argument("--source-pages", type=int, default=2500)
     ap.add_argument("--churn", type=int, default=1000, help="pages added to and removed from the big index")
     ap.add_argument("--cli-queries", type=int, default=10)
     ap.add_argument(
@@ -351,7 +356,7 @@ def main() -> None:
     big = Engine(Settings(home=work / "big"))
     for s in a.sets:
         big.index(scans / s / "png")
-    pdfs = sorted(a.distractor_docs.glob("*.pdf"))
+    pdfs = sorted(p for d in a.distractor_docs for p in d.glob("*.pdf"))
     src_home = work / "distractor-source"
     src = Engine(Settings(home=src_home))
     src.index(render_sources(pdfs, work / "distractor-source-png", a.source_pages))
@@ -369,6 +374,7 @@ def main() -> None:
         sources.append(replace(pf, rows=src.store.lift_features(pf.feats), index=None))
         banned.append(banned_cells(by_stem[stem], int(no), pf.grid_h, pf.grid_w, words))
     maker = Distractors(sources, banned)
+    del sources, src_feats  # the tiles hold what the distractors need
     report["distractor_tiles"] = {"kept": len(maker.tiles), "left_out_query_words": maker.dropped}
     print(f"distractor tiles: {len(maker.tiles)} kept, {maker.dropped} left out (a query's word)", flush=True)
     src.close()
