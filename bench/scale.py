@@ -367,7 +367,7 @@ def main() -> None:
     sources, banned = [], []
     for p in src_pages:
         pf = src_feats.get(p.page_id)
-        if pf is None:
+        if pf is None or len(pf.ys) == 0:  # a blank page has no cells, no layout or tiles to lend
             continue
         stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
         # the source home stores its features in index space; the big index is handed them in model space
