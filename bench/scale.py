@@ -53,7 +53,8 @@ def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) ->
     import pymupdf
 
     out.mkdir(parents=True, exist_ok=True)
-    if len(list(out.glob("*.png"))) >= n_pages:
+    done = out / f".rendered-{n_pages}"  # the documents may hold fewer pages: rendering them again would
+    if done.exists() or len(list(out.glob("*.png"))) >= n_pages:  # make the source home encode them again
         return out
     per_doc = max(1, -(-n_pages // max(1, len(pdfs))))
     made = 0
@@ -67,6 +68,7 @@ def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) ->
                         return out
         except Exception as e:  # a damaged PDF in the package: skip it
             print(f"skipped {pdf.name}: {e}", file=sys.stderr)
+    done.touch()
     return out
 
 
