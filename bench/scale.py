@@ -11,17 +11,16 @@ document) answers it above the scans, rightly, and R@1 would measure that instea
 page are measured on the dev benchmark's 12 PDFs in a home of their own. Distractors are made from real pages,
 never from the dev pages: ``--source-pages`` pages of the documents in ``--distractor-docs`` (e.g. Debian
 documentation packages, ``scripts/fetch_doc_pdfs.sh``) are rendered at 150 dpi as images and encoded once by
-the model, in a separate home; each distractor takes the cell layout of one source page and fills every
-occupied 4 x 4-cell tile of it with a tile drawn at random from any source page (its cells shifted to the new
-place). A tile is ~2 characters of one line, so a distractor is print in real features with its words cut and
-shuffled. A real archive repeats no tile, while 120 source pages (~36,000 tiles) put each tile on ~1,000 of
-100,000 distractors, so one tile that reads like a query's word stood on hundreds of pages: thousands of
-source pages keep the repeats to tens. A cell's feature still names the token it was read in, so a one-token
-word of a source page can be found on a distractor: tiles touching a word of any dev query (the same word, or
-for words of 4 or more characters any word holding it, case ignored: "Notes", "wondering" for the near miss
-"ondering"), placed from the source PDF's text layer, are left out, so that a distractor never holds what a
-query asks for and one answered first is a true miss. They are written straight into the big index's store
-(10 pages a document), which is what indexing does after the model.
+the model, in a separate home. Each distractor takes the lines of one source page (where its text layer puts
+them) and fills each line left to right with whole words, their cells as the model read them, drawn at random
+from every source page's words (each word's box from the text layer): real words in print, in random order.
+Words holding a dev query's word are left out (the same word, or for query words of 4 or more characters any
+word containing it, case and ligatures ignored, a word hyphenated at a line's end joined: "Notes", "wondering"
+for the near miss "ondering"), so that a distractor never holds what a query asks for and one answered first
+is a true miss. Cells no word covers (figures, rules) are left out too: the text layer cannot say what they
+read. They are written straight into the big index's store (10 pages a document), which is what indexing
+does after the model. Until 0719154 distractors were 4 x 4-cell tiles (~2 characters) shuffled between
+pages: they spell words no source holds ("govern" + "ment"), and the word check let ligatures through.
 
 Reported (JSON to ``--out``): per set, R@1 / Loc@1 / FP of its 250 queries on its own index and on the big
 one, scored by the harness (``run_eval.score``: a hit is relevant by document and page, so the same page of
@@ -39,13 +38,13 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import replace
+import unicodedata
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TILE = 4  # cells a side of a distractor tile
 
 
 def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) -> Path:
@@ -72,41 +71,100 @@ def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) ->
     return out
 
 
-class Distractors:
-    """Distractor pages from the source pages' cells (see the module's docstring)."""
+@dataclass
+class SourceWord:
+    """One word of a source page's text layer on the model's cell grid."""
 
-    def __init__(self, sources: list, banned: list[np.ndarray]) -> None:
-        """``banned[i]``: (grid_h, grid_w) cells of source page i whose tiles are left out (a query's word)."""
-        self.layouts = [(pf.grid_h, pf.grid_w, pf.ys.astype(np.int64), pf.xs.astype(np.int64)) for pf in sources]
-        tiles = []  # every kept occupied tile of every source page: (its cells' offsets in the tile, their features)
+    line: tuple[int, int]  # (block, line) of the text layer
+    r0: int
+    c0: int
+    r1: int  # exclusive
+    c1: int
+    text: str  # NFKC, lower case, without surrounding punctuation
+    banned: bool = False
+
+
+def page_words(pdf: Path, page_no: int, grid_h: int, grid_w: int, qwords: tuple[set[str], set[str]]) -> list:
+    """The words of a source page (its text layer), each marked ``banned`` where it holds a dev query's word:
+    the same word (queries of one word shorter than 4 characters) or, for query words of 4 or more
+    characters, any word containing it. NFKC, since a text layer may spell "different" with the ligature
+    U+FB00, and a word hyphenated at a line's end is read joined to the next line's first word."""
+    import pymupdf
+
+    short, long = qwords
+    out: list[SourceWord] = []
+    with pymupdf.open(pdf) as doc:
+        page = doc[page_no - 1]
+        sy, sx = grid_h / page.rect.height, grid_w / page.rect.width
+        for x0, y0, x1, y1, text, block, line, _ in page.get_text("words"):
+            r0, c0 = max(0, int(y0 * sy)), max(0, int(x0 * sx))
+            r1, c1 = min(grid_h, int(np.ceil(y1 * sy))), min(grid_w, int(np.ceil(x1 * sx)))
+            if r1 > r0 and c1 > c0:
+                out.append(SourceWord((block, line), r0, c0, r1, c1, bare(unicodedata.normalize("NFKC", text))))
+    for i, w in enumerate(out):
+        joined = w.text
+        if w.text.endswith(("-", "\u2010")) and i + 1 < len(out) and out[i + 1].line != w.line:
+            joined = w.text.rstrip("-\u2010") + out[i + 1].text
+            if joined in short or any(q in joined for q in long):
+                out[i + 1].banned = True
+        w.banned = w.banned or w.text in short or any(q in joined for q in long)
+    return out
+
+
+class Distractors:
+    """Distractor pages from the source pages' words (see the module's docstring)."""
+
+    def __init__(self, sources: list, words: list[list[SourceWord]]) -> None:
+        """``sources[i]``: a source page's features (model space); ``words[i]``: its text layer's words."""
+        # per source page with words: (grid_h, grid_w, its lines: (bottom row, first column, end column, word gap))
+        self.layouts = []
+        self.words = []  # every kept word: (its cells' rows, columns in its box, their features, box height, width)
         self.dropped = 0
-        for pf, ban in zip(sources, banned):
-            key = (pf.ys // TILE) * 100_000 + pf.xs // TILE
-            order = np.argsort(key, kind="stable")
-            bounds = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                sel = order[a:b]
-                ty, tx = int(pf.ys[sel[0]]) // TILE * TILE, int(pf.xs[sel[0]]) // TILE * TILE
-                if ban[ty : ty + TILE, tx : tx + TILE].any():
+        for pf, page in zip(sources, words):
+            at = np.full((pf.grid_h, pf.grid_w), -1, np.int64)
+            at[pf.ys, pf.xs] = np.arange(len(pf.ys))
+            lines: dict[tuple[int, int], list[SourceWord]] = {}
+            for w in page:
+                lines.setdefault(w.line, []).append(w)
+                if w.banned:
                     self.dropped += 1
                     continue
-                # float16: thousands of source pages' cells in float32 would take several GB
-                tiles.append((pf.ys[sel] % TILE, pf.xs[sel] % TILE, pf.feats[sel].astype(np.float16)))
-        self.tiles = tiles
+                box = at[w.r0 : w.r1, w.c0 : w.c1]
+                ry, rx = np.nonzero(box >= 0)
+                if len(ry):
+                    f = pf.feats[box[ry, rx]].astype(np.float16)  # thousands of pages' cells: float16
+                    self.words.append((ry, rx, f, w.r1 - w.r0, w.c1 - w.c0))
+            spans = []
+            for ws in lines.values():
+                ws.sort(key=lambda w: w.c0)
+                gaps = [b.c0 - a.c1 for a, b in zip(ws, ws[1:])]
+                gap = max(1, int(np.median(gaps))) if gaps else 1
+                spans.append((max(w.r1 for w in ws), ws[0].c0, max(w.c1 for w in ws), gap))
+            if spans:
+                self.layouts.append((pf.grid_h, pf.grid_w, spans))
 
     def page(self, rng: np.random.Generator, page_no: int):
+        """The lines of a random source page, each filled left to right with random words (bottoms aligned, the
+        line's own word gap), a word that would pass the line's end left out."""
         from tokensearch.storage.records import PageRecord
 
-        gh, gw, ys, xs = self.layouts[int(rng.integers(len(self.layouts)))]
-        places = np.unique((ys // TILE) * 100_000 + xs // TILE)
+        gh, gw, spans = self.layouts[int(rng.integers(len(self.layouts)))]
         out_y, out_x, out_f = [], [], []
-        for place, pick in zip(places.tolist(), rng.integers(len(self.tiles), size=len(places)).tolist()):
-            ty, tx, f = self.tiles[pick]
-            y, x = (place // 100_000) * TILE + ty, (place % 100_000) * TILE + tx
-            ok = (y < gh) & (x < gw)
-            out_y.append(y[ok])
-            out_x.append(x[ok])
-            out_f.append(f[ok])
+        for bottom, start, end, gap in spans:
+            x = start
+            for pick in rng.integers(len(self.words), size=max(1, end - start)).tolist():
+                ry, rx, f, h, w = self.words[pick]
+                if x + w > end:
+                    break
+                out_y.append(ry + bottom - h)
+                out_x.append(rx + x)
+                out_f.append(f)
+                x += w + gap
+        y, x = np.concatenate(out_y), np.concatenate(out_x)
+        ok = (y >= 0) & (y < gh) & (x < gw)
+        # a tall word on a line right under another may reach into it: one feature a cell, the first placed
+        _, first = np.unique(y[ok] * gw + x[ok], return_index=True)
+        keep = np.flatnonzero(ok)[first]
         return PageRecord(
             page_no,
             gw * 8,
@@ -114,9 +172,9 @@ class Distractors:
             "vision",
             gh,
             gw,
-            np.concatenate(out_y),
-            np.concatenate(out_x),
-            np.concatenate(out_f).astype(np.float32),
+            y[keep],
+            x[keep],
+            np.concatenate(out_f)[keep].astype(np.float32),
         )
 
 
@@ -132,23 +190,6 @@ def query_words(queries: list[str]) -> tuple[set[str], set[str]]:
     short = {bare(q) for q in queries if len(q.split()) == 1 and len(bare(q)) < 4}
     long = {bare(w) for q in queries for w in q.split() if len(bare(w)) >= 4}
     return short - {""}, long
-
-
-def banned_cells(pdf: Path, page_no: int, grid_h: int, grid_w: int, words: tuple[set[str], set[str]]) -> np.ndarray:
-    """(grid_h, grid_w) cells of a source page that a query's word covers (its text layer's box, a cell around)."""
-    import pymupdf
-
-    short, long = words
-    ban = np.zeros((grid_h, grid_w), dtype=bool)
-    with pymupdf.open(pdf) as doc:
-        page = doc[page_no - 1]
-        sy, sx = grid_h / page.rect.height, grid_w / page.rect.width
-        for x0, y0, x1, y1, text, *_ in page.get_text("words"):
-            w = bare(text)
-            if w in short or any(q in w for q in long):
-                r0, c0 = max(0, int(y0 * sy) - 1), max(0, int(x0 * sx) - 1)
-                ban[r0 : int(np.ceil(y1 * sy)) + 1, c0 : int(np.ceil(x1 * sx)) + 1] = True
-    return ban
 
 
 def write_distractors(store, maker: Distractors, first: int, count: int, seed: int) -> list[int]:
@@ -365,20 +406,20 @@ def main() -> None:
     src_pages = [p for d in src.store.documents(limit=a.source_pages) for p in src.store.document_pages(d.id)]
     src_feats = src.store.page_features([p.page_id for p in src_pages])
     by_stem = {pdf.stem: pdf for pdf in pdfs}
-    words = query_words(queries)
-    sources, banned = [], []
+    qwords = query_words(queries)
+    sources, words = [], []
     for p in src_pages:
         pf = src_feats.get(p.page_id)
-        if pf is None or len(pf.ys) == 0:  # a blank page has no cells, no layout or tiles to lend
+        if pf is None or len(pf.ys) == 0:  # a blank page has no cells, no layout or words to lend
             continue
         stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
         # the source home stores its features in index space; the big index is handed them in model space
         sources.append(replace(pf, rows=src.store.lift_features(pf.feats), index=None))
-        banned.append(banned_cells(by_stem[stem], int(no), pf.grid_h, pf.grid_w, words))
-    maker = Distractors(sources, banned)
-    del sources, src_feats  # the tiles hold what the distractors need
-    report["distractor_tiles"] = {"kept": len(maker.tiles), "left_out_query_words": maker.dropped}
-    print(f"distractor tiles: {len(maker.tiles)} kept, {maker.dropped} left out (a query's word)", flush=True)
+        words.append(page_words(by_stem[stem], int(no), pf.grid_h, pf.grid_w, qwords))
+    maker = Distractors(sources, words)
+    del sources, src_feats  # the words hold what the distractors need
+    report["distractor_words"] = {"kept": len(maker.words), "left_out_query_words": maker.dropped}
+    print(f"distractor words: {len(maker.words)} kept, {maker.dropped} left out (a query's word)", flush=True)
     src.close()
     have = big.store.stats().pages
     n_distract = max(0, a.pages - have)
