@@ -143,12 +143,8 @@ class Distractors:
             if spans:
                 self.layouts.append((pf.grid_h, pf.grid_w, spans))
 
-    def page(self, rng: np.random.Generator, page_no: int):
-        """The lines of a random source page, each filled left to right with random words (bottoms aligned, the
-        line's own word gap), a word that would pass the line's end left out."""
-        from tokensearch.storage.records import PageRecord
-
-        gh, gw, spans = self.layouts[int(rng.integers(len(self.layouts)))]
+    def _fill(self, rng: np.random.Generator, spans: list) -> tuple[list, list, list]:
+        """Random words along ``spans`` (a page's lines): their cells' rows, columns and features."""
         out_y, out_x, out_f = [], [], []
         for bottom, start, end, gap in spans:
             x = start
@@ -160,6 +156,19 @@ class Distractors:
                 out_x.append(rx + x)
                 out_f.append(f)
                 x += w + gap
+        return out_y, out_x, out_f
+
+    def page(self, rng: np.random.Generator, page_no: int):
+        """The lines of a random source page, each filled left to right with random words (bottoms aligned, the
+        line's own word gap), a word that would pass the line's end left out."""
+        from tokensearch.storage.records import PageRecord
+
+        out_y: list[np.ndarray] = []
+        out_x: list[np.ndarray] = []
+        out_f: list[np.ndarray] = []
+        while not out_y:  # a page of short lines may take no word drawn: another page's lines then
+            gh, gw, spans = self.layouts[int(rng.integers(len(self.layouts)))]
+            out_y, out_x, out_f = self._fill(rng, spans)
         y, x = np.concatenate(out_y), np.concatenate(out_x)
         ok = (y >= 0) & (y < gh) & (x < gw)
         # a tall word on a line right under another may reach into it: one feature a cell, the first placed
