@@ -119,6 +119,8 @@ class Distractors:
         # per source page with words: (grid_h, grid_w, its lines: (bottom row, first column, end column, word gap))
         self.layouts = []
         self.words = []  # every kept word: (its cells' rows, columns in its box, their features, box height, width)
+        self.texts: list[str] = []  # each kept word's text, to tell what a distractor's hit covers
+        self.placed: list[tuple[str, int, int, int]] = []  # the last page's words: text, bottom row, columns
         self.dropped = 0
         for pf, page in zip(sources, words):
             at = np.full((pf.grid_h, pf.grid_w), -1, np.int64)
@@ -134,6 +136,7 @@ class Distractors:
                 if len(ry):
                     f = pf.feats[box[ry, rx]].astype(np.float16)  # thousands of pages' cells: float16
                     self.words.append((ry, rx, f, w.r1 - w.r0, w.c1 - w.c0))
+                    self.texts.append(w.text)
             spans = []
             for ws in lines.values():
                 ws.sort(key=lambda w: w.c0)
@@ -155,6 +158,7 @@ class Distractors:
                 out_y.append(ry + bottom - h)
                 out_x.append(rx + x)
                 out_f.append(f)
+                self.placed.append((self.texts[pick], bottom, x, x + w))
                 x += w + gap
         return out_y, out_x, out_f
 
@@ -168,6 +172,7 @@ class Distractors:
         out_f: list[np.ndarray] = []
         while not out_y:  # a page of short lines may take no word drawn: another page's lines then
             gh, gw, spans = self.layouts[int(rng.integers(len(self.layouts)))]
+            self.placed = []
             out_y, out_x, out_f = self._fill(rng, spans)
         y, x = np.concatenate(out_y), np.concatenate(out_x)
         ok = (y >= 0) & (y < gh) & (x < gw)
