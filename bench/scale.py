@@ -206,6 +206,31 @@ def query_words(queries: list[str]) -> tuple[set[str], set[str]]:
     return short - {""}, long
 
 
+def make_distractors(work: Path, pdfs: list[Path], n_pages: int, queries: list[str]) -> Distractors:
+    """The distractor maker of ``work``: its source pages rendered and encoded once (``work/distractor-source``),
+    their words read from the PDFs' text layers. The same arguments make the same maker, whose seeded pages
+    ``bench/scale_misses.py`` makes again to tell what a distractor's hit covers."""
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    with Engine(Settings(home=work / "distractor-source")) as src:
+        src.index(render_sources(pdfs, work / "distractor-source-png", n_pages))
+        src_pages = [p for d in src.store.documents(limit=n_pages) for p in src.store.document_pages(d.id)]
+        src_feats = src.store.page_features([p.page_id for p in src_pages])
+        by_stem = {pdf.stem: pdf for pdf in pdfs}
+        qwords = query_words(queries)
+        sources, words = [], []
+        for p in src_pages:
+            pf = src_feats.get(p.page_id)
+            if pf is None or len(pf.ys) == 0:  # a blank page has no cells, no layout or words to lend
+                continue
+            stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
+            # the source home stores its features in index space; the big index is handed them in model space
+            sources.append(replace(pf, rows=src.store.lift_features(pf.feats), index=None))
+            words.append(page_words(by_stem[stem], int(no), pf.grid_h, pf.grid_w, qwords))
+    return Distractors(sources, words)
+
+
 def write_distractors(store, maker: Distractors, first: int, count: int, seed: int) -> list[int]:
     """``count`` distractor pages as documents of 10 pages; returns the documents' ids. Seeded by ``seed`` and
     ``first``: the index is written in chunks, and one seed for each would repeat the same pages."""
@@ -414,27 +439,9 @@ def main() -> None:
     for s in a.sets:
         big.index(scans / s / "png")
     pdfs = sorted(p for d in a.distractor_docs for p in d.glob("*.pdf"))
-    src_home = work / "distractor-source"
-    src = Engine(Settings(home=src_home))
-    src.index(render_sources(pdfs, work / "distractor-source-png", a.source_pages))
-    src_pages = [p for d in src.store.documents(limit=a.source_pages) for p in src.store.document_pages(d.id)]
-    src_feats = src.store.page_features([p.page_id for p in src_pages])
-    by_stem = {pdf.stem: pdf for pdf in pdfs}
-    qwords = query_words(queries)
-    sources, words = [], []
-    for p in src_pages:
-        pf = src_feats.get(p.page_id)
-        if pf is None or len(pf.ys) == 0:  # a blank page has no cells, no layout or words to lend
-            continue
-        stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
-        # the source home stores its features in index space; the big index is handed them in model space
-        sources.append(replace(pf, rows=src.store.lift_features(pf.feats), index=None))
-        words.append(page_words(by_stem[stem], int(no), pf.grid_h, pf.grid_w, qwords))
-    maker = Distractors(sources, words)
-    del sources, src_feats  # the words hold what the distractors need
+    maker = make_distractors(work, pdfs, a.source_pages, queries)
     report["distractor_words"] = {"kept": len(maker.words), "left_out_query_words": maker.dropped}
     print(f"distractor words: {len(maker.words)} kept, {maker.dropped} left out (a query's word)", flush=True)
-    src.close()
     have = big.store.stats().pages
     n_distract = max(0, a.pages - have)
     t0 = time.perf_counter()

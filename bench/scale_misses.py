@@ -1,0 +1,96 @@
+"""What the dev queries find instead of their page in ``bench/scale.py``'s big index: the words under a
+distractor's hit.
+
+    python3 bench/scale_misses.py --work W --distractor-docs DIR [DIR ...] [--source-pages 2500] [--bench B]
+
+W: a finished ``bench/scale.py --work W`` run with the same ``--distractor-docs`` and ``--source-pages``. Its
+distractor pages are made again from their seeds (``scale.make_distractors``: the same maker, the same pages),
+so the words placed where a distractor page answered are known. For every query answered first by a
+distractor (a positive query's miss, or a negative answered at all) it prints the words the hit's first box
+covers, and counts the hits whose words hold the query's word (a word the ban let through, or a number inside
+a longer one: "999" in "999-2021") against those where the engine read other words as the query ("support
+sed" as "supported", "varius" as the near miss "variuus").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 1000  # distractor pages a seed makes (``scale.write_distractors``' calls)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--distractor-docs", type=Path, nargs="+", required=True)
+    ap.add_argument("--source-pages", type=int, default=2500)
+    ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
+    a = ap.parse_args()
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(a.bench)]
+    import scale
+    from stage1_scale import dev_pages
+
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+
+    queries = [json.loads(line) for line in open(a.bench / "data" / "queries.jsonl")]
+    pdfs = sorted(p for d in a.distractor_docs for p in d.glob("*.pdf"))
+    maker = scale.make_distractors(a.work, pdfs, a.source_pages, [q["query"] for q in queries])
+    made: dict[tuple[int, int], list] = {}  # (seed, first page) -> the words placed on each of its pages
+
+    with Engine(Settings(home=a.work / "big")) as eng:
+        n_distract = eng.store.stats().pages - sum(1 for _ in dev_pages(eng.store)[1])
+
+        def placed(seed: int, index: int) -> list:
+            first = index // CHUNK * CHUNK
+            if (seed, first) not in made:
+                rng = np.random.default_rng([seed, first])
+                count = min(CHUNK, n_distract - first)
+                pages = []
+                for d in range(first // 10, (first + count + 9) // 10):
+                    for i in range(min(10, first + count - d * 10)):
+                        maker.page(rng, i + 1)
+                        pages.append(list(maker.placed))
+                made[(seed, first)] = pages
+            return made[(seed, first)][index - first]
+
+        _, where = dev_pages(eng.store)
+        kinds: Counter = Counter()
+        for q in queries:
+            want = {(r["doc"], r["page"]) for r in q.get("relevant") or []}
+            hits = eng.search(q["query"], k=10).hits
+            if not hits or hits[0].page_id in where:
+                continue
+            hit = hits[0]
+            m = re.search(r"/distractors/(\d+)/(\d+)\.pdf", hit.path)
+            if m is None:
+                continue
+            pf = eng.store.page_features([hit.page_id])[hit.page_id]
+            x0, y0, x1, y1 = hit.boxes[0]
+            r0, r1, c0, c1 = y0 * pf.grid_h, y1 * pf.grid_h, x0 * pf.grid_w, x1 * pf.grid_w
+            # a word's bottom row within the box (a few rows below it: descenders), its columns overlapping
+            words = [
+                t
+                for t, bottom, a0, a1 in placed(int(m.group(1)), int(m.group(2)) * 10 + hit.page - 1)
+                if r0 - 1 <= bottom <= r1 + 4 and a1 > c0 and a0 < c1
+            ]
+            # a phrase's words of 4 or more characters (its short ones are everywhere), or the one word
+            need = [w for w in map(scale.bare, q["query"].split()) if len(w) >= 4] or [scale.bare(q["query"])]
+            holds = all(any(w in t for t in words) for w in need)
+            kind = ("positive" if want else "negative") + (": the words hold it" if holds else ": read as it")
+            kinds[kind] += 1
+            print(f"{kind:32} {q['query']!r:22} {q.get('type', ''):9} {hit.score:.3f} {words}", flush=True)
+        for kind, n in sorted(kinds.items()):
+            print(f"{kind}: {n}")
+
+
+if __name__ == "__main__":
+    main()
