@@ -9,7 +9,8 @@ positive dev queries whose relevant page (either rendition) is among stage 1's c
 the engine answers wrongly is put in one class: stage 2 would rank the relevant page above the engine's first
 page had stage 1 offered it (a stage-1 miss); stage 2 prefers the page it answered (a distractor or another dev
 page); stage 2 answers none of the relevant pages. ``--within N``: stage 1 asked again among its own first N
-pages only, as a small index would be (does crowding or the estimate's order lose the page?).
+pages only, as a small index would be (does crowding or the estimate's order lose the page?). ``--list``: the
+queries whose relevant page is not among the candidates at the engine's rule, and nothing else.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def main() -> None:
         default=[256],
         help="also stage 1 again among the engine's first N pages only (as in an index of N pages: no crowding)",
     )
+    ap.add_argument(
+        "--list", action="store_true", help="only list the queries stage 1 misses at the engine's rule, then stop"
+    )
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(a.bench)]
     from tokensearch.engine import Engine
@@ -83,9 +87,17 @@ def main() -> None:
     for cells in [*a.cells, None]:
         fixed = {"cells_per_token": cells, "crowd_pages": sys.maxsize, "listed_cells_per_token": cells}
         searcher.opt = base if cells is None else replace(base, **fixed)
-        found = sum(bool(rel[q["id"]] & set(searcher._candidates(searcher.plan(q["query"], 256), 30))) for q in queries)
+        missed = [
+            q["query"]
+            for q in queries
+            if not rel[q["id"]] & set(searcher._candidates(searcher.plan(q["query"], 256), 30))
+        ]
         label = f"{cells} cells a token" if cells else f"the engine's rule ({searcher._cells_per_token(None)})"
-        print(f"  {label}: {found}")
+        print(f"  {label}: {len(queries) - len(missed)}")
+    if a.list:
+        print("  not among the candidates at the engine's rule:", sorted(missed))
+        eng.close()
+        return
     searcher.opt = base
     every = replace(base, min_candidate_pages=sys.maxsize, max_candidate_pages=sys.maxsize)
     for n in a.within:
