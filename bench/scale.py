@@ -39,12 +39,16 @@ import subprocess
 import sys
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 1000  # distractor pages written (and seeded) at once
 
 
 def render_sources(pdfs: list[Path], out: Path, n_pages: int, dpi: int = 150) -> Path:
@@ -231,14 +235,21 @@ def make_distractors(work: Path, pdfs: list[Path], n_pages: int, queries: list[s
     return Distractors(sources, words)
 
 
-def write_distractors(store, maker: Distractors, first: int, count: int, seed: int) -> list[int]:
-    """``count`` distractor pages as documents of 10 pages; returns the documents' ids. Seeded by ``seed`` and
-    ``first``: the index is written in chunks, and one seed for each would repeat the same pages."""
+def distractor_pages(maker: Distractors, first: int, count: int, seed: int) -> Iterator[tuple[int, Any]]:
+    """Distractor pages ``first`` to ``first + count``, each with its document's number (10 pages a document),
+    made one at a time (``maker.placed`` is the last one's words). Seeded by ``seed`` and ``first``: the index
+    is written in chunks of ``CHUNK``, and one seed for each would repeat the same pages."""
     rng = np.random.default_rng([seed, first])
-    ids = []
     for d in range(first // 10, (first + count + 9) // 10):
-        n = min(10, first + count - d * 10)
-        pages = [maker.page(rng, i + 1) for i in range(n)]
+        for i in range(min(10, first + count - d * 10)):
+            yield d, maker.page(rng, i + 1)
+
+
+def write_distractors(store, maker: Distractors, first: int, count: int, seed: int) -> list[int]:
+    """``count`` distractor pages (``distractor_pages``) as documents; returns the documents' ids."""
+    ids = []
+    for d, made in groupby(distractor_pages(maker, first, count, seed), key=lambda dp: dp[0]):
+        pages = [page for _, page in made]
         ids.append(
             store.write_document(f"distractor-{seed}-{d}", f"/distractors/{seed}/{d:07d}.pdf", 1, 1, "pdf", iter(pages))
         )
@@ -445,10 +456,10 @@ def main() -> None:
     have = big.store.stats().pages
     n_distract = max(0, a.pages - have)
     t0 = time.perf_counter()
-    for first in range(0, n_distract, 1000):
-        write_distractors(big.store, maker, first, min(1000, n_distract - first), seed=1)
+    for first in range(0, n_distract, CHUNK):
+        write_distractors(big.store, maker, first, min(CHUNK, n_distract - first), seed=1)
         print(
-            f"distractors: {min(first + 1000, n_distract)} of {n_distract} ({time.perf_counter() - t0:.0f} s)",
+            f"distractors: {min(first + CHUNK, n_distract)} of {n_distract} ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
     big.store.vectors.current()  # the vector index built and saved as a search would

@@ -21,10 +21,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-CHUNK = 1000  # distractor pages a seed makes (``scale.write_distractors``' calls)
 
 
 def main() -> None:
@@ -47,22 +44,16 @@ def main() -> None:
     made: dict[tuple[int, int], list] = {}  # (seed, first page) -> the words placed on each of its pages
 
     with Engine(Settings(home=a.work / "big")) as eng:
-        n_distract = eng.store.stats().pages - sum(1 for _ in dev_pages(eng.store)[1])
+        _, where = dev_pages(eng.store)
+        n_distract = eng.store.stats().pages - len(where)
 
         def placed(seed: int, index: int) -> list:
-            first = index // CHUNK * CHUNK
+            first = index // scale.CHUNK * scale.CHUNK
             if (seed, first) not in made:
-                rng = np.random.default_rng([seed, first])
-                count = min(CHUNK, n_distract - first)
-                pages = []
-                for d in range(first // 10, (first + count + 9) // 10):
-                    for i in range(min(10, first + count - d * 10)):
-                        maker.page(rng, i + 1)
-                        pages.append(list(maker.placed))
-                made[(seed, first)] = pages
+                count = min(scale.CHUNK, n_distract - first)
+                made[(seed, first)] = [list(maker.placed) for _ in scale.distractor_pages(maker, first, count, seed)]
             return made[(seed, first)][index - first]
 
-        _, where = dev_pages(eng.store)
         kinds: Counter = Counter()
         for q in queries:
             want = {(r["doc"], r["page"]) for r in q.get("relevant") or []}
