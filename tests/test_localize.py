@@ -229,3 +229,28 @@ def test_occurrences_are_those_of_the_definition_on_random_maps():
         want = _one_chain_at_a_time(maps, lens, threshold, limit)
         got = locate(maps, lens, threshold, limit)
         assert [(o.score, o.cells, o.token_boxes) for o in got] == want, trial
+
+
+def test_a_chain_estimate_is_at_most_its_tokens_best_cells_and_is_the_same_from_its_pages_cells_alone():
+    """Stage 1 chains pages in the order of this bound and stops where it cannot reach the candidates; a block of
+    pages is chained from its own cells with the whole rows' fills."""
+    from tokensearch.search.localize import chain_estimate
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        pages = np.sort(rng.choice(50, int(rng.integers(2, 8)), replace=False))
+        lens = [int(rng.integers(1, 7)) for _ in range(int(rng.integers(1, 5)))]
+        rows = []
+        for _ in lens:
+            n = int(rng.integers(1, 60))
+            ids, cells = rng.choice(pages, n), rng.integers(0, [6, 25], size=(n, 2))
+            rows.append((ids, (rng.integers(0, 64, n) / 64).astype(np.float32), cells))
+        fills = [float(sc.min()) for _, sc, _ in rows]
+        whole = chain_estimate(rows, lens, pages)
+        best = np.array(
+            [[max([fill, *sc[ids == p].tolist()]) for p in pages] for (ids, sc, _), fill in zip(rows, fills)]
+        )
+        assert (whole <= best.mean(axis=0) + 1e-6).all()
+        some = np.sort(rng.choice(pages, int(rng.integers(1, len(pages))), replace=False))
+        alone = [(ids[np.isin(ids, some)], sc[np.isin(ids, some)], ce[np.isin(ids, some)]) for ids, sc, ce in rows]
+        assert chain_estimate(alone, lens, some, fills).tolist() == whole[np.searchsorted(pages, some)].tolist()

@@ -222,3 +222,55 @@ def test_stage_1_asks_token_postings_for_their_listed_cells_whatever_the_pages(o
         write_pages(store, vocab, s)
     assert searcher._cells_per_token(None) == 1500  # 48 pages: at most max_listed_cells_per_token
     assert searcher._cells_per_token(np.arange(4)) == 777  # a filter's pages compete, not the index's
+
+
+def test_stage_1_chains_only_the_pages_that_can_be_candidates_and_finds_the_same_candidates(open_store, monkeypatch):
+    """Chaining every page holding a retrieved cell was most of a search in a big index: pages are chained in
+    the order of an upper bound of their estimate, block by block, until the rest cannot rank among the
+    candidates; the candidates are those of chaining every page."""
+    from tokensearch.search import searcher as searching
+    from tokensearch.search.query import Unit
+    from tokensearch.search.searcher import Searcher, SearchOptions, _Plan, _Spelling
+
+    vocab = vocabulary()
+    store = open_store(flat_max_vectors=3000)
+    store.ensure_model(MODEL, vocabulary=lambda: vocab)
+    pages = []
+    for s in range(30):
+        pages += write_pages(store, vocab, s)[1]
+    assert store.token_lists()
+    opt = SearchOptions(threshold=0.5, min_candidate_pages=2, max_candidate_pages=6, listed_cells_per_token=400)
+    searcher = Searcher(None, store, opt)
+    chained: list[int] = []
+    real = searching.chain_estimate
+
+    def counting(rows, lens, pages_, fills=None):
+        chained.append(len(pages_))
+        return real(rows, lens, pages_, fills)
+
+    monkeypatch.setattr(searching, "chain_estimate", counting)
+    rng = np.random.default_rng(4)
+    fewer = 0
+    for _ in range(12):
+        # two or three tokens side by side on a drawn page (its blocks are in reading order), plus a second word
+        page = pages[int(rng.integers(len(pages)))]
+        at = int(rng.integers(0, 6))
+        near = [
+            int(np.argmax(vocab @ page.feats[(page.ys == (at // 8) * 4) & (page.xs == (at % 8) * 7 + c)][0]))
+            for c in (0, 7)
+        ]
+        words = [near, [int(t) for t in rng.choice(len(vocab), 2, replace=False)]]
+        plan = _Plan([Unit("a b", False), Unit("c d", False)], n_query_units=2)
+        rows = 0
+        for u, ids in enumerate(words):
+            plan.spellings.append(_Spelling(u, list(range(rows, rows + len(ids))), [3] * len(ids), ids))
+            rows += len(ids)
+        plan.vectors = store.project_queries(vocab[[t for ids in words for t in ids]])
+        got = {}
+        for first in (1, 10**9):
+            monkeypatch.setattr(searching, "_FIRST_BLOCK", first)
+            chained.clear()
+            got[first] = (searcher._candidates(plan, 2), sum(chained))
+        assert got[1][0] == got[10**9][0] and got[1][0]
+        fewer += got[1][1] < got[10**9][1]
+    assert fewer > 0

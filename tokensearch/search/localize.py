@@ -9,6 +9,7 @@ cells over the neighbouring cells that still look like the same token.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,7 +221,10 @@ def _span_maxima(v: np.ndarray, longest: int) -> np.ndarray:
 
 
 def chain_estimate(
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], piece_lens: list[int], pages: np.ndarray
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    piece_lens: list[int],
+    pages: np.ndarray,
+    fills: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Stage 1's estimate of a unit on each of ``pages`` (sorted ids), from the vector index's top cells of
     its tokens (``rows[j]``: page ids, scores, (n, 2) grid cells of token j's retrieved cells): the best
@@ -228,13 +232,17 @@ def chain_estimate(
     its step window, at most a row apart), divided by the number of tokens. A token with no cell to
     continue the chain counts its row's lowest retrieved score (what any cell not retrieved scores at
     most) and the chain goes on from where it was. Unlike the mean of each token's best cell anywhere
-    on the page, this does not let a dense page collect a rare word's common pieces from different lines."""
+    on the page, this does not let a dense page collect a rare word's common pieces from different lines.
+    ``fills``: each row's lowest retrieved score, where ``rows`` hold only some pages' cells of what was retrieved.
+
+    A token's term is a cell's score or the fill, so the estimate is at most the mean over tokens of the
+    higher of the page's best retrieved cell and the fill (how ``Searcher._chain_units`` orders pages)."""
     P, T = len(pages), len(rows)
     off, wide = 128, 1 << 13  # cell keys: page index, row + off, column + off (rows, columns < 8000)
 
     def cells_of(j: int):
         ids, scores, cells = rows[j]
-        fill = float(scores.min()) if len(scores) else 0.0
+        fill = float(fills[j]) if fills is not None else float(scores.min()) if len(scores) else 0.0
         return (
             np.searchsorted(pages, ids),
             cells[:, 0].astype(np.int64),

@@ -15,7 +15,7 @@ threshold, or the query's words stand together at the phrase threshold (``Search
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple, cast
 
@@ -166,18 +166,25 @@ class SearchOptions:
     rank_by_phrase: bool = True
 
 
-def _best_per_page(
-    per_row: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int, pages: np.ndarray, floor: float | None
-) -> np.ndarray:
-    """(R, P) each row's best retrieved cell score on each of ``pages`` (sorted ids); 0 where it has none (or
-    was not searched), or none at ``floor`` or above when one is given."""
-    best = np.zeros((n_rows, len(pages)), dtype=np.float32)
-    for r, (ids, scores, _) in per_row.items():
-        if floor is not None:
-            keep = scores >= floor
-            ids, scores = ids[keep], scores[keep]
-        np.maximum.at(best[r], np.searchsorted(pages, ids), scores)
-    return best
+_FIRST_BLOCK = 256  # pages stage 1 chains before it first asks whether the rest can be candidates
+
+
+def _page_index(ids: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The pages (sorted ids) of the retrieved cells of every row, and each cell's page index into them: by a
+    table over the ids where they are dense, as an index's page ids are (sorting millions of retrieved cells'
+    ids to find their pages was a tenth of a search in a big index)."""
+    parts = [a for a in ids.values() if len(a)]
+    if not parts:
+        return np.zeros(0, np.int64), {r: np.zeros(0, np.int64) for r in ids}
+    top = max(int(a.max()) for a in parts)
+    if top > 4 * sum(len(a) for a in parts) or min(int(a.min()) for a in parts) < 0:
+        pages = np.unique(np.concatenate(parts))
+        return pages, {r: np.searchsorted(pages, a) for r, a in ids.items()}
+    seen = np.zeros(top + 1, dtype=bool)
+    for a in parts:
+        seen[a] = True
+    index = np.cumsum(seen, dtype=np.int64) - 1
+    return np.flatnonzero(seen), {r: index[a] for r, a in ids.items()}
 
 
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
@@ -327,41 +334,41 @@ class Searcher:
         ):
             return allowed.tolist()
         # glued spellings (``SearchOptions.glued``) take no part: their top cells are mostly inside longer
-        # words, which only stage 2 reads, and they crowded pages out ("material" lost its page)
-        spellings = [sp for sp in plan.spellings if not sp.glued]
+        # words, which only stage 2 reads, and they crowded pages out ("material" lost its page); nor does the
+        # joint phrase of the query's words, which only orders the pages stage 2 scores
+        nq = plan.n_query_units
+        spellings = [sp for sp in plan.spellings if not sp.glued and sp.unit < nq]
         used = sorted({r for sp in spellings for r in sp.rows})
-        # a token repeats across a query's words, spellings and its joint phrase: search each once
+        if not used:
+            return []
+        # a token repeats across a query's words and spellings: search each once
         uniq, inverse = np.unique(plan.vectors[used], axis=0, return_inverse=True)
         found_rows = self.store.search_cells_at(uniq, self._cells_per_token(allowed), allowed)
         at = dict(zip(used, inverse.reshape(-1).tolist()))
         per_row = {r: found_rows[at[r]] for r in used}
-        found = [ids for ids, _, _ in per_row.values()]
-        pages = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        pages, at_page = _page_index({r: ids for r, (ids, _, _) in per_row.items()})
         if len(pages) == 0:
             return []
         placed = all(bool((cells >= 0).all()) for _, _, cells in per_row.values())
-        # (R, P) best cell score per page: with cell positions, only exact (text-layer) cells, which an image
-        # page has none of, so a search pays for this pass only over them; without, the bag-of-tokens estimate
-        best = _best_per_page(per_row, len(plan.vectors), pages, self.opt.text_layer_threshold if placed else None)
-        unit_score = np.zeros((len(plan.units), len(pages)), dtype=np.float32)  # best spelling per unit
-        for sp in spellings:
-            if placed:
-                est = chain_estimate([per_row[r] for r in sp.rows], sp.lens, pages)
-                # every token written exactly on the page (a text layer): its retrieved cells can miss a
-                # code's repeated piece where it stands ("-" of INV-2023-0042), and then the chain estimate
-                # fell under a raised threshold's floor and lost the exact match
-                exact = best[sp.rows].min(axis=0) >= self.opt.text_layer_threshold
-                est = np.where(exact, np.maximum(est, best[sp.rows].mean(axis=0)), est)
-            else:
-                est = best[sp.rows].mean(axis=0)
-            np.maximum(unit_score[sp.unit], est, out=unit_score[sp.unit])
+        top = np.zeros((len(plan.vectors), len(pages)), dtype=np.float32)  # each row's best retrieved cell a page
+        for r, (_, scores, _) in per_row.items():
+            np.maximum.at(top[r], at_page[r], scores)
         thr, phrase = self._thresholds(False)
         thr, phrase = thr - self._reach(), phrase - self._reach()  # where stage 2 starts locating chains
-        unit_thr = np.array([phrase if self._several(plan, u) else thr for u in range(plan.n_query_units)])
-        present = unit_score[: plan.n_query_units] >= 0.8 * unit_thr[:, None]
-        unit_score = unit_score[: plan.n_query_units]
-        n_units = present.sum(axis=0)
-        total = np.where(present, unit_score, 0.0).sum(axis=0)
+        floor = 0.8 * np.array([phrase if self._several(plan, u) else thr for u in range(nq)])[:, None]
+
+        def rank(unit_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Per page: the units that look present, and the sum of their scores (the order, in that order)."""
+            present = unit_score >= floor
+            return present.sum(axis=0), np.where(present, unit_score, 0.0).sum(axis=0)
+
+        unit_score = np.zeros((nq, len(pages)), dtype=np.float32)  # best spelling per unit
+        if not placed:  # the bag-of-tokens estimate
+            for sp in spellings:
+                np.maximum(unit_score[sp.unit], top[sp.rows].mean(axis=0), out=unit_score[sp.unit])
+        else:
+            self._chain_units(plan, spellings, per_row, at_page, top, pages, rank, unit_score, want)
+        n_units, total = rank(unit_score)
         order = np.lexsort((pages, -total, -n_units))
         order = order[n_units[order] > 0]
         n = max(want, self.opt.min_candidate_pages)
@@ -370,6 +377,76 @@ class Searcher:
             tied = (n_units[order[n:]] == n_units[last]) & (total[order[n:]] >= total[last] - 1e-6)
             n += int(np.argmin(tied)) if not tied.all() else len(tied)
         return pages[order][: min(n, self.opt.max_candidate_pages)].tolist()
+
+    def _chain_units(
+        self,
+        plan: _Plan,
+        spellings: list[_Spelling],
+        per_row: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+        at_page: dict[int, np.ndarray],
+        top: np.ndarray,
+        pages: np.ndarray,
+        rank: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        unit_score: np.ndarray,
+        want: int,
+    ) -> None:
+        """Fill ``unit_score`` (units, pages) with each unit's best chain estimate where it can decide the
+        candidates: chaining every page that holds a retrieved cell was most of a search in a big index. A
+        page's chain estimate is at most the mean of its tokens' best retrieved cells, a missing one counting
+        the fill (``chain_estimate``), so pages are chained in blocks in the order of that bound until the
+        next page's bound ranks below the page that would be the last candidate: the pages left unchained
+        cannot be candidates, and the candidates are those of chaining them all."""
+        fills = {r: float(scores.min()) if len(scores) else 0.0 for r, (_, scores, _) in per_row.items()}
+        exact = np.where(top >= self.opt.text_layer_threshold, top, 0.0)  # text-layer cells only
+        bound = np.zeros_like(unit_score)
+        for sp in spellings:
+            terms = np.maximum(top[sp.rows], np.array([[fills[r]] for r in sp.rows], np.float32))
+            np.maximum(bound[sp.unit], terms.mean(axis=0), out=bound[sp.unit])
+        n_bound, total_bound = rank(bound)
+        by_bound = np.lexsort((pages, -total_bound, -n_bound))
+        by_bound = by_bound[n_bound[by_bound] > 0]
+        need = max(want, self.opt.min_candidate_pages)
+        # blocks of _FIRST_BLOCK pages (or 4x the candidates), then twice the last; each row's cells grouped once
+        first = max(_FIRST_BLOCK, 4 * need)
+        ends = [0]
+        while ends[-1] < len(by_bound):
+            ends.append(min(len(by_bound), first if ends[-1] == 0 else 3 * ends[-1] - 2 * ends[-2]))
+        block_of = np.full(len(pages), len(ends), dtype=np.int16)  # pages the bound leaves out: after every block
+        for b in range(1, len(ends)):
+            block_of[by_bound[ends[b - 1] : ends[b]]] = b
+        grouped = {}
+        for r, (ids, scores, cells) in per_row.items():
+            key = block_of[at_page[r]]
+            order = np.argsort(key, kind="stable")  # a radix sort of 16-bit keys
+            bounds = np.searchsorted(key[order], np.arange(1, len(ends) + 1))
+            grouped[r] = (ids[order], scores[order], cells[order], bounds)
+        chained = np.zeros(len(pages), dtype=bool)
+        for b in range(1, len(ends)):
+            blk = np.sort(by_bound[ends[b - 1] : ends[b]])
+            done = ends[b]
+            chained[blk] = True
+            for sp in spellings:
+                rows = []
+                for r in sp.rows:
+                    ids, scores, cells, bounds = grouped[r]
+                    lo, hi = bounds[b - 1], bounds[b]
+                    rows.append((ids[lo:hi], scores[lo:hi], cells[lo:hi]))
+                est = chain_estimate(rows, sp.lens, pages[blk], [fills[r] for r in sp.rows])
+                # every token written exactly on the page (a text layer): its retrieved cells can miss a
+                # code's repeated piece where it stands ("-" of INV-2023-0042), and then the chain estimate
+                # fell under a raised threshold's floor and lost the exact match
+                ex = exact[np.ix_(np.asarray(sp.rows), blk)]
+                est = np.where(ex.min(axis=0) >= self.opt.text_layer_threshold, np.maximum(est, ex.mean(axis=0)), est)
+                unit_score[sp.unit, blk] = np.maximum(unit_score[sp.unit, blk], est)
+            if done >= len(by_bound):
+                break
+            n_ch, total_ch = rank(unit_score[:, chained])
+            if len(n_ch) < need:
+                continue
+            kth = np.lexsort((-total_ch, -n_ch))[need - 1]
+            nxt = by_bound[done]
+            if n_bound[nxt] < n_ch[kth] or (n_bound[nxt] == n_ch[kth] and total_bound[nxt] < total_ch[kth] - 1e-5):
+                break
 
     def _pages(self, plan: _Plan, page_ids: list[int], cache: dict[int, _PageData | None]) -> dict[int, _PageData]:
         """Stored features, info and query similarities of pages, each read and computed once a search
