@@ -10,7 +10,7 @@ import pytest
 
 from tests.storage_fixtures import db_url, one_faiss_thread, open_store, token_blob_page  # noqa: F401
 from tokensearch.storage import postings
-from tokensearch.storage.postings import MAX_VOCAB, PostingsIndex, best_tokens
+from tokensearch.storage.postings import MAX_VOCAB, PostingsIndex, best_tokens, file_cells, select_postings
 from tokensearch.storage.records import ModelInfo
 from tokensearch.vectornorm import l2_normalize
 
@@ -99,14 +99,19 @@ def test_a_token_lists_its_best_cells_first_across_fresh_dead_and_rebuilt_pages(
                     assert any((c == (y, x)).all() for c in pages[p][1])
 
 
+FILING = [{"best": 2}, {"best": 4, "margin": 0.1, "peaks": True}]
+
+
+@pytest.mark.parametrize("filing", FILING)
 @pytest.mark.parametrize("merge_postings", [37, 1 << 24])
-def test_a_snapshot_rebuilds_the_lists_range_by_range_into_its_files(tmp_path, monkeypatch, merge_postings):
+def test_a_snapshot_rebuilds_the_lists_range_by_range_into_its_files(tmp_path, monkeypatch, merge_postings, filing):
     """A rebuild merges a few tokens' postings at a time straight into the snapshot's files (a big index's table
     does not fit in memory): the lists read back are those of one in-memory sort of the live postings."""
     monkeypatch.setattr(postings, "_MERGE_POSTINGS", merge_postings)
     vocab = vocabulary()
     rng = np.random.default_rng(5)
-    idx = PostingsIndex.empty(DIM, {"type": "postings", "best": 2, "chosen_at": 0}, vocab)
+    spec = {"type": "postings", **filing, "chosen_at": 0}
+    idx = PostingsIndex.empty(DIM, spec, vocab)
     live: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for p in range(1, 13):
         n = int(rng.integers(1, 90))
@@ -126,9 +131,8 @@ def test_a_snapshot_rebuilds_the_lists_range_by_range_into_its_files(tmp_path, m
     assert loaded is not None and not idx.fresh and not idx.dead
     want = []  # (token, -score, page, y, x) of every live posting, sorted as the lists are
     for p, (feats, cells) in live.items():
-        ids, sc = best_tokens(feats, vocab, 2)
-        for i in range(len(feats)):
-            want += [(int(t), -float(np.float16(s)), p, *map(int, cells[i])) for t, s in zip(ids[i], sc[i])]
+        tok, cell, score = file_cells(feats, cells, vocab, spec)
+        want += [(int(t), -float(s), p, *map(int, c)) for t, s, c in zip(tok, score, cell)]
     for lists in (idx.base, loaded.base):
         assert lists is not None and len(lists) == len(want) and int(lists.starts[-1]) == len(want)
         tok = np.repeat(np.arange(len(vocab)), np.diff(lists.starts))
@@ -274,3 +278,39 @@ def test_stage_1_chains_only_the_pages_that_can_be_candidates_and_finds_the_same
         assert got[1][0] == got[10**9][0] and got[1][0]
         fewer += got[1][1] < got[10**9][1]
     assert fewer > 0
+
+
+def test_a_cell_is_filed_under_its_tokens_within_the_margin_and_a_token_only_at_its_row_peaks():
+    ids = np.array([[5, 7, 9], [5, 8, 9], [5, 7, 1], [5, 2, 3]])
+    scores = np.array([[0.9, 0.85, 0.7], [0.95, 0.8, 0.6], [0.7, 0.65, 0.64], [0.8, 0.5, 0.4]], np.float32)
+    cells = np.array([[0, 0], [0, 1], [0, 2], [1, 1]])
+    tok, cell, score = select_postings(ids, scores, cells, {"best": 3, "margin": 0.1})
+    within = {(5, 0, 0), (7, 0, 0), (5, 0, 1), (5, 0, 2), (7, 0, 2), (1, 0, 2), (5, 1, 1)}
+    assert {(int(t), *map(int, c)) for t, c in zip(tok, cell)} == within
+    tok, cell, score = select_postings(ids, scores, cells, {"best": 3, "margin": 0.1, "peaks": True})
+    # " 5" read over three cells of row 0 is one occurrence, kept at its best cell; row 1's is another
+    got = {(int(t), *map(int, c)): float(s) for t, c, s in zip(tok, cell, score)}
+    assert set(got) == {(5, 0, 1), (7, 0, 0), (7, 0, 2), (1, 0, 2), (5, 1, 1)}
+    assert got[(5, 0, 1)] == pytest.approx(0.95, abs=1e-3)
+    # the rule as first shipped: every cell under its best 2, whatever their cosines
+    tok, _, _ = select_postings(ids, scores, cells, {"best": 2})
+    assert tok.tolist() == ids[:, :2].reshape(-1).tolist()
+
+
+def test_a_snapshot_from_before_the_filing_rule_loads_with_best_postings_a_cell(tmp_path):
+    vocab = vocabulary()
+    rng = np.random.default_rng(9)
+    idx = PostingsIndex.empty(DIM, {"type": "postings", "best": 2, "chosen_at": 0}, vocab)
+    for p in range(1, 5):
+        feats = l2_normalize(vocab[rng.integers(0, len(vocab), 30)] + 0.3 * rng.standard_normal((30, DIM)))
+        idx.add_page(p, feats.astype(np.float32), np.stack([rng.integers(0, 40, 30), rng.integers(0, 60, 30)], 1))
+    idx.generation = 1
+    idx.save(tmp_path)
+    (pages_file,) = tmp_path.glob("index-*.pages.npy")
+    np.save(pages_file, np.load(pages_file)[:, :2])  # (page, cells), as written before
+    loaded = PostingsIndex.load(tmp_path, vocab)
+    assert loaded is not None and loaded.page_postings == {p: 60 for p in range(1, 5)}
+    loaded.remove_pages([2])
+    loaded.generation = 2
+    loaded.save(tmp_path)
+    assert len(PostingsIndex.load(tmp_path, vocab).base) == 180

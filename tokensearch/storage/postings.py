@@ -20,7 +20,7 @@ On disk (``<home>/vectors/``, the same commit protocol as :mod:`.vectors`)::
 
     index.json                        {"token", "generation", "spec", "ntotal", ...}  <- the commit point
     index-<token>.postings.npz        starts (V+1,) int64; page (N,) int32; cell (N, 2) int16; score (N,) float16
-    index-<token>.pages.npy           (n, 2) int64: page id, cells of that page indexed
+    index-<token>.pages.npy           (n, 3) int64: page id, cells of that page indexed, its postings
 
 The arrays are memory-mapped when a snapshot is loaded: a search touches only the starts of its tokens'
 lists, so a searcher's memory does not grow with the index.
@@ -63,6 +63,44 @@ def best_tokens(vecs: np.ndarray, vocab: np.ndarray, best: int) -> tuple[np.ndar
             scores[i : i + len(s), b] = s[rows, j]
             s[rows, j] = -np.inf
     return ids, scores
+
+
+def file_cells(
+    vecs: np.ndarray, cells: np.ndarray, vocab: np.ndarray, spec: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A page's postings as ``spec`` files them: token, (n, 2) cell, score (float16).
+
+    Each cell goes under its ``best`` tokens, those within ``margin`` of its best cosine only (None: all
+    ``best``); with ``peaks``, a token filed at a cell whose left or right neighbour on the grid row files it
+    with a higher cosine is dropped there. A query token longer than the pieces its cells read best (" govern"
+    over cells reading " g", "ov", "ern") is in no cell's best 2 and the page falls out of its list however
+    far stage 1 reads: more tokens a cell reach it, and a token read over the 3-4 cells of one character or
+    piece is one occurrence to a chain, so its row peaks alone find the same chains with fewer postings."""
+    ids, scores = best_tokens(vecs, vocab, int(spec.get("best", BEST)))
+    return select_postings(ids, scores, cells, spec)
+
+
+def select_postings(
+    ids: np.ndarray, scores: np.ndarray, cells: np.ndarray, spec: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`file_cells` from each cell's best tokens and cosines (``best_tokens``, at least ``best`` of them)."""
+    n, best = len(ids), int(spec.get("best", BEST))
+    ids, scores = ids[:, :best], scores[:, :best]
+    margin = spec.get("margin")
+    keep = np.ones(ids.shape, bool) if margin is None else scores >= scores[:, :1] - float(margin)
+    tok, score = ids[keep], scores[keep].astype(np.float16)
+    cell = np.repeat(np.asarray(cells, dtype=np.int16).reshape(n, 2), best, axis=0)[keep.reshape(-1)]
+    if spec.get("peaks") and len(tok):
+        key = (tok.astype(np.int64) << 32) | (cell[:, 0].astype(np.int64) << 16) | cell[:, 1].astype(np.int64)
+        order = np.argsort(key)
+        k, v = key[order], score[order].astype(np.float32)
+        higher = np.zeros(len(k), bool)
+        for side in (-1, 1):  # the same token on the same row, one column to the left / right
+            at = np.clip(np.searchsorted(k, k + side), 0, len(k) - 1)
+            higher |= (k[at] == k + side) & (v[at] > v)
+        kept = np.sort(order[~higher])
+        tok, cell, score = tok[kept], cell[kept], score[kept]
+    return tok.astype(np.int32), cell, score
 
 
 @dataclass
@@ -128,6 +166,7 @@ class PostingsIndex:
     spec: dict
     vocab: np.ndarray  # (V, dim) the model's vocabulary in index space, unit rows
     page_cells: dict[int, int] = field(default_factory=dict)  # page id -> cells of it indexed
+    page_postings: dict[int, int] = field(default_factory=dict)  # page id -> its postings (cells x tokens filed)
     generation: int = 0
     saved_generation: int = -1
     base: _Lists | None = None
@@ -157,12 +196,11 @@ class PostingsIndex:
         n = len(vecs)
         if n and cells is None:
             raise ValueError("postings need each cell's place on the grid")
-        best = int(self.spec.get("best", BEST))
         if n:
-            ids, scores = best_tokens(vecs, self.vocab, best)
-            cell = np.repeat(np.asarray(cells, dtype=np.int16).reshape(n, 2), best, axis=0)
-            self.fresh[page_id] = (ids.reshape(-1), cell, scores.reshape(-1).astype(np.float16))
+            tok, cell, score = file_cells(vecs, np.asarray(cells).reshape(n, 2), self.vocab, self.spec)
+            self.fresh[page_id] = (tok, cell, score)
         self.page_cells[page_id] = n
+        self.page_postings[page_id] = len(self.fresh[page_id][0]) if n else 0
         self._fresh_lists = None
 
     def remove_pages(self, page_ids) -> None:
@@ -170,6 +208,7 @@ class PostingsIndex:
             p = int(p)
             if self.page_cells.pop(p, None) is None:
                 continue
+            self.page_postings.pop(p, None)
             if self.fresh.pop(p, None) is not None:
                 self._fresh_lists = None
             if p in self.base_pages:
@@ -191,7 +230,7 @@ class PostingsIndex:
         self._rebuilt(out)
 
     def _live_postings(self) -> int:
-        return int(self.spec.get("best", BEST)) * self.ntotal
+        return int(sum(self.page_postings.values()))
 
     def _rebuilt(self, base: _Lists) -> None:
         self.base = base
@@ -322,7 +361,9 @@ class PostingsIndex:
         else:  # nothing changed since the base was built (an index saved again as it was loaded): copied as it is
             for name in ("starts", "page", "cell", "score"):
                 save_npy(path[name], np.asarray(getattr(self.base, name)))
-        pages = np.array(sorted(self.page_cells.items()), dtype=np.int64).reshape(-1, 2)
+        pages = np.array(
+            [(p, n, self.page_postings[p]) for p, n in sorted(self.page_cells.items())], dtype=np.int64
+        ).reshape(-1, 3)
         save_npy(folder / f"index-{token}.pages.npy", pages)
         base = _load_lists(folder, token)
         header = {
@@ -358,7 +399,10 @@ class PostingsIndex:
                 return None
             pi = cls.empty(int(header["dim"]), header["spec"], vocab)
             pi.base = lists
-            pi.page_cells = {int(p): int(n) for p, n in pages}
+            pi.page_cells = {int(row[0]): int(row[1]) for row in pages}
+            # (page, cells) in a snapshot written before the filing rule could vary: ``best`` postings a cell
+            best = int(header["spec"].get("best", BEST))
+            pi.page_postings = {int(row[0]): int(row[2]) if len(row) > 2 else best * int(row[1]) for row in pages}
             pi.base_pages = set(pi.page_cells)
             pi.generation = pi.saved_generation = int(header["generation"])
             if pi.ntotal != int(header["ntotal"]):
