@@ -367,7 +367,7 @@ class Searcher:
             for sp in spellings:
                 np.maximum(unit_score[sp.unit], top[sp.rows].mean(axis=0), out=unit_score[sp.unit])
         else:
-            self._chain_units(plan, spellings, per_row, at_page, top, pages, rank, unit_score, want)
+            self._chain_units(spellings, per_row, at_page, top, pages, rank, unit_score, want)
         n_units, total = rank(unit_score)
         order = np.lexsort((pages, -total, -n_units))
         order = order[n_units[order] > 0]
@@ -380,7 +380,6 @@ class Searcher:
 
     def _chain_units(
         self,
-        plan: _Plan,
         spellings: list[_Spelling],
         per_row: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
         at_page: dict[int, np.ndarray],
@@ -420,11 +419,9 @@ class Searcher:
             order = np.argsort(key, kind="stable")  # a radix sort of 16-bit keys
             bounds = np.searchsorted(key[order], np.arange(1, len(ends) + 1))
             grouped[r] = (ids[order], scores[order], cells[order], bounds)
-        chained = np.zeros(len(pages), dtype=bool)
         for b in range(1, len(ends)):
             blk = np.sort(by_bound[ends[b - 1] : ends[b]])
             done = ends[b]
-            chained[blk] = True
             for sp in spellings:
                 rows = []
                 for r in sp.rows:
@@ -440,7 +437,7 @@ class Searcher:
                 unit_score[sp.unit, blk] = np.maximum(unit_score[sp.unit, blk], est)
             if done >= len(by_bound):
                 break
-            n_ch, total_ch = rank(unit_score[:, chained])
+            n_ch, total_ch = rank(unit_score[:, by_bound[:done]])  # the pages chained so far
             if len(n_ch) < need:
                 continue
             kth = np.lexsort((-total_ch, -n_ch))[need - 1]

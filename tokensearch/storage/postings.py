@@ -196,11 +196,11 @@ class PostingsIndex:
         n = len(vecs)
         if n and cells is None:
             raise ValueError("postings need each cell's place on the grid")
-        if n:
-            tok, cell, score = file_cells(vecs, np.asarray(cells).reshape(n, 2), self.vocab, self.spec)
-            self.fresh[page_id] = (tok, cell, score)
         self.page_cells[page_id] = n
-        self.page_postings[page_id] = len(self.fresh[page_id][0]) if n else 0
+        self.page_postings[page_id] = 0
+        if n:
+            self.fresh[page_id] = file_cells(vecs, np.asarray(cells).reshape(n, 2), self.vocab, self.spec)
+            self.page_postings[page_id] = len(self.fresh[page_id][0])
         self._fresh_lists = None
 
     def remove_pages(self, page_ids) -> None:
