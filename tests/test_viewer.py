@@ -277,6 +277,31 @@ def test_a_query_typed_before_the_app_has_started_is_searched(live, page):
     assert pg.locator("#results .card").count() >= 1 and pg.url.endswith("/?q=crane")  # start-up kept the answer
 
 
+def test_a_query_typed_while_the_app_starts_stays_in_the_box_for_its_enter(live, page):
+    """Typed while /healthz is on its way (held here), Enter pressed after the start-up has shown the welcome
+    screen: the typed query is still in the box and is what gets searched (the start-up used to empty the box,
+    so that Enter searched nothing)."""
+    server, _ = live
+    pg = page
+    held: list = []
+    pg.route("**/healthz", lambda route: held.append(route))
+    pg.goto(server.url + "/")
+    pg.wait_for_function("() => document.readyState === 'complete'")
+    pg.locator("#q").fill("crane")
+    for _ in range(200):  # the route handler runs while playwright waits
+        if held:
+            break
+        pg.wait_for_timeout(50)
+    assert held
+    held.pop().continue_()
+    pg.wait_for_selector("#welcome", state="visible")
+    assert pg.locator("#q").input_value() == "crane"
+    pg.unroute("**/healthz")  # lets the welcome screen's own /healthz through
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#results .card", timeout=30_000)
+    assert pg.url.endswith("/?q=crane")
+
+
 def test_page_navigation_zoom_and_shared_urls(live, page):
     server, root = live
     pg = page

@@ -125,10 +125,11 @@ function urlFor(q, view) {
   return s ? `/?${s}` : "/";
 }
 
-async function search(q, { push = true, filters = readFilters() } = {}) {
+// typed: what the search box and filter fields hold is the user's, not this search's (see route's start-up)
+async function search(q, { push = true, filters = readFilters(), typed = false } = {}) {
   q = q.trim();
-  state.q = q; $("q").value = q;
-  state.filters = filters; showFilters(filters);
+  state.q = q; if (!typed) $("q").value = q;
+  state.filters = filters; if (!typed) showFilters(filters);
   if (push) history.pushState({}, "", urlFor(q, null));
   document.title = q ? `${q} — tokensearch` : "tokensearch";
   state.hits = []; state.total = 0; state.selected = -1;
@@ -617,12 +618,14 @@ function onKey(e) {
   if (f) { e.preventDefault(); f(); }
 }
 
-async function route({ push = false } = {}) {
+async function route({ push = false, startUp = false } = {}) {
   const p = new URLSearchParams(location.search);
   const q = p.get("q") || "";
   const filters = {};
   for (const [name, key] of Object.entries(FILTERS)) if (p.get(key)) filters[name] = p.get(key);
-  if (q !== state.q || !sameFilters(filters, state.filters) || !state.hits.length) await search(q, { push, filters });
+  // at start-up on a bare URL, what was typed while /healthz was on its way stays in the box for its Enter
+  const typed = startUp && !q && !Object.keys(filters).length;
+  if (q !== state.q || !sameFilters(filters, state.filters) || !state.hits.length) await search(q, { push, filters, typed });
   const doc = Number(p.get("doc")), page = Number(p.get("page"));
   if (doc > 0 && page > 0) openPage(doc, page, { push: false });
   else if (!$("viewer").hidden) closeViewer({ push: false });
@@ -664,7 +667,7 @@ async function init() {
   } catch (_) { /* reported by the first API call */ }
   $("key-button").hidden = !state.auth;
   if (state.auth && !state.key) askKey();
-  if (!state.searchSeq) await route({ push: false });  // else a search typed meanwhile is the state
+  if (!state.searchSeq) await route({ push: false, startUp: true });  // else a search typed meanwhile is the state
   if (!state.q) $("q").focus();
 }
 
