@@ -258,16 +258,22 @@ def test_search_boxes_viewer_and_heatmap(live, page):
     assert pg.url.endswith("/?q=crane")
 
 
+def _type_while_healthz_is_held(pg, url: str, query: str) -> list:
+    """Open the app with its /healthz requests held (returned: the routes to let through) and type ``query``."""
+    held: list = []
+    pg.route("**/healthz", lambda route: held.append(route))
+    pg.goto(url + "/")
+    pg.wait_for_function("() => document.readyState === 'complete'")
+    pg.locator("#q").fill(query)
+    return held
+
+
 def test_a_query_typed_before_the_app_has_started_is_searched(live, page):
     """Enter pressed while the app still waits for /healthz (held here): the app's search answers it, with
     the query in the URL, rather than the form's native submit reloading the page."""
     server, _ = live
     pg = page
-    held: list = []
-    pg.route("**/healthz", lambda route: held.append(route))
-    pg.goto(server.url + "/")
-    pg.wait_for_function("() => document.readyState === 'complete'")
-    pg.locator("#q").fill("crane")
+    held = _type_while_healthz_is_held(pg, server.url, "crane")
     pg.keyboard.press("Enter")
     pg.wait_for_selector("#results .card", timeout=30_000)
     assert pg.url.endswith("/?q=crane") and held
@@ -283,11 +289,7 @@ def test_a_query_typed_while_the_app_starts_stays_in_the_box_for_its_enter(live,
     so that Enter searched nothing)."""
     server, _ = live
     pg = page
-    held: list = []
-    pg.route("**/healthz", lambda route: held.append(route))
-    pg.goto(server.url + "/")
-    pg.wait_for_function("() => document.readyState === 'complete'")
-    pg.locator("#q").fill("crane")
+    held = _type_while_healthz_is_held(pg, server.url, "crane")
     for _ in range(200):  # the route handler runs while playwright waits
         if held:
             break
