@@ -309,10 +309,31 @@ def cli_latency(home: Path, queries: list[str]) -> list[float]:
     return out
 
 
+# SQL tables a home holds once whatever its pages: the codec and the postings' vocabulary (ts_meta), and the
+# text layers' token rows (ts_text_rows: at most one row a vocabulary token)
+FIXED_TABLES = ("ts_meta", "ts_text_rows", "sqlite_autoindex_ts_text_rows_1")
+
+
+def fixed_sql_bytes(home: Path) -> int:
+    """Bytes of ``FIXED_TABLES`` in the home's SQLite file (SQLite's dbstat; 0 where it is not compiled in)."""
+    import sqlite3
+
+    db = home / "index.sqlite3"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as c:
+        try:
+            marks = ",".join("?" * len(FIXED_TABLES))
+            got = c.execute(f"SELECT SUM(pgsize) FROM dbstat WHERE name IN ({marks})", FIXED_TABLES).fetchone()
+            return int(got[0] or 0)
+        except sqlite3.OperationalError:
+            return 0
+
+
 def bytes_by_kind(store, home: Path) -> dict:
     """Bytes a page of each kind: its feature blobs, its share of the vector snapshot (by vectors), and an
-    equal share of everything else under the home (SQL, logs) but the model's query side (``home_fixed_bytes``):
-    a home holds it once whatever its pages, so a small home's share would not say what a page costs at scale."""
+    equal share of everything else under the home (SQL, logs) but what a home holds once whatever its pages
+    (``home_fixed_bytes``: the model's query side, ``FIXED_TABLES``), whose share a small home would overstate."""
     from adapters.common import dir_size
     from sqlalchemy import func, select
 
@@ -328,11 +349,34 @@ def bytes_by_kind(store, home: Path) -> dict:
     n_pages = sum(int(r[1]) for r in rows)
     n_vec = max(1, sum(int(r[3] or 0) for r in rows))
     fixed = (home / QUERY_SIDE_FILE).stat().st_size if (home / QUERY_SIDE_FILE).exists() else 0
+    fixed += fixed_sql_bytes(home)
     rest = total - vec - feat - fixed  # SQL, logs, and segment bytes no page points to any more
     out = {"total_bytes": total, "pages": n_pages, "home_fixed_bytes": fixed}
     for source, n, nbytes, nv in rows:
-        per = (int(nbytes or 0) + vec * int(nv or 0) / n_vec) / int(n) + rest / max(1, n_pages)
-        out[{"vision": "image-only", "text": "born-digital"}.get(source, source)] = int(per)
+        kind = {"vision": "image-only", "text": "born-digital"}.get(source, source)
+        blob, vectors = int(nbytes or 0) / int(n), vec * int(nv or 0) / n_vec / int(n)
+        out[kind] = int(blob + vectors + rest / max(1, n_pages))
+        out[f"{kind}_split"] = {"feature_blob": int(blob), "vectors": int(vectors), "sql_and_rest": int(rest / n_pages)}
+    return out
+
+
+def born_digital_bytes(pdfs: Path, work: Path) -> dict:
+    """Bytes a born-digital page: the PDFs in a home of their own whose vector index is token postings from the
+    first page, as a home of 10^5 pages holds them, and in a small home's exact flat index."""
+    from tokensearch.engine import Engine
+    from tokensearch.settings import Settings
+    from tokensearch.storage import Store
+
+    out = {}
+    for name, extra in (("postings", {"flat_max_vectors": 0, "postings": True}), ("flat", {})):
+        settings = Settings(home=work / f"born-digital-{name}")
+
+        opts = {**settings.store_options(), **extra}
+        with Engine(settings, store=Store.open(settings.home, settings.database_url, **opts)) as eng:
+            eng.index(pdfs)
+            eng.store.vectors.current()  # built now, saved when the store closes: then it is counted
+        with Engine(settings, store=Store.open(settings.home, settings.database_url, **opts)) as eng:
+            out[name] = bytes_by_kind(eng.store, work / f"born-digital-{name}")
     return out
 
 
@@ -437,12 +481,8 @@ def main() -> None:
         eng.close()
         print(s, "own index:", report["sets"][s]["own"], flush=True)
 
-    # born-digital pages: the dev benchmark's PDFs in a home of their own (bytes a page)
-    with Engine(Settings(home=work / "born-digital")) as eng:
-        eng.index(bench / "corpus" / "pdf")
-        eng.store.vectors.current()  # built now, saved when the store closes: then it is counted
-    with Engine(Settings(home=work / "born-digital")) as eng:
-        born = bytes_by_kind(eng.store, work / "born-digital")
+    # born-digital pages: the dev benchmark's PDFs in homes of their own (bytes a page)
+    born = born_digital_bytes(bench / "corpus" / "pdf", work)
 
     # 2. the big index: the dev sets, then distractors
     t_build = time.perf_counter()
@@ -468,7 +508,9 @@ def main() -> None:
     report["distractor_write_s_per_page"] = round((time.perf_counter() - t0) / max(1, n_distract), 4)
     report["index"] = big.store.stats().vector_index_type
     report["bytes_per_page"] = bytes_by_kind(big.store, work / "big")
-    report["bytes_per_page"]["born-digital"] = born.get("born-digital")
+    report["bytes_per_page"]["born-digital"] = born["postings"].get("born-digital")
+    report["bytes_per_page"]["born-digital-flat"] = born["flat"].get("born-digital")
+    report["born_digital_homes"] = born
     save()
 
     # 3. the dev queries inside the big index

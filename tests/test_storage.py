@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select, update
 
 from tests.storage_fixtures import (  # noqa: F401  (fixtures)
     BACKENDS,
@@ -23,6 +24,7 @@ from tests.storage_fixtures import (  # noqa: F401  (fixtures)
 from tokensearch.errors import IndexLayoutError
 from tokensearch.storage import ModelMismatchError, Store
 from tokensearch.tokenocr_model.interface import ModelInfo
+from tokensearch.vectornorm import l2_normalize
 
 MINI = ModelInfo(name="mini", family="mini", fingerprint="a" * 64, dim=64)
 
@@ -279,8 +281,6 @@ def test_a_moved_home_still_opens(tmp_path):
 
 
 def test_index_from_another_schema_version_is_refused(open_store, tmp_path):
-    from sqlalchemy import update
-
     from tokensearch.storage.schema import Meta
 
     store = open_store()
@@ -401,3 +401,64 @@ def test_stats_bytes_per_page(open_store):
     assert st.vector_bytes == 0 and st.vector_index_type == "flat-ip-int8"
     assert st.feature_bytes < st.index_bytes < st.feature_bytes + st.database_bytes + 4096 * 4
     assert st.bytes_per_page == pytest.approx(st.index_bytes / 4)
+
+
+def _text_pages(tokens: np.ndarray, picks: list[np.ndarray]) -> list:
+    """Text-layer pages, each painting its picked tokens over 20 cells apiece."""
+    rng = np.random.default_rng(11)
+    pages = []
+    for no, pick in enumerate(picks, 1):
+        page = random_page(rng, no, n=20 * len(pick), grid=(60, 60), dim=tokens.shape[1], source="text")
+        page.feats = np.repeat(tokens[pick], 20, axis=0)
+        pages.append(page)
+    return pages
+
+
+def _flags(store: Store, page_id: int) -> int:
+    from tokensearch.storage.features import HEADER
+    from tokensearch.storage.schema import Page
+
+    with store.engine.connect() as c:
+        seg, off, nb = c.execute(select(Page.segment, Page.offset, Page.nbytes).where(Page.id == page_id)).one()
+    return HEADER.unpack_from(store.features.read_blob(seg, off, nb))[3]
+
+
+def test_text_layer_pages_name_their_token_rows_once_a_home_and_read_back_in_every_process(open_store, tmp_path):
+    """A born-digital page's palette is rows of the home's ts_text_rows, each row stored once however many
+    pages repeat its token; another process (a second Store on the home) adds rows and reads the first's."""
+    from tokensearch.storage.features import FLAG_SHARED
+    from tokensearch.storage.schema import TextRow
+
+    tokens = l2_normalize(np.random.default_rng(3).standard_normal((30, 64))).astype(np.float32)
+    first, second = open_store(), open_store()
+    a = _text_pages(tokens, [np.arange(0, 20), np.arange(10, 30)])
+    b = _text_pages(tokens, [np.arange(5, 25)])
+    doc_a = first.write_document("sha-a", "/a.pdf", 1, 1, "pdf", iter(a))
+    doc_b = second.write_document("sha-b", "/b.pdf", 1, 1, "pdf", iter(b))
+    with first.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(TextRow)).scalar() == 30  # 20 + 20 + 20 painted
+    pages = [p.page_id for d in (doc_a, doc_b) for p in first.document_pages(d)]
+    assert all(_flags(first, pid) & FLAG_SHARED for pid in pages)
+    for store in (first, second, open_store()):
+        got = store.page_features(pages)
+        for pid, page in zip(pages, a + b):
+            order = np.argsort(page.ys * 60 + page.xs)
+            assert (got[pid].feats * page.feats[order]).sum(axis=1).min() > 0.999
+
+
+def test_a_home_of_schema_1_keeps_each_text_palette_in_its_blob(open_store):
+    """Homes written before ts_text_rows stay readable by the version that wrote them."""
+    from tokensearch.storage.features import FLAG_PALETTE, FLAG_SHARED
+    from tokensearch.storage.schema import Meta, TextRow
+
+    store = open_store()
+    with store.engine.begin() as c:
+        c.execute(update(Meta).where(Meta.key == "schema").values(number=1))
+    old = open_store()
+    tokens = l2_normalize(np.random.default_rng(4).standard_normal((20, 64))).astype(np.float32)
+    doc = old.write_document("sha-a", "/a.pdf", 1, 1, "pdf", iter(_text_pages(tokens, [np.arange(20)])))
+    (page,) = old.document_pages(doc)
+    assert _flags(old, page.page_id) & (FLAG_PALETTE | FLAG_SHARED) == FLAG_PALETTE
+    with old.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(TextRow)).scalar() == 0
+        assert c.execute(select(Meta.number).where(Meta.key == "schema")).scalar() == 1

@@ -13,6 +13,9 @@ Layout: ``<home>/features/seg-000001.bin``, ``seg-000002.bin``, ... Each page is
             vectors over thousands of cells, so they shrink ~15x
             flags & 4 (product-quantised, model-read pages of a codec with a ``CellCode``): m (u16),
             then n*m B, each cell's centroid numbers (the codebook is the codec's, in the database)
+            flags & 16 (with 2, text-layer pages of a home that keeps its text rows in SQL): the palette is
+            m (u32), a width w (u8: 2 or 4), m row ids (u<w>) of the home's ``ts_text_rows`` instead of m*d B —
+            a token's vector is the same on every page, and 48 B of it on each was most of a born-digital blob
     flags & 8: coords and codes as above, zlib-deflated. Kept only where it saves an eighth: a text
             layer's page (its mask and palette index are runs: ~40 % smaller), or a page of few cells whose
             mask is much of it; a model-read page's int8 codes hardly deflate (~5 %), so those stay raw
@@ -48,6 +51,7 @@ FLAG_MASK = 1
 FLAG_PALETTE = 2
 FLAG_PQ = 4
 FLAG_DEFLATE = 8
+FLAG_SHARED = 16
 SEGMENT_NAME = "seg-{:06d}.bin"
 
 
@@ -79,10 +83,22 @@ def _distinct_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return palette, index.reshape(-1)
 
 
+# a home's shared palette: int8 rows -> their ids (adding the new ones), and ids -> int8 rows
+RowIds = Callable[[np.ndarray], np.ndarray]
+RowsOf = Callable[[np.ndarray, int], np.ndarray]  # (ids, dim)
+
+
 def encode_page(
-    grid_h: int, grid_w: int, ys: np.ndarray, xs: np.ndarray, feats: np.ndarray, cells: CellCode | None = None
+    grid_h: int,
+    grid_w: int,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    feats: np.ndarray,
+    cells: CellCode | None = None,
+    row_ids: RowIds | None = None,
 ) -> bytes:
-    """Sort cells into raster order, quantise (int8, or ``cells``' codes), and pack one page blob."""
+    """Sort cells into raster order, quantise (int8, or ``cells``' codes), and pack one page blob. ``row_ids``:
+    a palette is stored as ids of the home's shared rows (a text layer's page, whose rows are token vectors)."""
     ys = np.asarray(ys, dtype=np.int64).reshape(-1)
     xs = np.asarray(xs, dtype=np.int64).reshape(-1)
     n = len(ys)
@@ -107,7 +123,12 @@ def encode_page(
         palette, index = _distinct_rows(codes)
         m = len(palette)
         idx = index.reshape(-1).astype("<u1" if m <= 256 else "<u2")
-        if m < 65536 and 4 + m * d + idx.nbytes < n * d:
+        if row_ids is not None and m < 65536:
+            ids = np.asarray(row_ids(palette), dtype=np.int64)
+            width = 2 if ids.max() < 65536 else 4
+            body = struct.pack("<IB", m, width) + ids.astype(f"<u{width}").tobytes() + idx.tobytes()
+            flags_pal = FLAG_PALETTE | FLAG_SHARED
+        elif m < 65536 and 4 + m * d + idx.nbytes < n * d:
             body, flags_pal = struct.pack("<I", m) + palette.tobytes() + idx.tobytes(), FLAG_PALETTE
     mask_bytes = (grid_h * grid_w + 7) // 8
     if mask_bytes < 4 * n:
@@ -120,15 +141,16 @@ def encode_page(
     flags |= flags_pal
     # int8 or PQ codes hardly deflate: only a palette page, or a page whose cell mask or coordinates are an eighth of
     # it, can save an eighth, and a model-read page is not compressed in vain (~10 ms a page)
-    if flags_pal == FLAG_PALETTE or 8 * len(coords) >= len(payload):
+    if flags_pal & FLAG_PALETTE or 8 * len(coords) >= len(payload):
         deflated = zlib.compress(payload, 1)  # level 1: within 2 % of level 9's size, several times faster
         if len(deflated) <= len(payload) * 7 // 8:
             payload, flags = deflated, flags | FLAG_DEFLATE
     return HEADER.pack(MAGIC, n, d, flags, grid_h, grid_w, zlib.crc32(payload)) + payload
 
 
-def decode_page(blob: bytes, cells: CellCode | None = None) -> PageFeatures:
-    """A page blob's cells; ``cells``: the codec's codebook, which a product-quantised blob needs."""
+def decode_page(blob: bytes, cells: CellCode | None = None, rows_of: RowsOf | None = None) -> PageFeatures:
+    """A page blob's cells; ``cells``: the codec's codebook, which a product-quantised blob needs; ``rows_of``:
+    the home's shared rows, which a palette of row ids needs."""
     magic, n, d, flags, grid_h, grid_w, crc = HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise ValueError("not a feature blob (bad magic)")
@@ -153,6 +175,19 @@ def decode_page(blob: bytes, cells: CellCode | None = None) -> PageFeatures:
             raise ValueError(f"a product-quantised page ({m} parts, dim {d}) needs the index's cell codebook")
         parts = np.frombuffer(payload[pos + 2 : pos + 2 + n * m], dtype=np.uint8).reshape(n, m)
         return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, rows=cells.decode(parts))
+    if flags & FLAG_SHARED:
+        m, width = struct.unpack_from("<IB", payload, pos)
+        pos += 5
+        if rows_of is None:
+            raise ValueError("a page whose palette names the home's shared rows needs them to be decoded")
+        ids = np.frombuffer(payload[pos : pos + m * width], dtype=f"<u{width}").astype(np.int64)
+        codes = np.asarray(rows_of(ids, d), dtype=np.int8)
+        if codes.shape != (m, d):
+            raise ValueError(f"the home's shared rows gave {codes.shape} for {m} ids of dim {d}")
+        palette = dequantize(codes)
+        pos += m * width
+        index = np.frombuffer(payload[pos:], dtype="<u1" if m <= 256 else "<u2")
+        return PageFeatures(grid_h=grid_h, grid_w=grid_w, ys=ys, xs=xs, rows=palette, index=index)
     if flags & FLAG_PALETTE:
         (m,) = struct.unpack_from("<I", payload, pos)
         pos += 4
@@ -167,9 +202,16 @@ def decode_page(blob: bytes, cells: CellCode | None = None) -> PageFeatures:
 class FeatureStore:
     """Segment files under one folder: thread-safe positional reads, one appending writer at a time."""
 
-    def __init__(self, folder: Path, segment_bytes: int = 1 << 30, cells: Callable[[], CellCode | None] = lambda: None):
+    def __init__(
+        self,
+        folder: Path,
+        segment_bytes: int = 1 << 30,
+        cells: Callable[[], CellCode | None] = lambda: None,
+        rows_of: RowsOf | None = None,
+    ):
         self.folder = Path(folder)
         self._cells = cells  # the codec's cell codebook, once there is a codec
+        self._rows_of = rows_of  # the home's shared palette rows
         self.folder.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self._fds: dict[int, int] = {}
@@ -208,7 +250,11 @@ class FeatureStore:
         return blob
 
     def read(self, segment: int, offset: int, nbytes: int) -> PageFeatures:
-        return decode_page(self.read_blob(segment, offset, nbytes), self._cells())
+        return self.decode(self.read_blob(segment, offset, nbytes))
+
+    def decode(self, blob: bytes) -> PageFeatures:
+        """A blob of this home (its codebook and shared rows)."""
+        return decode_page(blob, self._cells(), self._rows_of)
 
     def forget(self, segment: int) -> None:
         """Drop a cached read handle (the segment was compacted away). It is closed only at close():

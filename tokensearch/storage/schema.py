@@ -23,8 +23,11 @@ from sqlalchemy.types import TypeDecorator
 from ..pathnames import from_db, shown, to_db
 
 # bump on any change to the tables or the on-disk formats that an older version cannot read or would
-# corrupt; a new table it does not know of (ts_warnings) is neither
-SCHEMA_VERSION = 1
+# corrupt; a new table it does not know of (ts_warnings) is neither. 2: text-layer pages' palettes name rows of
+# ts_text_rows (feature blob flag 16). A home keeps the schema it was created with, and this version writes it
+# in that schema's formats: version 1 homes keep a palette in each blob
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 
 
 def utcnow() -> datetime:
@@ -182,3 +185,14 @@ class Meta(Base):
     value: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class TextRow(Base):
+    """A text layer's token vector as stored (int8, index space), once a home: a born-digital page's blob
+    names its palette by these ids. The same token is the same row on every page, so the table is bounded by
+    the vocabulary; rows are never deleted (a removed page's rows serve the next page with those tokens)."""
+
+    __tablename__ = "ts_text_rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[bytes] = mapped_column(LargeBinary, unique=True)

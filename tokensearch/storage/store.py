@@ -54,7 +54,7 @@ from ..tokenocr_model.interface import ModelInfo
 from . import catalog
 from .backends import VectorBackend, open_backend
 from .codec import CellCode, Codec, fit_pca, identity_codec, vocabulary_subspace
-from .features import FeatureStore, decode_page, encode_page
+from .features import FeatureStore, RowIds, encode_page
 from .records import (
     DocumentDetail,
     DocumentInfo,
@@ -67,7 +67,19 @@ from .records import (
     PageInfo,
     PageRecord,
 )
-from .schema import SCHEMA_VERSION, DocPath, Document, Failure, IndexRun, IndexWarning, Meta, Page, create_tables
+from .schema import (
+    READABLE_SCHEMAS,
+    SCHEMA_VERSION,
+    DocPath,
+    Document,
+    Failure,
+    IndexRun,
+    IndexWarning,
+    Meta,
+    Page,
+    create_tables,
+)
+from .textrows import TextRows
 from .vectors import index_vectors
 
 
@@ -136,11 +148,13 @@ def _index_space(codec: Codec, rec: PageRecord) -> np.ndarray:
     return codec.apply_cells(rec.ys, rec.xs, rec.feats)
 
 
-def _pack(codec: Codec, rec: PageRecord) -> bytes:
+def _pack(codec: Codec, rec: PageRecord, text_row_ids: RowIds | None) -> bytes:
     """A page's blob: model-read cells in the codec's cell code if it has one; a text layer's exact token
-    vectors stay int8 (a few hundred distinct rows, which the blob's palette stores once)."""
-    cells = codec.cells if rec.source != "text" else None
-    return encode_page(rec.grid_h, rec.grid_w, rec.ys, rec.xs, _index_space(codec, rec), cells)
+    vectors stay int8 (a few hundred distinct rows: a palette, named by ``text_row_ids`` where the home keeps
+    them in SQL, else stored in the blob)."""
+    if rec.source == "text":
+        return encode_page(rec.grid_h, rec.grid_w, rec.ys, rec.xs, _index_space(codec, rec), None, text_row_ids)
+    return encode_page(rec.grid_h, rec.grid_w, rec.ys, rec.xs, _index_space(codec, rec), codec.cells)
 
 
 class Store:
@@ -207,7 +221,11 @@ class Store:
         self.pca_fit_cells = pca_fit_cells
         self.merge_cos = merge_cos
         self.column_cos = column_cos
-        self.features = FeatureStore(self.home / "features", segment_bytes=segment_bytes, cells=self._cell_code)
+        self._text_rows = TextRows(self._session)
+        self._schema = SCHEMA_VERSION  # the home's, once opened (_init_meta)
+        self.features = FeatureStore(
+            self.home / "features", segment_bytes=segment_bytes, cells=self._cell_code, rows_of=self._text_rows.rows
+        )
         self._offered_cells: CellCode | None = None  # the model's codebook, for a codec not written yet
         # the model's vocabulary (model space), for postings: read only when a big index chooses them (an LLM's
         # vocabulary as float32 is most of a GB)
@@ -263,12 +281,13 @@ class Store:
             pass
         with self._session() as s:
             version = s.execute(select(Meta.number).where(Meta.key == "schema")).scalar()
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMAS:
             self.engine.dispose()
             raise IndexLayoutError(
-                f"the index in {self.home} has storage schema {version}, this tokensearch reads schema "
-                f"{SCHEMA_VERSION}; index into a new --home (or delete this one) to rebuild it"
+                f"the index in {self.home} has storage schema {version}, this tokensearch reads schemas "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}; index into a new --home (or delete this one) to rebuild it"
             )
+        self._schema = int(version)
         try:
             self._check_home_identity()
         except Exception:
@@ -541,7 +560,7 @@ class Store:
                     seg, off, nbytes = self.features.append(blob)
                     # what FAISS will hold (_encode has fitted or loaded the codec by now)
                     codec = cast(Codec, self._codec)
-                    n_vectors = len(index_vectors(decode_page(blob, codec.cells), codec.merge_cos))
+                    n_vectors = len(index_vectors(self.features.decode(blob), codec.merge_cos))
                     rows.append(
                         dict(
                             page_no=int(rec.page_no),
@@ -620,6 +639,7 @@ class Store:
         """Validate, project (fitting the codec on the first cells if there is none yet), pack."""
         codec = self._load_codec()
         model = self.stored_model()
+        row_ids = self._text_rows.ids if self._schema >= 2 else None
         buffered: list[PageRecord] = []
         n_buffered = 0
         for rec in pages:
@@ -641,12 +661,12 @@ class Store:
                     continue
                 codec = self._fit_codec(buffered, dim)
             for r in buffered or [rec]:
-                yield r, _pack(codec, r)
+                yield r, _pack(codec, r, row_ids)
             buffered = []
         if buffered:
             codec = self._fit_codec(buffered, buffered[0].feats.shape[1])
             for r in buffered:
-                yield r, _pack(codec, r)
+                yield r, _pack(codec, r, row_ids)
 
     def _model_codec(self, dim: int) -> Codec:
         """A new index's codec for a model stored without a fitted projection: with the model's cell code, as the
