@@ -1,7 +1,6 @@
 """Feature blobs: pages that repeat a few vectors (text-layer pages) are stored as a palette."""
 
 import numpy as np
-
 import pytest
 
 from tokensearch.storage.features import FLAG_DEFLATE, FLAG_PALETTE, FLAG_SHARED, HEADER, decode_page, encode_page

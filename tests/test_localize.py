@@ -254,3 +254,23 @@ def test_a_chain_estimate_is_at_most_its_tokens_best_cells_and_is_the_same_from_
         some = np.sort(rng.choice(pages, int(rng.integers(1, len(pages))), replace=False))
         alone = [(ids[np.isin(ids, some)], sc[np.isin(ids, some)], ce[np.isin(ids, some)]) for ids, sc, ce in rows]
         assert chain_estimate(alone, lens, some, fills).tolist() == whole[np.searchsorted(pages, some)].tolist()
+
+
+def test_occurrences_are_those_of_the_definition_where_cells_tie():
+    """A text layer's page paints one exact vector over a token's cells and -1 elsewhere: equal cosines
+    side by side, where the best cell of a step window is the first in raster order."""
+    rng = np.random.default_rng(12)
+    for trial in range(40):
+        T = int(rng.integers(1, 5))
+        H, W = int(rng.integers(3, 30)), int(rng.integers(3, 60))
+        maps = np.full((T, H, W), -1.0, dtype=np.float32)
+        for _ in range(int(rng.integers(1, 15))):
+            y, x = int(rng.integers(0, H)), int(rng.integers(0, W))
+            for j in range(T):
+                xj = min(W - 1, x + 3 * j)
+                maps[j, y : y + int(rng.integers(1, 3)), xj : xj + int(rng.integers(1, 4))] = rng.choice([0.5, 1.0])
+        lens = [int(n) for n in rng.integers(1, 5, T)]
+        limit = int(rng.integers(1, 25))
+        want = _one_chain_at_a_time(maps, lens, 0.5, limit)
+        got = locate(maps, lens, 0.5, limit)
+        assert [(o.score, o.cells, o.token_boxes) for o in got] == want, trial

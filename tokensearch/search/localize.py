@@ -122,10 +122,9 @@ def _backtrack(
             y0, y1, x0, x1 = max(0, y - 1), min(H, y + 2), max(0, x - g), x
             if x1 <= x0:
                 known = (y, x)
-            else:
-                win = partial[j - 1][y0:y1, x0:x1]
-                dy, dx = np.unravel_index(int(np.argmax(win)), win.shape)
-                known = (y0 + int(dy), x0 + int(dx))
+            else:  # the first best cell in raster order (divmod: np.unravel_index costs more than the argmax)
+                dy, dx = divmod(int(partial[j - 1][y0:y1, x0:x1].argmax()), x1 - x0)
+                known = (y0 + dy, x0 + dx)
             steps[(j, y, x)] = known
         y, x = known
         cells.append(known)
@@ -174,8 +173,8 @@ def locate(
     # from under the threshold, a page's candidate ends are many; BENCHMARKS.md, "The pooled share")
     steps: dict = {}
     grown: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
-    for idx in order:
-        y, x = int(cand[idx, 0]), int(cand[idx, 1])
+    # as Python ints: most ends lie inside an occurrence already taken, and are only looked up
+    for y, x in cand[order].tolist():
         if taken[y, x]:
             continue
         cells = _backtrack(partial, gaps, (y, x), steps) if T > 1 else [(y, x)]
