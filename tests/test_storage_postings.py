@@ -314,3 +314,49 @@ def test_a_snapshot_from_before_the_filing_rule_loads_with_best_postings_a_cell(
     loaded.generation = 2
     loaded.save(tmp_path)
     assert len(PostingsIndex.load(tmp_path, vocab).base) == 180
+
+
+def test_a_page_that_reads_a_words_first_letter_apart_is_offered_by_its_split_cut_and_scored_by_the_query_cut(
+    open_store, monkeypatch
+):
+    """Postings file a cell under the tokens it reads best: a page whose cells read the first letter apart
+    (" m" + "aterial") is listed under none of the query cut's tokens (" material"). Stage 1 also chains the split
+    cut, so the page is a candidate; stage 2 locates the query's own cuts only."""
+    from tokensearch.search import searcher as searching
+    from tokensearch.search.query import Unit
+    from tokensearch.search.searcher import Searcher, SearchOptions, _Plan, _Spelling
+
+    vocab = vocabulary(200)
+    store = open_store(flat_max_vectors=3000)
+    store.ensure_model(MODEL, vocabulary=lambda: vocab)
+    for s in range(30):  # pages of the first 150 tokens
+        write_pages(store, vocab[:150], s)
+    rng = np.random.default_rng(5)
+    head, rest, own = 198, 199, 197  # " m", "aterial" side by side on one page; " material" nowhere
+    page = token_blob_page(rng, 1, vocab[[head, rest, *rng.choice(150, 14, replace=False)]])
+    doc = store.write_document("sha-split", "/docs/split.pdf", 1, 1, "pdf", iter([page]))
+    pid = store.document_pages(doc)[0].page_id
+    assert store.token_lists()
+    opt = SearchOptions(threshold=0.5, min_candidate_pages=2, max_candidate_pages=4, listed_cells_per_token=400)
+    searcher = Searcher(None, store, opt)
+
+    def plan(with_split: bool) -> _Plan:
+        p = _Plan([Unit("material", False)], n_query_units=1)
+        p.spellings.append(_Spelling(0, [0], [8], [own]))
+        if with_split:
+            p.spellings.append(_Spelling(0, [1, 2], [1, 7], [head, rest], split=True))
+        p.vectors = store.project_queries(vocab[[own, head, rest]])
+        return p
+
+    assert pid not in searcher._candidates(plan(False), 2)
+    assert pid in searcher._candidates(plan(True), 2)
+    located: list[list[int]] = []
+    real = searching.locate
+
+    def spy(maps, lens, *args, **kw):
+        located.append(list(lens))
+        return real(maps, lens, *args, **kw)
+
+    monkeypatch.setattr(searching, "locate", spy)
+    searcher.score_pages(plan(True), [pid])
+    assert [1, 7] not in located

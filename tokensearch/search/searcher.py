@@ -74,6 +74,12 @@ class _Spelling:
     # its own id only
     alike: list[np.ndarray] = field(default_factory=list)
     glued: bool = False  # cut as printed right after punctuation ("(see", "\\Swarrow"): no leading space
+    # stage 1 only, in a big index: the word's first letter a token of its own, the rest cut as inside a word
+    # (" m" + "aterial"). The model often reads a word's first letter apart, and token postings file a cell
+    # under the tokens it reads best, so such a page is listed under none of the query cut's tokens (" material")
+    # and stage 1 could not offer it however many cells it read. Stage 2 scores the page by the query's own
+    # cuts (BENCHMARKS.md, "A word's first letter read apart")
+    split: bool = False
 
 
 @dataclass
@@ -164,6 +170,8 @@ class SearchOptions:
     # elsewhere, outrank the page that prints them together (BENCHMARKS.md, "Pages where the words stand
     # together"). False: the ranking before
     rank_by_phrase: bool = True
+    # stage 1 also looks for each word with its first letter a token of its own (``_Spelling.split``)
+    split_first: bool = True
 
 
 _FIRST_BLOCK = 256  # pages stage 1 chains before it first asks whether the rest can be candidates
@@ -242,14 +250,18 @@ class Searcher:
         vecs: list[np.ndarray] = []
         n = 0
         classes = self.opt.token_classes if self.opt.alike_cuts else None
+        # only where stage 1 reads token postings: a vector index scores every cell by its exact cosine
+        split_first = self.opt.split_first and self.store.token_lists()
         for ui, unit in enumerate(plan.units):
             variants = case_variants(unit.text)
             # a one-word query only: each word of several would double the costliest searches (phrases'
             # CPU a search 0.70 -> 1.18 s) for words that count from the phrase threshold anyway
             one_word = plan.n_query_units == 1 and not unit.phrase and " " not in unit.text
             glued = self._glued(variants) if self.opt.glued and one_word else []
-            cuts = [(q, False) for q in self._embeddings(variants)] + [(q, True) for q in glued]
-            for q, is_glued in cuts:
+            own = self._embeddings(variants)
+            split = self._split_first(own) if split_first and ui < plan.n_query_units else []
+            cuts = [(q, "") for q in own] + [(q, "glued") for q in glued] + [(q, "split") for q in split]
+            for q, how in cuts:
                 # a token covering no character (a lone leading-space piece) is written nowhere
                 keep = [i for i, t in enumerate(q.tokens) if t.end > t.start]
                 if not keep:
@@ -267,7 +279,8 @@ class Searcher:
                         [classes.alike(q.text, q.tokens[i].start, q.tokens[i].end, q.tokens[i].id) for i in keep]
                         if classes is not None
                         else [],
-                        is_glued,
+                        how == "glued",
+                        how == "split",
                     )
                 )
         if vecs:
@@ -304,6 +317,28 @@ class Searcher:
                 continue
             tokens = [Token(t.id, t.piece, t.start - 1, t.end - 1) for t in q.tokens[first:]]
             vectors = np.asarray(q.vectors, dtype=np.float32)[first:]
+            out.append(QueryTokens(text=spelling, tokens=tokens, vectors=vectors))
+        return out
+
+    def _split_first(self, own: list[QueryTokens]) -> list[QueryTokens]:
+        """Each cut of ``own`` whose first token holds the first two letters or more of a word of 4 or more, as
+        that word's first letter (with its leading space), then the rest as cut inside a word (:meth:`_glued`)."""
+        seen = {tuple(t.id for t in q.tokens) for q in own}
+        out: list[QueryTokens] = []
+        for q in own:
+            spelling = q.text.strip()
+            first = q.tokens[0]
+            if len(spelling) < 4 or " " in spelling or not spelling[:2].isalpha() or first.end - first.start < 2:
+                continue
+            head, rest = self.encoder.embed_query(spelling[0]), self._glued([spelling[1:]])
+            if len(head.tokens) != 1 or not rest:
+                continue
+            tokens = head.tokens + [Token(t.id, t.piece, t.start + 1, t.end + 1) for t in rest[0].tokens]
+            ids = tuple(t.id for t in tokens)
+            if ids in seen:
+                continue
+            seen.add(ids)
+            vectors = np.concatenate([np.asarray(head.vectors, np.float32), np.asarray(rest[0].vectors, np.float32)])
             out.append(QueryTokens(text=spelling, tokens=tokens, vectors=vectors))
         return out
 
@@ -485,7 +520,7 @@ class Searcher:
             unit_thr = [phrase_thr if self._several(plan, u) else word_thr for u in range(len(plan.units))]
             for sp in plan.spellings:
                 thr = unit_thr[sp.unit]
-                if peak[sp.rows].mean() < thr - reach:
+                if sp.split or peak[sp.rows].mean() < thr - reach:
                     continue
                 if units is not None and sp.unit not in units:
                     continue
