@@ -831,7 +831,7 @@ def instrument(clock: StageClock, captured: dict) -> None:
     clock.wrap(Codec, "apply", "projection")
     clock.wrap(store_mod, "encode_page", "feature blobs")
     clock.wrap(FeatureStore, "append", "feature blobs")
-    clock.wrap(store_mod, "decode_page", "vector count")
+    clock.wrap(FeatureStore, "decode", "vector count")
     clock.wrap(store_mod, "index_vectors", "vector count")
     clock.wrap(VectorKeeper, "committed", "vector index update")
 
