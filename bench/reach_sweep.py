@@ -26,6 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _typed(options: object, name: str, value: str) -> float | int:
+    """A --settings value as its field holds it: a count stays an int (it slices lists)."""
+    return int(float(value)) if type(getattr(options, name)) is int else float(value)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, required=True)
@@ -59,7 +64,7 @@ def main() -> None:
     searcher.search(records[0]["query"], 10, 0, 256)  # warm: the decoded index, the model's tables
     report: dict = {"home": str(a.home), "queries": str(a.queries), "reaches": {}}
     variants: list[tuple[str, dict]] = (
-        [(v, {k: float(x) for k, x in (kv.split("=") for kv in v.split(","))}) for v in a.settings]
+        [(v, {k: _typed(shipped, k, x) for k, x in (kv.split("=") for kv in v.split(","))}) for v in a.settings]
         if a.settings
         else [(str(r), {a.option: r}) for r in a.reaches]
     )
