@@ -6,7 +6,10 @@
 W/big: the index ``bench/scale.py --work W`` builds (the dev sets' scans among distractor pages). Each page's
 best ``--top`` vocabulary tokens are read once from the feature store (two processes); each rule
 (``postings.select_postings``: ``best``, ``margin``, ``peaks``) then files them into postings in memory, which
-the index's searcher reads in place of its own. Per rule: postings a cell, the positive dev queries whose
+the index's searcher reads in place of its own. ``penalty`` scores the postings otherwise (stage 1 ranks pages
+by the scores filed): a token at a cell is filed with its cosine less ``penalty`` times what it falls short of the
+cell's best token's, so a token the cell reads as something else counts less, as the vocabulary check weighs it in
+stage 2 (``margin`` still on cosines). Per rule: postings a cell, the positive dev queries whose
 relevant page (either rendition) is among stage 1's candidates, and each set's R@1 / Loc@1 / FP / latency on
 the big index (``bench/scale.py``'s ``evaluate``), one JSON line each.
 """
@@ -52,12 +55,26 @@ def _best(rows: list[tuple]) -> list[tuple]:
     return out
 
 
+def rescored(scores: np.ndarray, rule: dict) -> np.ndarray:
+    """(n, best) cosines of each cell's best tokens, best first, as ``rule`` files them (see the module's doc)."""
+    return scores - float(rule.get("penalty", 0.0)) * (scores[:, :1] - scores)
+
+
+def rescored_spec(rule: dict) -> dict:
+    """``rule`` as ``select_postings`` reads it from :func:`rescored` scores: the same tokens within ``margin``."""
+    spec = {k: v for k, v in rule.items() if k != "penalty"}
+    if spec.get("margin") is not None:  # a rescored token's distance to the best is (1 + penalty) x its cosine's
+        spec["margin"] = float(spec["margin"]) * (1.0 + float(rule.get("penalty", 0.0)))
+    return spec
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, required=True)
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     ap.add_argument("--rules", nargs="+", required=True, help="filing rules as JSON objects")
     ap.add_argument("--sets", nargs="+", default=["clean_150", "degraded_150"])
+    ap.add_argument("--stage1-only", action="store_true", help="stage 1's candidates only, not the sets' R@1")
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(a.bench)]
     from scale import evaluate
@@ -88,8 +105,9 @@ def main() -> None:
     positives = positive_queries(a.bench, where)
     for rule in rules:
         vi = PostingsIndex.empty(own.dim, {"type": "postings", **rule}, own.vocab)
+        spec = rescored_spec(rule)
         for pid, (ids, sc, cells) in pages.items():
-            vi.fresh[pid] = select_postings(ids.astype(np.int32), sc.astype(np.float32), cells, vi.spec)
+            vi.fresh[pid] = select_postings(ids.astype(np.int32), rescored(sc.astype(np.float32), rule), cells, spec)
             vi.page_cells[pid], vi.page_postings[pid] = len(ids), len(vi.fresh[pid][0])
         vi.compact()
         vi.generation, vi.spec = own.generation, own.spec  # read as the home's own index: no rebuild
@@ -102,7 +120,7 @@ def main() -> None:
             "stage1_found": found,
             "positives": len(positives),
         }
-        for s in a.sets:
+        for s in [] if a.stage1_only else a.sets:
             r = evaluate(eng, a.bench, s)
             report[s] = {k: r[k] for k in ("R@1", "Loc@1", "FP_any", "lat_p50_ms", "lat_p95_ms")}
         print(json.dumps(report), flush=True)
