@@ -5,11 +5,8 @@
 
 W/big: the index ``bench/scale.py --work W`` builds (the dev sets' scans among distractor pages). Each page's
 best ``--top`` vocabulary tokens are read once from the feature store (two processes); each rule
-(``postings.select_postings``: ``best``, ``margin``, ``peaks``) then files them into postings in memory, which
-the index's searcher reads in place of its own. ``penalty`` scores the postings otherwise (stage 1 ranks pages
-by the scores filed): a token at a cell is filed with its cosine less ``penalty`` times what it falls short of the
-cell's best token's, so a token the cell reads as something else counts less, as the vocabulary check weighs it in
-stage 2 (``margin`` still on cosines). Per rule: postings a cell, the positive dev queries whose
+(``postings.select_postings``: ``best``, ``margin``, ``peaks``, ``penalty``) then files them into postings in
+memory, which the index's searcher reads in place of its own. Per rule: postings a cell, the positive dev queries whose
 relevant page (either rendition) is among stage 1's candidates, one JSON line each; then each set's R@1 / Loc@1 /
 FP / latency on the big index (``bench/scale.py``'s ``evaluate``) under every rule, or with ``--eval-best`` under
 the first and the one whose stage 1 finds most, a JSON line each again.
@@ -56,19 +53,6 @@ def _best(rows: list[tuple]) -> list[tuple]:
     return out
 
 
-def rescored(scores: np.ndarray, rule: dict) -> np.ndarray:
-    """(n, best) cosines of each cell's best tokens, best first, as ``rule`` files them (see the module's doc)."""
-    return scores - float(rule.get("penalty", 0.0)) * (scores[:, :1] - scores)
-
-
-def rescored_spec(rule: dict) -> dict:
-    """``rule`` as ``select_postings`` reads it from :func:`rescored` scores: the same tokens within ``margin``."""
-    spec = {k: v for k, v in rule.items() if k != "penalty"}
-    if spec.get("margin") is not None:  # a rescored token's distance to the best is (1 + penalty) x its cosine's
-        spec["margin"] = float(spec["margin"]) * (1.0 + float(rule.get("penalty", 0.0)))
-    return spec
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, required=True)
@@ -111,9 +95,8 @@ def main() -> None:
     def install(rule: dict) -> PostingsIndex:
         """``rule``'s postings, in place of the home's own in its searcher."""
         vi = PostingsIndex.empty(own.dim, {"type": "postings", **rule}, own.vocab)
-        spec = rescored_spec(rule)
         for pid, (ids, sc, cells) in pages.items():
-            vi.fresh[pid] = select_postings(ids.astype(np.int32), rescored(sc.astype(np.float32), rule), cells, spec)
+            vi.fresh[pid] = select_postings(ids.astype(np.int32), sc.astype(np.float32), cells, rule)
             vi.page_cells[pid], vi.page_postings[pid] = len(ids), len(vi.fresh[pid][0])
         vi.compact()
         vi.generation, vi.spec = own.generation, own.spec  # read as the home's own index: no rebuild

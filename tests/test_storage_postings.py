@@ -297,6 +297,28 @@ def test_a_cell_is_filed_under_its_tokens_within_the_margin_and_a_token_only_at_
     assert tok.tolist() == ids[:, :2].reshape(-1).tolist()
 
 
+def test_a_penalty_files_a_token_lower_by_what_it_falls_short_of_the_cells_best_but_keeps_the_same_tokens():
+    ids = np.array([[5, 7, 9], [5, 8, 9], [5, 7, 1], [5, 2, 3]])
+    scores = np.array([[0.9, 0.85, 0.7], [0.95, 0.8, 0.6], [0.7, 0.65, 0.64], [0.8, 0.5, 0.4]], np.float32)
+    cells = np.array([[0, 0], [0, 1], [0, 2], [1, 1]])
+    rule = {"best": 3, "margin": 0.1}
+    plain = select_postings(ids, scores, cells, rule)
+    tok, cell, score = select_postings(ids, scores, cells, {**rule, "penalty": 2.0})
+    assert tok.tolist() == plain[0].tolist() and cell.tolist() == plain[1].tolist()  # the margin reads cosines
+    got = {(int(t), *map(int, c)): float(s) for t, c, s in zip(tok, cell, score)}
+    assert got[(5, 0, 0)] == pytest.approx(0.9, abs=1e-3)  # a cell's best token: its cosine
+    assert got[(7, 0, 0)] == pytest.approx(0.85 - 2 * 0.05, abs=1e-3)
+    assert got[(1, 0, 2)] == pytest.approx(0.64 - 2 * 0.06, abs=1e-3)
+    # row peaks compare the scores filed: token 7 reads higher at (0, 1), but nearer its cell's best at (0, 0)
+    ids, scores = np.array([[5, 7], [6, 7]]), np.array([[0.9, 0.85], [0.95, 0.87]], np.float32)
+    cells = np.array([[0, 0], [0, 1]])
+    for penalty, kept in ((0.0, (0, 1)), (2.0, (0, 0))):
+        tok, cell, _ = select_postings(
+            ids, scores, cells, {"best": 2, "margin": 0.1, "peaks": True, "penalty": penalty}
+        )
+        assert [tuple(map(int, c)) for t, c in zip(tok, cell) if t == 7] == [kept]
+
+
 def test_a_snapshot_from_before_the_filing_rule_loads_with_best_postings_a_cell(tmp_path):
     vocab = vocabulary()
     rng = np.random.default_rng(9)

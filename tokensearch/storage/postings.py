@@ -72,7 +72,9 @@ def file_cells(
 
     Each cell goes under its ``best`` tokens, those within ``margin`` of its best cosine only (None: all
     ``best``); with ``peaks``, a token filed at a cell whose left or right neighbour on the grid row files it
-    with a higher cosine is dropped there. A query token longer than the pieces its cells read best (" govern"
+    with a higher score is dropped there. ``penalty`` files a token with its cosine less ``penalty`` times what
+    it falls short of the cell's best token's, so stage 1 ranks a page by cells that read as the query's token
+    rather than by a look-alike reading. A query token longer than the pieces its cells read best (" govern"
     over cells reading " g", "ov", "ern") is in no cell's best 2 and the page falls out of its list however
     far stage 1 reads: more tokens a cell reach it, and a token read over the 3-4 cells of one character or
     piece is one occurrence to a chain, so its row peaks alone find the same chains with fewer postings."""
@@ -88,6 +90,9 @@ def select_postings(
     ids, scores = ids[:, :best], scores[:, :best]
     margin = spec.get("margin")
     keep = np.ones(ids.shape, bool) if margin is None else scores >= scores[:, :1] - float(margin)
+    penalty = float(spec.get("penalty", 0.0))
+    if penalty:  # a token the cell reads as another counts less, as the vocabulary check weighs it in stage 2
+        scores = scores - penalty * (scores[:, :1] - scores)
     tok, score = ids[keep], scores[keep].astype(np.float16)
     cell = np.repeat(np.asarray(cells, dtype=np.int16).reshape(n, 2), best, axis=0)[keep.reshape(-1)]
     if spec.get("peaks") and len(tok):

@@ -191,8 +191,13 @@ def describe_spec(spec: dict) -> str:
     if spec["type"] == "flat":
         return "flat-ip-int8"
     if spec["type"] == "postings":
-        margin, peaks = spec.get("margin"), spec.get("peaks")
-        return f"postings{spec['best']}" + (f"-m{margin:g}" if margin is not None else "") + ("-peaks" if peaks else "")
+        margin, peaks, penalty = spec.get("margin"), spec.get("peaks"), spec.get("penalty")
+        return (
+            f"postings{spec['best']}"
+            + (f"-m{margin:g}" if margin is not None else "")
+            + ("-peaks" if peaks else "")
+            + (f"-p{penalty:g}" if penalty else "")
+        )
     return f"ivf{spec['nlist']},{spec['type'].split('-')[1]}"
 
 
