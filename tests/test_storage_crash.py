@@ -109,7 +109,7 @@ def test_kill_9_leaves_a_consistent_index(open_store, db_url, tmp_path, point, i
     store = open_store(flat_max_vectors=flat_max, vector_backend=backend)
     committed = {1, 3} | ({4} if point in ("after_commit", "during_persist", "milvus_add") else set())
     st = store.stats()
-    types = {"flat": "flat-ip-int8", "ivf": "ivf20,sq4", "postings": "postings3-m0.1-peaks", "milvus": "milvus:flat"}
+    types = {"flat": "flat-ip-int8", "ivf": "ivf20,sq4", "postings": "postings3-m0.1-peaks-p2", "milvus": "milvus:flat"}
     assert st.vector_index_type == types[index]
     assert store.verify(read_all=True) == []
     assert st.documents == len(committed)

@@ -155,7 +155,7 @@ def test_a_big_index_files_cells_under_the_model_vocabulary_and_finds_a_token_pa
     docs = dict(write_pages(store, vocab, s) for s in range(4))
     assert store.stats().vector_index_type == "flat-ip-int8"  # 4 x 2 x 288 cells
     docs.update(write_pages(store, vocab, s) for s in range(4, 8))
-    assert store.stats().vector_index_type == "postings3-m0.1-peaks"
+    assert store.stats().vector_index_type == "postings3-m0.1-peaks-p2"
     for token in (3, 11, 42):
         want = pages_holding(docs, store, vocab, token)
         ((ids, scores),) = store.search_cells(store.project_queries(vocab[token : token + 1]), 2000)
@@ -171,7 +171,7 @@ def test_a_big_index_files_cells_under_the_model_vocabulary_and_finds_a_token_pa
     doc, pages = write_pages(again, vocab, 99)
     docs[doc] = pages
     del docs[gone]
-    assert again.stats().vector_index_type == "postings3-m0.1-peaks" and again.verify() == []
+    assert again.stats().vector_index_type == "postings3-m0.1-peaks-p2" and again.verify() == []
     for token in (3, 11, 42):
         ((ids, scores),) = again.search_cells(again.project_queries(vocab[token : token + 1]), 2000)
         assert set(ids[scores > 0.9].tolist()) == pages_holding(docs, again, vocab, token)

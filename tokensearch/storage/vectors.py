@@ -163,9 +163,11 @@ def _keep_best(parts: list, nq: int, k: int, floor: np.ndarray, final: bool = Fa
 
 
 # token postings of a new index: a cell under its 3 best tokens within 0.1 of its best cosine, a token at its row
-# peaks only. At 10,000 pages it found the relevant page among stage 1's candidates for 177 of 220 dev queries,
-# against 175 for every cell's best 2, with 6 % fewer postings (BENCHMARKS.md, "Filing rule of token postings")
-FILING = {"best": 3, "margin": 0.1, "peaks": True}
+# peaks only (6 % fewer postings than every cell's best 2, and stage 1 found more relevant pages), each filed with
+# its cosine less twice what it falls short of the cell's best, so a cell that reads as another token counts less
+# (more relevant pages among stage 1's candidates, as many negatives answered: BENCHMARKS.md, "Filing rule of
+# token postings"). An index keeps the rule it was built with.
+FILING = {"best": 3, "margin": 0.1, "peaks": True, "penalty": 2.0}
 
 
 def choose_spec(n_vectors: int, flat_max_vectors: int, sq4_min_vectors: int = 0, postings: bool = False) -> dict:
