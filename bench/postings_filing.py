@@ -110,10 +110,8 @@ def main() -> None:
             reports[i][s] = {k: r[k] for k in ("R@1", "Loc@1", "FP_any", "lat_p50_ms", "lat_p95_ms")}
 
     reports: list[dict] = []
-    installed = -1
     for i, rule in enumerate(rules):
         vi = install(rule)
-        installed = i
         searcher = eng.searcher()
         found = sum(bool(rel & set(searcher._candidates(searcher.plan(q["query"], 256), 30))) for q, rel in positives)
         reports.append(
@@ -129,6 +127,7 @@ def main() -> None:
         print(json.dumps(reports[-1]), flush=True)
     if a.eval_best and not a.stage1_only:  # the first rule and the one stage 1 finds most with
         best = max(range(len(rules)), key=lambda i: reports[i]["stage1_found"])
+        installed = len(rules) - 1  # the loop's last rule is in place
         for i in sorted({0, best}, key=lambda i: i != installed):  # the one in place first: filed once less
             if i != installed:
                 install(rules[i])
