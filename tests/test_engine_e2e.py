@@ -415,11 +415,46 @@ def test_several_words_count_from_the_phrase_threshold(make_engine, sample):
     thr = max(scores.values()) + 0.01
     plain = make_engine(home=low.settings.home, threshold=thr, phrase_threshold=thr)  # not the model's own
     assert scan_hits(plain, '"harbour crane"') == [] and scan_hits(plain, "harbour crane") == []
-    phrases = make_engine(home=low.settings.home, threshold=thr, phrase_threshold=scores['"harbour crane"'] - 0.01)
+    # chains are located from the phrase threshold, and the pooled cells may have lifted the phrase's score by up
+    # to ~0.1 over its chain's (SearchOptions.phrase_reach)
+    phrases = make_engine(home=low.settings.home, threshold=thr, phrase_threshold=scores['"harbour crane"'] - 0.1)
     for q in ['"harbour crane"', "harbour crane"]:
         hits = scan_hits(phrases, q)
         assert hits and right(sample, hits[0], "harbour", 2), (q, hits[:1])
     assert scan_hits(phrases, "harbour") == [] and scan_hits(phrases, "crane") == []
+
+
+def test_words_of_several_are_located_from_the_phrase_reach_and_a_word_alone_from_the_word_reach(
+    make_engine, sample, monkeypatch
+):
+    """Chains are located under the threshold for the pooled cells to lift them: a one-word query's from
+    ``pooled_reach`` under the word threshold, a phrase's words and the phrase itself from ``phrase_reach``
+    under the phrase threshold; the phrase is found either way."""
+    import tokensearch.search.searcher as searcher_module
+
+    eng = make_engine(threshold=0.7, phrase_threshold=0.6, verify_weight=4.0, pooled_share=0.5)
+    eng.index(sample.root)
+    base = eng.searcher()
+    located: list[float] = []
+    real_locate = searcher_module.locate
+
+    def recording(maps, lens, threshold, *args):
+        if threshold < 0.99:  # not a text layer's page, whose tokens match exactly or not at all
+            located.append(round(threshold, 6))
+        return real_locate(maps, lens, threshold, *args)
+
+    monkeypatch.setattr(searcher_module, "locate", recording)
+    hits = {}
+    for reach in (None, 0.0):
+        s = Searcher(base.encoder, base.store, replace(base.opt, pooled_reach=0.1, phrase_reach=reach))
+        located.clear()
+        s.search("harbour", 10, 0, 256)
+        assert located and set(located) == {0.6}  # 0.7 less the word reach
+        located.clear()
+        hits[reach] = [h for h in s.search("harbour crane", 10, 0, 256).hits if not h.path.endswith("born-digital.pdf")]
+        assert located and set(located) == {0.5 if reach is None else 0.6}
+    assert hits[0.0] and right(sample, hits[0.0][0], "harbour", 2)
+    assert [(h.path, h.page) for h in hits[0.0]][:1] == [(h.path, h.page) for h in hits[None]][:1]
 
 
 @pytest.mark.skipif(os.environ.get("TOKENSEARCH_SKIP_VISION") == "1", reason="explicitly disabled")

@@ -164,6 +164,11 @@ class SearchOptions:
     # skip the costly part of verification (BENCHMARKS.md, "The pooled share")
     pooled_share: float = 0.0
     pooled_reach: float = 0.1
+    # the same for units that count from the phrase threshold (several words, or a word of several; None:
+    # ``pooled_reach``): their chains are located from that threshold itself. Below it, a phrase's common words
+    # chain on every page, the costliest searches; on the dev sets and the receipts every query's first page
+    # stayed the same without them, at a quarter less CPU (BENCHMARKS.md, "The pooled share": the reach for phrases)
+    phrase_reach: float | None = 0.0
     # a page where the query's words stand together holds them all (even one not read well enough on its
     # own) and scores as they read there, their best joint occurrence: not as the mean of each word's best
     # occurrence anywhere on the page, which let pages that hold the words apart, or read one of them well
@@ -231,10 +236,13 @@ class Searcher:
             thr = phrase = max(thr, self.opt.text_layer_threshold)
         return thr, phrase
 
-    def _reach(self) -> float:
-        """How far under the threshold image pages' chains are located: their pooled cells can lift them."""
+    def _reach(self, several: bool = False) -> float:
+        """How far under the threshold image pages' chains are located: their pooled cells can lift them;
+        ``several``: for a unit that counts from the phrase threshold."""
         verified = self.opt.competitors is not None and self.opt.verify_weight > 0
-        return self.opt.pooled_reach if verified and self.opt.pooled_share > 0 else 0.0
+        if not (verified and self.opt.pooled_share > 0):
+            return 0.0
+        return self.opt.pooled_reach if not several or self.opt.phrase_reach is None else self.opt.phrase_reach
 
     @staticmethod
     def _several(plan: _Plan, unit: int) -> bool:
@@ -389,7 +397,7 @@ class Searcher:
         for r, (_, scores, _) in per_row.items():
             np.maximum.at(top[r], at_page[r], scores)
         thr, phrase = self._thresholds(False)
-        thr, phrase = thr - self._reach(), phrase - self._reach()  # where stage 2 starts locating chains
+        thr, phrase = thr - self._reach(), phrase - self._reach(True)  # where stage 2 starts locating chains
         floor = 0.8 * np.array([phrase if self._several(plan, u) else thr for u in range(nq)])[:, None]
 
         def rank(unit_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -516,18 +524,19 @@ class Searcher:
             rows = cell_rows(frame.h, frame.w, pf.ys - frame.y0, pf.xs - frame.x0) if verify else None
             per_unit: list[list[Occurrence]] = [[] for _ in plan.units]
             found: list[tuple[_Spelling, np.ndarray, list[Occurrence]]] = []
-            reach = self._reach() if verify else 0.0
-            unit_thr = [phrase_thr if self._several(plan, u) else word_thr for u in range(len(plan.units))]
+            several = [self._several(plan, u) for u in range(len(plan.units))]
+            unit_thr = [phrase_thr if sev else word_thr for sev in several]
+            reach = [self._reach(sev) if verify else 0.0 for sev in several]
             for sp in plan.spellings:
-                thr = unit_thr[sp.unit]
-                if sp.split or peak[sp.rows].mean() < thr - reach:
+                thr = unit_thr[sp.unit] - reach[sp.unit]  # where chains are located from
+                if sp.split or peak[sp.rows].mean() < thr:
                     continue
                 if units is not None and sp.unit not in units:
                     continue
                 maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
                 if exact:  # every token must be there exactly, not just the mean of them
                     maps[maps < self.opt.text_layer_threshold] = -1.0
-                found.append((sp, maps, locate(maps, sp.lens, thr - reach, self.opt.max_occurrences, frame)))
+                found.append((sp, maps, locate(maps, sp.lens, thr, self.opt.max_occurrences, frame)))
             if verify and found:
                 assert self.opt.competitors is not None
                 rescored = rescore_all(
