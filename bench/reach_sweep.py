@@ -9,8 +9,10 @@ H: the set indexed (``tokensearch index .../scans/clean_150/png --home H``). For
 searched as a user would (k = 10, one BLAS thread, as the engine searches): R@1 of the positives (the first
 hit on a relevant page, either rendition), the negatives answered (a hit at all), the CPU seconds a search
 (median, mean, p95), the queries missed or answered, and each query's first three pages, so two runs can be
-compared (``--against``: how many queries' first pages differ, reach by reach). For two commits, run it from
-each checkout (``PYTHONPATH`` = that checkout) on the same home, side by side on a 2-core machine.
+compared (``--against``: how many queries' first pages differ, reach by reach). With ``--interleave`` each query
+runs under every value in turn (the first rotating), so the CPU figures, also given as medians by query type, see
+the same noise. For two commits, run it from each checkout (``PYTHONPATH`` = that checkout) on the same home, side
+by side on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def main() -> None:
         nargs="+",
         help="instead of --option/--values: each a comma-separated list of NAME=VALUE SearchOptions fields",
     )
+    ap.add_argument(
+        "--interleave", action="store_true", help="each query under every variant in turn (CPU compared fairly)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--against", type=Path, help="an earlier --out: queries whose first pages differ")
     a = ap.parse_args()
@@ -68,37 +73,55 @@ def main() -> None:
         if a.settings
         else [(str(r), {a.option: r}) for r in a.reaches]
     )
-    for reach, fields in variants:
+    acc = {
+        name: {"right": 0, "answered": 0, "cpu": [], "cpu_by_type": {}, "missed": [], "first": {}, "by_type": {}}
+        for name, _ in variants
+    }
+
+    def run(name: str, fields: dict, q: dict) -> None:
+        r = acc[name]
         searcher.opt = replace(shipped, **fields)
-        right, answered, cpu, missed, first = 0, 0, [], [], {}
-        by_type: dict[str, list[int]] = {}
-        for q in records:
-            t = time.process_time()
-            hits = searcher.search(q["query"], 10, 0, 256).hits
-            cpu.append(time.process_time() - t)
-            first[q["id"]] = [h.page_id for h in hits[:3]]
-            want = {(r["doc"], r["page"]) for r in q.get("relevant") or []}
-            if want:
-                ok = bool(hits) and where.get(hits[0].page_id) in want
-                right += ok
-                by_type.setdefault(q["type"], []).append(int(ok))
-                if not ok:
-                    missed.append(q["query"])
-            elif hits:
-                answered += 1
-                missed.append(f"negative {q['query']!r} {hits[0].score}")
-        n_pos = sum(1 for q in records if q.get("relevant"))
-        cpu.sort()
+        t = time.process_time()
+        hits = searcher.search(q["query"], 10, 0, 256).hits
+        r["cpu"].append(time.process_time() - t)
+        r["cpu_by_type"].setdefault(q["type"], []).append(r["cpu"][-1])
+        r["first"][q["id"]] = [h.page_id for h in hits[:3]]
+        want = {(x["doc"], x["page"]) for x in q.get("relevant") or []}
+        if want:
+            ok = bool(hits) and where.get(hits[0].page_id) in want
+            r["right"] += ok
+            r["by_type"].setdefault(q["type"], []).append(int(ok))
+            if not ok:
+                r["missed"].append(q["query"])
+        elif hits:
+            r["answered"] += 1
+            r["missed"].append(f"negative {q['query']!r} {hits[0].score}")
+
+    if a.interleave:  # each query under every variant in turn, the first variant rotating: the same noise for all
+        for i, q in enumerate(records):
+            for name, fields in variants[i % len(variants) :] + variants[: i % len(variants)]:
+                run(name, fields, q)
+    else:
+        for name, fields in variants:
+            for q in records:
+                run(name, fields, q)
+    n_pos = sum(1 for q in records if q.get("relevant"))
+    for reach, _ in variants:
+        r = acc[reach]
+        cpu = sorted(r["cpu"])
         row = {
-            "r1_positives": round(right / n_pos, 4),
-            "negatives_answered": answered,
-            "r1_by_type": {t: round(sum(v) / len(v), 4) for t, v in sorted(by_type.items())},
+            "r1_positives": round(r["right"] / n_pos, 4),
+            "negatives_answered": r["answered"],
+            "r1_by_type": {t: round(sum(v) / len(v), 4) for t, v in sorted(r["by_type"].items())},
             "cpu_ms_median": round(1000 * statistics.median(cpu)),
             "cpu_ms_mean": round(1000 * statistics.mean(cpu)),
             "cpu_ms_p95": round(1000 * cpu[int(0.95 * len(cpu))]),
+            "cpu_ms_median_by_type": {
+                t: round(1000 * statistics.median(v)) for t, v in sorted(r["cpu_by_type"].items())
+            },
         }
         print(f"{a.option if not a.settings else 'settings'} {reach}: {row}", flush=True)
-        report["reaches"][str(reach)] = {**row, "missed": missed, "first_pages": first}
+        report["reaches"][str(reach)] = {**row, "missed": r["missed"], "first_pages": r["first"]}
     if a.against:
         before = json.loads(a.against.read_text())["reaches"]
         for reach, now in report["reaches"].items():
