@@ -8,7 +8,9 @@ as a user would (k = 10); where none of its relevant pages is among the hits, th
 and with it and the word-start/end checks (the engine's search). Printed: each missed query's best score on
 its relevant pages at each step, and the count of misses by the step that first drops them under the
 threshold (the phrase threshold for several words; "kept" = still at or above it, yet the page is not
-returned: stage 1 or the answer rule).
+returned: stage 1 or the answer rule). With ``--rivals``, for each query the vocabulary check drops: the best chain
+on its relevant page, and per token its pooled cells' cosine with its own vector beside the vocabulary tokens they
+read most like (what the check compares), each token by its lower-cased text (a leading "_": it starts a word).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def main() -> None:
     ap.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     ap.add_argument("--queries", type=Path, help="the set's queries file (default: the dev benchmark's)")
     ap.add_argument("-k", type=int, default=10)
+    ap.add_argument(
+        "--rivals", action="store_true", help="what the model reads where the vocabulary check drops a query"
+    )
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(a.bench)]
     from stage1_scale import dev_pages, positive_queries
@@ -65,11 +70,47 @@ def main() -> None:
         lost[first_low] += 1
         shown = "  ".join(f"{n} {'-' if s is None else f'{s:.3f}'}" for n, s in best.items())
         print(f"{q['type']:10s} {q['query']!r:24s} {shown}")
+        if a.rivals and first_low == "vocabulary check":
+            print_rivals(searcher, q["query"], sorted(rel))
     print(
         f"{missed} of {len(queries)} positive queries return no relevant page (thresholds {word_thr} / "
         f"{phrase_thr}); under the threshold first at: " + ", ".join(f"{n} {lost[n]}" for n in [*steps, "kept"])
     )
     eng.close()
+
+
+def print_rivals(searcher, query: str, pages: list[int]) -> None:
+    """The best chain of ``query``'s spellings on each of ``pages`` (chain cosines alone), and per token what its
+    pooled cells read: the cosine with the token itself and the 3 vocabulary tokens read best there."""
+    import numpy as np
+
+    from tokensearch.search.localize import Frame, dense_maps, locate
+    from tokensearch.search.verify import cell_rows, pooled_tokens
+
+    classes = searcher.opt.token_classes
+    texts = [("_" if start else "") + body for start, body in zip(classes.starts_word, classes.bodies)]
+    plan = searcher.plan(query, 256)
+    for pid, (pf, _, sims) in searcher._pages(plan, pages, {}).items():
+        frame = Frame.of_text(pf.grid_h, pf.grid_w, pf.ys, pf.xs)
+        best = None
+        for sp in plan.spellings:
+            if sp.split:
+                continue
+            maps = dense_maps(frame, pf.ys, pf.xs, sims[:, sp.rows])
+            for occ in locate(maps, sp.lens, 0.5, 1, frame):
+                if best is None or occ.score > best[1].score:
+                    best = (sp, occ, maps)
+        if best is None:
+            continue
+        sp, occ, maps = best
+        pooled = pooled_tokens(occ, maps, cell_rows(frame.h, frame.w, pf.ys - frame.y0, pf.xs - frame.x0), pf.feats)
+        print(f"    page {pid}: {sp.text!r} chain {occ.score:.3f}")
+        for j, row in enumerate(sp.rows):
+            cos = searcher.opt.competitors @ pooled[j]
+            top = np.argsort(-cos)[:3]
+            own = float(pooled[j] @ plan.vectors[row])
+            read = ", ".join(f"{texts[t]!r} {cos[t]:.3f}" for t in top)
+            print(f"      {texts[sp.ids[j]]!r:14s} pooled {own:.3f}, read best as {read}")
 
 
 if __name__ == "__main__":
