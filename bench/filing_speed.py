@@ -60,15 +60,14 @@ def main() -> None:
     print(report, flush=True)
     for threads in a.threads:
         with threadpool_limits(threads):
-            first = {}
+            first: list[np.ndarray] = []  # the first size's best tokens, each page's
             differ = {}
             for chunk in a.chunks:
                 postings._PAGE_CHUNK = chunk
                 got = [postings.best_tokens(p, vocab, a.best)[0] for p in pages]
-                if not first:
-                    first = {"ids": got}
+                first = first or got
                 rows = sum(len(g) for g in got)
-                differ[chunk] = sum(int((g != f).any(axis=1).sum()) for g, f in zip(got, first["ids"])) / rows
+                differ[chunk] = sum(int((g != f).any(axis=1).sum()) for g, f in zip(got, first)) / rows
             ms: dict[int, list[float]] = {c: [] for c in a.chunks}
             for _ in range(a.rounds):
                 for chunk in a.chunks:

@@ -73,23 +73,18 @@ def main() -> None:
         if a.settings
         else [(str(r), {a.option: r}) for r in a.reaches]
     )
-    acc = {
-        name: {"right": 0, "answered": 0, "cpu": [], "cpu_by_type": {}, "missed": [], "first": {}, "by_type": {}}
-        for name, _ in variants
-    }
+    acc = {name: {"answered": 0, "cpu_by_type": {}, "missed": [], "first": {}, "by_type": {}} for name, _ in variants}
 
     def run(name: str, fields: dict, q: dict) -> None:
         r = acc[name]
         searcher.opt = replace(shipped, **fields)
         t = time.process_time()
         hits = searcher.search(q["query"], 10, 0, 256).hits
-        r["cpu"].append(time.process_time() - t)
-        r["cpu_by_type"].setdefault(q["type"], []).append(r["cpu"][-1])
+        r["cpu_by_type"].setdefault(q["type"], []).append(time.process_time() - t)
         r["first"][q["id"]] = [h.page_id for h in hits[:3]]
         want = {(x["doc"], x["page"]) for x in q.get("relevant") or []}
         if want:
             ok = bool(hits) and where.get(hits[0].page_id) in want
-            r["right"] += ok
             r["by_type"].setdefault(q["type"], []).append(int(ok))
             if not ok:
                 r["missed"].append(q["query"])
@@ -108,9 +103,9 @@ def main() -> None:
     n_pos = sum(1 for q in records if q.get("relevant"))
     for reach, _ in variants:
         r = acc[reach]
-        cpu = sorted(r["cpu"])
+        cpu = sorted(c for v in r["cpu_by_type"].values() for c in v)
         row = {
-            "r1_positives": round(r["right"] / n_pos, 4),
+            "r1_positives": round(sum(sum(v) for v in r["by_type"].values()) / n_pos, 4),
             "negatives_answered": r["answered"],
             "r1_by_type": {t: round(sum(v) / len(v), 4) for t, v in sorted(r["by_type"].items())},
             "cpu_ms_median": round(1000 * statistics.median(cpu)),

@@ -242,7 +242,9 @@ class Searcher:
         verified = self.opt.competitors is not None and self.opt.verify_weight > 0
         if not (verified and self.opt.pooled_share > 0):
             return 0.0
-        return self.opt.pooled_reach if not several or self.opt.phrase_reach is None else self.opt.phrase_reach
+        if several and self.opt.phrase_reach is not None:
+            return self.opt.phrase_reach
+        return self.opt.pooled_reach
 
     @staticmethod
     def _several(plan: _Plan, unit: int) -> bool:
