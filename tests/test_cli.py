@@ -158,3 +158,30 @@ def test_a_cli_search_does_not_import_torch(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout)["hits"]
+
+
+def test_status_shows_bytes_in_units_and_names_the_model_once(tmp_path, capsys):
+    from tests.builders import write_pdf
+    from tokensearch.cli import _size
+    from tokensearch.cli import main as cli_main
+
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    write_pdf(docs / "a.pdf", [["harbour crane"]])
+    assert cli_main(["index", str(docs), "--home", str(home), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli_main(["status", "--home", str(home)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fields = {k: v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    assert [line.split(":")[0] for line in lines].count("model") == 1 and fields["model"].startswith("mini (")
+    assert fields["pages_by_source"] == "text 1" and fields["documents"] == "1"
+    for k in ("index_bytes", "bytes_per_page", "feature_bytes", "database_bytes"):
+        number, unit = fields[k].split()
+        assert unit in ("B", "kB", "MB") and float(number) > 0, (k, fields[k])
+    assert [_size(n) for n in (0, 999, 1000, 496_086.07, 29_680_305_466, 3e12)] == [
+        "0 B",
+        "999 B",
+        "1.0 kB",
+        "496.1 kB",
+        "29.7 GB",
+        "3.0 TB",
+    ]

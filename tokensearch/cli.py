@@ -379,6 +379,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+_BYTE_FIELDS = ("index_bytes", "bytes_per_page", "feature_bytes", "vector_bytes", "database_bytes")
+
+
+def _size(n: float) -> str:
+    """Bytes as a person reads them, in powers of 1000 as ``du --si`` and BENCHMARKS.md count them: 485.3 kB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    units = ("kB", "MB", "GB", "TB")
+    i = 0
+    while n >= 1000 ** (i + 2) and i + 1 < len(units):
+        i += 1
+    return f"{n / 1000 ** (i + 1):.1f} {units[i]}"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .engine import Engine
     from .indexer.watch import read_state
@@ -407,8 +421,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if watch is not None:
         print(f"watch:     {_watch_line(watch)}")
     for k, v in fields.items():
-        if k not in listed:
-            print(f"{k + ':':<18} {v}")
+        if k in listed or k == "model":  # the model is the first line
+            continue
+        if k in _BYTE_FIELDS:
+            v = _size(v)
+        elif k == "pages_by_source":
+            v = ", ".join(f"{source} {n}" for source, n in sorted(v.items())) or "-"
+        print(f"{k + ':':<18} {v}")
     for k, pairs in listed.items():
         print(f"{k + ':':<18} {len(pairs)}")
         for path, why in pairs:
