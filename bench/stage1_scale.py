@@ -10,7 +10,9 @@ the engine answers wrongly is put in one class: stage 2 would rank the relevant 
 page had stage 1 offered it (a stage-1 miss); stage 2 prefers the page it answered (a distractor or another dev
 page); stage 2 answers none of the relevant pages. ``--within N``: stage 1 asked again among its own first N
 pages only, as a small index would be (does crowding or the estimate's order lose the page?). ``--list``: the
-queries whose relevant page is not among the candidates at the engine's rule, and nothing else.
+queries whose relevant page is not among the candidates at the engine's rule, and nothing else. ``--depths N ...``:
+at the engine's rule, the queries whose relevant page is among stage 1's first N pages (how many candidates stage 2
+would have to score to be offered it), and nothing else.
 """
 
 from __future__ import annotations
@@ -70,6 +72,13 @@ def main() -> None:
     ap.add_argument(
         "--list", action="store_true", help="only list the queries stage 1 misses at the engine's rule, then stop"
     )
+    ap.add_argument(
+        "--depths",
+        type=int,
+        nargs="*",
+        help="only count, at the engine's rule, the queries whose relevant page is among stage 1's first N pages "
+        "for each N (the candidates stage 2 would need to be offered it), then stop",
+    )
     a = ap.parse_args()
     sys.path[:0] = [str(ROOT), str(a.bench)]
     from tokensearch.engine import Engine
@@ -83,6 +92,20 @@ def main() -> None:
     queries = [q for q, _ in positives]
     rel = {q["id"]: pages for q, pages in positives}
     base = searcher.opt
+    if a.depths:
+        # stage 1 ranked to the deepest N in one pass: its chaining stops only where the pages left cannot be
+        # among the first N, so the first M < N of that ranking are the first M of asking for M
+        deepest = max(a.depths)
+        searcher.opt = replace(base, min_candidate_pages=deepest, max_candidate_pages=deepest)
+        ranks = []
+        for q in queries:
+            found = searcher._candidates(searcher.plan(q["query"], 256), deepest)
+            ranks.append(next((i for i, p in enumerate(found) if p in rel[q["id"]]), None))
+        print(f"{len(queries)} positive queries, {store.stats().pages} pages; relevant page among stage 1's first N:")
+        for n in sorted(a.depths):
+            print(f"  N = {n}: {sum(r is not None and r < n for r in ranks)}")
+        eng.close()
+        return
     print(f"{len(queries)} positive queries, {store.stats().pages} pages; relevant page among stage 1's candidates:")
     for cells in [*a.cells, None]:
         fixed = {"cells_per_token": cells, "crowd_pages": sys.maxsize, "listed_cells_per_token": cells}
