@@ -403,13 +403,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         model = eng.indexed_model()
     watch = read_state(settings.home)  # the home's watcher (tokensearch watch, or the server's), if any ran
     listed = {"failures": st.failures, "warnings": st.warnings}  # (path, why) pairs, paths shown escaped
-    # the stats' model printed as it always was: name, fingerprint and dim ({} before the first document)
-    fields = {
-        **vars(st),
-        "model": {}
-        if st.model is None
-        else {"name": st.model.name, "fingerprint": st.model.fingerprint, "dim": st.model.dim},
-    }
+    fields = vars(st)  # its model is named by the first line, or by --json's "model"
     if args.json:
         out = dict(fields)
         out.update({k: [(shown(p), m) for p, m in pairs] for k, pairs in listed.items()})
