@@ -14,11 +14,15 @@ documentation packages, ``scripts/fetch_doc_pdfs.sh``) are rendered at 150 dpi a
 the model, in a separate home. Each distractor takes the lines of one source page (where its text layer puts
 them) and fills each line left to right with whole words, their cells as the model read them, drawn at random
 from every source page's words (each word's box from the text layer): real words in print, in random order.
-Words holding a dev query's word are left out (the same word, or for query words of 4 or more characters any
-word containing it, case and ligatures ignored, a word hyphenated at a line's end joined: "Notes", "wondering"
-for the near miss "ondering"), so that a distractor never holds what a query asks for and one answered first
-is a true miss. Cells no word covers (figures, rules) are left out too: the text layer cannot say what they
-read. They are written straight into the big index's store (10 pages a document), which is what indexing
+Words holding a dev query's word are left out (the same word or, for a query shorter than 4 characters, a part of
+a code or date holding it between separators, "999" in "999-2021"; for query words of 4 or more characters any
+word containing it; case and ligatures ignored, a word hyphenated at a line's end joined: "Notes", "wondering"
+for the near miss "ondering"), and so are the cells of other words within a cell of such a word: a word's box
+on the cell grid is its text-layer box rounded outward, which reaches into the next word and the next line, and
+until 2026-12-07 those cells carried the left-out word into distractors ("footnotes" under "warranted" answered
+"Notes"). So a distractor never holds what a query asks for, and one answered first is a true miss. Cells no
+word covers (figures, rules) are left out too: the text layer cannot say what they read. They are written
+straight into the big index's store (10 pages a document), which is what indexing
 does after the model. Until 0719154 distractors were 4 x 4-cell tiles (~2 characters) shuffled between
 pages: they spell words no source holds ("govern" + "ment"), and the word check let ligatures through.
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -109,10 +114,20 @@ def page_words(pdf: Path, page_no: int, grid_h: int, grid_w: int, qwords: tuple[
         joined = w.text
         if w.text.endswith(("-", "\u2010")) and i + 1 < len(out) and out[i + 1].line != w.line:
             joined = w.text.rstrip("-\u2010") + out[i + 1].text
-            if joined in short or any(q in joined for q in long):
+            if holds(joined, short, long):
                 out[i + 1].banned = True
-        w.banned = w.banned or w.text in short or any(q in joined for q in long)
+        w.banned = w.banned or holds(joined, short, long)
     return out
+
+
+def holds(word: str, short: set[str], long: set[str]) -> bool:
+    """Does a source word (``bare``) hold a dev query's word: one of ``short`` as the word or as a part of it
+    between the separators of codes and dates (the engine answers "999" in "999-2021", "2017" in "18/07/2017"),
+    or one of ``long`` anywhere in it."""
+    return word in short or any(part in short for part in _PARTS.split(word)) or any(q in word for q in long)
+
+
+_PARTS = re.compile(r"[-/\u2010-\u2015\u2212]")
 
 
 class Distractors:
@@ -130,13 +145,18 @@ class Distractors:
             at = np.full((pf.grid_h, pf.grid_w), -1, np.int64)
             at[pf.ys, pf.xs] = np.arange(len(pf.ys))
             lines: dict[tuple[int, int], list[SourceWord]] = {}
+            # cells within one of a left-out word's box: the boxes of its neighbours reach into it
+            near_banned = np.zeros((pf.grid_h, pf.grid_w), dtype=bool)
+            for w in page:
+                if w.banned:
+                    near_banned[max(0, w.r0 - 1) : w.r1 + 1, max(0, w.c0 - 1) : w.c1 + 1] = True
             for w in page:
                 lines.setdefault(w.line, []).append(w)
                 if w.banned:
                     self.dropped += 1
                     continue
                 box = at[w.r0 : w.r1, w.c0 : w.c1]
-                ry, rx = np.nonzero(box >= 0)
+                ry, rx = np.nonzero((box >= 0) & ~near_banned[w.r0 : w.r1, w.c0 : w.c1])
                 if len(ry):
                     f = pf.feats[box[ry, rx]].astype(np.float16)  # thousands of pages' cells: float16
                     self.words.append((ry, rx, f, w.r1 - w.r0, w.c1 - w.c0))
