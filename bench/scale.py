@@ -93,11 +93,14 @@ class SourceWord:
     banned: bool = False
 
 
-def page_words(pdf: Path, page_no: int, grid_h: int, grid_w: int, qwords: tuple[set[str], set[str]]) -> list:
+def page_words(
+    pdf: Path, page_no: int, grid_h: int, grid_w: int, qwords: tuple[set[str], set[str]], parts: bool = True
+) -> list:
     """The words of a source page (its text layer), each marked ``banned`` where it holds a dev query's word:
     the same word (queries of one word shorter than 4 characters) or, for query words of 4 or more
     characters, any word containing it. NFKC, since a text layer may spell "different" with the ligature
-    U+FB00, and a word hyphenated at a line's end is read joined to the next line's first word."""
+    U+FB00, and a word hyphenated at a line's end is read joined to the next line's first word. ``parts``: a
+    short query's word is also found as a part of a code or date (False: the rule before 834fbc0)."""
     import pymupdf
 
     short, long = qwords
@@ -114,17 +117,18 @@ def page_words(pdf: Path, page_no: int, grid_h: int, grid_w: int, qwords: tuple[
         joined = w.text
         if w.text.endswith(("-", "\u2010")) and i + 1 < len(out) and out[i + 1].line != w.line:
             joined = w.text.rstrip("-\u2010") + out[i + 1].text
-            if holds(joined, short, long):
+            if holds(joined, short, long, parts):
                 out[i + 1].banned = True
-        w.banned = w.banned or holds(joined, short, long)
+        w.banned = w.banned or holds(joined, short, long, parts)
     return out
 
 
-def holds(word: str, short: set[str], long: set[str]) -> bool:
+def holds(word: str, short: set[str], long: set[str], parts: bool = True) -> bool:
     """Does a source word (``bare``) hold a dev query's word: one of ``short`` as the word or as a part of it
     between the separators of codes and dates (the engine answers "999" in "999-2021", "2017" in "18/07/2017"),
     or one of ``long`` anywhere in it."""
-    return word in short or any(part in short for part in _PARTS.split(word)) or any(q in word for q in long)
+    split = _PARTS.split(word) if parts else []
+    return word in short or any(part in short for part in split) or any(q in word for q in long)
 
 
 _PARTS = re.compile(r"[-/\u2010-\u2015\u2212]")
@@ -133,13 +137,20 @@ _PARTS = re.compile(r"[-/\u2010-\u2015\u2212]")
 class Distractors:
     """Distractor pages from the source pages' words (see the module's docstring)."""
 
-    def __init__(self, sources: list, words: list[list[SourceWord]]) -> None:
-        """``sources[i]``: a source page's features (model space); ``words[i]``: its text layer's words."""
+    def __init__(
+        self, sources: list, words: list[list[SourceWord]], leave_out_near: bool = True, provenance: bool = False
+    ) -> None:
+        """``sources[i]``: a source page's features (model space); ``words[i]``: its text layer's words.
+        ``leave_out_near``: a kept word's cells within a cell of a left-out word are left out (False: as before
+        834fbc0). ``provenance``: each kept word also records the source words its cells lie within a cell of
+        (``self.near``), to tell a distractor's hit on a left-out word's cells from a reading."""
         # per source page with words: (grid_h, grid_w, its lines: (bottom row, first column, end column, word gap))
         self.layouts = []
         self.words = []  # every kept word: (its cells' rows, columns in its box, their features, box height, width)
         self.texts: list[str] = []  # each kept word's text, to tell what a distractor's hit covers
-        self.placed: list[tuple[str, int, int, int]] = []  # the last page's words: text, bottom row, columns
+        self.near: list[frozenset[str]] = []  # with ``provenance``: each kept word's neighbours in its source
+        # the last page's words: text, bottom row, columns, index into ``self.words``
+        self.placed: list[tuple[str, int, int, int, int]] = []
         self.dropped = 0
         for pf, page in zip(sources, words):
             at = np.full((pf.grid_h, pf.grid_w), -1, np.int64)
@@ -148,7 +159,7 @@ class Distractors:
             # cells within one of a left-out word's box: the boxes of its neighbours reach into it
             near_banned = np.zeros((pf.grid_h, pf.grid_w), dtype=bool)
             for w in page:
-                if w.banned:
+                if w.banned and leave_out_near:
                     near_banned[max(0, w.r0 - 1) : w.r1 + 1, max(0, w.c0 - 1) : w.c1 + 1] = True
             for w in page:
                 lines.setdefault(w.line, []).append(w)
@@ -161,6 +172,8 @@ class Distractors:
                     f = pf.feats[box[ry, rx]].astype(np.float16)  # thousands of pages' cells: float16
                     self.words.append((ry, rx, f, w.r1 - w.r0, w.c1 - w.c0))
                     self.texts.append(w.text)
+                    if provenance:
+                        self.near.append(_near_words(page, w, ry + w.r0, rx + w.c0))
             spans = []
             for ws in lines.values():
                 ws.sort(key=lambda w: w.c0)
@@ -182,7 +195,7 @@ class Distractors:
                 out_y.append(ry + bottom - h)
                 out_x.append(rx + x)
                 out_f.append(f)
-                self.placed.append((self.texts[pick], bottom, x, x + w))
+                self.placed.append((self.texts[pick], bottom, x, x + w, pick))
                 x += w + gap
         return out_y, out_x, out_f
 
@@ -216,6 +229,14 @@ class Distractors:
         )
 
 
+def _near_words(page: list[SourceWord], word: SourceWord, ys: np.ndarray, xs: np.ndarray) -> frozenset[str]:
+    """The other words of a source page whose box, grown by a cell, holds one of ``word``'s cells (ys, xs)."""
+    r0, r1, c0, c1 = (np.array([getattr(o, k) for o in page])[None, :] for k in ("r0", "r1", "c0", "c1"))
+    y, x = ys[:, None], xs[:, None]
+    hit = ((y >= r0 - 1) & (y <= r1) & (x >= c0 - 1) & (x <= c1)).any(axis=0)
+    return frozenset(o.text for o, h in zip(page, hit.tolist()) if h and o is not word)
+
+
 def bare(word: str) -> str:
     """A word as queries and text layers are compared: lower case, without surrounding punctuation."""
     return word.strip("\"'.,;:()[]").lower()
@@ -230,10 +251,18 @@ def query_words(queries: list[str]) -> tuple[set[str], set[str]]:
     return short - {""}, long
 
 
-def make_distractors(work: Path, pdfs: list[Path], n_pages: int, queries: list[str]) -> Distractors:
+def make_distractors(
+    work: Path,
+    pdfs: list[Path],
+    n_pages: int,
+    queries: list[str],
+    before_834fbc0: bool = False,
+    provenance: bool = False,
+) -> Distractors:
     """The distractor maker of ``work``: its source pages rendered and encoded once (``work/distractor-source``),
     their words read from the PDFs' text layers. The same arguments make the same maker, whose seeded pages
-    ``bench/scale_misses.py`` makes again to tell what a distractor's hit covers."""
+    ``bench/scale_misses.py`` makes again to tell what a distractor's hit covers (``before_834fbc0``: the maker
+    of a home built before that commit; ``provenance``: see :class:`Distractors`)."""
     from tokensearch.engine import Engine
     from tokensearch.settings import Settings
 
@@ -251,8 +280,8 @@ def make_distractors(work: Path, pdfs: list[Path], n_pages: int, queries: list[s
             stem, _, no = Path(p.path).stem.rpartition("__p")  # render_sources' names
             # the source home stores its features in index space; the big index is handed them in model space
             sources.append(replace(pf, rows=src.store.lift_features(pf.feats), index=None))
-            words.append(page_words(by_stem[stem], int(no), pf.grid_h, pf.grid_w, qwords))
-    return Distractors(sources, words)
+            words.append(page_words(by_stem[stem], int(no), pf.grid_h, pf.grid_w, qwords, not before_834fbc0))
+    return Distractors(sources, words, not before_834fbc0, provenance)
 
 
 def distractor_pages(maker: Distractors, first: int, count: int, seed: int) -> Iterator[tuple[int, Any]]:
