@@ -158,9 +158,10 @@ class Distractors:
             lines: dict[tuple[int, int], list[SourceWord]] = {}
             # cells within one of a left-out word's box: the boxes of its neighbours reach into it
             near_banned = np.zeros((pf.grid_h, pf.grid_w), dtype=bool)
-            for w in page:
-                if w.banned and leave_out_near:
+            for w in page if leave_out_near else ():
+                if w.banned:
                     near_banned[max(0, w.r0 - 1) : w.r1 + 1, max(0, w.c0 - 1) : w.c1 + 1] = True
+            boxes = np.array([(w.r0, w.r1, w.c0, w.c1) for w in page]).reshape(-1, 4).T[:, None, :]
             for w in page:
                 lines.setdefault(w.line, []).append(w)
                 if w.banned:
@@ -173,7 +174,7 @@ class Distractors:
                     self.words.append((ry, rx, f, w.r1 - w.r0, w.c1 - w.c0))
                     self.texts.append(w.text)
                     if provenance:
-                        self.near.append(_near_words(page, w, ry + w.r0, rx + w.c0))
+                        self.near.append(_near_words(page, boxes, w, ry + w.r0, rx + w.c0))
             spans = []
             for ws in lines.values():
                 ws.sort(key=lambda w: w.c0)
@@ -229,9 +230,12 @@ class Distractors:
         )
 
 
-def _near_words(page: list[SourceWord], word: SourceWord, ys: np.ndarray, xs: np.ndarray) -> frozenset[str]:
-    """The other words of a source page whose box, grown by a cell, holds one of ``word``'s cells (ys, xs)."""
-    r0, r1, c0, c1 = (np.array([getattr(o, k) for o in page])[None, :] for k in ("r0", "r1", "c0", "c1"))
+def _near_words(
+    page: list[SourceWord], boxes: np.ndarray, word: SourceWord, ys: np.ndarray, xs: np.ndarray
+) -> frozenset[str]:
+    """The other words of a source page whose box, grown by a cell, holds one of ``word``'s cells (ys, xs);
+    ``boxes``: the page's word boxes, (4, 1, words) rows r0, r1, columns c0, c1, built once a page."""
+    r0, r1, c0, c1 = boxes
     y, x = ys[:, None], xs[:, None]
     hit = ((y >= r0 - 1) & (y <= r1) & (x >= c0 - 1) & (x <= c1)).any(axis=0)
     return frozenset(o.text for o, h in zip(page, hit.tolist()) if h and o is not word)
