@@ -256,6 +256,74 @@ def test_a_chain_estimate_is_at_most_its_tokens_best_cells_and_is_the_same_from_
         assert chain_estimate(alone, lens, some, fills).tolist() == whole[np.searchsorted(pages, some)].tolist()
 
 
+def test_cells_left_out_of_a_block_keep_every_chain_estimate_that_reaches_its_page_s_target():
+    """Stage 1 leaves out of a block the cells that cannot lift their page to the last candidate so far: a page
+    whose estimate reaches its target keeps it exactly, and one under it stays under it."""
+    from tokensearch.search.localize import chain_estimate
+    from tokensearch.search.searcher import _cells_that_count
+
+    rng = np.random.default_rng(13)
+    dropped = 0
+    for trial in range(80):
+        pages = np.sort(rng.choice(50, int(rng.integers(2, 8)), replace=False))
+        lens = [int(rng.integers(1, 7)) for _ in range(int(rng.integers(1, 5)))]
+        rows = []
+        for _ in lens:
+            n = int(rng.integers(1, 60))
+            ids, cells = rng.choice(pages, n), rng.integers(0, [6, 25], size=(n, 2))
+            rows.append((ids, (rng.integers(0, 64, n) / 64).astype(np.float32), cells))
+        fills = [float(sc.min()) for _, sc, _ in rows]
+        whole = chain_estimate(rows, lens, pages, fills)
+        best = np.array(
+            [[max([fill, *sc[ids == p].tolist()]) for p in pages] for (ids, sc, _), fill in zip(rows, fills)],
+            np.float32,
+        )
+        # targets about the pages' estimates, some exactly at them
+        target = (whole + rng.choice([-0.1, -0.02, 0.0, 0.02, 0.1], len(pages))).astype(np.float32)
+        places = [np.searchsorted(pages, ids) for ids, _, _ in rows]
+        kept = _cells_that_count(rows, places, best, fills, target)
+        dropped += sum(len(a[0]) - len(b[0]) for a, b in zip(rows, kept))
+        got = chain_estimate(kept, lens, pages, fills)
+        reach = whole >= target
+        assert got[reach].tolist() == whole[reach].tolist(), trial
+        assert (got[~reach] <= whole[~reach] + 1e-6).all(), trial
+    assert dropped > 0
+
+
+def test_the_score_a_unit_needs_is_the_least_with_which_its_page_ranks_with_the_last_candidate():
+    """Pages rank by the units present (at least the floor), then by their total; each other unit is taken at
+    its bound."""
+    from tokensearch.search.searcher import _scores_needed
+
+    rng = np.random.default_rng(14)
+
+    def ranks(scores: np.ndarray, floor: np.ndarray, last: tuple[int, float]) -> bool:
+        present = scores >= floor
+        n, total = int(present.sum()), float(scores[present].sum())
+        return n > last[0] or (n == last[0] and total >= last[1] - 1e-4)
+
+    for _ in range(200):
+        units, n_pages = int(rng.integers(1, 4)), 6
+        bound = rng.uniform(0.3, 1.0, (units, n_pages)).astype(np.float32)
+        floor = rng.uniform(0.4, 0.6, units).astype(np.float32)
+        last_n = int(rng.integers(0, units + 1))
+        last = (last_n, float(rng.uniform(0.5, 0.9) * last_n))
+        needed = _scores_needed(bound, floor, *last)
+        for u in range(units):
+            for p in range(n_pages):
+                s = float(needed[u, p])
+                at = bound[:, p].copy()
+                if np.isinf(s):  # nothing this unit scores ranks the page
+                    at[u] = 1e9
+                    assert not ranks(at, floor, last)
+                    continue
+                at[u] = s
+                assert ranks(at, floor, last), (u, p)
+                if s > 0:
+                    at[u] = s - 0.01
+                    assert not ranks(at, floor, last), (u, p)
+
+
 def test_occurrences_are_those_of_the_definition_where_cells_tie():
     """A text layer's page paints one exact vector over a token's cells and -1 elsewhere: equal cosines
     side by side, where the best cell of a step window is the first in raster order."""

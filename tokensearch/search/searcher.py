@@ -200,6 +200,50 @@ def _page_index(ids: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, np.nd
     return np.flatnonzero(seen), {r: index[a] for r, a in ids.items()}
 
 
+def _scores_needed(bound: np.ndarray, floor: np.ndarray, last_units: int, last_total: float) -> np.ndarray:
+    """(units, pages): the least score of each unit on each page with which the page can rank with the last
+    candidate so far (``last_units`` units present, ``last_total`` their scores), each other unit at its
+    bound (``bound``, (units, pages)): 0 where the others alone rank it so, inf where nothing can. Pages rank
+    by the units present (at least ``floor``), then by their total (``Searcher._candidates``)."""
+    eps = 1e-4  # pages tied with the last candidate are candidates too: a tie stays
+    present = bound >= floor[:, None]
+    held = np.where(present, bound, 0.0)
+    others_n = present.sum(axis=0)[None, :] - present
+    others_t = held.sum(axis=0)[None, :] - held
+    without = (others_n > last_units) | ((others_n == last_units) & (others_t >= last_total - eps))
+    with_it = np.where(
+        others_n + 1 > last_units,
+        floor[:, None],
+        np.where(others_n + 1 == last_units, np.maximum(floor[:, None], last_total - others_t), np.inf),
+    )
+    return np.where(without, 0.0, with_it).astype(np.float32)
+
+
+def _cells_that_count(
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    places: list[np.ndarray],
+    best: np.ndarray,
+    fills: list[float],
+    target: np.ndarray,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The retrieved cells of a spelling's tokens (``rows``, as :func:`chain_estimate` takes them; ``places``:
+    each cell's page, an index into ``target``) that can be part of a chain scoring its page's ``target``.
+    Each of a chain's terms is at most the higher of its token's best cell on the page (``best``, (T,
+    pages)) and the fill, so a cell of token j under T x target less the others' best terms cannot reach
+    it, neither as itself nor as the place a chain goes on from after a token counted at the fill (the fill
+    is lower still). Pages whose chains all fall under the target then score lower than they would, and
+    rank under it either way."""
+    T = len(rows)
+    terms = np.maximum(best, np.asarray(fills, np.float32)[:, None])
+    others = terms.sum(axis=0)[None, :] - terms  # (T, pages): the best the other tokens can add
+    need = T * target - others - 1e-4 * T  # a margin for float32 sums: a tie with the target stays
+    out = []
+    for j, ((ids, scores, cells), at) in enumerate(zip(rows, places)):
+        keep = scores >= need[j][at]
+        out.append((ids[keep], scores[keep], cells[keep]))
+    return out
+
+
 def _merge(occs: list[Occurrence], limit: int) -> list[Occurrence]:
     """Occurrences of one unit found by several spellings: best first, one per place."""
     kept: list[Occurrence] = []
@@ -412,7 +456,7 @@ class Searcher:
             for sp in spellings:
                 np.maximum(unit_score[sp.unit], top[sp.rows].mean(axis=0), out=unit_score[sp.unit])
         else:
-            self._chain_units(spellings, per_row, at_page, top, pages, rank, unit_score, want)
+            self._chain_units(spellings, per_row, at_page, top, pages, rank, floor[:, 0], unit_score, want)
         n_units, total = rank(unit_score)
         order = np.lexsort((pages, -total, -n_units))
         order = order[n_units[order] > 0]
@@ -431,6 +475,7 @@ class Searcher:
         top: np.ndarray,
         pages: np.ndarray,
         rank: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        floor: np.ndarray,
         unit_score: np.ndarray,
         want: int,
     ) -> None:
@@ -439,7 +484,11 @@ class Searcher:
         page's chain estimate is at most the mean of its tokens' best retrieved cells, a missing one counting
         the fill (``chain_estimate``), so pages are chained in blocks in the order of that bound until the
         next page's bound ranks below the page that would be the last candidate: the pages left unchained
-        cannot be candidates, and the candidates are those of chaining them all."""
+        cannot be candidates, and the candidates are those of chaining them all.
+
+        That bound is loose (a page of common pieces holds each somewhere), so most pages of a big index are
+        chained; a block after the first leaves out the cells that cannot lift their page to the last candidate
+        so far (``_scores_needed``, ``_cells_that_count``), which keeps the candidates and cuts the chaining."""
         fills = {r: float(scores.min()) if len(scores) else 0.0 for r, (_, scores, _) in per_row.items()}
         exact = np.where(top >= self.opt.text_layer_threshold, top, 0.0)  # text-layer cells only
         bound = np.zeros_like(unit_score)
@@ -463,17 +512,27 @@ class Searcher:
             key = block_of[at_page[r]]
             order = np.argsort(key, kind="stable")  # a radix sort of 16-bit keys
             bounds = np.searchsorted(key[order], np.arange(1, len(ends) + 1))
-            grouped[r] = (ids[order], scores[order], cells[order], bounds)
+            grouped[r] = (ids[order], scores[order], cells[order], bounds, at_page[r][order])
+        last: tuple[int, float] | None = None  # the last candidate so far: units present, their total
+        in_block = np.zeros(len(pages), np.int64)  # a page's place in its block
         for b in range(1, len(ends)):
             blk = np.sort(by_bound[ends[b - 1] : ends[b]])
             done = ends[b]
+            needed = None if last is None else _scores_needed(bound[:, blk], floor, *last)
+            in_block[blk] = np.arange(len(blk))
             for sp in spellings:
-                rows = []
+                rows, places = [], []
                 for r in sp.rows:
-                    ids, scores, cells, bounds = grouped[r]
+                    ids, scores, cells, bounds, at = grouped[r]
                     lo, hi = bounds[b - 1], bounds[b]
                     rows.append((ids[lo:hi], scores[lo:hi], cells[lo:hi]))
-                est = chain_estimate(rows, sp.lens, pages[blk], [fills[r] for r in sp.rows])
+                    places.append(at[lo:hi])
+                row_fills = [fills[r] for r in sp.rows]
+                if needed is not None:
+                    places = [in_block[at] for at in places]
+                    best = top[np.ix_(np.asarray(sp.rows), blk)]
+                    rows = _cells_that_count(rows, places, best, row_fills, needed[sp.unit])
+                est = chain_estimate(rows, sp.lens, pages[blk], row_fills)
                 # every token written exactly on the page (a text layer): its retrieved cells can miss a
                 # code's repeated piece where it stands ("-" of INV-2023-0042), and then the chain estimate
                 # fell under a raised threshold's floor and lost the exact match
@@ -486,6 +545,7 @@ class Searcher:
             if len(n_ch) < need:
                 continue
             kth = np.lexsort((-total_ch, -n_ch))[need - 1]
+            last = int(n_ch[kth]), float(total_ch[kth])
             nxt = by_bound[done]
             if n_bound[nxt] < n_ch[kth] or (n_bound[nxt] == n_ch[kth] and total_bound[nxt] < total_ch[kth] - 1e-5):
                 break
