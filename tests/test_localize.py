@@ -231,6 +231,24 @@ def test_occurrences_are_those_of_the_definition_on_random_maps():
         assert [(o.score, o.cells, o.token_boxes) for o in got] == want, trial
 
 
+def _retrieved_cells(rng: np.random.Generator):
+    """A block of a few pages with each token's retrieved cells drawn at random (scores in 1/64 steps: ties),
+    as stage 1 hands them to ``chain_estimate``: pages, token lengths, rows, each row's fill, and each token's
+    best term on each page ((T, pages): its best cell or the fill)."""
+    pages = np.sort(rng.choice(50, int(rng.integers(2, 8)), replace=False))
+    lens = [int(rng.integers(1, 7)) for _ in range(int(rng.integers(1, 5)))]
+    rows = []
+    for _ in lens:
+        n = int(rng.integers(1, 60))
+        ids, cells = rng.choice(pages, n), rng.integers(0, [6, 25], size=(n, 2))
+        rows.append((ids, (rng.integers(0, 64, n) / 64).astype(np.float32), cells))
+    fills = [float(sc.min()) for _, sc, _ in rows]
+    best = np.array(
+        [[max([fill, *sc[ids == p].tolist()]) for p in pages] for (ids, sc, _), fill in zip(rows, fills)], np.float32
+    )
+    return pages, lens, rows, fills, best
+
+
 def test_a_chain_estimate_is_at_most_its_tokens_best_cells_and_is_the_same_from_its_pages_cells_alone():
     """Stage 1 chains pages in the order of this bound and stops where it cannot reach the candidates; a block of
     pages is chained from its own cells with the whole rows' fills."""
@@ -238,18 +256,8 @@ def test_a_chain_estimate_is_at_most_its_tokens_best_cells_and_is_the_same_from_
 
     rng = np.random.default_rng(11)
     for _ in range(60):
-        pages = np.sort(rng.choice(50, int(rng.integers(2, 8)), replace=False))
-        lens = [int(rng.integers(1, 7)) for _ in range(int(rng.integers(1, 5)))]
-        rows = []
-        for _ in lens:
-            n = int(rng.integers(1, 60))
-            ids, cells = rng.choice(pages, n), rng.integers(0, [6, 25], size=(n, 2))
-            rows.append((ids, (rng.integers(0, 64, n) / 64).astype(np.float32), cells))
-        fills = [float(sc.min()) for _, sc, _ in rows]
+        pages, lens, rows, fills, best = _retrieved_cells(rng)
         whole = chain_estimate(rows, lens, pages)
-        best = np.array(
-            [[max([fill, *sc[ids == p].tolist()]) for p in pages] for (ids, sc, _), fill in zip(rows, fills)]
-        )
         assert (whole <= best.mean(axis=0) + 1e-6).all()
         some = np.sort(rng.choice(pages, int(rng.integers(1, len(pages))), replace=False))
         alone = [(ids[np.isin(ids, some)], sc[np.isin(ids, some)], ce[np.isin(ids, some)]) for ids, sc, ce in rows]
@@ -265,19 +273,8 @@ def test_cells_left_out_of_a_block_keep_every_chain_estimate_that_reaches_its_pa
     rng = np.random.default_rng(13)
     dropped = 0
     for trial in range(80):
-        pages = np.sort(rng.choice(50, int(rng.integers(2, 8)), replace=False))
-        lens = [int(rng.integers(1, 7)) for _ in range(int(rng.integers(1, 5)))]
-        rows = []
-        for _ in lens:
-            n = int(rng.integers(1, 60))
-            ids, cells = rng.choice(pages, n), rng.integers(0, [6, 25], size=(n, 2))
-            rows.append((ids, (rng.integers(0, 64, n) / 64).astype(np.float32), cells))
-        fills = [float(sc.min()) for _, sc, _ in rows]
+        pages, lens, rows, fills, best = _retrieved_cells(rng)
         whole = chain_estimate(rows, lens, pages, fills)
-        best = np.array(
-            [[max([fill, *sc[ids == p].tolist()]) for p in pages] for (ids, sc, _), fill in zip(rows, fills)],
-            np.float32,
-        )
         # targets about the pages' estimates, some exactly at them
         target = (whole + rng.choice([-0.1, -0.02, 0.0, 0.02, 0.1], len(pages))).astype(np.float32)
         places = [np.searchsorted(pages, ids) for ids, _, _ in rows]
